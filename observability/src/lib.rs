@@ -1,0 +1,101 @@
+//! Observability: logging set-up for the binary, and (as it grows) tracing spans,
+//! OpenTelemetry export and Prometheus metrics.
+//!
+//! Library crates only *emit* `tracing` events and spans; [`init`] is called once, by the
+//! binary, to install the subscriber.
+
+use std::io::IsTerminal;
+
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
+
+/// How log lines are written to standard error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Short, coloured (on a terminal) lines for people.
+    #[default]
+    Human,
+    /// One JSON object per line, for machines.
+    Json,
+}
+
+/// Logging options, from the command line.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LogOptions {
+    /// The line format.
+    pub format: LogFormat,
+    /// `-v` count minus `-q` count: 0 shows warnings and errors, 1 info, 2 debug, 3 trace;
+    /// -1 errors only. `RUST_LOG`, when set, wins.
+    pub verbosity: i8,
+}
+
+/// Why logging could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// `RUST_LOG` is not a valid filter.
+    #[error("RUST_LOG is not a valid log filter: {0}")]
+    BadFilter(String),
+    /// A subscriber was installed already.
+    #[error("logging was already initialised")]
+    AlreadyInitialised,
+}
+
+/// The filter for a verbosity level (when `RUST_LOG` is unset).
+pub fn default_filter(verbosity: i8) -> &'static str {
+    match verbosity {
+        i8::MIN..=-1 => "error",
+        0 => "warn",
+        1 => "info,troupe=info",
+        2 => {
+            "info,troupe=debug,troupe_runtime=debug,troupe_adapters=debug,troupe_context=debug,troupe_workflows=debug"
+        }
+        _ => {
+            "debug,troupe=trace,troupe_runtime=trace,troupe_adapters=trace,troupe_context=trace,troupe_workflows=trace"
+        }
+    }
+}
+
+/// Install the process's tracing subscriber: logs to standard error in `opts.format`,
+/// filtered by `RUST_LOG` when set, else by `opts.verbosity`. Call once, from the binary.
+pub fn init(opts: LogOptions) -> Result<(), Error> {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(spec) if !spec.trim().is_empty() => {
+            EnvFilter::try_new(&spec).map_err(|e| Error::BadFilter(format!("`{spec}`: {e}")))?
+        }
+        _ => EnvFilter::new(default_filter(opts.verbosity)),
+    };
+    let writer = BoxMakeWriter::new(std::io::stderr);
+    let result = match opts.format {
+        LogFormat::Human => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(writer)
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_target(opts.verbosity >= 2)
+            .without_time()
+            .try_init(),
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .with_writer(writer)
+            .with_current_span(true)
+            .try_init(),
+    };
+    result.map_err(|_| Error::AlreadyInitialised)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verbosity_maps_to_filters_that_parse() {
+        for v in -3..=5 {
+            let f = default_filter(v);
+            assert!(EnvFilter::try_new(f).is_ok(), "{f}");
+        }
+        assert_eq!(default_filter(-1), "error");
+        assert_eq!(default_filter(0), "warn");
+        assert!(default_filter(2).contains("debug"));
+    }
+}

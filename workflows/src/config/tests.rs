@@ -1,0 +1,418 @@
+use std::path::{Path, PathBuf};
+
+use pretty_assertions::assert_eq;
+
+use super::*;
+
+fn parse(text: &str) -> (Config, Problems) {
+    Config::parse_toml(text, Path::new("troupe.toml"))
+}
+
+/// Parse and validate like `Config::load` does, from a file with `text`.
+fn load(text: &str) -> LoadedConfig {
+    load_env(text, [])
+}
+
+fn load_env<const N: usize>(text: &str, env: [(&str, &str); N]) -> LoadedConfig {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("troupe.toml");
+    std::fs::write(&path, text).unwrap();
+    let env = env.map(|(k, v)| (k.to_string(), v.to_string()));
+    let mut loaded = Config::load_from(ConfigSource::Flag(path.clone()), env).unwrap();
+    // Make locations independent of the temporary folder.
+    for p in &mut loaded.problems.0 {
+        if let Location::File { path: ref mut lp, .. } = p.location {
+            assert_eq!(lp, &path);
+            *lp = PathBuf::from("troupe.toml");
+        }
+    }
+    loaded
+}
+
+fn messages(problems: &Problems) -> Vec<String> {
+    problems.0.iter().map(|p| p.to_string()).collect()
+}
+
+#[test]
+fn builtin_defaults_are_complete_and_valid() {
+    let c = Config::builtin();
+    let agents: Vec<_> = c.agents.keys().cloned().collect();
+    assert_eq!(agents, ["claude", "codex", "copilot", "gemini", "local-code", "local-instruct"]);
+    let workflows: Vec<_> = c.workflows.keys().cloned().collect();
+    assert_eq!(
+        workflows,
+        ["default", "document", "hybrid", "offline-default", "quick", "review-only", "thorough"]
+    );
+    let problems = c.validate();
+    assert!(problems.0.is_empty(), "built-ins have problems: {problems}");
+    // The offline workflow only uses local agents; the default one only CLI agents.
+    let offline = c.workflow("offline-default").unwrap();
+    assert!(c.agents_of(offline).iter().all(|a| c.agent(a).unwrap().is_local()));
+    assert!(!c.agent("claude").unwrap().is_local());
+}
+
+#[test]
+fn init_template_parses_and_validates_cleanly() {
+    let loaded = load(INIT_TEMPLATE);
+    assert!(loaded.problems.0.is_empty(), "template problems:\n{}", loaded.problems);
+    assert!(loaded.config.workflows.contains_key("local-review"));
+    // The template restates the defaults: settings are unchanged.
+    assert_eq!(loaded.config.settings, Settings::default());
+}
+
+#[test]
+fn a_file_adds_agents_and_replaces_builtins_by_name() {
+    let (c, problems) = parse(
+        r#"
+[agents.local-code]
+kind = "ollama"
+base_url = "http://127.0.0.1:11434"
+model = "qwen2.5-coder:7b"
+
+[agents.gpt]
+kind = "openai"
+base_url = "https://api.openai.com/v1"
+model = "gpt-4.1"
+api_key_env = "OPENAI_API_KEY"
+"#,
+    );
+    assert!(problems.0.is_empty(), "{problems}");
+    let local = c.agent("local-code").unwrap();
+    assert_eq!(local.kind, AgentKind::Ollama);
+    // Replaced whole: the built-in's managed server and role are gone.
+    assert_eq!(local.server, None);
+    assert_eq!(local.role, None);
+    assert_eq!(c.agent("gpt").unwrap().api_key_env.as_deref(), Some("OPENAI_API_KEY"));
+    // Built-ins not named are kept.
+    assert!(c.agent("claude").is_some());
+    assert_eq!(c.workflows.len(), Config::builtin().workflows.len());
+}
+
+#[test]
+fn settings_override_key_by_key() {
+    let (c, problems) = parse("[settings]\noffline = true\ncontext_token_budget = 900\n");
+    assert!(problems.0.is_empty(), "{problems}");
+    assert!(c.settings.offline);
+    assert_eq!(c.settings.context_token_budget, 900);
+    assert_eq!(c.settings.default_workflow, "default");
+}
+
+#[test]
+fn syntax_errors_name_line_and_column() {
+    let loaded = load("[settings]\noffline = true\nbroken = = 3\n");
+    let msgs = messages(&loaded.problems);
+    assert_eq!(msgs.len(), 1, "{msgs:?}");
+    assert!(msgs[0].starts_with("troupe.toml:3:"), "{}", msgs[0]);
+    assert!(msgs[0].contains("invalid TOML"), "{}", msgs[0]);
+}
+
+#[test]
+fn three_mistakes_are_all_reported_with_positions() {
+    let text = r#"[settings]
+default_workflow = "default"
+
+[agents.broken]
+base_url = "http://127.0.0.1:9000/v1"
+
+[agents.slow]
+kind = "openai"
+base_url = "http://127.0.0.1:9000/v1"
+model = "m"
+timeout_secs = "soon"
+
+[workflows.mine]
+steps = [
+  { agent = "codx", role = "implement" },
+]
+"#;
+    let loaded = load(text);
+    let msgs = messages(&loaded.problems);
+    assert_eq!(msgs.len(), 3, "{msgs:#?}");
+    // Missing field: at the agent's table.
+    assert!(
+        msgs.iter().any(|m| m.starts_with("troupe.toml:4:") && m.contains("missing field `kind`")),
+        "{msgs:#?}"
+    );
+    // Wrong type: at the value.
+    assert!(
+        msgs.iter()
+            .any(|m| m.starts_with("troupe.toml:11:16")
+                && m.contains("`timeout_secs`: invalid type")),
+        "{msgs:#?}"
+    );
+    // Unknown agent: at the step's agent, with a suggestion.
+    assert!(
+        msgs.iter().any(|m| m.starts_with("troupe.toml:15:13")
+            && m.contains("unknown agent `codx`")
+            && m.contains("did you mean `codex`")),
+        "{msgs:#?}"
+    );
+}
+
+#[test]
+fn unknown_keys_are_errors_not_silently_ignored() {
+    let loaded =
+        load("[agents.x]\nkind = \"cli\"\ncommand = \"x\"\ntiemout_secs = 5\n\n[tools]\na = 1\n");
+    let msgs = messages(&loaded.problems);
+    assert_eq!(msgs.len(), 2, "{msgs:#?}");
+    assert!(
+        msgs.iter().any(|m| m.starts_with("troupe.toml:4:1") && m.contains("tiemout_secs")),
+        "{msgs:#?}"
+    );
+    assert!(
+        msgs.iter()
+            .any(|m| m.starts_with("troupe.toml:6:2") && m.contains("unknown section `tools`")),
+        "{msgs:#?}"
+    );
+}
+
+#[test]
+fn fallback_cycles_and_bad_fallbacks_are_reported() {
+    let text = r#"
+[agents.a]
+kind = "cli"
+command = "a"
+fallback = ["b"]
+
+[agents.b]
+kind = "cli"
+command = "b"
+fallback = ["c"]
+
+[agents.c]
+kind = "cli"
+command = "c"
+fallback = ["a", "nobody", "c"]
+"#;
+    let loaded = load(text);
+    let msgs = messages(&loaded.problems);
+    assert_eq!(msgs.len(), 3, "{msgs:#?}");
+    assert!(
+        msgs.iter()
+            .any(|m| m.contains("fallback cycle: a → b → c → a")
+                && m.starts_with("troupe.toml:5:12")),
+        "{msgs:#?}"
+    );
+    assert!(
+        msgs.iter()
+            .any(|m| m.contains("unknown agent `nobody`") && m.starts_with("troupe.toml:15:18")),
+        "{msgs:#?}"
+    );
+    assert!(msgs.iter().any(|m| m.contains("lists itself as a fallback")), "{msgs:#?}");
+}
+
+#[test]
+fn every_agent_rule_is_checked() {
+    let text = r#"
+[agents.nocmd]
+kind = "cli"
+
+[agents.nourl]
+kind = "openai"
+model = "m"
+
+[agents.nomodel]
+kind = "ollama"
+base_url = "http://127.0.0.1:11434"
+
+[agents.badurl]
+kind = "llamacpp"
+base_url = "ftp://127.0.0.1/"
+
+[agents.key]
+kind = "openai"
+base_url = "https://example.com/v1"
+model = "m"
+api_key_env = "sk-live-123"
+
+[agents.zero]
+kind = "cli"
+command = "z"
+timeout_secs = 0
+retry = { max_attempts = 0 }
+breaker = { failure_threshold = 0 }
+rate_limit = { requests_per_minute = 0 }
+
+[agents.remote-server]
+kind = "llamacpp"
+base_url = "http://10.0.0.5:8080/v1"
+server = { command = "llama-server" }
+"#;
+    let loaded = load(text);
+    let msgs = messages(&loaded.problems);
+    let expect = [
+        "`nocmd` is a cli agent but has no `command`",
+        "`nourl` is a openai agent but has no `base_url`",
+        "`nomodel` is a ollama agent but has no `model`",
+        "base_url must be an http(s) URL",
+        "api_key_env must be the NAME",
+        "timeout_secs must be at least 1",
+        "retry.max_attempts must be at least 1",
+        "breaker.failure_threshold must be at least 1",
+        "rate_limit.requests_per_minute must be at least 1",
+        "managed `server` but its base_url is not on a loopback address",
+    ];
+    for e in expect {
+        assert!(msgs.iter().any(|m| m.contains(e)), "missing {e:?} in {msgs:#?}");
+    }
+    assert_eq!(loaded.problems.errors().count(), expect.len(), "{msgs:#?}");
+}
+
+#[test]
+fn workflow_rules_are_checked() {
+    let text = r#"
+[settings]
+default_workflow = "nope"
+planner_agent = "ghost"
+
+[workflows.empty]
+steps = []
+
+[workflows.many]
+max_iterations = 0
+steps = [{ agent = "codex", role = "implement", fallback = ["ghost"] }]
+
+[workflows.dynamic]
+steps = [{ agent = "codex", role = "implement" }]
+
+[workflows.badrole]
+steps = [{ agent = "codex", role = "dance" }]
+"#;
+    let loaded = load(text);
+    let msgs = messages(&loaded.problems);
+    let expect = [
+        "default_workflow `nope` is not a workflow",
+        "planner_agent names unknown agent `ghost`",
+        "workflow `empty` has no steps",
+        "max_iterations must be between 1 and 50",
+        "step 1's fallback names unknown agent `ghost`",
+        "`dynamic` is reserved",
+        "unknown variant `dance`",
+    ];
+    for e in expect {
+        assert!(msgs.iter().any(|m| m.contains(e)), "missing {e:?} in {msgs:#?}");
+    }
+    assert_eq!(loaded.problems.errors().count(), expect.len(), "{msgs:#?}");
+}
+
+#[test]
+fn a_broken_agent_is_not_replaced_by_the_builtin() {
+    // `codex` fails to parse: the workflows that use it must be reported, not run the built-in.
+    let loaded = load("[agents.codex]\nkind = \"cli\"\ncommand = 5\n");
+    let msgs = messages(&loaded.problems);
+    assert!(msgs.iter().any(|m| m.starts_with("troupe.toml:3:11")), "{msgs:#?}");
+    assert!(
+        msgs.iter().any(|m| m.contains("workflow `default` step 1 names unknown agent `codex`")),
+        "{msgs:#?}"
+    );
+    assert!(loaded.into_valid().is_err());
+}
+
+#[test]
+fn disabled_agents_in_workflows_are_warnings() {
+    let loaded = load("[agents.codex]\nkind = \"cli\"\ncommand = \"codex\"\nenabled = false\n");
+    assert!(!loaded.problems.has_errors(), "{}", loaded.problems);
+    let warnings: Vec<_> = loaded.problems.warnings().map(|p| p.message.clone()).collect();
+    assert!(
+        warnings.iter().any(|w| w.contains("uses agent `codex`, which is disabled")),
+        "{warnings:?}"
+    );
+}
+
+#[test]
+fn environment_overrides_common_fields() {
+    let loaded = load_env(
+        "",
+        [
+            ("TROUPE_OFFLINE", "yes"),
+            ("TROUPE_WORKFLOW", "quick"),
+            ("TROUPE_AGENT_LOCAL_CODE_MODEL", "other"),
+            ("TROUPE_AGENT_LOCAL_CODE_BASE_URL", "http://127.0.0.1:9999/v1"),
+            ("TROUPE_AGENT_CODEX_ENABLED", "false"),
+            ("TROUPE_AGENT_CLAUDE_TIMEOUT_SECS", "42"),
+            ("UNRELATED", "x"),
+        ],
+    );
+    let c = &loaded.config;
+    assert!(c.settings.offline);
+    assert_eq!(c.settings.default_workflow, "quick");
+    assert_eq!(c.agent("local-code").unwrap().model.as_deref(), Some("other"));
+    assert_eq!(
+        c.agent("local-code").unwrap().base_url.as_deref(),
+        Some("http://127.0.0.1:9999/v1")
+    );
+    assert!(!c.agent("codex").unwrap().enabled);
+    assert_eq!(c.agent("claude").unwrap().timeout_secs, 42);
+}
+
+#[test]
+fn bad_environment_overrides_are_reported() {
+    let loaded = load_env(
+        "",
+        [
+            ("TROUPE_OFFLINE", "maybe"),
+            ("TROUPE_AGENT_NOBODY_MODEL", "x"),
+            ("TROUPE_AGENT_CODEX_COLOUR", "red"),
+            ("TROUPE_MAX_CONCURRENT_RUNS", "many"),
+        ],
+    );
+    let msgs = messages(&loaded.problems);
+    assert_eq!(loaded.problems.errors().count(), 4, "{msgs:#?}");
+    assert!(
+        msgs.iter().any(|m| m.starts_with("$TROUPE_OFFLINE: error: expected true or false")),
+        "{msgs:#?}"
+    );
+    assert!(
+        msgs.iter().any(|m| m.starts_with("$TROUPE_AGENT_NOBODY_MODEL")
+            && m.contains("no agent matches `NOBODY`")),
+        "{msgs:#?}"
+    );
+    assert!(msgs.iter().any(|m| m.starts_with("$TROUPE_AGENT_CODEX_COLOUR")), "{msgs:#?}");
+}
+
+#[test]
+fn resolution_order_is_flag_env_cwd_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let flag = dir.path().join("flag.toml");
+    let env = dir.path().join("env.toml");
+    let user = dir.path().join("user.toml");
+    let cwd = dir.path().join("cwd");
+    std::fs::create_dir(&cwd).unwrap();
+    for p in [&flag, &env, &user] {
+        std::fs::write(p, "").unwrap();
+    }
+    let r = |f: Option<&Path>, e: Option<&Path>| {
+        resolve_config_path(f, e.map(|p| p.as_os_str().to_owned()), &cwd, Some(user.clone()))
+            .unwrap()
+    };
+    assert_eq!(r(Some(&flag), Some(&env)), ConfigSource::Flag(flag.clone()));
+    assert_eq!(r(None, Some(&env)), ConfigSource::Env(env.clone()));
+    assert_eq!(r(None, None), ConfigSource::UserDir(user.clone()));
+    std::fs::write(cwd.join("troupe.toml"), "").unwrap();
+    assert_eq!(r(None, None), ConfigSource::CurrentDir(cwd.join("troupe.toml")));
+    let none = resolve_config_path(None, None, dir.path(), None).unwrap();
+    assert_eq!(none, ConfigSource::Builtin);
+    // Named files must exist.
+    let missing = dir.path().join("missing.toml");
+    let err = resolve_config_path(Some(&missing), None, &cwd, None).unwrap_err();
+    assert!(err.to_string().contains("missing.toml (from --config) does not exist"), "{err}");
+    let err = resolve_config_path(None, Some(missing.into_os_string()), &cwd, None).unwrap_err();
+    assert!(err.to_string().contains("$TROUPE_CONFIG"), "{err}");
+}
+
+#[test]
+fn line_col_counts_characters() {
+    assert_eq!(line_col("abc", 0), (1, 1));
+    assert_eq!(line_col("a\nbc", 3), (2, 2));
+    assert_eq!(line_col("é\nx", 3), (2, 1));
+    assert_eq!(line_col("éa", 2), (1, 2));
+    assert_eq!(line_col("x", 99), (1, 2));
+}
+
+#[test]
+fn config_round_trips_through_json() {
+    let c = Config::builtin();
+    let json = serde_json::to_string(&c).unwrap();
+    let back: Config = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, c);
+}

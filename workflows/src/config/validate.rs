@@ -1,0 +1,350 @@
+//! Cross-references and values: everything a type check cannot see.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use troupe_adapters::config::{AgentKind, is_loopback_url};
+
+use super::{Config, DYNAMIC_WORKFLOW, Location, Problem, Problems, Severity};
+
+/// One step of a path into the configuration tree, like `workflows.default.steps[1].agent`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum PathSeg<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+use PathSeg::{Index, Key};
+
+/// Finds where a path was written, for messages.
+pub(crate) trait SpanLookup {
+    fn locate(&self, path: &[PathSeg<'_>]) -> Location;
+}
+
+/// For configurations that came from no file.
+pub(crate) struct NoSpans;
+
+impl SpanLookup for NoSpans {
+    fn locate(&self, _: &[PathSeg<'_>]) -> Location {
+        Location::Builtin
+    }
+}
+
+const MAX_ITERATIONS: u32 = 50;
+
+pub(crate) fn validate(config: &Config, spans: &dyn SpanLookup) -> Problems {
+    let mut v = Validator { config, spans, problems: Vec::new() };
+    v.settings();
+    v.agents();
+    v.fallback_cycles();
+    v.workflows();
+    Problems(v.problems)
+}
+
+struct Validator<'a> {
+    config: &'a Config,
+    spans: &'a dyn SpanLookup,
+    problems: Vec<Problem>,
+}
+
+impl Validator<'_> {
+    fn push(&mut self, severity: Severity, path: &[PathSeg<'_>], message: String) {
+        let location = self.spans.locate(path);
+        self.problems.push(Problem { severity, location, message });
+    }
+
+    fn error(&mut self, path: &[PathSeg<'_>], message: String) {
+        self.push(Severity::Error, path, message);
+    }
+
+    fn warn(&mut self, path: &[PathSeg<'_>], message: String) {
+        self.push(Severity::Warning, path, message);
+    }
+
+    fn known_agents(&self) -> String {
+        self.config.agents.keys().cloned().collect::<Vec<_>>().join(", ")
+    }
+
+    fn unknown_agent(&mut self, path: &[PathSeg<'_>], what: &str, name: &str) {
+        let hint = suggest(name, self.config.agents.keys().map(String::as_str))
+            .map(|s| format!(" (did you mean `{s}`?)"))
+            .unwrap_or_default();
+        let known = self.known_agents();
+        self.error(
+            path,
+            format!("{what} names unknown agent `{name}`{hint}; known agents: {known}"),
+        );
+    }
+
+    fn settings(&mut self) {
+        let s = &self.config.settings;
+        let wf = s.default_workflow.clone();
+        if wf != DYNAMIC_WORKFLOW && !self.config.workflows.contains_key(&wf) {
+            let known: Vec<_> = self.config.workflows.keys().cloned().collect();
+            self.error(
+                &[Key("settings"), Key("default_workflow")],
+                format!(
+                    "default_workflow `{wf}` is not a workflow; known: {}, {DYNAMIC_WORKFLOW}",
+                    known.join(", ")
+                ),
+            );
+        }
+        if let Some(planner) = s.planner_agent.clone()
+            && !self.config.agents.contains_key(&planner)
+        {
+            self.unknown_agent(&[Key("settings"), Key("planner_agent")], "planner_agent", &planner);
+        }
+        if s.max_concurrent_runs == 0 {
+            self.error(
+                &[Key("settings"), Key("max_concurrent_runs")],
+                "max_concurrent_runs must be at least 1".into(),
+            );
+        }
+        if !(0.0..=1.0).contains(&s.min_success_rate) {
+            self.error(
+                &[Key("settings"), Key("min_success_rate")],
+                format!("min_success_rate must be between 0 and 1, found {}", s.min_success_rate),
+            );
+        }
+        if s.offline && !self.config.agents.values().any(|a| a.enabled && a.is_local()) {
+            self.warn(
+                &[Key("settings"), Key("offline")],
+                "offline mode is on but no enabled agent is local (on a loopback address)".into(),
+            );
+        }
+    }
+
+    fn agents(&mut self) {
+        for (name, agent) in &self.config.agents {
+            let at = |field: &'static str| [Key("agents"), Key(name.as_str()), Key(field)];
+            match agent.kind {
+                AgentKind::Cli => {
+                    if agent.command.as_deref().is_none_or(|c| c.trim().is_empty()) {
+                        self.error(
+                            &at("kind"),
+                            format!("agent `{name}` is a cli agent but has no `command`"),
+                        );
+                    }
+                    if agent.base_url.is_some() {
+                        self.warn(
+                            &at("base_url"),
+                            format!("agent `{name}` is a cli agent; `base_url` is ignored"),
+                        );
+                    }
+                }
+                kind => {
+                    match agent.base_url.as_deref() {
+                        None => self.error(
+                            &at("kind"),
+                            format!("agent `{name}` is a {kind} agent but has no `base_url` (e.g. http://127.0.0.1:8080/v1)"),
+                        ),
+                        Some(url) => match url::Url::parse(url) {
+                            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+                            Ok(u) => self.error(
+                                &at("base_url"),
+                                format!("agent `{name}`: base_url must be an http(s) URL with a host, found scheme `{}`", u.scheme()),
+                            ),
+                            Err(e) => self.error(&at("base_url"), format!("agent `{name}`: base_url `{url}` is not a URL: {e}")),
+                        },
+                    }
+                    if matches!(kind, AgentKind::Openai | AgentKind::Ollama)
+                        && agent.model.is_none()
+                    {
+                        self.error(
+                            &at("kind"),
+                            format!("agent `{name}` is a {kind} agent but has no `model`"),
+                        );
+                    }
+                    if !agent.args.is_empty() {
+                        self.warn(
+                            &at("args"),
+                            format!("agent `{name}` is an HTTP agent; `args` is ignored"),
+                        );
+                    }
+                    if agent.server.is_some()
+                        && !agent.base_url.as_deref().is_some_and(is_loopback_url)
+                    {
+                        self.error(
+                            &at("server"),
+                            format!("agent `{name}` has a managed `server` but its base_url is not on a loopback address"),
+                        );
+                    }
+                }
+            }
+            if let Some(var) = &agent.api_key_env {
+                let looks_like_name = !var.is_empty()
+                    && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                    && !var.starts_with(|c: char| c.is_ascii_digit());
+                if !looks_like_name {
+                    self.error(
+                        &at("api_key_env"),
+                        format!("agent `{name}`: api_key_env must be the NAME of an environment variable (like OPENAI_API_KEY), not a key"),
+                    );
+                }
+            }
+            if agent.timeout_secs == 0 {
+                self.error(
+                    &at("timeout_secs"),
+                    format!("agent `{name}`: timeout_secs must be at least 1"),
+                );
+            }
+            if agent.retry.max_attempts == 0 {
+                self.error(
+                    &[Key("agents"), Key(name.as_str()), Key("retry"), Key("max_attempts")],
+                    format!(
+                        "agent `{name}`: retry.max_attempts must be at least 1 (1 means no retries)"
+                    ),
+                );
+            }
+            if agent.breaker.failure_threshold == 0 {
+                self.error(
+                    &[Key("agents"), Key(name.as_str()), Key("breaker"), Key("failure_threshold")],
+                    format!("agent `{name}`: breaker.failure_threshold must be at least 1"),
+                );
+            }
+            for (field, value) in [
+                ("requests_per_minute", agent.rate_limit.requests_per_minute),
+                ("tokens_per_minute", agent.rate_limit.tokens_per_minute),
+            ] {
+                if value == Some(0) {
+                    self.error(
+                        &[Key("agents"), Key(name.as_str()), Key("rate_limit"), Key(field)],
+                        format!("agent `{name}`: rate_limit.{field} must be at least 1 (leave it out for no limit)"),
+                    );
+                }
+            }
+            for (i, fb) in agent.fallback.iter().enumerate() {
+                let path = [Key("agents"), Key(name.as_str()), Key("fallback"), Index(i)];
+                if fb == name {
+                    self.error(&path, format!("agent `{name}` lists itself as a fallback"));
+                } else if !self.config.agents.contains_key(fb) {
+                    self.unknown_agent(&path, &format!("agent `{name}`'s fallback"), fb);
+                }
+            }
+        }
+    }
+
+    /// Each cycle in the fallback graph is reported once, at its alphabetically first agent.
+    fn fallback_cycles(&mut self) {
+        let graph: BTreeMap<&str, Vec<&str>> = self
+            .config
+            .agents
+            .iter()
+            .map(|(n, a)| {
+                let next = a
+                    .fallback
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|f| *f != n && self.config.agents.contains_key(*f))
+                    .collect();
+                (n.as_str(), next)
+            })
+            .collect();
+        let mut reported: BTreeSet<Vec<&str>> = BTreeSet::new();
+        for start in graph.keys() {
+            // Depth-first search for a path from `start` back to `start`.
+            let mut stack: Vec<(&str, usize)> = vec![(start, 0)];
+            let mut on_path: Vec<&str> = vec![start];
+            let mut visited: BTreeSet<&str> = BTreeSet::new();
+            while let Some((node, i)) = stack.pop() {
+                let next = graph.get(node).and_then(|n| n.get(i)).copied();
+                match next {
+                    None => {
+                        on_path.pop();
+                    }
+                    Some(n) => {
+                        stack.push((node, i + 1));
+                        if n == *start {
+                            // Report each cycle once: from its alphabetically first agent.
+                            let cycle = on_path.clone();
+                            if cycle.iter().min() == Some(start) && reported.insert(cycle.clone()) {
+                                let mut shown = cycle;
+                                shown.push(start);
+                                self.error(
+                                    &[Key("agents"), Key(start), Key("fallback")],
+                                    format!("fallback cycle: {}", shown.join(" → ")),
+                                );
+                            }
+                        } else if visited.insert(n) {
+                            on_path.push(n);
+                            stack.push((n, 0));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn workflows(&mut self) {
+        for (name, wf) in &self.config.workflows {
+            let base = [Key("workflows"), Key(name.as_str())];
+            if name == DYNAMIC_WORKFLOW {
+                self.error(&base, format!("`{DYNAMIC_WORKFLOW}` is reserved for planned workflows; rename this workflow"));
+            }
+            if wf.steps.is_empty() {
+                self.error(
+                    &[Key("workflows"), Key(name.as_str()), Key("steps")],
+                    format!("workflow `{name}` has no steps"),
+                );
+            }
+            if wf.max_iterations == 0 || wf.max_iterations > MAX_ITERATIONS {
+                self.error(
+                    &[Key("workflows"), Key(name.as_str()), Key("max_iterations")],
+                    format!("workflow `{name}`: max_iterations must be between 1 and {MAX_ITERATIONS}, found {}", wf.max_iterations),
+                );
+            }
+            for (i, step) in wf.steps.iter().enumerate() {
+                let step_path = |field: &'static str| {
+                    [Key("workflows"), Key(name.as_str()), Key("steps"), Index(i), Key(field)]
+                };
+                let what = format!("workflow `{name}` step {}", i + 1);
+                match self.config.agents.get(&step.agent) {
+                    None => self.unknown_agent(&step_path("agent"), &what, &step.agent),
+                    Some(agent) if !agent.enabled => self.warn(
+                        &step_path("agent"),
+                        format!("{what} uses agent `{}`, which is disabled", step.agent),
+                    ),
+                    Some(_) => {}
+                }
+                for (j, fb) in step.fallback.iter().enumerate() {
+                    if !self.config.agents.contains_key(fb) {
+                        let path = [
+                            Key("workflows"),
+                            Key(name.as_str()),
+                            Key("steps"),
+                            Index(i),
+                            Key("fallback"),
+                            Index(j),
+                        ];
+                        self.unknown_agent(&path, &format!("{what}'s fallback"), fb);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The candidate closest to `name` by edit distance, if it is close enough to be a typo.
+pub(crate) fn suggest<'a>(
+    name: &str,
+    candidates: impl Iterator<Item = &'a str>,
+) -> Option<&'a str> {
+    candidates
+        .map(|c| (levenshtein(name, c), c))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 4))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+fn levenshtein(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
