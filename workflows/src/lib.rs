@@ -1,11 +1,21 @@
-//! Workflows: the configuration model (`troupe.toml`) and the workflow model.
+//! Workflows: the configuration model (`troupe.toml`) and the pure parts of the workflow
+//! engine.
 //!
-//! [`config`] loads, merges and validates configuration, reporting every problem at once
-//! with its file, line and column. The workflow engine (steps, iteration, review verdicts,
-//! the dynamic planner) grows here; it knows no transport and no actor system.
+//! - [`config`] loads, merges and validates configuration, reporting every problem at once
+//!   with its file, line and column.
+//! - [`template`]: the role prompt templates (implement, review, refine, document, plan),
+//!   overridable by file.
+//! - [`verdict`]: review verdicts parsed robustly from model output.
+//! - [`plan`]: the dynamic planner's routing policy and plan parsing.
+//!
+//! This crate knows no transport and no actor system: the runtime drives it.
 
 pub mod config;
 pub mod error;
+pub mod extract;
+pub mod plan;
+pub mod template;
+pub mod verdict;
 
 pub use config::{Config, LoadedConfig, Problem, Problems, Settings, StepConfig, WorkflowConfig};
 pub use error::{Error, Result};
