@@ -11,6 +11,7 @@
 //! This crate knows no transport and no actor system: the runtime drives it.
 
 pub mod config;
+pub mod engine;
 pub mod error;
 pub mod extract;
 pub mod plan;
