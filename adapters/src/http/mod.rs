@@ -1,0 +1,682 @@
+//! The HTTP adapters and what they share: pooled clients, time bounds, turning HTTP
+//! statuses and provider error bodies into [`AdapterError`] classes, and the SSE and NDJSON
+//! stream decoders.
+//!
+//! - [`OpenAiAgent`]: any OpenAI-compatible server (`kind = "openai"`) and llama.cpp's
+//!   `llama-server` (`kind = "llamacpp"`, which adds `/health` and `/props`).
+//! - [`OllamaAgent`]: Ollama's native API (`/api/chat` or `/api/generate`), plus the model
+//!   management calls in [`OllamaClient`].
+
+mod ollama;
+mod openai;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures::StreamExt;
+use reqwest::header::HeaderMap;
+use serde::Serialize;
+use tokio::time::Instant;
+
+pub use ollama::{OllamaAgent, OllamaClient, OllamaMode, PullProgress};
+pub use openai::{LlamaHealth, OpenAiAgent};
+
+use crate::agent::CallContext;
+use crate::config::AgentConfig;
+use crate::error::{AdapterError, Result};
+
+/// The largest error body or non-streamed answer read into memory.
+const MAX_BODY: usize = 32 * 1024 * 1024;
+/// The most of an error body quoted in a message.
+const MAX_QUOTE: usize = 2000;
+
+/// An API key read from the environment. Its `Debug` never shows it.
+#[derive(Clone)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    /// The key in the environment variable `var`, if set and not empty.
+    pub fn from_env(var: &str) -> Option<ApiKey> {
+        std::env::var(var)
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| ApiKey(v.trim().to_string()))
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKey(<redacted>)")
+    }
+}
+
+/// The time bounds of one HTTP call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Establishing the TCP connection.
+    pub connect: Duration,
+    /// From sending the request to the response headers (and, when streaming, to the
+    /// first chunk); none means only the total bound applies.
+    pub first_byte: Option<Duration>,
+    /// The whole call, body included.
+    pub total: Duration,
+}
+
+impl Timeouts {
+    /// The bounds an agent's configuration sets.
+    pub fn from_config(cfg: &AgentConfig) -> Timeouts {
+        Timeouts {
+            connect: Duration::from_secs(cfg.connect_timeout_secs.max(1)),
+            first_byte: cfg.first_byte_timeout_secs.map(Duration::from_secs),
+            total: Duration::from_secs(cfg.timeout_secs.max(1)),
+        }
+    }
+}
+
+/// One reqwest client per (connect timeout, local) pair, shared by every agent in the
+/// process so connections are pooled. Local clients ignore proxy settings: a proxy must
+/// never see loopback traffic (nor could it reach it).
+pub(crate) fn shared_client(connect: Duration, local: bool) -> Result<reqwest::Client> {
+    static CLIENTS: OnceLock<Mutex<HashMap<(u128, bool), reqwest::Client>>> = OnceLock::new();
+    let map = CLIENTS.get_or_init(|| Mutex::new(HashMap::new()));
+    let key = (connect.as_millis(), local);
+    let mut guard = map.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(c) = guard.get(&key) {
+        return Ok(c.clone());
+    }
+    let mut b = reqwest::Client::builder()
+        .connect_timeout(connect)
+        .pool_idle_timeout(Duration::from_secs(60))
+        .tcp_nodelay(true)
+        .user_agent(concat!("troupe/", env!("CARGO_PKG_VERSION")));
+    if local {
+        b = b.no_proxy();
+    }
+    let client = b.build().map_err(|e| AdapterError::Config {
+        agent: String::new(),
+        message: format!("cannot build the HTTP client: {}", chain(&e)),
+    })?;
+    guard.insert(key, client.clone());
+    Ok(client)
+}
+
+/// An HTTP server one agent talks to: its base URL, the shared client, the key and time
+/// bounds. The adapters build requests; this sends them and classifies what comes back.
+#[derive(Debug, Clone)]
+pub(crate) struct Endpoint {
+    /// The agent's name, for errors.
+    pub agent: String,
+    /// The base URL without a trailing slash.
+    pub base: String,
+    pub client: reqwest::Client,
+    pub key: Option<ApiKey>,
+    /// The variable the key comes from, for error messages.
+    pub key_env: Option<String>,
+    pub timeouts: Timeouts,
+}
+
+impl Endpoint {
+    pub fn new(name: &str, cfg: &AgentConfig) -> Result<Endpoint> {
+        let base =
+            cfg.base_url.as_deref().map(str::trim).filter(|s| !s.is_empty()).ok_or_else(|| {
+                AdapterError::Config {
+                    agent: name.to_string(),
+                    message: format!("no base_url; set [agents.{name}] base_url = \"http://…\""),
+                }
+            })?;
+        url::Url::parse(base).map_err(|e| AdapterError::Config {
+            agent: name.to_string(),
+            message: format!("base_url '{base}' is not a URL: {e}"),
+        })?;
+        let timeouts = Timeouts::from_config(cfg);
+        let client = shared_client(timeouts.connect, cfg.is_local()).map_err(|e| match e {
+            AdapterError::Config { message, .. } => {
+                AdapterError::Config { agent: name.to_string(), message }
+            }
+            other => other,
+        })?;
+        Ok(Endpoint {
+            agent: name.to_string(),
+            base: base.trim_end_matches('/').to_string(),
+            client,
+            key: cfg.api_key_env.as_deref().and_then(ApiKey::from_env),
+            key_env: cfg.api_key_env.clone(),
+            timeouts,
+        })
+    }
+
+    /// `base` + `path` (which starts with `/`).
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// The server root: the base URL without a trailing `/v1` or `/api`.
+    pub fn root(&self) -> &str {
+        self.base
+            .strip_suffix("/v1")
+            .or_else(|| self.base.strip_suffix("/api"))
+            .unwrap_or(&self.base)
+    }
+
+    /// A request with the key attached (when configured).
+    pub fn request(&self, method: reqwest::Method, url: &str) -> Result<reqwest::RequestBuilder> {
+        if let (None, Some(var)) = (&self.key, &self.key_env) {
+            return Err(AdapterError::Auth {
+                agent: self.agent.clone(),
+                message: format!(
+                    "the API key variable ${var} is not set; export it (export {var}=…) or \
+                     remove api_key_env for a server that needs no key"
+                ),
+            });
+        }
+        let mut rb = self.client.request(method, url);
+        if let Some(k) = &self.key {
+            rb = rb.bearer_auth(&k.0);
+        }
+        Ok(rb)
+    }
+
+    /// Send `rb` and wait for a successful status, within the first-byte and total bounds
+    /// and until cancelled. Non-2xx answers come back as classified errors.
+    pub async fn send(
+        &self,
+        rb: reqwest::RequestBuilder,
+        ctx: &CallContext,
+        deadline: Instant,
+    ) -> Result<reqwest::Response> {
+        let first = self
+            .timeouts
+            .first_byte
+            .map(|d| (Instant::now() + d).min(deadline))
+            .unwrap_or(deadline);
+        let phase = if first < deadline { "first byte" } else { "total" };
+        let resp = tokio::select! {
+            biased;
+            _ = ctx.cancel.cancelled() => return Err(AdapterError::cancelled(&self.agent)),
+            r = tokio::time::timeout_at(first, rb.send()) => match r {
+                Err(_) => return Err(self.timeout(phase, first)),
+                Ok(Err(e)) => return Err(self.reqwest_error(&e)),
+                Ok(Ok(resp)) => resp,
+            },
+        };
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status().as_u16();
+        let retry_after = parse_retry_after(resp.headers(), SystemTime::now());
+        let body = self.read_limited(resp, ctx, deadline, MAX_QUOTE * 4).await.unwrap_or_default();
+        Err(classify_status(&self.agent, status, retry_after, &body, self.key_env.as_deref()))
+    }
+
+    /// The body, whole, within the deadline; longer than `limit` bytes is an error.
+    pub async fn read_limited(
+        &self,
+        resp: reqwest::Response,
+        ctx: &CallContext,
+        deadline: Instant,
+        limit: usize,
+    ) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut stream = resp.bytes_stream();
+        loop {
+            let next = tokio::select! {
+                biased;
+                _ = ctx.cancel.cancelled() => return Err(AdapterError::cancelled(&self.agent)),
+                n = tokio::time::timeout_at(deadline, stream.next()) => n,
+            };
+            match next {
+                Err(_) => return Err(self.timeout("total", deadline)),
+                Ok(None) => return Ok(out),
+                Ok(Some(Err(e))) => return Err(self.reqwest_error(&e)),
+                Ok(Some(Ok(bytes))) => {
+                    if out.len() + bytes.len() > limit {
+                        if limit < MAX_BODY {
+                            out.extend_from_slice(&bytes[..limit.saturating_sub(out.len())]);
+                            return Ok(out);
+                        }
+                        return Err(AdapterError::bad_response(
+                            &self.agent,
+                            format!("the response is larger than {} MiB", limit >> 20),
+                        ));
+                    }
+                    out.extend_from_slice(&bytes);
+                }
+            }
+        }
+    }
+
+    /// Send and read a whole JSON answer.
+    pub async fn json(
+        &self,
+        rb: reqwest::RequestBuilder,
+        ctx: &CallContext,
+        deadline: Instant,
+    ) -> Result<serde_json::Value> {
+        let resp = self.send(rb, ctx, deadline).await?;
+        let body = self.read_limited(resp, ctx, deadline, MAX_BODY).await?;
+        serde_json::from_slice(&body).map_err(|e| {
+            AdapterError::bad_response(
+                &self.agent,
+                format!("malformed JSON ({e}): {}", quote(&String::from_utf8_lossy(&body))),
+            )
+        })
+    }
+
+    pub fn timeout(&self, phase: &'static str, deadline: Instant) -> AdapterError {
+        let after = match phase {
+            "first byte" => self.timeouts.first_byte.unwrap_or(self.timeouts.total),
+            _ => self.timeouts.total,
+        };
+        let _ = deadline;
+        AdapterError::Timeout { agent: self.agent.clone(), after, phase }
+    }
+
+    pub fn reqwest_error(&self, e: &reqwest::Error) -> AdapterError {
+        classify_reqwest(&self.agent, &self.base, self.timeouts.connect, e)
+    }
+}
+
+/// The error chain as one line.
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        let t = inner.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        src = inner.source();
+    }
+    s
+}
+
+/// A reqwest failure as an error class: connection problems and cut bodies are transient.
+pub(crate) fn classify_reqwest(
+    agent: &str,
+    base: &str,
+    connect: Duration,
+    e: &reqwest::Error,
+) -> AdapterError {
+    let detail = chain(e);
+    if e.is_timeout() {
+        if e.is_connect() {
+            return AdapterError::Timeout { agent: agent.into(), after: connect, phase: "connect" };
+        }
+        return AdapterError::transient(
+            agent,
+            format!("the request to {base} timed out: {detail}"),
+        );
+    }
+    if e.is_connect() {
+        return AdapterError::transient(
+            agent,
+            format!("cannot connect to {base} ({detail}); is the server running?"),
+        );
+    }
+    if e.is_body() || e.is_decode() {
+        return AdapterError::transient(agent, format!("the answer was cut off: {detail}"));
+    }
+    if e.is_builder() {
+        return AdapterError::Config { agent: agent.into(), message: detail };
+    }
+    AdapterError::transient(agent, format!("the request to {base} failed: {detail}"))
+}
+
+/// Text quoted in an error message: trimmed and cut to a readable length.
+pub(crate) fn quote(s: &str) -> String {
+    let s = s.trim();
+    if s.len() <= MAX_QUOTE {
+        return s.to_string();
+    }
+    let mut end = MAX_QUOTE;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+/// The message of a provider's error body: OpenAI and llama.cpp's `{"error": {"message"}}`,
+/// Ollama's `{"error": "…"}`, or the text itself.
+pub(crate) fn error_message(body: &[u8]) -> (String, Option<String>) {
+    let text = String::from_utf8_lossy(body);
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) {
+        let err = v.get("error").unwrap_or(&v);
+        if let Some(s) = err.as_str() {
+            return (quote(s), None);
+        }
+        let msg = err.get("message").and_then(|m| m.as_str());
+        let ty = err
+            .get("type")
+            .and_then(|t| t.as_str())
+            .or_else(|| err.get("code").and_then(|c| c.as_str()))
+            .map(str::to_string);
+        if let Some(m) = msg {
+            return (quote(m), ty);
+        }
+    }
+    (quote(&text), None)
+}
+
+fn mentions_context_overflow(text: &str) -> bool {
+    let t = text.to_ascii_lowercase();
+    [
+        "exceed_context_size",
+        "context_length_exceeded",
+        "context length",
+        "context size",
+        "maximum context",
+        "context window",
+        "too many tokens",
+        "prompt is too long",
+        "exceeds the available context",
+    ]
+    .iter()
+    .any(|p| t.contains(p))
+}
+
+/// A non-2xx HTTP answer as an error class.
+pub(crate) fn classify_status(
+    agent: &str,
+    status: u16,
+    retry_after: Option<Duration>,
+    body: &[u8],
+    key_env: Option<&str>,
+) -> AdapterError {
+    let (msg, ty) = error_message(body);
+    let full = format!("{} {}", ty.as_deref().unwrap_or(""), msg);
+    let msg =
+        if msg.is_empty() { format!("HTTP {status}") } else { format!("HTTP {status}: {msg}") };
+    let agent = agent.to_string();
+    match status {
+        429 => AdapterError::RateLimited { agent, retry_after, message: msg },
+        401 | 403 => AdapterError::Auth {
+            agent,
+            message: match key_env {
+                Some(v) => format!("{msg}; check the key in ${v}"),
+                None => format!("{msg}; the server wants a key: set api_key_env"),
+            },
+        },
+        404 => AdapterError::NotFound {
+            agent,
+            message: format!("{msg}; check base_url and that the model is available on the server"),
+        },
+        408 => AdapterError::Transient { agent, message: msg, retry_after },
+        400 | 413 | 422 if mentions_context_overflow(&full) => {
+            AdapterError::ContextTooLong { agent, message: msg }
+        }
+        400..=499 => AdapterError::InvalidRequest { agent, message: msg },
+        _ if mentions_context_overflow(&full) => {
+            AdapterError::ContextTooLong { agent, message: msg }
+        }
+        _ => AdapterError::Transient { agent, message: msg, retry_after },
+    }
+}
+
+/// `Retry-After` as a wait from `now`: delay-seconds or an HTTP-date.
+pub(crate) fn parse_retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    if let Ok(secs) = v.parse::<f64>()
+        && secs.is_finite()
+        && secs >= 0.0
+    {
+        return Some(Duration::from_secs_f64(secs));
+    }
+    let at = parse_http_date(v)?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// An IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), the form RFC 9110 requires senders to
+/// use.
+pub(crate) fn parse_http_date(s: &str) -> Option<SystemTime> {
+    let rest = s.split_once(", ").map(|(_, r)| r).unwrap_or(s);
+    let mut parts = rest.split_whitespace();
+    let day: u32 = parts.next()?.parse().ok()?;
+    let month = match parts.next()? {
+        "Jan" => 1,
+        "Feb" => 2,
+        "Mar" => 3,
+        "Apr" => 4,
+        "May" => 5,
+        "Jun" => 6,
+        "Jul" => 7,
+        "Aug" => 8,
+        "Sep" => 9,
+        "Oct" => 10,
+        "Nov" => 11,
+        "Dec" => 12,
+        _ => return None,
+    };
+    let year: i64 = parts.next()?.parse().ok()?;
+    let mut hms = parts.next()?.split(':');
+    let h: u64 = hms.next()?.parse().ok()?;
+    let m: u64 = hms.next()?.parse().ok()?;
+    let sec: u64 = hms.next()?.parse().ok()?;
+    if parts.next()? != "GMT" || !(1..=31).contains(&day) || h > 23 || m > 59 || sec > 60 {
+        return None;
+    }
+    let days = days_from_civil(year, month, day);
+    let secs = u64::try_from(days).ok()? * 86_400 + h * 3600 + m * 60 + sec;
+    Some(UNIX_EPOCH + Duration::from_secs(secs))
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let m = i64::from(m);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// A model a server offers.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelInfo {
+    /// Its name (what `model` must say).
+    pub name: String,
+    /// Bytes on disk, when the server says.
+    pub size: Option<u64>,
+    /// When it was last changed, as the server wrote it.
+    pub modified: Option<String>,
+}
+
+/// Splits a byte stream into lines (without `\n` or `\r\n`), for NDJSON and SSE.
+#[derive(Debug, Default)]
+pub(crate) struct LineSplitter {
+    buf: Vec<u8>,
+}
+
+/// The longest line a stream may send.
+const MAX_LINE: usize = 16 * 1024 * 1024;
+
+impl LineSplitter {
+    /// Feed bytes; complete lines come out.
+    pub fn push(&mut self, bytes: &[u8]) -> std::result::Result<Vec<String>, String> {
+        self.buf.extend_from_slice(bytes);
+        let mut lines = Vec::new();
+        let mut start = 0;
+        while let Some(pos) = self.buf[start..].iter().position(|&b| b == b'\n') {
+            let end = start + pos;
+            let line = &self.buf[start..end];
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            lines.push(String::from_utf8_lossy(line).into_owned());
+            start = end + 1;
+        }
+        self.buf.drain(..start);
+        if self.buf.len() > MAX_LINE {
+            return Err(format!("a stream line is longer than {} MiB", MAX_LINE >> 20));
+        }
+        Ok(lines)
+    }
+
+    /// What is left when the stream ends (a last line without `\n`).
+    pub fn finish(&mut self) -> Option<String> {
+        let rest = std::mem::take(&mut self.buf);
+        let rest = rest.strip_suffix(b"\r").unwrap_or(&rest);
+        (!rest.iter().all(u8::is_ascii_whitespace))
+            .then(|| String::from_utf8_lossy(rest).into_owned())
+    }
+}
+
+/// One server-sent event's payload.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum SseItem {
+    /// The `data:` lines of one event, joined by `\n`.
+    Data(String),
+    /// An `error:` line (llama.cpp reports stream errors so).
+    Error(String),
+}
+
+/// Decodes `text/event-stream`: `data:` lines, events ending at a blank line.
+#[derive(Debug, Default)]
+pub(crate) struct SseDecoder {
+    lines: LineSplitter,
+    data: Option<String>,
+}
+
+impl SseDecoder {
+    pub fn push(&mut self, bytes: &[u8]) -> std::result::Result<Vec<SseItem>, String> {
+        let mut out = Vec::new();
+        for line in self.lines.push(bytes)? {
+            self.line(&line, &mut out);
+        }
+        Ok(out)
+    }
+
+    /// Events left when the stream ends.
+    pub fn finish(&mut self) -> Vec<SseItem> {
+        let mut out = Vec::new();
+        if let Some(line) = self.lines.finish() {
+            self.line(&line, &mut out);
+        }
+        if let Some(d) = self.data.take() {
+            out.push(SseItem::Data(d));
+        }
+        out
+    }
+
+    fn line(&mut self, line: &str, out: &mut Vec<SseItem>) {
+        if line.is_empty() {
+            if let Some(d) = self.data.take() {
+                out.push(SseItem::Data(d));
+            }
+            return;
+        }
+        if line.starts_with(':') {
+            return;
+        }
+        let (field, value) = match line.split_once(':') {
+            Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
+            None => (line, ""),
+        };
+        match field {
+            "data" => match &mut self.data {
+                Some(d) => {
+                    d.push('\n');
+                    d.push_str(value);
+                }
+                None => self.data = Some(value.to_string()),
+            },
+            "error" => out.push(SseItem::Error(value.to_string())),
+            _ => {}
+        }
+    }
+}
+
+/// Shared state of a streamed answer: the text so far, delivered to the caller's sink.
+#[derive(Debug, Default)]
+pub(crate) struct Collected {
+    pub text: String,
+    pub model: Option<String>,
+    pub finish_reason: Option<String>,
+    pub usage: Option<crate::agent::Usage>,
+    pub done: bool,
+}
+
+impl Collected {
+    pub fn push(&mut self, ctx: &CallContext, piece: &str) {
+        if !piece.is_empty() {
+            ctx.chunk(piece);
+            self.text.push_str(piece);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::{HeaderValue, RETRY_AFTER};
+
+    #[test]
+    fn retry_after_seconds_and_http_dates() {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, HeaderValue::from_static("7"));
+        assert_eq!(parse_retry_after(&h, SystemTime::now()), Some(Duration::from_secs(7)));
+        h.insert(RETRY_AFTER, HeaderValue::from_static("Sun, 06 Nov 1994 08:49:37 GMT"));
+        let now = UNIX_EPOCH + Duration::from_secs(784_111_777 - 30);
+        assert_eq!(parse_retry_after(&h, now), Some(Duration::from_secs(30)));
+        // A date in the past means "now".
+        let later = UNIX_EPOCH + Duration::from_secs(784_111_777 + 5);
+        assert_eq!(parse_retry_after(&h, later), Some(Duration::ZERO));
+        h.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
+        assert_eq!(parse_retry_after(&h, now), None);
+    }
+
+    #[test]
+    fn statuses_map_to_classes() {
+        let ctx = br#"{"error":{"code":400,"message":"the request exceeds the available context size","type":"exceed_context_size_error"}}"#;
+        assert!(matches!(
+            classify_status("a", 400, None, ctx, None),
+            AdapterError::ContextTooLong { .. }
+        ));
+        assert!(matches!(
+            classify_status("a", 400, None, br#"{"error":{"message":"bad temperature"}}"#, None),
+            AdapterError::InvalidRequest { .. }
+        ));
+        let auth = classify_status("a", 401, None, b"", Some("KEY"));
+        assert!(matches!(&auth, AdapterError::Auth { message, .. } if message.contains("$KEY")));
+        assert!(matches!(
+            classify_status("a", 404, None, br#"{"error":"model 'x' not found"}"#, None),
+            AdapterError::NotFound { message, .. } if message.contains("model 'x' not found")
+        ));
+        let rl = classify_status("a", 429, Some(Duration::from_secs(2)), b"", None);
+        assert_eq!(rl.retry_after(), Some(Duration::from_secs(2)));
+        assert!(classify_status("a", 503, None, b"busy", None).is_transient());
+        assert!(classify_status("a", 500, None, b"", None).is_transient());
+    }
+
+    #[test]
+    fn sse_events_split_across_chunks() {
+        let mut d = SseDecoder::default();
+        let mut items = d.push(b"data: {\"a\":").unwrap();
+        assert!(items.is_empty());
+        items.extend(d.push(b"1}\r\n\r\n: comment\n\ndata: [DONE]\n").unwrap());
+        items.extend(d.finish());
+        assert_eq!(items, vec![SseItem::Data("{\"a\":1}".into()), SseItem::Data("[DONE]".into())]);
+        let mut d = SseDecoder::default();
+        let items = d.push(b"error: {\"message\":\"boom\"}\n\n").unwrap();
+        assert_eq!(items, vec![SseItem::Error("{\"message\":\"boom\"}".into())]);
+    }
+
+    #[test]
+    fn lines_split_across_chunks() {
+        let mut s = LineSplitter::default();
+        assert_eq!(s.push(b"{\"a\"").unwrap(), Vec::<String>::new());
+        assert_eq!(s.push(b":1}\n{\"b\":2}\r\n{\"c\"").unwrap(), vec!["{\"a\":1}", "{\"b\":2}"]);
+        assert_eq!(s.finish().as_deref(), Some("{\"c\""));
+        assert_eq!(s.finish(), None);
+    }
+
+    #[test]
+    fn api_keys_are_redacted() {
+        let k = ApiKey("sk-secret".into());
+        assert!(!format!("{k:?}").contains("secret"));
+    }
+}
