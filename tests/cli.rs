@@ -1,5 +1,7 @@
 //! The `troupe` binary driven as a user would: a fresh folder, no user configuration.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::Path;
 use std::process::{Command, Output};
 

@@ -1,1 +1,27 @@
-//! placeholder
+//! The runtime: troupe's main job, `troupe run "task"`.
+//!
+//! A [`Supervisor`](supervisor::Supervisor) actor per run drives its workflow step by step
+//! (the pure [`Engine`](troupe_workflows::engine::Engine) decides what runs next); an
+//! [`AgentActor`](agents::AgentActor) per configured agent wraps its adapter stack and is
+//! restarted if it panics. Every step is written to the store before the next starts, so a
+//! crash loses nothing and [`Runtime::resume`] continues where the run stopped. Front-ends
+//! subscribe to a run's [`RunEvent`]s.
+//!
+//! Only this crate and the binary know actix.
+
+pub mod agents;
+pub mod error;
+pub mod memory;
+pub mod model;
+mod planner;
+mod runtime;
+pub mod store;
+pub mod supervisor;
+
+pub use error::{Error, Result};
+pub use memory::{ContextBlock, Memory, RunOutcome};
+pub use model::{
+    RunEvent, RunRecord, RunRequest, RunState, RunStats, StepRecord, StepState, Tokens,
+};
+pub use runtime::{RunHandle, Runtime, RuntimeParts};
+pub use store::{Backend, MemoryBackend, RunStore};

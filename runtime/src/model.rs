@@ -1,0 +1,346 @@
+//! What the runtime persists and publishes: runs, steps and run events.
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use troupe_adapters::config::Role;
+use troupe_workflows::WorkflowConfig;
+use troupe_workflows::engine::{FinishReason, StepPos};
+use troupe_workflows::verdict::Verdict;
+
+/// A run's lifecycle: pending → in_progress → completed | failed | cancelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunState {
+    /// Created, waiting for a slot (the global cap on concurrent runs).
+    Pending,
+    /// Running.
+    InProgress,
+    /// Ended successfully.
+    Completed,
+    /// Ended with a failed step or without a passing review.
+    Failed,
+    /// Cancelled by the user.
+    Cancelled,
+}
+
+impl RunState {
+    /// Whether the run has ended.
+    pub fn is_final(self) -> bool {
+        matches!(self, RunState::Completed | RunState::Failed | RunState::Cancelled)
+    }
+
+    /// The name used in listings and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunState::Pending => "pending",
+            RunState::InProgress => "in_progress",
+            RunState::Completed => "completed",
+            RunState::Failed => "failed",
+            RunState::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl std::fmt::Display for RunState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Token use.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Tokens {
+    /// Prompt tokens.
+    pub prompt: u64,
+    /// Completion tokens.
+    pub completion: u64,
+}
+
+impl Tokens {
+    /// Prompt plus completion.
+    pub fn total(&self) -> u64 {
+        self.prompt + self.completion
+    }
+
+    /// Add another count.
+    pub fn add(&mut self, other: Tokens) {
+        self.prompt += other.prompt;
+        self.completion += other.completion;
+    }
+}
+
+/// What to run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunRequest {
+    /// The task, in the user's words.
+    pub task: String,
+    /// The workflow's name; the configured default when none, `dynamic` to plan one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<String>,
+    /// Overrides the workflow's iteration limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_iterations: Option<u32>,
+    /// Only local agents (on top of the configuration's setting).
+    #[serde(default)]
+    pub offline: bool,
+    /// The project folder; the configured project when none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<PathBuf>,
+    /// The conversation this run continues (the shell's session), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation: Option<String>,
+}
+
+/// A run, as persisted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// The run's id (time-ordered).
+    pub id: String,
+    /// The task.
+    pub task: String,
+    /// The workflow's name (`dynamic` when planned).
+    pub workflow_name: String,
+    /// The steps actually run (for a planned workflow, the plan), so a resumed run follows
+    /// exactly the same steps.
+    pub workflow: WorkflowConfig,
+    /// For planned workflows: the planner's reasons and repairs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub plan_notes: Vec<String>,
+    /// The project folder.
+    pub project_path: PathBuf,
+    /// The project's id in the memory.
+    pub project_id: String,
+    /// The conversation this run belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation: Option<String>,
+    /// Only local agents.
+    pub offline: bool,
+    /// Where the run is.
+    pub state: RunState,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it started running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Iterations started.
+    pub iterations: u32,
+    /// Why it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finish_reason: Option<FinishReason>,
+    /// The final work.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Tokens used by all its calls.
+    pub tokens: Tokens,
+    /// Cost of all its calls, where prices are configured.
+    #[serde(default)]
+    pub cost: f64,
+    /// How many times it was resumed.
+    #[serde(default)]
+    pub resumed: u32,
+}
+
+impl RunRecord {
+    /// How long it ran (so far), in seconds.
+    pub fn duration_secs(&self) -> Option<f64> {
+        let start = self.started_at?;
+        let end = self.finished_at.unwrap_or_else(Utc::now);
+        Some((end - start).num_milliseconds() as f64 / 1000.0)
+    }
+}
+
+/// A step's lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepState {
+    /// The call is under way (a crash leaves it here; resume runs it again).
+    Running,
+    /// Done.
+    Completed,
+    /// Skipped by a condition.
+    Skipped,
+    /// Failed (after retries and fallbacks).
+    Failed,
+    /// Cancelled.
+    Cancelled,
+}
+
+/// One step of a run, as persisted: written when it starts (with its prompt) and when it ends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    /// The run.
+    pub run_id: String,
+    /// Where the step is.
+    pub pos: StepPos,
+    /// What it does.
+    pub role: Role,
+    /// The agent the workflow named.
+    pub agent: String,
+    /// The agent that answered (differs when a fallback ran).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answered_by: Option<String>,
+    /// The model that answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Where the step is.
+    pub state: StepState,
+    /// The prompt sent.
+    pub prompt: String,
+    /// The ids of the memory nodes put into the prompt.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub context_nodes: Vec<String>,
+    /// The answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<String>,
+    /// For review steps: the parsed verdict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<Verdict>,
+    /// Why it failed or was skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// Tokens used.
+    pub tokens: Tokens,
+    /// Whether the token counts are estimates (the agent reported none).
+    #[serde(default)]
+    pub tokens_estimated: bool,
+    /// Retries of transient failures.
+    pub retries: u32,
+    /// Agents that failed before the one that answered.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fallback_from: Vec<String>,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// When it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Wall time of the call, in milliseconds.
+    #[serde(default)]
+    pub latency_ms: u64,
+}
+
+/// Something that happened in a run, for front-ends (the shell, SSE, `troupe run`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum RunEvent {
+    /// The run started (or resumed).
+    RunStarted {
+        /// The run.
+        run_id: String,
+        /// The workflow.
+        workflow: String,
+        /// The steps of one iteration, as `agent:role`.
+        steps: Vec<String>,
+        /// Whether this is a resumption.
+        resumed: bool,
+    },
+    /// The planner chose the steps.
+    Planned {
+        /// The run.
+        run_id: String,
+        /// The steps, as `agent:role`.
+        steps: Vec<String>,
+        /// Reasons and repairs.
+        notes: Vec<String>,
+    },
+    /// A step started.
+    StepStarted {
+        /// The run.
+        run_id: String,
+        /// Where.
+        pos: StepPos,
+        /// What.
+        role: Role,
+        /// Which agent.
+        agent: String,
+    },
+    /// A piece of a step's answer.
+    Chunk {
+        /// The run.
+        run_id: String,
+        /// Where.
+        pos: StepPos,
+        /// The text.
+        text: String,
+    },
+    /// A retry, fallback, breaker change, rate-limit wait or local server start.
+    Agent {
+        /// The run.
+        run_id: String,
+        /// Where.
+        pos: StepPos,
+        /// What happened, in words.
+        message: String,
+    },
+    /// A step ended.
+    StepFinished {
+        /// The run.
+        run_id: String,
+        /// Where.
+        pos: StepPos,
+        /// How it ended.
+        state: StepState,
+        /// The agent that answered.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        answered_by: Option<String>,
+        /// The model that answered.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        model: Option<String>,
+        /// Tokens used.
+        tokens: Tokens,
+        /// Milliseconds.
+        latency_ms: u64,
+        /// Retries.
+        retries: u32,
+        /// Agents that failed first.
+        fallback_from: Vec<String>,
+        /// For reviews: approved or changes requested, with the number of findings.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        verdict: Option<String>,
+        /// Why it failed or was skipped.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+    },
+    /// The run ended.
+    RunFinished {
+        /// The run.
+        run_id: String,
+        /// How.
+        state: RunState,
+        /// Why.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<FinishReason>,
+        /// Iterations run.
+        iterations: u32,
+        /// Tokens used.
+        tokens: Tokens,
+        /// The error, when it failed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+}
+
+impl RunEvent {
+    /// Whether this event ends the run's stream.
+    pub fn is_final(&self) -> bool {
+        matches!(self, RunEvent::RunFinished { .. })
+    }
+}
+
+/// Counts and timings over the stored runs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunStats {
+    /// Runs by state.
+    pub by_state: std::collections::BTreeMap<String, u64>,
+    /// Average duration of ended runs, in seconds.
+    pub average_duration_secs: Option<f64>,
+    /// Tokens over all runs.
+    pub tokens: Tokens,
+}

@@ -1,0 +1,541 @@
+//! The runtime handle front-ends use: start, resume, cancel and watch runs.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use actix::prelude::*;
+use chrono::Utc;
+use tokio::sync::{Semaphore, broadcast, oneshot};
+use tokio_util::sync::CancellationToken;
+use troupe_adapters::agent::Agent;
+use troupe_observability::Metrics;
+use troupe_workflows::config::DYNAMIC_WORKFLOW;
+use troupe_workflows::engine::{Engine, StepOutcome, StepPos};
+use troupe_workflows::template::{Template, Templates, load_file, resolve_prompt_path};
+use troupe_workflows::{Config, WorkflowConfig};
+
+use crate::agents::AgentPool;
+use crate::error::{Error, Result};
+use crate::memory::{ContextBlock, Memory};
+use crate::model::{
+    RunEvent, RunRecord, RunRequest, RunState, RunStats, StepRecord, StepState, Tokens,
+};
+use crate::store::{Backend, RunStore};
+use crate::supervisor::{Cancel, RunJob, Supervisor};
+
+/// How many events a slow subscriber may fall behind before it misses some.
+const EVENT_BUFFER: usize = 4096;
+/// Earlier turns of a conversation put into a prompt.
+const CONVERSATION_TURNS: usize = 5;
+/// Characters of an earlier turn's answer kept in the conversation.
+const TURN_CHARS: usize = 1500;
+
+/// What the runtime is built from. The binary assembles it from the configuration: agents
+/// from `troupe-adapters`, memory and the record backend from `troupe-context`.
+#[derive(Debug)]
+pub struct RuntimeParts {
+    /// The validated configuration.
+    pub config: Config,
+    /// The configuration file, for resolving step prompt files.
+    pub config_path: Option<PathBuf>,
+    /// Every configured agent's full adapter stack, by name.
+    pub agents: BTreeMap<String, Arc<dyn Agent>>,
+    /// The project memory.
+    pub memory: Arc<dyn Memory>,
+    /// Where run records live.
+    pub backend: Arc<dyn Backend>,
+    /// The process's metrics.
+    pub metrics: Arc<Metrics>,
+    /// `max_tokens` asked of every step's answer.
+    pub max_tokens: u32,
+}
+
+/// A run that is executing in this process.
+#[derive(Debug, Clone)]
+struct LiveRun {
+    cancel: CancellationToken,
+    events: broadcast::Sender<RunEvent>,
+    addr: Option<Addr<Supervisor>>,
+}
+
+/// What every run shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub config: Config,
+    pub config_path: Option<PathBuf>,
+    pub agents: AgentPool,
+    pub templates: Templates,
+    pub step_templates: HashMap<PathBuf, Template>,
+    pub memory: Arc<dyn Memory>,
+    pub store: RunStore,
+    pub metrics: Arc<Metrics>,
+    pub breakers: Arc<Mutex<BTreeMap<String, bool>>>,
+    pub max_tokens: u32,
+    live: Mutex<HashMap<String, LiveRun>>,
+}
+
+impl Shared {
+    /// The relevant memory for a step of `record` (empty, with a warning, on failure).
+    pub(crate) async fn context_for(&self, record: &RunRecord, _input: &str) -> ContextBlock {
+        let memory = self.memory.clone();
+        let project = record.project_id.clone();
+        let task = record.task.clone();
+        let budget = self.config.settings.context_token_budget;
+        let started = Instant::now();
+        let result =
+            tokio::task::spawn_blocking(move || memory.relevant_context(&project, &task, budget))
+                .await;
+        self.metrics.record_context_search("hybrid", started.elapsed());
+        match result {
+            Ok(Ok(block)) => block,
+            Ok(Err(e)) => {
+                tracing::warn!(run = %record.id, error = %e, "no project memory for this step");
+                ContextBlock::default()
+            }
+            Err(e) => {
+                tracing::warn!(run = %record.id, error = %e, "the memory search died");
+                ContextBlock::default()
+            }
+        }
+    }
+
+    /// The template of the step at `pos`: its own prompt file, else its role's.
+    pub(crate) fn template_for(&self, record: &RunRecord, pos: StepPos) -> Template {
+        let step = &record.workflow.steps[pos.step];
+        if let Some(p) = &step.prompt {
+            let path = resolve_prompt_path(p, self.config_path.as_deref());
+            if let Some(t) = self.step_templates.get(&path) {
+                return t.clone();
+            }
+        }
+        self.templates.get(step.role).cloned().unwrap_or_else(|| {
+            Template::parse("fallback", "{{task}}\n\n{{input}}")
+                .unwrap_or_else(|_| unreachable_template())
+        })
+    }
+
+    /// Earlier turns of the run's conversation, for the prompt.
+    pub(crate) fn conversation_text(&self, record: &RunRecord) -> String {
+        let Some(conv) = &record.conversation else { return String::new() };
+        let Ok(runs) = self.store.conversation(conv) else { return String::new() };
+        let turns: Vec<_> = runs
+            .into_iter()
+            .filter(|r| r.id != record.id && r.created_at < record.created_at)
+            .collect();
+        let skip = turns.len().saturating_sub(CONVERSATION_TURNS);
+        let mut out = String::new();
+        for r in turns.into_iter().skip(skip) {
+            let answer = r.output.or(r.error).unwrap_or_default();
+            let answer: String = answer.chars().take(TURN_CHARS).collect();
+            out.push_str(&format!("User: {}\nResult ({}): {}\n\n", r.task, r.state, answer.trim()));
+        }
+        out.trim_end().to_string()
+    }
+
+    fn remove_live(&self, id: &str) {
+        if let Ok(mut live) = self.live.lock() {
+            live.remove(id);
+        }
+    }
+}
+
+fn unreachable_template() -> Template {
+    // "{{task}}" always parses; this keeps the signature total without a panic.
+    Template::parse("empty", "").unwrap_or_else(|_| unreachable_template())
+}
+
+/// A run started by [`Runtime::submit`] or [`Runtime::resume`].
+#[derive(Debug)]
+pub struct RunHandle {
+    /// The run's id.
+    pub id: String,
+    /// Its events, live.
+    pub events: broadcast::Receiver<RunEvent>,
+    done: oneshot::Receiver<RunRecord>,
+}
+
+impl RunHandle {
+    /// Wait for the run to end; its final record.
+    pub async fn wait(self) -> Result<RunRecord> {
+        self.done
+            .await
+            .map_err(|_| Error::Join("the run's supervisor stopped without a result".into()))
+    }
+}
+
+/// troupe's runtime: a Supervisor actor per run, an actor per agent, durable records.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    shared: Arc<Shared>,
+    slots: Arc<Semaphore>,
+}
+
+impl Runtime {
+    /// Start the agent actors and load the templates. Call inside an actix system.
+    ///
+    /// Prompt templates (the `prompts_dir` overrides and every step's `prompt` file) are
+    /// checked here, all at once. The agents' success counters are seeded from the stored
+    /// step history, so routing sees more than this process's calls.
+    pub fn new(parts: RuntimeParts) -> Result<Runtime> {
+        let RuntimeParts { config, config_path, agents, memory, backend, metrics, max_tokens } =
+            parts;
+        let prompts_dir = config
+            .settings
+            .prompts_dir
+            .as_ref()
+            .map(|d| resolve_prompt_path(d, config_path.as_deref()));
+        let mut errors: Vec<String> = Vec::new();
+        let templates = match Templates::load(prompts_dir.as_deref()) {
+            Ok(t) => t,
+            Err(errs) => {
+                errors.extend(errs.iter().map(|e| e.to_string()));
+                Templates::builtin()
+            }
+        };
+        let mut step_templates = HashMap::new();
+        for wf in config.workflows.values() {
+            for step in &wf.steps {
+                if let Some(p) = &step.prompt {
+                    let path = resolve_prompt_path(p, config_path.as_deref());
+                    if step_templates.contains_key(&path) {
+                        continue;
+                    }
+                    match load_file(&path) {
+                        Ok(t) => {
+                            step_templates.insert(path, t);
+                        }
+                        Err(e) => errors.push(e.to_string()),
+                    }
+                }
+            }
+        }
+        if !errors.is_empty() {
+            return Err(Error::Templates(errors.join("\n")));
+        }
+        let store = RunStore::new(backend);
+        seed_metrics(&store, &metrics);
+        let slots = Arc::new(Semaphore::new(config.settings.max_concurrent_runs.max(1)));
+        let shared = Arc::new(Shared {
+            agents: AgentPool::start(agents),
+            config,
+            config_path,
+            templates,
+            step_templates,
+            memory,
+            store,
+            metrics,
+            breakers: Arc::new(Mutex::new(BTreeMap::new())),
+            max_tokens,
+            live: Mutex::new(HashMap::new()),
+        });
+        Ok(Runtime { shared, slots })
+    }
+
+    /// The run records.
+    pub fn store(&self) -> &RunStore {
+        &self.shared.store
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.shared.metrics
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    /// Whether an agent's breaker was last reported open.
+    pub fn breaker_open(&self, agent: &str) -> bool {
+        self.shared.breakers.lock().ok().and_then(|b| b.get(agent).copied()).unwrap_or(false)
+    }
+
+    /// Runs a previous process left pending or in progress (resume them with
+    /// [`Runtime::resume`]).
+    pub fn interrupted(&self) -> Result<Vec<RunRecord>> {
+        let live: Vec<String> =
+            self.shared.live.lock().map(|l| l.keys().cloned().collect()).unwrap_or_default();
+        Ok(self.shared.store.interrupted()?.into_iter().filter(|r| !live.contains(&r.id)).collect())
+    }
+
+    /// Counts by state and average duration.
+    pub fn stats(&self) -> Result<RunStats> {
+        self.shared.store.stats()
+    }
+
+    /// Ids of the runs executing in this process.
+    pub fn live_runs(&self) -> Vec<String> {
+        self.shared.live.lock().map(|l| l.keys().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Start a run. It waits for a slot when `max_concurrent_runs` are running.
+    pub async fn submit(&self, req: RunRequest) -> Result<RunHandle> {
+        let task = req.task.trim().to_string();
+        if task.is_empty() {
+            return Err(Error::Invalid("the task is empty; say what to do".into()));
+        }
+        let config = &self.shared.config;
+        let offline = req.offline || config.settings.offline;
+        let project_path = req.project.clone().unwrap_or_else(|| config.project_path());
+        let project_path = project_path.canonicalize().map_err(|e| {
+            Error::Invalid(format!(
+                "the project folder {} cannot be used: {e}",
+                project_path.display()
+            ))
+        })?;
+        let memory = self.shared.memory.clone();
+        let p = project_path.clone();
+        let project_id = tokio::task::spawn_blocking(move || memory.ensure_project(&p))
+            .await
+            .map_err(|e| Error::Join(e.to_string()))??;
+
+        let requested =
+            req.workflow.clone().unwrap_or_else(|| config.settings.default_workflow.clone());
+        let (workflow_name, mut workflow, mut notes) = match config.workflow(&requested) {
+            Some(w) if requested != DYNAMIC_WORKFLOW => (requested.clone(), w.clone(), Vec::new()),
+            _ => {
+                let mut notes = Vec::new();
+                if requested != DYNAMIC_WORKFLOW {
+                    notes.push(format!(
+                        "no workflow named `{requested}`; planning one for this task"
+                    ));
+                }
+                (DYNAMIC_WORKFLOW.to_string(), empty_workflow(), notes)
+            }
+        };
+        if let Some(n) = req.max_iterations {
+            if n == 0 {
+                return Err(Error::Invalid("--max-iterations must be at least 1".into()));
+            }
+            workflow.max_iterations = n;
+        }
+        if offline && workflow_name != DYNAMIC_WORKFLOW {
+            let remote: Vec<String> = config
+                .agents_of(&workflow)
+                .into_iter()
+                .filter(|a| config.agent(a).is_some_and(|c| !c.is_local()))
+                .collect();
+            let steps_remote = workflow.steps.iter().any(|s| {
+                config.agent(&s.agent).is_some_and(|c| !c.is_local())
+                    && !s
+                        .fallback
+                        .iter()
+                        .chain(config.agent(&s.agent).map(|c| &c.fallback).into_iter().flatten())
+                        .any(|f| config.agent(f).is_some_and(|c| c.is_local()))
+            });
+            if steps_remote {
+                return Err(Error::Invalid(format!(
+                    "workflow `{workflow_name}` needs agents that are not on this machine ({}) and offline mode is on; \
+                     use `--workflow offline-default` or `--workflow dynamic`",
+                    remote.join(", ")
+                )));
+            }
+        }
+        notes.shrink_to_fit();
+
+        let record = RunRecord {
+            id: uuid::Uuid::now_v7().to_string(),
+            task,
+            workflow_name,
+            workflow,
+            plan_notes: notes,
+            project_path,
+            project_id,
+            conversation: req.conversation.clone(),
+            offline,
+            state: RunState::Pending,
+            created_at: Utc::now(),
+            started_at: None,
+            finished_at: None,
+            iterations: 0,
+            finish_reason: None,
+            output: None,
+            error: None,
+            tokens: Tokens::default(),
+            cost: 0.0,
+            resumed: 0,
+        };
+        self.shared.store.put_run(&record)?;
+        Ok(self.launch(record, Vec::new()))
+    }
+
+    /// Continue a run that did not finish (interrupted by a crash, failed or cancelled) from
+    /// its first unfinished step; completed steps are kept, not run again.
+    pub async fn resume(&self, id: &str) -> Result<RunHandle> {
+        let mut record =
+            self.shared.store.find_run(id)?.ok_or_else(|| Error::NoSuchRun(id.to_string()))?;
+        if self.live_runs().contains(&record.id) {
+            return Err(Error::WrongState {
+                id: record.id,
+                state: record.state,
+                hint: "it is running in this process",
+            });
+        }
+        if record.state == RunState::Completed {
+            return Err(Error::WrongState {
+                id: record.id,
+                state: record.state,
+                hint: "there is nothing left to run",
+            });
+        }
+        let steps = self.shared.store.steps(&record.id)?;
+        record.state = RunState::Pending;
+        record.finished_at = None;
+        record.error = None;
+        record.finish_reason = None;
+        record.resumed += 1;
+        self.shared.store.put_run(&record)?;
+        Ok(self.launch(record, steps))
+    }
+
+    fn launch(&self, record: RunRecord, steps: Vec<StepRecord>) -> RunHandle {
+        let (tx, rx) = broadcast::channel(EVENT_BUFFER);
+        let (done_tx, done_rx) = oneshot::channel();
+        let cancel = CancellationToken::new();
+        let id = record.id.clone();
+        let handle_id = id.clone();
+        if let Ok(mut live) = self.shared.live.lock() {
+            live.insert(
+                id.clone(),
+                LiveRun { cancel: cancel.clone(), events: tx.clone(), addr: None },
+            );
+        }
+        self.shared.metrics.add_active_run("pending", 1);
+        let shared = self.shared.clone();
+        let slots = self.slots.clone();
+        actix::spawn(async move {
+            let permit = tokio::select! {
+                p = slots.acquire_owned() => p.ok(),
+                _ = cancel.cancelled() => None,
+            };
+            let (inner_tx, inner_rx) = oneshot::channel();
+            let job = RunJob {
+                shared: shared.clone(),
+                record,
+                steps,
+                events: tx,
+                done: inner_tx,
+                permit,
+            };
+            if cancel.is_cancelled() {
+                cancel_pending(job).await;
+            } else {
+                let addr = Supervisor::new(job, cancel.clone()).start();
+                if let Ok(mut live) = shared.live.lock()
+                    && let Some(l) = live.get_mut(&id)
+                {
+                    l.addr = Some(addr);
+                }
+            }
+            if let Ok(final_record) = inner_rx.await {
+                shared.remove_live(&id);
+                let _ = done_tx.send(final_record);
+            } else {
+                shared.remove_live(&id);
+            }
+        });
+        RunHandle { id: handle_id, events: rx, done: done_rx }
+    }
+
+    /// Cancel a run: a running one stops its current step (killing a CLI agent's process
+    /// group) and is marked cancelled; one left behind by another process is marked
+    /// cancelled in the store.
+    pub fn cancel(&self, id: &str) -> Result<RunRecord> {
+        let record =
+            self.shared.store.find_run(id)?.ok_or_else(|| Error::NoSuchRun(id.to_string()))?;
+        let live = self.shared.live.lock().ok().and_then(|l| l.get(&record.id).cloned());
+        match live {
+            Some(l) => {
+                l.cancel.cancel();
+                if let Some(addr) = l.addr {
+                    addr.do_send(Cancel);
+                }
+                Ok(record)
+            }
+            None => self.shared.store.cancel_stored(&record.id),
+        }
+    }
+
+    /// The live events of a run executing in this process.
+    pub fn subscribe(&self, id: &str) -> Option<broadcast::Receiver<RunEvent>> {
+        self.shared.live.lock().ok().and_then(|l| l.get(id).map(|r| r.events.subscribe()))
+    }
+
+    /// A stored run with its steps.
+    pub fn run(&self, id: &str) -> Result<(RunRecord, Vec<StepRecord>)> {
+        let record =
+            self.shared.store.find_run(id)?.ok_or_else(|| Error::NoSuchRun(id.to_string()))?;
+        let steps = self.shared.store.steps(&record.id)?;
+        Ok((record, steps))
+    }
+}
+
+fn empty_workflow() -> WorkflowConfig {
+    WorkflowConfig {
+        description: Some("planned for this task".into()),
+        steps: Vec::new(),
+        max_iterations: 2,
+    }
+}
+
+/// Seed the agents' call counters from stored steps, so routing knows their history.
+fn seed_metrics(store: &RunStore, metrics: &Metrics) {
+    let Ok(runs) = store.runs() else { return };
+    for run in runs {
+        let Ok(steps) = store.steps(&run.id) else { continue };
+        for s in steps {
+            let (agent, outcome) = match s.state {
+                StepState::Completed => {
+                    (s.answered_by.unwrap_or(s.agent), troupe_observability::metrics::SUCCESS)
+                }
+                StepState::Failed => (s.agent, "failed"),
+                _ => continue,
+            };
+            metrics.record_call(&agent, outcome, std::time::Duration::from_millis(s.latency_ms));
+        }
+    }
+}
+
+/// Replay a run's stored steps into a fresh engine: completed and skipped steps are
+/// recorded; the first step that did not end (running, failed, cancelled) runs again.
+pub(crate) fn replay(
+    workflow: WorkflowConfig,
+    max_suggestions: usize,
+    steps: &[StepRecord],
+) -> Engine {
+    let mut engine = Engine::new(workflow, max_suggestions);
+    for s in steps {
+        if s.pos != engine.position() {
+            break;
+        }
+        let outcome = match (s.state, &s.response) {
+            (StepState::Completed, Some(text)) => StepOutcome::Completed { output: text.clone() },
+            (StepState::Skipped, _) => StepOutcome::Skipped,
+            _ => break,
+        };
+        engine.record(s.pos, &outcome);
+    }
+    engine
+}
+
+async fn cancel_pending(job: RunJob) {
+    let mut record = job.record;
+    record.state = RunState::Cancelled;
+    record.finished_at = Some(Utc::now());
+    record.error = Some("cancelled before it started".into());
+    let _ = job.shared.store.put_run(&record);
+    job.shared.metrics.add_active_run("pending", -1);
+    job.shared.metrics.record_run_finished("cancelled");
+    let _ = job.events.send(RunEvent::RunFinished {
+        run_id: record.id.clone(),
+        state: RunState::Cancelled,
+        reason: None,
+        iterations: 0,
+        tokens: Tokens::default(),
+        error: record.error.clone(),
+    });
+    let _ = job.done.send(record);
+}

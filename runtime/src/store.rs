@@ -1,0 +1,200 @@
+//! Durable run records: runs and their steps, each write flushed before it returns.
+//!
+//! Keys are chosen so a prefix scan returns a run's steps in order:
+//! `runs/<run id>` and `steps/<run id>/<iteration:06>/<step:04>`.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::error::Result;
+use crate::model::{RunRecord, RunState, RunStats, StepRecord};
+use troupe_workflows::engine::StepPos;
+
+/// Where run records live: a durable key → JSON document map. The production backend is a
+/// `troupe-context` collection (sled); tests may use [`MemoryBackend`].
+pub trait Backend: Send + Sync + std::fmt::Debug {
+    /// Store `value` at `key`, durably.
+    fn put(&self, key: &str, value: &Value) -> Result<()>;
+    /// The value at `key`.
+    fn get(&self, key: &str) -> Result<Option<Value>>;
+    /// Every `(key, value)` whose key starts with `prefix`, in key order.
+    fn scan(&self, prefix: &str) -> Result<Vec<(String, Value)>>;
+    /// Remove `key`.
+    fn remove(&self, key: &str) -> Result<()>;
+}
+
+/// Runs and steps.
+#[derive(Debug, Clone)]
+pub struct RunStore {
+    backend: Arc<dyn Backend>,
+}
+
+fn step_key(run_id: &str, pos: StepPos) -> String {
+    format!("steps/{run_id}/{:06}/{:04}", pos.iteration, pos.step)
+}
+
+fn encode<T: Serialize>(v: &T) -> Result<Value> {
+    Ok(serde_json::to_value(v)?)
+}
+
+fn decode<T: DeserializeOwned>(v: Value) -> Result<T> {
+    Ok(serde_json::from_value(v)?)
+}
+
+impl RunStore {
+    /// A store over `backend`.
+    pub fn new(backend: Arc<dyn Backend>) -> RunStore {
+        RunStore { backend }
+    }
+
+    /// Write a run.
+    pub fn put_run(&self, run: &RunRecord) -> Result<()> {
+        self.backend.put(&format!("runs/{}", run.id), &encode(run)?)
+    }
+
+    /// A run by id.
+    pub fn run(&self, id: &str) -> Result<Option<RunRecord>> {
+        self.backend.get(&format!("runs/{id}"))?.map(decode).transpose()
+    }
+
+    /// A run by id or by a unique prefix of its id (as people type them).
+    pub fn find_run(&self, id_or_prefix: &str) -> Result<Option<RunRecord>> {
+        if let Some(r) = self.run(id_or_prefix)? {
+            return Ok(Some(r));
+        }
+        let matches = self.backend.scan(&format!("runs/{id_or_prefix}"))?;
+        if matches.len() == 1 {
+            return matches.into_iter().next().map(|(_, v)| decode(v)).transpose();
+        }
+        Ok(None)
+    }
+
+    /// Every run, oldest first (ids are time-ordered).
+    pub fn runs(&self) -> Result<Vec<RunRecord>> {
+        self.backend.scan("runs/")?.into_iter().map(|(_, v)| decode(v)).collect()
+    }
+
+    /// Write a step.
+    pub fn put_step(&self, step: &StepRecord) -> Result<()> {
+        self.backend.put(&step_key(&step.run_id, step.pos), &encode(step)?)
+    }
+
+    /// A run's steps, in order.
+    pub fn steps(&self, run_id: &str) -> Result<Vec<StepRecord>> {
+        self.backend
+            .scan(&format!("steps/{run_id}/"))?
+            .into_iter()
+            .map(|(_, v)| decode(v))
+            .collect()
+    }
+
+    /// Runs that were pending or in progress when the process that ran them stopped.
+    pub fn interrupted(&self) -> Result<Vec<RunRecord>> {
+        Ok(self.runs()?.into_iter().filter(|r| !r.state.is_final()).collect())
+    }
+
+    /// Remove ended runs (and their steps) that finished before `before`. Returns how many.
+    pub fn cleanup(&self, before: chrono::DateTime<chrono::Utc>) -> Result<usize> {
+        let mut removed = 0;
+        for run in self.runs()? {
+            if run.state.is_final() && run.finished_at.is_some_and(|f| f < before) {
+                for (key, _) in self.backend.scan(&format!("steps/{}/", run.id))? {
+                    self.backend.remove(&key)?;
+                }
+                self.backend.remove(&format!("runs/{}", run.id))?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Counts by state, average duration of ended runs, total tokens.
+    pub fn stats(&self) -> Result<RunStats> {
+        let mut stats = RunStats::default();
+        let mut durations = Vec::new();
+        for run in self.runs()? {
+            *stats.by_state.entry(run.state.as_str().to_string()).or_default() += 1;
+            stats.tokens.add(run.tokens);
+            if run.state.is_final()
+                && let Some(d) = run.duration_secs()
+            {
+                durations.push(d);
+            }
+        }
+        if !durations.is_empty() {
+            stats.average_duration_secs =
+                Some(durations.iter().sum::<f64>() / durations.len() as f64);
+        }
+        Ok(stats)
+    }
+
+    /// The runs of a conversation, oldest first.
+    pub fn conversation(&self, conversation: &str) -> Result<Vec<RunRecord>> {
+        Ok(self
+            .runs()?
+            .into_iter()
+            .filter(|r| r.conversation.as_deref() == Some(conversation))
+            .collect())
+    }
+
+    /// Mark a run that is not running anywhere as cancelled (for runs left behind by a
+    /// crash that the user does not want to resume).
+    pub fn cancel_stored(&self, id: &str) -> Result<RunRecord> {
+        let mut run =
+            self.run(id)?.ok_or_else(|| crate::error::Error::NoSuchRun(id.to_string()))?;
+        if run.state.is_final() {
+            return Err(crate::error::Error::WrongState {
+                id: run.id,
+                state: run.state,
+                hint: "only pending or in-progress runs can be cancelled",
+            });
+        }
+        run.state = RunState::Cancelled;
+        run.finished_at = Some(chrono::Utc::now());
+        run.error = Some("cancelled".into());
+        self.put_run(&run)?;
+        Ok(run)
+    }
+}
+
+/// An in-memory [`Backend`] for tests.
+#[derive(Debug, Default)]
+pub struct MemoryBackend {
+    map: std::sync::Mutex<std::collections::BTreeMap<String, Value>>,
+}
+
+impl Backend for MemoryBackend {
+    fn put(&self, key: &str, value: &Value) -> Result<()> {
+        if let Ok(mut m) = self.map.lock() {
+            m.insert(key.to_string(), value.clone());
+        }
+        Ok(())
+    }
+
+    fn get(&self, key: &str) -> Result<Option<Value>> {
+        Ok(self.map.lock().ok().and_then(|m| m.get(key).cloned()))
+    }
+
+    fn scan(&self, prefix: &str) -> Result<Vec<(String, Value)>> {
+        Ok(self
+            .map
+            .lock()
+            .map(|m| {
+                m.range(prefix.to_string()..)
+                    .take_while(|(k, _)| k.starts_with(prefix))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    fn remove(&self, key: &str) -> Result<()> {
+        if let Ok(mut m) = self.map.lock() {
+            m.remove(key);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,604 @@
+//! The Supervisor: one actor per run, driving its workflow step by step.
+//!
+//! For each step: build the prompt (role template, the project's relevant memory, the
+//! conversation so far, the previous step's output, the latest review's findings), write
+//! the step as `running` with its prompt, call the agent (the step's fallbacks after it),
+//! stream its answer as events, write the step as ended, and tell the engine. A crash at any
+//! point leaves the store consistent: a `running` step is simply run again on resume.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use actix::prelude::*;
+use chrono::Utc;
+use tokio::sync::{broadcast, oneshot};
+use tokio_util::sync::CancellationToken;
+use troupe_adapters::agent::{
+    AgentEvent, AgentRequest, CallContext, ChunkSink, EventSink, GenerationOptions, OutputFormat,
+};
+use troupe_adapters::config::Role;
+use troupe_adapters::error::AdapterError;
+use troupe_workflows::engine::{FinishReason, Next, StepOutcome, StepPlan};
+use troupe_workflows::verdict::{Finding, VerdictStatus};
+
+use crate::model::{RunEvent, RunRecord, RunState, StepRecord, StepState, Tokens};
+use crate::runtime::Shared;
+
+/// Cancel the run.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Cancel;
+
+/// The actor of one run.
+#[derive(Debug)]
+pub struct Supervisor {
+    job: Option<RunJob>,
+    cancel: CancellationToken,
+}
+
+/// Everything a run needs to go.
+#[derive(Debug)]
+pub(crate) struct RunJob {
+    pub shared: Arc<Shared>,
+    pub record: RunRecord,
+    /// Steps stored by earlier attempts (empty for a new run), replayed into the engine.
+    pub steps: Vec<StepRecord>,
+    pub events: broadcast::Sender<RunEvent>,
+    pub done: oneshot::Sender<RunRecord>,
+    pub permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl Supervisor {
+    pub(crate) fn new(job: RunJob, cancel: CancellationToken) -> Supervisor {
+        Supervisor { job: Some(job), cancel }
+    }
+}
+
+impl Actor for Supervisor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let Some(job) = self.job.take() else {
+            ctx.stop();
+            return;
+        };
+        let cancel = self.cancel.clone();
+        ctx.spawn(drive(job, cancel).into_actor(self).map(|_, _, ctx| ctx.stop()));
+    }
+}
+
+impl Handler<Cancel> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, _: Cancel, _: &mut Context<Self>) {
+        self.cancel.cancel();
+    }
+}
+
+fn step_label(agent: &str, role: Role) -> String {
+    format!("{agent}:{role}")
+}
+
+fn emit(events: &broadcast::Sender<RunEvent>, event: RunEvent) {
+    // No subscriber is fine: events are also reconstructible from the store.
+    let _ = events.send(event);
+}
+
+/// Run the job to its end; returns the final record.
+async fn drive(job: RunJob, cancel: CancellationToken) {
+    let RunJob { shared, mut record, steps, events, done, permit } = job;
+    let run_id = record.id.clone();
+    let metrics = shared.metrics.clone();
+    let resumed = record.resumed > 0;
+    metrics.add_active_run("pending", -1);
+    metrics.add_active_run("in_progress", 1);
+    record.state = RunState::InProgress;
+    record.started_at.get_or_insert_with(Utc::now);
+    if let Err(e) = shared.store.put_run(&record) {
+        tracing::error!(run = %run_id, error = %e, "cannot persist the run");
+    }
+    // A dynamic workflow is planned once; the plan is persisted so a resume follows it.
+    if record.workflow.steps.is_empty() {
+        let planned = crate::planner::plan(&shared, &record, &cancel).await;
+        record.workflow = planned.workflow;
+        record.plan_notes.extend(planned.notes.iter().cloned());
+        if let Err(e) = shared.store.put_run(&record) {
+            tracing::error!(run = %run_id, error = %e, "cannot persist the plan");
+        }
+        emit(
+            &events,
+            RunEvent::Planned {
+                run_id: run_id.clone(),
+                steps: record.workflow.steps.iter().map(|s| step_label(&s.agent, s.role)).collect(),
+                notes: record.plan_notes.clone(),
+            },
+        );
+    }
+    let mut engine = crate::runtime::replay(
+        record.workflow.clone(),
+        shared.config.settings.review_max_suggestions,
+        &steps,
+    );
+    emit(
+        &events,
+        RunEvent::RunStarted {
+            run_id: run_id.clone(),
+            workflow: record.workflow_name.clone(),
+            steps: record.workflow.steps.iter().map(|s| step_label(&s.agent, s.role)).collect(),
+            resumed,
+        },
+    );
+
+    let conversation = shared.conversation_text(&record);
+    let mut findings: Vec<Finding> = Vec::new();
+    let mut context_nodes: Vec<String> = Vec::new();
+    let mut answered_by: Vec<String> = Vec::new();
+    // Findings of reviews that completed before a resume still count.
+    {
+        for s in steps.iter().filter(|s| s.state == StepState::Completed) {
+            if let Some(v) = &s.verdict {
+                findings.extend(v.findings.iter().cloned());
+            }
+            answered_by.extend(s.answered_by.iter().cloned());
+            context_nodes.extend(s.context_nodes.iter().cloned());
+        }
+    }
+
+    let finish = loop {
+        if cancel.is_cancelled() {
+            break None;
+        }
+        match engine.next() {
+            Next::Skip { pos, reason } => {
+                let step = &engine.workflow().steps[pos.step];
+                let rec = StepRecord {
+                    run_id: run_id.clone(),
+                    pos,
+                    role: step.role,
+                    agent: step.agent.clone(),
+                    answered_by: None,
+                    model: None,
+                    state: StepState::Skipped,
+                    prompt: String::new(),
+                    context_nodes: Vec::new(),
+                    response: None,
+                    verdict: None,
+                    note: Some(reason.clone()),
+                    tokens: Tokens::default(),
+                    tokens_estimated: false,
+                    retries: 0,
+                    fallback_from: Vec::new(),
+                    started_at: Utc::now(),
+                    finished_at: Some(Utc::now()),
+                    latency_ms: 0,
+                };
+                if let Err(e) = shared.store.put_step(&rec) {
+                    break Some(Err(format!("cannot persist step: {e}")));
+                }
+                engine.record(pos, &StepOutcome::Skipped);
+                emit(
+                    &events,
+                    RunEvent::StepFinished {
+                        run_id: run_id.clone(),
+                        pos,
+                        state: StepState::Skipped,
+                        answered_by: None,
+                        model: None,
+                        tokens: Tokens::default(),
+                        latency_ms: 0,
+                        retries: 0,
+                        fallback_from: Vec::new(),
+                        verdict: None,
+                        note: Some(reason),
+                    },
+                );
+            }
+            Next::Run(plan) => {
+                let result =
+                    run_step(&shared, &record, &plan, &conversation, &events, &cancel).await;
+                match result {
+                    Ok(step) => {
+                        record.tokens.add(step.tokens);
+                        context_nodes.extend(step.context_nodes.iter().cloned());
+                        answered_by.extend(step.answered_by.iter().cloned());
+                        if let Some(v) = &step.verdict {
+                            findings.extend(v.findings.iter().cloned());
+                        }
+                        if step.state == StepState::Cancelled {
+                            break None;
+                        }
+                        let outcome = match (&step.state, &step.response) {
+                            (StepState::Completed, Some(text)) => {
+                                StepOutcome::Completed { output: text.clone() }
+                            }
+                            _ => StepOutcome::Failed {
+                                error: step
+                                    .note
+                                    .clone()
+                                    .unwrap_or_else(|| "the step failed".into()),
+                            },
+                        };
+                        engine.record(plan.pos, &outcome);
+                        if let StepOutcome::Failed { error } = outcome {
+                            record.error = Some(error);
+                        }
+                    }
+                    Err(e) => break Some(Err(e)),
+                }
+                record.iterations = engine.position().iteration.max(record.iterations);
+            }
+            Next::Done(f) => break Some(Ok(f)),
+        }
+    };
+
+    record.finished_at = Some(Utc::now());
+    match finish {
+        None => {
+            record.state = RunState::Cancelled;
+            record.error = Some("cancelled".into());
+        }
+        Some(Err(e)) => {
+            record.state = RunState::Failed;
+            record.error = Some(e);
+        }
+        Some(Ok(f)) => {
+            record.iterations = f.iterations;
+            record.finish_reason = Some(f.reason);
+            record.output = f.output.clone();
+            record.state = if f.success { RunState::Completed } else { RunState::Failed };
+            if f.reason == FinishReason::MaxIterations {
+                record.error = Some(format!(
+                    "the review still asked for changes after {} iteration(s)",
+                    f.iterations
+                ));
+            }
+        }
+    }
+    if let Err(e) = shared.store.put_run(&record) {
+        tracing::error!(run = %run_id, error = %e, "cannot persist the run's end");
+    }
+    metrics.add_active_run("in_progress", -1);
+    metrics.record_run_finished(record.state.as_str());
+    drop(permit);
+
+    // Teach the memory (not for cancelled runs: they taught nothing).
+    if record.state != RunState::Cancelled {
+        let outcome = crate::memory::RunOutcome {
+            run_id: record.id.clone(),
+            project_id: record.project_id.clone(),
+            conversation: record.conversation.clone(),
+            task: record.task.clone(),
+            workflow: record.workflow_name.clone(),
+            success: record.state == RunState::Completed,
+            output: record.output.clone().or_else(|| record.error.clone()).unwrap_or_default(),
+            agents: dedup(answered_by),
+            findings,
+            context_nodes: dedup(context_nodes),
+        };
+        let memory = shared.memory.clone();
+        match tokio::task::spawn_blocking(move || memory.record_run(&outcome)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(run = %run_id, error = %e, "cannot store the run in memory")
+            }
+            Err(e) => tracing::warn!(run = %run_id, error = %e, "storing the run in memory died"),
+        }
+    }
+    emit(
+        &events,
+        RunEvent::RunFinished {
+            run_id: run_id.clone(),
+            state: record.state,
+            reason: record.finish_reason,
+            iterations: record.iterations,
+            tokens: record.tokens,
+            error: record.error.clone(),
+        },
+    );
+    let _ = done.send(record);
+}
+
+fn dedup(mut v: Vec<String>) -> Vec<String> {
+    let mut seen = std::collections::BTreeSet::new();
+    v.retain(|x| seen.insert(x.clone()));
+    v
+}
+
+/// The JSON schema a review must follow (enforced by servers that support it).
+fn verdict_schema() -> serde_json::Value {
+    serde_json::json!({
+        "type": "object",
+        "properties": {
+            "verdict": {"type": "string", "enum": ["approved", "changes_requested"]},
+            "summary": {"type": "string"},
+            "findings": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "severity": {"type": "string", "enum": ["error", "warning", "suggestion"]},
+                        "kind": {"type": "string", "enum": ["bug", "mistake", "decision", "pattern", "style"]},
+                        "message": {"type": "string"}
+                    },
+                    "required": ["severity", "message"]
+                }
+            }
+        },
+        "required": ["verdict", "findings"]
+    })
+}
+
+fn describe(event: &AgentEvent) -> String {
+    match event {
+        AgentEvent::RetryScheduled { agent, attempt, delay_ms, error } => {
+            format!("{agent}: retry {attempt} in {delay_ms} ms after: {error}")
+        }
+        AgentEvent::FallbackTaken { from, to, error } => {
+            format!("fallback from {from} to {to} after: {error}")
+        }
+        AgentEvent::BreakerOpened { agent, failures, recovery_ms } => {
+            format!(
+                "{agent}: circuit breaker opened after {failures} failures (retry in {recovery_ms} ms)"
+            )
+        }
+        AgentEvent::BreakerHalfOpen { agent } => {
+            format!("{agent}: circuit breaker half-open, trying one call")
+        }
+        AgentEvent::BreakerClosed { agent } => format!("{agent}: circuit breaker closed"),
+        AgentEvent::RateLimitWait { agent, wait_ms } => {
+            format!("{agent}: waiting {wait_ms} ms for its rate limit")
+        }
+        AgentEvent::OfflineSkipped { agent } => format!("{agent}: skipped (offline mode)"),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Run one step; returns its final record (completed, failed or cancelled). `Err` only when
+/// the store cannot be written (the run cannot continue durably).
+async fn run_step(
+    shared: &Arc<Shared>,
+    record: &RunRecord,
+    plan: &StepPlan,
+    conversation: &str,
+    events: &broadcast::Sender<RunEvent>,
+    cancel: &CancellationToken,
+) -> Result<StepRecord, String> {
+    let run_id = record.id.clone();
+    let pos = plan.pos;
+    let started = Instant::now();
+
+    // The project's relevant memory, within the budget.
+    let context = shared.context_for(record, &plan.input).await;
+    let template = shared.template_for(record, pos);
+    let vars = prompt_vars(shared, record, plan, conversation, &context.text);
+    let prompt = template.render(&vars);
+
+    let mut step = StepRecord {
+        run_id: run_id.clone(),
+        pos,
+        role: plan.role,
+        agent: plan.agent.clone(),
+        answered_by: None,
+        model: None,
+        state: StepState::Running,
+        prompt: prompt.clone(),
+        context_nodes: context.nodes.clone(),
+        response: None,
+        verdict: None,
+        note: None,
+        tokens: Tokens::default(),
+        tokens_estimated: false,
+        retries: 0,
+        fallback_from: Vec::new(),
+        started_at: Utc::now(),
+        finished_at: None,
+        latency_ms: 0,
+    };
+    shared.store.put_step(&step).map_err(|e| format!("cannot persist step: {e}"))?;
+    emit(
+        events,
+        RunEvent::StepStarted {
+            run_id: run_id.clone(),
+            pos,
+            role: plan.role,
+            agent: plan.agent.clone(),
+        },
+    );
+
+    let mut options =
+        GenerationOptions { max_tokens: Some(shared.max_tokens), ..Default::default() };
+    if plan.role == Role::Review {
+        options.output =
+            OutputFormat::JsonSchema { name: "review_verdict".into(), schema: verdict_schema() };
+    }
+    let request = AgentRequest::prompt(prompt).with_options(options);
+
+    let chunk_events = events.clone();
+    let chunk_run = run_id.clone();
+    let agent_events = events.clone();
+    let agent_run = run_id.clone();
+    let breakers = shared.breakers.clone();
+    let metrics = shared.metrics.clone();
+    let call_ctx = CallContext::new()
+        .with_cancel(cancel.child_token())
+        .with_workdir(record.project_path.clone())
+        .with_chunks(ChunkSink::new(move |text: &str| {
+            emit(
+                &chunk_events,
+                RunEvent::Chunk { run_id: chunk_run.clone(), pos, text: text.to_string() },
+            );
+        }))
+        .with_events(EventSink::new(move |e: &AgentEvent| {
+            note_agent_event(&breakers, &metrics, e);
+            emit(
+                &agent_events,
+                RunEvent::Agent { run_id: agent_run.clone(), pos, message: describe(e) },
+            );
+        }));
+
+    // The step's agent, then the step's own fallbacks (each with its own fallback chain).
+    let mut candidates = vec![plan.agent.clone()];
+    candidates.extend(plan.fallback.iter().cloned());
+    let mut failed: Vec<String> = Vec::new();
+    let mut result =
+        Err(AdapterError::Config { agent: plan.agent.clone(), message: "no agent to call".into() });
+    for (i, name) in candidates.iter().enumerate() {
+        let call_started = Instant::now();
+        result = shared.agents.call(name, request.clone(), call_ctx.clone()).await;
+        let outcome = match &result {
+            Ok(_) => troupe_observability::metrics::SUCCESS,
+            Err(e) => e.kind(),
+        };
+        let called = match &result {
+            Ok(r) => r.agent.clone(),
+            Err(e) => e.agent().unwrap_or(name).to_string(),
+        };
+        shared.metrics.record_call(&called, outcome, call_started.elapsed());
+        match &result {
+            Err(e) if e.falls_back() && i + 1 < candidates.len() && !cancel.is_cancelled() => {
+                failed.push(name.clone());
+                let to = &candidates[i + 1];
+                shared.metrics.record_fallback(name, to);
+                emit(
+                    events,
+                    RunEvent::Agent {
+                        run_id: run_id.clone(),
+                        pos,
+                        message: format!("fallback from {name} to {to} after: {e}"),
+                    },
+                );
+            }
+            _ => break,
+        }
+    }
+
+    step.finished_at = Some(Utc::now());
+    step.latency_ms = started.elapsed().as_millis() as u64;
+    match result {
+        Ok(resp) => {
+            let tokens = Tokens {
+                prompt: resp.usage.prompt_tokens,
+                completion: resp.usage.completion_tokens,
+            };
+            shared.metrics.record_tokens(&resp.agent, tokens.prompt, tokens.completion);
+            for _ in 0..resp.retries() {
+                shared.metrics.record_retry(&resp.agent);
+            }
+            for f in &resp.failed {
+                shared.metrics.record_fallback(&f.agent, &resp.agent);
+            }
+            step.tokens = tokens;
+            step.tokens_estimated = resp.usage_estimated;
+            step.retries = resp.retries();
+            step.fallback_from =
+                failed.into_iter().chain(resp.failed.iter().map(|f| f.agent.clone())).collect();
+            step.answered_by = Some(resp.agent.clone());
+            step.model = resp.model.clone();
+            step.state = StepState::Completed;
+            if plan.role == Role::Review {
+                step.verdict = Some(troupe_workflows::verdict::parse_verdict(&resp.text));
+            }
+            step.response = Some(resp.text);
+        }
+        Err(e) => {
+            step.state = if matches!(e, AdapterError::Cancelled { .. }) || cancel.is_cancelled() {
+                StepState::Cancelled
+            } else {
+                StepState::Failed
+            };
+            step.fallback_from = failed;
+            step.note = Some(e.to_string());
+        }
+    }
+    shared.metrics.record_step(plan.role.as_str(), started.elapsed());
+    shared.store.put_step(&step).map_err(|e| format!("cannot persist step: {e}"))?;
+    let verdict = step.verdict.as_ref().map(|v| {
+        let status = match v.status {
+            VerdictStatus::Approved => "approved",
+            VerdictStatus::ChangesRequested => "changes requested",
+        };
+        format!("{status}, {} finding(s)", v.findings.len())
+    });
+    emit(
+        events,
+        RunEvent::StepFinished {
+            run_id,
+            pos,
+            state: step.state,
+            answered_by: step.answered_by.clone(),
+            model: step.model.clone(),
+            tokens: step.tokens,
+            latency_ms: step.latency_ms,
+            retries: step.retries,
+            fallback_from: step.fallback_from.clone(),
+            verdict,
+            note: step.note.clone(),
+        },
+    );
+    Ok(step)
+}
+
+/// Track breaker states (for routing) and metrics from an adapter event.
+pub(crate) fn note_agent_event(
+    breakers: &Arc<Mutex<BTreeMap<String, bool>>>,
+    metrics: &troupe_observability::Metrics,
+    event: &AgentEvent,
+) {
+    use troupe_observability::metrics::BreakerGauge;
+    let set = |agent: &str, open: bool| {
+        if let Ok(mut b) = breakers.lock() {
+            b.insert(agent.to_string(), open);
+        }
+    };
+    match event {
+        AgentEvent::BreakerOpened { agent, .. } => {
+            set(agent, true);
+            metrics.set_breaker(agent, BreakerGauge::Open);
+        }
+        AgentEvent::BreakerHalfOpen { agent } => {
+            set(agent, false);
+            metrics.set_breaker(agent, BreakerGauge::HalfOpen);
+        }
+        AgentEvent::BreakerClosed { agent } => {
+            set(agent, false);
+            metrics.set_breaker(agent, BreakerGauge::Closed);
+        }
+        AgentEvent::RateLimitWait { agent, wait_ms } => {
+            metrics.record_rate_limit_wait(agent, std::time::Duration::from_millis(*wait_ms));
+        }
+        _ => {}
+    }
+}
+
+fn prompt_vars<'a>(
+    shared: &Shared,
+    record: &RunRecord,
+    plan: &StepPlan,
+    conversation: &str,
+    context: &str,
+) -> BTreeMap<&'a str, String> {
+    let project = format!(
+        "{} at {}",
+        record
+            .project_path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        record.project_path.display()
+    );
+    let max_iterations = record.workflow.max_iterations;
+    let _ = shared;
+    BTreeMap::from([
+        ("task", record.task.clone()),
+        ("project", project),
+        ("context", context.to_string()),
+        ("conversation", conversation.to_string()),
+        ("input", plan.input.clone()),
+        ("review", plan.review.clone().unwrap_or_default()),
+        ("iteration", plan.pos.iteration.to_string()),
+        ("max_iterations", max_iterations.to_string()),
+        ("agent", plan.agent.clone()),
+        ("role", plan.role.to_string()),
+    ])
+}

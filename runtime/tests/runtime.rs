@@ -1,0 +1,584 @@
+//! The runtime driven end to end with scripted agents, an in-memory memory and the in-memory
+//! record backend: iteration, durability and resume, cancellation, panics, planning,
+//! concurrency.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use troupe_adapters::agent::{Agent, AgentInfo, AgentRequest, AgentResponse, CallContext};
+use troupe_adapters::config::{AgentConfig, AgentKind, Role};
+use troupe_adapters::error::AdapterError;
+use troupe_observability::Metrics;
+use troupe_runtime::{
+    Backend, ContextBlock, Memory, MemoryBackend, RunEvent, RunOutcome, RunRequest, RunState,
+    Runtime, RuntimeParts, StepState,
+};
+use troupe_workflows::config::{Config, StepConfig, WorkflowConfig};
+
+const APPROVE: &str = r#"```json
+{"verdict": "approved", "summary": "good", "findings": []}
+```"#;
+const REJECT: &str = r#"{"verdict": "changes_requested", "findings": [{"severity": "error", "kind": "mistake", "message": "handle empty input"}]}"#;
+
+/// What a scripted agent does on a call.
+#[derive(Debug, Clone)]
+enum Act {
+    Say(&'static str),
+    Fail,
+    Panic,
+    /// Wait until cancelled.
+    Hang,
+}
+
+#[derive(Debug)]
+struct Scripted {
+    info: AgentInfo,
+    script: Mutex<VecDeque<Act>>,
+    prompts: Mutex<Vec<String>>,
+}
+
+impl Scripted {
+    fn new(name: &str, script: &[Act]) -> Arc<Scripted> {
+        Arc::new(Scripted {
+            info: AgentInfo {
+                name: name.into(),
+                kind: "test".into(),
+                model: Some("scripted".into()),
+                endpoint: "memory".into(),
+                local: true,
+            },
+            script: Mutex::new(script.iter().cloned().collect()),
+            prompts: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn prompts(&self) -> Vec<String> {
+        self.prompts.lock().unwrap().clone()
+    }
+}
+
+#[async_trait]
+impl Agent for Scripted {
+    fn info(&self) -> &AgentInfo {
+        &self.info
+    }
+
+    async fn call(
+        &self,
+        request: &AgentRequest,
+        ctx: &CallContext,
+    ) -> Result<AgentResponse, AdapterError> {
+        self.prompts.lock().unwrap().push(request.render_prompt());
+        let act = self.script.lock().unwrap().pop_front().unwrap_or(Act::Say("(script ended)"));
+        match act {
+            Act::Say(text) => {
+                for word in text.split_inclusive(' ') {
+                    ctx.chunk(word);
+                }
+                let mut r = AgentResponse::new(&self.info.name, text);
+                r.usage.prompt_tokens = 10;
+                r.usage.completion_tokens = 5;
+                r.model = Some("scripted".into());
+                Ok(r)
+            }
+            Act::Fail => Err(AdapterError::transient(&self.info.name, "connection reset")),
+            Act::Panic => panic!("scripted panic"),
+            Act::Hang => {
+                ctx.cancel.cancelled().await;
+                Err(AdapterError::cancelled(&self.info.name))
+            }
+        }
+    }
+}
+
+/// Memory that returns a fixed block and records what runs taught it.
+#[derive(Debug, Default)]
+struct FakeMemory {
+    outcomes: Mutex<Vec<RunOutcome>>,
+}
+
+impl Memory for FakeMemory {
+    fn ensure_project(&self, _: &Path) -> troupe_runtime::Result<String> {
+        Ok("project-1".into())
+    }
+
+    fn relevant_context(
+        &self,
+        _: &str,
+        task: &str,
+        _: usize,
+    ) -> troupe_runtime::Result<ContextBlock> {
+        let learned: Vec<String> = self
+            .outcomes
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|o| format!("earlier task: {}", o.task))
+            .collect();
+        Ok(ContextBlock {
+            text: if learned.is_empty() {
+                String::new()
+            } else {
+                format!("{}\n(for: {task})", learned.join("\n"))
+            },
+            nodes: (0..learned.len()).map(|i| format!("node-{i}")).collect(),
+            tokens: 10,
+        })
+    }
+
+    fn record_run(&self, outcome: &RunOutcome) -> troupe_runtime::Result<String> {
+        self.outcomes.lock().unwrap().push(outcome.clone());
+        Ok(format!("task-{}", outcome.run_id))
+    }
+}
+
+fn agent_config(role: Role) -> AgentConfig {
+    let mut a = AgentConfig::new(AgentKind::Llamacpp);
+    a.base_url = Some("http://127.0.0.1:1/v1".into());
+    a.role = Some(role);
+    a
+}
+
+/// A configuration with agents `coder`, `reviewer`, `spare` and workflow `irr`
+/// (implement → review → refine).
+fn config() -> Config {
+    let mut c = Config::builtin();
+    c.agents.insert("coder".into(), agent_config(Role::Implement));
+    c.agents.insert("reviewer".into(), agent_config(Role::Review));
+    c.agents.insert("spare".into(), agent_config(Role::Implement));
+    c.workflows.insert(
+        "irr".into(),
+        WorkflowConfig {
+            description: None,
+            max_iterations: 3,
+            steps: vec![
+                StepConfig::new("coder", Role::Implement),
+                StepConfig::new("reviewer", Role::Review),
+                StepConfig::new("coder", Role::Refine),
+            ],
+        },
+    );
+    c
+}
+
+struct Harness {
+    runtime: Runtime,
+    memory: Arc<FakeMemory>,
+    backend: Arc<MemoryBackend>,
+    project: tempfile::TempDir,
+}
+
+fn harness(config: Config, agents: &[(&str, Arc<Scripted>)]) -> Harness {
+    harness_with(
+        config,
+        agents,
+        Arc::new(MemoryBackend::default()),
+        Arc::new(FakeMemory::default()),
+    )
+}
+
+fn harness_with(
+    config: Config,
+    agents: &[(&str, Arc<Scripted>)],
+    backend: Arc<MemoryBackend>,
+    memory: Arc<FakeMemory>,
+) -> Harness {
+    let agents: BTreeMap<String, Arc<dyn Agent>> =
+        agents.iter().map(|(n, a)| (n.to_string(), a.clone() as Arc<dyn Agent>)).collect();
+    let runtime = Runtime::new(RuntimeParts {
+        config,
+        config_path: None,
+        agents,
+        memory: memory.clone(),
+        backend: backend.clone() as Arc<dyn Backend>,
+        metrics: Metrics::new().unwrap(),
+        max_tokens: 512,
+    })
+    .unwrap();
+    Harness { runtime, memory, backend, project: tempfile::tempdir().unwrap() }
+}
+
+fn request(h: &Harness, task: &str, workflow: &str) -> RunRequest {
+    RunRequest {
+        task: task.into(),
+        workflow: Some(workflow.into()),
+        project: Some(h.project.path().to_path_buf()),
+        ..Default::default()
+    }
+}
+
+#[actix::test]
+async fn approval_ends_the_run_and_everything_is_persisted() {
+    let coder = Scripted::new("coder", &[Act::Say("fn reverse() {}")]);
+    let reviewer = Scripted::new("reviewer", &[Act::Say(APPROVE)]);
+    let h = harness(config(), &[("coder", coder.clone()), ("reviewer", reviewer.clone())]);
+    let mut handle = h.runtime.submit(request(&h, "reverse a string", "irr")).await.unwrap();
+    let mut events = Vec::new();
+    let id = handle.id.clone();
+    let collector = async {
+        while let Ok(e) = handle.events.recv().await {
+            let last = e.is_final();
+            events.push(e);
+            if last {
+                break;
+            }
+        }
+    };
+    collector.await;
+    let record = handle.wait().await.unwrap();
+    assert_eq!(record.state, RunState::Completed);
+    assert_eq!(record.output.as_deref(), Some("fn reverse() {}"));
+    assert_eq!(record.tokens.total(), 30);
+
+    // Events: started, steps with chunks, a skipped refine, finished.
+    assert!(matches!(events.first(), Some(RunEvent::RunStarted { .. })), "{events:?}");
+    let chunks: String = events
+        .iter()
+        .filter_map(|e| match e {
+            RunEvent::Chunk { pos, text, .. } if pos.step == 0 => Some(text.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(chunks, "fn reverse() {}");
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, RunEvent::StepFinished { state: StepState::Skipped, .. }))
+    );
+    assert!(matches!(
+        events.last(),
+        Some(RunEvent::RunFinished { state: RunState::Completed, .. })
+    ));
+
+    // The store has the run and its three steps (implement, review, skipped refine).
+    let (stored, steps) = h.runtime.run(&id).unwrap();
+    assert_eq!(stored.state, RunState::Completed);
+    let states: Vec<_> = steps.iter().map(|s| s.state).collect();
+    assert_eq!(states, [StepState::Completed, StepState::Completed, StepState::Skipped]);
+    assert!(steps[0].prompt.contains("reverse a string"));
+    assert!(steps[1].prompt.contains("fn reverse() {}"), "the review sees the work");
+    assert_eq!(steps[1].verdict.as_ref().map(|v| v.findings.len()), Some(0));
+    assert_eq!(steps[0].answered_by.as_deref(), Some("coder"));
+
+    // The memory learned the run.
+    let outcomes = h.memory.outcomes.lock().unwrap().clone();
+    assert_eq!(outcomes.len(), 1);
+    assert!(outcomes[0].success);
+    assert_eq!(outcomes[0].task, "reverse a string");
+}
+
+#[actix::test]
+async fn changes_requested_iterates_with_the_findings_in_the_prompt() {
+    let coder = Scripted::new("coder", &[Act::Say("v1"), Act::Say("v2"), Act::Say("v3")]);
+    let reviewer = Scripted::new("reviewer", &[Act::Say(REJECT), Act::Say(APPROVE)]);
+    let h = harness(config(), &[("coder", coder.clone()), ("reviewer", reviewer)]);
+    let handle = h.runtime.submit(request(&h, "task", "irr")).await.unwrap();
+    let record = handle.wait().await.unwrap();
+    assert_eq!(record.state, RunState::Completed);
+    assert_eq!(record.iterations, 2);
+    assert_eq!(record.output.as_deref(), Some("v3"));
+    let prompts = coder.prompts();
+    assert_eq!(prompts.len(), 3);
+    assert!(prompts[1].contains("handle empty input"), "refine sees the findings: {}", prompts[1]);
+    // The mistake the review named is handed to the memory.
+    let outcome = h.memory.outcomes.lock().unwrap()[0].clone();
+    assert_eq!(outcome.findings.len(), 1);
+    assert_eq!(outcome.findings[0].kind.as_deref(), Some("mistake"));
+}
+
+#[actix::test]
+async fn max_iterations_without_approval_fails_the_run() {
+    let coder = Scripted::new("coder", &[Act::Say("v1"), Act::Say("v2")]);
+    let reviewer = Scripted::new("reviewer", &[Act::Say(REJECT)]);
+    let h = harness(config(), &[("coder", coder), ("reviewer", reviewer)]);
+    let mut req = request(&h, "task", "irr");
+    req.max_iterations = Some(1);
+    let record = h.runtime.submit(req).await.unwrap().wait().await.unwrap();
+    assert_eq!(record.state, RunState::Failed);
+    assert!(record.error.unwrap().contains("after 1 iteration"));
+}
+
+#[actix::test]
+async fn a_step_fallback_answers_when_the_agent_fails() {
+    let mut c = config();
+    c.workflows.get_mut("irr").unwrap().steps[0].fallback = vec!["spare".into()];
+    let coder = Scripted::new("coder", &[Act::Fail]);
+    let spare = Scripted::new("spare", &[Act::Say("from spare")]);
+    let reviewer = Scripted::new("reviewer", &[Act::Say(APPROVE)]);
+    let h = harness(c, &[("coder", coder), ("spare", spare), ("reviewer", reviewer)]);
+    let handle = h.runtime.submit(request(&h, "task", "irr")).await.unwrap();
+    let id = handle.id.clone();
+    let record = handle.wait().await.unwrap();
+    assert_eq!(record.state, RunState::Completed);
+    let (_, steps) = h.runtime.run(&id).unwrap();
+    assert_eq!(steps[0].answered_by.as_deref(), Some("spare"));
+    assert_eq!(steps[0].fallback_from, ["coder"]);
+    let text = h.runtime.metrics().render();
+    assert!(text.contains("troupe_fallbacks_total{from=\"coder\",to=\"spare\"} 1"), "{text}");
+    assert!(
+        text.contains("troupe_agent_calls_total{agent=\"coder\",outcome=\"transient\"} 1"),
+        "{text}"
+    );
+}
+
+#[actix::test]
+async fn a_failing_step_fails_the_run_cleanly() {
+    let coder = Scripted::new("coder", &[Act::Fail]);
+    let h = harness(config(), &[("coder", coder), ("reviewer", Scripted::new("reviewer", &[]))]);
+    let record = h.runtime.submit(request(&h, "task", "irr")).await.unwrap().wait().await.unwrap();
+    assert_eq!(record.state, RunState::Failed);
+    assert!(record.error.unwrap().contains("connection reset"));
+}
+
+#[actix::test]
+async fn a_panicking_agent_fails_the_step_and_is_restarted() {
+    let coder = Scripted::new("coder", &[Act::Panic, Act::Say("v1")]);
+    let reviewer = Scripted::new("reviewer", &[Act::Say(APPROVE)]);
+    let h = harness(config(), &[("coder", coder), ("reviewer", reviewer)]);
+    let record = h.runtime.submit(request(&h, "task", "irr")).await.unwrap().wait().await.unwrap();
+    assert_eq!(record.state, RunState::Failed);
+    assert!(record.error.unwrap().contains("panicked"));
+    // The same agent works again on the next run.
+    let record =
+        h.runtime.submit(request(&h, "task 2", "irr")).await.unwrap().wait().await.unwrap();
+    assert_eq!(record.state, RunState::Completed, "{record:?}");
+}
+
+#[actix::test]
+async fn cancelling_stops_the_running_step_and_marks_the_run() {
+    let coder = Scripted::new("coder", &[Act::Hang]);
+    let h = harness(config(), &[("coder", coder), ("reviewer", Scripted::new("reviewer", &[]))]);
+    let mut handle = h.runtime.submit(request(&h, "task", "irr")).await.unwrap();
+    // Wait until the step started, then cancel.
+    loop {
+        if let Ok(RunEvent::StepStarted { .. }) = handle.events.recv().await {
+            break;
+        }
+    }
+    h.runtime.cancel(&handle.id).unwrap();
+    let id = handle.id.clone();
+    let record =
+        tokio::time::timeout(Duration::from_secs(10), handle.wait()).await.unwrap().unwrap();
+    assert_eq!(record.state, RunState::Cancelled);
+    let (_, steps) = h.runtime.run(&id).unwrap();
+    assert_eq!(steps[0].state, StepState::Cancelled);
+    assert!(h.memory.outcomes.lock().unwrap().is_empty(), "a cancelled run teaches nothing");
+}
+
+#[actix::test]
+async fn resume_continues_after_the_last_completed_step_without_repeating_it() {
+    let backend = Arc::new(MemoryBackend::default());
+    let memory = Arc::new(FakeMemory::default());
+    // First process: the coder answers, then the reviewer hangs and the run is "killed"
+    // (cancelled here; a crash leaves the step `running`, which resume treats the same).
+    let coder = Scripted::new("coder", &[Act::Say("v1")]);
+    let reviewer = Scripted::new("reviewer", &[Act::Hang]);
+    let h = harness_with(
+        config(),
+        &[("coder", coder.clone()), ("reviewer", reviewer)],
+        backend.clone(),
+        memory.clone(),
+    );
+    let mut handle = h.runtime.submit(request(&h, "task", "irr")).await.unwrap();
+    loop {
+        if let Ok(RunEvent::StepStarted { pos, .. }) = handle.events.recv().await
+            && pos.step == 1
+        {
+            break;
+        }
+    }
+    h.runtime.cancel(&handle.id).unwrap();
+    let id = handle.id.clone();
+    handle.wait().await.unwrap();
+    assert_eq!(coder.prompts().len(), 1);
+
+    // Second process over the same store: resume.
+    let coder2 = Scripted::new("coder", &[Act::Say("should not run")]);
+    let reviewer2 = Scripted::new("reviewer", &[Act::Say(APPROVE)]);
+    let h2 = harness_with(
+        config(),
+        &[("coder", coder2.clone()), ("reviewer", reviewer2.clone())],
+        backend,
+        memory,
+    );
+    let record = h2.runtime.resume(&id).await.unwrap().wait().await.unwrap();
+    assert_eq!(record.state, RunState::Completed);
+    assert_eq!(record.output.as_deref(), Some("v1"));
+    assert_eq!(record.resumed, 1);
+    assert!(coder2.prompts().is_empty(), "the completed implement step ran again");
+    assert_eq!(reviewer2.prompts().len(), 1);
+    assert!(reviewer2.prompts()[0].contains("v1"));
+    // A completed run cannot be resumed.
+    assert!(h2.runtime.resume(&id).await.is_err());
+}
+
+#[actix::test]
+async fn interrupted_runs_are_found_on_start_up() {
+    let backend = Arc::new(MemoryBackend::default());
+    let h = harness_with(config(), &[], backend.clone(), Arc::new(FakeMemory::default()));
+    // A run stored as in progress by a process that died.
+    let mut record =
+        h.runtime.submit(request(&h, "task", "irr")).await.unwrap().wait().await.unwrap();
+    record.state = RunState::InProgress;
+    h.runtime.store().put_run(&record).unwrap();
+    let h2 = harness_with(config(), &[], backend, Arc::new(FakeMemory::default()));
+    let interrupted = h2.runtime.interrupted().unwrap();
+    assert_eq!(interrupted.len(), 1);
+    assert_eq!(interrupted[0].id, record.id);
+}
+
+#[actix::test]
+async fn a_dynamic_workflow_is_planned_validated_and_run() {
+    let plan = r#"{"steps": [{"role": "implement", "agent": "coder", "why": "writes code"}, {"role": "review", "agent": "ghost", "why": "?"}]}"#;
+    let planner = Scripted::new("reviewer", &[Act::Say(plan), Act::Say(APPROVE)]);
+    let coder = Scripted::new("coder", &[Act::Say("v1")]);
+    let mut c = config();
+    c.settings.planner_agent = Some("reviewer".into());
+    let h = harness(c, &[("coder", coder), ("reviewer", planner.clone())]);
+    let mut handle = h.runtime.submit(request(&h, "task", "dynamic")).await.unwrap();
+    let mut planned = None;
+    while let Ok(e) = handle.events.recv().await {
+        if let RunEvent::Planned { steps, notes, .. } = &e {
+            planned = Some((steps.clone(), notes.clone()));
+        }
+        if e.is_final() {
+            break;
+        }
+    }
+    let record = handle.wait().await.unwrap();
+    assert_eq!(record.state, RunState::Completed, "{record:?}");
+    let (steps, notes) = planned.unwrap();
+    assert_eq!(steps[0], "coder:implement");
+    // `ghost` does not exist: replaced by the best eligible reviewer.
+    assert_eq!(steps[1], "reviewer:review");
+    assert!(notes.iter().any(|n| n.contains("`ghost` replaced")), "{notes:?}");
+    assert!(planner.prompts()[0].contains("- coder: implement"), "{}", planner.prompts()[0]);
+}
+
+#[actix::test]
+async fn garbage_plans_fall_back_to_the_default_workflow() {
+    let planner = Scripted::new(
+        "reviewer",
+        &[Act::Say("no idea"), Act::Say("still none"), Act::Say(APPROVE)],
+    );
+    let coder = Scripted::new("coder", &[Act::Say("v1")]);
+    let mut c = config();
+    c.settings.planner_agent = Some("reviewer".into());
+    c.settings.default_workflow = "irr".into();
+    let h = harness(c, &[("coder", coder), ("reviewer", planner.clone())]);
+    let handle = h.runtime.submit(request(&h, "task", "dynamic")).await.unwrap();
+    let id = handle.id.clone();
+    let record = handle.wait().await.unwrap();
+    assert_eq!(record.state, RunState::Completed, "{record:?}");
+    let (stored, _) = h.runtime.run(&id).unwrap();
+    assert!(stored.plan_notes.iter().any(|n| n.contains("asked again")), "{:?}", stored.plan_notes);
+    assert!(
+        stored.plan_notes.iter().any(|n| n.contains("using the `irr` workflow")),
+        "{:?}",
+        stored.plan_notes
+    );
+    assert_eq!(planner.prompts().len(), 3, "two planning attempts and one review");
+}
+
+#[actix::test]
+async fn routing_skips_agents_with_a_poor_measured_success_rate() {
+    let mut c = config();
+    c.settings.planner_agent = Some("reviewer".into());
+    let plan = r#"{"steps": [{"role": "implement", "agent": "coder"}]}"#;
+    let planner = Scripted::new("reviewer", &[Act::Say(plan)]);
+    let spare = Scripted::new("spare", &[Act::Say("from spare")]);
+    let h = harness(
+        c,
+        &[("coder", Scripted::new("coder", &[])), ("spare", spare), ("reviewer", planner)],
+    );
+    // The coder has failed 8 of 10 calls.
+    let m = h.runtime.metrics();
+    for i in 0..10 {
+        m.record_call("coder", if i < 2 { "success" } else { "transient" }, Duration::ZERO);
+    }
+    let handle = h.runtime.submit(request(&h, "task", "dynamic")).await.unwrap();
+    let id = handle.id.clone();
+    let record = handle.wait().await.unwrap();
+    assert_eq!(record.state, RunState::Completed, "{record:?}");
+    let (stored, steps) = h.runtime.run(&id).unwrap();
+    assert_eq!(steps[0].answered_by.as_deref(), Some("spare"));
+    assert!(
+        stored.plan_notes.iter().any(|n| n.contains("success rate 20% over 10 calls")),
+        "{:?}",
+        stored.plan_notes
+    );
+}
+
+#[actix::test]
+async fn many_runs_at_once_respect_the_concurrency_cap() {
+    let mut c = config();
+    c.settings.max_concurrent_runs = 3;
+    c.workflows.insert(
+        "one".into(),
+        WorkflowConfig {
+            description: None,
+            max_iterations: 1,
+            steps: vec![StepConfig::new("coder", Role::Implement)],
+        },
+    );
+    let script: Vec<Act> = (0..40).map(|_| Act::Say("ok")).collect();
+    let h = harness(c, &[("coder", Scripted::new("coder", &script))]);
+    let mut handles = Vec::new();
+    for i in 0..40 {
+        handles.push(h.runtime.submit(request(&h, &format!("task {i}"), "one")).await.unwrap());
+    }
+    for handle in handles {
+        assert_eq!(handle.wait().await.unwrap().state, RunState::Completed);
+    }
+    let stats = h.runtime.stats().unwrap();
+    assert_eq!(stats.by_state.get("completed"), Some(&40));
+    let _ = &h.backend;
+}
+
+#[actix::test]
+async fn bad_requests_are_refused_clearly() {
+    let h = harness(config(), &[]);
+    let mut req = request(&h, "  ", "irr");
+    assert!(h.runtime.submit(req.clone()).await.unwrap_err().to_string().contains("task is empty"));
+    req.task = "x".into();
+    req.project = Some("/no/such/folder".into());
+    assert!(
+        h.runtime.submit(req.clone()).await.unwrap_err().to_string().contains("cannot be used")
+    );
+    // Offline with a workflow of cloud agents.
+    let mut req = request(&h, "x", "default");
+    req.offline = true;
+    let e = h.runtime.submit(req).await.unwrap_err().to_string();
+    assert!(e.contains("offline mode") && e.contains("offline-default"), "{e}");
+    assert!(h.runtime.resume("nope").await.unwrap_err().to_string().contains("no run with id"));
+}
+
+#[actix::test]
+async fn conversation_turns_reach_follow_up_prompts() {
+    let coder = Scripted::new("coder", &[Act::Say("first answer"), Act::Say("second answer")]);
+    let mut c = config();
+    c.workflows.insert(
+        "one".into(),
+        WorkflowConfig {
+            description: None,
+            max_iterations: 1,
+            steps: vec![StepConfig::new("coder", Role::Implement)],
+        },
+    );
+    let h = harness(c, &[("coder", coder.clone())]);
+    let mut req = request(&h, "first task", "one");
+    req.conversation = Some("conv-1".into());
+    h.runtime.submit(req.clone()).await.unwrap().wait().await.unwrap();
+    req.task = "follow up".into();
+    h.runtime.submit(req).await.unwrap().wait().await.unwrap();
+    let p = coder.prompts();
+    assert!(!p[0].contains("first answer"));
+    assert!(p[1].contains("User: first task") && p[1].contains("first answer"), "{}", p[1]);
+    // And the memory of the first run reached the second prompt.
+    assert!(p[1].contains("earlier task: first task"), "{}", p[1]);
+}
