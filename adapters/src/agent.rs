@@ -161,10 +161,12 @@ impl AgentRequest {
     /// The whole request as one prompt text: what CLI agents receive. A single user message
     /// without system prompt or context is passed through unchanged.
     pub fn render_prompt(&self) -> String {
-        if self.system.is_none() && self.context.is_none() && self.messages.len() == 1 {
-            if let Some(m) = self.messages.first().filter(|m| m.role == MessageRole::User) {
-                return m.content.clone();
-            }
+        if self.system.is_none()
+            && self.context.is_none()
+            && self.messages.len() == 1
+            && let Some(m) = self.messages.first().filter(|m| m.role == MessageRole::User)
+        {
+            return m.content.clone();
         }
         let mut s = String::new();
         let mut section = |title: &str, body: &str| {

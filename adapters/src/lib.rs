@@ -1,15 +1,29 @@
 //! Adapters: the layer through which every prompt leaves troupe.
 //!
-//! This crate alone knows HTTP clients, subprocesses and provider wire formats. It owns the
-//! agent configuration model ([`config`]); the agent contract, the CLI and HTTP adapters and
-//! the resilience wrappers grow here.
+//! This crate alone knows HTTP clients, subprocesses and provider wire formats.
+//!
+//! - [`config`]: the agent configuration model (`[agents.NAME]`).
+//! - [`agent`]: the contract: [`Agent`], [`AgentRequest`] in, [`AgentResponse`] out, text
+//!   chunks and [`AgentEvent`]s delivered through the [`CallContext`].
+//! - [`error`]: [`AdapterError`], classified by what the caller must do next.
+//! - [`http`] and [`cli`]: the adapters (OpenAI-compatible, llama.cpp, Ollama; Claude Code,
+//!   Codex, Gemini, Copilot and generic CLIs).
+//! - [`resilience`]: rate limit, retry, circuit breaker, fallback and offline guard, as
+//!   wrappers around any agent.
+//! - [`server`]: managed local model servers; [`models`]: local model management.
+//! - [`registry`]: every configured agent with its full stack — what the runtime uses.
 
 pub mod agent;
 pub mod cli;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod models;
+pub mod registry;
 pub mod resilience;
+pub mod server;
+#[cfg(any(test, feature = "test-utils"))]
+pub mod testing;
 pub mod which;
 
 pub use agent::{

@@ -598,10 +598,13 @@ pub(crate) struct Collected {
     pub finish_reason: Option<String>,
     pub usage: Option<crate::agent::Usage>,
     pub done: bool,
+    /// Whether any answer choice arrived (a stream of nothing but `[DONE]` is broken).
+    pub answered: bool,
 }
 
 impl Collected {
     pub fn push(&mut self, ctx: &CallContext, piece: &str) {
+        self.answered = true;
         if !piece.is_empty() {
             ctx.chunk(piece);
             self.text.push_str(piece);

@@ -232,6 +232,12 @@ impl OpenAiAgent {
                 "the stream ended before the answer was complete (no [DONE])",
             ));
         }
+        if !c.answered {
+            return Err(AdapterError::bad_response(
+                agent,
+                "the stream carried no answer (no choices)",
+            ));
+        }
         Ok(c)
     }
 
@@ -270,6 +276,7 @@ impl OpenAiAgent {
             ));
         };
         if let Some(choice) = choices.first() {
+            c.answered = true;
             if let Some(t) =
                 choice.get("delta").and_then(|d| d.get("content")).and_then(Value::as_str)
             {

@@ -87,11 +87,20 @@ impl AgentLimiter {
             self.wait(lim, NonZeroU32::MIN, deadline, ctx, "requests_per_minute").await?;
         }
         if let Some((lim, burst)) = &self.tokens {
+            // This call's tokens plus what earlier calls used beyond their reservation, in
+            // pieces no larger than the burst (governor refuses more at once).
             let owed = self.debt.swap(0, Ordering::Relaxed);
-            let want = tokens.saturating_add(owed).clamp(1, u64::from(burst.get()));
-            let n = NonZeroU32::new(u32::try_from(want).unwrap_or(burst.get()))
-                .unwrap_or(NonZeroU32::MIN);
-            self.wait(lim, n, deadline, ctx, "tokens_per_minute").await?;
+            let mut left = tokens.saturating_add(owed).max(1);
+            while left > 0 {
+                let piece = left.min(u64::from(burst.get()));
+                let n = u32::try_from(piece).ok().and_then(NonZeroU32::new).unwrap_or(*burst);
+                if let Err(e) = self.wait(lim, n, deadline, ctx, "tokens_per_minute").await {
+                    // What was not paid stays owed.
+                    self.debt.fetch_add(left.saturating_sub(tokens), Ordering::Relaxed);
+                    return Err(e);
+                }
+                left -= piece;
+            }
         }
         Ok(())
     }

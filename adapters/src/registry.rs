@@ -1,0 +1,232 @@
+//! Every configured agent with its full resilience stack, built once per process.
+//!
+//! ```no_run
+//! # async fn demo(configs: std::collections::BTreeMap<String, troupe_adapters::AgentConfig>) -> troupe_adapters::Result<()> {
+//! use troupe_adapters::registry::{AgentRegistry, RegistryOptions};
+//! use troupe_adapters::resilience::OfflineMode;
+//! use troupe_adapters::{AgentRequest, CallContext, ChunkSink, EventSink};
+//!
+//! let registry = AgentRegistry::build(&configs, RegistryOptions {
+//!     offline: OfflineMode::resolve(false),
+//!     assets_dir: "/home/me/.local/share/troupe/assets".into(),
+//!     ..Default::default()
+//! });
+//! let agent = registry.agent("local-code")?;
+//! let ctx = CallContext::new()
+//!     .with_workdir("/path/to/project")
+//!     .with_chunks(ChunkSink::new(|text| print!("{text}")))
+//!     .with_events(EventSink::new(|event| eprintln!("{event:?}")));
+//! let answer = agent.call(&AgentRequest::prompt("Say hello"), &ctx).await?;
+//! println!("\n{} answered ({} tokens)", answer.agent, answer.usage.total());
+//! registry.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::agent::Agent;
+use crate::cli::CliAgent;
+use crate::config::{AgentConfig, AgentKind};
+use crate::error::{AdapterError, Result};
+use crate::http::{OllamaAgent, OpenAiAgent};
+use crate::resilience::{
+    Breaker, BreakerState, CircuitBreaker, Fallback, LimiterRegistry, OfflineGuard, OfflineMode,
+    RateLimit, Retry,
+};
+use crate::server::{ManagedServer, ServerPool, WithServer};
+
+/// Builds the bare adapter of one agent; [`build_adapter`] unless a test swaps in fakes.
+pub type AdapterFactory = dyn Fn(&str, &AgentConfig) -> Result<Arc<dyn Agent>> + Send + Sync;
+
+/// What the registry needs besides the agents' configuration.
+#[derive(Debug, Clone, Default)]
+pub struct RegistryOptions {
+    /// Offline mode: see [`OfflineMode::resolve`].
+    pub offline: OfflineMode,
+    /// What `{assets}` expands to in managed server commands (`Config::assets_dir()`).
+    pub assets_dir: PathBuf,
+    /// The rate limiters; none means the process-wide [`LimiterRegistry::global`].
+    pub limiters: Option<Arc<LimiterRegistry>>,
+}
+
+/// The bare adapter for `cfg`: [`CliAgent`], [`OpenAiAgent`] (openai, llamacpp) or
+/// [`OllamaAgent`].
+pub fn build_adapter(name: &str, cfg: &AgentConfig) -> Result<Arc<dyn Agent>> {
+    Ok(match cfg.kind {
+        AgentKind::Cli => Arc::new(CliAgent::new(name, cfg)?),
+        AgentKind::Openai | AgentKind::Llamacpp => Arc::new(OpenAiAgent::new(name, cfg)?),
+        AgentKind::Ollama => Arc::new(OllamaAgent::new(name, cfg)?),
+    })
+}
+
+/// One agent's layers.
+#[derive(Debug)]
+struct Built {
+    /// The adapter, with its managed server but no resilience.
+    adapter: Arc<dyn Agent>,
+    /// Offline guard, breaker, retry and rate limit around the adapter (no fallback).
+    stack: Arc<dyn Agent>,
+    breaker: Arc<CircuitBreaker>,
+}
+
+/// Every configured agent, each wrapped in its resilience stack; cheap to share (`Arc`).
+#[derive(Debug)]
+pub struct AgentRegistry {
+    configs: BTreeMap<String, AgentConfig>,
+    built: BTreeMap<String, Built>,
+    /// Agents that could not be built, and why.
+    broken: BTreeMap<String, AdapterError>,
+    servers: ServerPool,
+    offline: OfflineMode,
+}
+
+impl AgentRegistry {
+    /// Build every agent of `agents` with the real adapters.
+    pub fn build(
+        agents: &BTreeMap<String, AgentConfig>,
+        options: RegistryOptions,
+    ) -> AgentRegistry {
+        AgentRegistry::build_with(agents, options, &build_adapter)
+    }
+
+    /// Build every agent of `agents`, making the bare adapters with `factory` (tests use it
+    /// to put fakes under the real wrappers).
+    pub fn build_with(
+        agents: &BTreeMap<String, AgentConfig>,
+        options: RegistryOptions,
+        factory: &AdapterFactory,
+    ) -> AgentRegistry {
+        let limiters = options.limiters.clone();
+        let limiters: &LimiterRegistry = match &limiters {
+            Some(l) => l,
+            None => LimiterRegistry::global(),
+        };
+        let mut servers = ServerPool::default();
+        let mut built = BTreeMap::new();
+        let mut broken = BTreeMap::new();
+        for (name, cfg) in agents {
+            let adapter = factory(name, cfg).and_then(|a| {
+                Ok(match servers.server_for(name, cfg, &options.assets_dir)? {
+                    Some(server) => Arc::new(WithServer::new(a, server)) as Arc<dyn Agent>,
+                    None => a,
+                })
+            });
+            let adapter = match adapter {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(agent = %name, error = %e, "agent not available");
+                    broken.insert(name.clone(), e);
+                    continue;
+                }
+            };
+            let limited: Arc<dyn Agent> =
+                Arc::new(RateLimit::new(adapter.clone(), limiters.get(name, &cfg.rate_limit)));
+            let retried: Arc<dyn Agent> = Arc::new(Retry::new(limited, cfg.retry.clone()));
+            let breaker = Arc::new(CircuitBreaker::new(name, &cfg.breaker));
+            let guarded: Arc<dyn Agent> = Arc::new(Breaker::new(retried, breaker.clone()));
+            let stack: Arc<dyn Agent> =
+                Arc::new(OfflineGuard::new(guarded, options.offline.clone()));
+            built.insert(name.clone(), Built { adapter, stack, breaker });
+        }
+        AgentRegistry { configs: agents.clone(), built, broken, servers, offline: options.offline }
+    }
+
+    fn unknown(&self, name: &str) -> AdapterError {
+        let known: Vec<&str> = self.configs.keys().map(String::as_str).collect();
+        AdapterError::Config {
+            agent: name.to_string(),
+            message: format!("no agent of that name is configured (known: {})", known.join(", ")),
+        }
+    }
+
+    fn stack(&self, name: &str) -> Result<Arc<dyn Agent>> {
+        let cfg = self.configs.get(name).ok_or_else(|| self.unknown(name))?;
+        if !cfg.enabled {
+            return Err(AdapterError::Config {
+                agent: name.to_string(),
+                message: format!("the agent is disabled (enabled = false in [agents.{name}])"),
+            });
+        }
+        if let Some(e) = self.broken.get(name) {
+            return Err(e.clone());
+        }
+        self.built.get(name).map(|b| b.stack.clone()).ok_or_else(|| self.unknown(name))
+    }
+
+    /// The agent `name` with its whole stack and its configured fallback chain.
+    pub fn agent(&self, name: &str) -> Result<Arc<dyn Agent>> {
+        self.with_fallbacks(name, &[])
+    }
+
+    /// The agent `name` with its whole stack; when it fails, the agents of `extra` (a
+    /// workflow step's fallbacks) and then the agent's own fallbacks, each once, in order.
+    /// Disabled or unbuildable fallbacks are skipped; the primary must be usable.
+    pub fn with_fallbacks(&self, name: &str, extra: &[String]) -> Result<Arc<dyn Agent>> {
+        let primary = self.stack(name)?;
+        let own = self.configs.get(name).map(|c| c.fallback.as_slice()).unwrap_or(&[]);
+        let mut seen = vec![name.to_string()];
+        let mut chain = Vec::new();
+        for f in extra.iter().chain(own) {
+            if seen.contains(f) {
+                continue;
+            }
+            seen.push(f.clone());
+            match self.stack(f) {
+                Ok(a) => chain.push(a),
+                Err(e) => {
+                    tracing::debug!(agent = %name, fallback = %f, error = %e, "fallback skipped")
+                }
+            }
+        }
+        if chain.is_empty() {
+            return Ok(primary);
+        }
+        Ok(Arc::new(Fallback::new(primary, chain)))
+    }
+
+    /// The agent `name` without any wrapper (its managed server included): for
+    /// benchmarks and diagnostics.
+    pub fn adapter(&self, name: &str) -> Result<Arc<dyn Agent>> {
+        if let Some(e) = self.broken.get(name) {
+            return Err(e.clone());
+        }
+        self.built.get(name).map(|b| b.adapter.clone()).ok_or_else(|| self.unknown(name))
+    }
+
+    /// Agents by name, as configured.
+    pub fn configs(&self) -> &BTreeMap<String, AgentConfig> {
+        &self.configs
+    }
+
+    /// Agents that could not be built, and why.
+    pub fn broken(&self) -> &BTreeMap<String, AdapterError> {
+        &self.broken
+    }
+
+    /// The breaker of `name`.
+    pub fn breaker(&self, name: &str) -> Option<Arc<CircuitBreaker>> {
+        self.built.get(name).map(|b| b.breaker.clone())
+    }
+
+    /// Every agent's breaker state.
+    pub fn breaker_states(&self) -> BTreeMap<String, BreakerState> {
+        self.built.iter().map(|(n, b)| (n.clone(), b.breaker.state())).collect()
+    }
+
+    /// The offline switch every guard of this registry reads.
+    pub fn offline(&self) -> &OfflineMode {
+        &self.offline
+    }
+
+    /// The managed local servers.
+    pub fn servers(&self) -> impl Iterator<Item = &Arc<ManagedServer>> {
+        self.servers.servers()
+    }
+
+    /// Stop every managed server troupe started (also done when the registry is dropped).
+    pub async fn shutdown(&self) {
+        self.servers.stop_all().await;
+    }
+}

@@ -1,0 +1,168 @@
+//! Test doubles (feature `test-utils`): a scripted fake agent that records what it was
+//! asked, and [`MockServer`], a real HTTP server speaking the OpenAI or Ollama API with
+//! injectable faults.
+//!
+//! ```
+//! # async fn demo() {
+//! use troupe_adapters::testing::ScriptedAgent;
+//! use troupe_adapters::{Agent, AdapterError, AgentRequest, CallContext};
+//!
+//! let agent = ScriptedAgent::new("fake")
+//!     .then_fail(AdapterError::transient("fake", "503"))
+//!     .then_answer("hello");
+//! let ctx = CallContext::new();
+//! assert!(agent.call(&AgentRequest::prompt("hi"), &ctx).await.is_err());
+//! assert_eq!(agent.call(&AgentRequest::prompt("hi"), &ctx).await.unwrap().text, "hello");
+//! assert_eq!(agent.calls().len(), 2);
+//! # }
+//! ```
+
+mod mock_server;
+
+pub use mock_server::{Fault, MockApi, MockServer, Recorded};
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::time::Instant;
+
+use crate::agent::{Agent, AgentInfo, AgentRequest, AgentResponse, CallContext, Usage};
+use crate::error::{AdapterError, Result};
+
+/// One scripted outcome.
+#[derive(Debug, Clone)]
+pub enum Step {
+    /// Answer with this text, streamed in these pieces.
+    Answer(Vec<String>),
+    /// Fail with this error.
+    Fail(AdapterError),
+}
+
+/// An agent that plays a script: each call takes the next step; the last step repeats.
+#[derive(Debug)]
+pub struct ScriptedAgent {
+    info: AgentInfo,
+    script: Mutex<VecDeque<Step>>,
+    last: Mutex<Option<Step>>,
+    delay: Duration,
+    calls: Mutex<Vec<(AgentRequest, Instant)>>,
+}
+
+impl ScriptedAgent {
+    /// A local agent named `name` with an empty script (it answers "ok").
+    pub fn new(name: &str) -> ScriptedAgent {
+        ScriptedAgent {
+            info: AgentInfo {
+                name: name.to_string(),
+                kind: "scripted".to_string(),
+                model: Some("scripted-model".to_string()),
+                endpoint: "scripted".to_string(),
+                local: true,
+            },
+            script: Mutex::new(VecDeque::new()),
+            last: Mutex::new(None),
+            delay: Duration::ZERO,
+            calls: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The same agent, presented as not local (offline mode refuses it).
+    pub fn remote(mut self) -> ScriptedAgent {
+        self.info.local = false;
+        self.info.endpoint = "https://remote.invalid".into();
+        self
+    }
+
+    /// Each call takes `delay` (on tokio's clock) before its outcome; cancellable.
+    pub fn with_delay(mut self, delay: Duration) -> ScriptedAgent {
+        self.delay = delay;
+        self
+    }
+
+    /// Then answer `text` (in one chunk).
+    pub fn then_answer(self, text: &str) -> ScriptedAgent {
+        self.then(Step::Answer(vec![text.to_string()]))
+    }
+
+    /// Then answer in these chunks.
+    pub fn then_stream(self, chunks: &[&str]) -> ScriptedAgent {
+        self.then(Step::Answer(chunks.iter().map(|c| c.to_string()).collect()))
+    }
+
+    /// Then fail with `error`.
+    pub fn then_fail(self, error: AdapterError) -> ScriptedAgent {
+        self.then(Step::Fail(error))
+    }
+
+    /// Then take `step`.
+    pub fn then(self, step: Step) -> ScriptedAgent {
+        self.script.lock().unwrap_or_else(|e| e.into_inner()).push_back(step);
+        self
+    }
+
+    /// The requests received, in order.
+    pub fn calls(&self) -> Vec<AgentRequest> {
+        self.calls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(r, _)| r.clone())
+            .collect()
+    }
+
+    /// When each request arrived (tokio's clock).
+    pub fn call_times(&self) -> Vec<Instant> {
+        self.calls.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(_, t)| *t).collect()
+    }
+
+    fn next_step(&self) -> Step {
+        let next = self.script.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        match next {
+            Some(s) => {
+                *last = Some(s.clone());
+                s
+            }
+            None => last.clone().unwrap_or(Step::Answer(vec!["ok".into()])),
+        }
+    }
+}
+
+#[async_trait]
+impl Agent for ScriptedAgent {
+    fn info(&self) -> &AgentInfo {
+        &self.info
+    }
+
+    async fn call(&self, req: &AgentRequest, ctx: &CallContext) -> Result<AgentResponse> {
+        let started = Instant::now();
+        self.calls.lock().unwrap_or_else(|e| e.into_inner()).push((req.clone(), started));
+        let step = self.next_step();
+        if !self.delay.is_zero() {
+            tokio::select! {
+                biased;
+                _ = ctx.cancel.cancelled() => return Err(AdapterError::cancelled(&self.info.name)),
+                _ = tokio::time::sleep(self.delay) => {}
+            }
+        }
+        match step {
+            Step::Fail(e) => Err(e),
+            Step::Answer(chunks) => {
+                for c in &chunks {
+                    ctx.chunk(c);
+                }
+                let text: String = chunks.concat();
+                let mut r = AgentResponse::new(&self.info.name, text.clone());
+                r.usage = Usage {
+                    prompt_tokens: req.estimated_tokens(),
+                    completion_tokens: (text.len() as u64).div_ceil(4),
+                };
+                r.model = self.info.model.clone();
+                r.latency = started.elapsed();
+                Ok(r)
+            }
+        }
+    }
+}
