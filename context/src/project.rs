@@ -138,7 +138,8 @@ struct FileMeta {
     size: u64,
     lines: u64,
     hash: String,
-    /// Modification time, seconds since the epoch.
+    /// Modification time, nanoseconds since the epoch (seconds would miss a same-size
+    /// edit within the second of the previous scan).
     mtime: i64,
 }
 
@@ -263,7 +264,7 @@ fn walk(root: &Path) -> Vec<Walked> {
             .modified()
             .ok()
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map(|d| d.as_secs() as i64)
+            .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
             .unwrap_or(0);
         out.push(Walked { rel, abs, lang, size: meta.len(), mtime });
     }

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use serde::Serialize;
+use sled::Transactional;
 
 use crate::embed::{Embedder, EmbedderSlot, EmbedderSource, EmbeddingStatus};
 use crate::error::{Error, Owner, Result};
@@ -17,6 +18,9 @@ use crate::vectors::VectorCache;
 #[derive(Debug, Clone, Default)]
 pub struct StoreOptions {
     pub(crate) embedder: EmbedderSource,
+    /// Test fault injection: leave graph writes unindexed (see
+    /// `StoreOptions::crash_before_index_commits`).
+    pub(crate) skip_index_updates: bool,
 }
 
 impl StoreOptions {
@@ -24,17 +28,29 @@ impl StoreOptions {
     /// first use. When the files are missing, hybrid search degrades to BM25 with a
     /// warning and [`Store::embedding_status`] says why.
     pub fn with_assets(assets_dir: impl Into<PathBuf>) -> StoreOptions {
-        StoreOptions { embedder: EmbedderSource::Assets(assets_dir.into()) }
+        StoreOptions {
+            embedder: EmbedderSource::Assets(assets_dir.into()),
+            ..StoreOptions::default()
+        }
     }
 
     /// Embeddings from this embedder (tests use [`crate::HashEmbedder`]).
     pub fn with_embedder(embedder: Arc<dyn Embedder>) -> StoreOptions {
-        StoreOptions { embedder: EmbedderSource::Given(embedder) }
+        StoreOptions { embedder: EmbedderSource::Given(embedder), ..StoreOptions::default() }
     }
 
     /// No embeddings: BM25 only.
     pub fn without_embeddings() -> StoreOptions {
-        StoreOptions { embedder: EmbedderSource::Disabled }
+        StoreOptions { embedder: EmbedderSource::Disabled, ..StoreOptions::default() }
+    }
+
+    /// Fault injection for tests: graph writes are never followed by their index commit,
+    /// as if the process died between the two every time. The next normal open repairs
+    /// the index.
+    #[cfg(any(test, feature = "test-utils"))]
+    pub fn crash_before_index_commits(mut self) -> StoreOptions {
+        self.skip_index_updates = true;
+        self
     }
 }
 
@@ -132,6 +148,8 @@ pub(crate) struct Inner {
     pub index_behind: AtomicBool,
     /// The "no embeddings, BM25 only" warning was logged.
     pub degraded_warned: AtomicBool,
+    /// Test fault injection: graph writes are not indexed.
+    skip_index_updates: bool,
     /// The loaded model was compared with the one the stored vectors come from.
     model_checked: std::sync::OnceLock<()>,
 }
@@ -238,10 +256,16 @@ impl Store {
                 index_behind: AtomicBool::new(false),
                 degraded_warned: AtomicBool::new(false),
                 model_checked: std::sync::OnceLock::new(),
+                skip_index_updates: options.skip_index_updates,
             }),
         };
+        let pruned = match store.inner.trees.meta.get("pruned_upto")? {
+            Some(v) => decode_seq(&v)?,
+            None => 0,
+        };
         match watermark {
-            Some(w) if w.store == store.inner.store_id => {
+            // Every change above the watermark is still logged: replay them.
+            Some(w) if w.store == store.inner.store_id && w.seq >= pruned => {
                 let replayed = store.replay_changes(w.seq)?;
                 if replayed > 0 {
                     tracing::info!(
@@ -394,6 +418,9 @@ impl Store {
     /// After a graph write: index it, or remember that the index is behind. The graph
     /// write is durable either way, so an index failure is logged, not returned.
     pub(crate) fn index_after_write(&self, ids: &[NodeId], seq: u64) {
+        if self.inner.skip_index_updates {
+            return;
+        }
         if self.inner.index_behind.load(Ordering::SeqCst) {
             // Earlier changes are pending too: replay them all, in order.
             let from = self.inner.index.watermark().map(|w| w.seq).unwrap_or(0);
@@ -416,14 +443,26 @@ impl Store {
         Ok(())
     }
 
+    /// Forget the logged changes up to `upto` (the index has them), remembering how far
+    /// the log was pruned: an index older than that cannot be repaired by replay.
     fn prune_changes(&self, upto: u64) -> Result<()> {
         let t = self.trees();
-        let mut batch = sled::Batch::default();
-        for item in t.changes.range(..=upto.to_be_bytes()) {
-            let (k, _) = item?;
-            batch.remove(k);
+        let mut keys = Vec::new();
+        for item in t.changes.range(..=upto.to_be_bytes()).keys() {
+            keys.push(item?);
         }
-        t.changes.apply_batch(batch)?;
+        (&t.changes, &t.meta).transaction(|(tc, tm)| {
+            let old = match tm.get("pruned_upto")? {
+                Some(v) => decode_seq(&v)
+                    .map_err(sled::transaction::ConflictableTransactionError::Abort)?,
+                None => 0,
+            };
+            tm.insert("pruned_upto", &old.max(upto).to_be_bytes())?;
+            for k in &keys {
+                tc.remove(k)?;
+            }
+            Ok(())
+        })?;
         Ok(())
     }
 
