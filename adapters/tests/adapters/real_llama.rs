@@ -1,1 +1,193 @@
-//! todo
+//! The real llama.cpp server and model that `scripts/setup.sh --assets-only` installs,
+//! started the way the built-in `local-code` agent starts it: chat, streaming, JSON-schema
+//! output, context overflow, restart after a crash, stop on shutdown.
+//!
+//! Missing assets fail the test (with what to run), never skip it.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::{Value, json};
+use troupe_adapters::config::{AgentConfig, AgentKind, ManagedServerConfig};
+use troupe_adapters::registry::{AgentRegistry, RegistryOptions};
+use troupe_adapters::resilience::OfflineMode;
+use troupe_adapters::{
+    AdapterError, AgentEvent, AgentRequest, CallContext, GenerationOptions, OutputFormat,
+};
+
+use crate::{Captured, bounded};
+
+/// `$TROUPE_HOME/assets`, else `$XDG_DATA_HOME/troupe/assets`, else
+/// `~/.local/share/troupe/assets` (what `scripts/setup.sh` uses).
+fn assets_dir() -> PathBuf {
+    if let Some(h) = std::env::var_os("TROUPE_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(h).join("assets");
+    }
+    let data = std::env::var_os("XDG_DATA_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".local/share")
+        });
+    data.join("troupe/assets")
+}
+
+fn require_assets() -> PathBuf {
+    let assets = assets_dir();
+    for needed in ["llama/llama-server", "models/SmolLM2-135M-Instruct.Q4_1.gguf"] {
+        let p = assets.join(needed);
+        assert!(
+            p.exists(),
+            "{} is missing: install the offline assets with `scripts/setup.sh --assets-only` \
+             (scripts/test.sh does it first)",
+            p.display()
+        );
+    }
+    assets
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The built-in `local-code` agent's configuration, on another port.
+fn local_agent(port: u16) -> AgentConfig {
+    let mut a = AgentConfig::new(AgentKind::Llamacpp);
+    a.base_url = Some(format!("http://127.0.0.1:{port}/v1"));
+    a.model = Some("SmolLM2-135M-Instruct".into());
+    a.timeout_secs = 120;
+    a.server = Some(ManagedServerConfig {
+        command: "{assets}/llama/llama-server".into(),
+        args: [
+            "-m",
+            "{assets}/models/SmolLM2-135M-Instruct.Q4_1.gguf",
+            "--host",
+            "{host}",
+            "--port",
+            "{port}",
+            "-t",
+            "1",
+            "-tb",
+            "2",
+            "-c",
+            "4096",
+            "-np",
+            "2",
+            "--no-webui",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+        env: BTreeMap::from([("LD_LIBRARY_PATH".to_string(), "{assets}/llama".to_string())]),
+        startup_timeout_secs: 90,
+    });
+    a
+}
+
+fn opts(max_tokens: u32) -> GenerationOptions {
+    GenerationOptions { temperature: Some(0.0), max_tokens: Some(max_tokens), ..Default::default() }
+}
+
+fn process_alive(pid: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    !stat.is_empty() && stat.rsplit_once(") ").is_some_and(|(_, r)| !r.starts_with('Z'))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_real_llama_server_chats_streams_and_follows_schemas() {
+    let assets = require_assets();
+    let port = free_port();
+    let configs = BTreeMap::from([
+        ("local-code".to_string(), local_agent(port)),
+        ("local-instruct".to_string(), local_agent(port)),
+    ]);
+    let registry = AgentRegistry::build(
+        &configs,
+        RegistryOptions {
+            offline: OfflineMode::offline("--offline"),
+            assets_dir: assets,
+            limiters: None,
+        },
+    );
+    assert_eq!(registry.servers().count(), 1, "two agents on one address share one server");
+    let server = registry.servers().next().unwrap().clone();
+
+    // Chat: the first call starts the server.
+    let cap = Captured::default();
+    let agent = registry.agent("local-code").unwrap();
+    let req = AgentRequest::prompt("Say hello in one short sentence.").with_options(opts(24));
+    let r = bounded(180, agent.call(&req, &cap.events_only())).await.unwrap();
+    assert!(!r.text.trim().is_empty(), "an answer: {r:?}");
+    assert!(
+        !r.usage_estimated && r.usage.prompt_tokens > 0 && r.usage.completion_tokens > 0,
+        "{r:?}"
+    );
+    assert_eq!(r.agent, "local-code");
+    let events = cap.events();
+    assert!(
+        events.iter().any(|e| matches!(e, AgentEvent::ServerStarting { restart: false, .. })),
+        "{events:?}"
+    );
+    assert!(events.iter().any(|e| matches!(e, AgentEvent::ServerReady { .. })), "{events:?}");
+    let pid = server.pid().await.expect("troupe started the server");
+
+    // Streaming through the other agent: same server, chunks as they come.
+    let cap = Captured::default();
+    let other = registry.agent("local-instruct").unwrap();
+    let req = AgentRequest::prompt("Count from 1 to 10.").with_options(opts(40));
+    let r = bounded(120, other.call(&req, &cap.context())).await.unwrap();
+    assert!(cap.chunks().len() > 1, "streamed in pieces: {:?}", cap.chunks());
+    assert_eq!(cap.chunks().concat(), r.text);
+    assert!(!r.usage_estimated, "usage arrives in the stream");
+    assert!(!cap.events().iter().any(|e| matches!(e, AgentEvent::ServerStarting { .. })));
+    assert_eq!(server.pid().await, Some(pid));
+
+    // JSON-schema output is enforced by the server.
+    let schema = json!({
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+        "required": ["name", "age"]
+    });
+    let mut options = opts(60);
+    options.output = OutputFormat::JsonSchema { name: "person".into(), schema };
+    let req = AgentRequest::prompt("Invent a person. Reply in JSON.").with_options(options);
+    let r = bounded(120, agent.call(&req, &CallContext::new())).await.unwrap();
+    let v: Value =
+        serde_json::from_str(&r.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", r.text));
+    assert!(v["name"].is_string() && v["age"].is_i64(), "schema not followed: {v}");
+
+    // A prompt beyond the context window.
+    let huge = "word ".repeat(12_000);
+    let e = bounded(
+        120,
+        agent.call(&AgentRequest::prompt(huge).with_options(opts(8)), &CallContext::new()),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(e, AdapterError::ContextTooLong { .. }), "{e}");
+
+    // The server dies: the next call starts it again.
+    kill(Pid::from_raw(i32::try_from(pid).unwrap()), Signal::SIGKILL).unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let cap = Captured::default();
+    let r = bounded(
+        180,
+        agent.call(&AgentRequest::prompt("Hi").with_options(opts(8)), &cap.events_only()),
+    )
+    .await
+    .unwrap();
+    assert!(!r.text.is_empty());
+    assert!(
+        cap.events().iter().any(|e| matches!(e, AgentEvent::ServerStarting { restart: true, .. }))
+    );
+    assert_eq!(server.starts().await, 2);
+    let new_pid = server.pid().await.unwrap();
+    assert_ne!(new_pid, pid);
+
+    // Shutdown stops it.
+    registry.shutdown().await;
+    assert!(!process_alive(new_pid), "the server outlived shutdown");
+}
