@@ -508,6 +508,8 @@ impl Store {
         let last_seq = trees.transaction(|(tn, tp, tv, tc, tch, teo, tei)| {
             let mut last_seq = 0;
             for node in &nodes {
+                #[cfg(test)]
+                fault::tick().map_err(abort)?;
                 tn.remove(node.id.as_str())?;
                 tp.remove(by_project_key(&node.project, node.node_type, &node.id))?;
                 tv.remove(vector_key(&node.project, &node.id))?;
@@ -534,6 +536,31 @@ impl Store {
     }
 }
 
+/// Fault injection for the atomicity test: fail a bulk delete part-way through.
+#[cfg(test)]
+mod fault {
+    use std::cell::Cell;
+
+    thread_local! {
+        static FAIL_AFTER: Cell<Option<usize>> = const { Cell::new(None) };
+    }
+
+    pub(super) fn fail_after(n: Option<usize>) {
+        FAIL_AFTER.with(|f| f.set(n));
+    }
+
+    pub(super) fn tick() -> crate::Result<()> {
+        FAIL_AFTER.with(|f| match f.get() {
+            Some(0) => Err(crate::Error::Index("injected failure".into())),
+            Some(n) => {
+                f.set(Some(n - 1));
+                Ok(())
+            }
+            None => Ok(()),
+        })
+    }
+}
+
 fn decode_edge(key: &[u8], value: &[u8], _incoming: bool) -> Result<Edge> {
     let (from, edge_type, to) =
         split_edge_key(key).ok_or_else(|| Error::corrupt("edge key", "malformed"))?;
@@ -547,4 +574,58 @@ fn decode_edge(key: &[u8], value: &[u8], _incoming: bool) -> Result<Edge> {
         metadata: v.metadata,
         created_at: v.created_at,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::{HashEmbedder, SearchMode, SearchQuery, StoreOptions};
+
+    fn troupe_stats_without_disk(store: &Store) -> crate::Stats {
+        let mut s = store.stats(&Scope::All).unwrap();
+        s.disk_bytes = 0;
+        s
+    }
+
+    #[test]
+    fn a_bulk_delete_that_fails_part_way_deletes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            Store::open(dir.path(), StoreOptions::with_embedder(Arc::new(HashEmbedder::new(16))))
+                .unwrap();
+        let p = ProjectId::new("p").unwrap();
+        let nodes: Vec<NewNode> = (0..10)
+            .map(|i| NewNode::new(&p, NodeType::Task, format!("task {i}"), "atomic delete"))
+            .collect();
+        let ids: Vec<NodeId> =
+            store.upsert_nodes(nodes).unwrap().into_iter().map(|n| n.id).collect();
+        for pair in ids.windows(2) {
+            store
+                .link(&pair[1], &pair[0], EdgeType::Follows, 1.0, serde_json::Value::Null)
+                .unwrap();
+        }
+        let stats = || troupe_stats_without_disk(&store);
+        let before = stats();
+
+        fault::fail_after(Some(5));
+        let e = store.delete_project(&p).unwrap_err();
+        fault::fail_after(None);
+        assert!(e.to_string().contains("injected failure"), "{e}");
+        assert_eq!(stats(), before, "nothing was deleted");
+        for id in &ids {
+            assert!(store.get_node(id).unwrap().is_some());
+        }
+        assert_eq!(store.edges(&ids[5], Direction::Both, None).unwrap().len(), 2);
+        let bm25 = SearchQuery::new("atomic delete", &p).mode(SearchMode::Bm25).limit(20);
+        assert_eq!(store.search(&bm25).unwrap().hits.len(), 10);
+
+        assert_eq!(store.delete_project(&p).unwrap(), 10);
+        let after = store.stats(&Scope::All).unwrap();
+        assert_eq!(
+            (after.total_nodes, after.edges, after.embedded, after.index_docs),
+            (0, 0, 0, 0)
+        );
+    }
 }

@@ -24,7 +24,7 @@ use crate::error::{Error, Result};
 use crate::model::{NodeId, NodeType, ProjectId};
 
 /// Bump when the schema or the text preparation changes: the index is then rebuilt.
-const SCHEMA_VERSION: u32 = 1;
+const SCHEMA_VERSION: u32 = 2;
 
 /// Memory for the (single) indexing thread.
 const WRITER_MEMORY: usize = 32_000_000;
@@ -76,11 +76,33 @@ struct Fields {
     content: Field,
 }
 
+/// The text analyzer of every searched field: words, lowercased, English stop words
+/// removed (queries are often whole task descriptions, and "the", "to", "from" would
+/// otherwise match everything), stemmed.
+const TOKENIZER: &str = "troupe_en";
+
+fn register_tokenizer(index: &Index) {
+    use tantivy::tokenizer::{
+        Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter,
+        TextAnalyzer,
+    };
+    let builder = TextAnalyzer::builder(SimpleTokenizer::default())
+        .filter(RemoveLongFilter::limit(40))
+        .filter(LowerCaser)
+        .dynamic();
+    let builder = match StopWordFilter::new(Language::English) {
+        Some(stop) => builder.filter_dynamic(stop),
+        None => builder,
+    };
+    let analyzer = builder.filter_dynamic(Stemmer::new(Language::English)).build();
+    index.tokenizers().register(TOKENIZER, analyzer);
+}
+
 fn schema() -> (Schema, Fields) {
     let mut b = Schema::builder();
     let text = TextOptions::default().set_indexing_options(
         TextFieldIndexing::default()
-            .set_tokenizer("en_stem")
+            .set_tokenizer(TOKENIZER)
             .set_index_option(IndexRecordOption::WithFreqsAndPositions),
     );
     let fields = Fields {
@@ -133,6 +155,7 @@ impl SearchIndex {
         let directory = tantivy::directory::MmapDirectory::open(dir)
             .map_err(|e| Error::Index(e.to_string()))?;
         let index = Index::open_or_create(directory, schema)?;
+        register_tokenizer(&index);
         let watermark = index
             .load_metas()?
             .payload

@@ -1229,3 +1229,295 @@ mod memory {
         assert!(block.text.starts_with("# Project memory"));
     }
 }
+
+mod quality {
+    use super::*;
+    use std::collections::HashMap;
+
+    /// A small project memory: (key, type, title, body).
+    const CORPUS: &[(&str, NodeType, &str, &str)] = &[
+        (
+            "rate-decision",
+            NodeType::Decision,
+            "Use token bucket rate limiting per agent",
+            "Each agent gets a governor token bucket so bursts are smoothed; HTTP 429 responses trigger backoff.",
+        ),
+        (
+            "retry-storm",
+            NodeType::Mistake,
+            "Retry storm after provider outage",
+            "All runs retried at once when the API came back, tripping 429 errors. Fix: jittered exponential backoff. Prevention: cap concurrent retries.",
+        ),
+        (
+            "breaker",
+            NodeType::File,
+            "adapters/src/resilience/breaker.rs",
+            "Circuit breaker: opens after five consecutive failures, half-open after the recovery timeout.",
+        ),
+        (
+            "pagination-task",
+            NodeType::Task,
+            "Add pagination to the users endpoint",
+            "Implemented cursor-based pagination for GET /users with a limit parameter.",
+        ),
+        (
+            "cursor-pattern",
+            NodeType::Pattern,
+            "Cursor pagination",
+            "Return an opaque next_cursor token instead of page numbers so inserts do not shift pages.",
+        ),
+        (
+            "sled-decision",
+            NodeType::Decision,
+            "Store run records in sled",
+            "Chose sled as the embedded database; one process holds the lock; every write is flushed.",
+        ),
+        (
+            "lock-mistake",
+            NodeType::Mistake,
+            "Database lock error when two processes start",
+            "A second troupe process failed with 'could not acquire lock'. Fix: report the owning pid.",
+        ),
+        (
+            "vectors-file",
+            NodeType::File,
+            "context/src/vectors.rs",
+            "Brute-force cosine similarity over a contiguous f32 matrix per project.",
+        ),
+        (
+            "rrf",
+            NodeType::Concept,
+            "Reciprocal Rank Fusion",
+            "Combines ranked lists by summing 1/(k + rank) across retrievers.",
+        ),
+        (
+            "flaky-task",
+            NodeType::Task,
+            "Fix flaky test in scheduler",
+            "The test depended on wall-clock time; switched to a paused tokio clock.",
+        ),
+        (
+            "paused-clock",
+            NodeType::Pattern,
+            "Use a paused clock in time-dependent tests",
+            "tokio::time::pause makes timers deterministic; advance the clock manually.",
+        ),
+        (
+            "small-commits",
+            NodeType::Preference,
+            "Prefer small commits",
+            "The team wants each commit to build and pass tests on its own.",
+        ),
+        (
+            "ort-mistake",
+            NodeType::Mistake,
+            "ORT_DYLIB_PATH unset causes a crash",
+            "ONNX Runtime panicked when the library path was missing; now ort::init_from returns an error.",
+        ),
+        (
+            "model-decision",
+            NodeType::Decision,
+            "Embed with all-MiniLM-L6-v2",
+            "384-dimension sentence embeddings, fast on CPU, loaded from local files.",
+        ),
+        (
+            "config-file",
+            NodeType::File,
+            "src/commands/config.rs",
+            "init, validate, agents and workflows commands; writes the troupe.toml template.",
+        ),
+        (
+            "offline",
+            NodeType::Concept,
+            "Offline mode",
+            "Only agents on loopback are allowed; no connection leaves the machine.",
+        ),
+        (
+            "translate-task",
+            NodeType::Task,
+            "Translate the README into German",
+            "Docs translated and reviewed by a native speaker.",
+        ),
+        (
+            "leak-mistake",
+            NodeType::Mistake,
+            "Memory leak in websocket handler",
+            "Connections were never removed from the map after disconnect; the process grew until it was OOM-killed. Fix: remove on close.",
+        ),
+        (
+            "shutdown",
+            NodeType::Pattern,
+            "Graceful shutdown",
+            "Broadcast a shutdown signal, stop accepting connections, wait for in-flight requests to drain.",
+        ),
+        (
+            "json-logs",
+            NodeType::Decision,
+            "Use JSON logs in production",
+            "Structured one-object-per-line logs for ingestion by the log pipeline.",
+        ),
+        (
+            "setup-file",
+            NodeType::File,
+            "scripts/setup.sh",
+            "Installs ONNX Runtime, the embedding model and llama-server from PyPI into the assets folder.",
+        ),
+        (
+            "bm25",
+            NodeType::Concept,
+            "BM25",
+            "Term-frequency ranking with document length normalisation; good at exact identifiers.",
+        ),
+        (
+            "ci-task",
+            NodeType::Task,
+            "Speed up CI",
+            "Cached the cargo registry and target folder; build time dropped from 9 to 3 minutes.",
+        ),
+        (
+            "secrets-mistake",
+            NodeType::Mistake,
+            "Secrets printed in debug logs",
+            "API keys appeared in request dumps at debug level. Fix: redact Authorization headers.",
+        ),
+        (
+            "spelling",
+            NodeType::Preference,
+            "British spelling in docs",
+            "Use colour, behaviour, normalise.",
+        ),
+        (
+            "validate-file",
+            NodeType::File,
+            "workflows/src/config/validate.rs",
+            "Validation of agents and workflows, reporting problems with file:line:col.",
+        ),
+        (
+            "dark-mode",
+            NodeType::Task,
+            "Add dark mode to the web UI",
+            "CSS variables for themes; the toggle is persisted in local storage.",
+        ),
+        (
+            "cosine",
+            NodeType::Concept,
+            "Cosine similarity",
+            "Angle-based similarity between vectors: the dot product of normalised vectors.",
+        ),
+        (
+            "off-by-one",
+            NodeType::Mistake,
+            "Off-by-one in pagination cursor",
+            "The last item of each page was repeated on the next page. Fix: exclusive lower bound.",
+        ),
+        (
+            "cap-runs",
+            NodeType::Decision,
+            "Cap concurrent runs at eight",
+            "More runs wait in a queue to bound memory and API usage.",
+        ),
+    ];
+
+    /// Queries with graded relevance (2: the answer, 1: related). Some are keyword-shaped
+    /// (identifiers, error text) where BM25 shines, others paraphrase where vectors do.
+    const QUERIES: &[(&str, &[(&str, u32)])] = &[
+        ("too many requests from the API", &[("rate-decision", 2), ("retry-storm", 2)]),
+        ("429", &[("rate-decision", 2), ("retry-storm", 2)]),
+        (
+            "how do we page through large result sets",
+            &[("cursor-pattern", 2), ("pagination-task", 2), ("off-by-one", 1)],
+        ),
+        ("next_cursor", &[("cursor-pattern", 2)]),
+        ("two troupe processes at the same time", &[("lock-mistake", 2), ("sled-decision", 1)]),
+        ("could not acquire lock", &[("lock-mistake", 2)]),
+        ("tests that depend on time are unreliable", &[("paused-clock", 2), ("flaky-task", 2)]),
+        ("tokio::time::pause", &[("paused-clock", 2), ("flaky-task", 1)]),
+        ("combine keyword and semantic rankings", &[("rrf", 2), ("bm25", 1), ("cosine", 1)]),
+        ("ORT_DYLIB_PATH", &[("ort-mistake", 2)]),
+        ("process keeps using more RAM until it is killed", &[("leak-mistake", 2)]),
+        ("stop the server without dropping requests", &[("shutdown", 2)]),
+        ("keep API keys out of the logs", &[("secrets-mistake", 2), ("json-logs", 1)]),
+        ("make the build pipeline faster", &[("ci-task", 2)]),
+        ("stop calling a failing service for a while", &[("breaker", 2)]),
+        ("which sentence embedding model do we use", &[("model-decision", 2)]),
+        ("no network access allowed", &[("offline", 2)]),
+        ("where is file:line:col reported", &[("validate-file", 2)]),
+    ];
+
+    fn ndcg_at_10(ranked: &[String], relevant: &[(&str, u32)]) -> f64 {
+        let gain = |g: u32| f64::from((1u32 << g) - 1);
+        let grades: HashMap<&str, u32> = relevant.iter().copied().collect();
+        let dcg: f64 = ranked
+            .iter()
+            .take(10)
+            .enumerate()
+            .map(|(i, k)| gain(*grades.get(k.as_str()).unwrap_or(&0)) / ((i + 2) as f64).log2())
+            .sum();
+        let mut ideal: Vec<u32> = relevant.iter().map(|r| r.1).collect();
+        ideal.sort_unstable_by(|a, b| b.cmp(a));
+        let idcg: f64 = ideal
+            .iter()
+            .take(10)
+            .enumerate()
+            .map(|(i, g)| gain(*g) / ((i + 2) as f64).log2())
+            .sum();
+        dcg / idcg
+    }
+
+    #[test]
+    fn hybrid_is_at_least_as_good_as_the_better_retriever() {
+        let assets = real_assets_dir();
+        let dir = TempDir::new().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::with_assets(&assets)).unwrap();
+        let p = project("quality");
+        let nodes: Vec<NewNode> =
+            CORPUS.iter().map(|(_, t, title, body)| NewNode::new(&p, *t, *title, *body)).collect();
+        let stored = store.upsert_nodes(nodes).unwrap();
+        let key_of: HashMap<NodeId, String> =
+            stored.iter().zip(CORPUS).map(|(n, c)| (n.id.clone(), c.0.to_string())).collect();
+        assert_eq!(store.stats(&Scope::All).unwrap().embedded, CORPUS.len() as u64);
+
+        let mut means = Vec::new();
+        for mode in [SearchMode::Bm25, SearchMode::Vector, SearchMode::Hybrid] {
+            let mut total = 0.0;
+            for (q, relevant) in QUERIES {
+                let r = store.search(&SearchQuery::new(*q, &p).mode(mode).limit(10)).unwrap();
+                assert_eq!(r.mode, mode);
+                let ranked: Vec<String> =
+                    r.hits.iter().map(|h| key_of[&h.node.id].clone()).collect();
+                let n = ndcg_at_10(&ranked, relevant);
+                if std::env::var_os("NDCG_DEBUG").is_some() {
+                    println!(
+                        "  {:<6} {n:.3} {q:?} {:?}",
+                        mode.as_str(),
+                        &ranked[..ranked.len().min(5)]
+                    );
+                }
+                total += n;
+            }
+            let mean = total / QUERIES.len() as f64;
+            println!(
+                "nDCG@10 {:<6} {mean:.3}  ({} queries, {} nodes)",
+                mode.as_str(),
+                QUERIES.len(),
+                CORPUS.len()
+            );
+            means.push(mean);
+        }
+        let (bm25, vector, hybrid) = (means[0], means[1], means[2]);
+        assert!(
+            hybrid + 1e-9 >= bm25.max(vector),
+            "hybrid {hybrid:.3} < max(bm25 {bm25:.3}, vector {vector:.3})"
+        );
+        // Each retriever is useful on its own here: the corpus is not rigged for one.
+        assert!(bm25 > 0.4 && vector > 0.4, "bm25 {bm25:.3}, vector {vector:.3}");
+    }
+
+    #[test]
+    fn ndcg_is_one_for_the_ideal_ranking_and_lower_otherwise() {
+        let rel = &[("a", 2), ("b", 1)];
+        assert!((ndcg_at_10(&["a".into(), "b".into()], rel) - 1.0).abs() < 1e-12);
+        assert!(ndcg_at_10(&["b".into(), "a".into()], rel) < 1.0);
+        assert_eq!(ndcg_at_10(&["x".into()], rel), 0.0);
+    }
+}
