@@ -62,6 +62,10 @@ pub enum Command {
     Agents(JsonFlag),
     /// List the configured workflows and their steps
     Workflows(JsonFlag),
+    /// Local model servers: status, models served, pull and remove (Ollama)
+    Models(ModelsArgs),
+    /// Send one prompt to an agent through its full resilience stack, streaming the answer
+    TestAgent(TestAgentArgs),
     /// Print a shell completion script (e.g. `troupe completions bash > ~/.local/share/bash-completion/completions/troupe`)
     Completions {
         /// The shell
@@ -88,4 +92,63 @@ pub struct InitArgs {
     /// Overwrite an existing file
     #[arg(long)]
     pub force: bool,
+}
+
+/// `troupe models`.
+#[derive(Debug, Args)]
+pub struct ModelsArgs {
+    #[command(subcommand)]
+    pub command: ModelsCommand,
+}
+
+/// `troupe models …`.
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// Each configured local endpoint: reachable, health, models served, latency
+    Status(JsonFlag),
+    /// The models the local endpoints serve (or will serve once started)
+    List(JsonFlag),
+    /// Download a model to an Ollama server, with a progress bar
+    Pull {
+        /// The model (e.g. `qwen2.5-coder:7b`)
+        name: String,
+        /// The agent whose server to use [default: the only Ollama agent]
+        #[arg(long)]
+        agent: Option<String>,
+        /// Print progress as JSON lines
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a model from an Ollama server
+    Remove {
+        /// The model
+        name: String,
+        /// The agent whose server to use [default: the only Ollama agent]
+        #[arg(long)]
+        agent: Option<String>,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `troupe test-agent`.
+#[derive(Debug, Args)]
+pub struct TestAgentArgs {
+    /// The agent (see `troupe agents`)
+    pub agent: String,
+    /// The prompt
+    pub prompt: String,
+    /// Upper bound of answer tokens
+    #[arg(long, value_name = "N")]
+    pub max_tokens: Option<u32>,
+    /// Sampling temperature
+    #[arg(long, value_name = "T")]
+    pub temperature: Option<f32>,
+    /// A system prompt
+    #[arg(long)]
+    pub system: Option<String>,
+    /// Print the whole response as JSON instead of streaming the text
+    #[arg(long)]
+    pub json: bool,
 }

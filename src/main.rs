@@ -67,6 +67,39 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok((config, _)) => commands::config::workflows(&config, f.json),
             Err(c) => Ok(c),
         },
+        Command::Models(args) => match commands::config::require_valid(loaded) {
+            Ok((config, _)) => block_on(async move {
+                use crate::cli::ModelsCommand as M;
+                match args.command {
+                    M::Status(f) => commands::models::status(&config, f.json).await,
+                    M::List(f) => commands::models::list(&config, f.json).await,
+                    M::Pull { name, agent, json } => {
+                        commands::models::pull(&config, agent.as_deref(), &name, json).await
+                    }
+                    M::Remove { name, agent, json } => {
+                        commands::models::remove(&config, agent.as_deref(), &name, json).await
+                    }
+                }
+            }),
+            Err(c) => Ok(c),
+        },
+        Command::TestAgent(args) => match commands::config::require_valid(loaded) {
+            Ok((config, _)) => block_on(async move {
+                let opts = commands::test_agent::TestAgentOptions {
+                    max_tokens: args.max_tokens,
+                    temperature: args.temperature,
+                    system: args.system,
+                    json: args.json,
+                };
+                commands::test_agent::test_agent(&config, &args.agent, &args.prompt, opts).await
+            }),
+            Err(c) => Ok(c),
+        },
         Command::Init(_) | Command::Completions { .. } => Ok(exit::OK),
     }
+}
+
+/// Run an async command on a tokio runtime of its own.
+fn block_on(fut: impl std::future::Future<Output = anyhow::Result<u8>>) -> anyhow::Result<u8> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(fut)
 }

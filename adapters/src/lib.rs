@@ -32,3 +32,5 @@ pub use agent::{
 };
 pub use config::{AgentConfig, AgentKind, CliFlavor, Role};
 pub use error::{AdapterError, AgentFailure, Result};
+/// Cancels a call ([`CallContext::cancel`]); re-exported so callers need not name tokio-util.
+pub use tokio_util::sync::CancellationToken;

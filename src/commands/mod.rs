@@ -1,6 +1,8 @@
 //! One module per command group; each returns the process exit code.
 
 pub mod config;
+pub mod models;
+pub mod test_agent;
 
 use std::process::ExitCode;
 

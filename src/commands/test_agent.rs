@@ -1,0 +1,166 @@
+//! `troupe test-agent AGENT "prompt"`: one call through the agent's full resilience stack.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Result;
+use troupe_adapters::registry::{AgentRegistry, RegistryOptions};
+use troupe_adapters::resilience::OfflineMode;
+use troupe_adapters::{
+    AdapterError, AgentEvent, AgentRequest, CallContext, CancellationToken, ChunkSink, EventSink,
+    GenerationOptions,
+};
+use troupe_workflows::Config;
+
+use super::exit;
+
+/// How to ask.
+#[derive(Debug, Clone, Default)]
+pub struct TestAgentOptions {
+    /// Upper bound of answer tokens.
+    pub max_tokens: Option<u32>,
+    /// Sampling temperature.
+    pub temperature: Option<f32>,
+    /// A system prompt.
+    pub system: Option<String>,
+    /// Print the response as JSON at the end instead of streaming text.
+    pub json: bool,
+}
+
+fn describe(e: &AgentEvent) -> String {
+    match e {
+        AgentEvent::RetryScheduled { agent, attempt, delay_ms, error } => {
+            format!("{agent}: attempt {attempt} failed ({error}); retrying in {delay_ms} ms")
+        }
+        AgentEvent::FallbackTaken { from, to, error } => {
+            format!("{from} failed ({error}); falling back to {to}")
+        }
+        AgentEvent::BreakerOpened { agent, failures, recovery_ms } => format!(
+            "{agent}: circuit breaker opened after {failures} failures ({} s)",
+            recovery_ms / 1000
+        ),
+        AgentEvent::BreakerHalfOpen { agent } => {
+            format!("{agent}: circuit breaker half-open, trying once")
+        }
+        AgentEvent::BreakerClosed { agent } => format!("{agent}: circuit breaker closed"),
+        AgentEvent::RateLimitWait { agent, wait_ms } => {
+            format!("{agent}: waiting {wait_ms} ms for rate-limit capacity")
+        }
+        AgentEvent::OfflineSkipped { agent } => format!("{agent}: skipped (offline)"),
+        AgentEvent::ServerStarting { url, restart, .. } => {
+            format!(
+                "{} the local model server at {url}",
+                if *restart { "restarting" } else { "starting" }
+            )
+        }
+        AgentEvent::ServerReady { url, took_ms, .. } => {
+            format!("local model server at {url} ready in {took_ms} ms")
+        }
+        other => format!("{other:?}"),
+    }
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.2}s", d.as_secs_f64())
+}
+
+/// `troupe test-agent`.
+pub async fn test_agent(
+    config: &Config,
+    agent: &str,
+    prompt: &str,
+    opts: TestAgentOptions,
+) -> Result<u8> {
+    if !config.agents.contains_key(agent) {
+        let known: Vec<&str> = config.agents.keys().map(String::as_str).collect();
+        eprintln!("troupe: no agent named '{agent}' (configured: {})", known.join(", "));
+        return Ok(exit::USAGE);
+    }
+    let registry = AgentRegistry::build(
+        &config.agents,
+        RegistryOptions {
+            offline: OfflineMode::resolve(config.settings.offline),
+            assets_dir: config.assets_dir(),
+            limiters: None,
+        },
+    );
+    let target = match registry.agent(agent) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("troupe: {e}");
+            return Ok(exit::USAGE);
+        }
+    };
+
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            t.cancel();
+        }
+    });
+    let mut ctx = CallContext::new()
+        .with_cancel(token)
+        .with_workdir(config.project_path())
+        .with_events(EventSink::new(|e| eprintln!("· {}", describe(e))));
+    let streamed = Arc::new(AtomicBool::new(false));
+    if !opts.json {
+        let streamed = streamed.clone();
+        ctx = ctx.with_chunks(ChunkSink::new(move |text| {
+            streamed.store(true, Ordering::Relaxed);
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(text.as_bytes());
+            let _ = out.flush();
+        }));
+    }
+    let mut request = AgentRequest::prompt(prompt).with_options(GenerationOptions {
+        temperature: opts.temperature,
+        max_tokens: opts.max_tokens,
+        ..Default::default()
+    });
+    request.system = opts.system.clone();
+
+    let result = target.call(&request, &ctx).await;
+    registry.shutdown().await;
+    match result {
+        Ok(r) => {
+            if opts.json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+                return Ok(exit::OK);
+            }
+            if !r.text.ends_with('\n') {
+                println!();
+            }
+            let fallback = if r.fallback_used() {
+                let failed: Vec<&str> = r.failed.iter().map(|f| f.agent.as_str()).collect();
+                format!("yes (after {})", failed.join(", "))
+            } else {
+                "no".into()
+            };
+            eprintln!(
+                "── agent {} · model {} · tokens {} in + {} out{} · latency {} · retries {} · fallback {}",
+                r.agent,
+                r.model.as_deref().unwrap_or("?"),
+                r.usage.prompt_tokens,
+                r.usage.completion_tokens,
+                if r.usage_estimated { " (estimated)" } else { "" },
+                secs(r.latency),
+                r.retries(),
+                fallback,
+            );
+            Ok(exit::OK)
+        }
+        Err(e) => {
+            if streamed.load(Ordering::Relaxed) {
+                println!();
+            }
+            eprintln!("troupe: {e}");
+            Ok(match e {
+                AdapterError::Config { .. } => exit::USAGE,
+                _ => exit::FAILED,
+            })
+        }
+    }
+}
