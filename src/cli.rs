@@ -56,6 +56,8 @@ pub enum LogFormatArg {
 pub enum Command {
     /// Write a commented troupe.toml to start from
     Init(InitArgs),
+    /// The project memory: scan, search, add, show, link, stats, forget, reindex
+    Context(crate::commands::context::ContextArgs),
     /// Check the configuration and print every problem with its file, line and column
     Validate(JsonFlag),
     /// List the configured agents

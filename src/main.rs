@@ -95,6 +95,10 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             }),
             Err(c) => Ok(c),
         },
+        Command::Context(args) => match commands::config::require_valid(loaded) {
+            Ok((config, _)) => commands::context::context_command(&config, args),
+            Err(c) => Ok(c),
+        },
         Command::Init(_) | Command::Completions { .. } => Ok(exit::OK),
     }
 }

@@ -1,0 +1,621 @@
+//! `troupe context …`: the project memory from the command line (scan, search, add, show,
+//! link, stats, forget, reindex). The flags live here, next to the commands, and
+//! `cli.rs` refers to [`ContextArgs`].
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use anyhow::{Context as _, Result, bail};
+use chrono::{DateTime, NaiveDate, Utc};
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+use troupe_context::{
+    Direction, EdgeType, EmbeddingStatus, NewNode, NodeType, Progress, ProjectId, Scope,
+    SearchMode, SearchQuery, Store, StoreOptions, project_id_for,
+};
+use troupe_workflows::Config;
+
+use super::exit;
+use crate::output::Table;
+
+/// `troupe context`.
+#[derive(Debug, Args)]
+pub struct ContextArgs {
+    #[command(subcommand)]
+    pub command: ContextCommand,
+}
+
+/// The `context` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ContextCommand {
+    /// Scan a project folder into the memory (gitignore-aware; only changed files are re-read)
+    Scan {
+        /// The project folder [default: settings.project_path, else the current folder]
+        path: Option<PathBuf>,
+        /// Print the report as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Search the project memory (hybrid BM25 + embeddings by default)
+    Search(SearchArgs),
+    /// Add a node (a decision, a mistake, a pattern, …) by hand
+    Add(AddArgs),
+    /// Show a node with its edges
+    Show {
+        /// The node id (a unique prefix is enough)
+        id: String,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Link two nodes with a directed edge A → B
+    Link {
+        /// Where the edge starts (id or unique prefix)
+        from: String,
+        /// Where it ends (id or unique prefix)
+        to: String,
+        /// Edge type: related_to, caused_by, fixed_by, similar_to, depends_on, part_of,
+        /// derived_from, supersedes, references, implements, mentions, follows
+        #[arg(long, value_parser = parse_edge_type)]
+        edge: EdgeType,
+        /// Edge weight
+        #[arg(long, default_value_t = 1.0)]
+        weight: f32,
+    },
+    /// Counts of nodes, edges, embeddings and disk use
+    Stats(ScopeArgs),
+    /// Delete a node, a whole project, or the nodes of a type older than a date
+    Forget(ForgetArgs),
+    /// Rebuild the search index from the graph and compute missing embeddings
+    Reindex {
+        /// Print the report as JSON
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `--project` / `--all`.
+#[derive(Debug, Args)]
+pub struct ScopeArgs {
+    /// The project: a folder or a project id [default: settings.project_path, else the current folder]
+    #[arg(long, value_name = "P", conflicts_with = "all")]
+    pub project: Option<String>,
+    /// Every project
+    #[arg(long)]
+    pub all: bool,
+    /// Print JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `troupe context search`.
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    /// What to look for
+    pub query: String,
+    /// Retrievers: hybrid (BM25 + embeddings, fused), bm25, or vector
+    #[arg(long, default_value = "hybrid", value_parser = parse_mode)]
+    pub mode: SearchMode,
+    /// Only nodes of this type (repeat for several)
+    #[arg(long = "type", value_name = "T", value_parser = parse_node_type)]
+    pub types: Vec<NodeType>,
+    /// Hits to show
+    #[arg(long, default_value_t = 10)]
+    pub limit: usize,
+    /// Reciprocal Rank Fusion's k (hybrid mode)
+    #[arg(long, default_value_t = troupe_context::DEFAULT_RRF_K)]
+    pub rrf_k: f64,
+    /// Do not add graph neighbours of the top hits
+    #[arg(long)]
+    pub no_expand: bool,
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+}
+
+/// `troupe context add`.
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    /// Node type: conversation, task, mistake, pattern, decision, code_snippet, preference,
+    /// file, concept, project
+    #[arg(long = "type", value_name = "T", value_parser = parse_node_type)]
+    pub node_type: NodeType,
+    /// One line: what it is
+    #[arg(long)]
+    pub title: String,
+    /// The text
+    #[arg(long, default_value = "")]
+    pub body: String,
+    /// Labels (repeat for several)
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// The project: a folder or a project id [default: settings.project_path, else the current folder]
+    #[arg(long, value_name = "P")]
+    pub project: Option<String>,
+    /// Print JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `troupe context forget`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["id", "project", "node_type"])))]
+pub struct ForgetArgs {
+    /// A node to delete, with its edges
+    pub id: Option<String>,
+    /// With --type: the project to delete from; alone: delete this whole project
+    #[arg(long, value_name = "P")]
+    pub project: Option<String>,
+    /// Delete the nodes of this type last updated before --before
+    #[arg(long = "type", value_name = "T", value_parser = parse_node_type, requires = "before")]
+    pub node_type: Option<NodeType>,
+    /// A date (2025-01-31, RFC 3339) or an age (30d, 12h)
+    #[arg(long, value_name = "DATE", value_parser = parse_before, requires = "node_type")]
+    pub before: Option<DateTime<Utc>>,
+    /// With --type: in every project
+    #[arg(long, requires = "node_type", conflicts_with = "project")]
+    pub all: bool,
+    /// Say what would be deleted, delete nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+fn parse_node_type(s: &str) -> std::result::Result<NodeType, String> {
+    s.parse().map_err(|e: troupe_context::Error| e.to_string())
+}
+
+fn parse_edge_type(s: &str) -> std::result::Result<EdgeType, String> {
+    s.parse().map_err(|e: troupe_context::Error| e.to_string())
+}
+
+fn parse_mode(s: &str) -> std::result::Result<SearchMode, String> {
+    s.parse().map_err(|e: troupe_context::Error| e.to_string())
+}
+
+/// `2025-01-31`, an RFC 3339 time, or an age like `30d` / `12h` / `90m`.
+fn parse_before(s: &str) -> std::result::Result<DateTime<Utc>, String> {
+    let s = s.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        && let Some(t) = d.and_hms_opt(0, 0, 0)
+    {
+        return Ok(t.and_utc());
+    }
+    let (num, unit) = s.split_at(s.len().saturating_sub(1));
+    let n: i64 = num.parse().map_err(|_| {
+        format!("{s:?} is not a date (2025-01-31), an RFC 3339 time, or an age (30d, 12h)")
+    })?;
+    let age = match unit {
+        "d" => chrono::Duration::days(n),
+        "h" => chrono::Duration::hours(n),
+        "m" => chrono::Duration::minutes(n),
+        _ => return Err(format!("unknown unit in {s:?}: use d, h or m")),
+    };
+    Ok(Utc::now() - age)
+}
+
+/// Progress bars on standard error (hidden when it is not a terminal).
+#[derive(Debug, Default)]
+struct Bars {
+    bar: Mutex<Option<ProgressBar>>,
+}
+
+impl Progress for Bars {
+    fn start(&self, phase: &str, total: u64) {
+        let bar = ProgressBar::new(total);
+        if let Ok(style) =
+            ProgressStyle::with_template("{msg:>10} [{bar:30}] {pos}/{len} ({elapsed})")
+        {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_message(phase.to_string());
+        if let Ok(mut b) = self.bar.lock() {
+            *b = Some(bar);
+        }
+    }
+
+    fn advance(&self, n: u64) {
+        if let Ok(b) = self.bar.lock()
+            && let Some(bar) = b.as_ref()
+        {
+            bar.inc(n);
+        }
+    }
+
+    fn finish(&self) {
+        if let Ok(mut b) = self.bar.lock()
+            && let Some(bar) = b.take()
+        {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+fn open_store(config: &Config) -> Result<Store> {
+    let data_dir = config.data_dir();
+    Store::open(&data_dir, StoreOptions::with_assets(config.assets_dir()))
+        .with_context(|| format!("cannot open the context store in {}", data_dir.display()))
+}
+
+/// The project named by `--project` (a folder, or the id of a known project), else the
+/// configured project folder.
+fn resolve_project(store: &Store, config: &Config, arg: Option<&str>) -> Result<ProjectId> {
+    match arg {
+        Some(p) if Path::new(p).is_dir() => Ok(project_id_for(Path::new(p))?.0),
+        Some(p) => {
+            let id = ProjectId::new(p)?;
+            if store.project_ids()?.contains(&id) {
+                Ok(id)
+            } else {
+                bail!(
+                    "{p:?} is neither a folder nor a known project id (`troupe context stats --all` lists the projects)"
+                )
+            }
+        }
+        None => {
+            let path = config.project_path();
+            Ok(project_id_for(&path)
+                .with_context(|| format!("the project folder {}", path.display()))?
+                .0)
+        }
+    }
+}
+
+fn scope_of(store: &Store, config: &Config, s: &ScopeArgs) -> Result<Scope> {
+    if s.all {
+        Ok(Scope::All)
+    } else {
+        Ok(Scope::Project(resolve_project(store, config, s.project.as_deref())?))
+    }
+}
+
+fn short(id: &str) -> String {
+    if id.len() > 20 {
+        format!("{}…", &id[..id.char_indices().nth(18).map_or(id.len(), |c| c.0)])
+    } else {
+        id.to_string()
+    }
+}
+
+fn one_line(text: &str, max: usize) -> String {
+    let line = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
+    if line.chars().count() > max {
+        let cut: String = line.chars().take(max.saturating_sub(1)).collect();
+        format!("{cut}…")
+    } else {
+        line.to_string()
+    }
+}
+
+/// Run a `troupe context` command.
+pub fn context_command(config: &Config, args: ContextArgs) -> Result<u8> {
+    let store = open_store(config)?;
+    match args.command {
+        ContextCommand::Scan { path, json } => scan(&store, config, path, json),
+        ContextCommand::Search(a) => search(&store, config, a),
+        ContextCommand::Add(a) => add(&store, config, a),
+        ContextCommand::Show { id, json } => show(&store, &id, json),
+        ContextCommand::Link { from, to, edge, weight } => {
+            let (from, to) = (store.resolve_id(&from)?, store.resolve_id(&to)?);
+            let e = store.link(&from, &to, edge, weight, serde_json::Value::Null)?;
+            println!("Linked {} -[{}]-> {} (weight {})", e.from, e.edge_type, e.to, e.weight);
+            Ok(exit::OK)
+        }
+        ContextCommand::Stats(s) => stats(&store, config, &s),
+        ContextCommand::Forget(f) => forget(&store, config, f),
+        ContextCommand::Reindex { json } => {
+            let report = store.reindex(&Bars::default())?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!(
+                    "Indexed {} nodes; computed {} embeddings.",
+                    report.indexed, report.embedded
+                );
+                if let Some(why) = report.embeddings_unavailable {
+                    println!("No embeddings: {why}");
+                }
+            }
+            Ok(exit::OK)
+        }
+    }
+}
+
+fn scan(store: &Store, config: &Config, path: Option<PathBuf>, json: bool) -> Result<u8> {
+    let path = path.unwrap_or_else(|| config.project_path());
+    let report = store
+        .scan_project(&path, &Bars::default())
+        .with_context(|| format!("cannot scan {}", path.display()))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(exit::OK);
+    }
+    let p = &report.project;
+    println!("Project {} ({}) at {}", p.name, p.id, p.path.display());
+    println!(
+        "Files: {} added, {} updated, {} unchanged, {} removed, {} skipped (binary or over 1 MiB)",
+        report.added, report.updated, report.unchanged, report.removed, report.skipped
+    );
+    if !p.languages.is_empty() {
+        let langs: Vec<String> = p
+            .languages
+            .iter()
+            .take(8)
+            .map(|l| format!("{} {:.1}%", l.language, l.share * 100.0))
+            .collect();
+        println!("Languages: {}", langs.join(", "));
+    }
+    if !p.frameworks.is_empty() {
+        println!("Frameworks and libraries: {}", p.frameworks.join(", "));
+    }
+    if !p.build_tools.is_empty() {
+        println!("Build tools: {}", p.build_tools.join(", "));
+    }
+    for line in &p.structure {
+        println!("{line}");
+    }
+    if let EmbeddingStatus::Unavailable { reason } = store.embedding_status() {
+        println!("Note: no embeddings (search uses BM25 only): {reason}");
+    }
+    Ok(exit::OK)
+}
+
+fn search(store: &Store, config: &Config, a: SearchArgs) -> Result<u8> {
+    let scope = scope_of(store, config, &a.scope)?;
+    let mut query = SearchQuery::new(&a.query, scope.clone())
+        .mode(a.mode)
+        .types(a.types.iter().copied())
+        .limit(a.limit)
+        .rrf_k(a.rrf_k);
+    if a.no_expand {
+        query = query.expand(false);
+    }
+    let results = store.search(&query)?;
+    if let Some(w) = &results.warning {
+        eprintln!("troupe: warning: {w}");
+    }
+    if a.scope.json {
+        let hits: Vec<_> = results
+            .hits
+            .iter()
+            .map(|h| {
+                json!({
+                    "id": h.node.id,
+                    "project": h.node.project,
+                    "type": h.node.node_type,
+                    "title": h.node.title,
+                    "score": h.score,
+                    "found_by": h.found_by,
+                    "snippet": one_line(&h.node.body, 160),
+                })
+            })
+            .collect();
+        let out = json!({ "query": a.query, "mode": results.mode, "warning": results.warning, "hits": hits });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(exit::OK);
+    }
+    let where_ = match &scope {
+        Scope::Project(p) => match store.project(p)? {
+            Some(info) => format!("project {} ({p})", info.name),
+            None => format!("project {p}"),
+        },
+        Scope::All => "all projects".to_string(),
+    };
+    println!(
+        "{} search in {where_} for {:?}: {} hit(s)",
+        results.mode.as_str(),
+        a.query,
+        results.hits.len()
+    );
+    if results.hits.is_empty() {
+        if let Scope::Project(p) = &scope
+            && store.project(p)?.is_none()
+        {
+            println!("This project was never scanned: run `troupe context scan` first.");
+        }
+        return Ok(exit::OK);
+    }
+    let mut t = Table::new(&["#", "SCORE", "FOUND BY", "TYPE", "TITLE", "ID"]);
+    for (i, h) in results.hits.iter().enumerate() {
+        t.row(vec![
+            (i + 1).to_string(),
+            format!("{:.4}", h.score),
+            h.found_by.label(),
+            h.node.node_type.to_string(),
+            one_line(&h.node.title, 60),
+            short(h.node.id.as_str()),
+        ]);
+    }
+    print!("{}", t.render());
+    Ok(exit::OK)
+}
+
+fn add(store: &Store, config: &Config, a: AddArgs) -> Result<u8> {
+    let project = resolve_project(store, config, a.project.as_deref())?;
+    let node = store
+        .upsert_node(NewNode::new(&project, a.node_type, a.title, a.body).with_tags(a.tags))?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&node)?);
+    } else {
+        println!("Added {} {} in project {}", node.node_type, node.id, node.project);
+    }
+    Ok(exit::OK)
+}
+
+fn show(store: &Store, id: &str, json: bool) -> Result<u8> {
+    let id = store.resolve_id(id)?;
+    let node = store.node(&id)?;
+    let neighbours = store.neighbours(&id, Direction::Both, None)?;
+    if json {
+        let edges: Vec<_> = neighbours
+            .iter()
+            .map(|(e, other)| {
+                json!({
+                    "from": e.from, "to": e.to, "type": e.edge_type, "weight": e.weight,
+                    "metadata": e.metadata, "other_title": other.title, "other_type": other.node_type,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&json!({ "node": node, "edges": edges }))?);
+        return Ok(exit::OK);
+    }
+    println!("{} {}", node.node_type, node.id);
+    println!("Title:   {}", node.title);
+    println!("Project: {}", node.project);
+    if !node.tags.is_empty() {
+        println!("Tags:    {}", node.tags.join(", "));
+    }
+    println!("Created: {}", node.created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    println!("Updated: {}", node.updated_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    if node.metadata.as_object().is_some_and(|m| !m.is_empty()) {
+        println!("Metadata: {}", serde_json::to_string(&node.metadata)?);
+    }
+    if !node.body.trim().is_empty() {
+        println!("\n{}\n", node.body.trim_end());
+    }
+    if neighbours.is_empty() {
+        println!("No edges.");
+    } else {
+        let mut t = Table::new(&["DIRECTION", "EDGE", "WEIGHT", "TYPE", "TITLE", "ID"]);
+        for (e, other) in &neighbours {
+            let dir = if e.from == id { "->" } else { "<-" };
+            t.row(vec![
+                dir.into(),
+                e.edge_type.to_string(),
+                format!("{}", e.weight),
+                other.node_type.to_string(),
+                one_line(&other.title, 50),
+                other.id.to_string(),
+            ]);
+        }
+        print!("{}", t.render());
+    }
+    Ok(exit::OK)
+}
+
+fn stats(store: &Store, config: &Config, s: &ScopeArgs) -> Result<u8> {
+    let scope = scope_of(store, config, s)?;
+    let stats = store.stats(&scope)?;
+    let projects = store.projects()?;
+    if s.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({ "stats": stats, "projects": projects }))?
+        );
+        return Ok(exit::OK);
+    }
+    match &scope {
+        Scope::Project(p) => match projects.iter().find(|x| &x.id == p) {
+            Some(info) => println!("Project {} ({p}) at {}", info.name, info.path.display()),
+            None => println!("Project {p} (never scanned)"),
+        },
+        Scope::All => println!("All projects ({})", stats.projects),
+    }
+    println!("Nodes: {}", stats.total_nodes);
+    for (t, n) in &stats.nodes {
+        println!("  {t:<13} {n}");
+    }
+    println!("Edges: {}", stats.edges);
+    println!("Embedded nodes: {} of {}", stats.embedded, stats.total_nodes);
+    println!(
+        "Search index: {} documents (all projects), {} changes pending",
+        stats.index_docs, stats.index_pending
+    );
+    println!(
+        "Store: {} ({:.1} MiB)",
+        store.root().display(),
+        stats.disk_bytes as f64 / (1024.0 * 1024.0)
+    );
+    let embedding = match store.embedding_status() {
+        EmbeddingStatus::Ready { model, dims } => format!("ready ({model}, {dims} dimensions)"),
+        EmbeddingStatus::Unavailable { reason } => format!("unavailable: {reason}"),
+        EmbeddingStatus::Disabled => "disabled".into(),
+        other => format!("{other:?}"),
+    };
+    println!("Embeddings: {embedding}");
+    if stats.embedded < stats.total_nodes && store.embedding_status() != EmbeddingStatus::Disabled {
+        println!("Some nodes have no embedding: `troupe context reindex` computes them.");
+    }
+    if matches!(scope, Scope::All) && !projects.is_empty() {
+        let mut t = Table::new(&["PROJECT", "NAME", "FILES", "PATH"]);
+        for p in &projects {
+            t.row(vec![
+                p.id.to_string(),
+                p.name.clone(),
+                p.files.to_string(),
+                p.path.display().to_string(),
+            ]);
+        }
+        print!("{}", t.render());
+    }
+    Ok(exit::OK)
+}
+
+fn forget(store: &Store, config: &Config, f: ForgetArgs) -> Result<u8> {
+    if let Some(id) = &f.id {
+        let id = store.resolve_id(id)?;
+        let node = store.node(&id)?;
+        if f.dry_run {
+            println!("Would delete {} {} ({})", node.node_type, id, node.title);
+        } else {
+            store.delete_node(&id)?;
+            println!("Deleted {} {} ({}) and its edges", node.node_type, id, node.title);
+        }
+        return Ok(exit::OK);
+    }
+    if let (Some(t), Some(before)) = (f.node_type, f.before) {
+        let scope = if f.all {
+            Scope::All
+        } else {
+            Scope::Project(resolve_project(store, config, f.project.as_deref())?)
+        };
+        let old: Vec<_> = store
+            .list_nodes(&scope, Some(t), usize::MAX)?
+            .into_iter()
+            .filter(|n| n.updated_at < before)
+            .collect();
+        let when = before.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        if f.dry_run {
+            println!("Would delete {} {t} node(s) last updated before {when}", old.len());
+        } else {
+            let n = store.delete_older_than(&scope, t, before)?;
+            println!("Deleted {n} {t} node(s) last updated before {when}");
+        }
+        return Ok(exit::OK);
+    }
+    if let Some(p) = &f.project {
+        let project = resolve_project(store, config, Some(p))?;
+        let count = store.stats(&Scope::Project(project.clone()))?.total_nodes;
+        if f.dry_run {
+            println!("Would delete project {project}: {count} node(s)");
+        } else {
+            let n = store.delete_project(&project)?;
+            println!("Deleted project {project}: {n} node(s) and their edges");
+        }
+        return Ok(exit::OK);
+    }
+    bail!("say what to forget: a node id, --project P, or --type T --before DATE")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn before_accepts_dates_times_and_ages() {
+        assert_eq!(parse_before("2025-01-31").unwrap().to_rfc3339(), "2025-01-31T00:00:00+00:00");
+        assert!(parse_before("2025-01-31T10:00:00+02:00").is_ok());
+        let a = parse_before("30d").unwrap();
+        assert!((Utc::now() - a).num_days() == 30);
+        assert!(parse_before("soon").is_err());
+        assert!(parse_before("3w").is_err());
+    }
+
+    #[test]
+    fn ids_are_shortened_for_tables() {
+        assert_eq!(short("file-abc"), "file-abc");
+        assert_eq!(short("0192f3a4-5b6c-7d8e-9f00-112233445566"), "0192f3a4-5b6c-7d8e…");
+    }
+}
