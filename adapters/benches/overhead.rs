@@ -77,7 +77,10 @@ fn stacked_config(base_url: &str) -> AgentConfig {
     c
 }
 
-fn registry(configs: &BTreeMap<String, AgentConfig>, factory: Option<Arc<dyn Agent>>) -> AgentRegistry {
+fn registry(
+    configs: &BTreeMap<String, AgentConfig>,
+    factory: Option<Arc<dyn Agent>>,
+) -> AgentRegistry {
     let options = RegistryOptions {
         offline: OfflineMode::online(),
         assets_dir: "/nonexistent".into(),
@@ -90,7 +93,8 @@ fn registry(configs: &BTreeMap<String, AgentConfig>, factory: Option<Arc<dyn Age
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     rt.block_on(async {
         println!("troupe-adapters: resilience stack overhead per call ({ROUNDS}×{PER_ROUND} calls, interleaved)");
 

@@ -32,6 +32,10 @@ pub enum AdapterError {
         retry_after: Option<Duration>,
         /// What the server said.
         message: String,
+        /// Whether troupe's own limiter refused (its wait would exceed `max_wait_secs`)
+        /// rather than the server: not retried (that would only wait longer), but a
+        /// fallback agent may answer.
+        local: bool,
     },
     /// A failure that may pass: connection refused or reset, a 5xx answer, a cut stream.
     #[error("agent '{agent}' failed transiently: {message}; retrying may succeed")]
@@ -288,7 +292,19 @@ impl AdapterError {
     /// opening its circuit breaker. Mistakes of the caller (invalid request, context too
     /// long), cancellation and offline refusals do not.
     pub fn counts_against_breaker(&self) -> bool {
-        self.is_transient() || matches!(self, AdapterError::Failed { .. })
+        (self.is_transient() && !self.is_local_limit())
+            || matches!(self, AdapterError::Failed { .. })
+    }
+
+    /// Whether troupe's own rate limiter refused the call (no server was asked).
+    pub fn is_local_limit(&self) -> bool {
+        matches!(self, AdapterError::RateLimited { local: true, .. })
+    }
+
+    /// Whether the retry wrapper should try again: transient, and not a refusal of
+    /// troupe's own rate limiter (which already waited as long as allowed).
+    pub fn is_retryable(&self) -> bool {
+        self.is_transient() && !self.is_local_limit()
     }
 
     /// How long the server asked to wait before the next attempt, when it said.
@@ -354,6 +370,7 @@ mod tests {
             agent: "a".into(),
             retry_after: Some(Duration::from_secs(3)),
             message: "slow down".into(),
+            local: false,
         };
         assert!(rl.is_transient() && rl.falls_back());
         assert_eq!(rl.retry_after(), Some(Duration::from_secs(3)));

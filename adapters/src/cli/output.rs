@@ -89,7 +89,7 @@ pub(super) fn classify_text(agent: &str, text: &str, message: String) -> Adapter
         "usage limit",
         "quota",
     ]) {
-        return AdapterError::RateLimited { agent, retry_after: None, message };
+        return AdapterError::RateLimited { agent, retry_after: None, message, local: false };
     }
     if any(&[
         "unauthorized",

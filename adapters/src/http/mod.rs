@@ -186,17 +186,13 @@ impl Endpoint {
         ctx: &CallContext,
         deadline: Instant,
     ) -> Result<reqwest::Response> {
-        let first = self
-            .timeouts
-            .first_byte
-            .map(|d| (Instant::now() + d).min(deadline))
-            .unwrap_or(deadline);
+        let first = self.first_byte_deadline(Instant::now(), deadline);
         let phase = if first < deadline { "first byte" } else { "total" };
         let resp = tokio::select! {
             biased;
             _ = ctx.cancel.cancelled() => return Err(AdapterError::cancelled(&self.agent)),
             r = tokio::time::timeout_at(first, rb.send()) => match r {
-                Err(_) => return Err(self.timeout(phase, first)),
+                Err(_) => return Err(self.timeout(phase)),
                 Ok(Err(e)) => return Err(self.reqwest_error(&e)),
                 Ok(Ok(resp)) => resp,
             },
@@ -227,7 +223,7 @@ impl Endpoint {
                 n = tokio::time::timeout_at(deadline, stream.next()) => n,
             };
             match next {
-                Err(_) => return Err(self.timeout("total", deadline)),
+                Err(_) => return Err(self.timeout("total")),
                 Ok(None) => return Ok(out),
                 Ok(Some(Err(e))) => return Err(self.reqwest_error(&e)),
                 Ok(Some(Ok(bytes))) => {
@@ -264,12 +260,16 @@ impl Endpoint {
         })
     }
 
-    pub fn timeout(&self, phase: &'static str, deadline: Instant) -> AdapterError {
+    /// When the first byte must have arrived, for a request sent at `from`.
+    pub fn first_byte_deadline(&self, from: Instant, deadline: Instant) -> Instant {
+        self.timeouts.first_byte.map(|d| (from + d).min(deadline)).unwrap_or(deadline)
+    }
+
+    pub fn timeout(&self, phase: &'static str) -> AdapterError {
         let after = match phase {
             "first byte" => self.timeouts.first_byte.unwrap_or(self.timeouts.total),
             _ => self.timeouts.total,
         };
-        let _ = deadline;
         AdapterError::Timeout { agent: self.agent.clone(), after, phase }
     }
 
@@ -391,7 +391,7 @@ pub(crate) fn classify_status(
         if msg.is_empty() { format!("HTTP {status}") } else { format!("HTTP {status}: {msg}") };
     let agent = agent.to_string();
     match status {
-        429 => AdapterError::RateLimited { agent, retry_after, message: msg },
+        429 => AdapterError::RateLimited { agent, retry_after, message: msg, local: false },
         401 | 403 => AdapterError::Auth {
             agent,
             message: match key_env {

@@ -133,7 +133,7 @@ impl OllamaClient {
                 n = tokio::time::timeout_at(deadline, bytes.next()) => n,
             };
             let (batch, end) = match next {
-                Err(_) => return Err(self.ep.timeout("total", deadline)),
+                Err(_) => return Err(self.ep.timeout("total")),
                 Ok(Some(Ok(b))) => {
                     (lines.push(&b).map_err(|e| AdapterError::bad_response(agent, e))?, false)
                 }
@@ -334,18 +334,25 @@ impl OllamaAgent {
             }
             return Ok(c);
         }
+        let sent = Instant::now();
         let resp = ep.send(rb, ctx, deadline).await?;
+        // Until the first chunk the first-byte bound applies, then only the total one.
+        let mut until = ep.first_byte_deadline(sent, deadline);
         let mut bytes = resp.bytes_stream();
         let mut lines = LineSplitter::default();
         while !c.done {
             let next = tokio::select! {
                 biased;
                 _ = ctx.cancel.cancelled() => return Err(AdapterError::cancelled(agent)),
-                n = tokio::time::timeout_at(deadline, bytes.next()) => n,
+                n = tokio::time::timeout_at(until, bytes.next()) => n,
             };
             let (batch, end) = match next {
-                Err(_) => return Err(ep.timeout("total", deadline)),
+                Err(_) => {
+                    let phase = if until < deadline { "first byte" } else { "total" };
+                    return Err(ep.timeout(phase));
+                }
                 Ok(Some(Ok(b))) => {
+                    until = deadline;
                     (lines.push(&b).map_err(|e| AdapterError::bad_response(agent, e))?, false)
                 }
                 Ok(Some(Err(e))) => {

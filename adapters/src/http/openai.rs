@@ -190,7 +190,10 @@ impl OpenAiAgent {
         let agent = &self.info.name;
         let url = self.ep.url("/chat/completions");
         let rb = self.ep.request(reqwest::Method::POST, &url)?.json(&self.body(req, true));
+        let sent = Instant::now();
         let resp = self.ep.send(rb, ctx, deadline).await?;
+        // Until the first chunk the first-byte bound applies, then only the total one.
+        let mut until = self.ep.first_byte_deadline(sent, deadline);
         let mut bytes = resp.bytes_stream();
         let mut dec = SseDecoder::default();
         let mut c = Collected::default();
@@ -198,11 +201,15 @@ impl OpenAiAgent {
             let next = tokio::select! {
                 biased;
                 _ = ctx.cancel.cancelled() => return Err(AdapterError::cancelled(agent)),
-                n = tokio::time::timeout_at(deadline, bytes.next()) => n,
+                n = tokio::time::timeout_at(until, bytes.next()) => n,
             };
             let items = match next {
-                Err(_) => return Err(self.ep.timeout("total", deadline)),
+                Err(_) => {
+                    let phase = if until < deadline { "first byte" } else { "total" };
+                    return Err(self.ep.timeout(phase));
+                }
                 Ok(Some(Ok(b))) => {
+                    until = deadline;
                     dec.push(&b).map_err(|e| AdapterError::bad_response(agent, e))?
                 }
                 Ok(Some(Err(e))) => {

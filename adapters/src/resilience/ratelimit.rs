@@ -135,6 +135,7 @@ impl AgentLimiter {
                         "troupe's own {what} limit needs a wait longer than max_wait_secs = {}",
                         self.config.max_wait_secs
                     ),
+                    local: true,
                 });
             }
             if !reported {

@@ -60,7 +60,7 @@ impl Agent for Retry {
         let retried = attempt
             .retry(backoff)
             .sleep(tokio::time::sleep)
-            .when(|e: &AdapterError| e.is_transient() && !ctx.cancel.is_cancelled())
+            .when(|e: &AdapterError| e.is_retryable() && !ctx.cancel.is_cancelled())
             .adjust(|e: &AdapterError, next: Option<Duration>| {
                 let delay = match (e.retry_after(), next) {
                     (_, None) => return None,

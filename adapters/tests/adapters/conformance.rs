@@ -239,11 +239,16 @@ pub async fn a_hanging_server_times_out(t: Target) {
     server.push_fault(Fault::Hang);
     let e = call(&agent, &CallContext::new()).await.unwrap_err();
     assert!(matches!(e, AdapterError::Timeout { phase: "first byte", .. }), "{e}");
-    // Headers, then nothing: the total bound ends it.
+    // Headers, then no chunk: the first-byte bound covers the first chunk of a stream.
+    server.push_fault(Fault::HangAfterHeaders);
+    let e = call(&agent, &Captured::default().context()).await.unwrap_err();
+    assert!(matches!(e, AdapterError::Timeout { phase: "first byte", .. }), "{e}");
+    assert!(e.is_transient());
+    // Without a first-byte bound, the total bound ends it.
+    let (server, agent) = setup(t, |c| c.timeout_secs = 1).await;
     server.push_fault(Fault::HangAfterHeaders);
     let e = call(&agent, &Captured::default().context()).await.unwrap_err();
     assert!(matches!(e, AdapterError::Timeout { phase: "total", .. }), "{e}");
-    assert!(e.is_transient());
 }
 
 pub async fn malformed_json_is_a_bad_response(t: Target) {

@@ -25,6 +25,7 @@ fn rate_limited(agent: &str, secs: u64) -> AdapterError {
         agent: agent.into(),
         retry_after: Some(Duration::from_secs(secs)),
         message: "HTTP 429".into(),
+        local: false,
     }
 }
 
@@ -222,6 +223,24 @@ async fn tokens_per_minute_count_what_answers_used() {
     let e = agent.call(&prompt(), &CallContext::new()).await.unwrap_err();
     assert!(matches!(e, AdapterError::RateLimited { .. }), "{e}");
     assert_eq!(fake.calls().len(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refusal_of_the_own_limiter_is_not_retried() {
+    let fake = Arc::new(ScriptedAgent::new("a"));
+    let cfg = RateLimitConfig {
+        requests_per_minute: Some(1),
+        tokens_per_minute: None,
+        max_wait_secs: 10,
+    };
+    let limited = Arc::new(RateLimit::new(fake.clone(), Arc::new(AgentLimiter::new("a", &cfg))));
+    let agent = Retry::new(limited, retry_policy(5));
+    agent.call(&prompt(), &CallContext::new()).await.unwrap();
+    let started = Instant::now();
+    let e = agent.call(&prompt(), &CallContext::new()).await.unwrap_err();
+    assert!(e.is_local_limit() && e.falls_back(), "{e}");
+    assert_eq!(started.elapsed(), Duration::ZERO, "no retry waited past max_wait_secs");
+    assert_eq!(fake.calls().len(), 1);
 }
 
 #[tokio::test(start_paused = true)]
