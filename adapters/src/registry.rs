@@ -230,3 +230,15 @@ impl AgentRegistry {
         self.servers.stop_all().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_registry_is_shareable_across_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<AgentRegistry>();
+        assert_send_sync::<Arc<dyn Agent>>();
+    }
+}

@@ -23,6 +23,9 @@ use crate::agent::{Agent, AgentEvent, AgentInfo, AgentRequest, AgentResponse, Ca
 use crate::config::{AgentConfig, ManagedServerConfig};
 use crate::error::{AdapterError, Result};
 
+/// How long an external server's health check stays trusted.
+const EXTERNAL_RECHECK: Duration = Duration::from_secs(10);
+
 /// How much of the server's output is kept for error messages.
 const LOG_TAIL: usize = 16 * 1024;
 
@@ -71,6 +74,9 @@ struct State {
     pgid: Option<Pid>,
     /// A healthy server was found already listening: used, never stopped.
     external: bool,
+    /// When an external server last answered its health check (checked again after
+    /// [`EXTERNAL_RECHECK`], not on every call).
+    external_ok: Option<Instant>,
     starts: u32,
 }
 
@@ -184,7 +190,11 @@ impl ManagedServer {
             }
             Self::kill_group(&mut st);
         }
+        if st.external && st.external_ok.is_some_and(|t| t.elapsed() < EXTERNAL_RECHECK) {
+            return Ok(());
+        }
         if (st.external || st.starts == 0) && !restart && self.healthy().await {
+            st.external_ok = Some(Instant::now());
             if !st.external {
                 tracing::info!(agent, url = %self.addr.root_url(), "a model server is already running there; using it");
             }
@@ -192,6 +202,7 @@ impl ManagedServer {
             return Ok(());
         }
         st.external = false;
+        st.external_ok = None;
         self.start(agent, &mut st, ctx, restart).await
     }
 
@@ -408,5 +419,50 @@ impl ServerPool {
         for s in self.servers.values() {
             s.stop().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_and_placeholders() {
+        let a = ServerAddr::from_url("http://127.0.0.1:8765/v1").unwrap();
+        assert_eq!((a.host.as_str(), a.port), ("127.0.0.1", 8765));
+        assert_eq!(a.root_url(), "http://127.0.0.1:8765");
+        let six = ServerAddr::from_url("http://[::1]:9/v1").unwrap();
+        assert_eq!(six.root_url(), "http://[::1]:9");
+        assert_eq!(ServerAddr::from_url("http://localhost/v1").unwrap().port, 80);
+        assert!(ServerAddr::from_url("not a url").is_none());
+        let assets = Path::new("/data/assets");
+        assert_eq!(
+            expand("{assets}/llama/llama-server --host {host} --port {port}", assets, &a),
+            "/data/assets/llama/llama-server --host 127.0.0.1 --port 8765"
+        );
+    }
+
+    #[test]
+    fn agents_at_one_address_share_a_server() {
+        let mut cfg = AgentConfig::new(crate::config::AgentKind::Llamacpp);
+        cfg.base_url = Some("http://127.0.0.1:8765/v1".into());
+        cfg.server = Some(ManagedServerConfig {
+            command: "{assets}/s".into(),
+            args: vec!["--port".into(), "{port}".into()],
+            env: BTreeMap::from([("LD_LIBRARY_PATH".into(), "{assets}/lib".into())]),
+            startup_timeout_secs: 5,
+        });
+        let mut pool = ServerPool::default();
+        let a = pool.server_for("a", &cfg, Path::new("/x")).unwrap().unwrap();
+        let b = pool.server_for("b", &cfg, Path::new("/x")).unwrap().unwrap();
+        assert!(Arc::ptr_eq(&a, &b));
+        assert_eq!(a.program(), Path::new("/x/s"));
+        assert_eq!(a.args, ["--port", "8765"]);
+        assert_eq!(a.env["LD_LIBRARY_PATH"], "/x/lib");
+        cfg.base_url = Some("http://127.0.0.1:8766/v1".into());
+        let c = pool.server_for("c", &cfg, Path::new("/x")).unwrap().unwrap();
+        assert!(!Arc::ptr_eq(&a, &c));
+        cfg.server = None;
+        assert!(pool.server_for("d", &cfg, Path::new("/x")).unwrap().is_none());
     }
 }
