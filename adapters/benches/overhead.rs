@@ -17,8 +17,11 @@ use troupe_adapters::resilience::{LimiterRegistry, OfflineMode};
 use troupe_adapters::testing::{MockApi, MockServer, ScriptedAgent};
 use troupe_adapters::{Agent, AgentRequest, CallContext, ChunkSink};
 
-const ROUNDS: usize = 40;
-const PER_ROUND: usize = 50;
+/// Rounds and calls per round: `cargo bench` passes `--bench` and gets the full run;
+/// `cargo test --all-targets` runs this binary without it, as a quick smoke test.
+fn sizes() -> (usize, usize) {
+    if std::env::args().any(|a| a == "--bench") { (40, 50) } else { (1, 5) }
+}
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
@@ -31,7 +34,7 @@ fn micros(d: Duration) -> String {
 
 async fn time_calls(agent: &Arc<dyn Agent>, ctx: &CallContext, out: &mut Vec<Duration>) {
     let req = AgentRequest::prompt("Say hello");
-    for _ in 0..PER_ROUND {
+    for _ in 0..sizes().1 {
         let t = Instant::now();
         let r = agent.call(&req, ctx).await.unwrap();
         out.push(t.elapsed());
@@ -45,7 +48,7 @@ async fn compare(label: &str, bare: Arc<dyn Agent>, stack: Arc<dyn Agent>, ctx: 
     time_calls(&bare, &ctx, &mut b).await;
     time_calls(&stack, &ctx, &mut s).await;
     let (mut b, mut s) = (Vec::new(), Vec::new());
-    for _ in 0..ROUNDS {
+    for _ in 0..sizes().0 {
         time_calls(&bare, &ctx, &mut b).await;
         time_calls(&stack, &ctx, &mut s).await;
     }
@@ -96,7 +99,8 @@ fn main() {
     let rt =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     rt.block_on(async {
-        println!("troupe-adapters: resilience stack overhead per call ({ROUNDS}×{PER_ROUND} calls, interleaved)");
+        let (rounds, per_round) = sizes();
+        println!("troupe-adapters: resilience stack overhead per call ({rounds}×{per_round} calls, interleaved)");
 
         // In-process: the wrappers' own cost, nothing else.
         let fake: Arc<dyn Agent> = Arc::new(ScriptedAgent::new("primary").then_answer("Hello, world"));
