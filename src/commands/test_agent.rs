@@ -101,11 +101,22 @@ pub async fn test_agent(
             t.cancel();
         }
     });
-    let mut ctx = CallContext::new()
-        .with_cancel(token)
-        .with_workdir(config.project_path())
-        .with_events(EventSink::new(|e| eprintln!("· {}", describe(e))));
     let streamed = Arc::new(AtomicBool::new(false));
+    let mut ctx =
+        CallContext::new().with_cancel(token).with_workdir(config.project_path()).with_events({
+            let streamed = streamed.clone();
+            EventSink::new(move |e| {
+                // Text streamed by an attempt that failed is not the answer.
+                let discarded = matches!(
+                    e,
+                    AgentEvent::RetryScheduled { .. } | AgentEvent::FallbackTaken { .. }
+                );
+                if discarded && streamed.swap(false, Ordering::Relaxed) {
+                    println!("\n[the text above came from a failed attempt; discard it]");
+                }
+                eprintln!("· {}", describe(e));
+            })
+        });
     if !opts.json {
         let streamed = streamed.clone();
         ctx = ctx.with_chunks(ChunkSink::new(move |text| {

@@ -384,6 +384,12 @@ impl Agent for OpenAiAgent {
         } else {
             self.complete(req, ctx, deadline).instrument(span).await?
         };
-        Ok(finish(&self.info, req, c, Some(&self.model), started))
+        let mut r = finish(&self.info, req, c, Some(&self.model), started);
+        // llama.cpp names the model by its file path; the file's name is what people know.
+        if let Some(m) = r.model.as_deref().filter(|m| m.contains('/') && m.ends_with(".gguf")) {
+            let file = m.rsplit('/').next().unwrap_or(m);
+            r.model = Some(file.trim_end_matches(".gguf").to_string());
+        }
+        Ok(r)
     }
 }
