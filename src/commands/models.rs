@@ -40,8 +40,9 @@ fn status_text(s: &EndpointStatus) -> String {
 /// Whether an endpoint failed in a way worth a non-zero exit (a managed server that is
 /// simply not started yet is fine).
 fn failed(s: &EndpointStatus) -> bool {
-    !s.reachable
-        && !(s.endpoint.managed && s.note.as_deref().is_some_and(|n| n.starts_with("not running")))
+    let not_started =
+        s.endpoint.managed && s.note.as_deref().is_some_and(|n| n.starts_with("not running"));
+    !s.reachable && !not_started
 }
 
 /// `troupe models status`.
