@@ -54,6 +54,10 @@ pub enum LogFormatArg {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run a task through a workflow, streaming every step (the main job)
+    Run(RunArgs),
+    /// List runs; show, resume or cancel one
+    Runs(RunsArgs),
     /// Write a commented troupe.toml to start from
     Init(InitArgs),
     /// The project memory: scan, search, add, show, link, stats, forget, reindex
@@ -94,6 +98,71 @@ pub struct InitArgs {
     /// Overwrite an existing file
     #[arg(long)]
     pub force: bool,
+}
+
+/// `troupe run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// What to do, in your words
+    pub task: String,
+
+    /// The workflow [default: settings.default_workflow]; `dynamic` asks a planner agent
+    #[arg(long, short)]
+    pub workflow: Option<String>,
+
+    /// Stop after this many iterations even if the review still asks for changes
+    #[arg(long, value_name = "N")]
+    pub max_iterations: Option<u32>,
+
+    /// The project folder [default: settings.project_path, or the current directory]
+    #[arg(long, value_name = "PATH")]
+    pub project: Option<PathBuf>,
+
+    /// Print events as JSON lines, then the final run record
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `troupe runs`.
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    #[command(subcommand)]
+    pub command: Option<RunsCommand>,
+
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `troupe runs …`.
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// List runs, newest first
+    List(JsonFlag),
+    /// Show a run with every step
+    Show {
+        /// The run's id (or a unique prefix of it)
+        id: String,
+        /// Include each step's full prompt
+        #[arg(long)]
+        prompts: bool,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Continue a run from its first unfinished step (completed steps are kept)
+    Resume {
+        /// The run's id (or a unique prefix of it)
+        id: String,
+        /// Print events as JSON lines
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel a run
+    Cancel {
+        /// The run's id (or a unique prefix of it)
+        id: String,
+    },
 }
 
 /// `troupe models`.

@@ -67,6 +67,14 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok((config, _)) => commands::config::workflows(&config, f.json),
             Err(c) => Ok(c),
         },
+        Command::Run(args) => match commands::config::require_valid(loaded) {
+            Ok((config, source)) => commands::run::run_command(config, source, args),
+            Err(c) => Ok(c),
+        },
+        Command::Runs(args) => match commands::config::require_valid(loaded) {
+            Ok((config, source)) => commands::run::runs_command(config, source, args),
+            Err(c) => Ok(c),
+        },
         Command::Models(args) => match commands::config::require_valid(loaded) {
             Ok((config, _)) => block_on(async move {
                 use crate::cli::ModelsCommand as M;

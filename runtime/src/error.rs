@@ -5,8 +5,8 @@
 #[non_exhaustive]
 pub enum Error {
     /// The store (project memory and run records) failed.
-    #[error("{0}")]
-    Store(String),
+    #[error(transparent)]
+    Context(#[from] troupe_context::Error),
     /// A run record could not be encoded or decoded.
     #[error("a stored run record is unreadable: {0}")]
     Record(#[from] serde_json::Error),

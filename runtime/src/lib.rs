@@ -10,9 +10,11 @@
 //! Only this crate and the binary know actix.
 
 pub mod agents;
+pub mod context_memory;
 pub mod error;
 pub mod memory;
 pub mod model;
+mod open;
 mod planner;
 mod runtime;
 pub mod store;
@@ -23,5 +25,6 @@ pub use memory::{ContextBlock, Memory, RunOutcome};
 pub use model::{
     RunEvent, RunRecord, RunRequest, RunState, RunStats, StepRecord, StepState, Tokens,
 };
+pub use open::{CollectionBackend, DEFAULT_MAX_TOKENS, RUNS_COLLECTION, open, store_backend};
 pub use runtime::{RunHandle, Runtime, RuntimeParts};
 pub use store::{Backend, MemoryBackend, RunStore};

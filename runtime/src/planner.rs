@@ -24,7 +24,6 @@ pub(crate) struct Planned {
 /// What the router knows about every configured agent: configuration, whether the CLI is
 /// installed, breaker state, and call counts from the metrics.
 pub(crate) fn candidates(shared: &Shared) -> Vec<AgentCandidate> {
-    let breakers = shared.breakers.lock().map(|b| b.clone()).unwrap_or_default();
     shared
         .config
         .agents
@@ -42,7 +41,7 @@ pub(crate) fn candidates(shared: &Shared) -> Vec<AgentCandidate> {
                 local: a.is_local(),
                 enabled: a.enabled,
                 available,
-                breaker_open: breakers.get(name).copied().unwrap_or(false),
+                breaker_open: shared.breaker_open(name),
                 calls,
                 successes,
             }

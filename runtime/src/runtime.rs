@@ -10,6 +10,7 @@ use chrono::Utc;
 use tokio::sync::{Semaphore, broadcast, oneshot};
 use tokio_util::sync::CancellationToken;
 use troupe_adapters::agent::Agent;
+use troupe_adapters::registry::AgentRegistry;
 use troupe_observability::Metrics;
 use troupe_workflows::config::DYNAMIC_WORKFLOW;
 use troupe_workflows::engine::{Engine, StepOutcome, StepPos};
@@ -50,6 +51,8 @@ pub struct RuntimeParts {
     pub metrics: Arc<Metrics>,
     /// `max_tokens` asked of every step's answer.
     pub max_tokens: u32,
+    /// The adapter registry the agents came from (breaker states, managed servers), if any.
+    pub registry: Option<Arc<AgentRegistry>>,
 }
 
 /// A run that is executing in this process.
@@ -73,6 +76,7 @@ pub(crate) struct Shared {
     pub metrics: Arc<Metrics>,
     pub breakers: Arc<Mutex<BTreeMap<String, bool>>>,
     pub max_tokens: u32,
+    pub registry: Option<Arc<AgentRegistry>>,
     live: Mutex<HashMap<String, LiveRun>>,
 }
 
@@ -134,6 +138,17 @@ impl Shared {
         out.trim_end().to_string()
     }
 
+    /// Whether an agent's breaker is open: from the registry when there is one, else as
+    /// last reported by the agent's events.
+    pub(crate) fn breaker_open(&self, agent: &str) -> bool {
+        if let Some(state) =
+            self.registry.as_ref().and_then(|r| r.breaker(agent)).map(|b| b.state())
+        {
+            return matches!(state, troupe_adapters::resilience::BreakerState::Open { .. });
+        }
+        self.breakers.lock().ok().and_then(|b| b.get(agent).copied()).unwrap_or(false)
+    }
+
     fn remove_live(&self, id: &str) {
         if let Ok(mut live) = self.live.lock() {
             live.remove(id);
@@ -179,8 +194,16 @@ impl Runtime {
     /// checked here, all at once. The agents' success counters are seeded from the stored
     /// step history, so routing sees more than this process's calls.
     pub fn new(parts: RuntimeParts) -> Result<Runtime> {
-        let RuntimeParts { config, config_path, agents, memory, backend, metrics, max_tokens } =
-            parts;
+        let RuntimeParts {
+            config,
+            config_path,
+            agents,
+            memory,
+            backend,
+            metrics,
+            max_tokens,
+            registry,
+        } = parts;
         let prompts_dir = config
             .settings
             .prompts_dir
@@ -228,6 +251,7 @@ impl Runtime {
             metrics,
             breakers: Arc::new(Mutex::new(BTreeMap::new())),
             max_tokens,
+            registry,
             live: Mutex::new(HashMap::new()),
         });
         Ok(Runtime { shared, slots })
@@ -248,9 +272,22 @@ impl Runtime {
         &self.shared.config
     }
 
-    /// Whether an agent's breaker was last reported open.
+    /// Whether an agent's breaker is open.
     pub fn breaker_open(&self, agent: &str) -> bool {
-        self.shared.breakers.lock().ok().and_then(|b| b.get(agent).copied()).unwrap_or(false)
+        self.shared.breaker_open(agent)
+    }
+
+    /// The adapter registry (breaker states, managed servers), when the runtime was opened
+    /// from configuration.
+    pub fn registry(&self) -> Option<&Arc<AgentRegistry>> {
+        self.shared.registry.as_ref()
+    }
+
+    /// Stop the managed local model servers this process started.
+    pub async fn shutdown(&self) {
+        if let Some(r) = &self.shared.registry {
+            r.shutdown().await;
+        }
     }
 
     /// Runs a previous process left pending or in progress (resume them with

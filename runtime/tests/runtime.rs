@@ -198,6 +198,7 @@ fn harness_with(
         backend: backend.clone() as Arc<dyn Backend>,
         metrics: Metrics::new().unwrap(),
         max_tokens: 512,
+        registry: None,
     })
     .unwrap();
     Harness { runtime, memory, backend, project: tempfile::tempdir().unwrap() }

@@ -3,6 +3,7 @@
 pub mod config;
 pub mod context;
 pub mod models;
+pub mod run;
 pub mod test_agent;
 
 use std::process::ExitCode;

@@ -44,7 +44,7 @@ fn local(role: Role, description: &str, fallback: &[&str]) -> AgentConfig {
             "-tb",
             "2",
             "-c",
-            "4096",
+            "8192",
             "-np",
             "2",
             "--no-webui",

@@ -118,7 +118,8 @@ pub struct StepConfig {
     /// role's template.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt: Option<PathBuf>,
-    /// Agents tried in order when this step's agent fails (before the agent's own fallbacks).
+    /// Agents tried in order when this step's agent (with its own fallback chain) fails
+    /// transiently, is not installed or has its breaker open.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fallback: Vec<String>,
     /// When the step runs; always, without it.

@@ -1,0 +1,173 @@
+//! The runtime's own overhead: per step with an instant agent, and many runs at once.
+//!
+//! ```text
+//! cargo bench -p troupe-runtime --bench runtime
+//! ```
+//! Prints a Markdown table for docs/BENCHMARKS.md. Each backend is measured: the in-memory
+//! record backend (the runtime alone) and the real store (sled, flushed on every write).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use troupe_adapters::agent::{Agent, AgentInfo, AgentRequest, AgentResponse, CallContext};
+use troupe_adapters::config::{AgentConfig, AgentKind, Role};
+use troupe_adapters::error::AdapterError;
+use troupe_observability::Metrics;
+use troupe_runtime::{
+    Backend, ContextBlock, Memory, MemoryBackend, RunOutcome, RunRequest, RunState, Runtime,
+    RuntimeParts,
+};
+use troupe_workflows::config::{Config, StepConfig, WorkflowConfig};
+
+#[derive(Debug)]
+struct Instant0 {
+    info: AgentInfo,
+}
+
+#[async_trait]
+impl Agent for Instant0 {
+    fn info(&self) -> &AgentInfo {
+        &self.info
+    }
+
+    async fn call(
+        &self,
+        _: &AgentRequest,
+        ctx: &CallContext,
+    ) -> Result<AgentResponse, AdapterError> {
+        ctx.chunk("ok");
+        Ok(AgentResponse::new(&self.info.name, "ok"))
+    }
+}
+
+#[derive(Debug)]
+struct NoMemory;
+
+impl Memory for NoMemory {
+    fn ensure_project(&self, _: &Path) -> troupe_runtime::Result<String> {
+        Ok("p".into())
+    }
+    fn relevant_context(&self, _: &str, _: &str, _: usize) -> troupe_runtime::Result<ContextBlock> {
+        Ok(ContextBlock::default())
+    }
+    fn record_run(&self, _: &RunOutcome) -> troupe_runtime::Result<String> {
+        Ok("t".into())
+    }
+}
+
+fn runtime(backend: Arc<dyn Backend>, steps: usize, max_concurrent: usize) -> Runtime {
+    let mut config = Config::builtin();
+    let mut a = AgentConfig::new(AgentKind::Llamacpp);
+    a.base_url = Some("http://127.0.0.1:1/v1".into());
+    config.agents.insert("instant".into(), a);
+    config.settings.max_concurrent_runs = max_concurrent;
+    config.workflows.insert(
+        "bench".into(),
+        WorkflowConfig {
+            description: None,
+            max_iterations: 1,
+            steps: (0..steps).map(|_| StepConfig::new("instant", Role::Implement)).collect(),
+        },
+    );
+    let agent: Arc<dyn Agent> = Arc::new(Instant0 {
+        info: AgentInfo {
+            name: "instant".into(),
+            kind: "test".into(),
+            model: None,
+            endpoint: String::new(),
+            local: true,
+        },
+    });
+    Runtime::new(RuntimeParts {
+        config,
+        config_path: None,
+        agents: BTreeMap::from([("instant".to_string(), agent)]),
+        memory: Arc::new(NoMemory),
+        backend,
+        metrics: Metrics::new().unwrap(),
+        max_tokens: 64,
+        registry: None,
+    })
+    .unwrap()
+}
+
+fn request(project: &Path) -> RunRequest {
+    RunRequest {
+        task: "t".into(),
+        workflow: Some("bench".into()),
+        project: Some(project.into()),
+        ..Default::default()
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+async fn per_step(name: &str, backend: Arc<dyn Backend>, project: &Path, scale: usize) {
+    const STEPS: usize = 10;
+    let runs = 200 / scale;
+    let rt = runtime(backend, STEPS, 8);
+    // Warm up.
+    rt.submit(request(project)).await.unwrap().wait().await.unwrap();
+    let mut per_step = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let start = Instant::now();
+        let r = rt.submit(request(project)).await.unwrap().wait().await.unwrap();
+        assert_eq!(r.state, RunState::Completed);
+        per_step.push(start.elapsed() / STEPS as u32);
+    }
+    per_step.sort();
+    println!(
+        "| per-step overhead, {name} | {runs} runs × {STEPS} steps | p50 {:.1} µs | p99 {:.1} µs |",
+        percentile(&per_step, 0.5).as_secs_f64() * 1e6,
+        percentile(&per_step, 0.99).as_secs_f64() * 1e6
+    );
+}
+
+async fn concurrent(name: &str, backend: Arc<dyn Backend>, project: &Path, scale: usize) {
+    let runs = 1000 / scale;
+    let rt = runtime(backend, 3, runs);
+    let start = Instant::now();
+    let mut handles = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        handles.push(rt.submit(request(project)).await.unwrap());
+    }
+    for h in handles {
+        assert_eq!(h.wait().await.unwrap().state, RunState::Completed);
+    }
+    let took = start.elapsed();
+    println!(
+        "| {runs} concurrent runs × 3 steps, {name} | all submitted at once | {:.2} s total | {:.0} runs/s |",
+        took.as_secs_f64(),
+        runs as f64 / took.as_secs_f64()
+    );
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; under `cargo test --all-targets` it runs as a quick
+    // smoke test (a fiftieth of the load).
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let scale = if std::env::args().any(|a| a == "--bench") { 1 } else { 50 };
+    let project = tempfile::tempdir().unwrap();
+    let path = project.path().to_path_buf();
+    actix_rt::System::new().block_on(async move {
+        println!("| measurement | load | result | |");
+        println!("|---|---|---|---|");
+        per_step("in-memory records", Arc::new(MemoryBackend::default()), &path, scale).await;
+        concurrent("in-memory records", Arc::new(MemoryBackend::default()), &path, scale).await;
+        let store_dir = tempfile::tempdir().unwrap();
+        let sled = troupe_runtime::store_backend(store_dir.path()).unwrap();
+        per_step("sled records (flushed)", sled.clone(), &path, scale).await;
+        let store_dir2 = tempfile::tempdir().unwrap();
+        let sled2 = troupe_runtime::store_backend(store_dir2.path()).unwrap();
+        concurrent("sled records (flushed)", sled2, &path, scale).await;
+    });
+}

@@ -1,0 +1,136 @@
+//! Assembling a runtime from configuration: the store (project memory and run records),
+//! every agent's adapter stack, metrics.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use troupe_adapters::agent::{Agent, AgentInfo, AgentRequest, AgentResponse, CallContext};
+use troupe_adapters::error::AdapterError;
+use troupe_adapters::registry::{AgentRegistry, RegistryOptions};
+use troupe_adapters::resilience::OfflineMode;
+use troupe_context::{Collection, Store, StoreOptions};
+use troupe_observability::Metrics;
+use troupe_workflows::Config;
+
+use crate::context_memory::ContextMemory;
+use crate::error::Result;
+use crate::runtime::{Runtime, RuntimeParts};
+use crate::store::Backend;
+
+/// The collection run records live in.
+pub const RUNS_COLLECTION: &str = "runs";
+
+/// `max_tokens` asked of each step's answer.
+pub const DEFAULT_MAX_TOKENS: u32 = 1024;
+
+/// Run records in a `troupe-context` collection (sled; every write flushed).
+#[derive(Debug, Clone)]
+pub struct CollectionBackend(pub Collection);
+
+impl Backend for CollectionBackend {
+    fn put(&self, key: &str, value: &Value) -> Result<()> {
+        Ok(self.0.put(key, value)?)
+    }
+
+    fn get(&self, key: &str) -> Result<Option<Value>> {
+        Ok(self.0.get(key)?)
+    }
+
+    fn scan(&self, prefix: &str) -> Result<Vec<(String, Value)>> {
+        Ok(self.0.scan_prefix(prefix)?)
+    }
+
+    fn remove(&self, key: &str) -> Result<()> {
+        self.0.remove::<Value>(key)?;
+        Ok(())
+    }
+}
+
+/// A record backend over a store opened (without embeddings) in `dir`; for benchmarks and
+/// tests of the real persistence path.
+pub fn store_backend(dir: &Path) -> Result<Arc<dyn Backend>> {
+    let store = Store::open_in(dir, StoreOptions::without_embeddings())?;
+    Ok(Arc::new(CollectionBackend(store.collection(RUNS_COLLECTION)?)))
+}
+
+/// Open the store in the configuration's data folder, build every configured agent's
+/// adapter stack, and start the runtime. Call inside an actix system.
+pub fn open(config: Config, config_path: Option<PathBuf>, offline: bool) -> Result<Runtime> {
+    let mut config = config;
+    config.settings.offline |= offline;
+    let data_dir = config.data_dir();
+    let assets = config.assets_dir();
+    let store = Store::open(&data_dir, StoreOptions::with_assets(assets.clone()))?;
+    let backend = Arc::new(CollectionBackend(store.collection(RUNS_COLLECTION)?));
+    let memory = Arc::new(ContextMemory::new(store));
+    let metrics = Metrics::new().map_err(|e| crate::error::Error::Invalid(e.to_string()))?;
+    let registry = Arc::new(AgentRegistry::build(
+        &config.agents,
+        RegistryOptions {
+            offline: OfflineMode::resolve(config.settings.offline),
+            assets_dir: assets,
+            limiters: None,
+        },
+    ));
+    let agents = agents_of(&registry);
+    Runtime::new(RuntimeParts {
+        config,
+        config_path,
+        agents,
+        memory,
+        backend,
+        metrics,
+        max_tokens: DEFAULT_MAX_TOKENS,
+        registry: Some(registry),
+    })
+}
+
+/// Every configured agent's stack (with its own fallback chain); an agent that cannot be
+/// built (disabled, misconfigured) answers every call with the reason.
+pub fn agents_of(registry: &AgentRegistry) -> BTreeMap<String, Arc<dyn Agent>> {
+    registry
+        .configs()
+        .iter()
+        .map(|(name, cfg)| {
+            let agent = registry.agent(name).unwrap_or_else(|error| {
+                Arc::new(Unusable {
+                    info: AgentInfo {
+                        name: name.clone(),
+                        kind: cfg.kind.to_string(),
+                        model: cfg.model.clone(),
+                        endpoint: cfg.endpoint(),
+                        local: cfg.is_local(),
+                    },
+                    error,
+                }) as Arc<dyn Agent>
+            });
+            (name.clone(), agent)
+        })
+        .collect()
+}
+
+/// An agent that cannot be used, and why.
+#[derive(Debug)]
+struct Unusable {
+    info: AgentInfo,
+    error: AdapterError,
+}
+
+#[async_trait]
+impl Agent for Unusable {
+    fn info(&self) -> &AgentInfo {
+        &self.info
+    }
+
+    async fn call(
+        &self,
+        _: &AgentRequest,
+        _: &CallContext,
+    ) -> std::result::Result<AgentResponse, AdapterError> {
+        Err(self.error.clone())
+    }
+}

@@ -1,0 +1,404 @@
+//! `troupe run` and `troupe runs …`: the main job and its records.
+
+use std::io::{IsTerminal, Write};
+
+use anyhow::Result;
+use serde_json::json;
+use troupe_runtime::{
+    RunEvent, RunHandle, RunRecord, RunRequest, RunState, Runtime, StepRecord, StepState,
+};
+use troupe_workflows::Config;
+use troupe_workflows::config::ConfigSource;
+
+use super::exit;
+use crate::cli::{RunArgs, RunsArgs, RunsCommand};
+use crate::output::Table;
+
+/// Shorten an id for tables (UUIDv7: the first 13 characters are the creation time).
+pub fn short_id(id: &str) -> &str {
+    id.get(..13).unwrap_or(id)
+}
+
+fn secs(ms: u64) -> String {
+    format!("{:.1}s", ms as f64 / 1000.0)
+}
+
+/// Print a run's events as they arrive, until it ends; returns the final record.
+/// Ctrl-C cancels the run (the running step's process group is killed); a second Ctrl-C
+/// exits at once.
+pub async fn follow(runtime: &Runtime, mut handle: RunHandle, json: bool) -> Result<RunRecord> {
+    let id = handle.id.clone();
+    let color = std::io::stdout().is_terminal() && !json;
+    let dim = |s: &str| if color { format!("\x1b[2m{s}\x1b[0m") } else { s.to_string() };
+    let bold = |s: &str| if color { format!("\x1b[1m{s}\x1b[0m") } else { s.to_string() };
+    let mut ctrl_c = Box::pin(tokio::signal::ctrl_c());
+    let mut cancelled = false;
+    let mut in_chunk = false;
+    let mut out = std::io::stdout();
+    loop {
+        let event = tokio::select! {
+            e = handle.events.recv() => e,
+            _ = &mut ctrl_c => {
+                if cancelled {
+                    eprintln!("troupe: exiting; resume with `troupe runs resume {id}`");
+                    std::process::exit(130);
+                }
+                cancelled = true;
+                eprintln!("\ntroupe: cancelling run {} (Ctrl-C again to exit now)", short_id(&id));
+                let _ = runtime.cancel(&id);
+                ctrl_c = Box::pin(tokio::signal::ctrl_c());
+                continue;
+            }
+        };
+        let event = match event {
+            Ok(e) => e,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                eprintln!("troupe: (the display fell {n} events behind; the record is complete)");
+                continue;
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+        };
+        if json {
+            println!("{}", serde_json::to_string(&event)?);
+            if event.is_final() {
+                break;
+            }
+            continue;
+        }
+        match &event {
+            RunEvent::RunStarted { run_id, workflow, steps, resumed } => {
+                let verb = if *resumed { "resumed" } else { "started" };
+                println!(
+                    "{}",
+                    bold(&format!(
+                        "run {} {verb}: {workflow} ({})",
+                        short_id(run_id),
+                        steps.join(" → ")
+                    ))
+                );
+            }
+            RunEvent::Planned { steps, notes, .. } => {
+                println!("{}", bold(&format!("planned: {}", steps.join(" → "))));
+                for n in notes {
+                    println!("{}", dim(&format!("  · {n}")));
+                }
+            }
+            RunEvent::StepStarted { pos, role, agent, .. } => {
+                println!(
+                    "\n{}",
+                    bold(&format!("▶ [{}.{}] {role} · {agent}", pos.iteration, pos.step + 1))
+                );
+            }
+            RunEvent::Chunk { text, .. } => {
+                print!("{text}");
+                in_chunk = !text.ends_with('\n');
+                let _ = out.flush();
+            }
+            RunEvent::Agent { message, .. } => {
+                if in_chunk {
+                    println!();
+                    in_chunk = false;
+                }
+                println!("{}", dim(&format!("  ↻ {message}")));
+            }
+            RunEvent::StepFinished {
+                pos,
+                state,
+                answered_by,
+                model,
+                tokens,
+                latency_ms,
+                retries,
+                fallback_from,
+                verdict,
+                note,
+                ..
+            } => {
+                if in_chunk {
+                    println!();
+                    in_chunk = false;
+                }
+                let mark = match state {
+                    StepState::Completed => "✔",
+                    StepState::Skipped => "–",
+                    StepState::Cancelled => "■",
+                    _ => "✘",
+                };
+                let mut line = format!("{mark} [{}.{}]", pos.iteration, pos.step + 1);
+                if let Some(a) = answered_by {
+                    line.push_str(&format!(" {a}"));
+                }
+                if let Some(m) = model {
+                    line.push_str(&format!(" ({m})"));
+                }
+                if *state == StepState::Completed {
+                    line.push_str(&format!(
+                        " · {} tokens ({} in, {} out) · {} · {retries} retries",
+                        tokens.total(),
+                        tokens.prompt,
+                        tokens.completion,
+                        secs(*latency_ms)
+                    ));
+                }
+                if !fallback_from.is_empty() {
+                    line.push_str(&format!(" · fallback after {}", fallback_from.join(", ")));
+                }
+                if let Some(v) = verdict {
+                    line.push_str(&format!(" · review: {v}"));
+                }
+                if let Some(n) = note {
+                    line.push_str(&format!(" · {n}"));
+                }
+                println!("{}", dim(&line));
+            }
+            RunEvent::RunFinished { .. } => break,
+        }
+    }
+    let record = handle.wait().await?;
+    if json {
+        println!("{}", serde_json::to_string(&record)?);
+    } else {
+        print_summary(&record, &dim);
+    }
+    Ok(record)
+}
+
+fn print_summary(r: &RunRecord, dim: &dyn Fn(&str) -> String) {
+    println!();
+    let head = match r.state {
+        RunState::Completed => "✔ completed",
+        RunState::Failed => "✘ failed",
+        RunState::Cancelled => "■ cancelled",
+        _ => "… unfinished",
+    };
+    let duration = r.duration_secs().map(|d| format!("{d:.1}s")).unwrap_or_default();
+    println!(
+        "{head}: run {} · {} iteration(s) · {} tokens · {duration}",
+        r.id,
+        r.iterations,
+        r.tokens.total()
+    );
+    if let Some(e) = &r.error {
+        println!("  {e}");
+    }
+    if r.state != RunState::Completed {
+        println!("{}", dim(&format!("  resume with `troupe runs resume {}`", r.id)));
+    }
+}
+
+/// The exit code of a finished run.
+pub fn exit_code(r: &RunRecord) -> u8 {
+    if r.state == RunState::Completed { exit::OK } else { exit::FAILED }
+}
+
+/// Tell the user about runs an earlier process left unfinished.
+pub fn note_interrupted(runtime: &Runtime) {
+    if let Ok(runs) = runtime.interrupted()
+        && !runs.is_empty()
+    {
+        eprintln!("troupe: {} run(s) did not finish in an earlier process:", runs.len());
+        for r in runs.iter().take(5) {
+            eprintln!(
+                "  {}  {}  (resume with `troupe runs resume {}`)",
+                short_id(&r.id),
+                r.task,
+                r.id
+            );
+        }
+    }
+}
+
+/// `troupe runs [list]`.
+pub fn list(runtime: &Runtime, json: bool) -> Result<u8> {
+    let mut runs = runtime.store().runs()?;
+    runs.reverse();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&runs)?);
+        return Ok(exit::OK);
+    }
+    if runs.is_empty() {
+        println!("No runs yet. Start one with `troupe run \"task\"`.");
+        return Ok(exit::OK);
+    }
+    let mut t = Table::new(&["ID", "STATE", "WORKFLOW", "ITER", "TOKENS", "CREATED", "TASK"]);
+    for r in &runs {
+        let task: String = r.task.chars().take(60).collect();
+        t.row(vec![
+            short_id(&r.id).to_string(),
+            r.state.to_string(),
+            r.workflow_name.clone(),
+            r.iterations.to_string(),
+            r.tokens.total().to_string(),
+            r.created_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+            task,
+        ]);
+    }
+    print!("{}", t.render());
+    Ok(exit::OK)
+}
+
+/// `troupe runs show ID [--prompts]`.
+pub fn show(runtime: &Runtime, id: &str, prompts: bool, json: bool) -> Result<u8> {
+    let (r, steps) = match runtime.run(id) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("troupe: {e}");
+            return Ok(exit::FAILED);
+        }
+    };
+    if json {
+        let mut steps_json = serde_json::to_value(&steps)?;
+        if !prompts && let Some(arr) = steps_json.as_array_mut() {
+            for s in arr {
+                if let Some(o) = s.as_object_mut() {
+                    o.remove("prompt");
+                }
+            }
+        }
+        println!("{}", serde_json::to_string_pretty(&json!({ "run": r, "steps": steps_json }))?);
+        return Ok(exit::OK);
+    }
+    println!("run       {}", r.id);
+    println!("task      {}", r.task);
+    println!(
+        "state     {}{}",
+        r.state,
+        r.error.as_ref().map(|e| format!(" ({e})")).unwrap_or_default()
+    );
+    println!("workflow  {}", r.workflow_name);
+    println!("project   {} ({})", r.project_path.display(), r.project_id);
+    println!("created   {}", r.created_at.format("%Y-%m-%d %H:%M:%S UTC"));
+    if let Some(d) = r.duration_secs() {
+        println!("duration  {d:.1}s");
+    }
+    println!(
+        "tokens    {} ({} in, {} out)",
+        r.tokens.total(),
+        r.tokens.prompt,
+        r.tokens.completion
+    );
+    for n in &r.plan_notes {
+        println!("plan      {n}");
+    }
+    for s in &steps {
+        print_step(s, prompts);
+    }
+    if let Some(o) = &r.output {
+        println!("\n── final output ──\n{o}");
+    }
+    Ok(exit::OK)
+}
+
+fn print_step(s: &StepRecord, prompts: bool) {
+    let who = s.answered_by.clone().unwrap_or_else(|| s.agent.clone());
+    println!(
+        "\n── [{}.{}] {} · {who}{} · {:?} · {} tokens · {} ──",
+        s.pos.iteration,
+        s.pos.step + 1,
+        s.role,
+        s.model.as_ref().map(|m| format!(" ({m})")).unwrap_or_default(),
+        s.state,
+        s.tokens.total(),
+        secs(s.latency_ms),
+    );
+    if !s.fallback_from.is_empty() {
+        println!("fallback after: {}", s.fallback_from.join(", "));
+    }
+    if !s.context_nodes.is_empty() {
+        println!("memory used: {}", s.context_nodes.join(", "));
+    }
+    if let Some(n) = &s.note {
+        println!("note: {n}");
+    }
+    if prompts && !s.prompt.is_empty() {
+        println!("── prompt ──\n{}", s.prompt.trim_end());
+        println!("── response ──");
+    }
+    if let Some(resp) = &s.response {
+        println!("{}", resp.trim_end());
+    }
+}
+
+/// `troupe runs cancel ID`.
+pub fn cancel(runtime: &Runtime, id: &str) -> Result<u8> {
+    match runtime.cancel(id) {
+        Ok(r) => {
+            println!("run {} cancelled", r.id);
+            Ok(exit::OK)
+        }
+        Err(e) => {
+            eprintln!("troupe: {e}");
+            Ok(exit::FAILED)
+        }
+    }
+}
+
+/// Start the runtime (store, agents) inside an actix system and run `f` with it.
+fn with_runtime<F, Fut>(config: Config, source: ConfigSource, offline: bool, f: F) -> Result<u8>
+where
+    F: FnOnce(Runtime) -> Fut,
+    Fut: std::future::Future<Output = Result<u8>>,
+{
+    actix_rt::System::new().block_on(async move {
+        let runtime =
+            match troupe_runtime::open(config, source.path().map(|p| p.to_path_buf()), offline) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("troupe: {e}");
+                    return Ok(exit::FAILED);
+                }
+            };
+        f(runtime).await
+    })
+}
+
+/// `troupe run "task"`.
+pub fn run_command(config: Config, source: ConfigSource, args: RunArgs) -> Result<u8> {
+    let offline = config.settings.offline;
+    with_runtime(config, source, offline, |runtime| async move {
+        note_interrupted(&runtime);
+        let req = RunRequest {
+            task: args.task,
+            workflow: args.workflow,
+            max_iterations: args.max_iterations,
+            offline,
+            project: args.project,
+            conversation: None,
+        };
+        let handle = match runtime.submit(req).await {
+            Ok(h) => h,
+            Err(e) => {
+                eprintln!("troupe: {e}");
+                return Ok(exit::USAGE);
+            }
+        };
+        let record = follow(&runtime, handle, args.json).await?;
+        Ok(exit_code(&record))
+    })
+}
+
+/// `troupe runs …`.
+pub fn runs_command(config: Config, source: ConfigSource, args: RunsArgs) -> Result<u8> {
+    let offline = config.settings.offline;
+    with_runtime(config, source, offline, |runtime| async move {
+        match args.command {
+            None => list(&runtime, args.json),
+            Some(RunsCommand::List(f)) => list(&runtime, f.json || args.json),
+            Some(RunsCommand::Show { id, prompts, json }) => {
+                show(&runtime, &id, prompts, json || args.json)
+            }
+            Some(RunsCommand::Cancel { id }) => cancel(&runtime, &id),
+            Some(RunsCommand::Resume { id, json }) => {
+                let handle = match runtime.resume(&id).await {
+                    Ok(h) => h,
+                    Err(e) => {
+                        eprintln!("troupe: {e}");
+                        return Ok(exit::FAILED);
+                    }
+                };
+                let record = follow(&runtime, handle, json || args.json).await?;
+                Ok(exit_code(&record))
+            }
+        }
+    })
+}
