@@ -25,6 +25,6 @@ pub use memory::{ContextBlock, Memory, RunOutcome};
 pub use model::{
     RunEvent, RunRecord, RunRequest, RunState, RunStats, StepRecord, StepState, Tokens,
 };
-pub use open::{CollectionBackend, DEFAULT_MAX_TOKENS, RUNS_COLLECTION, open, store_backend};
+pub use open::{CollectionBackend, RUNS_COLLECTION, open, store_backend};
 pub use runtime::{RunHandle, Runtime, RuntimeParts};
 pub use store::{Backend, MemoryBackend, RunStore};

@@ -240,6 +240,9 @@ pub enum RunEvent {
         steps: Vec<String>,
         /// Whether this is a resumption.
         resumed: bool,
+        /// Why this workflow (offline substitution, planner notes).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        notes: Vec<String>,
     },
     /// The planner chose the steps.
     Planned {

@@ -24,9 +24,6 @@ use crate::store::Backend;
 /// The collection run records live in.
 pub const RUNS_COLLECTION: &str = "runs";
 
-/// `max_tokens` asked of each step's answer.
-pub const DEFAULT_MAX_TOKENS: u32 = 1024;
-
 /// Run records in a `troupe-context` collection (sled; every write flushed).
 #[derive(Debug, Clone)]
 pub struct CollectionBackend(pub Collection);
@@ -77,6 +74,7 @@ pub fn open(config: Config, config_path: Option<PathBuf>, offline: bool) -> Resu
         },
     ));
     let agents = agents_of(&registry);
+    let max_tokens = config.settings.max_output_tokens;
     Runtime::new(RuntimeParts {
         config,
         config_path,
@@ -84,7 +82,7 @@ pub fn open(config: Config, config_path: Option<PathBuf>, offline: bool) -> Resu
         memory,
         backend,
         metrics,
-        max_tokens: DEFAULT_MAX_TOKENS,
+        max_tokens,
         registry: Some(registry),
     })
 }

@@ -28,6 +28,8 @@ use crate::supervisor::{Cancel, RunJob, Supervisor};
 
 /// How many events a slow subscriber may fall behind before it misses some.
 const EVENT_BUFFER: usize = 4096;
+/// The workflow offline mode uses when the default one needs agents off this machine.
+const OFFLINE_WORKFLOW: &str = "offline-default";
 /// Earlier turns of a conversation put into a prompt.
 const CONVERSATION_TURNS: usize = 5;
 /// Characters of an earlier turn's answer kept in the conversation.
@@ -329,18 +331,37 @@ impl Runtime {
             .await
             .map_err(|e| Error::Join(e.to_string()))??;
 
-        let requested =
-            req.workflow.clone().unwrap_or_else(|| config.settings.default_workflow.clone());
-        let (workflow_name, mut workflow, mut notes) = match config.workflow(&requested) {
-            Some(w) if requested != DYNAMIC_WORKFLOW => (requested.clone(), w.clone(), Vec::new()),
+        let mut notes = Vec::new();
+        let requested = match &req.workflow {
+            Some(w) => w.clone(),
+            None => {
+                let default = config.settings.default_workflow.clone();
+                // Offline, with a default that needs the cloud: the offline workflow.
+                let needs_cloud = config.workflow(&default).is_some_and(|w| {
+                    config
+                        .agents_of(w)
+                        .iter()
+                        .any(|a| config.agent(a).is_some_and(|c| !c.is_local()))
+                });
+                if offline && needs_cloud && config.workflow(OFFLINE_WORKFLOW).is_some() {
+                    notes.push(format!(
+                        "offline: the default workflow `{default}` needs agents off this machine; using `{OFFLINE_WORKFLOW}`"
+                    ));
+                    OFFLINE_WORKFLOW.to_string()
+                } else {
+                    default
+                }
+            }
+        };
+        let (workflow_name, mut workflow) = match config.workflow(&requested) {
+            Some(w) if requested != DYNAMIC_WORKFLOW => (requested.clone(), w.clone()),
             _ => {
-                let mut notes = Vec::new();
                 if requested != DYNAMIC_WORKFLOW {
                     notes.push(format!(
                         "no workflow named `{requested}`; planning one for this task"
                     ));
                 }
-                (DYNAMIC_WORKFLOW.to_string(), empty_workflow(), notes)
+                (DYNAMIC_WORKFLOW.to_string(), empty_workflow())
             }
         };
         if let Some(n) = req.max_iterations {
@@ -371,7 +392,6 @@ impl Runtime {
                 )));
             }
         }
-        notes.shrink_to_fit();
 
         let record = RunRecord {
             id: uuid::Uuid::now_v7().to_string(),

@@ -127,6 +127,7 @@ async fn drive(job: RunJob, cancel: CancellationToken) {
             workflow: record.workflow_name.clone(),
             steps: record.workflow.steps.iter().map(|s| step_label(&s.agent, s.role)).collect(),
             resumed,
+            notes: record.plan_notes.clone(),
         },
     );
 

@@ -66,8 +66,14 @@ pub async fn follow(runtime: &Runtime, mut handle: RunHandle, json: bool) -> Res
             continue;
         }
         match &event {
-            RunEvent::RunStarted { run_id, workflow, steps, resumed } => {
+            RunEvent::RunStarted { run_id, workflow, steps, resumed, notes } => {
                 let verb = if *resumed { "resumed" } else { "started" };
+                for n in notes
+                    .iter()
+                    .filter(|n| n.starts_with("offline") || n.starts_with("no workflow"))
+                {
+                    println!("{}", dim(&format!("· {n}")));
+                }
                 println!(
                     "{}",
                     bold(&format!(

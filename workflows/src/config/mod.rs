@@ -58,6 +58,8 @@ pub struct Settings {
     pub max_concurrent_runs: usize,
     /// Tokens of project memory put into each prompt.
     pub context_token_budget: usize,
+    /// The most tokens asked of one step's answer.
+    pub max_output_tokens: u32,
     /// A review with at most this many suggestions counts as passed.
     pub review_max_suggestions: usize,
     /// The dynamic planner does not choose agents whose measured success rate is below this.
@@ -79,6 +81,7 @@ impl Default for Settings {
             planner_agent: None,
             max_concurrent_runs: 8,
             context_token_budget: 1500,
+            max_output_tokens: 1024,
             review_max_suggestions: 3,
             min_success_rate: 0.6,
             min_success_samples: 5,

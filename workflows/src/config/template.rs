@@ -29,6 +29,8 @@ default_workflow = "default"
 max_concurrent_runs = 8
 # Tokens of project memory put into each prompt.
 context_token_budget = 1500
+# The most tokens asked of one step's answer.
+max_output_tokens = 1024
 # A review with at most this many suggestions counts as passed.
 review_max_suggestions = 3
 # The dynamic planner skips agents whose success rate is below this (after enough calls).

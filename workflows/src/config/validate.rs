@@ -93,6 +93,12 @@ impl Validator<'_> {
         {
             self.unknown_agent(&[Key("settings"), Key("planner_agent")], "planner_agent", &planner);
         }
+        if s.max_output_tokens == 0 {
+            self.error(
+                &[Key("settings"), Key("max_output_tokens")],
+                "max_output_tokens must be at least 1".into(),
+            );
+        }
         if s.max_concurrent_runs == 0 {
             self.error(
                 &[Key("settings"), Key("max_concurrent_runs")],

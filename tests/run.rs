@@ -1,0 +1,325 @@
+//! `troupe run` and `troupe runs` driven as a user would, with real processes: a run killed
+//! with SIGKILL mid-way and resumed, and a run against the real local llama.cpp server.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn troupe_cmd(home: &Path, project: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_troupe"));
+    c.args(args)
+        .current_dir(project)
+        .env("TROUPE_HOME", home)
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env_remove("TROUPE_CONFIG")
+        .env_remove("RUST_LOG");
+    c
+}
+
+fn troupe(home: &Path, project: &Path, args: &[&str]) -> Output {
+    troupe_cmd(home, project, args).output().unwrap()
+}
+
+fn json_lines(out: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(out).lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+}
+
+fn write_script(path: &Path, body: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, format!("#!/bin/sh\n{body}")).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// A workspace: data folder, project folder, config with two CLI agents made of scripts.
+struct World {
+    _dir: tempfile::TempDir,
+    home: PathBuf,
+    project: PathBuf,
+    config: PathBuf,
+    log: PathBuf,
+}
+
+fn world() -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let project = dir.path().join("project");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::create_dir_all(&project).unwrap();
+    std::fs::write(project.join("main.py"), "print('hello')\n").unwrap();
+    let log = dir.path().join("calls.log");
+    let marker = dir.path().join("reviewer-hung-once");
+    let coder = dir.path().join("coder.sh");
+    let reviewer = dir.path().join("reviewer.sh");
+    write_script(
+        &coder,
+        &format!("echo coder >> '{}'\necho 'def reverse(s): return s[::-1]'\n", log.display()),
+    );
+    // The reviewer hangs the first time (so the test can kill troupe mid-step), then approves.
+    write_script(
+        &reviewer,
+        &format!(
+            "echo reviewer >> '{log}'\nif [ ! -e '{marker}' ]; then touch '{marker}'; sleep 60; fi\necho '{{\"verdict\": \"approved\", \"findings\": []}}'\n",
+            log = log.display(),
+            marker = marker.display()
+        ),
+    );
+    let config = dir.path().join("troupe.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[agents.coder]
+kind = "cli"
+command = "{}"
+args = ["{{prompt}}"]
+flavor = "generic"
+timeout_secs = 120
+
+[agents.reviewer]
+kind = "cli"
+command = "{}"
+args = ["{{prompt}}"]
+flavor = "generic"
+timeout_secs = 120
+
+[workflows.scripted]
+max_iterations = 2
+steps = [
+  {{ agent = "coder", role = "implement" }},
+  {{ agent = "reviewer", role = "review" }},
+  {{ agent = "coder", role = "refine" }},
+]
+"#,
+            coder.display(),
+            reviewer.display()
+        ),
+    )
+    .unwrap();
+    World { _dir: dir, home, project, config, log }
+}
+
+/// SIGKILL a process group (`kill -s KILL -- -PGID`).
+fn kill_group(pgid: i32) {
+    let _ = Command::new("kill").args(["-s", "KILL", "--", &format!("-{pgid}")]).status();
+}
+
+/// SIGKILL troupe (its group) and the process groups of the agents it started: a crash
+/// of the whole machine's worth of work, as far as the store can tell.
+fn crash(pid: i32) {
+    let children = Command::new("pgrep").args(["-P", &pid.to_string()]).output().unwrap();
+    kill_group(pid);
+    for child in String::from_utf8_lossy(&children.stdout).split_whitespace() {
+        if let Ok(c) = child.parse::<i32>() {
+            kill_group(c);
+        }
+    }
+}
+
+fn calls(log: &Path) -> Vec<String> {
+    std::fs::read_to_string(log).unwrap_or_default().lines().map(String::from).collect()
+}
+
+#[test]
+fn a_run_killed_mid_step_resumes_without_repeating_completed_steps() {
+    let w = world();
+    let cfg = w.config.to_str().unwrap();
+    let mut child = troupe_cmd(
+        &w.home,
+        &w.project,
+        &["--config", cfg, "run", "--workflow", "scripted", "--json", "reverse a string"],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .process_group(0)
+    .spawn()
+    .unwrap();
+    let pid = child.id() as i32;
+    // Read events until the review step (the hanging one) has started.
+    let stdout = child.stdout.take().unwrap();
+    let mut run_id = None;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for line in BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        let Ok(v) = serde_json::from_str::<Value>(&line) else { continue };
+        if v["type"] == "run_started" {
+            run_id = v["run_id"].as_str().map(String::from);
+        }
+        if v["type"] == "step_started" && v["pos"]["step"] == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the review step never started");
+    }
+    let run_id = run_id.expect("a run_started event");
+    // SIGKILL troupe and the hanging reviewer script.
+    crash(pid);
+    let _ = child.wait();
+    assert_eq!(calls(&w.log), ["coder", "reviewer"]);
+
+    // The store kept the run as unfinished, with the implement step completed.
+    let o = troupe(&w.home, &w.project, &["--config", cfg, "runs", "show", &run_id, "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let shown: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(shown["run"]["state"], "in_progress");
+    assert_eq!(shown["steps"][0]["state"], "completed");
+    assert_eq!(shown["steps"][1]["state"], "running");
+
+    // Resume: the review runs again (it never finished), the implement step does not.
+    let o = troupe(&w.home, &w.project, &["--config", cfg, "runs", "resume", &run_id, "--json"]);
+    assert!(
+        o.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let lines = json_lines(&o.stdout);
+    let record = lines.last().unwrap();
+    assert_eq!(record["state"], "completed", "{record}");
+    assert_eq!(record["resumed"], 1);
+    assert_eq!(calls(&w.log), ["coder", "reviewer", "reviewer"], "no completed step ran twice");
+
+    let o = troupe(&w.home, &w.project, &["--config", cfg, "runs", "show", &run_id, "--json"]);
+    let shown: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let states: Vec<&str> =
+        shown["steps"].as_array().unwrap().iter().map(|s| s["state"].as_str().unwrap()).collect();
+    assert_eq!(states, ["completed", "completed", "skipped"]);
+    assert_eq!(shown["run"]["output"], "def reverse(s): return s[::-1]");
+}
+
+#[test]
+fn runs_list_show_and_cancel_report_clearly() {
+    let w = world();
+    let cfg = w.config.to_str().unwrap();
+    let o = troupe(&w.home, &w.project, &["--config", cfg, "runs"]);
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stdout).contains("No runs yet"));
+    let o = troupe(&w.home, &w.project, &["--config", cfg, "runs", "show", "nope"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no run with id `nope`"));
+    // An unknown workflow with --offline and cloud agents is bad usage (exit 2).
+    let o = troupe(
+        &w.home,
+        &w.project,
+        &["--config", cfg, "--offline", "run", "--workflow", "default", "x"],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("offline mode is on"));
+}
+
+#[test]
+fn a_second_process_gets_a_clear_message_while_the_store_is_held() {
+    let w = world();
+    let cfg = w.config.to_str().unwrap();
+    std::fs::remove_file(w.log.parent().unwrap().join("reviewer-hung-once")).ok();
+    let mut child = troupe_cmd(
+        &w.home,
+        &w.project,
+        &["--config", cfg, "run", "--workflow", "scripted", "--json", "t"],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .process_group(0)
+    .spawn()
+    .unwrap();
+    let pid = child.id() as i32;
+    let stdout = child.stdout.take().unwrap();
+    for line in BufReader::new(stdout).lines() {
+        if line.unwrap().contains("\"step_started\"") {
+            break;
+        }
+    }
+    let o = troupe(&w.home, &w.project, &["--config", cfg, "runs"]);
+    crash(pid);
+    let _ = child.wait();
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(&pid.to_string()), "names the holding process: {err}");
+}
+
+/// The real local llama.cpp server (installed by `scripts/setup.sh --assets-only`), started
+/// on demand by troupe: the offline workflow runs, its steps are persisted, and a second
+/// run on the same project gets the first one's memory in its prompt.
+#[test]
+fn offline_runs_against_the_real_local_model_and_remember() {
+    let assets = std::env::var_os("TROUPE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share/troupe")))
+        .unwrap()
+        .join("assets");
+    assert!(
+        assets.join("llama/llama-server").exists() && assets.join("models").exists(),
+        "the local model server is not installed in {}; run `scripts/setup.sh --assets-only`",
+        assets.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let project = dir.path().join("project");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::create_dir_all(&project).unwrap();
+    std::os::unix::fs::symlink(&assets, home.join("assets")).unwrap();
+    std::fs::write(project.join("strings.py"), "def upper(s):\n    return s.upper()\n").unwrap();
+    let config = dir.path().join("troupe.toml");
+    std::fs::write(&config, "[settings]\nmax_output_tokens = 48\n").unwrap();
+    let cfg = config.to_str().unwrap();
+
+    let task = "Write a function that reverses a string";
+    let o = troupe(
+        &home,
+        &project,
+        &["--config", cfg, "run", "--offline", "--max-iterations", "1", "--json", task],
+    );
+    let lines = json_lines(&o.stdout);
+    let first = lines.last().unwrap().clone();
+    assert!(
+        matches!(first["state"].as_str(), Some("completed" | "failed"))
+            && first["finish_reason"].is_string(),
+        "the run did not end normally: {first}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(first["workflow_name"], "offline-default");
+    assert!(lines.iter().any(|e| e["type"] == "chunk"), "nothing was streamed");
+    let id = first["id"].as_str().unwrap();
+    let o = troupe(&home, &project, &["--config", cfg, "runs", "show", id, "--prompts", "--json"]);
+    let shown: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let steps = shown["steps"].as_array().unwrap();
+    assert!(steps.len() >= 2, "{shown}");
+    assert!(steps.iter().all(|s| s["state"] != "running"));
+    assert!(
+        steps[0]["answered_by"] == "local-code"
+            && steps[0]["tokens"]["completion"].as_u64().unwrap() > 0
+    );
+
+    // The second run's prompt carries the first run's task from the project memory.
+    let o = troupe(
+        &home,
+        &project,
+        &[
+            "--config",
+            cfg,
+            "run",
+            "--offline",
+            "--max-iterations",
+            "1",
+            "--json",
+            "Write a function that reverses a list",
+        ],
+    );
+    let second = json_lines(&o.stdout).last().unwrap().clone();
+    let id2 = second["id"].as_str().unwrap();
+    let o = troupe(&home, &project, &["--config", cfg, "runs", "show", id2, "--prompts", "--json"]);
+    let shown: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let prompt = shown["steps"][0]["prompt"].as_str().unwrap();
+    let memory = prompt
+        .split("## What the project's memory says")
+        .nth(1)
+        .expect("a memory section")
+        .split("## Task")
+        .next()
+        .unwrap();
+    assert!(memory.contains(task), "the first run is not in the memory section:\n{prompt}");
+    assert!(!shown["steps"][0]["context_nodes"].as_array().unwrap().is_empty());
+}
