@@ -92,6 +92,7 @@ fn runtime(backend: Arc<dyn Backend>, steps: usize, max_concurrent: usize) -> Ru
         metrics: Metrics::new().unwrap(),
         max_tokens: 64,
         registry: None,
+        context: None,
     })
     .unwrap()
 }

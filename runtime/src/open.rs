@@ -63,7 +63,7 @@ pub fn open(config: Config, config_path: Option<PathBuf>, offline: bool) -> Resu
     let assets = config.assets_dir();
     let store = Store::open(&data_dir, StoreOptions::with_assets(assets.clone()))?;
     let backend = Arc::new(CollectionBackend(store.collection(RUNS_COLLECTION)?));
-    let memory = Arc::new(ContextMemory::new(store));
+    let memory = Arc::new(ContextMemory::new(store.clone()));
     let metrics = Metrics::new().map_err(|e| crate::error::Error::Invalid(e.to_string()))?;
     let registry = Arc::new(AgentRegistry::build(
         &config.agents,
@@ -84,6 +84,7 @@ pub fn open(config: Config, config_path: Option<PathBuf>, offline: bool) -> Resu
         metrics,
         max_tokens,
         registry: Some(registry),
+        context: Some(store),
     })
 }
 

@@ -55,6 +55,8 @@ pub struct RuntimeParts {
     pub max_tokens: u32,
     /// The adapter registry the agents came from (breaker states, managed servers), if any.
     pub registry: Option<Arc<AgentRegistry>>,
+    /// The context store behind `memory`, if any (for search, stats and exports).
+    pub context: Option<troupe_context::Store>,
 }
 
 /// A run that is executing in this process.
@@ -79,6 +81,7 @@ pub(crate) struct Shared {
     pub breakers: Arc<Mutex<BTreeMap<String, bool>>>,
     pub max_tokens: u32,
     pub registry: Option<Arc<AgentRegistry>>,
+    pub context: Option<troupe_context::Store>,
     live: Mutex<HashMap<String, LiveRun>>,
 }
 
@@ -254,6 +257,7 @@ impl Runtime {
             breakers: Arc::new(Mutex::new(BTreeMap::new())),
             max_tokens,
             registry,
+            context,
             live: Mutex::new(HashMap::new()),
         });
         Ok(Runtime { shared, slots })
@@ -283,6 +287,11 @@ impl Runtime {
     /// from configuration.
     pub fn registry(&self) -> Option<&Arc<AgentRegistry>> {
         self.shared.registry.as_ref()
+    }
+
+    /// The project-memory store, when the runtime was opened from configuration.
+    pub fn context_store(&self) -> Option<&troupe_context::Store> {
+        self.shared.context.as_ref()
     }
 
     /// Stop the managed local model servers this process started.

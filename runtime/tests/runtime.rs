@@ -199,6 +199,7 @@ fn harness_with(
         metrics: Metrics::new().unwrap(),
         max_tokens: 512,
         registry: None,
+        context: None,
     })
     .unwrap();
     Harness { runtime, memory, backend, project: tempfile::tempdir().unwrap() }
