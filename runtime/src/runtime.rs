@@ -208,6 +208,7 @@ impl Runtime {
             metrics,
             max_tokens,
             registry,
+            context,
         } = parts;
         let prompts_dir = config
             .settings
