@@ -163,6 +163,14 @@ pub enum RunsCommand {
         /// The run's id (or a unique prefix of it)
         id: String,
     },
+    /// Counts by state, average duration and tokens over all stored runs
+    Stats(JsonFlag),
+    /// Delete ended runs (and their steps) older than N days
+    Cleanup {
+        /// Age in days
+        #[arg(long, value_name = "DAYS")]
+        older_than: u32,
+    },
 }
 
 /// `troupe models`.

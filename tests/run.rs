@@ -188,6 +188,18 @@ fn a_run_killed_mid_step_resumes_without_repeating_completed_steps() {
         shown["steps"].as_array().unwrap().iter().map(|s| s["state"].as_str().unwrap()).collect();
     assert_eq!(states, ["completed", "completed", "skipped"]);
     assert_eq!(shown["run"]["output"], "def reverse(s): return s[::-1]");
+
+    // Statistics count it; cleanup of ended runs removes it and its steps.
+    let o = troupe(&w.home, &w.project, &["--config", cfg, "runs", "stats", "--json"]);
+    let stats: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(stats["by_state"]["completed"], 1, "{stats}");
+    assert!(stats["average_duration_secs"].as_f64().unwrap() > 0.0);
+    let o = troupe(&w.home, &w.project, &["--config", cfg, "runs", "cleanup", "--older-than", "1"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("removed 0 run(s)"));
+    let o = troupe(&w.home, &w.project, &["--config", cfg, "runs", "cleanup", "--older-than", "0"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("removed 1 run(s)"));
+    let o = troupe(&w.home, &w.project, &["--config", cfg, "runs", "show", &run_id]);
+    assert_eq!(o.status.code(), Some(1));
 }
 
 #[test]

@@ -325,6 +325,25 @@ fn print_step(s: &StepRecord, prompts: bool) {
     }
 }
 
+/// `troupe runs stats`.
+pub fn stats(runtime: &Runtime, json: bool) -> Result<u8> {
+    let s = runtime.stats()?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+        return Ok(exit::OK);
+    }
+    let mut t = Table::new(&["STATE", "RUNS"]);
+    for (state, n) in &s.by_state {
+        t.row(vec![state.clone(), n.to_string()]);
+    }
+    print!("{}", t.render());
+    if let Some(d) = s.average_duration_secs {
+        println!("average duration of ended runs: {d:.1}s");
+    }
+    println!("tokens: {} ({} in, {} out)", s.tokens.total(), s.tokens.prompt, s.tokens.completion);
+    Ok(exit::OK)
+}
+
 /// `troupe runs cancel ID`.
 pub fn cancel(runtime: &Runtime, id: &str) -> Result<u8> {
     match runtime.cancel(id) {
@@ -394,6 +413,13 @@ pub fn runs_command(config: Config, source: ConfigSource, args: RunsArgs) -> Res
                 show(&runtime, &id, prompts, json || args.json)
             }
             Some(RunsCommand::Cancel { id }) => cancel(&runtime, &id),
+            Some(RunsCommand::Stats(f)) => stats(&runtime, f.json || args.json),
+            Some(RunsCommand::Cleanup { older_than }) => {
+                let before = chrono::Utc::now() - chrono::Duration::days(i64::from(older_than));
+                let removed = runtime.store().cleanup(before)?;
+                println!("removed {removed} run(s) that ended more than {older_than} day(s) ago");
+                Ok(exit::OK)
+            }
             Some(RunsCommand::Resume { id, json }) => {
                 let handle = match runtime.resume(&id).await {
                     Ok(h) => h,
