@@ -72,6 +72,10 @@ pub enum Command {
     Models(ModelsArgs),
     /// Send one prompt to an agent through its full resilience stack, streaming the answer
     TestAgent(TestAgentArgs),
+    /// An interactive session: tasks run through the current workflow, slash commands (/help)
+    Shell(crate::shell::ShellArgs),
+    /// The HTTP API: start, follow (SSE) and cancel runs; agents, config, memory search
+    Serve(crate::server::ServeArgs),
     /// Print a shell completion script (e.g. `troupe completions bash > ~/.local/share/bash-completion/completions/troupe`)
     Completions {
         /// The shell

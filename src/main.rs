@@ -3,6 +3,8 @@
 mod cli;
 mod commands;
 mod output;
+mod server;
+mod shell;
 
 use std::process::ExitCode;
 
@@ -101,6 +103,14 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 };
                 commands::test_agent::test_agent(&config, &args.agent, &args.prompt, opts).await
             }),
+            Err(c) => Ok(c),
+        },
+        Command::Serve(args) => match commands::config::require_valid(loaded) {
+            Ok((config, source)) => server::serve(config, source, args),
+            Err(c) => Ok(c),
+        },
+        Command::Shell(args) => match commands::config::require_valid(loaded) {
+            Ok((config, source)) => shell::shell(config, source, args),
             Err(c) => Ok(c),
         },
         Command::Context(args) => match commands::config::require_valid(loaded) {

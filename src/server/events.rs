@@ -1,0 +1,253 @@
+//! A run's events for `GET /api/runs/{id}/events`: every event of a run this server
+//! started is kept (so a client connecting late still sees it from the start); a run that
+//! is not in that log is rebuilt from its stored record and steps.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use actix_web::web::Bytes;
+use futures::Stream;
+use tokio::sync::{broadcast, watch};
+use troupe_runtime::{RunEvent, RunHandle, RunRecord, RunState, StepRecord, StepState};
+use troupe_workflows::verdict::VerdictStatus;
+
+/// How many finished runs keep their full event log (older ones are rebuilt from the store,
+/// with each step's answer as one chunk).
+const FINISHED_LOGS_KEPT: usize = 64;
+
+/// Every event of one run, as it happened.
+#[derive(Debug)]
+pub struct RunLog {
+    /// The events so far.
+    events: Mutex<Vec<RunEvent>>,
+    /// How many events there are; readers wait on it.
+    count: watch::Sender<usize>,
+    /// Set when the collector stopped (after the final event, or if the run vanished).
+    ended: std::sync::atomic::AtomicBool,
+}
+
+impl RunLog {
+    fn new() -> RunLog {
+        RunLog {
+            events: Mutex::new(Vec::new()),
+            count: watch::channel(0).0,
+            ended: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    fn push(&self, event: RunEvent) {
+        let n = match self.events.lock() {
+            Ok(mut events) => {
+                events.push(event);
+                events.len()
+            }
+            Err(_) => return,
+        };
+        self.count.send_replace(n);
+    }
+
+    fn end(&self) {
+        self.ended.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.count.send_modify(|_| {});
+    }
+
+    fn has_ended(&self) -> bool {
+        self.ended.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn from(&self, idx: usize) -> Vec<RunEvent> {
+        self.events
+            .lock()
+            .map(|e| e.get(idx..).map(<[_]>::to_vec).unwrap_or_default())
+            .unwrap_or_default()
+    }
+}
+
+/// The event logs of the runs this server started.
+#[derive(Debug, Default)]
+pub struct RunLogs {
+    inner: Mutex<LogsInner>,
+}
+
+#[derive(Debug, Default)]
+struct LogsInner {
+    logs: HashMap<String, Arc<RunLog>>,
+    /// Finished runs, oldest first, for eviction.
+    finished: VecDeque<String>,
+}
+
+impl RunLogs {
+    /// Record every event of `handle` until the run ends (call right after submitting).
+    pub fn collect(self: &Arc<Self>, handle: RunHandle) {
+        let log = Arc::new(RunLog::new());
+        if let Ok(mut inner) = self.inner.lock() {
+            inner.logs.insert(handle.id.clone(), log.clone());
+        }
+        let logs = self.clone();
+        actix_web::rt::spawn(async move {
+            let RunHandle { id, mut events, .. } = handle;
+            loop {
+                match events.recv().await {
+                    Ok(e) => {
+                        let last = e.is_final();
+                        log.push(e);
+                        if last {
+                            break;
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(run = %id, missed = n, "the event log fell behind");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break,
+                }
+            }
+            log.end();
+            logs.finished(&id);
+        });
+    }
+
+    fn finished(&self, id: &str) {
+        if let Ok(mut inner) = self.inner.lock() {
+            inner.finished.push_back(id.to_string());
+            while inner.finished.len() > FINISHED_LOGS_KEPT {
+                if let Some(old) = inner.finished.pop_front() {
+                    inner.logs.remove(&old);
+                }
+            }
+        }
+    }
+
+    /// The log of a run this server started, if it still has it.
+    pub fn get(&self, id: &str) -> Option<Arc<RunLog>> {
+        self.inner.lock().ok().and_then(|i| i.logs.get(id).cloned())
+    }
+}
+
+/// One Server-Sent Event.
+pub fn sse_frame(index: usize, event: &RunEvent) -> Bytes {
+    let data = serde_json::to_string(event).unwrap_or_else(|_| "{}".into());
+    let name = serde_json::to_value(event)
+        .ok()
+        .and_then(|v| v.get("type").and_then(|t| t.as_str().map(str::to_string)))
+        .unwrap_or_else(|| "event".into());
+    Bytes::from(format!("id: {index}\nevent: {name}\ndata: {data}\n\n"))
+}
+
+type Frame = Result<Bytes, actix_web::Error>;
+
+/// The events of a logged run: everything so far, then live until the run ends.
+pub fn log_stream(log: Arc<RunLog>) -> impl Stream<Item = Frame> {
+    let rx = log.count.subscribe();
+    futures::stream::unfold((log, rx, 0usize, false), |(log, mut rx, idx, done)| async move {
+        if done {
+            return None;
+        }
+        loop {
+            let batch = log.from(idx);
+            if !batch.is_empty() {
+                let finished = batch.iter().any(RunEvent::is_final);
+                let mut bytes = Vec::new();
+                for (i, e) in batch.iter().enumerate() {
+                    bytes.extend_from_slice(&sse_frame(idx + i, e));
+                }
+                let next = idx + batch.len();
+                return Some((Ok(Bytes::from(bytes)), (log, rx, next, finished)));
+            }
+            if log.has_ended() {
+                return None;
+            }
+            if rx.changed().await.is_err() {
+                return None;
+            }
+        }
+    })
+}
+
+/// The events of a stored run, rebuilt from its record and steps, then (if it is running
+/// in this process) its live events.
+pub fn stored_stream(
+    events: Vec<RunEvent>,
+    live: Option<broadcast::Receiver<RunEvent>>,
+) -> impl Stream<Item = Frame> {
+    let first = events.len();
+    let replay = futures::stream::iter(
+        events.into_iter().enumerate().map(|(i, e)| Ok(sse_frame(i, &e))).collect::<Vec<_>>(),
+    );
+    let live = futures::stream::unfold((live, first), |(rx, idx)| async move {
+        let mut rx = rx?;
+        loop {
+            match rx.recv().await {
+                Ok(e) => {
+                    let frame = sse_frame(idx, &e);
+                    let next = if e.is_final() { None } else { Some(rx) };
+                    return Some((Ok(frame), (next, idx + 1)));
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    futures::StreamExt::chain(replay, live)
+}
+
+/// A run's event stream rebuilt from what is stored: its start, each step's start, answer
+/// (as one chunk) and end, and its end when it has ended.
+pub fn replay(record: &RunRecord, steps: &[StepRecord]) -> Vec<RunEvent> {
+    let mut out = vec![RunEvent::RunStarted {
+        run_id: record.id.clone(),
+        workflow: record.workflow_name.clone(),
+        steps: record.workflow.steps.iter().map(|s| format!("{}:{}", s.agent, s.role)).collect(),
+        resumed: record.resumed > 0,
+        notes: record.plan_notes.clone(),
+    }];
+    for s in steps {
+        out.push(RunEvent::StepStarted {
+            run_id: record.id.clone(),
+            pos: s.pos,
+            role: s.role,
+            agent: s.agent.clone(),
+        });
+        if let Some(text) = s.response.as_ref().filter(|t| !t.is_empty()) {
+            out.push(RunEvent::Chunk { run_id: record.id.clone(), pos: s.pos, text: text.clone() });
+        }
+        if s.state == StepState::Running {
+            continue;
+        }
+        let verdict = s.verdict.as_ref().map(|v| {
+            let status = match v.status {
+                VerdictStatus::Approved => "approved",
+                VerdictStatus::ChangesRequested => "changes requested",
+            };
+            format!("{status}, {} finding(s)", v.findings.len())
+        });
+        out.push(RunEvent::StepFinished {
+            run_id: record.id.clone(),
+            pos: s.pos,
+            state: s.state,
+            answered_by: s.answered_by.clone(),
+            model: s.model.clone(),
+            tokens: s.tokens,
+            latency_ms: s.latency_ms,
+            retries: s.retries,
+            fallback_from: s.fallback_from.clone(),
+            verdict,
+            note: s.note.clone(),
+        });
+    }
+    if record.state.is_final() {
+        out.push(RunEvent::RunFinished {
+            run_id: record.id.clone(),
+            state: record.state,
+            reason: record.finish_reason,
+            iterations: record.iterations,
+            tokens: record.tokens,
+            error: record.error.clone(),
+        });
+    }
+    out
+}
+
+/// Whether a stored run may still produce events (it is pending or in progress).
+pub fn may_continue(record: &RunRecord) -> bool {
+    matches!(record.state, RunState::Pending | RunState::InProgress)
+}

@@ -1,0 +1,397 @@
+//! `troupe serve`: the HTTP API (actix-web) over the runtime.
+//!
+//! Every failure answers `{"error": {"code", "message"}}`. On a loopback address the API is
+//! open; anywhere else a bearer token is required (from `--token` or `$TROUPE_API_TOKEN`)
+//! and every `/api` route and `/metrics` check it; `/health` and `/ready` stay open.
+//! SIGINT/SIGTERM stop accepting connections, give running runs a grace period, cancel what
+//! is still running, and stop the managed model servers.
+
+mod events;
+mod openapi;
+mod routes;
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::StatusCode;
+use actix_web::http::header;
+use actix_web::middleware::Next;
+use actix_web::{HttpResponse, ResponseError, web};
+use anyhow::Result;
+use clap::Args;
+use serde_json::json;
+use troupe_runtime::Runtime;
+use troupe_workflows::Config;
+use troupe_workflows::config::ConfigSource;
+
+use crate::commands::exit;
+
+pub use events::RunLogs;
+
+/// Largest JSON request body.
+const JSON_LIMIT: usize = 256 * 1024;
+/// Largest configuration body (`PUT /api/config`).
+const CONFIG_LIMIT: usize = 1024 * 1024;
+
+/// `troupe serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on; anything but loopback needs a token
+    #[arg(long, default_value = "127.0.0.1:5001", value_name = "HOST:PORT")]
+    pub addr: String,
+
+    /// Bearer token every /api route requires [default: $TROUPE_API_TOKEN]
+    #[arg(long, env = "TROUPE_API_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    pub token: Option<String>,
+
+    /// On SIGINT/SIGTERM, seconds running runs get to finish before they are cancelled
+    #[arg(long, default_value_t = 10, value_name = "SECS")]
+    pub grace_secs: u64,
+}
+
+/// What every request handler shares.
+#[derive(Debug)]
+pub struct AppState {
+    /// The runtime.
+    pub runtime: Runtime,
+    /// Where the configuration came from (the file `PUT /api/config` replaces).
+    pub source: ConfigSource,
+    /// When the server started.
+    pub started: Instant,
+    /// Event logs of the runs started here, for SSE from the start.
+    pub logs: Arc<RunLogs>,
+    /// The bearer token, when one is required.
+    pub token: Option<String>,
+    /// Set once `PUT /api/config` replaced the file: the running configuration is older.
+    pub config_replaced: AtomicBool,
+}
+
+/// An API failure: an HTTP status, a stable code and a message for people.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    /// Extra fields of the error object (the problems of an invalid configuration).
+    extra: Option<serde_json::Value>,
+}
+
+impl ApiError {
+    /// An error.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError { status, code, message: message.into(), extra: None }
+    }
+
+    /// 400 with `code`.
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    /// 500.
+    pub fn internal(message: impl std::fmt::Display) -> ApiError {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message.to_string())
+    }
+
+    /// With extra fields in the error object.
+    pub fn with(mut self, extra: serde_json::Value) -> ApiError {
+        self.extra = Some(extra);
+        self
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut error = json!({ "code": self.code, "message": self.message });
+        if let (Some(obj), Some(serde_json::Value::Object(extra))) =
+            (error.as_object_mut(), self.extra.as_ref())
+        {
+            for (k, v) in extra {
+                obj.insert(k.clone(), v.clone());
+            }
+        }
+        let mut resp = HttpResponse::build(self.status);
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        resp.json(json!({ "error": error }))
+    }
+}
+
+impl From<troupe_runtime::Error> for ApiError {
+    fn from(e: troupe_runtime::Error) -> ApiError {
+        use troupe_runtime::Error as E;
+        match &e {
+            E::NoSuchRun(_) => ApiError::new(StatusCode::NOT_FOUND, "no_such_run", e.to_string()),
+            E::WrongState { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "wrong_state", e.to_string())
+            }
+            E::Invalid(_) => ApiError::bad_request("invalid_request", e.to_string()),
+            _ => ApiError::internal(e),
+        }
+    }
+}
+
+/// Compare without stopping at the first difference.
+fn same_token(given: &str, expected: &str) -> bool {
+    let (a, b) = (given.as_bytes(), expected.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
+}
+
+/// The bearer-token check in front of `/api` and `/metrics`.
+async fn require_token(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let expected = req.app_data::<web::Data<AppState>>().and_then(|s| s.token.clone());
+    if let Some(expected) = expected {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        let ok = given.is_some_and(|g| same_token(g, &expected));
+        if !ok {
+            let message = if given.is_some() {
+                "the bearer token is wrong"
+            } else {
+                "this server needs `Authorization: Bearer TOKEN` (the token troupe serve was started with)"
+            };
+            let resp =
+                ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message).error_response();
+            return Ok(req.into_response(resp).map_into_right_body());
+        }
+    }
+    next.call(req).await.map(ServiceResponse::map_into_left_body)
+}
+
+/// Register the routes, extractor error handlers and limits on an app.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(
+        web::JsonConfig::default().limit(JSON_LIMIT).content_type_required(false).error_handler(
+            |err, _| {
+                use actix_web::error::JsonPayloadError as J;
+                let e = match &err {
+                    J::Overflow { .. } | J::OverflowKnownLength { .. } => ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "too_large",
+                        format!("the body is larger than {JSON_LIMIT} bytes"),
+                    ),
+                    _ => ApiError::bad_request("bad_json", format!("the body is not valid: {err}")),
+                };
+                e.into()
+            },
+        ),
+    )
+    .app_data(web::QueryConfig::default().error_handler(|err, _| {
+        ApiError::bad_request("bad_query", format!("bad query string: {err}")).into()
+    }))
+    .app_data(web::PathConfig::default().error_handler(|err, _| {
+        ApiError::bad_request("bad_path", format!("bad path: {err}")).into()
+    }))
+    .service(resource("/health").route(web::get().to(routes::health)))
+    .service(resource("/ready").route(web::get().to(routes::ready)))
+    .service(
+        web::scope("/metrics")
+            .wrap(actix_web::middleware::from_fn(require_token))
+            .service(resource("").route(web::get().to(routes::metrics))),
+    )
+    .service(
+        web::scope("/api")
+            .wrap(actix_web::middleware::from_fn(require_token))
+            .service(resource("/agents").route(web::get().to(routes::agents)))
+            .service(resource("/workflows").route(web::get().to(routes::workflows)))
+            .service(resource("/execute").route(web::post().to(routes::execute)))
+            .service(resource("/runs").route(web::get().to(routes::runs)))
+            .service(resource("/runs/{id}").route(web::get().to(routes::run)))
+            .service(resource("/runs/{id}/events").route(web::get().to(routes::run_events)))
+            .service(resource("/runs/{id}/cancel").route(web::post().to(routes::cancel)))
+            .service(resource("/status").route(web::get().to(routes::status)))
+            .service(
+                resource("/config")
+                    .route(web::get().to(routes::get_config))
+                    .route(web::put().to(routes::put_config)),
+            )
+            .service(resource("/models/status").route(web::get().to(routes::models_status)))
+            .service(resource("/context/search").route(web::get().to(routes::context_search)))
+            .service(resource("/openapi.json").route(web::get().to(routes::openapi)))
+            .default_service(web::to(not_found)),
+    )
+    .default_service(web::to(not_found));
+}
+
+fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(method_not_allowed))
+}
+
+async fn not_found(req: actix_web::HttpRequest) -> HttpResponse {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!(
+            "no route {} {}; the routes are listed at /api/openapi.json",
+            req.method(),
+            req.path()
+        ),
+    )
+    .error_response()
+}
+
+async fn method_not_allowed(req: actix_web::HttpRequest) -> HttpResponse {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{} is not allowed on {}", req.method(), req.path()),
+    )
+    .error_response()
+}
+
+/// Resolve `addr` and say whether every address it names is loopback.
+fn resolve(addr: &str) -> Result<Vec<SocketAddr>> {
+    let addrs: Vec<SocketAddr> = addr
+        .to_socket_addrs()
+        .map_err(|e| anyhow::anyhow!("cannot use address {addr:?}: {e}"))?
+        .collect();
+    if addrs.is_empty() {
+        anyhow::bail!("the address {addr:?} names no interface");
+    }
+    Ok(addrs)
+}
+
+/// `troupe serve`.
+pub fn serve(config: Config, source: ConfigSource, args: ServeArgs) -> Result<u8> {
+    let addrs = match resolve(&args.addr) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("troupe: {e:#}");
+            return Ok(exit::USAGE);
+        }
+    };
+    let token = args.token.filter(|t| !t.trim().is_empty());
+    if token.is_none() && addrs.iter().any(|a| !a.ip().is_loopback()) {
+        eprintln!(
+            "troupe: {} is reachable from other machines, so the API needs a token: \
+             pass --token TOKEN or set $TROUPE_API_TOKEN (clients send `Authorization: Bearer TOKEN`)",
+            args.addr
+        );
+        return Ok(exit::USAGE);
+    }
+    let offline = config.settings.offline;
+    let grace = Duration::from_secs(args.grace_secs);
+    actix_rt::System::new().block_on(async move {
+        let runtime =
+            match troupe_runtime::open(config, source.path().map(|p| p.to_path_buf()), offline) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("troupe: {e}");
+                    return Ok(exit::FAILED);
+                }
+            };
+        crate::commands::run::note_interrupted(&runtime);
+        let state = web::Data::new(AppState {
+            runtime: runtime.clone(),
+            source,
+            started: Instant::now(),
+            logs: Arc::new(RunLogs::default()),
+            token,
+            config_replaced: AtomicBool::new(false),
+        });
+        let app_state = state.clone();
+        let server = actix_web::HttpServer::new(move || {
+            actix_web::App::new()
+                .app_data(app_state.clone())
+                .wrap(actix_web::middleware::Logger::new("%r %s %Dms").log_target("troupe::http"))
+                .configure(configure)
+        })
+        .disable_signals()
+        .shutdown_timeout(3)
+        .workers(std::thread::available_parallelism().map(|n| n.get().min(4)).unwrap_or(2));
+        let server = match server.bind(&addrs[..]) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("troupe: cannot listen on {}: {e}", args.addr);
+                runtime.shutdown().await;
+                return Ok(exit::FAILED);
+            }
+        };
+        let bound: Vec<String> = server.addrs().iter().map(|a| format!("http://{a}")).collect();
+        {
+            // Whoever started us may have stopped reading standard output: not an error.
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "troupe: listening on {}", bound.join(", "));
+            let _ = writeln!(
+                out,
+                "troupe: API description at {}/api/openapi.json",
+                bound.first().cloned().unwrap_or_default()
+            );
+            let _ = out.flush();
+        }
+        let server = server.run();
+        let handle = server.handle();
+        let serving = actix_rt::spawn(server);
+        shutdown_signal().await;
+        eprintln!("troupe: shutting down: no new connections");
+        handle.pause().await;
+        drain(&runtime, grace).await;
+        handle.stop(true).await;
+        let _ = serving.await;
+        runtime.shutdown().await;
+        eprintln!("troupe: stopped");
+        Ok(exit::OK)
+    })
+}
+
+/// Give running runs `grace` to finish, then cancel the rest and wait briefly for them to
+/// record their end.
+async fn drain(runtime: &Runtime, grace: Duration) {
+    let deadline = Instant::now() + grace;
+    while !runtime.live_runs().is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let live = runtime.live_runs();
+    if live.is_empty() {
+        return;
+    }
+    eprintln!("troupe: cancelling {} running run(s)", live.len());
+    for id in &live {
+        let _ = runtime.cancel(id);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !runtime.live_runs().is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+            (Ok(mut int), Ok(mut term)) => {
+                tokio::select! {
+                    _ = int.recv() => {}
+                    _ = term.recv() => {}
+                }
+                return;
+            }
+            _ => tracing::warn!("cannot watch SIGTERM; stopping on Ctrl-C only"),
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}

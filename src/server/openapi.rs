@@ -1,0 +1,181 @@
+//! The OpenAPI 3 description of the API, written by hand (served at `/api/openapi.json`).
+
+use serde_json::{Value, json};
+
+fn ok(description: &str, schema: Value) -> Value {
+    json!({ "description": description, "content": { "application/json": { "schema": schema } } })
+}
+
+fn err(description: &str) -> Value {
+    ok(description, json!({ "$ref": "#/components/schemas/Error" }))
+}
+
+fn id_param() -> Value {
+    json!({ "name": "id", "in": "path", "required": true, "description": "The run's id or a unique prefix of it", "schema": { "type": "string" } })
+}
+
+fn obj() -> Value {
+    json!({ "type": "object" })
+}
+
+/// The document.
+pub fn document() -> Value {
+    let secured = json!([{ "bearer": [] }]);
+    json!({
+        "openapi": "3.0.3",
+        "info": {
+            "title": "troupe",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Run many LLM agents together through planned, resilient workflows. Every failure answers {\"error\": {\"code\", \"message\"}}. On a loopback address no token is needed; elsewhere every /api route and /metrics need `Authorization: Bearer TOKEN`."
+        },
+        "components": {
+            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "required": ["error"],
+                    "properties": { "error": {
+                        "type": "object",
+                        "required": ["code", "message"],
+                        "properties": {
+                            "code": { "type": "string", "example": "no_such_run" },
+                            "message": { "type": "string" },
+                            "problems": { "type": "array", "items": { "$ref": "#/components/schemas/Problem" } }
+                        }
+                    } }
+                },
+                "Problem": {
+                    "type": "object",
+                    "properties": {
+                        "severity": { "type": "string", "enum": ["error", "warning"] },
+                        "location": { "type": "object" },
+                        "at": { "type": "string", "example": "/home/me/troupe.toml:12:5" },
+                        "message": { "type": "string" },
+                        "text": { "type": "string" }
+                    }
+                },
+                "ExecuteRequest": {
+                    "type": "object",
+                    "required": ["task"],
+                    "additionalProperties": false,
+                    "properties": {
+                        "task": { "type": "string", "description": "What to do, in your words" },
+                        "workflow": { "type": "string", "description": "A workflow name; the default one when absent; `dynamic` plans one" },
+                        "max_iterations": { "type": "integer", "minimum": 1 },
+                        "offline": { "type": "boolean", "description": "Only agents on this machine" },
+                        "project": { "type": "string", "description": "The project folder (on the server)" },
+                        "conversation": { "type": "string", "description": "Continue a conversation: earlier runs with the same id are put into the prompt" }
+                    }
+                },
+                "Run": { "type": "object", "description": "A run record: id, task, workflow_name, state (pending | in_progress | completed | failed | cancelled), created_at, started_at, finished_at, iterations, output, error, tokens, cost" },
+                "Step": { "type": "object", "description": "A step record: pos {iteration, step}, role, agent, answered_by, model, state, response, verdict, note, tokens, retries, fallback_from, latency_ms" },
+                "RunEvent": { "type": "object", "description": "Tagged by `type`: run_started, planned, step_started, chunk, agent, step_finished, run_finished" }
+            }
+        },
+        "paths": {
+            "/health": { "get": {
+                "summary": "Liveness", "security": [],
+                "responses": { "200": ok("The process is up", json!({ "type": "object", "properties": { "status": { "type": "string", "enum": ["ok"] } } })) }
+            } },
+            "/ready": { "get": {
+                "summary": "Readiness: configuration loaded, store open, at least one agent usable", "security": [],
+                "responses": { "200": ok("Ready", obj()), "503": err("Not ready, with the reason") }
+            } },
+            "/metrics": { "get": {
+                "summary": "Prometheus metrics", "security": secured,
+                "responses": { "200": { "description": "Prometheus text exposition", "content": { "text/plain": { "schema": { "type": "string" } } } }, "401": err("Token missing or wrong") }
+            } },
+            "/api/agents": { "get": {
+                "summary": "Agents with role, kind, availability, breaker state and success rate", "security": secured,
+                "responses": { "200": ok("Agents", json!({ "type": "array", "items": obj() })), "401": err("Token missing or wrong") }
+            } },
+            "/api/workflows": { "get": {
+                "summary": "Workflows with their steps", "security": secured,
+                "responses": { "200": ok("Workflows", json!({ "type": "array", "items": obj() })), "401": err("Token missing or wrong") }
+            } },
+            "/api/execute": { "post": {
+                "summary": "Start a run", "security": secured,
+                "requestBody": { "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/ExecuteRequest" } } } },
+                "responses": {
+                    "202": ok("Started", json!({ "type": "object", "properties": { "run_id": { "type": "string" }, "events": { "type": "string" } } })),
+                    "400": err("Bad JSON, unknown field, empty task, or a request that cannot run (offline with cloud-only steps)"),
+                    "401": err("Token missing or wrong"),
+                    "413": err("Body larger than 256 KiB")
+                }
+            } },
+            "/api/runs": { "get": {
+                "summary": "Runs, newest first", "security": secured,
+                "parameters": [
+                    { "name": "limit", "in": "query", "schema": { "type": "integer" } },
+                    { "name": "state", "in": "query", "schema": { "type": "string", "enum": ["pending", "in_progress", "completed", "failed", "cancelled"] } }
+                ],
+                "responses": { "200": ok("Runs", json!({ "type": "array", "items": { "$ref": "#/components/schemas/Run" } })), "400": err("Bad query"), "401": err("Token missing or wrong") }
+            } },
+            "/api/runs/{id}": { "get": {
+                "summary": "One run with its steps", "security": secured,
+                "parameters": [id_param(), { "name": "prompts", "in": "query", "schema": { "type": "boolean" }, "description": "Include each step's full prompt" }],
+                "responses": {
+                    "200": ok("The run", json!({ "type": "object", "properties": { "run": { "$ref": "#/components/schemas/Run" }, "live": { "type": "boolean" }, "steps": { "type": "array", "items": { "$ref": "#/components/schemas/Step" } } } })),
+                    "404": err("No such run"), "401": err("Token missing or wrong")
+                }
+            } },
+            "/api/runs/{id}/events": { "get": {
+                "summary": "The run's events as Server-Sent Events, from the start, then live; the stream ends after run_finished", "security": secured,
+                "parameters": [id_param()],
+                "responses": {
+                    "200": { "description": "`event: <type>` and `data: <RunEvent JSON>` per event", "content": { "text/event-stream": { "schema": { "$ref": "#/components/schemas/RunEvent" } } } },
+                    "404": err("No such run"), "401": err("Token missing or wrong")
+                }
+            } },
+            "/api/runs/{id}/cancel": { "post": {
+                "summary": "Cancel a run (its running step's process is killed)", "security": secured,
+                "parameters": [id_param()],
+                "responses": { "202": ok("Cancelling", obj()), "404": err("No such run"), "409": err("The run has already ended"), "401": err("Token missing or wrong") }
+            } },
+            "/api/status": { "get": {
+                "summary": "Session status: runs by state, live runs, uptime, offline mode", "security": secured,
+                "responses": { "200": ok("Status", obj()), "401": err("Token missing or wrong") }
+            } },
+            "/api/config": {
+                "get": {
+                    "summary": "The configuration in use (values of `env` tables redacted; api_key_env holds variable names only)", "security": secured,
+                    "responses": { "200": ok("Configuration", json!({ "type": "object", "properties": { "source": obj(), "replaced_since_start": { "type": "boolean" }, "config": obj() } })), "401": err("Token missing or wrong") }
+                },
+                "put": {
+                    "summary": "Replace the configuration file after validation; it applies to runs after a restart", "security": secured,
+                    "requestBody": { "required": true, "content": {
+                        "application/toml": { "schema": { "type": "string" } },
+                        "text/plain": { "schema": { "type": "string" } },
+                        "application/json": { "schema": obj() }
+                    } },
+                    "responses": {
+                        "200": ok("Saved", json!({ "type": "object", "properties": { "saved": { "type": "string" }, "applies": { "type": "string" }, "warnings": { "type": "array", "items": { "$ref": "#/components/schemas/Problem" } } } })),
+                        "400": err("Invalid: `problems` lists every problem with its location; nothing was changed"),
+                        "409": err("No configuration file in use (built-in defaults)"),
+                        "413": err("Body larger than 1 MiB"),
+                        "401": err("Token missing or wrong")
+                    }
+                }
+            },
+            "/api/models/status": { "get": {
+                "summary": "Local model endpoints: reachable, health, latency and models served", "security": secured,
+                "responses": { "200": ok("Endpoints", json!({ "type": "array", "items": obj() })), "401": err("Token missing or wrong") }
+            } },
+            "/api/context/search": { "get": {
+                "summary": "Hybrid search in the project memory", "security": secured,
+                "parameters": [
+                    { "name": "q", "in": "query", "required": true, "schema": { "type": "string" } },
+                    { "name": "limit", "in": "query", "schema": { "type": "integer", "default": 10, "maximum": 100 } },
+                    { "name": "mode", "in": "query", "schema": { "type": "string", "enum": ["hybrid", "bm25", "vector"] } },
+                    { "name": "project", "in": "query", "schema": { "type": "string" }, "description": "A project folder on the server [default: the configured project]" },
+                    { "name": "all", "in": "query", "schema": { "type": "boolean" }, "description": "Search every project" }
+                ],
+                "responses": { "200": ok("Hits, best first", obj()), "400": err("No query, bad mode or project"), "401": err("Token missing or wrong") }
+            } },
+            "/api/openapi.json": { "get": {
+                "summary": "This document", "security": secured,
+                "responses": { "200": ok("OpenAPI 3 document", obj()) }
+            } }
+        }
+    })
+}

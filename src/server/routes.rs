@@ -1,0 +1,496 @@
+//! The request handlers.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use troupe_adapters::config::AgentKind;
+use troupe_adapters::resilience::BreakerState;
+use troupe_adapters::which::find_program;
+use troupe_adapters::{AgentConfig, CallContext};
+use troupe_context::{Scope, SearchMode, SearchQuery, project_id_for};
+use troupe_runtime::{RunRequest, Runtime};
+use troupe_workflows::Config;
+use troupe_workflows::config::{ConfigSource, Location};
+
+use super::events;
+use super::{ApiError, AppState, CONFIG_LIMIT};
+
+type Data = web::Data<AppState>;
+type ApiResult<T = HttpResponse> = Result<T, ApiError>;
+
+/// `GET /health`.
+pub async fn health() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "status": "ok" }))
+}
+
+/// Whether an agent can be called now, and if not, why.
+fn availability(runtime: &Runtime, name: &str, agent: &AgentConfig) -> (bool, String) {
+    let offline = runtime.config().settings.offline;
+    if !agent.enabled {
+        return (false, "disabled".into());
+    }
+    if offline && !agent.is_local() {
+        return (false, "refused (offline)".into());
+    }
+    if let Some(e) = runtime.registry().and_then(|r| r.broken().get(name)) {
+        return (false, e.to_string());
+    }
+    if agent.kind == AgentKind::Cli && agent.command.as_deref().and_then(find_program).is_none() {
+        return (false, "not installed".into());
+    }
+    if runtime.breaker_open(name) {
+        return (false, "breaker open".into());
+    }
+    (true, if agent.server.is_some() { "managed server".into() } else { "available".into() })
+}
+
+/// `GET /ready`: config loaded, store open, at least one agent usable.
+pub async fn ready(state: Data) -> HttpResponse {
+    let runtime = &state.runtime;
+    let store = runtime.store().runs().map(|_| ()).map_err(|e| e.to_string());
+    let usable: Vec<&String> = runtime
+        .config()
+        .agents
+        .iter()
+        .filter(|(n, a)| availability(runtime, n, a).0)
+        .map(|(n, _)| n)
+        .collect();
+    let ready = store.is_ok() && !usable.is_empty();
+    let body = json!({
+        "ready": ready,
+        "config": state.source,
+        "store": match &store { Ok(()) => "open".to_string(), Err(e) => e.clone() },
+        "usable_agents": usable,
+    });
+    if ready {
+        HttpResponse::Ok().json(body)
+    } else {
+        let reason = if let Err(e) = &store {
+            format!("the store cannot be read: {e}")
+        } else {
+            "no configured agent is usable (see /api/agents)".to_string()
+        };
+        HttpResponse::ServiceUnavailable()
+            .json(json!({ "error": { "code": "not_ready", "message": reason }, "detail": body }))
+    }
+}
+
+/// `GET /metrics`.
+pub async fn metrics(state: Data) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(state.runtime.metrics().render())
+}
+
+/// `GET /api/agents`.
+pub async fn agents(state: Data) -> HttpResponse {
+    let runtime = &state.runtime;
+    let breakers = runtime.registry().map(|r| r.breaker_states()).unwrap_or_default();
+    let list: Vec<Value> = runtime
+        .config()
+        .agents
+        .iter()
+        .map(|(name, a)| {
+            let (usable, availability) = availability(runtime, name, a);
+            let (calls, successes) = runtime.metrics().agent_stats(name);
+            let breaker: Option<&BreakerState> = breakers.get(name);
+            json!({
+                "name": name,
+                "kind": a.kind,
+                "role": a.role,
+                "enabled": a.enabled,
+                "local": a.is_local(),
+                "usable": usable,
+                "availability": availability,
+                "breaker": breaker,
+                "calls": calls,
+                "successes": successes,
+                "success_rate": if calls > 0 { Some(successes as f64 / calls as f64) } else { None },
+                "model": a.model,
+                "endpoint": a.endpoint(),
+                "fallback": a.fallback,
+                "description": a.description,
+            })
+        })
+        .collect();
+    HttpResponse::Ok().json(list)
+}
+
+/// `GET /api/workflows`.
+pub async fn workflows(state: Data) -> HttpResponse {
+    let config = state.runtime.config();
+    let list: Vec<Value> = config
+        .workflows
+        .iter()
+        .map(|(name, w)| {
+            json!({
+                "name": name,
+                "description": w.description,
+                "max_iterations": w.max_iterations,
+                "default": *name == config.settings.default_workflow,
+                "steps": w.steps,
+            })
+        })
+        .collect();
+    HttpResponse::Ok().json(list)
+}
+
+/// The body of `POST /api/execute`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecuteBody {
+    task: String,
+    #[serde(default)]
+    workflow: Option<String>,
+    #[serde(default)]
+    max_iterations: Option<u32>,
+    #[serde(default)]
+    offline: bool,
+    #[serde(default)]
+    project: Option<PathBuf>,
+    #[serde(default)]
+    conversation: Option<String>,
+}
+
+/// `POST /api/execute` → 202 `{run_id}`.
+pub async fn execute(state: Data, body: web::Json<ExecuteBody>) -> ApiResult {
+    let body = body.into_inner();
+    if body.task.trim().is_empty() {
+        return Err(ApiError::bad_request("invalid_request", "`task` is empty; say what to do"));
+    }
+    let req = RunRequest {
+        task: body.task,
+        workflow: body.workflow,
+        max_iterations: body.max_iterations,
+        offline: body.offline,
+        project: body.project,
+        conversation: body.conversation,
+    };
+    let handle = state.runtime.submit(req).await?;
+    let id = handle.id.clone();
+    state.logs.collect(handle);
+    Ok(HttpResponse::Accepted()
+        .insert_header(("Location", format!("/api/runs/{id}")))
+        .json(json!({ "run_id": id, "events": format!("/api/runs/{id}/events") })))
+}
+
+/// Query of `GET /api/runs`.
+#[derive(Debug, Deserialize)]
+pub struct RunsQuery {
+    #[serde(default)]
+    limit: Option<usize>,
+    #[serde(default)]
+    state: Option<String>,
+}
+
+/// `GET /api/runs`: newest first.
+pub async fn runs(state: Data, q: web::Query<RunsQuery>) -> ApiResult {
+    let mut runs = state.runtime.store().runs().map_err(ApiError::from)?;
+    runs.reverse();
+    if let Some(s) = &q.state {
+        runs.retain(|r| r.state.as_str() == s);
+    }
+    if let Some(n) = q.limit {
+        runs.truncate(n);
+    }
+    Ok(HttpResponse::Ok().json(runs))
+}
+
+/// Query of `GET /api/runs/{id}`.
+#[derive(Debug, Deserialize)]
+pub struct RunQuery {
+    #[serde(default)]
+    prompts: bool,
+}
+
+/// `GET /api/runs/{id}`: the run and its steps (prompts only when asked for).
+pub async fn run(state: Data, id: web::Path<String>, q: web::Query<RunQuery>) -> ApiResult {
+    let (record, steps) = state.runtime.run(&id)?;
+    let mut steps = serde_json::to_value(&steps).map_err(ApiError::internal)?;
+    if !q.prompts
+        && let Some(arr) = steps.as_array_mut()
+    {
+        for s in arr {
+            if let Some(o) = s.as_object_mut() {
+                o.remove("prompt");
+            }
+        }
+    }
+    let live = state.runtime.live_runs().contains(&record.id);
+    Ok(HttpResponse::Ok().json(json!({ "run": record, "live": live, "steps": steps })))
+}
+
+/// `GET /api/runs/{id}/events`: Server-Sent Events from the start, then live; the stream
+/// ends after `run_finished`.
+pub async fn run_events(state: Data, id: web::Path<String>) -> ApiResult {
+    let (record, steps) = state.runtime.run(&id)?;
+    let sse = |r: &mut actix_web::HttpResponseBuilder| {
+        r.content_type("text/event-stream")
+            .insert_header(("Cache-Control", "no-cache"))
+            .insert_header(("X-Accel-Buffering", "no"));
+    };
+    let mut resp = HttpResponse::Ok();
+    sse(&mut resp);
+    if let Some(log) = state.logs.get(&record.id) {
+        return Ok(resp.streaming(events::log_stream(log)));
+    }
+    // Not started here: what is stored, then live events if it is running in this process.
+    let live =
+        if events::may_continue(&record) { state.runtime.subscribe(&record.id) } else { None };
+    let (record, steps) =
+        if live.is_some() { state.runtime.run(&record.id)? } else { (record, steps) };
+    let mut replay = events::replay(&record, &steps);
+    if live.is_some() {
+        replay.retain(|e| !e.is_final());
+    }
+    Ok(resp.streaming(events::stored_stream(replay, live)))
+}
+
+/// `POST /api/runs/{id}/cancel`.
+pub async fn cancel(state: Data, id: web::Path<String>) -> ApiResult {
+    let record = state.runtime.cancel(&id)?;
+    Ok(HttpResponse::Accepted().json(json!({ "run_id": record.id, "cancelling": true })))
+}
+
+/// `GET /api/status`.
+pub async fn status(state: Data) -> ApiResult {
+    let stats = state.runtime.stats().map_err(ApiError::from)?;
+    let config = state.runtime.config();
+    Ok(HttpResponse::Ok().json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_secs": state.started.elapsed().as_secs(),
+        "offline": config.settings.offline,
+        "default_workflow": config.settings.default_workflow,
+        "project": config.project_path(),
+        "config": state.source,
+        "config_replaced": state.config_replaced.load(Ordering::SeqCst),
+        "live_runs": state.runtime.live_runs(),
+        "runs_by_state": stats.by_state,
+        "average_duration_secs": stats.average_duration_secs,
+        "tokens": stats.tokens,
+    })))
+}
+
+/// Replace the values of every `env` table (a CLI agent's or a managed server's extra
+/// environment may hold secrets). `api_key_env` holds variable names and stays.
+fn redact(v: &mut Value) {
+    match v {
+        Value::Object(map) => {
+            for (k, val) in map.iter_mut() {
+                if k == "env"
+                    && let Value::Object(env) = val
+                {
+                    for e in env.values_mut() {
+                        *e = Value::String("<redacted>".into());
+                    }
+                } else {
+                    redact(val);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(redact),
+        _ => {}
+    }
+}
+
+/// `GET /api/config`: the configuration in use, secrets redacted.
+pub async fn get_config(state: Data) -> ApiResult {
+    let mut config = serde_json::to_value(state.runtime.config()).map_err(ApiError::internal)?;
+    redact(&mut config);
+    Ok(HttpResponse::Ok().json(json!({
+        "source": state.source,
+        "replaced_since_start": state.config_replaced.load(Ordering::SeqCst),
+        "config": config,
+    })))
+}
+
+/// `PUT /api/config`: a TOML body (or a JSON object with the same shape) replaces the
+/// configuration file after validation. Any error: 400 with every problem, file unchanged.
+pub async fn put_config(state: Data, req: HttpRequest, body: web::Payload) -> ApiResult {
+    let bytes = match body.to_bytes_limited(CONFIG_LIMIT).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) => return Err(ApiError::bad_request("bad_body", e.to_string())),
+        Err(_) => {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("the configuration is larger than {CONFIG_LIMIT} bytes"),
+            ));
+        }
+    };
+    let Some(path) = state.source.path().map(Path::to_path_buf) else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "no_config_file",
+            "the server runs on the built-in defaults; start it with --config FILE to replace a file",
+        ));
+    };
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| ApiError::bad_request("bad_body", "the body is not UTF-8 text"))?;
+    let is_json = req
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("application/json"));
+    let toml_text = if is_json {
+        let value: Value = serde_json::from_str(text).map_err(|e| {
+            ApiError::bad_request("bad_json", format!("the body is not valid JSON: {e}"))
+        })?;
+        if !value.is_object() {
+            return Err(ApiError::bad_request(
+                "bad_json",
+                "the configuration must be a JSON object",
+            ));
+        }
+        toml::to_string(&value).map_err(|e| {
+            ApiError::bad_request("bad_json", format!("the JSON cannot be a configuration: {e}"))
+        })?
+    } else {
+        text.to_string()
+    };
+    let result =
+        web::block(move || check_and_write(&path, &toml_text)).await.map_err(ApiError::internal)?;
+    let (path, warnings) = result?;
+    state.config_replaced.store(true, Ordering::SeqCst);
+    Ok(HttpResponse::Ok().json(json!({
+        "saved": path,
+        "applies": "to runs started after `troupe serve` restarts",
+        "warnings": warnings,
+    })))
+}
+
+/// Validate `text` as the configuration at `path`; if it has no errors, replace the file
+/// atomically (temporary sibling, then rename). Returns the warnings.
+fn check_and_write(path: &Path, text: &str) -> Result<(PathBuf, Vec<Value>), ApiError> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.tmp", uuid::Uuid::new_v4().simple()));
+    std::fs::write(&tmp, text)
+        .map_err(|e| ApiError::internal(format!("cannot write {}: {e}", tmp.display())))?;
+    let loaded = Config::load_from(ConfigSource::Flag(tmp.clone()), std::env::vars());
+    let loaded = match loaded {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(ApiError::internal(e));
+        }
+    };
+    let problems: Vec<Value> = loaded
+        .problems
+        .0
+        .iter()
+        .map(|p| {
+            let mut p = p.clone();
+            if let Location::File { path: file, .. } = &mut p.location {
+                *file = path.to_path_buf();
+            }
+            json!({ "severity": p.severity, "location": p.location, "at": p.location.to_string(), "message": p.message, "text": p.to_string() })
+        })
+        .collect();
+    if loaded.problems.has_errors() {
+        let _ = std::fs::remove_file(&tmp);
+        let n = loaded.problems.errors().count();
+        return Err(ApiError::bad_request(
+            "invalid_config",
+            format!("the configuration has {n} error(s); nothing was changed"),
+        )
+        .with(json!({ "problems": problems })));
+    }
+    if let Err(e) = std::fs::rename(&tmp, path) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(ApiError::internal(format!("cannot replace {}: {e}", path.display())));
+    }
+    Ok((path.to_path_buf(), problems))
+}
+
+/// `GET /api/models/status`: each local model endpoint, its health and models.
+pub async fn models_status(state: Data) -> HttpResponse {
+    let agents = state
+        .runtime
+        .config()
+        .agents
+        .iter()
+        .filter(|(_, a)| a.enabled)
+        .map(|(n, a)| (n.clone(), a.clone()))
+        .collect();
+    let statuses = troupe_adapters::models::status(&agents, &CallContext::new()).await;
+    HttpResponse::Ok().json(statuses)
+}
+
+/// Query of `GET /api/context/search`.
+#[derive(Debug, Deserialize)]
+pub struct SearchParams {
+    q: Option<String>,
+    #[serde(default)]
+    limit: Option<usize>,
+    #[serde(default)]
+    mode: Option<String>,
+    #[serde(default)]
+    project: Option<String>,
+    #[serde(default)]
+    all: bool,
+}
+
+/// `GET /api/context/search?q=…`: hybrid search in the project memory.
+pub async fn context_search(state: Data, q: web::Query<SearchParams>) -> ApiResult {
+    let q = q.into_inner();
+    let text = q.q.filter(|t| !t.trim().is_empty()).ok_or_else(|| {
+        ApiError::bad_request("invalid_request", "say what to look for with ?q=…")
+    })?;
+    let mode: SearchMode = match q.mode.as_deref() {
+        None => SearchMode::Hybrid,
+        Some(m) => m.parse().map_err(|e: troupe_context::Error| {
+            ApiError::bad_request("invalid_request", e.to_string())
+        })?,
+    };
+    let store = state
+        .runtime
+        .context_store()
+        .cloned()
+        .ok_or_else(|| ApiError::internal("the project memory is not open"))?;
+    let scope = if q.all {
+        Scope::All
+    } else {
+        let path =
+            q.project.map(PathBuf::from).unwrap_or_else(|| state.runtime.config().project_path());
+        let (id, _) = project_id_for(&path).map_err(|e| {
+            ApiError::bad_request("invalid_request", format!("the project {}: {e}", path.display()))
+        })?;
+        Scope::Project(id)
+    };
+    let query = SearchQuery::new(&text, scope).mode(mode).limit(q.limit.unwrap_or(10).min(100));
+    let results = web::block(move || store.search(&query))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    let hits: Vec<Value> = results
+        .hits
+        .iter()
+        .map(|h| {
+            json!({
+                "id": h.node.id,
+                "project": h.node.project,
+                "type": h.node.node_type,
+                "title": h.node.title,
+                "score": h.score,
+                "found_by": h.found_by,
+                "body": h.node.body,
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({
+        "query": text,
+        "mode": results.mode,
+        "warning": results.warning,
+        "hits": hits,
+    })))
+}
+
+/// `GET /api/openapi.json`.
+pub async fn openapi() -> HttpResponse {
+    HttpResponse::Ok().json(super::openapi::document())
+}

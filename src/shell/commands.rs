@@ -1,0 +1,298 @@
+//! The shell's slash commands.
+
+use anyhow::Result;
+use troupe_adapters::config::AgentKind;
+use troupe_adapters::which::find_program;
+use troupe_context::{Scope, SearchQuery, project_id_for};
+use troupe_workflows::config::DYNAMIC_WORKFLOW;
+
+use super::{Flow, SHELL_OFFLINE, Session, new_conversation};
+use crate::commands::run::short_id;
+use crate::output::Table;
+
+/// Every command with its arguments and what it does, for `/help` and completion.
+pub const COMMANDS: &[(&str, &str, &str)] = &[
+    ("/workflow", "[NAME]", "show or change the workflow tasks run through"),
+    ("/workflows", "", "list the workflows"),
+    ("/agents", "", "list the agents and whether they can be used"),
+    ("/offline", "on|off", "refuse (or allow again) agents off this machine"),
+    ("/context", "search QUERY", "search the project memory"),
+    ("/history", "", "the tasks of this session"),
+    ("/runs", "", "the latest runs"),
+    ("/export", "obsidian DIR", "export the project memory as an Obsidian vault"),
+    ("/clear", "", "start a new conversation (follow-ups no longer see earlier tasks)"),
+    ("/help", "", "this list"),
+    ("/quit", "", "leave (Ctrl-D works too)"),
+];
+
+fn usage(session: &mut Session, message: &str) -> Flow {
+    eprintln!("troupe: {message}");
+    session.misused = true;
+    Flow::Continue
+}
+
+/// Run one slash command.
+pub async fn dispatch(session: &mut Session, input: &str) -> Result<Flow> {
+    let mut parts = input.splitn(2, char::is_whitespace);
+    let cmd = parts.next().unwrap_or_default();
+    let rest = parts.next().unwrap_or_default().trim();
+    Ok(match cmd {
+        "/quit" | "/exit" | "/q" => Flow::Quit,
+        "/help" | "/?" => {
+            help();
+            Flow::Continue
+        }
+        "/workflow" => workflow(session, rest),
+        "/workflows" => {
+            workflows(session);
+            Flow::Continue
+        }
+        "/agents" => {
+            agents(session);
+            Flow::Continue
+        }
+        "/offline" => offline(session, rest),
+        "/context" => context(session, rest).await,
+        "/history" => {
+            history(session);
+            Flow::Continue
+        }
+        "/runs" => {
+            runs(session);
+            Flow::Continue
+        }
+        "/export" => export(session, rest).await,
+        "/clear" => {
+            session.conversation = new_conversation();
+            println!("New conversation: the next task starts fresh (the project memory stays).");
+            Flow::Continue
+        }
+        other => usage(session, &format!("unknown command {other}; /help lists the commands")),
+    })
+}
+
+fn help() {
+    println!(
+        "Type a task to run it through the current workflow; follow-ups see the earlier tasks."
+    );
+    println!(
+        "End a line with \\ to continue on the next one. Ctrl-C cancels a running task, Ctrl-D leaves.\n"
+    );
+    let mut t = Table::new(&["COMMAND", "", ""]);
+    for (c, a, d) in COMMANDS {
+        t.row(vec![c.to_string(), a.to_string(), d.to_string()]);
+    }
+    print!("{}", t.render());
+}
+
+fn workflow(session: &mut Session, name: &str) -> Flow {
+    if name.is_empty() {
+        println!("workflow: {}", session.workflow_name());
+        return Flow::Continue;
+    }
+    let config = session.runtime.config();
+    if config.workflow(name).is_none() && name != DYNAMIC_WORKFLOW {
+        let names: Vec<&str> = config.workflows.keys().map(String::as_str).collect();
+        return usage(
+            session,
+            &format!(
+                "no workflow named `{name}`; there are: {}, {DYNAMIC_WORKFLOW}",
+                names.join(", ")
+            ),
+        );
+    }
+    session.workflow = Some(name.to_string());
+    println!("workflow: {name}");
+    Flow::Continue
+}
+
+fn workflows(session: &Session) {
+    let config = session.runtime.config();
+    let current = session.workflow_name();
+    let mut t = Table::new(&["", "NAME", "ITER", "STEPS"]);
+    for (name, w) in &config.workflows {
+        let steps: Vec<String> =
+            w.steps.iter().map(|s| format!("{}:{}", s.agent, s.role)).collect();
+        t.row(vec![
+            if *name == current { "*".into() } else { String::new() },
+            name.clone(),
+            w.max_iterations.to_string(),
+            steps.join(" → "),
+        ]);
+    }
+    t.row(vec![
+        if current == DYNAMIC_WORKFLOW { "*".into() } else { String::new() },
+        DYNAMIC_WORKFLOW.into(),
+        String::new(),
+        "planned by an agent for each task".into(),
+    ]);
+    print!("{}", t.render());
+}
+
+fn agents(session: &Session) {
+    let runtime = &session.runtime;
+    let offline = session.offline();
+    let mut t = Table::new(&["NAME", "KIND", "ROLE", "STATUS", "SUCCESS", "MODEL"]);
+    for (name, a) in &runtime.config().agents {
+        let status = if !a.enabled {
+            "disabled".to_string()
+        } else if offline && !a.is_local() {
+            "refused (offline)".into()
+        } else if runtime.registry().is_some_and(|r| r.broken().contains_key(name)) {
+            "unusable".into()
+        } else if a.kind == AgentKind::Cli && a.command.as_deref().and_then(find_program).is_none()
+        {
+            "not installed".into()
+        } else if runtime.breaker_open(name) {
+            "breaker open".into()
+        } else {
+            "ready".into()
+        };
+        let (calls, ok) = runtime.metrics().agent_stats(name);
+        let success = if calls > 0 {
+            format!("{:.0}% of {calls}", ok as f64 * 100.0 / calls as f64)
+        } else {
+            "-".into()
+        };
+        t.row(vec![
+            name.clone(),
+            a.kind.to_string(),
+            a.role.map(|r| r.to_string()).unwrap_or_default(),
+            status,
+            success,
+            a.model.clone().unwrap_or_default(),
+        ]);
+    }
+    print!("{}", t.render());
+}
+
+fn offline(session: &mut Session, arg: &str) -> Flow {
+    let Some(registry) = session.runtime.registry().cloned() else {
+        return usage(session, "offline mode cannot be changed in this session");
+    };
+    match arg {
+        "on" => {
+            registry.offline().set(Some(format!("{SHELL_OFFLINE} in the shell")));
+            println!("offline: only agents on this machine are used");
+        }
+        "off" => {
+            if session.runtime.config().settings.offline {
+                println!(
+                    "offline stays on: the session started with --offline (or settings.offline); restart without it"
+                );
+            } else {
+                registry.offline().set(None);
+                println!("online: every configured agent may be used");
+            }
+        }
+        "" => println!("offline: {}", if session.offline() { "on" } else { "off" }),
+        other => return usage(session, &format!("/offline takes on or off, not {other:?}")),
+    }
+    Flow::Continue
+}
+
+async fn context(session: &mut Session, rest: &str) -> Flow {
+    let query = match rest.strip_prefix("search") {
+        Some(q) if q.is_empty() || q.starts_with(char::is_whitespace) => q.trim(),
+        _ => return usage(session, "usage: /context search QUERY"),
+    };
+    if query.is_empty() {
+        return usage(session, "usage: /context search QUERY");
+    }
+    let Some(store) = session.runtime.context_store().cloned() else {
+        eprintln!("troupe: the project memory is not open");
+        return Flow::Continue;
+    };
+    let path = session.project.clone().unwrap_or_else(|| session.runtime.config().project_path());
+    let id = match project_id_for(&path) {
+        Ok((id, _)) => id,
+        Err(e) => {
+            eprintln!("troupe: the project {}: {e}", path.display());
+            return Flow::Continue;
+        }
+    };
+    let q = SearchQuery::new(query, Scope::Project(id)).limit(8);
+    let results = match tokio::task::spawn_blocking(move || store.search(&q)).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            eprintln!("troupe: search failed: {e}");
+            return Flow::Continue;
+        }
+        Err(e) => {
+            eprintln!("troupe: search failed: {e}");
+            return Flow::Continue;
+        }
+    };
+    if let Some(w) = &results.warning {
+        eprintln!("troupe: warning: {w}");
+    }
+    if results.hits.is_empty() {
+        println!("No hits for {query:?} (scan the project with `troupe context scan` first).");
+        return Flow::Continue;
+    }
+    for (i, h) in results.hits.iter().enumerate() {
+        let snippet = h.node.body.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
+        let snippet: String = snippet.chars().take(100).collect();
+        println!("{:>2}. {} [{:?}] {:.3}", i + 1, h.node.title, h.node.node_type, h.score);
+        if !snippet.is_empty() {
+            println!("    {snippet}");
+        }
+    }
+    Flow::Continue
+}
+
+fn history(session: &Session) {
+    if session.history.is_empty() {
+        println!("No tasks yet in this session.");
+        return;
+    }
+    for (i, r) in session.history.iter().enumerate() {
+        println!(
+            "{:>2}. [{}] {} ({}, run {})",
+            i + 1,
+            r.state,
+            r.task,
+            r.workflow_name,
+            short_id(&r.id)
+        );
+    }
+}
+
+fn runs(session: &Session) {
+    let mut runs = match session.runtime.store().runs() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("troupe: {e}");
+            return;
+        }
+    };
+    runs.reverse();
+    if runs.is_empty() {
+        println!("No runs yet.");
+        return;
+    }
+    let mut t = Table::new(&["ID", "STATE", "WORKFLOW", "TOKENS", "CREATED", "TASK"]);
+    for r in runs.iter().take(15) {
+        t.row(vec![
+            short_id(&r.id).to_string(),
+            r.state.to_string(),
+            r.workflow_name.clone(),
+            r.tokens.total().to_string(),
+            r.created_at.format("%Y-%m-%d %H:%M").to_string(),
+            r.task.chars().take(50).collect(),
+        ]);
+    }
+    print!("{}", t.render());
+}
+
+async fn export(session: &mut Session, rest: &str) -> Flow {
+    let mut parts = rest.splitn(2, char::is_whitespace);
+    let (what, dir) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default().trim());
+    if what != "obsidian" || dir.is_empty() {
+        return usage(session, "usage: /export obsidian DIR");
+    }
+    println!(
+        "The Obsidian export is not available yet in this build (it is being added to the project memory); nothing was written to {dir}."
+    );
+    Flow::Continue
+}

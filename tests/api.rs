@@ -1,0 +1,579 @@
+//! `troupe serve` driven over HTTP: a real server process on `127.0.0.1:0` per test, with
+//! CLI agents made of small shell scripts and a data folder of its own.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+fn write_script(path: &Path, body: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, format!("#!/bin/sh\n{body}")).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// A data folder, a project and a configuration whose agents are scripts.
+struct World {
+    dir: tempfile::TempDir,
+    home: PathBuf,
+    project: PathBuf,
+    config: PathBuf,
+}
+
+fn config_text(dir: &Path) -> String {
+    format!(
+        r#"[settings]
+default_workflow = "scripted"
+max_concurrent_runs = 8
+
+[agents.coder]
+kind = "cli"
+command = "{coder}"
+args = ["{{prompt}}"]
+flavor = "generic"
+env = {{ SECRET_TOKEN = "hunter2" }}
+
+[agents.reviewer]
+kind = "cli"
+command = "{reviewer}"
+args = ["{{prompt}}"]
+flavor = "generic"
+
+[agents.sleeper]
+kind = "cli"
+command = "{sleeper}"
+args = ["{{prompt}}"]
+flavor = "generic"
+
+[agents.remote]
+kind = "openai"
+base_url = "https://api.example.invalid/v1"
+model = "m"
+api_key_env = "REMOTE_API_KEY"
+
+[workflows.scripted]
+max_iterations = 1
+steps = [
+  {{ agent = "coder", role = "implement" }},
+  {{ agent = "reviewer", role = "review" }},
+]
+
+[workflows.slow]
+max_iterations = 1
+steps = [{{ agent = "sleeper", role = "implement" }}]
+"#,
+        coder = dir.join("coder.sh").display(),
+        reviewer = dir.join("reviewer.sh").display(),
+        sleeper = dir.join("sleeper.sh").display(),
+    )
+}
+
+fn world() -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let project = dir.path().join("project");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::create_dir_all(&project).unwrap();
+    write_script(&dir.path().join("coder.sh"), "sleep 0.2\necho 'def hello(): return \"hello\"'\n");
+    write_script(
+        &dir.path().join("reviewer.sh"),
+        "echo '{\"verdict\": \"approved\", \"findings\": []}'\n",
+    );
+    write_script(&dir.path().join("sleeper.sh"), "echo starting\nexec sleep 60\n");
+    let config = dir.path().join("troupe.toml");
+    std::fs::write(&config, config_text(dir.path())).unwrap();
+    World { dir, home, project, config }
+}
+
+/// A running `troupe serve`.
+struct Server {
+    child: Child,
+    base: String,
+    client: reqwest::Client,
+}
+
+impl Server {
+    fn start(w: &World, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_troupe"));
+        cmd.arg("--config")
+            .arg(&w.config)
+            .arg("serve")
+            .args(["--grace-secs", "1"])
+            .args(if extra.contains(&"--addr") { &[][..] } else { &["--addr", "127.0.0.1:0"][..] })
+            .args(extra)
+            .current_dir(&w.project)
+            .env("TROUPE_HOME", &w.home)
+            .env_remove("TROUPE_API_TOKEN")
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut reader = BufReader::new(stdout);
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        // Keep reading so the server never writes to a closed pipe.
+        std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+        let addr = line
+            .split_whitespace()
+            .find(|t| t.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+            .trim_end_matches(',')
+            .replace("0.0.0.0", "127.0.0.1");
+        Server { child, base: addr, client: reqwest::Client::new() }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self.client.get(self.url(path)).send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let r = self.client.post(self.url(path)).json(body).send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
+        let r = self
+            .client
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn execute(&self, body: Value) -> String {
+        let (status, v) = self.post("/api/execute", &body).await;
+        assert_eq!(status, 202, "{v}");
+        v["run_id"].as_str().unwrap().to_string()
+    }
+
+    /// The whole SSE stream of a run (it ends after run_finished), as (event, data) pairs.
+    async fn events(&self, id: &str) -> Vec<(String, Value)> {
+        let r = self.client.get(self.url(&format!("/api/runs/{id}/events"))).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        assert!(
+            r.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"),
+            "{:?}",
+            r.headers()
+        );
+        let text = tokio::time::timeout(Duration::from_secs(60), r.text()).await.unwrap().unwrap();
+        parse_sse(&text)
+    }
+
+    /// SIGTERM, then wait for the exit code.
+    fn stop(mut self) -> Option<i32> {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-s", "TERM", &pid]).status().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(Instant::now() < deadline, "troupe serve did not stop after SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn parse_sse(text: &str) -> Vec<(String, Value)> {
+    text.split("\n\n")
+        .filter(|b| !b.trim().is_empty())
+        .map(|block| {
+            let mut event = String::new();
+            let mut data = Value::Null;
+            for line in block.lines() {
+                if let Some(e) = line.strip_prefix("event: ") {
+                    event = e.to_string();
+                } else if let Some(d) = line.strip_prefix("data: ") {
+                    data = serde_json::from_str(d).unwrap();
+                }
+            }
+            (event, data)
+        })
+        .collect()
+}
+
+fn kinds(events: &[(String, Value)]) -> Vec<&str> {
+    events.iter().map(|(e, _)| e.as_str()).collect()
+}
+
+async fn wait_for_state(s: &Server, id: &str, pred: impl Fn(&str) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, v) = s.get(&format!("/api/runs/{id}")).await;
+        assert_eq!(status, 200, "{v}");
+        if pred(v["run"]["state"].as_str().unwrap()) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "run {id} stuck: {v}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn status_routes_answer_json() {
+    let w = world();
+    let s = Server::start(&w, &[], &[]);
+
+    let (status, v) = s.get("/health").await;
+    assert_eq!((status, v), (200, json!({ "status": "ok" })));
+
+    let (status, v) = s.get("/ready").await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["ready"], true);
+    assert!(v["usable_agents"].as_array().unwrap().contains(&json!("coder")));
+
+    let (status, v) = s.get("/api/agents").await;
+    assert_eq!(status, 200);
+    let coder = v.as_array().unwrap().iter().find(|a| a["name"] == "coder").unwrap();
+    assert_eq!(coder["kind"], "cli");
+    assert_eq!(coder["usable"], true);
+    assert_eq!(coder["breaker"]["state"], "closed");
+    assert!(coder["success_rate"].is_null(), "no calls yet: {coder}");
+
+    let (status, v) = s.get("/api/workflows").await;
+    assert_eq!(status, 200);
+    let scripted = v.as_array().unwrap().iter().find(|w| w["name"] == "scripted").unwrap();
+    assert_eq!(scripted["default"], true);
+    assert_eq!(scripted["steps"][1]["agent"], "reviewer");
+
+    let (status, v) = s.get("/api/status").await;
+    assert_eq!(status, 200);
+    assert_eq!(v["offline"], false);
+    assert!(v["uptime_secs"].is_u64());
+    assert_eq!(v["live_runs"], json!([]));
+
+    let (status, v) = s.get("/api/models/status").await;
+    assert_eq!(status, 200, "{v}");
+    assert!(v.is_array());
+
+    let (status, v) = s.get("/api/openapi.json").await;
+    assert_eq!(status, 200);
+    assert!(v["openapi"].as_str().unwrap().starts_with("3."));
+    for path in [
+        "/health",
+        "/ready",
+        "/metrics",
+        "/api/agents",
+        "/api/workflows",
+        "/api/execute",
+        "/api/runs",
+        "/api/runs/{id}",
+        "/api/runs/{id}/events",
+        "/api/runs/{id}/cancel",
+        "/api/status",
+        "/api/config",
+        "/api/models/status",
+        "/api/context/search",
+        "/api/openapi.json",
+    ] {
+        assert!(v["paths"].get(path).is_some(), "{path} is not described");
+    }
+
+    let r = s.client.get(s.url("/metrics")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+
+    let (status, v) = s.get("/api/nothing-here").await;
+    assert_eq!(status, 404);
+    assert_eq!(v["error"]["code"], "not_found");
+    let r = s.client.delete(s.url("/api/runs")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 405);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "method_not_allowed");
+}
+
+#[tokio::test]
+async fn a_run_streams_from_start_to_finish_and_is_stored() {
+    let w = world();
+    let s = Server::start(&w, &[], &[]);
+    let id = s.execute(json!({ "task": "write hello" })).await;
+
+    let events = s.events(&id).await;
+    assert_eq!(
+        kinds(&events),
+        [
+            "run_started",
+            "step_started",
+            "chunk",
+            "step_finished",
+            "step_started",
+            "chunk",
+            "step_finished",
+            "run_finished"
+        ]
+    );
+    assert!(events.iter().all(|(_, d)| d["run_id"] == id.as_str()));
+    assert_eq!(events[0].1["workflow"], "scripted");
+    assert!(events[2].1["text"].as_str().unwrap().contains("def hello"));
+    assert_eq!(events.last().unwrap().1["state"], "completed");
+
+    // Connecting after the end still gives the stream from the start.
+    assert_eq!(kinds(&s.events(&id).await), kinds(&events));
+
+    let (status, v) = s.get("/api/runs").await;
+    assert_eq!(status, 200);
+    assert_eq!(v[0]["id"], id.as_str());
+    let (status, v) = s.get(&format!("/api/runs/{id}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(v["run"]["state"], "completed");
+    assert_eq!(v["steps"].as_array().unwrap().len(), 2);
+    assert!(v["steps"][0].get("prompt").is_none());
+    let (_, v) = s.get(&format!("/api/runs/{id}?prompts=true")).await;
+    assert!(v["steps"][0]["prompt"].as_str().unwrap().contains("write hello"));
+    // A unique prefix works too.
+    let (status, _) = s.get(&format!("/api/runs/{}", &id[..20])).await;
+    assert_eq!(status, 200);
+
+    // The outcome is in the project memory.
+    let (status, v) = s.get("/api/context/search?q=hello").await;
+    assert_eq!(status, 200, "{v}");
+    assert!(!v["hits"].as_array().unwrap().is_empty(), "{v}");
+
+    // The agents' success rate counts the calls.
+    let (_, v) = s.get("/api/agents").await;
+    let coder = v.as_array().unwrap().iter().find(|a| a["name"] == "coder").unwrap();
+    assert_eq!(coder["success_rate"], 1.0);
+
+    let metrics = s.client.get(s.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("agent=\"coder\""), "{metrics}");
+
+    // Graceful stop; a new server rebuilds the stream of the stored run.
+    assert_eq!(s.stop(), Some(0));
+    let s = Server::start(&w, &[], &[]);
+    let replayed = s.events(&id).await;
+    assert_eq!(kinds(&replayed), kinds(&events));
+    assert_eq!(replayed.last().unwrap().1["state"], "completed");
+}
+
+#[tokio::test]
+async fn bad_requests_get_json_errors() {
+    let w = world();
+    let s = Server::start(&w, &[], &[]);
+    for (body, code) in [
+        ("{not json", "bad_json"),
+        ("{\"task\": 3}", "bad_json"),
+        ("{}", "bad_json"),
+        ("{\"task\": \"x\", \"colour\": \"red\"}", "bad_json"),
+        ("{\"task\": \"   \"}", "invalid_request"),
+        ("{\"task\": \"x\", \"max_iterations\": 0}", "invalid_request"),
+        ("{\"task\": \"x\", \"project\": \"/does/not/exist\"}", "invalid_request"),
+    ] {
+        let (status, v) = s.post_raw("/api/execute", body).await;
+        assert_eq!(status, 400, "{body}: {v}");
+        assert_eq!(v["error"]["code"], code, "{body}: {v}");
+        assert!(!v["error"]["message"].as_str().unwrap().is_empty());
+    }
+    let big = format!("{{\"task\": \"{}\"}}", "x".repeat(300 * 1024));
+    let (status, v) = s.post_raw("/api/execute", big).await;
+    assert_eq!(status, 413, "{v}");
+    assert_eq!(v["error"]["code"], "too_large");
+
+    let (status, v) = s.get("/api/runs/no-such-run").await;
+    assert_eq!((status, v["error"]["code"].as_str()), (404, Some("no_such_run")));
+    let (status, v) = s.get("/api/runs/no-such-run/events").await;
+    assert_eq!((status, v["error"]["code"].as_str()), (404, Some("no_such_run")));
+    let (status, v) = s.post("/api/runs/no-such-run/cancel", &json!({})).await;
+    assert_eq!((status, v["error"]["code"].as_str()), (404, Some("no_such_run")));
+    let (status, v) = s.get("/api/runs?limit=many").await;
+    assert_eq!((status, v["error"]["code"].as_str()), (400, Some("bad_query")));
+    let (status, v) = s.get("/api/context/search").await;
+    assert_eq!((status, v["error"]["code"].as_str()), (400, Some("invalid_request")));
+    let (status, v) = s.get("/api/context/search?q=x&mode=psychic").await;
+    assert_eq!((status, v["error"]["code"].as_str()), (400, Some("invalid_request")));
+
+    // Cancelling a finished run is a conflict.
+    let id = s.execute(json!({ "task": "write hello" })).await;
+    wait_for_state(&s, &id, |st| st == "completed").await;
+    while s.get(&format!("/api/runs/{id}")).await.1["live"] == true {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (status, v) = s.post(&format!("/api/runs/{id}/cancel"), &json!({})).await;
+    assert_eq!((status, v["error"]["code"].as_str()), (409, Some("wrong_state")), "{v}");
+}
+
+#[tokio::test]
+async fn a_running_run_is_cancelled_and_its_stream_ends() {
+    let w = world();
+    let s = Server::start(&w, &[], &[]);
+    let id = s.execute(json!({ "task": "take your time", "workflow": "slow" })).await;
+    let v = wait_for_state(&s, &id, |st| st == "in_progress").await;
+    assert_eq!(v["live"], true);
+    let (_, status) = s.get("/api/status").await;
+    assert_eq!(status["live_runs"], json!([id.clone()]));
+    let (code, v) = s.post(&format!("/api/runs/{id}/cancel"), &json!({})).await;
+    assert_eq!(code, 202, "{v}");
+    let events = s.events(&id).await;
+    assert_eq!(events.first().unwrap().0, "run_started");
+    assert_eq!(events.last().unwrap().0, "run_finished");
+    assert_eq!(events.last().unwrap().1["state"], "cancelled");
+    wait_for_state(&s, &id, |st| st == "cancelled").await;
+}
+
+#[tokio::test]
+async fn concurrent_executes_all_finish() {
+    let w = world();
+    let s = Server::start(&w, &[], &[]);
+    let submits = (0..6).map(|i| s.execute(json!({ "task": format!("task number {i}") })));
+    let ids = futures::future::join_all(submits).await;
+    let mut unique = ids.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 6);
+    let streams = futures::future::join_all(ids.iter().map(|id| s.events(id))).await;
+    for (id, events) in ids.iter().zip(&streams) {
+        assert_eq!(events.last().unwrap().1["state"], "completed", "{id}");
+        assert!(events.iter().all(|(_, d)| d["run_id"] == id.as_str()));
+    }
+    let (_, runs) = s.get("/api/runs?state=completed").await;
+    assert_eq!(runs.as_array().unwrap().len(), 6);
+    let (_, runs) = s.get("/api/runs?limit=2").await;
+    assert_eq!(runs.as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn config_is_redacted_and_replaced_only_when_valid() {
+    let w = world();
+    let s = Server::start(&w, &[], &[]);
+    let r = s.client.get(s.url("/api/config")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let text = r.text().await.unwrap();
+    assert!(!text.contains("hunter2"), "an env value leaked: {text}");
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["config"]["agents"]["coder"]["env"]["SECRET_TOKEN"], "<redacted>");
+    assert_eq!(v["config"]["agents"]["remote"]["api_key_env"], "REMOTE_API_KEY");
+    assert_eq!(v["source"]["path"], w.config.display().to_string());
+
+    let before = std::fs::read_to_string(&w.config).unwrap();
+    let invalid = "[settings]\nmax_concurrent_runs = \"lots\"\n\n[agents.x]\nkind = \"cli\"\nfallback = [\"nobody\"]\n\n[workflows.w]\nsteps = [{ agent = \"ghost\", role = \"implement\" }]\n";
+    let r = s.client.put(s.url("/api/config")).body(invalid).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "invalid_config");
+    let problems = v["error"]["problems"].as_array().unwrap();
+    assert!(problems.len() >= 4, "{v}");
+    for (needle, line) in [("[settings]", 2), ("no `command`", 5), ("nobody", 6), ("ghost", 9)] {
+        let p = problems
+            .iter()
+            .find(|p| p["message"].as_str().unwrap().contains(needle))
+            .unwrap_or_else(|| panic!("no problem about {needle}: {v}"));
+        assert_eq!(p["location"]["line"], line, "{p}");
+        assert_eq!(p["location"]["path"], w.config.display().to_string());
+    }
+    assert_eq!(std::fs::read_to_string(&w.config).unwrap(), before, "the file changed");
+    let r = s.client.put(s.url("/api/config")).body("not = [toml").send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    assert_eq!(std::fs::read_to_string(&w.config).unwrap(), before);
+
+    // A valid TOML body replaces the file.
+    let replaced = before.replace("max_concurrent_runs = 8", "max_concurrent_runs = 3");
+    let r = s.client.put(s.url("/api/config")).body(replaced.clone()).send().await.unwrap();
+    let status = r.status().as_u16();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(status, 200, "{v}");
+    assert!(v["applies"].as_str().unwrap().contains("restart"));
+    assert_eq!(std::fs::read_to_string(&w.config).unwrap(), replaced);
+    let (_, v) = s.get("/api/config").await;
+    assert_eq!(v["replaced_since_start"], true);
+
+    // So does a JSON one.
+    let body = json!({
+        "settings": { "default_workflow": "scripted" },
+        "agents": { "coder": { "kind": "cli", "command": w.dir.path().join("coder.sh"), "args": ["{prompt}"], "flavor": "generic" } },
+        "workflows": { "scripted": { "steps": [{ "agent": "coder", "role": "implement" }] } }
+    });
+    let r = s.client.put(s.url("/api/config")).json(&body).send().await.unwrap();
+    let status = r.status().as_u16();
+    assert_eq!(status, 200, "{:?}", r.text().await);
+    let saved = std::fs::read_to_string(&w.config).unwrap();
+    assert!(
+        saved.contains("[workflows.scripted]") || saved.contains("[[workflows.scripted.steps]]"),
+        "{saved}"
+    );
+    assert!(!saved.contains("sleeper"));
+    let (status, v) = s.get("/health").await;
+    assert_eq!((status, v["status"].as_str()), (200, Some("ok")));
+}
+
+#[tokio::test]
+async fn off_loopback_the_api_needs_the_token() {
+    let w = world();
+    // Without a token, binding to every interface is refused.
+    let out = Command::new(env!("CARGO_BIN_EXE_troupe"))
+        .arg("--config")
+        .arg(&w.config)
+        .args(["serve", "--addr", "0.0.0.0:0"])
+        .current_dir(&w.project)
+        .env("TROUPE_HOME", &w.home)
+        .env_remove("TROUPE_API_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--token"));
+
+    let s = Server::start(&w, &["--addr", "0.0.0.0:0", "--token", "s3cret"], &[]);
+    let (status, _) = s.get("/health").await;
+    assert_eq!(status, 200);
+    for path in ["/api/status", "/api/agents", "/api/runs", "/api/config", "/metrics"] {
+        let r = s.client.get(s.url(path)).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 401, "{path}");
+        assert_eq!(r.headers()["www-authenticate"], "Bearer");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["code"], "unauthorized", "{path}");
+        let r = s.client.get(s.url(path)).bearer_auth("wrong").send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 401, "{path}");
+        let r = s.client.get(s.url(path)).bearer_auth("s3cret").send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{path}");
+    }
+    let r =
+        s.client.post(s.url("/api/execute")).json(&json!({ "task": "x" })).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    drop(s);
+
+    // The token can come from the environment; then loopback checks it too.
+    let s = Server::start(&w, &[], &[("TROUPE_API_TOKEN", "from-env")]);
+    let r = s.client.get(s.url("/api/status")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    let r = s.client.get(s.url("/api/status")).bearer_auth("from-env").send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+}
+
+#[tokio::test]
+async fn sigterm_cancels_running_runs_after_the_grace_period() {
+    let w = world();
+    let s = Server::start(&w, &[], &[]);
+    let id = s.execute(json!({ "task": "never ends", "workflow": "slow" })).await;
+    wait_for_state(&s, &id, |st| st == "in_progress").await;
+    let started = Instant::now();
+    assert_eq!(s.stop(), Some(0));
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let s = Server::start(&w, &[], &[]);
+    let (_, v) = s.get(&format!("/api/runs/{id}")).await;
+    assert_eq!(v["run"]["state"], "cancelled", "{v}");
+    assert_eq!(v["live"], false);
+}
