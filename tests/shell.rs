@@ -1,0 +1,293 @@
+//! `troupe shell` driven as a script would (input piped in) and as a person would (in a
+//! pseudo-terminal: completion, Ctrl-C, Ctrl-D), with CLI agents made of shell scripts.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+fn write_script(path: &Path, body: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, format!("#!/bin/sh\n{body}")).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+struct World {
+    _dir: tempfile::TempDir,
+    home: PathBuf,
+    project: PathBuf,
+    config: PathBuf,
+    prompts: PathBuf,
+}
+
+fn world() -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let project = dir.path().join("project");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::create_dir_all(&project).unwrap();
+    let prompts = dir.path().join("prompts.log");
+    // The coder records every prompt it gets; a task containing "explode" fails.
+    write_script(
+        &dir.path().join("coder.sh"),
+        &format!(
+            "printf '%s\\n=====\\n' \"$1\" >> '{}'\ncase \"$1\" in *explode*) echo boom >&2; exit 3;; esac\necho 'done: the code'\n",
+            prompts.display()
+        ),
+    );
+    write_script(&dir.path().join("sleeper.sh"), "echo thinking\nexec sleep 60\n");
+    let config = dir.path().join("troupe.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[settings]
+default_workflow = "solo"
+
+[agents.coder]
+kind = "cli"
+command = "{coder}"
+args = ["{{prompt}}"]
+flavor = "generic"
+retry = {{ max_attempts = 1 }}
+
+[agents.sleeper]
+kind = "cli"
+command = "{sleeper}"
+args = ["{{prompt}}"]
+flavor = "generic"
+
+[workflows.solo]
+max_iterations = 1
+steps = [{{ agent = "coder", role = "implement" }}]
+
+[workflows.slow]
+max_iterations = 1
+steps = [{{ agent = "sleeper", role = "implement" }}]
+"#,
+            coder = dir.path().join("coder.sh").display(),
+            sleeper = dir.path().join("sleeper.sh").display(),
+        ),
+    )
+    .unwrap();
+    World { _dir: dir, home, project, config, prompts }
+}
+
+fn shell_cmd(w: &World) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_troupe"));
+    c.arg("--config")
+        .arg(&w.config)
+        .arg("shell")
+        .current_dir(&w.project)
+        .env("TROUPE_HOME", &w.home)
+        .env_remove("RUST_LOG");
+    c
+}
+
+fn piped(w: &World, input: &str) -> Output {
+    let mut child = shell_cmd(w)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).to_string()
+}
+
+#[test]
+fn piped_tasks_run_and_follow_ups_see_the_conversation() {
+    let w = world();
+    let out = piped(&w, "write the parser\n\nnow add tests \\\nfor it\n/history\n");
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("» write the parser"), "{stdout}");
+    assert!(stdout.contains("done: the code"), "{stdout}");
+    assert_eq!(stdout.matches("✔ completed").count(), 2, "{stdout}");
+    assert!(stdout.contains("1. [completed] write the parser"), "{stdout}");
+    assert!(stdout.contains("2. [completed] now add tests \nfor it"), "{stdout}");
+    // The second task's prompt carries the first turn; the continued line is one task.
+    let prompts = std::fs::read_to_string(&w.prompts).unwrap();
+    let second = prompts.split("=====").nth(1).unwrap();
+    assert!(second.contains("now add tests \nfor it"), "{second}");
+    assert!(second.contains("write the parser"), "{second}");
+}
+
+#[test]
+fn slash_commands_work_through_a_pipe() {
+    let w = world();
+    let out = piped(
+        &w,
+        "/help\n/workflows\n/workflow slow\n/workflow\n/workflow solo\n/agents\n/offline on\n/offline\n/offline off\n/runs\n/context search parser\n/export obsidian /tmp/nowhere\n/clear\n/history\n/quit\nthis is never run\n",
+    );
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    for expected in [
+        "/context",        // help
+        "coder:implement", // workflows
+        "workflow: slow",  // /workflow slow, then /workflow
+        "workflow: solo",
+        "sleeper", // agents
+        "offline: only agents on this machine",
+        "offline: on",
+        "online: every configured agent",
+        "No runs yet.",
+        "No hits",
+        "not available yet",
+        "New conversation",
+        "No tasks yet in this session.",
+    ] {
+        assert!(stdout.contains(expected), "missing {expected:?} in:\n{stdout}\n{stderr}");
+    }
+    assert!(!stdout.contains("this is never run"), "{stdout}");
+}
+
+#[test]
+fn unknown_commands_and_bad_arguments_are_usage_errors() {
+    let w = world();
+    let out = piped(&w, "/frobnicate\n/workflow nonsense\n/offline maybe\nwrite it\n");
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
+    assert!(stderr.contains("unknown command /frobnicate; /help lists the commands"), "{stderr}");
+    assert!(stderr.contains("no workflow named `nonsense`"), "{stderr}");
+    assert!(stderr.contains("/offline takes on or off"), "{stderr}");
+    // The session went on after them.
+    assert!(stdout.contains("✔ completed"), "{stdout}");
+}
+
+#[test]
+fn a_failed_task_makes_the_exit_code_one() {
+    let w = world();
+    // `/clear` keeps the failed turn (and its "explode") out of the next prompt.
+    let out = piped(&w, "explode please\n/clear\nthen something fine\n");
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stdout.contains("✘ failed"), "{stdout}");
+    assert!(stdout.contains("✔ completed"), "{stdout}");
+    // Empty input is a successful, empty session.
+    let out = piped(&w, "");
+    assert_eq!(out.status.code(), Some(0));
+    // An unknown workflow on the command line is bad usage.
+    let out = shell_cmd(&w).args(["--workflow", "nope"]).stdin(Stdio::null()).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+/// A session in a pseudo-terminal (`script` allocates it): what we write is typed; the
+/// terminal's cursor-position queries are answered.
+struct Pty {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    output: mpsc::Receiver<Vec<u8>>,
+    seen: String,
+}
+
+impl Pty {
+    fn start(w: &World) -> Pty {
+        let troupe = env!("CARGO_BIN_EXE_troupe");
+        let cmdline = format!(
+            "stty cols 120 rows 40; exec '{troupe}' --config '{}' shell",
+            w.config.display()
+        );
+        let mut child = Command::new("script")
+            .args(["-qfec", &cmdline, "/dev/null"])
+            .current_dir(&w.project)
+            .env("TROUPE_HOME", &w.home)
+            .env("TERM", "xterm")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                    break;
+                }
+            }
+        });
+        Pty { child, stdin, output: rx, seen: String::new() }
+    }
+
+    fn send(&mut self, s: &str) {
+        self.stdin.write_all(s.as_bytes()).unwrap();
+        self.stdin.flush().unwrap();
+    }
+
+    /// Read until `needle` shows up after what was already consumed; returns what was read.
+    fn expect(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut read = String::new();
+        loop {
+            if let Some(i) = self.seen.find(needle) {
+                let upto = i + needle.len();
+                read.push_str(&self.seen[..upto]);
+                self.seen.drain(..upto);
+                return read;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "timed out waiting for {needle:?}; got:\n{read}{}", self.seen);
+            if let Ok(chunk) = self.output.recv_timeout(left.min(Duration::from_millis(200))) {
+                let chunk = String::from_utf8_lossy(&chunk).to_string();
+                // Answer "where is the cursor?" so the line editor does not wait for it.
+                for _ in 0..chunk.matches("\x1b[6n").count() {
+                    self.send("\x1b[1;1R");
+                }
+                self.seen.push_str(&chunk);
+            }
+        }
+    }
+
+    fn wait(mut self) -> Option<i32> {
+        drop(self.stdin);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s.code();
+            }
+            assert!(Instant::now() < deadline, "the shell did not exit");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+#[test]
+fn in_a_terminal_tab_completes_and_ctrl_c_cancels_the_running_task() {
+    let w = world();
+    let mut pty = Pty::start(&w);
+    pty.expect("project · solo");
+    // Tab completes a command and then a workflow name.
+    pty.send("/workfl");
+    pty.send("\t");
+    pty.expect("/workflow");
+    pty.send(" sl\t");
+    pty.expect("slow");
+    pty.send("\r");
+    pty.expect("workflow: slow");
+    pty.expect("project · slow");
+    // A task that hangs; Ctrl-C cancels it and the prompt comes back.
+    pty.send("wait forever\r");
+    pty.expect("thinking");
+    std::thread::sleep(Duration::from_millis(300));
+    pty.send("\x03");
+    pty.expect("cancelled");
+    pty.expect("project · slow");
+    pty.send("/history\r");
+    pty.expect("[cancelled] wait forever");
+    // Ctrl-D leaves; a cancelled task counts as not succeeded.
+    pty.send("\x04");
+    assert_eq!(pty.wait(), Some(1));
+    // The history file kept what was typed.
+    let history = std::fs::read_to_string(w.home.join("shell_history.txt")).unwrap();
+    assert!(history.contains("wait forever"), "{history}");
+}
