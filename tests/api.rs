@@ -577,3 +577,40 @@ async fn sigterm_cancels_running_runs_after_the_grace_period() {
     assert_eq!(v["run"]["state"], "cancelled", "{v}");
     assert_eq!(v["live"], false);
 }
+
+/// The real local llama.cpp server behind the API: execute, follow the stream live, and
+/// find the run in the list.
+#[tokio::test]
+async fn a_run_against_the_real_local_model() {
+    let assets = std::env::var_os("TROUPE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share/troupe")))
+        .unwrap()
+        .join("assets");
+    assert!(
+        assets.join("llama/llama-server").exists() && assets.join("models").exists(),
+        "the local model server is not installed in {}; run `scripts/setup.sh --assets-only`",
+        assets.display()
+    );
+    let w = world();
+    std::os::unix::fs::symlink(&assets, w.home.join("assets")).unwrap();
+    std::fs::write(
+        &w.config,
+        "[settings]\nmax_output_tokens = 32\n\n\
+         [workflows.local]\nmax_iterations = 1\nsteps = [{ agent = \"local-code\", role = \"implement\" }]\n",
+    )
+    .unwrap();
+    let s = Server::start(&w, &[], &[]);
+    let id = s
+        .execute(json!({ "task": "Write a function that reverses a string", "workflow": "local", "offline": true }))
+        .await;
+    let events = s.events(&id).await;
+    assert!(events.iter().any(|(e, _)| e == "chunk"), "nothing was streamed: {events:?}");
+    let (_, last) = events.last().unwrap();
+    assert_eq!(last["type"], "run_finished");
+    assert_eq!(last["state"], "completed", "{events:?}");
+    let (_, runs) = s.get("/api/runs").await;
+    assert_eq!(runs[0]["id"], id.as_str());
+    let (_, models) = s.get("/api/models/status").await;
+    assert_eq!(models[0]["reachable"], true, "{models}");
+}

@@ -291,3 +291,39 @@ fn in_a_terminal_tab_completes_and_ctrl_c_cancels_the_running_task() {
     let history = std::fs::read_to_string(w.home.join("shell_history.txt")).unwrap();
     assert!(history.contains("wait forever"), "{history}");
 }
+
+/// The real local llama.cpp server (installed by `scripts/setup.sh --assets-only`), started
+/// on demand: a whole piped session of two tasks, the second seeing the first.
+#[test]
+fn a_session_against_the_real_local_model() {
+    let assets = std::env::var_os("TROUPE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share/troupe")))
+        .unwrap()
+        .join("assets");
+    assert!(
+        assets.join("llama/llama-server").exists() && assets.join("models").exists(),
+        "the local model server is not installed in {}; run `scripts/setup.sh --assets-only`",
+        assets.display()
+    );
+    let w = world();
+    std::os::unix::fs::symlink(&assets, w.home.join("assets")).unwrap();
+    std::fs::write(
+        &w.config,
+        "[settings]\nmax_output_tokens = 32\ndefault_workflow = \"local\"\n\n\
+         [workflows.local]\nmax_iterations = 1\nsteps = [{ agent = \"local-code\", role = \"implement\" }]\n",
+    )
+    .unwrap();
+    let out = piped(
+        &w,
+        "Write a function that reverses a string\n/agents\nNow make it handle None\n/history\n/runs\n",
+    );
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert_eq!(stdout.matches("▶ [1.1] implement · local-code").count(), 2, "{stdout}");
+    assert!(
+        stdout.contains("SmolLM2") || stdout.contains(".gguf") || stdout.contains("local-code ("),
+        "{stdout}"
+    );
+    assert!(stdout.contains("2. [completed] Now make it handle None (local"), "{stdout}");
+}
