@@ -14,6 +14,13 @@ use troupe_workflows::verdict::VerdictStatus;
 /// How many finished runs keep their full event log (older ones are rebuilt from the store,
 /// with each step's answer as one chunk).
 const FINISHED_LOGS_KEPT: usize = 64;
+/// A comment line is sent after this long without events, so proxies and clients do not
+/// take a long step (a slow local model) for a dead connection.
+const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(15);
+
+fn keep_alive() -> Bytes {
+    Bytes::from_static(b": keep-alive\n\n")
+}
 
 /// Every event of one run, as it happened.
 #[derive(Debug)]
@@ -156,8 +163,10 @@ pub fn log_stream(log: Arc<RunLog>) -> impl Stream<Item = Frame> {
             if log.has_ended() {
                 return None;
             }
-            if rx.changed().await.is_err() {
-                return None;
+            match tokio::time::timeout(KEEP_ALIVE, rx.changed()).await {
+                Err(_) => return Some((Ok(keep_alive()), (log, rx, idx, false))),
+                Ok(Err(_)) => return None,
+                Ok(Ok(())) => {}
             }
         }
     })
@@ -176,7 +185,11 @@ pub fn stored_stream(
     let live = futures::stream::unfold((live, first), |(rx, idx)| async move {
         let mut rx = rx?;
         loop {
-            match rx.recv().await {
+            let received = match tokio::time::timeout(KEEP_ALIVE, rx.recv()).await {
+                Ok(r) => r,
+                Err(_) => return Some((Ok(keep_alive()), (Some(rx), idx))),
+            };
+            match received {
                 Ok(e) => {
                     let frame = sse_frame(idx, &e);
                     let next = if e.is_final() { None } else { Some(rx) };
@@ -250,4 +263,52 @@ pub fn replay(record: &RunRecord, steps: &[StepRecord]) -> Vec<RunEvent> {
 /// Whether a stored run may still produce events (it is pending or in progress).
 pub fn may_continue(record: &RunRecord) -> bool {
     matches!(record.state, RunState::Pending | RunState::InProgress)
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::StreamExt;
+    use troupe_runtime::Tokens;
+
+    use super::*;
+
+    fn finished(id: &str) -> RunEvent {
+        RunEvent::RunFinished {
+            run_id: id.into(),
+            state: RunState::Completed,
+            reason: None,
+            iterations: 1,
+            tokens: Tokens::default(),
+            error: None,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_quiet_stream_sends_keep_alives_then_events_and_ends_after_the_last() {
+        let log = Arc::new(RunLog::new());
+        let mut stream = Box::pin(log_stream(log.clone()));
+        let first = stream.next().await.unwrap().unwrap();
+        assert_eq!(first, keep_alive());
+        log.push(finished("r"));
+        let frame = String::from_utf8(stream.next().await.unwrap().unwrap().to_vec()).unwrap();
+        assert!(frame.starts_with("id: 0\nevent: run_finished\ndata: {"), "{frame}");
+        assert!(stream.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_late_reader_gets_everything_from_the_start() {
+        let log = Arc::new(RunLog::new());
+        log.push(RunEvent::Chunk {
+            run_id: "r".into(),
+            pos: troupe_workflows::engine::StepPos { iteration: 1, step: 0 },
+            text: "hi".into(),
+        });
+        log.push(finished("r"));
+        log.end();
+        let frames: Vec<_> = log_stream(log).collect().await;
+        let text: String =
+            frames.into_iter().map(|f| String::from_utf8(f.unwrap().to_vec()).unwrap()).collect();
+        assert!(text.contains("event: chunk") && text.contains("event: run_finished"), "{text}");
+        assert!(text.find("chunk") < text.find("run_finished"));
+    }
 }

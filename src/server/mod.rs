@@ -395,3 +395,23 @@ async fn shutdown_signal() {
     }
     let _ = tokio::signal::ctrl_c().await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(same_token("s3cret", "s3cret"));
+        assert!(!same_token("s3cre", "s3cret"));
+        assert!(!same_token("s3cret!", "s3cret"));
+        assert!(!same_token("", "s3cret"));
+    }
+
+    #[test]
+    fn loopback_addresses_resolve() {
+        assert!(resolve("127.0.0.1:0").unwrap().iter().all(|a| a.ip().is_loopback()));
+        assert!(resolve("0.0.0.0:0").unwrap().iter().all(|a| !a.ip().is_loopback()));
+        assert!(resolve("not an address").is_err());
+    }
+}
