@@ -134,6 +134,11 @@ pub async fn interactive(session: &mut Session) -> Result<()> {
     let completer = ShellCompleter { workflows, agents: config.agents.keys().cloned().collect() };
     let history = Some(config.data_dir().join("shell_history.txt"));
 
+    // From here on SIGINT never ends the process by default: a Ctrl-C that lands between
+    // submitting a task and its display listening for it is ignored, not fatal.
+    actix_rt::spawn(async {
+        while tokio::signal::ctrl_c().await.is_ok() {}
+    });
     let (input_tx, mut input_rx) = mpsc::channel::<Input>(1);
     // The session sends the next prompt, or `None` to end the editor thread.
     let (prompt_tx, prompt_rx) = std::sync::mpsc::channel::<Option<String>>();
