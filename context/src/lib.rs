@@ -31,6 +31,7 @@ mod graph;
 mod index;
 mod memory;
 mod model;
+pub mod obsidian;
 mod progress;
 mod project;
 mod search;
