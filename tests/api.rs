@@ -561,6 +561,28 @@ async fn off_loopback_the_api_needs_the_token() {
     assert_eq!(r.status().as_u16(), 401);
     let r = s.client.get(s.url("/api/status")).bearer_auth("from-env").send().await.unwrap();
     assert_eq!(r.status().as_u16(), 200);
+    drop(s);
+
+    // Or from the variable the configuration names (never from the file itself).
+    let text = std::fs::read_to_string(&w.config).unwrap();
+    let text = text.replacen("[settings]\n", "[settings]\napi_token_env = \"MY_SERVE_TOKEN\"\n", 1);
+    std::fs::write(&w.config, text).unwrap();
+    let s = Server::start(&w, &["--addr", "0.0.0.0:0"], &[("MY_SERVE_TOKEN", "named")]);
+    let r = s.client.get(s.url("/api/runs")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    let r = s.client.get(s.url("/api/runs")).bearer_auth("named").send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let (_, v) = s
+        .client
+        .get(s.url("/api/config"))
+        .bearer_auth("named")
+        .send()
+        .await
+        .map(|r| ((), r))
+        .unwrap();
+    let v: Value = v.json().await.unwrap();
+    assert_eq!(v["config"]["settings"]["api_token_env"], "MY_SERVE_TOKEN");
+    assert!(!v.to_string().contains("\"named\""));
 }
 
 #[tokio::test]

@@ -1,7 +1,8 @@
 //! `troupe serve`: the HTTP API (actix-web) over the runtime.
 //!
 //! Every failure answers `{"error": {"code", "message"}}`. On a loopback address the API is
-//! open; anywhere else a bearer token is required (from `--token` or `$TROUPE_API_TOKEN`)
+//! open; anywhere else a bearer token is required (from `--token`, `$TROUPE_API_TOKEN`, or
+//! the variable `settings.api_token_env` names)
 //! and every `/api` route and `/metrics` check it; `/health` and `/ready` stay open.
 //! SIGINT/SIGTERM stop accepting connections, give running runs a grace period, cancel what
 //! is still running, and stop the managed model servers.
@@ -281,11 +282,17 @@ pub fn serve(config: Config, source: ConfigSource, args: ServeArgs) -> Result<u8
             return Ok(exit::USAGE);
         }
     };
-    let token = args.token.filter(|t| !t.trim().is_empty());
+    let setting = config.settings.api_token_env.clone();
+    let from_setting = setting.as_deref().and_then(|name| std::env::var(name).ok());
+    let token = args.token.or(from_setting).filter(|t| !t.trim().is_empty());
     if token.is_none() && addrs.iter().any(|a| !a.ip().is_loopback()) {
+        let named = setting
+            .map(|n| format!(" (settings.api_token_env names ${n}, which is not set)"))
+            .unwrap_or_default();
         eprintln!(
-            "troupe: {} is reachable from other machines, so the API needs a token: \
-             pass --token TOKEN or set $TROUPE_API_TOKEN (clients send `Authorization: Bearer TOKEN`)",
+            "troupe: {} is reachable from other machines, so the API needs a token{named}: \
+             pass --token TOKEN, set $TROUPE_API_TOKEN, or name a variable in settings.api_token_env \
+             (clients send `Authorization: Bearer TOKEN`)",
             args.addr
         );
         return Ok(exit::USAGE);

@@ -69,6 +69,10 @@ pub struct Settings {
     /// A folder of prompt templates (`implement.md`, `review.md`, …) overriding the built-ins.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prompts_dir: Option<PathBuf>,
+    /// The name of the environment variable holding the bearer token `troupe serve`
+    /// requires (never the token itself); `--token` and `$TROUPE_API_TOKEN` win over it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_token_env: Option<String>,
 }
 
 impl Default for Settings {
@@ -86,6 +90,7 @@ impl Default for Settings {
             min_success_rate: 0.6,
             min_success_samples: 5,
             prompts_dir: None,
+            api_token_env: None,
         }
     }
 }

@@ -38,6 +38,9 @@ min_success_rate = 0.6
 min_success_samples = 5
 # A folder of prompt templates (implement.md, review.md, refine.md, document.md, plan.md).
 # prompts_dir = "prompts"
+# The environment variable holding the token `troupe serve` requires off loopback
+# (the token itself never goes in this file; --token and $TROUPE_API_TOKEN win).
+# api_token_env = "TROUPE_SERVE_TOKEN"
 
 # An OpenAI-compatible server. The key is read from the environment variable NAMED here;
 # troupe never stores or logs the key itself.
