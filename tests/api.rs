@@ -365,6 +365,18 @@ async fn a_run_streams_from_start_to_finish_and_is_stored() {
 
     // Graceful stop; a new server rebuilds the stream of the stored run.
     assert_eq!(s.stop(), Some(0));
+    // Once the server is gone, `troupe runs` (which opens the store itself) lists the run.
+    let out = Command::new(env!("CARGO_BIN_EXE_troupe"))
+        .arg("--config")
+        .arg(&w.config)
+        .args(["runs", "--json"])
+        .current_dir(&w.project)
+        .env("TROUPE_HOME", &w.home)
+        .output()
+        .unwrap();
+    let runs: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(runs[0]["id"], id.as_str());
+    assert_eq!(runs[0]["state"], "completed");
     let s = Server::start(&w, &[], &[]);
     let replayed = s.events(&id).await;
     assert_eq!(kinds(&replayed), kinds(&events));
