@@ -104,7 +104,10 @@ fn text(b: &[u8]) -> String {
 #[test]
 fn piped_tasks_run_and_follow_ups_see_the_conversation() {
     let w = world();
-    let out = piped(&w, "write the parser\n\nnow add tests \\\nfor it\n/history\n");
+    let out = piped(
+        &w,
+        "write the parser\n\nnow add tests \\\nfor it\n/history\n/export obsidian vault\n",
+    );
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
     assert!(stdout.contains("» write the parser"), "{stdout}");
@@ -112,6 +115,15 @@ fn piped_tasks_run_and_follow_ups_see_the_conversation() {
     assert_eq!(stdout.matches("✔ completed").count(), 2, "{stdout}");
     assert!(stdout.contains("1. [completed] write the parser"), "{stdout}");
     assert!(stdout.contains("2. [completed] now add tests \nfor it"), "{stdout}");
+    // The memory of the session exported as a vault.
+    assert!(stdout.contains("Open the folder as a vault in Obsidian"), "{stdout}");
+    assert!(w.project.join("vault/_Index.md").is_file());
+    let notes = std::process::Command::new("grep")
+        .args(["-rl", "write the parser"])
+        .arg(w.project.join("vault"))
+        .output()
+        .unwrap();
+    assert!(!notes.stdout.is_empty(), "no note mentions the first task");
     // The second task's prompt carries the first turn; the continued line is one task.
     let prompts = std::fs::read_to_string(&w.prompts).unwrap();
     let second = prompts.split("=====").nth(1).unwrap();
@@ -124,7 +136,7 @@ fn slash_commands_work_through_a_pipe() {
     let w = world();
     let out = piped(
         &w,
-        "/help\n/workflows\n/workflow slow\n/workflow\n/workflow solo\n/agents\n/offline on\n/offline\n/offline off\n/runs\n/context search parser\n/export obsidian /tmp/nowhere\n/clear\n/history\n/quit\nthis is never run\n",
+        "/help\n/workflows\n/workflow slow\n/workflow\n/workflow solo\n/agents\n/offline on\n/offline\n/offline off\n/runs\n/context search parser\n/export obsidian vault\n/clear\n/history\n/quit\nthis is never run\n",
     );
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
@@ -139,13 +151,14 @@ fn slash_commands_work_through_a_pipe() {
         "online: every configured agent",
         "No runs yet.",
         "No hits",
-        "not available yet",
+        "Open the folder as a vault in Obsidian",
         "New conversation",
         "No tasks yet in this session.",
     ] {
         assert!(stdout.contains(expected), "missing {expected:?} in:\n{stdout}\n{stderr}");
     }
     assert!(!stdout.contains("this is never run"), "{stdout}");
+    assert!(w.project.join("vault").is_dir());
 }
 
 #[test]

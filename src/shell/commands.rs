@@ -3,7 +3,7 @@
 use anyhow::Result;
 use troupe_adapters::config::AgentKind;
 use troupe_adapters::which::find_program;
-use troupe_context::{Scope, SearchQuery, project_id_for};
+use troupe_context::{Scope, SearchQuery, obsidian, project_id_for};
 use troupe_workflows::config::DYNAMIC_WORKFLOW;
 
 use super::{Flow, SHELL_OFFLINE, Session, new_conversation};
@@ -291,8 +291,39 @@ async fn export(session: &mut Session, rest: &str) -> Flow {
     if what != "obsidian" || dir.is_empty() {
         return usage(session, "usage: /export obsidian DIR");
     }
-    println!(
-        "The Obsidian export is not available yet in this build (it is being added to the project memory); nothing was written to {dir}."
-    );
+    let Some(store) = session.runtime.context_store().cloned() else {
+        eprintln!("troupe: the project memory is not open");
+        session.failed = true;
+        return Flow::Continue;
+    };
+    let path = session.project.clone().unwrap_or_else(|| session.runtime.config().project_path());
+    let id = match project_id_for(&path) {
+        Ok((id, _)) => id,
+        Err(e) => {
+            eprintln!("troupe: the project {}: {e}", path.display());
+            session.failed = true;
+            return Flow::Continue;
+        }
+    };
+    let options = obsidian::ExportOptions::new(dir, Scope::Project(id));
+    match tokio::task::spawn_blocking(move || obsidian::export(&store, &options)).await {
+        Ok(Ok(s)) => println!(
+            "Exported {} note(s) to {}: {} written, {} unchanged, {} removed, {} link(s). Open the folder as a vault in Obsidian.",
+            s.notes,
+            s.dir.display(),
+            s.written,
+            s.unchanged,
+            s.removed,
+            s.links
+        ),
+        Ok(Err(e)) => {
+            eprintln!("troupe: the export failed: {e}");
+            session.failed = true;
+        }
+        Err(e) => {
+            eprintln!("troupe: the export failed: {e}");
+            session.failed = true;
+        }
+    }
     Flow::Continue
 }
