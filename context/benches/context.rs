@@ -1,1 +1,415 @@
-fn main() {}
+//! Context benchmarks: ingest throughput (with and without embeddings, against raw
+//! fastembed in the same run), search latency (BM25, vector, hybrid) at 10k and 100k nodes,
+//! and disk use. Needs the embedding model (`scripts/setup.sh --assets-only`).
+//!
+//!     cargo bench -p troupe-context --bench context            # full run
+//!     cargo bench -p troupe-context --bench context -- --quick # small sizes, a smoke test
+//!
+//! The 100k-node store embeds 10k distinct texts with the real model and gives the other
+//! nodes a perturbed copy of one of those vectors (brute-force search costs the same for any
+//! vector content); every query is embedded by the real model, inside the timed section.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use troupe_context::{
+    Embedder, NewNode, NodeType, OnnxEmbedder, ProjectId, Scope, SearchMode, SearchQuery, Store,
+    StoreOptions,
+};
+
+/// Deterministic xorshift generator.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    fn unit(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 24) as f32
+    }
+}
+
+/// Words of this repository's text, most frequent first: a realistic technical vocabulary.
+fn vocabulary(repo: &Path) -> Vec<String> {
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    let mut stack = vec![repo.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for e in entries.flatten() {
+            let p = e.path();
+            let name = e.file_name().to_string_lossy().to_string();
+            if name.starts_with('.') || name == "target" {
+                continue;
+            }
+            if p.is_dir() {
+                stack.push(p);
+            } else if name.ends_with(".md") || name.ends_with(".rs") {
+                let text = std::fs::read_to_string(&p).unwrap_or_default();
+                for w in text.split(|c: char| !c.is_alphabetic()) {
+                    if (3..=14).contains(&w.len()) {
+                        *counts.entry(w.to_lowercase()).or_default() += 1;
+                    }
+                }
+            }
+        }
+    }
+    let mut words: Vec<(String, usize)> = counts.into_iter().collect();
+    words.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    words.into_iter().map(|w| w.0).take(5000).collect()
+}
+
+/// Zipf-distributed words.
+struct Words {
+    vocab: Vec<String>,
+    cumulative: Vec<f64>,
+}
+
+impl Words {
+    fn new(vocab: Vec<String>) -> Words {
+        let mut acc = 0.0;
+        let cumulative = (1..=vocab.len())
+            .map(|r| {
+                acc += 1.0 / r as f64;
+                acc
+            })
+            .collect();
+        Words { vocab, cumulative }
+    }
+
+    fn sentence(&self, rng: &mut Rng, n: usize) -> String {
+        let total = *self.cumulative.last().unwrap();
+        (0..n)
+            .map(|_| {
+                let x = f64::from(rng.unit()) * total;
+                let i = self.cumulative.partition_point(|c| *c < x).min(self.vocab.len() - 1);
+                self.vocab[i].as_str()
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+const TYPES: [NodeType; 6] = [
+    NodeType::Task,
+    NodeType::Decision,
+    NodeType::Mistake,
+    NodeType::Pattern,
+    NodeType::Conversation,
+    NodeType::File,
+];
+
+fn corpus(words: &Words, seed: u64, n: usize) -> Vec<(NodeType, String, String)> {
+    let mut rng = Rng(seed);
+    (0..n)
+        .map(|i| {
+            let t = TYPES[i % TYPES.len()];
+            let n = 4 + rng.below(6);
+            let title = words.sentence(&mut rng, n);
+            let n = 20 + rng.below(40);
+            let body = words.sentence(&mut rng, n);
+            (t, title, body)
+        })
+        .collect()
+}
+
+/// The text the store embeds for a node (title, newline, body: see `embed_text`).
+fn embed_text(title: &str, body: &str) -> String {
+    format!("{title}\n{body}")
+}
+
+/// Real model for queries, precomputed vectors for the bulk of a large corpus.
+#[derive(Debug)]
+struct Precomputed {
+    real: Arc<OnnxEmbedder>,
+    vectors: Mutex<HashMap<String, Vec<f32>>>,
+}
+
+impl Embedder for Precomputed {
+    fn model_id(&self) -> &str {
+        self.real.model_id()
+    }
+    fn dims(&self) -> usize {
+        self.real.dims()
+    }
+    fn embed(&self, texts: &[&str]) -> troupe_context::Result<Vec<Vec<f32>>> {
+        let known = self.vectors.lock().unwrap();
+        if texts.iter().all(|t| known.contains_key(*t)) {
+            return Ok(texts.iter().map(|t| known[*t].clone()).collect());
+        }
+        drop(known);
+        self.real.embed(texts)
+    }
+    fn count_tokens(&self, text: &str) -> Option<usize> {
+        self.real.count_tokens(text)
+    }
+}
+
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim().to_string()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2}", d.as_secs_f64() * 1000.0)
+}
+
+fn dir_size(path: &Path) -> u64 {
+    let mut total = 0;
+    if let Ok(entries) = std::fs::read_dir(path) {
+        for e in entries.flatten() {
+            match e.metadata() {
+                Ok(m) if m.is_dir() => total += dir_size(&e.path()),
+                Ok(m) => total += m.len(),
+                Err(_) => {}
+            }
+        }
+    }
+    total
+}
+
+fn assets_dir() -> PathBuf {
+    let home = std::env::var_os("TROUPE_HOME").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(std::env::var_os("HOME").unwrap()).join(".local/share/troupe")
+    });
+    let assets = home.join("assets");
+    let missing = troupe_context::EmbeddingAssets::in_assets_dir(&assets).missing();
+    assert!(missing.is_empty(), "embedding model missing: run `scripts/setup.sh --assets-only`");
+    assets
+}
+
+fn ingest(
+    store: &Store,
+    p: &ProjectId,
+    docs: &[(NodeType, String, String)],
+    batch: usize,
+) -> Duration {
+    let start = Instant::now();
+    for chunk in docs.chunks(batch) {
+        let nodes = chunk.iter().map(|(t, title, body)| NewNode::new(p, *t, title, body)).collect();
+        store.upsert_nodes(nodes).unwrap();
+    }
+    start.elapsed()
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
+    let words = Words::new(vocabulary(&repo));
+    let assets = assets_dir();
+    let real = Arc::new(OnnxEmbedder::from_assets_dir(&assets).unwrap());
+    let p = ProjectId::new("bench").unwrap();
+    println!("# troupe-context benchmarks{}", if quick { " (quick)" } else { "" });
+    println!("load average at start: {}", load());
+    println!("vocabulary: {} words from this repository, Zipf-distributed", words.vocab.len());
+
+    if std::env::var_os("BENCH_SKIP_INGEST").is_none() {
+        ingest_section(&words, &real, &p, quick);
+    }
+    search_section(&words, &real, &p, quick);
+}
+
+fn ingest_section(words: &Words, real: &Arc<OnnxEmbedder>, p: &ProjectId, quick: bool) {
+    // --- Ingest: raw fastembed vs the store on the same texts, interleaved in rounds so
+    // that load from other processes hits both alike.
+    let (rounds, per_round) = if quick { (2, 64) } else { (6, 200) };
+    let docs = corpus(words, 7, per_round);
+    let texts: Vec<String> = docs.iter().map(|(_, t, b)| embed_text(t, b)).collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    real.embed_raw(&refs[..32.min(refs.len())], 32).unwrap(); // warm-up
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), StoreOptions::with_embedder(real.clone())).unwrap();
+    let (mut raw, mut sorted, mut with) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    let mut ratios = Vec::new();
+    for _ in 0..rounds {
+        let start = Instant::now();
+        real.embed_raw(&refs, 32).unwrap();
+        let r = start.elapsed();
+        let start = Instant::now();
+        real.embed(&refs).unwrap();
+        sorted += start.elapsed();
+        // Same texts, new nodes: one batch, as a scan stores them.
+        let w = ingest(&store, p, &docs, per_round);
+        ratios.push(r.as_secs_f64() / w.as_secs_f64());
+        raw += r;
+        with += w;
+    }
+    drop(store);
+    ratios.sort_by(f64::total_cmp);
+    let n_embed = rounds * per_round;
+    let n_plain = if quick { 2000 } else { 10_000 };
+    let plain_docs = corpus(words, 11, n_plain);
+    let dir2 = tempfile::tempdir().unwrap();
+    let store = Store::open(dir2.path(), StoreOptions::without_embeddings()).unwrap();
+    let without = ingest(&store, p, &plain_docs, 256);
+    let plain_disk = dir_size(store.root());
+    drop(store);
+    let rate = |n: usize, d: Duration| n as f64 / d.as_secs_f64();
+    println!(
+        "\n## Ingest ({rounds} interleaved rounds of {per_round} texts of 25–70 words; the store writes each round as one batch: one transaction, one index commit, one flush)"
+    );
+    println!("| what | items | time (s) | items/s |");
+    println!("|---|---:|---:|---:|");
+    println!(
+        "| raw fastembed `embed` (batch 32) | {n_embed} | {:.2} | {:.0} |",
+        raw.as_secs_f64(),
+        rate(n_embed, raw)
+    );
+    println!(
+        "| troupe embedder (length-sorted batches of 32) | {n_embed} | {:.2} | {:.0} |",
+        sorted.as_secs_f64(),
+        rate(n_embed, sorted)
+    );
+    println!(
+        "| store ingest with embeddings | {n_embed} | {:.2} | {:.0} |",
+        with.as_secs_f64(),
+        rate(n_embed, with)
+    );
+    println!(
+        "| store ingest without embeddings (batches of 256) | {n_plain} | {:.2} | {:.0} |",
+        without.as_secs_f64(),
+        rate(n_plain, without)
+    );
+    println!(
+        "\ningest with embeddings = {:.0}% of raw fastembed throughput over the run (median round {:.0}%; goal ≥ 80%)",
+        100.0 * rate(n_embed, with) / rate(n_embed, raw),
+        100.0 * ratios[ratios.len() / 2]
+    );
+    println!("disk, {n_plain} nodes without vectors: {:.1} MiB", plain_disk as f64 / 1048576.0);
+}
+
+fn search_section(words: &Words, real: &Arc<OnnxEmbedder>, p: &ProjectId, quick: bool) {
+    // --- Search latency.
+    // BENCH_SIZES=100000 BENCH_DISTINCT=1000 BENCH_SKIP_INGEST=1 narrow a run down.
+    let env_num = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<usize>().ok());
+    let sizes: Vec<usize> = match std::env::var("BENCH_SIZES") {
+        Ok(v) => v.split(',').filter_map(|x| x.trim().parse().ok()).collect(),
+        Err(_) if quick => vec![2000],
+        Err(_) => vec![10_000, 100_000],
+    };
+    let distinct = env_num("BENCH_DISTINCT").unwrap_or(if quick { 500 } else { 10_000 });
+    let base = corpus(words, 13, distinct);
+    let base_texts: Vec<String> = base.iter().map(|(_, t, b)| embed_text(t, b)).collect();
+    let base_refs: Vec<&str> = base_texts.iter().map(String::as_str).collect();
+    let start = Instant::now();
+    let base_vectors = real.embed(&base_refs).unwrap();
+    println!(
+        "\n(embedded {distinct} distinct texts for the search stores in {:.1} s)",
+        start.elapsed().as_secs_f64()
+    );
+    let queries: Vec<String> = {
+        let mut rng = Rng(99);
+        (0..if quick { 50 } else { 300 })
+            .map(|_| {
+                let n = 3 + rng.below(5);
+                words.sentence(&mut rng, n)
+            })
+            .collect()
+    };
+    println!(
+        "\n## Search latency ({} queries per mode, limit 10, after 20 warm-up queries; vector and hybrid include embedding the query)",
+        queries.len()
+    );
+    println!("| nodes | mode | p50 (ms) | p99 (ms) | mean (ms) |");
+    println!("|---:|---|---:|---:|---:|");
+    let mut disk_lines = Vec::new();
+    for &n in &sizes {
+        let mut rng = Rng(n as u64);
+        let mut vectors: HashMap<String, Vec<f32>> = HashMap::with_capacity(n);
+        let mut docs = Vec::with_capacity(n);
+        for i in 0..n {
+            let k = i % distinct;
+            let (t, title, body) = &base[k];
+            let (title, mut v) = if i < distinct {
+                (title.clone(), base_vectors[k].clone())
+            } else {
+                // A variant: other title words, the vector nudged and renormalised.
+                let v: Vec<f32> =
+                    base_vectors[k].iter().map(|x| x + (rng.unit() - 0.5) * 0.02).collect();
+                (format!("{title} {}", words.sentence(&mut rng, 2)), v)
+            };
+            let norm: f32 = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            v.iter_mut().for_each(|x| *x /= norm);
+            vectors.insert(embed_text(&title, body), v);
+            docs.push((*t, title, body.clone()));
+        }
+        let embedder = Arc::new(Precomputed { real: real.clone(), vectors: Mutex::new(vectors) });
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::with_embedder(embedder)).unwrap();
+        let took = ingest(&store, p, &docs, 1000);
+        let disk = dir_size(store.root());
+        disk_lines.push(format!(
+            "| {n} | {:.1} | {:.1} | {:.0} |",
+            disk as f64 / 1048576.0,
+            disk as f64 / 1048576.0 / (n as f64 / 10_000.0),
+            n as f64 / took.as_secs_f64()
+        ));
+        for mode in [SearchMode::Bm25, SearchMode::Vector, SearchMode::Hybrid] {
+            let run = |q: &str| {
+                store
+                    .search(&SearchQuery::new(q, Scope::Project(p.clone())).mode(mode).limit(10))
+                    .unwrap()
+            };
+            for q in queries.iter().take(20) {
+                run(q);
+            }
+            let mut times: Vec<Duration> = queries
+                .iter()
+                .map(|q| {
+                    let start = Instant::now();
+                    let r = run(q);
+                    let t = start.elapsed();
+                    assert!(r.hits.len() <= 10);
+                    t
+                })
+                .collect();
+            times.sort();
+            let mean = times.iter().sum::<Duration>() / times.len() as u32;
+            println!(
+                "| {n} | {} | {} | {} | {} |",
+                mode.as_str(),
+                ms(percentile(&times, 0.5)),
+                ms(percentile(&times, 0.99)),
+                ms(mean)
+            );
+        }
+    }
+    let mut qtimes: Vec<Duration> = queries
+        .iter()
+        .map(|q| {
+            let start = Instant::now();
+            real.embed(&[q.as_str()]).unwrap();
+            start.elapsed()
+        })
+        .collect();
+    qtimes.sort();
+    println!(
+        "| – | query embedding alone | {} | {} | |",
+        ms(percentile(&qtimes, 0.5)),
+        ms(percentile(&qtimes, 0.99))
+    );
+    println!("\nload average at end: {}", load());
+    println!("\n## Disk use (sled graph + tantivy index, vectors of 384 f32 included)");
+    println!(
+        "| nodes | MiB | MiB per 10k nodes | ingest nodes/s (precomputed vectors, batches of 1000) |"
+    );
+    println!("|---:|---:|---:|---:|");
+    for l in disk_lines {
+        println!("{l}");
+    }
+}

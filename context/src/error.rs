@@ -28,6 +28,17 @@ pub enum Error {
         owner: Option<Owner>,
     },
 
+    /// This process has the store open already: share that [`crate::Store`] (it is cheap
+    /// to clone) instead of opening the folder twice.
+    #[error(
+        "the context store at {} is already open in this process; share the open Store (it is cheap to clone)",
+        path.display()
+    )]
+    AlreadyOpen {
+        /// The store folder.
+        path: PathBuf,
+    },
+
     /// A node, edge, project or record does not exist.
     #[error("{what} not found")]
     NotFound {

@@ -286,8 +286,17 @@ impl Store {
             e.1.vector = Some(Ranked { rank: i + 1, score: *s });
             e.0 += if fuse { 1.0 / (query.rrf_k + (i + 1) as f64) } else { f64::from(*s) };
         }
-        let mut hits: Vec<SearchHit> = Vec::with_capacity(found.len());
-        for (id, (score, found_by)) in found {
+        let mut candidates: Vec<(NodeId, f64, FoundBy)> =
+            found.into_iter().map(|(id, (score, by))| (id, score, by)).collect();
+        candidates.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        // Without recency weighting the order is final: read only the nodes that can make
+        // the cut (graph neighbours added later score below the hit they come from).
+        let wanted = if query.recency.is_some() { usize::MAX } else { query.limit };
+        let mut hits: Vec<SearchHit> = Vec::with_capacity(query.limit.min(candidates.len()));
+        for (id, score, found_by) in candidates {
+            if hits.len() >= wanted {
+                break;
+            }
             // The index and matrices only hold nodes in scope; check anyway, so that a
             // node of another project can never be returned.
             if let Some(node) = self.get_node(&id)?
@@ -356,16 +365,30 @@ impl Store {
             Scope::Project(p) => vec![p.clone()],
             Scope::All => self.project_ids()?,
         };
+        // Candidates by the quantised scan, a few more than asked, then exact cosine from the
+        // stored f32 vectors decides the order.
+        let oversampled = k * 2 + 16;
         let mut all = Vec::new();
         for p in &projects {
             let matrix = self.project_vectors(p)?;
-            let matrix = matrix.read().unwrap_or_else(PoisonError::into_inner);
-            all.extend(matrix.top_k(query, types, k));
+            let candidates = {
+                let matrix = matrix.read().unwrap_or_else(PoisonError::into_inner);
+                matrix.top_k(query, types, oversampled)
+            };
+            for (id, approx) in candidates {
+                let exact = match self.trees().vectors.get(crate::store::vector_key(p, &id))? {
+                    Some(bytes) => match vectors::decode(&bytes) {
+                        Some((_, v)) if v.len() == query.len() => vectors::dot(&v, query),
+                        _ => approx,
+                    },
+                    // Deleted since the scan.
+                    None => continue,
+                };
+                all.push((id, exact));
+            }
         }
-        if projects.len() > 1 {
-            all.sort_by(|a, b| b.1.total_cmp(&a.1));
-            all.truncate(k);
-        }
+        all.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        all.truncate(k);
         Ok(all)
     }
 

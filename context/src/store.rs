@@ -221,10 +221,11 @@ impl Store {
         let db = match sled::Config::new().path(root.join("graph")).open() {
             Ok(db) => db,
             Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
-                return Err(Error::Locked {
-                    path: root.to_path_buf(),
-                    owner: OwnerFile::read(&owner_path),
-                });
+                let owner = OwnerFile::read(&owner_path);
+                if owner.as_ref().is_some_and(|o| o.pid == std::process::id()) {
+                    return Err(Error::AlreadyOpen { path: root.to_path_buf() });
+                }
+                return Err(Error::Locked { path: root.to_path_buf(), owner });
             }
             Err(e) => return Err(e.into()),
         };

@@ -62,13 +62,50 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<(NodeType, Vec<f32>)> {
     Some((node_type, v))
 }
 
-/// One project's vectors as a row-major matrix.
+/// Scalar quantisation: `v ≈ q × scale` with `q` in -127..=127.
+pub(crate) fn quantise(v: &[f32]) -> (Vec<i8>, f32) {
+    let max = v.iter().fold(0f32, |m, x| m.max(x.abs()));
+    if max == 0.0 || !max.is_finite() {
+        return (vec![0; v.len()], 0.0);
+    }
+    let scale = max / 127.0;
+    (v.iter().map(|x| (x / scale).round().clamp(-127.0, 127.0) as i8).collect(), scale)
+}
+
+/// Integer dot product with sixteen independent accumulators (vectorised by the compiler).
+/// 384 × 127 × 127 fits an `i32` many times over.
+pub(crate) fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [0i32; 16];
+    let chunks_a = a.chunks_exact(16);
+    let chunks_b = b.chunks_exact(16);
+    let (rest_a, rest_b) = (chunks_a.remainder(), chunks_b.remainder());
+    for (ca, cb) in chunks_a.zip(chunks_b) {
+        for i in 0..16 {
+            acc[i] += i32::from(ca[i]) * i32::from(cb[i]);
+        }
+    }
+    let mut sum: i32 = acc.iter().sum();
+    for (x, y) in rest_a.iter().zip(rest_b) {
+        sum += i32::from(*x) * i32::from(*y);
+    }
+    sum
+}
+
+/// Rows above which a scan is split over two threads.
+const PARALLEL_ROWS: usize = 32_768;
+
+/// One project's vectors, quantised to `i8` (a quarter of the memory and of the memory
+/// traffic of `f32`, which is what bounds a brute-force scan). The exact `f32` vectors stay
+/// in sled; [`crate::Store`] rescores the best candidates with them.
 #[derive(Debug, Default)]
 pub(crate) struct ProjectVectors {
     dims: usize,
     ids: Vec<NodeId>,
     types: Vec<NodeType>,
-    data: Vec<f32>,
+    quant: Vec<i8>,
+    scales: Vec<f32>,
     rows: HashMap<NodeId, usize>,
 }
 
@@ -89,16 +126,19 @@ impl ProjectVectors {
             self.remove(id);
             return;
         }
+        let (q, scale) = quantise(v);
         match self.rows.get(id) {
             Some(&row) => {
                 self.types[row] = node_type;
-                self.data[row * self.dims..(row + 1) * self.dims].copy_from_slice(v);
+                self.scales[row] = scale;
+                self.quant[row * self.dims..(row + 1) * self.dims].copy_from_slice(&q);
             }
             None => {
                 self.rows.insert(id.clone(), self.ids.len());
                 self.ids.push(id.clone());
                 self.types.push(node_type);
-                self.data.extend_from_slice(v);
+                self.scales.push(scale);
+                self.quant.extend_from_slice(&q);
             }
         }
     }
@@ -111,34 +151,95 @@ impl ProjectVectors {
             let moved = self.ids[last].clone();
             self.ids.swap(row, last);
             self.types.swap(row, last);
+            self.scales.swap(row, last);
             let d = self.dims;
-            self.data.copy_within(last * d..(last + 1) * d, row * d);
+            self.quant.copy_within(last * d..(last + 1) * d, row * d);
             self.rows.insert(moved, row);
         }
         self.ids.pop();
         self.types.pop();
-        self.data.truncate(last * self.dims);
+        self.scales.pop();
+        self.quant.truncate(last * self.dims);
     }
 
-    /// The `k` rows most similar to `query`, best first, among `types` (all when empty).
+    /// The `k` rows with the highest approximate (quantised) similarity to `query`, best
+    /// first, among `types` (all when empty).
     pub(crate) fn top_k(&self, query: &[f32], types: &[NodeType], k: usize) -> Vec<(NodeId, f32)> {
         if k == 0 || query.len() != self.dims || self.ids.is_empty() {
             return Vec::new();
         }
-        let mut scored: Vec<(usize, f32)> = Vec::with_capacity(self.ids.len());
-        for (row, chunk) in self.data.chunks_exact(self.dims).enumerate() {
-            if !types.is_empty() && !types.contains(&self.types[row]) {
-                continue;
+        let (q, q_scale) = quantise(query);
+        let n = self.ids.len();
+        let scan = |from: usize, to: usize| {
+            let mut top = TopK::new(k);
+            for row in from..to {
+                if !types.is_empty() && !types.contains(&self.types[row]) {
+                    continue;
+                }
+                let chunk = &self.quant[row * self.dims..(row + 1) * self.dims];
+                let score = dot_i8(chunk, &q) as f32 * self.scales[row] * q_scale;
+                top.push(row, score);
             }
-            scored.push((row, dot(chunk, query)));
+            top.into_sorted()
+        };
+        let threads = std::thread::available_parallelism().map_or(1, |p| p.get()).min(2);
+        let mut best = if n >= PARALLEL_ROWS && threads > 1 {
+            let mid = n / 2;
+            let (mut a, b) = std::thread::scope(|s| {
+                let upper = s.spawn(|| scan(mid, n));
+                let lower = scan(0, mid);
+                (lower, upper.join().unwrap_or_default())
+            });
+            a.extend(b);
+            a.sort_by(|x, y| y.1.total_cmp(&x.1));
+            a.truncate(k);
+            a
+        } else {
+            scan(0, n)
+        };
+        best.truncate(k);
+        best.into_iter().map(|(row, s)| (self.ids[row].clone(), s)).collect()
+    }
+}
+
+/// The best `k` of a stream of scored rows.
+struct TopK {
+    k: usize,
+    items: Vec<(usize, f32)>,
+    /// Index of the worst kept item, once `items` is full.
+    worst: usize,
+}
+
+impl TopK {
+    fn new(k: usize) -> TopK {
+        TopK { k, items: Vec::with_capacity(k), worst: 0 }
+    }
+
+    fn push(&mut self, row: usize, score: f32) {
+        if self.items.len() < self.k {
+            self.items.push((row, score));
+            if self.items.len() == self.k {
+                self.find_worst();
+            }
+        } else if score > self.items[self.worst].1 {
+            self.items[self.worst] = (row, score);
+            self.find_worst();
         }
-        let by_score = |a: &(usize, f32), b: &(usize, f32)| b.1.total_cmp(&a.1);
-        if scored.len() > k {
-            scored.select_nth_unstable_by(k - 1, by_score);
-            scored.truncate(k);
+    }
+
+    fn find_worst(&mut self) {
+        let mut w = 0;
+        for (i, item) in self.items.iter().enumerate() {
+            if item.1 < self.items[w].1 {
+                w = i;
+            }
         }
-        scored.sort_by(by_score);
-        scored.into_iter().map(|(row, s)| (self.ids[row].clone(), s)).collect()
+        self.worst = w;
+    }
+
+    fn into_sorted(mut self) -> Vec<(usize, f32)> {
+        self.items.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        self.items
     }
 }
 
@@ -217,6 +318,60 @@ mod tests {
     }
 
     #[test]
+    fn quantised_dot_products_track_the_exact_ones() {
+        let mut rng = 12345u64;
+        let mut next = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            (rng >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        };
+        for _ in 0..50 {
+            let mut a: Vec<f32> = (0..384).map(|_| next()).collect();
+            let mut b: Vec<f32> = (0..384).map(|_| next()).collect();
+            normalise(&mut a);
+            normalise(&mut b);
+            let (qa, sa) = quantise(&a);
+            let (qb, sb) = quantise(&b);
+            let approx = dot_i8(&qa, &qb) as f32 * sa * sb;
+            assert!((approx - dot(&a, &b)).abs() < 0.01, "{approx} vs {}", dot(&a, &b));
+        }
+        assert_eq!(quantise(&[0.0, 0.0]), (vec![0, 0], 0.0));
+        assert_eq!(dot_i8(&[127; 19], &[-127; 19]), -127 * 127 * 19);
+    }
+
+    #[test]
+    fn top_k_keeps_the_best_in_order() {
+        let mut t = TopK::new(3);
+        for (row, s) in [(0, 0.1), (1, 0.9), (2, 0.5), (3, 0.7), (4, 0.2), (5, 0.95)] {
+            t.push(row, s);
+        }
+        assert_eq!(t.into_sorted(), vec![(5, 0.95), (1, 0.9), (3, 0.7)]);
+    }
+
+    #[test]
+    fn a_parallel_scan_finds_the_same_rows_as_a_serial_one() {
+        let dims = 8;
+        let mut p = ProjectVectors::new(dims);
+        for i in 0..PARALLEL_ROWS + 100 {
+            let v: Vec<f32> =
+                (0..dims).map(|d| ((i * 7 + d * 13) % 101) as f32 / 101.0 - 0.5).collect();
+            p.upsert(&id(&format!("n{i}")), NodeType::Task, &v);
+        }
+        let query: Vec<f32> = (0..dims).map(|d| d as f32 / 8.0 - 0.4).collect();
+        let top = p.top_k(&query, &[], 10);
+        assert_eq!(top.len(), 10);
+        // The best row by brute force over the same quantised scores.
+        let (q, qs) = quantise(&query);
+        let mut all: Vec<(usize, f32)> = (0..p.len())
+            .map(|r| (r, dot_i8(&p.quant[r * dims..(r + 1) * dims], &q) as f32 * p.scales[r] * qs))
+            .collect();
+        all.sort_by(|a, b| b.1.total_cmp(&a.1));
+        assert_eq!(top[0].1, all[0].1);
+        assert_eq!(top[9].1, all[9].1);
+    }
+
+    #[test]
     fn upsert_remove_and_top_k_keep_rows_consistent() {
         let mut p = ProjectVectors::new(2);
         p.upsert(&id("a"), NodeType::Task, &[1.0, 0.0]);
@@ -237,5 +392,43 @@ mod tests {
         p.upsert(&id("c"), NodeType::Task, &[1.0]);
         assert_eq!(p.len(), 1);
         assert!(p.top_k(&[1.0], &[], 1).is_empty());
+    }
+}
+
+#[cfg(test)]
+mod timing {
+    use super::*;
+
+    /// `cargo test --release -p troupe-context --lib vectors::timing -- --ignored --nocapture`
+    #[test]
+    #[ignore = "timing, not a test"]
+    fn scan_100k() {
+        let dims = 384;
+        let mut p = ProjectVectors::new(dims);
+        let mut x = 1u64;
+        for i in 0..100_000 {
+            let v: Vec<f32> = (0..dims)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    (x >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+                })
+                .collect();
+            p.upsert(&NodeId::new(format!("n{i}")).unwrap(), NodeType::Task, &v);
+        }
+        let q: Vec<f32> = (0..dims).map(|d| d as f32 / 384.0 - 0.5).collect();
+        for _ in 0..3 {
+            let t = std::time::Instant::now();
+            let r = p.top_k(&q, &[], 116);
+            eprintln!("top_k: {:?} ({} hits)", t.elapsed(), r.len());
+        }
+        let (qq, _) = quantise(&q);
+        let t = std::time::Instant::now();
+        let mut s = 0i64;
+        for row in 0..100_000 {
+            s += i64::from(dot_i8(&p.quant[row * dims..(row + 1) * dims], &qq));
+        }
+        eprintln!("dot_i8 only, serial: {:?} ({s})", t.elapsed());
     }
 }

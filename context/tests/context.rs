@@ -1521,3 +1521,50 @@ mod quality {
         assert_eq!(ndcg_at_10(&["x".into()], rel), 0.0);
     }
 }
+
+mod api {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync + Clone + 'static>() {}
+
+    #[test]
+    fn the_store_and_collections_can_be_shared_across_threads() {
+        assert_send_sync::<Store>();
+        assert_send_sync::<troupe_context::Collection>();
+        let dir = TempDir::new().unwrap();
+        let store = hash_store(dir.path());
+        let p = project("p");
+        let handles: Vec<_> = (0..4)
+            .map(|t| {
+                let store = store.clone();
+                let p = p.clone();
+                std::thread::spawn(move || {
+                    let log = store.collection("log").unwrap();
+                    for i in 0..10 {
+                        add(&store, &p, NodeType::Task, &format!("thread {t} task {i}"), "shared");
+                        log.append(&json!({"t": t, "i": i})).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        let stats = store.stats(&Scope::All).unwrap();
+        assert_eq!((stats.total_nodes, stats.index_docs, stats.embedded), (40, 40, 40));
+        assert_eq!(store.collection("log").unwrap().len(), 40);
+        let r = store
+            .search(&SearchQuery::new("shared", &p).mode(SearchMode::Bm25).limit(100))
+            .unwrap();
+        assert_eq!(r.hits.len(), 40);
+    }
+
+    #[test]
+    fn opening_the_same_store_twice_in_one_process_says_to_share_it() {
+        let dir = TempDir::new().unwrap();
+        let _first = hash_store(dir.path());
+        let e = Store::open(dir.path(), StoreOptions::without_embeddings()).unwrap_err();
+        assert!(matches!(e, Error::AlreadyOpen { .. }), "{e}");
+        assert!(e.to_string().contains("share the open Store"), "{e}");
+    }
+}
