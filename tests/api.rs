@@ -393,6 +393,7 @@ async fn bad_requests_get_json_errors() {
         ("{}", "bad_json"),
         ("{\"task\": \"x\", \"colour\": \"red\"}", "bad_json"),
         ("{\"task\": \"   \"}", "invalid_request"),
+        ("{\"task\": \"x\", \"workflow\": \"nope\"}", "unknown_workflow"),
         ("{\"task\": \"x\", \"max_iterations\": 0}", "invalid_request"),
         ("{\"task\": \"x\", \"project\": \"/does/not/exist\"}", "invalid_request"),
     ] {

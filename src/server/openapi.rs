@@ -98,7 +98,7 @@ pub fn document() -> Value {
                 "requestBody": { "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/ExecuteRequest" } } } },
                 "responses": {
                     "202": ok("Started", json!({ "type": "object", "properties": { "run_id": { "type": "string" }, "events": { "type": "string" } } })),
-                    "400": err("Bad JSON, unknown field, empty task, or a request that cannot run (offline with cloud-only steps)"),
+                    "400": err("Bad JSON, unknown field, empty task, unknown workflow, or a request that cannot run (offline with cloud-only steps)"),
                     "401": err("Token missing or wrong"),
                     "413": err("Body larger than 256 KiB")
                 }

@@ -162,6 +162,17 @@ pub async fn execute(state: Data, body: web::Json<ExecuteBody>) -> ApiResult {
     if body.task.trim().is_empty() {
         return Err(ApiError::bad_request("invalid_request", "`task` is empty; say what to do"));
     }
+    if let Some(w) = &body.workflow {
+        let config = state.runtime.config();
+        if config.workflow(w).is_none() && w != troupe_workflows::config::DYNAMIC_WORKFLOW {
+            let mut names: Vec<&str> = config.workflows.keys().map(String::as_str).collect();
+            names.push(troupe_workflows::config::DYNAMIC_WORKFLOW);
+            return Err(ApiError::bad_request(
+                "unknown_workflow",
+                format!("no workflow named `{w}`; there are: {}", names.join(", ")),
+            ));
+        }
+    }
     let req = RunRequest {
         task: body.task,
         workflow: body.workflow,
