@@ -335,6 +335,16 @@ async fn a_run_streams_from_start_to_finish_and_is_stored() {
 
     // Connecting after the end still gives the stream from the start.
     assert_eq!(kinds(&s.events(&id).await), kinds(&events));
+    // A reconnecting client continues after the last event it got.
+    let r = s
+        .client
+        .get(s.url(&format!("/api/runs/{id}/events")))
+        .header("Last-Event-ID", "5")
+        .send()
+        .await
+        .unwrap();
+    let rest = parse_sse(&r.text().await.unwrap());
+    assert_eq!(kinds(&rest), ["step_finished", "run_finished"]);
 
     let (status, v) = s.get("/api/runs").await;
     assert_eq!(status, 200);
@@ -380,6 +390,14 @@ async fn a_run_streams_from_start_to_finish_and_is_stored() {
     let s = Server::start(&w, &[], &[]);
     let replayed = s.events(&id).await;
     assert_eq!(kinds(&replayed), kinds(&events));
+    let r = s
+        .client
+        .get(s.url(&format!("/api/runs/{id}/events")))
+        .header("Last-Event-ID", "6")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(kinds(&parse_sse(&r.text().await.unwrap())), ["run_finished"]);
     assert_eq!(replayed.last().unwrap().1["state"], "completed");
 }
 

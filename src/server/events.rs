@@ -142,10 +142,11 @@ pub fn sse_frame(index: usize, event: &RunEvent) -> Bytes {
 
 type Frame = Result<Bytes, actix_web::Error>;
 
-/// The events of a logged run: everything so far, then live until the run ends.
-pub fn log_stream(log: Arc<RunLog>) -> impl Stream<Item = Frame> {
+/// The events of a logged run from index `from` (0, or one past a reconnecting client's
+/// `Last-Event-ID`): everything so far, then live until the run ends.
+pub fn log_stream(log: Arc<RunLog>, from: usize) -> impl Stream<Item = Frame> {
     let rx = log.count.subscribe();
-    futures::stream::unfold((log, rx, 0usize, false), |(log, mut rx, idx, done)| async move {
+    futures::stream::unfold((log, rx, from, false), |(log, mut rx, idx, done)| async move {
         if done {
             return None;
         }
@@ -177,10 +178,16 @@ pub fn log_stream(log: Arc<RunLog>) -> impl Stream<Item = Frame> {
 pub fn stored_stream(
     events: Vec<RunEvent>,
     live: Option<broadcast::Receiver<RunEvent>>,
+    from: usize,
 ) -> impl Stream<Item = Frame> {
-    let first = events.len();
+    let first = events.len().max(from);
     let replay = futures::stream::iter(
-        events.into_iter().enumerate().map(|(i, e)| Ok(sse_frame(i, &e))).collect::<Vec<_>>(),
+        events
+            .into_iter()
+            .enumerate()
+            .skip(from)
+            .map(|(i, e)| Ok(sse_frame(i, &e)))
+            .collect::<Vec<_>>(),
     );
     let live = futures::stream::unfold((live, first), |(rx, idx)| async move {
         let mut rx = rx?;
@@ -286,7 +293,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_quiet_stream_sends_keep_alives_then_events_and_ends_after_the_last() {
         let log = Arc::new(RunLog::new());
-        let mut stream = Box::pin(log_stream(log.clone()));
+        let mut stream = Box::pin(log_stream(log.clone(), 0));
         let first = stream.next().await.unwrap().unwrap();
         assert_eq!(first, keep_alive());
         log.push(finished("r"));
@@ -305,10 +312,15 @@ mod tests {
         });
         log.push(finished("r"));
         log.end();
-        let frames: Vec<_> = log_stream(log).collect().await;
+        let frames: Vec<_> = log_stream(log.clone(), 0).collect().await;
         let text: String =
             frames.into_iter().map(|f| String::from_utf8(f.unwrap().to_vec()).unwrap()).collect();
         assert!(text.contains("event: chunk") && text.contains("event: run_finished"), "{text}");
         assert!(text.find("chunk") < text.find("run_finished"));
+        // A client reconnecting with `Last-Event-ID: 0` gets what came after it.
+        let frames: Vec<_> = log_stream(log, 1).collect().await;
+        assert_eq!(frames.len(), 1);
+        let text = String::from_utf8(frames[0].as_ref().unwrap().to_vec()).unwrap();
+        assert!(text.starts_with("id: 1\nevent: run_finished"), "{text}");
     }
 }

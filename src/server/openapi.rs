@@ -120,8 +120,8 @@ pub fn document() -> Value {
                 }
             } },
             "/api/runs/{id}/events": { "get": {
-                "summary": "The run's events as Server-Sent Events, from the start, then live; the stream ends after run_finished", "security": secured,
-                "parameters": [id_param()],
+                "summary": "The run's events as Server-Sent Events, from the start (or after `Last-Event-ID`), then live; the stream ends after run_finished", "security": secured,
+                "parameters": [id_param(), { "name": "Last-Event-ID", "in": "header", "schema": { "type": "integer" }, "description": "Continue after this event (sent by reconnecting EventSource clients)" }],
                 "responses": {
                     "200": { "description": "`event: <type>` and `data: <RunEvent JSON>` per event", "content": { "text/event-stream": { "schema": { "$ref": "#/components/schemas/RunEvent" } } } },
                     "404": err("No such run"), "401": err("Token missing or wrong")

@@ -237,8 +237,15 @@ pub async fn run(state: Data, id: web::Path<String>, q: web::Query<RunQuery>) ->
 
 /// `GET /api/runs/{id}/events`: Server-Sent Events from the start, then live; the stream
 /// ends after `run_finished`.
-pub async fn run_events(state: Data, id: web::Path<String>) -> ApiResult {
+pub async fn run_events(state: Data, req: HttpRequest, id: web::Path<String>) -> ApiResult {
     let (record, steps) = state.runtime.run(&id)?;
+    // A reconnecting client says the last event it got; it continues after that one.
+    let from = req
+        .headers()
+        .get("Last-Event-ID")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .map_or(0, |last| last + 1);
     let sse = |r: &mut actix_web::HttpResponseBuilder| {
         r.content_type("text/event-stream")
             .insert_header(("Cache-Control", "no-cache"))
@@ -247,7 +254,7 @@ pub async fn run_events(state: Data, id: web::Path<String>) -> ApiResult {
     let mut resp = HttpResponse::Ok();
     sse(&mut resp);
     if let Some(log) = state.logs.get(&record.id) {
-        return Ok(resp.streaming(events::log_stream(log)));
+        return Ok(resp.streaming(events::log_stream(log, from)));
     }
     // Not started here: what is stored, then live events if it is running in this process.
     let live =
@@ -258,7 +265,7 @@ pub async fn run_events(state: Data, id: web::Path<String>) -> ApiResult {
     if live.is_some() {
         replay.retain(|e| !e.is_final());
     }
-    Ok(resp.streaming(events::stored_stream(replay, live)))
+    Ok(resp.streaming(events::stored_stream(replay, live, from)))
 }
 
 /// `POST /api/runs/{id}/cancel`.
