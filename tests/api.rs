@@ -667,3 +667,21 @@ async fn a_run_against_the_real_local_model() {
     let (_, models) = s.get("/api/models/status").await;
     assert_eq!(models[0]["reachable"], true, "{models}");
 }
+
+#[tokio::test]
+async fn runs_of_one_conversation_see_the_earlier_turns() {
+    let w = world();
+    let s = Server::start(&w, &[], &[]);
+    let first = s.execute(json!({ "task": "write the tokenizer", "conversation": "chat-1" })).await;
+    s.events(&first).await;
+    let second = s.execute(json!({ "task": "now the parser", "conversation": "chat-1" })).await;
+    s.events(&second).await;
+    let other = s.execute(json!({ "task": "unrelated work", "conversation": "chat-2" })).await;
+    s.events(&other).await;
+    let prompt = |v: &Value| v["steps"][0]["prompt"].as_str().unwrap().to_string();
+    let (_, v) = s.get(&format!("/api/runs/{second}?prompts=true")).await;
+    assert!(prompt(&v).contains("User: write the tokenizer"), "{}", prompt(&v));
+    assert_eq!(v["run"]["conversation"], "chat-1");
+    let (_, v) = s.get(&format!("/api/runs/{other}?prompts=true")).await;
+    assert!(!prompt(&v).contains("User: write the tokenizer"), "{}", prompt(&v));
+}
