@@ -260,18 +260,35 @@ impl Store {
                 }
             },
         };
-        let bm25 = if mode == SearchMode::Vector {
-            Vec::new()
-        } else {
-            self.inner.index.search(&query.text, query.scope.project(), &query.types, depth)?
-        };
-        let vector = match &embedder {
-            Some(e) => {
-                let q = e.embed(&[query.text.as_str()])?.pop().unwrap_or_default();
-                self.vector_search(&q, &query.scope, &query.types, depth)?
+        let run_bm25 = || -> Result<Vec<(NodeId, f32)>> {
+            if mode == SearchMode::Vector {
+                return Ok(Vec::new());
             }
-            None => Vec::new(),
+            self.inner.index.search(&query.text, query.scope.project(), &query.types, depth)
         };
+        let run_vector = || -> Result<Vec<(NodeId, f32)>> {
+            match &embedder {
+                Some(e) => {
+                    let q = e.embed(&[query.text.as_str()])?.pop().unwrap_or_default();
+                    self.vector_search(&q, &query.scope, &query.types, depth)
+                }
+                None => Ok(Vec::new()),
+            }
+        };
+        // Hybrid: keywords on a second thread while this one embeds the query and scans.
+        let (bm25, vector) = if mode == SearchMode::Hybrid {
+            std::thread::scope(|s| {
+                let keywords = s.spawn(run_bm25);
+                let vector = run_vector();
+                let bm25 = keywords.join().unwrap_or_else(|_| {
+                    Err(Error::Index("the BM25 search thread panicked".into()))
+                });
+                (bm25, vector)
+            })
+        } else {
+            (run_bm25(), run_vector())
+        };
+        let (bm25, vector) = (bm25?, vector?);
 
         // Fuse.
         let mut found: HashMap<NodeId, (f64, FoundBy)> = HashMap::new();
