@@ -62,6 +62,8 @@ pub enum Command {
     Init(InitArgs),
     /// The project memory: scan, search, add, show, link, stats, forget, reindex
     Context(crate::commands::context::ContextArgs),
+    /// Export the project memory: `export obsidian DIR` writes an Obsidian vault
+    Export(crate::commands::export::ExportArgs),
     /// Check the configuration and print every problem with its file, line and column
     Validate(JsonFlag),
     /// List the configured agents

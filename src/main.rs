@@ -117,6 +117,10 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok((config, _)) => commands::context::context_command(&config, args),
             Err(c) => Ok(c),
         },
+        Command::Export(args) => match commands::config::require_valid(loaded) {
+            Ok((config, _)) => commands::export::export_command(&config, args),
+            Err(c) => Ok(c),
+        },
         Command::Init(_) | Command::Completions { .. } => Ok(exit::OK),
     }
 }

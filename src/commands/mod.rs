@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod context;
+pub mod export;
 pub mod models;
 pub mod run;
 pub mod test_agent;
