@@ -261,7 +261,7 @@ async fn method_not_allowed(req: actix_web::HttpRequest) -> HttpResponse {
     .error_response()
 }
 
-/// Resolve `addr` and say whether every address it names is loopback.
+/// Every socket address `addr` names (a host name may name several).
 fn resolve(addr: &str) -> Result<Vec<SocketAddr>> {
     let addrs: Vec<SocketAddr> = addr
         .to_socket_addrs()
