@@ -20,7 +20,7 @@ pub const SETUP_HINT: &str = "run `scripts/setup.sh --assets-only` to install th
 /// Turns texts into vectors; all vectors of one embedder have [`Embedder::dims`] numbers
 /// and are L2-normalised, so cosine similarity is a dot product.
 ///
-/// Implementations: [`OnnxEmbedder`] (the real model) and [`HashEmbedder`] (a
+/// Implementations: [`OnnxEmbedder`] (the real model) and `HashEmbedder` (a
 /// deterministic bag-of-words fake for tests, behind the `test-utils` feature).
 pub trait Embedder: Send + Sync + fmt::Debug {
     /// Identifies the model; vectors stored under another id are recomputed by a reindex.

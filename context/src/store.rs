@@ -34,7 +34,7 @@ impl StoreOptions {
         }
     }
 
-    /// Embeddings from this embedder (tests use [`crate::HashEmbedder`]).
+    /// Embeddings from this embedder (tests use `HashEmbedder`, behind the `test-utils` feature).
     pub fn with_embedder(embedder: Arc<dyn Embedder>) -> StoreOptions {
         StoreOptions { embedder: EmbedderSource::Given(embedder), ..StoreOptions::default() }
     }
