@@ -841,8 +841,9 @@ fn place(dir: &Path, old: &Manifest, nodes: Vec<Node>) -> Result<Vec<Placed>> {
             chosen[i] = Some((*old_path).to_string());
         }
     }
-    // Paths of nodes that keep them are theirs; the others' old paths stay reserved this
-    // time, except to their own node (a change of case only).
+    // Every old path is taken (by the node that keeps it, or reserved this time so that a
+    // note being moved or removed is never mistaken for another node's), except to its own
+    // node (a change of case only). New picks are added as they are made.
     for (i, n) in nodes.iter().enumerate() {
         if chosen[i].is_some() {
             continue;
@@ -852,9 +853,7 @@ fn place(dir: &Path, old: &Manifest, nodes: Vec<Node>) -> Result<Vec<Placed>> {
         for c in &all_candidates[i] {
             let lower = c.to_lowercase();
             let free = own_old.as_deref() == Some(lower.as_str())
-                || (!taken.contains(&lower)
-                    && !chosen.iter().flatten().any(|p| p.to_lowercase() == lower)
-                    && std::fs::symlink_metadata(dir.join(c)).is_err());
+                || (!taken.contains(&lower) && std::fs::symlink_metadata(dir.join(c)).is_err());
             if free {
                 pick = Some(c.clone());
                 break;

@@ -712,3 +712,34 @@ fn summary_serialises_for_json_output() {
     assert_eq!(v["by_type"]["task"], json!(1));
     assert_eq!(obsidian::folder(NodeType::CodeSnippet), "Code Snippets");
 }
+
+#[test]
+fn a_large_graph_exports_once_and_then_rewrites_nothing() {
+    let data = TempDir::new().unwrap();
+    let vault = TempDir::new().unwrap();
+    let store = store(data.path());
+    let p = project("big");
+    let nodes: Vec<NewNode> = (0..1500)
+        .map(|i| {
+            // Every title three times, in two cases: collisions all over.
+            let title = if i % 2 == 0 {
+                format!("src/mod{}.rs", i / 3)
+            } else {
+                format!("SRC/MOD{}.RS", i / 3)
+            };
+            NewNode::new(&p, NodeType::File, title, format!("file {i}"))
+        })
+        .collect();
+    let ids: Vec<NodeId> = store.upsert_nodes(nodes).unwrap().into_iter().map(|n| n.id).collect();
+    for pair in ids.windows(2).step_by(7) {
+        link(&store, &pair[0], &pair[1], EdgeType::DependsOn);
+    }
+    let opts = ExportOptions::new(vault.path(), &p);
+    let s = export(&store, &opts).unwrap();
+    assert_eq!((s.notes, s.written), (1500, 1500));
+    assert_vault_matches(&store, vault.path(), &all_nodes(&store, &Scope::All));
+    let before = mtimes(vault.path());
+    let s = export(&store, &opts).unwrap();
+    assert_eq!((s.written, s.unchanged), (0, 1500));
+    assert_eq!(mtimes(vault.path()), before);
+}
