@@ -297,12 +297,23 @@ fn in_a_terminal_tab_completes_and_ctrl_c_cancels_the_running_task() {
     pty.expect("project · slow");
     pty.send("/history\r");
     pty.expect("[cancelled] wait forever");
+    // A trailing backslash continues the task on the next line.
+    pty.send("/workflow solo\r");
+    pty.expect("project · solo");
+    pty.send("first line \\\r");
+    pty.send("second line\r");
+    pty.expect("✔ completed");
+    pty.send("/history\r");
+    pty.expect("[completed] first line");
+    pty.expect("second line");
     // Ctrl-D leaves; a cancelled task counts as not succeeded.
     pty.send("\x04");
     assert_eq!(pty.wait(), Some(1));
     // The history file kept what was typed.
     let history = std::fs::read_to_string(w.home.join("shell_history.txt")).unwrap();
     assert!(history.contains("wait forever"), "{history}");
+    let prompts = std::fs::read_to_string(&w.prompts).unwrap();
+    assert!(prompts.contains("first line \nsecond line"), "{prompts}");
 }
 
 /// The real local llama.cpp server (installed by `scripts/setup.sh --assets-only`), started
