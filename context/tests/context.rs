@@ -567,6 +567,9 @@ mod collections {
             })
             .unwrap();
         assert_eq!(after.map(|r| r.steps), Some(4));
+        assert_eq!(runs.update("step/1", |_: Option<Run>| None).unwrap(), None);
+        assert_eq!(runs.get::<Run>("step/1").unwrap(), None, "update to None removes");
+        runs.put("step/1", &Run { state: "x".into(), steps: 1 }).unwrap();
 
         let scanned: Vec<String> =
             runs.scan_prefix::<Run>("run/").unwrap().into_iter().map(|(k, _)| k).collect();
@@ -811,6 +814,10 @@ mod real_model {
         assert_eq!(ids(&r), vec![id]);
         let (n, how) = store.count_tokens("hello world");
         assert_eq!((n, how), (3, troupe_context::TokenCounting::Tokenizer));
+        let block = store.relevant_context(&p, "clients retrying together", 60).unwrap();
+        assert_eq!(block.counting, troupe_context::TokenCounting::Tokenizer);
+        assert!(block.tokens <= 60 && block.tokens > 0, "{} tokens", block.tokens);
+        assert_eq!(store.count_tokens(&block.text).0, block.tokens);
     }
 }
 
@@ -1566,5 +1573,92 @@ mod api {
         let e = Store::open(dir.path(), StoreOptions::without_embeddings()).unwrap_err();
         assert!(matches!(e, Error::AlreadyOpen { .. }), "{e}");
         assert!(e.to_string().contains("share the open Store"), "{e}");
+    }
+}
+
+mod ranking {
+    use super::*;
+    use troupe_context::Recency;
+
+    #[test]
+    fn graph_expansion_adds_neighbours_of_top_hits_in_hybrid_mode_only() {
+        let dir = TempDir::new().unwrap();
+        let store = hash_store(dir.path());
+        let p = project("p");
+        let hit = add(&store, &p, NodeType::Mistake, "Retry storm", "everyone retried at once");
+        let fix = add(&store, &p, NodeType::Task, "Jittered backoff", "spread the reconnects");
+        let unrelated = add(&store, &p, NodeType::Concept, "Colour scheme", "teal and orange");
+        store.link(&hit, &fix, EdgeType::FixedBy, 1.0, json!(null)).unwrap();
+
+        let q = SearchQuery::new("retry storm", &p).limit(5);
+        // Hybrid expands by default (the fake embedder may find the neighbour by itself too).
+        let r = store.search(&q.clone().mode(SearchMode::Hybrid)).unwrap();
+        assert_eq!(r.hits[0].node.id, hit);
+        assert!(r.hits.iter().any(|h| h.node.id == fix));
+        // BM25 alone stays pure: no neighbours, so nothing without the words.
+        let r = store.search(&q.clone().mode(SearchMode::Bm25)).unwrap();
+        assert_eq!(ids(&r), vec![hit.clone()]);
+        let r = store.search(&q.clone().mode(SearchMode::Bm25).expand(true)).unwrap();
+        assert_eq!(ids(&r), vec![hit.clone(), fix.clone()]);
+        assert_eq!(r.hits[1].found_by.label(), "graph");
+        // Type filters apply to neighbours too.
+        let r = store
+            .search(
+                &q.mode(SearchMode::Bm25)
+                    .expand(true)
+                    .types([NodeType::Mistake, NodeType::Concept]),
+            )
+            .unwrap();
+        assert_eq!(ids(&r), vec![hit]);
+        assert!(!ids(&r).contains(&unrelated));
+    }
+
+    #[test]
+    fn recency_weighting_prefers_the_newer_of_two_equal_memories() {
+        let dir = TempDir::new().unwrap();
+        let store = hash_store(dir.path());
+        let p = project("p");
+        let old = store
+            .upsert_node(
+                NewNode::new(&p, NodeType::Decision, "Cache policy", "evict after an hour")
+                    .at(Utc::now() - Duration::days(200)),
+            )
+            .unwrap()
+            .id;
+        let new = store
+            .upsert_node(NewNode::new(
+                &p,
+                NodeType::Decision,
+                "Cache policy",
+                "evict after an hour",
+            ))
+            .unwrap()
+            .id;
+        let q = SearchQuery::new("cache policy evict", &p).mode(SearchMode::Bm25);
+        let plain = store.search(&q.clone()).unwrap();
+        assert_eq!(plain.hits.len(), 2);
+        assert!((plain.hits[0].score - plain.hits[1].score).abs() < 1e-6, "equal without recency");
+        let weighted =
+            store.search(&q.recency(Recency { half_life_days: 30.0, weight: 0.5 })).unwrap();
+        assert_eq!(ids(&weighted), vec![new, old]);
+        assert!(weighted.hits[0].score > weighted.hits[1].score * 1.5);
+        let bad = SearchQuery::new("x", &p).recency(Recency { half_life_days: 0.0, weight: 0.5 });
+        assert!(matches!(store.search(&bad), Err(Error::InvalidInput(_))));
+    }
+
+    #[test]
+    fn ensure_project_scans_once() {
+        let project_dir = TempDir::new().unwrap();
+        std::fs::write(project_dir.path().join("main.py"), "def main():\n    pass\n").unwrap();
+        let dir = TempDir::new().unwrap();
+        let store = hash_store(dir.path());
+        let id = store.ensure_project(project_dir.path()).unwrap();
+        let first = store.project(&id).unwrap().unwrap();
+        assert_eq!(first.languages[0].language, "Python");
+        std::fs::write(project_dir.path().join("extra.py"), "x = 1\n").unwrap();
+        assert_eq!(store.ensure_project(project_dir.path()).unwrap(), id);
+        assert_eq!(store.project(&id).unwrap().unwrap().scanned_at, first.scanned_at, "no rescan");
+        assert_eq!(store.register_project(project_dir.path()).unwrap(), id);
+        assert_eq!(store.project(&id).unwrap().unwrap().files, 2, "an explicit scan does rescan");
     }
 }
