@@ -172,8 +172,14 @@ pub fn link_heading(edge_type: EdgeType, direction: Direction) -> &'static str {
 /// most [`MAX_STEM_BYTES`] bytes, never empty (`Untitled`).
 pub fn safe_file_stem(title: &str) -> String {
     let mut s = String::with_capacity(title.len().min(MAX_STEM_BYTES + 4));
-    for c in title.chars() {
+    let mut chars = title.chars().peekable();
+    while let Some(c) = chars.next() {
         let mapped = match c {
+            // "Fix: the bug" reads best as "Fix - the bug".
+            ':' if chars.peek().is_some_and(|n| n.is_whitespace()) && !s.ends_with(' ') => {
+                s.push(' ');
+                '-'
+            }
             '/' | '\\' | ':' | '*' | '?' | '"' | '<' | '>' | '|' | '#' | '^' | '[' | ']' => '-',
             c if c.is_whitespace() => ' ',
             c if c.is_control() || is_invisible(c) => continue,
@@ -666,13 +672,37 @@ struct Placed {
     path: String,
     /// The wikilink target: the path without `.md`.
     target: String,
-    /// What the link shows: the file stem.
+    /// The file stem (what a link shows when the title has nothing showable).
     stem: String,
 }
 
 impl Placed {
+    /// A wikilink to the note, showing the node's title (on one line, without the
+    /// characters that would end the link, at most 80 characters).
     fn link(&self) -> String {
-        format!("[[{}|{}]]", self.target, self.stem)
+        let mut shown: String = self
+            .node
+            .title
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .chars()
+            .map(|c| match c {
+                '|' => '/',
+                '[' => '(',
+                ']' => ')',
+                c => c,
+            })
+            .collect();
+        if shown.chars().count() > 80 {
+            shown = shown.chars().take(79).collect::<String>() + "…";
+        }
+        let shown = shown.replace("<!--", "&lt;!--");
+        if shown.trim().is_empty() {
+            format!("[[{}|{}]]", self.target, self.stem)
+        } else {
+            format!("[[{}|{}]]", self.target, shown)
+        }
     }
 }
 
@@ -1129,6 +1159,8 @@ mod tests {
         assert_eq!(safe_file_stem(""), "Untitled");
         assert_eq!(safe_file_stem(" .. "), "Untitled");
         assert_eq!(safe_file_stem("line\nbreak"), "line break");
+        assert_eq!(safe_file_stem("Fix: the bug"), "Fix - the bug");
+        assert_eq!(safe_file_stem("a:b"), "a-b");
         assert!(safe_file_stem(&"é".repeat(300)).len() <= MAX_STEM_BYTES);
         assert_eq!(safe_file_stem("ship it 🚀"), "ship it 🚀");
         assert_eq!(safe_file_stem("a\u{202E}b"), "ab");
