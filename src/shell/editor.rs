@@ -136,9 +136,7 @@ pub async fn interactive(session: &mut Session) -> Result<()> {
 
     // From here on SIGINT never ends the process by default: a Ctrl-C that lands between
     // submitting a task and its display listening for it is ignored, not fatal.
-    actix_rt::spawn(async {
-        while tokio::signal::ctrl_c().await.is_ok() {}
-    });
+    actix_rt::spawn(async { while tokio::signal::ctrl_c().await.is_ok() {} });
     let (input_tx, mut input_rx) = mpsc::channel::<Input>(1);
     // The session sends the next prompt, or `None` to end the editor thread.
     let (prompt_tx, prompt_rx) = std::sync::mpsc::channel::<Option<String>>();
