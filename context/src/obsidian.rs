@@ -539,9 +539,54 @@ impl NoteParts {
         }
     }
 
-    /// Whether the user wrote anything outside troupe's parts.
+    /// Whether the user wrote anything outside troupe's parts (text, or properties of
+    /// their own in the frontmatter).
     fn has_user_text(&self) -> bool {
-        !self.before.trim().is_empty() || !self.after.trim().is_empty()
+        !self.before.trim().is_empty()
+            || !self.after.trim().is_empty()
+            || !user_properties(&self.front).is_empty()
+    }
+}
+
+/// The frontmatter keys troupe writes; every other property is the user's.
+const OUR_KEYS: &[&str] =
+    &["id", "title", "type", "project", "created", "updated", "tags", "aliases", "metadata"];
+
+/// The user's own properties in a frontmatter (`---` … `---`): every top-level entry whose
+/// key is not one of troupe's, with its nested lines, verbatim.
+fn user_properties(front: &str) -> String {
+    let mut out = String::new();
+    let mut lines: Vec<&str> = front.lines().collect();
+    if lines.len() < 2 {
+        return out;
+    }
+    lines.remove(0);
+    lines.pop();
+    let mut keep = false;
+    for line in lines {
+        let nested = line.starts_with([' ', '\t']) || line == "-" || line.starts_with("- ");
+        if !nested {
+            if line.trim().is_empty() {
+                keep = false;
+                continue;
+            }
+            let key = line.split(':').next().unwrap_or("").trim().trim_matches(['"', '\'']);
+            keep = !OUR_KEYS.contains(&key);
+        }
+        if keep {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// Troupe's frontmatter with the user's own properties (from `old`) kept at its end.
+fn merge_frontmatter(ours: &str, old: &str) -> String {
+    let theirs = user_properties(old);
+    match ours.strip_suffix("---\n") {
+        Some(head) if !theirs.is_empty() => format!("{head}{theirs}---\n"),
+        _ => ours.to_string(),
     }
 }
 
@@ -590,11 +635,12 @@ fn read_optional(path: &Path) -> Result<Option<String>> {
 fn write_note(path: &Path, front: &str, managed: &str) -> Result<bool> {
     let existing = read_optional(path)?;
     let parts = existing.as_deref().map(NoteParts::parse).unwrap_or_default();
+    let front = merge_frontmatter(front, &parts.front);
     if existing.is_some() && parts.front == front && parts.managed == managed {
         return Ok(false);
     }
     let mut text = String::with_capacity(front.len() + managed.len() + parts.after.len() + 2);
-    text.push_str(front);
+    text.push_str(&front);
     text.push_str(&parts.before);
     text.push_str(managed);
     text.push_str(&parts.after);
@@ -794,8 +840,11 @@ pub fn export(store: &Store, options: &ExportOptions) -> Result<ExportSummary> {
         let Some(text) = read_optional(&file)? else { continue };
         let parts = NoteParts::parse(&text);
         if parts.has_user_text() {
-            let kept = format!("{}{}", parts.before, parts.after);
-            write_atomic(&file, kept.trim_start())?;
+            let props = user_properties(&parts.front);
+            let front = if props.is_empty() { String::new() } else { format!("---\n{props}---\n") };
+            let kept =
+                format!("{front}{}", format!("{}{}", parts.before, parts.after).trim_start());
+            write_atomic(&file, &kept)?;
             summary.kept_user_notes += 1;
         } else {
             std::fs::remove_file(&file).map_err(io_err(&file))?;
@@ -1208,6 +1257,22 @@ mod tests {
         assert!(s.ends_with("```\n"), "{s}");
         let m = markdown_safe(&format!("x\n{END}\n"));
         assert!(!m.lines().any(|l| l == END), "{m}");
+    }
+
+    #[test]
+    fn the_users_properties_survive_a_rewrite() {
+        let old = "---\nid: \"x\"\nstatus: draft\ntags:\n  - \"a\"\nrating: 3\nreviewers:\n  - me\n- you\n# a comment\n---\n";
+        assert_eq!(
+            user_properties(old),
+            "status: draft\nrating: 3\nreviewers:\n  - me\n- you\n# a comment\n"
+        );
+        let ours = "---\nid: \"y\"\n---\n";
+        assert_eq!(
+            merge_frontmatter(ours, old),
+            "---\nid: \"y\"\nstatus: draft\nrating: 3\nreviewers:\n  - me\n- you\n# a comment\n---\n"
+        );
+        assert_eq!(merge_frontmatter(ours, ""), ours);
+        assert_eq!(user_properties("---\ntitle: \"t\"\nmetadata:\n  a: 1\n---\n"), "");
     }
 
     #[test]

@@ -589,6 +589,8 @@ fn incremental_export_rewrites_only_what_changed_and_keeps_the_users_files_and_t
     let decision_path = vault.path().join("Decisions/Decide.md");
     let text = std::fs::read_to_string(&decision_path).unwrap();
     let text = text.replacen(BEGIN, &format!("My note before.\n{BEGIN}"), 1) + "\nMy note after.\n";
+    // A property of the user's own, added in Obsidian's properties view.
+    let text = text.replacen("\ntags:\n", "\nstatus: draft\nreviewers:\n  - me\ntags:\n", 1);
     std::fs::write(&decision_path, text).unwrap();
     let concept_path = vault.path().join("Concepts/Old name.md");
     std::fs::write(
@@ -645,6 +647,7 @@ fn incremental_export_rewrites_only_what_changed_and_keeps_the_users_files_and_t
     assert!(decision_text.contains("My note before.\n<!-- troupe:begin -->"), "{decision_text}");
     assert!(decision_text.ends_with("<!-- troupe:end -->\n\nMy note after.\n"), "{decision_text}");
     assert!(decision_text.contains("because, really"), "{decision_text}");
+    assert!(decision_text.contains("status: draft\nreviewers:\n  - me\n---\n"), "{decision_text}");
     assert!(!concept_path.exists());
     let renamed_text = std::fs::read_to_string(vault.path().join("Concepts/New name.md")).unwrap();
     assert!(renamed_text.ends_with("Kept across a rename.\n"), "{renamed_text}");
@@ -669,7 +672,7 @@ fn incremental_export_rewrites_only_what_changed_and_keeps_the_users_files_and_t
     assert!(decision_path.exists(), "the user wrote in it");
     assert_eq!(
         std::fs::read_to_string(&decision_path).unwrap(),
-        "My note before.\n\nMy note after.\n"
+        "---\nstatus: draft\nreviewers:\n  - me\n---\nMy note before.\n\nMy note after.\n"
     );
     assert!(vault.path().join("Tasks/My own note.md").exists());
     assert!(vault.path().join("Concepts/Fresh.md").exists());
