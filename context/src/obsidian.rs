@@ -18,10 +18,12 @@
 //! ([`MANIFEST`], paths and content hashes) says which notes troupe wrote: a note is
 //! rewritten only when what troupe would write into it changed, notes of nodes that are no
 //! longer selected (deleted, or filtered out) are removed, and files troupe did not write
-//! are never touched. In each note troupe owns the frontmatter and the text between
-//! [`BEGIN`] and [`END`]; whatever the user writes outside them is kept on every rewrite
-//! (and a note whose node is gone is kept, without troupe's part, when the user wrote in
-//! it). A node keeps its file name across exports as long as its title does not change.
+//! are never touched. In each note troupe owns its frontmatter properties (id, title,
+//! type, project, created, updated, tags, aliases, metadata) and the text between [`BEGIN`]
+//! and [`END`]; the user's own properties and whatever the user writes outside the markers
+//! are kept on every rewrite (and a note whose node is gone is kept, without troupe's
+//! part, when the user wrote in it). A node keeps its file name across exports as long as
+//! its title does not change.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
