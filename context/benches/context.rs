@@ -221,7 +221,9 @@ fn main() {
     if std::env::var_os("BENCH_SKIP_INGEST").is_none() {
         ingest_section(&words, &real, &p, quick);
     }
-    search_section(&words, &real, &p, quick);
+    if std::env::var_os("BENCH_SKIP_SEARCH").is_none() {
+        search_section(&words, &real, &p, quick);
+    }
 }
 
 fn ingest_section(words: &Words, real: &Arc<OnnxEmbedder>, p: &ProjectId, quick: bool) {
@@ -236,15 +238,29 @@ fn ingest_section(words: &Words, real: &Arc<OnnxEmbedder>, p: &ProjectId, quick:
     let store = Store::open(dir.path(), StoreOptions::with_embedder(real.clone())).unwrap();
     let (mut raw, mut sorted, mut with) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
     let mut ratios = Vec::new();
-    for _ in 0..rounds {
-        let start = Instant::now();
-        real.embed_raw(&refs, 32).unwrap();
-        let r = start.elapsed();
-        let start = Instant::now();
-        real.embed(&refs).unwrap();
-        sorted += start.elapsed();
-        // Same texts, new nodes: one batch, as a scan stores them.
-        let w = ingest(&store, p, &docs, per_round);
+    for round in 0..rounds {
+        // Alternate the order so that neither side is always measured first.
+        let mut r = Duration::ZERO;
+        let mut w = Duration::ZERO;
+        for step in 0..3 {
+            let step = if round % 2 == 0 { step } else { 2 - step };
+            match step {
+                0 => {
+                    let start = Instant::now();
+                    real.embed_raw(&refs, 32).unwrap();
+                    r = start.elapsed();
+                }
+                1 => {
+                    let start = Instant::now();
+                    real.embed(&refs).unwrap();
+                    sorted += start.elapsed();
+                }
+                _ => {
+                    // Same texts, new nodes: one batch, as a scan stores them.
+                    w = ingest(&store, p, &docs, per_round);
+                }
+            }
+        }
         ratios.push(r.as_secs_f64() / w.as_secs_f64());
         raw += r;
         with += w;
@@ -295,7 +311,8 @@ fn ingest_section(words: &Words, real: &Arc<OnnxEmbedder>, p: &ProjectId, quick:
 
 fn search_section(words: &Words, real: &Arc<OnnxEmbedder>, p: &ProjectId, quick: bool) {
     // --- Search latency.
-    // BENCH_SIZES=100000 BENCH_DISTINCT=1000 BENCH_SKIP_INGEST=1 narrow a run down.
+    // BENCH_SIZES=100000 BENCH_DISTINCT=1000 BENCH_SKIP_INGEST=1 BENCH_SKIP_SEARCH=1 narrow a
+    // run down.
     let env_num = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<usize>().ok());
     let sizes: Vec<usize> = match std::env::var("BENCH_SIZES") {
         Ok(v) => v.split(',').filter_map(|x| x.trim().parse().ok()).collect(),

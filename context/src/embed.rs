@@ -405,8 +405,13 @@ impl EmbedderSlot {
             .clone()
     }
 
+    /// Whether the store was opened without embeddings on purpose.
+    pub(crate) fn is_disabled(&self) -> bool {
+        matches!(self.source, EmbedderSource::Disabled)
+    }
+
     pub(crate) fn status(&self, load: bool) -> EmbeddingStatus {
-        if matches!(self.source, EmbedderSource::Disabled) {
+        if self.is_disabled() {
             return EmbeddingStatus::Disabled;
         }
         let result = if load { Some(self.get()) } else { self.loaded.get().cloned() };

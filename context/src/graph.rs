@@ -220,7 +220,20 @@ impl Store {
     /// Embeddings for `nodes` when a model is available (`None` without one: the nodes are
     /// stored without vectors, and hybrid search uses BM25 for them).
     fn embed_nodes(&self, nodes: &[NewNode]) -> Result<Option<Vec<Vec<f32>>>> {
-        let Ok(embedder) = self.embedder() else { return Ok(None) };
+        let embedder = match self.embedder() {
+            Ok(e) => e,
+            Err(reason) => {
+                if !self.inner.embedder.is_disabled()
+                    && !self.inner.degraded_warned.swap(true, std::sync::atomic::Ordering::SeqCst)
+                {
+                    tracing::warn!(
+                        "no embedding model: nodes are stored without vectors and searched with BM25 \
+                         (`troupe context reindex` embeds them once the model is installed): {reason}"
+                    );
+                }
+                return Ok(None);
+            }
+        };
         let texts: Vec<String> =
             nodes.iter().map(|n| embed_text(&n.title, &n.body, &n.tags)).collect();
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
