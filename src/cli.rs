@@ -70,6 +70,8 @@ pub enum Command {
     Agents(JsonFlag),
     /// List the configured workflows and their steps
     Workflows(JsonFlag),
+    /// Check that this machine is ready: config, store, agents, local models, embeddings
+    Doctor(JsonFlag),
     /// Local model servers: status, models served, pull and remove (Ollama)
     Models(ModelsArgs),
     /// Send one prompt to an agent through its full resilience stack, streaming the answer

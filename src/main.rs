@@ -16,6 +16,7 @@ use crate::cli::{Cli, Command, LogFormatArg};
 use crate::commands::{code, exit};
 
 fn main() -> ExitCode {
+    quiet_broken_pipe();
     let cli = Cli::parse();
     let log = LogOptions {
         format: match cli.global.log_format {
@@ -65,6 +66,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok((config, _)) => commands::config::agents(&config, offline, f.json),
             Err(c) => Ok(c),
         },
+        Command::Doctor(f) => commands::doctor::doctor(&loaded, f.json),
         Command::Workflows(f) => match commands::config::require_valid(loaded) {
             Ok((config, _)) => commands::config::workflows(&config, f.json),
             Err(c) => Ok(c),
@@ -128,4 +130,23 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
 /// Run an async command on a tokio runtime of its own.
 fn block_on(fut: impl std::future::Future<Output = anyhow::Result<u8>>) -> anyhow::Result<u8> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(fut)
+}
+
+/// `troupe runs | head` closes our stdout early: exit quietly (128 + SIGPIPE, as a shell
+/// would report) instead of panicking. SIGPIPE itself stays ignored, because troupe writes
+/// prompts into agent processes' standard input and must survive one exiting early.
+fn quiet_broken_pipe() {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.contains("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default_hook(info);
+    }));
 }

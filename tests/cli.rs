@@ -184,3 +184,86 @@ fn json_logs_and_bad_rust_log_are_handled() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("RUST_LOG is not a valid log filter"), "{}", stderr(&o));
 }
+
+#[test]
+fn doctor_reports_each_failure_with_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    // Defaults on a machine with no vendor CLIs and no offline assets.
+    let o = troupe(dir.path(), &["doctor"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    let out = stdout(&o);
+    assert!(out.contains("❌ agent codex: `codex` is not installed (not on PATH), and the default workflow uses it"), "{out}");
+    assert!(out.contains("⚠️  agent copilot"), "{out}");
+    assert!(
+        out.contains("⚠️  embeddings") && out.contains("scripts/setup.sh --assets-only"),
+        "{out}"
+    );
+    assert!(out.contains("✅ data folder"), "{out}");
+
+    // Offline, with the offline workflow: the missing local server is now a failure.
+    let o = troupe(dir.path(), &["--offline", "doctor", "--json"]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let checks = v["checks"].as_array().unwrap();
+    let local = checks.iter().find(|c| c["name"] == "agent local-code").unwrap();
+    assert_eq!(local["status"], "fail", "{local}");
+    assert!(local["message"].as_str().unwrap().contains("llama-server"));
+    let codex = checks.iter().find(|c| c["name"] == "agent codex").unwrap();
+    assert_eq!(codex["status"], "ok", "offline mode does not need codex: {codex}");
+
+    // A broken config and an unusable data folder.
+    std::fs::write(dir.path().join("troupe.toml"), "[settings]\nofline = true\n").unwrap();
+    let o = troupe(dir.path(), &["doctor"]);
+    assert!(stdout(&o).contains("❌ config: 1 error(s)"), "{}", stdout(&o));
+    std::fs::remove_file(dir.path().join("troupe.toml")).unwrap();
+    let file = dir.path().join("not-a-folder");
+    std::fs::write(&file, "").unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_troupe"))
+        .args(["doctor"])
+        .current_dir(dir.path())
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", dir.path())
+        .env("TROUPE_HOME", &file)
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&o).contains("❌ data folder") && stdout(&o).contains("not writable"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn doctor_is_green_when_the_configured_workflow_can_run() {
+    let real_assets = std::env::var_os("HOME")
+        .map(|h| std::path::PathBuf::from(h).join(".local/share/troupe/assets"))
+        .filter(|p| p.join("llama/llama-server").exists());
+    let Some(assets) = real_assets else {
+        panic!("offline assets missing; run `scripts/setup.sh --assets-only`");
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("data");
+    std::fs::create_dir_all(&home).unwrap();
+    std::os::unix::fs::symlink(&assets, home.join("assets")).unwrap();
+    let mut config = String::from("[settings]\ndefault_workflow = \"offline-default\"\n");
+    for cli in ["claude", "codex", "gemini", "copilot"] {
+        config.push_str(&format!(
+            "[agents.{cli}]\nkind = \"cli\"\ncommand = \"{cli}\"\nenabled = false\n"
+        ));
+    }
+    config.push_str("[workflows.default]\nsteps = [{ agent = \"local-code\", role = \"implement\" }]\n[workflows.quick]\nsteps = [{ agent = \"local-code\", role = \"implement\" }]\n[workflows.thorough]\nsteps = [{ agent = \"local-code\", role = \"implement\" }]\n[workflows.review-only]\nsteps = [{ agent = \"local-instruct\", role = \"review\" }]\n[workflows.document]\nsteps = [{ agent = \"local-code\", role = \"document\" }]\n[workflows.hybrid]\nsteps = [{ agent = \"local-code\", role = \"implement\" }]\n");
+    std::fs::write(dir.path().join("troupe.toml"), config).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_troupe"))
+        .args(["doctor"])
+        .current_dir(dir.path())
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", dir.path())
+        .env("TROUPE_HOME", &home)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    assert!(!stdout(&o).contains("❌"));
+    assert!(stdout(&o).contains("✅ embeddings"), "{}", stdout(&o));
+}

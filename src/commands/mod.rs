@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod context;
+pub mod doctor;
 pub mod export;
 pub mod models;
 pub mod run;
