@@ -140,10 +140,10 @@ fn a_run_killed_mid_step_resumes_without_repeating_completed_steps() {
     .unwrap();
     let pid = child.id() as i32;
     // Read events until the review step (the hanging one) has started.
-    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut run_id = None;
     let deadline = Instant::now() + Duration::from_secs(60);
-    for line in BufReader::new(stdout).lines() {
+    for line in lines.by_ref() {
         let line = line.unwrap();
         let Ok(v) = serde_json::from_str::<Value>(&line) else { continue };
         if v["type"] == "run_started" {
@@ -238,8 +238,9 @@ fn a_second_process_gets_a_clear_message_while_the_store_is_held() {
     .spawn()
     .unwrap();
     let pid = child.id() as i32;
-    let stdout = child.stdout.take().unwrap();
-    for line in BufReader::new(stdout).lines() {
+    // Keep the pipe open while the second process runs: troupe exits when its stdout closes.
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    for line in lines.by_ref() {
         if line.unwrap().contains("\"step_started\"") {
             break;
         }
@@ -247,7 +248,14 @@ fn a_second_process_gets_a_clear_message_while_the_store_is_held() {
     let o = troupe(&w.home, &w.project, &["--config", cfg, "runs"]);
     crash(pid);
     let _ = child.wait();
-    assert_eq!(o.status.code(), Some(1));
+    drop(lines);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains(&pid.to_string()), "names the holding process: {err}");
 }
