@@ -208,6 +208,14 @@ fn ingest(
 }
 
 fn main() {
+    // `cargo bench` passes `--bench`. Under `cargo test --all-targets` (a debug build, no
+    // `--bench`) the full measurement would take many minutes and measure nothing useful.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!(
+            "troupe-context benchmarks: run them with `cargo bench -p troupe-context --bench context`"
+        );
+        return;
+    }
     let quick = std::env::args().any(|a| a == "--quick");
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
     let words = Words::new(vocabulary(&repo));
