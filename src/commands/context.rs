@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use anyhow::{Context as _, Result, bail};
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
@@ -150,7 +150,7 @@ pub struct ForgetArgs {
     #[arg(long = "type", value_name = "T", value_parser = parse_node_type, requires = "before")]
     pub node_type: Option<NodeType>,
     /// A date (2025-01-31, RFC 3339) or an age (30d, 12h)
-    #[arg(long, value_name = "DATE", value_parser = parse_before, requires = "node_type")]
+    #[arg(long, value_name = "DATE", value_parser = super::parse_time, requires = "node_type")]
     pub before: Option<DateTime<Utc>>,
     /// With --type: in every project
     #[arg(long, requires = "node_type", conflicts_with = "project")]
@@ -170,30 +170,6 @@ fn parse_edge_type(s: &str) -> std::result::Result<EdgeType, String> {
 
 fn parse_mode(s: &str) -> std::result::Result<SearchMode, String> {
     s.parse().map_err(|e: troupe_context::Error| e.to_string())
-}
-
-/// `2025-01-31`, an RFC 3339 time, or an age like `30d` / `12h` / `90m`.
-fn parse_before(s: &str) -> std::result::Result<DateTime<Utc>, String> {
-    let s = s.trim();
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        && let Some(t) = d.and_hms_opt(0, 0, 0)
-    {
-        return Ok(t.and_utc());
-    }
-    let (num, unit) = s.split_at(s.len().saturating_sub(1));
-    let n: i64 = num.parse().map_err(|_| {
-        format!("{s:?} is not a date (2025-01-31), an RFC 3339 time, or an age (30d, 12h)")
-    })?;
-    let age = match unit {
-        "d" => chrono::Duration::days(n),
-        "h" => chrono::Duration::hours(n),
-        "m" => chrono::Duration::minutes(n),
-        _ => return Err(format!("unknown unit in {s:?}: use d, h or m")),
-    };
-    Ok(Utc::now() - age)
 }
 
 /// Progress bars on standard error (hidden when it is not a terminal).
@@ -605,12 +581,15 @@ mod tests {
 
     #[test]
     fn before_accepts_dates_times_and_ages() {
-        assert_eq!(parse_before("2025-01-31").unwrap().to_rfc3339(), "2025-01-31T00:00:00+00:00");
-        assert!(parse_before("2025-01-31T10:00:00+02:00").is_ok());
-        let a = parse_before("30d").unwrap();
+        assert_eq!(
+            crate::commands::parse_time("2025-01-31").unwrap().to_rfc3339(),
+            "2025-01-31T00:00:00+00:00"
+        );
+        assert!(crate::commands::parse_time("2025-01-31T10:00:00+02:00").is_ok());
+        let a = crate::commands::parse_time("30d").unwrap();
         assert!((Utc::now() - a).num_days() == 30);
-        assert!(parse_before("soon").is_err());
-        assert!(parse_before("3w").is_err());
+        assert!(crate::commands::parse_time("soon").is_err());
+        assert!(crate::commands::parse_time("3w").is_err());
     }
 
     #[test]

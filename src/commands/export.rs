@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, bail};
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use troupe_context::obsidian::{self, ExportOptions, ExportSummary};
 use troupe_context::{NodeType, ProjectId, Scope, Store, StoreOptions, project_id_for};
@@ -44,7 +44,7 @@ pub struct ObsidianArgs {
     #[arg(long, value_name = "T,…", value_delimiter = ',', value_parser = parse_node_type)]
     pub types: Vec<NodeType>,
     /// Only nodes updated since: `2025-01-31`, an RFC 3339 time, or an age (`30d`, `12h`)
-    #[arg(long, value_name = "DATE", value_parser = parse_since)]
+    #[arg(long, value_name = "DATE", value_parser = super::parse_time)]
     pub since: Option<DateTime<Utc>>,
     /// Print the summary as JSON
     #[arg(long)]
@@ -56,30 +56,6 @@ fn parse_node_type(s: &str) -> std::result::Result<NodeType, String> {
     s.parse().or_else(|e: troupe_context::Error| {
         s.trim().strip_suffix('s').ok_or(e.to_string())?.parse().map_err(|_| e.to_string())
     })
-}
-
-/// `2025-01-31`, an RFC 3339 time, or an age like `30d` / `12h` / `90m`.
-fn parse_since(s: &str) -> std::result::Result<DateTime<Utc>, String> {
-    let s = s.trim();
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        && let Some(t) = d.and_hms_opt(0, 0, 0)
-    {
-        return Ok(t.and_utc());
-    }
-    let (num, unit) = s.split_at(s.len().saturating_sub(1));
-    let n: i64 = num.parse().map_err(|_| {
-        format!("{s:?} is not a date (2025-01-31), an RFC 3339 time, or an age (30d, 12h)")
-    })?;
-    let age = match unit {
-        "d" => chrono::Duration::days(n),
-        "h" => chrono::Duration::hours(n),
-        "m" => chrono::Duration::minutes(n),
-        _ => return Err(format!("unknown unit in {s:?}: use d, h or m")),
-    };
-    Ok(Utc::now() - age)
 }
 
 /// The project named by `--project` (a folder, or the id of a known project), else the

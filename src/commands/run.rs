@@ -365,14 +365,9 @@ where
     Fut: std::future::Future<Output = Result<u8>>,
 {
     actix_rt::System::new().block_on(async move {
-        let runtime =
-            match troupe_runtime::open(config, source.path().map(|p| p.to_path_buf()), offline) {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("troupe: {e}");
-                    return Ok(exit::FAILED);
-                }
-            };
+        let Some(runtime) = crate::commands::open_runtime(config, &source, offline) else {
+            return Ok(exit::FAILED);
+        };
         f(runtime).await
     })
 }

@@ -300,14 +300,9 @@ pub fn serve(config: Config, source: ConfigSource, args: ServeArgs) -> Result<u8
     let offline = config.settings.offline;
     let grace = Duration::from_secs(args.grace_secs);
     actix_rt::System::new().block_on(async move {
-        let runtime =
-            match troupe_runtime::open(config, source.path().map(|p| p.to_path_buf()), offline) {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("troupe: {e}");
-                    return Ok(exit::FAILED);
-                }
-            };
+        let Some(runtime) = crate::commands::open_runtime(config, &source, offline) else {
+            return Ok(exit::FAILED);
+        };
         crate::commands::run::note_interrupted(&runtime);
         let state = web::Data::new(AppState {
             runtime: runtime.clone(),

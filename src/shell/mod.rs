@@ -172,14 +172,9 @@ pub fn shell(config: Config, source: ConfigSource, args: ShellArgs) -> Result<u8
     let offline = config.settings.offline;
     let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     actix_rt::System::new().block_on(async move {
-        let runtime =
-            match troupe_runtime::open(config, source.path().map(|p| p.to_path_buf()), offline) {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("troupe: {e}");
-                    return Ok(exit::FAILED);
-                }
-            };
+        let Some(runtime) = crate::commands::open_runtime(config, &source, offline) else {
+            return Ok(exit::FAILED);
+        };
         let mut session = Session {
             runtime: runtime.clone(),
             workflow: args.workflow,
