@@ -666,6 +666,16 @@ async fn a_run_against_the_real_local_model() {
     assert_eq!(runs[0]["id"], id.as_str());
     let (_, models) = s.get("/api/models/status").await;
     assert_eq!(models[0]["reachable"], true, "{models}");
+
+    // A graceful stop also stops the local model server troupe started.
+    assert_eq!(s.stop(), Some(0));
+    let ours = w.home.join("assets/llama/llama-server");
+    let left = Command::new("pgrep").args(["-f", ours.to_str().unwrap()]).output().unwrap();
+    assert!(
+        left.stdout.is_empty(),
+        "a llama-server outlived troupe serve: {}",
+        String::from_utf8_lossy(&left.stdout)
+    );
 }
 
 #[tokio::test]

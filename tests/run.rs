@@ -342,4 +342,13 @@ fn offline_runs_against_the_real_local_model_and_remember() {
         .unwrap();
     assert!(memory.contains(task), "the first run is not in the memory section:\n{prompt}");
     assert!(!shown["steps"][0]["context_nodes"].as_array().unwrap().is_empty());
+
+    // Each `troupe run` stopped the local server it started: none is left running.
+    let ours = home.join("assets/llama/llama-server");
+    let left = Command::new("pgrep").args(["-f", ours.to_str().unwrap()]).output().unwrap();
+    assert!(
+        left.stdout.is_empty(),
+        "a llama-server outlived troupe: {}",
+        String::from_utf8_lossy(&left.stdout)
+    );
 }

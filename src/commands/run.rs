@@ -368,7 +368,10 @@ where
         let Some(runtime) = crate::commands::open_runtime(config, &source, offline) else {
             return Ok(exit::FAILED);
         };
-        f(runtime).await
+        let result = f(runtime.clone()).await;
+        // Stop the local model servers this process started.
+        runtime.shutdown().await;
+        result
     })
 }
 
