@@ -72,6 +72,8 @@ pub enum Command {
     Workflows(JsonFlag),
     /// Check that this machine is ready: config, store, agents, local models, embeddings
     Doctor(JsonFlag),
+    /// Print the Prometheus metrics once (agent calls and outcomes seeded from stored runs)
+    Metrics,
     /// Local model servers: status, models served, pull and remove (Ollama)
     Models(ModelsArgs),
     /// Send one prompt to an agent through its full resilience stack, streaming the answer

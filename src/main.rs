@@ -67,6 +67,10 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             Err(c) => Ok(c),
         },
         Command::Doctor(f) => commands::doctor::doctor(&loaded, f.json),
+        Command::Metrics => match commands::config::require_valid(loaded) {
+            Ok((config, source)) => commands::run::metrics_command(config, source),
+            Err(c) => Ok(c),
+        },
         Command::Workflows(f) => match commands::config::require_valid(loaded) {
             Ok((config, _)) => commands::config::workflows(&config, f.json),
             Err(c) => Ok(c),

@@ -189,6 +189,18 @@ fn a_run_killed_mid_step_resumes_without_repeating_completed_steps() {
     assert_eq!(states, ["completed", "completed", "skipped"]);
     assert_eq!(shown["run"]["output"], "def reverse(s): return s[::-1]");
 
+    // The metrics page counts the calls of the runs just made (from the stored history).
+    let o = troupe(&w.home, &w.project, &["--config", cfg, "metrics"]);
+    let page = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        page.contains("troupe_agent_calls_total{agent=\"coder\",outcome=\"success\"} 1"),
+        "{page}"
+    );
+    assert!(
+        page.contains("troupe_agent_calls_total{agent=\"reviewer\",outcome=\"success\"} 1"),
+        "{page}"
+    );
+
     // Statistics count it; cleanup of ended runs removes it and its steps.
     let o = troupe(&w.home, &w.project, &["--config", cfg, "runs", "stats", "--json"]);
     let stats: Value = serde_json::from_slice(&o.stdout).unwrap();

@@ -400,6 +400,17 @@ pub fn run_command(config: Config, source: ConfigSource, args: RunArgs) -> Resul
     })
 }
 
+/// `troupe metrics`: the Prometheus exposition once. In a one-shot process the agent call
+/// counters come from the stored step history (what routing reads); `troupe serve`'s
+/// `/metrics` shows the live process.
+pub fn metrics_command(config: Config, source: ConfigSource) -> Result<u8> {
+    let offline = config.settings.offline;
+    with_runtime(config, source, offline, |runtime| async move {
+        print!("{}", runtime.metrics().render());
+        Ok(exit::OK)
+    })
+}
+
 /// `troupe runs …`.
 pub fn runs_command(config: Config, source: ConfigSource, args: RunsArgs) -> Result<u8> {
     let offline = config.settings.offline;
