@@ -146,7 +146,7 @@ pub(crate) async fn plan(
     let Some(template) = shared.templates.get(Role::Plan) else {
         return fallback(&mut notes, "the plan template is missing".into());
     };
-    let context = shared.context_for(record, "").await;
+    let context = shared.context_for(record).await;
     let vars = BTreeMap::from([
         ("task", record.task.clone()),
         ("project", record.project_path.display().to_string()),

@@ -87,7 +87,7 @@ pub(crate) struct Shared {
 
 impl Shared {
     /// The relevant memory for a step of `record` (empty, with a warning, on failure).
-    pub(crate) async fn context_for(&self, record: &RunRecord, _input: &str) -> ContextBlock {
+    pub(crate) async fn context_for(&self, record: &RunRecord) -> ContextBlock {
         let memory = self.memory.clone();
         let project = record.project_id.clone();
         let task = record.task.clone();
@@ -111,18 +111,15 @@ impl Shared {
     }
 
     /// The template of the step at `pos`: its own prompt file, else its role's.
-    pub(crate) fn template_for(&self, record: &RunRecord, pos: StepPos) -> Template {
+    /// (`None` only if a role had no template, which the built-ins rule out.)
+    pub(crate) fn template_for(&self, record: &RunRecord, pos: StepPos) -> Option<&Template> {
         let step = &record.workflow.steps[pos.step];
-        if let Some(p) = &step.prompt {
-            let path = resolve_prompt_path(p, self.config_path.as_deref());
-            if let Some(t) = self.step_templates.get(&path) {
-                return t.clone();
-            }
-        }
-        self.templates.get(step.role).cloned().unwrap_or_else(|| {
-            Template::parse("fallback", "{{task}}\n\n{{input}}")
-                .unwrap_or_else(|_| unreachable_template())
-        })
+        step.prompt
+            .as_ref()
+            .and_then(|p| {
+                self.step_templates.get(&resolve_prompt_path(p, self.config_path.as_deref()))
+            })
+            .or_else(|| self.templates.get(step.role))
     }
 
     /// Earlier turns of the run's conversation, for the prompt.
@@ -159,11 +156,6 @@ impl Shared {
             live.remove(id);
         }
     }
-}
-
-fn unreachable_template() -> Template {
-    // "{{task}}" always parses; this keeps the signature total without a panic.
-    Template::parse("empty", "").unwrap_or_else(|_| unreachable_template())
 }
 
 /// A run started by [`Runtime::submit`] or [`Runtime::resume`].

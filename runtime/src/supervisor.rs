@@ -370,10 +370,11 @@ async fn run_step(
     let started = Instant::now();
 
     // The project's relevant memory, within the budget.
-    let context = shared.context_for(record, &plan.input).await;
-    let template = shared.template_for(record, pos);
-    let vars = prompt_vars(shared, record, plan, conversation, &context.text);
-    let prompt = template.render(&vars);
+    let context = shared.context_for(record).await;
+    let Some(template) = shared.template_for(record, pos) else {
+        return Err(format!("no prompt template for the {} role", plan.role));
+    };
+    let prompt = template.render(&prompt_vars(record, plan, conversation, &context.text));
 
     let mut step = StepRecord {
         run_id: run_id.clone(),
@@ -573,7 +574,6 @@ pub(crate) fn note_agent_event(
 }
 
 fn prompt_vars<'a>(
-    shared: &Shared,
     record: &RunRecord,
     plan: &StepPlan,
     conversation: &str,
@@ -589,7 +589,6 @@ fn prompt_vars<'a>(
         record.project_path.display()
     );
     let max_iterations = record.workflow.max_iterations;
-    let _ = shared;
     BTreeMap::from([
         ("task", record.task.clone()),
         ("project", project),

@@ -129,23 +129,27 @@ pub fn agents(config: &Config, offline: bool, json: bool) -> Result<u8> {
     Ok(exit::OK)
 }
 
+/// The workflows as JSON, for `troupe workflows --json` and `GET /api/workflows`.
+pub fn workflows_json(config: &Config) -> Vec<serde_json::Value> {
+    config
+        .workflows
+        .iter()
+        .map(|(name, w)| {
+            json!({
+                "name": name,
+                "description": w.description,
+                "max_iterations": w.max_iterations,
+                "default": *name == config.settings.default_workflow,
+                "steps": w.steps,
+            })
+        })
+        .collect()
+}
+
 /// `troupe workflows`.
 pub fn workflows(config: &Config, json: bool) -> Result<u8> {
     if json {
-        let list: Vec<_> = config
-            .workflows
-            .iter()
-            .map(|(name, w)| {
-                json!({
-                    "name": name,
-                    "description": w.description,
-                    "max_iterations": w.max_iterations,
-                    "default": *name == config.settings.default_workflow,
-                    "steps": w.steps,
-                })
-            })
-            .collect();
-        println!("{}", serde_json::to_string_pretty(&list)?);
+        println!("{}", serde_json::to_string_pretty(&workflows_json(config))?);
         return Ok(exit::OK);
     }
     let mut t = Table::new(&["NAME", "ITER", "STEPS", "DESCRIPTION"]);

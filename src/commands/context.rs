@@ -217,7 +217,11 @@ fn open_store(config: &Config) -> Result<Store> {
 
 /// The project named by `--project` (a folder, or the id of a known project), else the
 /// configured project folder.
-fn resolve_project(store: &Store, config: &Config, arg: Option<&str>) -> Result<ProjectId> {
+pub(crate) fn resolve_project(
+    store: &Store,
+    config: &Config,
+    arg: Option<&str>,
+) -> Result<ProjectId> {
     match arg {
         Some(p) if Path::new(p).is_dir() => Ok(project_id_for(Path::new(p))?.0),
         Some(p) => {

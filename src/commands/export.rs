@@ -1,13 +1,13 @@
 //! `troupe export …`: the project memory in other tools' formats. Today: an Obsidian vault
 //! (`troupe export obsidian DIR`), written by [`troupe_context::obsidian::export`].
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use troupe_context::obsidian::{self, ExportOptions, ExportSummary};
-use troupe_context::{NodeType, ProjectId, Scope, Store, StoreOptions, project_id_for};
+use troupe_context::{NodeType, Scope, Store, StoreOptions};
 use troupe_workflows::Config;
 
 use super::exit;
@@ -58,30 +58,6 @@ fn parse_node_type(s: &str) -> std::result::Result<NodeType, String> {
     })
 }
 
-/// The project named by `--project` (a folder, or the id of a known project), else the
-/// configured project folder.
-fn resolve_project(store: &Store, config: &Config, arg: Option<&str>) -> Result<ProjectId> {
-    match arg {
-        Some(p) if Path::new(p).is_dir() => Ok(project_id_for(Path::new(p))?.0),
-        Some(p) => {
-            let id = ProjectId::new(p)?;
-            if store.project_ids()?.contains(&id) {
-                Ok(id)
-            } else {
-                bail!(
-                    "{p:?} is neither a folder nor a known project id (`troupe context stats --all` lists the projects)"
-                )
-            }
-        }
-        None => {
-            let path = config.project_path();
-            Ok(project_id_for(&path)
-                .with_context(|| format!("the project folder {}", path.display()))?
-                .0)
-        }
-    }
-}
-
 /// Run a `troupe export` command.
 pub fn export_command(config: &Config, args: ExportArgs) -> Result<u8> {
     match args.command {
@@ -97,7 +73,7 @@ fn export_obsidian(config: &Config, args: ObsidianArgs) -> Result<u8> {
     let scope = if args.all_projects {
         Scope::All
     } else {
-        Scope::Project(resolve_project(&store, config, args.project.as_deref())?)
+        Scope::Project(super::context::resolve_project(&store, config, args.project.as_deref())?)
     };
     let mut options = ExportOptions::new(&args.dir, scope).types(args.types);
     options.since = args.since;

@@ -122,21 +122,7 @@ pub async fn agents(state: Data) -> HttpResponse {
 
 /// `GET /api/workflows`.
 pub async fn workflows(state: Data) -> HttpResponse {
-    let config = state.runtime.config();
-    let list: Vec<Value> = config
-        .workflows
-        .iter()
-        .map(|(name, w)| {
-            json!({
-                "name": name,
-                "description": w.description,
-                "max_iterations": w.max_iterations,
-                "default": *name == config.settings.default_workflow,
-                "steps": w.steps,
-            })
-        })
-        .collect();
-    HttpResponse::Ok().json(list)
+    HttpResponse::Ok().json(crate::commands::config::workflows_json(state.runtime.config()))
 }
 
 /// The body of `POST /api/execute`.
