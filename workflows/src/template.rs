@@ -228,11 +228,11 @@ const REVIEW: &str = r#"You are the reviewer in a team of AI agents working on a
 ## The work to review
 {{input}}
 
-Review the work for correctness, bugs, missing cases and clarity. Answer with one JSON object in a ```json code block and nothing else:
+Review the work for correctness, bugs, missing cases and clarity. Answer with one JSON object in a ```json code block and nothing else. When the work is right:
 ```json
-{"verdict": "approved", "summary": "one sentence", "findings": [{"severity": "error", "kind": "bug", "message": "what is wrong and how to fix it"}]}
+{"verdict": "approved", "summary": "one sentence", "findings": []}
 ```
-verdict is "approved" or "changes_requested". severity is "error", "warning" or "suggestion". kind is "bug", "mistake", "decision", "pattern" or "style". Use an empty findings list when there is nothing to fix."#;
+When something must change, set "verdict" to "changes_requested" and list each real problem you found as {"severity": ..., "kind": ..., "message": ...}: severity is "error" (must fix), "warning" (should fix) or "suggestion"; kind is "bug", "mistake", "decision", "pattern" or "style"; message says what is wrong and how to fix it. Never list a problem you did not find."#;
 
 const REFINE: &str = r#"You are the refiner in a team of AI agents working on a software project ({{project}}).
 {{#context}}
