@@ -452,6 +452,11 @@ fn count_lang(langs: &mut BTreeMap<&'static str, (u64, u64, bool)>, lang: &Lang,
 }
 
 fn file_node(project: &ProjectId, f: &Walked, text: &str, hash: String) -> NewNode {
+    // A scanned `.env` or config file can hold a secret the process knows of: the memory
+    // (and so every prompt, search hit and export built from it) gets it masked.
+    let redactor = troupe_observability::redact::global();
+    let text = redactor.redact(text);
+    let text = text.as_ref();
     let lines = text.lines().count() as u64;
     let meta = FileMeta {
         path: f.rel.clone(),

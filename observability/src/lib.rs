@@ -10,6 +10,7 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
 pub mod metrics;
+pub mod redact;
 
 pub use metrics::Metrics;
 
@@ -69,7 +70,8 @@ pub fn init(opts: LogOptions) -> Result<(), Error> {
         }
         _ => EnvFilter::new(default_filter(opts.verbosity)),
     };
-    let writer = BoxMakeWriter::new(std::io::stderr);
+    // Every line passes the process's redactor (see [`redact::install`]).
+    let writer = BoxMakeWriter::new(|| redact::RedactingWriter::new(std::io::stderr()));
     let result = match opts.format {
         LogFormat::Human => tracing_subscriber::fmt()
             .with_env_filter(filter)

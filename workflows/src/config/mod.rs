@@ -73,6 +73,29 @@ pub struct Settings {
     /// requires (never the token itself); `--token` and `$TROUPE_API_TOKEN` win over it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub api_token_env: Option<String>,
+    /// Names of further environment variables whose values are secrets, masked everywhere
+    /// troupe writes text (logs, traces, the audit trail, run records, API answers). The
+    /// variables named by `api_key_env`/`api_token_env`, the values of CLI agents' `env`
+    /// entries with secret-sounding names, and variables named `*_API_KEY`, `*_TOKEN`,
+    /// `*_SECRET`, `*_PASSWORD`, … are masked without being listed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub secret_env: Vec<String>,
+    /// Tokens one run may use (prompt + completion, over all its calls). A call that could
+    /// cross it is not made and the run ends `budget_exceeded`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_token_budget: Option<u64>,
+    /// Cost one run may incur, in the unit of the agents' `price`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_cost_budget: Option<f64>,
+    /// Tokens all runs of one project may use (within `project_budget_days`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub project_token_budget: Option<u64>,
+    /// Cost all runs of one project may incur (within `project_budget_days`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub project_cost_budget: Option<f64>,
+    /// The project budgets count the runs of the last this many days; all runs without it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub project_budget_days: Option<u32>,
 }
 
 impl Default for Settings {
@@ -91,6 +114,12 @@ impl Default for Settings {
             min_success_samples: 5,
             prompts_dir: None,
             api_token_env: None,
+            secret_env: Vec::new(),
+            run_token_budget: None,
+            run_cost_budget: None,
+            project_token_budget: None,
+            project_cost_budget: None,
+            project_budget_days: None,
         }
     }
 }
@@ -286,6 +315,26 @@ impl Config {
     /// The agent named `name`.
     pub fn agent(&self, name: &str) -> Option<&AgentConfig> {
         self.agents.get(name)
+    }
+
+    /// The secret masker for this configuration: the values of the environment variables it
+    /// names as holding secrets (`api_key_env`, `api_token_env`, `secret_env`,
+    /// `TROUPE_API_TOKEN`), of every variable whose name says it is a secret, and of CLI
+    /// agents' `env` entries with secret-sounding names.
+    pub fn redactor(&self) -> troupe_observability::redact::Redactor {
+        use troupe_observability::redact::{Redactor, is_secret_name};
+        let mut names: Vec<&str> = vec!["TROUPE_API_TOKEN"];
+        names.extend(self.settings.api_token_env.as_deref());
+        names.extend(self.settings.secret_env.iter().map(String::as_str));
+        names.extend(self.agents.values().filter_map(|a| a.api_key_env.as_deref()));
+        let inline = self
+            .agents
+            .values()
+            .flat_map(|a| a.env.iter())
+            .filter(|(k, _)| is_secret_name(k))
+            .map(|(_, v)| v.clone())
+            .collect::<Vec<_>>();
+        Redactor::from_env(names, inline)
     }
 
     /// The data folder: `$TROUPE_HOME`, else `settings.data_dir`, else the platform's data

@@ -41,6 +41,16 @@ min_success_samples = 5
 # The environment variable holding the token `troupe serve` requires off loopback
 # (the token itself never goes in this file; --token and $TROUPE_API_TOKEN win).
 # api_token_env = "TROUPE_SERVE_TOKEN"
+# Further environment variables whose VALUES are masked in logs, traces, the audit trail and
+# API answers (API-key variables and names like *_TOKEN, *_SECRET are masked already).
+# secret_env = ["MY_SERVICE_CREDENTIAL"]
+# Budgets, checked before every call: a call that could cross one is not made and the run
+# ends `budget_exceeded`. Costs use the agents' `price` (per 1,000 tokens).
+# run_token_budget = 200000
+# run_cost_budget = 2.50
+# project_token_budget = 5000000
+# project_cost_budget = 50.0
+# project_budget_days = 30              # project budgets count the last 30 days (default: all)
 
 # An OpenAI-compatible server. The key is read from the environment variable NAMED here;
 # troupe never stores or logs the key itself.

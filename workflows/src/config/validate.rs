@@ -111,6 +111,42 @@ impl Validator<'_> {
                 format!("min_success_rate must be between 0 and 1, found {}", s.min_success_rate),
             );
         }
+        for (key, value) in
+            [("run_cost_budget", s.run_cost_budget), ("project_cost_budget", s.project_cost_budget)]
+        {
+            if let Some(v) = value
+                && !(v.is_finite() && v > 0.0)
+            {
+                self.error(
+                    &[Key("settings"), Key(key)],
+                    format!("{key} must be a positive number, found {v}"),
+                );
+            }
+        }
+        for (key, value) in [
+            ("run_token_budget", s.run_token_budget),
+            ("project_token_budget", s.project_token_budget),
+            ("project_budget_days", s.project_budget_days.map(u64::from)),
+        ] {
+            if value == Some(0) {
+                self.error(&[Key("settings"), Key(key)], format!("{key} must be at least 1"));
+            }
+        }
+        let priced = self.config.agents.values().any(|a| a.price.is_some());
+        if (s.run_cost_budget.is_some() || s.project_cost_budget.is_some()) && !priced {
+            self.warn(
+                &[Key("settings"), Key(if s.run_cost_budget.is_some() { "run_cost_budget" } else { "project_cost_budget" })],
+                "a cost budget is set but no agent has a `price`, so every call costs 0; add `price = { prompt_per_1k = …, completion_per_1k = … }` to the agents that cost money".into(),
+            );
+        }
+        for (i, name) in s.secret_env.iter().enumerate() {
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                self.error(
+                    &[Key("settings"), Key("secret_env"), Index(i)],
+                    format!("secret_env entries are environment variable NAMES (like MY_SERVICE_KEY), found {name:?}"),
+                );
+            }
+        }
         if s.offline && !self.config.agents.values().any(|a| a.enabled && a.is_local()) {
             self.warn(
                 &[Key("settings"), Key("offline")],
