@@ -93,6 +93,8 @@ fn runtime(backend: Arc<dyn Backend>, steps: usize, max_concurrent: usize) -> Ru
         max_tokens: 64,
         registry: None,
         context: None,
+        audit: Default::default(),
+        redactor: Default::default(),
     })
     .unwrap()
 }

@@ -10,6 +10,8 @@
 //! Only this crate and the binary know actix.
 
 pub mod agents;
+pub mod audit;
+mod budget;
 pub mod context_memory;
 pub mod error;
 pub mod memory;
@@ -20,10 +22,12 @@ mod runtime;
 pub mod store;
 pub mod supervisor;
 
+pub use budget::MIN_ANSWER_TOKENS;
 pub use error::{Error, Result};
 pub use memory::{ContextBlock, Memory, RunOutcome};
 pub use model::{
-    RunEvent, RunRecord, RunRequest, RunState, RunStats, StepRecord, StepState, Tokens,
+    Budget, RunEvent, RunRecord, RunRequest, RunState, RunStats, RunUsage, StepRecord, StepState,
+    Tokens, UsageReport, UsageTotals,
 };
 pub use open::{CollectionBackend, RUNS_COLLECTION, open, store_backend};
 pub use runtime::{RunHandle, Runtime, RuntimeParts};

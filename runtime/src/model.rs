@@ -9,7 +9,8 @@ use troupe_workflows::WorkflowConfig;
 use troupe_workflows::engine::{FinishReason, StepPos};
 use troupe_workflows::verdict::Verdict;
 
-/// A run's lifecycle: pending → in_progress → completed | failed | cancelled.
+/// A run's lifecycle: pending → in_progress → completed | failed | cancelled |
+/// budget_exceeded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunState {
@@ -23,12 +24,17 @@ pub enum RunState {
     Failed,
     /// Cancelled by the user.
     Cancelled,
+    /// Stopped before a call that could have crossed its run's or project's budget.
+    BudgetExceeded,
 }
 
 impl RunState {
     /// Whether the run has ended.
     pub fn is_final(self) -> bool {
-        matches!(self, RunState::Completed | RunState::Failed | RunState::Cancelled)
+        matches!(
+            self,
+            RunState::Completed | RunState::Failed | RunState::Cancelled | RunState::BudgetExceeded
+        )
     }
 
     /// The name used in listings and metrics.
@@ -39,6 +45,7 @@ impl RunState {
             RunState::Completed => "completed",
             RunState::Failed => "failed",
             RunState::Cancelled => "cancelled",
+            RunState::BudgetExceeded => "budget_exceeded",
         }
     }
 }
@@ -91,6 +98,30 @@ pub struct RunRequest {
     /// The conversation this run continues (the shell's session), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conversation: Option<String>,
+    /// Overrides the configured `run_token_budget`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_tokens: Option<u64>,
+    /// Overrides the configured `run_cost_budget`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_cost: Option<f64>,
+}
+
+/// Limits on what a run may use; checked before each call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Budget {
+    /// Most tokens (prompt + completion) over all the run's calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<u64>,
+    /// Most cost over all the run's calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<f64>,
+}
+
+impl Budget {
+    /// Whether it limits anything.
+    pub fn is_set(&self) -> bool {
+        self.tokens.is_some() || self.cost.is_some()
+    }
 }
 
 /// A run, as persisted.
@@ -146,6 +177,13 @@ pub struct RunRecord {
     /// How many times it was resumed.
     #[serde(default)]
     pub resumed: u32,
+    /// The run's own budget (from the request or the configuration when it was created).
+    #[serde(default, skip_serializing_if = "is_unset")]
+    pub budget: Budget,
+}
+
+fn is_unset(b: &Budget) -> bool {
+    !b.is_set()
 }
 
 impl RunRecord {
@@ -208,6 +246,9 @@ pub struct StepRecord {
     pub note: Option<String>,
     /// Tokens used.
     pub tokens: Tokens,
+    /// Cost of the call, where the answering agent has a price.
+    #[serde(default)]
+    pub cost: f64,
     /// Whether the token counts are estimates (the agent reported none).
     #[serde(default)]
     pub tokens_estimated: bool,
@@ -298,6 +339,9 @@ pub enum RunEvent {
         model: Option<String>,
         /// Tokens used.
         tokens: Tokens,
+        /// Cost of the call.
+        #[serde(default)]
+        cost: f64,
         /// Milliseconds.
         latency_ms: u64,
         /// Retries.
@@ -324,6 +368,9 @@ pub enum RunEvent {
         iterations: u32,
         /// Tokens used.
         tokens: Tokens,
+        /// Cost of all its calls.
+        #[serde(default)]
+        cost: f64,
         /// The error, when it failed.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
@@ -346,4 +393,65 @@ pub struct RunStats {
     pub average_duration_secs: Option<f64>,
     /// Tokens over all runs.
     pub tokens: Tokens,
+    /// Cost over all runs.
+    #[serde(default)]
+    pub cost: f64,
+}
+
+/// Tokens, cost and calls of one slice of the history (a project, an agent, a run).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UsageTotals {
+    /// Runs counted.
+    pub runs: u64,
+    /// Calls that answered (steps with an answering agent).
+    pub calls: u64,
+    /// Tokens.
+    pub tokens: Tokens,
+    /// Cost, where prices are configured.
+    pub cost: f64,
+}
+
+impl UsageTotals {
+    /// Count one call.
+    pub fn add_call(&mut self, tokens: Tokens, cost: f64) {
+        self.calls += 1;
+        self.tokens.add(tokens);
+        self.cost += cost;
+    }
+}
+
+/// Usage of a run, in a [`UsageReport`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunUsage {
+    /// The run.
+    pub run_id: String,
+    /// Its project's folder.
+    pub project: PathBuf,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// How it ended (or where it is).
+    pub state: RunState,
+    /// Its task, shortened.
+    pub task: String,
+    /// Its totals.
+    pub totals: UsageTotals,
+}
+
+/// Tokens and cost per project, per agent and per run (`troupe usage`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UsageReport {
+    /// Only runs created at or after this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<DateTime<Utc>>,
+    /// Only this project's runs (its folder).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<PathBuf>,
+    /// Everything counted.
+    pub total: UsageTotals,
+    /// By project folder.
+    pub by_project: std::collections::BTreeMap<String, UsageTotals>,
+    /// By answering agent.
+    pub by_agent: std::collections::BTreeMap<String, UsageTotals>,
+    /// By run, newest first.
+    pub runs: Vec<RunUsage>,
 }

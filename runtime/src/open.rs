@@ -16,6 +16,7 @@ use troupe_context::{Collection, Store, StoreOptions};
 use troupe_observability::Metrics;
 use troupe_workflows::Config;
 
+use crate::audit::AuditLog;
 use crate::context_memory::ContextMemory;
 use crate::error::Result;
 use crate::runtime::{Runtime, RuntimeParts};
@@ -75,6 +76,8 @@ pub fn open(config: Config, config_path: Option<PathBuf>, offline: bool) -> Resu
     ));
     let agents = agents_of(&registry);
     let max_tokens = config.settings.max_output_tokens;
+    let redactor = config.redactor();
+    let audit = AuditLog::new(Some(crate::audit::audit_dir(&data_dir)), redactor.clone());
     Runtime::new(RuntimeParts {
         config,
         config_path,
@@ -85,6 +88,8 @@ pub fn open(config: Config, config_path: Option<PathBuf>, offline: bool) -> Resu
         max_tokens,
         registry: Some(registry),
         context: Some(store),
+        audit,
+        redactor,
     })
 }
 

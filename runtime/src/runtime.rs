@@ -12,16 +12,19 @@ use tokio_util::sync::CancellationToken;
 use troupe_adapters::agent::Agent;
 use troupe_adapters::registry::AgentRegistry;
 use troupe_observability::Metrics;
+use troupe_observability::redact::Redactor;
 use troupe_workflows::config::DYNAMIC_WORKFLOW;
 use troupe_workflows::engine::{Engine, StepOutcome, StepPos};
 use troupe_workflows::template::{Template, Templates, load_file, resolve_prompt_path};
 use troupe_workflows::{Config, WorkflowConfig};
 
 use crate::agents::AgentPool;
+use crate::audit::AuditLog;
 use crate::error::{Error, Result};
 use crate::memory::{ContextBlock, Memory};
 use crate::model::{
-    RunEvent, RunRecord, RunRequest, RunState, RunStats, StepRecord, StepState, Tokens,
+    Budget, RunEvent, RunRecord, RunRequest, RunState, RunStats, StepRecord, StepState, Tokens,
+    UsageReport,
 };
 use crate::store::{Backend, RunStore};
 use crate::supervisor::{Cancel, RunJob, Supervisor};
@@ -57,6 +60,10 @@ pub struct RuntimeParts {
     pub registry: Option<Arc<AgentRegistry>>,
     /// The context store behind `memory`, if any (for search, stats and exports).
     pub context: Option<troupe_context::Store>,
+    /// Where each run's audit trail is appended (and the masker it applies).
+    pub audit: AuditLog,
+    /// Masks secrets in prompts, answers, records and events.
+    pub redactor: Redactor,
 }
 
 /// A run that is executing in this process.
@@ -82,6 +89,8 @@ pub(crate) struct Shared {
     pub max_tokens: u32,
     pub registry: Option<Arc<AgentRegistry>>,
     pub context: Option<troupe_context::Store>,
+    pub audit: AuditLog,
+    pub redactor: Redactor,
     live: Mutex<HashMap<String, LiveRun>>,
 }
 
@@ -201,6 +210,8 @@ impl Runtime {
             max_tokens,
             registry,
             context,
+            audit,
+            redactor,
         } = parts;
         let prompts_dir = config
             .settings
@@ -251,6 +262,8 @@ impl Runtime {
             max_tokens,
             registry,
             context,
+            audit,
+            redactor,
             live: Mutex::new(HashMap::new()),
         });
         Ok(Runtime { shared, slots })
@@ -307,6 +320,32 @@ impl Runtime {
         self.shared.store.stats()
     }
 
+    /// Tokens and cost per project, agent and run; only `project`'s runs when given (a
+    /// folder), only runs created at or after `since` when given.
+    pub fn usage(
+        &self,
+        project: Option<&std::path::Path>,
+        since: Option<chrono::DateTime<Utc>>,
+    ) -> Result<UsageReport> {
+        let project = match project {
+            None => None,
+            Some(p) => Some(p.canonicalize().map_err(|e| {
+                Error::Invalid(format!("the project folder {} cannot be used: {e}", p.display()))
+            })?),
+        };
+        self.shared.store.usage(project.as_deref(), since)
+    }
+
+    /// The secret masker every record, event and audit entry passes through.
+    pub fn redactor(&self) -> &Redactor {
+        &self.shared.redactor
+    }
+
+    /// Where the audit trails are, if they are written.
+    pub fn audit_dir(&self) -> Option<&std::path::Path> {
+        self.shared.audit.dir()
+    }
+
     /// Ids of the runs executing in this process.
     pub fn live_runs(&self) -> Vec<String> {
         self.shared.live.lock().map(|l| l.keys().cloned().collect()).unwrap_or_default()
@@ -314,7 +353,8 @@ impl Runtime {
 
     /// Start a run. It waits for a slot when `max_concurrent_runs` are running.
     pub async fn submit(&self, req: RunRequest) -> Result<RunHandle> {
-        let task = req.task.trim().to_string();
+        // A known secret never reaches an agent, the store or the memory.
+        let task = self.shared.redactor.redact(req.task.trim()).into_owned();
         if task.is_empty() {
             return Err(Error::Invalid("the task is empty; say what to do".into()));
         }
@@ -416,6 +456,10 @@ impl Runtime {
             tokens: Tokens::default(),
             cost: 0.0,
             resumed: 0,
+            budget: Budget {
+                tokens: req.budget_tokens.or(config.settings.run_token_budget),
+                cost: req.budget_cost.or(config.settings.run_cost_budget),
+            },
         };
         self.shared.store.put_run(&record)?;
         Ok(self.launch(record, Vec::new()))
@@ -424,6 +468,12 @@ impl Runtime {
     /// Continue a run that did not finish (interrupted by a crash, failed or cancelled) from
     /// its first unfinished step; completed steps are kept, not run again.
     pub async fn resume(&self, id: &str) -> Result<RunHandle> {
+        self.resume_with(id, Budget::default()).await
+    }
+
+    /// [`Runtime::resume`], with the run's budget raised (or lowered): each limit set in
+    /// `budget` replaces the run's own — how a run that ended `budget_exceeded` goes on.
+    pub async fn resume_with(&self, id: &str, budget: Budget) -> Result<RunHandle> {
         let mut record =
             self.shared.store.find_run(id)?.ok_or_else(|| Error::NoSuchRun(id.to_string()))?;
         if self.live_runs().contains(&record.id) {
@@ -446,6 +496,12 @@ impl Runtime {
         record.error = None;
         record.finish_reason = None;
         record.resumed += 1;
+        if let Some(t) = budget.tokens {
+            record.budget.tokens = Some(t);
+        }
+        if let Some(c) = budget.cost {
+            record.budget.cost = Some(c);
+        }
         self.shared.store.put_run(&record)?;
         Ok(self.launch(record, steps))
     }
@@ -594,6 +650,7 @@ async fn cancel_pending(job: RunJob) {
         reason: None,
         iterations: 0,
         tokens: Tokens::default(),
+        cost: 0.0,
         error: record.error.clone(),
     });
     let _ = job.done.send(record);

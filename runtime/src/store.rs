@@ -10,7 +10,9 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::error::Result;
-use crate::model::{RunRecord, RunState, RunStats, StepRecord};
+use crate::model::{
+    RunRecord, RunState, RunStats, RunUsage, StepRecord, Tokens, UsageReport, UsageTotals,
+};
 use troupe_workflows::engine::StepPos;
 
 /// Where run records live: a durable key → JSON document map. The production backend is a
@@ -118,6 +120,7 @@ impl RunStore {
         for run in self.runs()? {
             *stats.by_state.entry(run.state.as_str().to_string()).or_default() += 1;
             stats.tokens.add(run.tokens);
+            stats.cost += run.cost;
             if run.state.is_final()
                 && let Some(d) = run.duration_secs()
             {
@@ -129,6 +132,76 @@ impl RunStore {
                 Some(durations.iter().sum::<f64>() / durations.len() as f64);
         }
         Ok(stats)
+    }
+
+    /// Tokens and cost used by the runs of project `project_id` created at or after
+    /// `since` (all its runs without it). Runs record their totals after every step.
+    pub fn project_usage(
+        &self,
+        project_id: &str,
+        since: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<(Tokens, f64)> {
+        let mut tokens = Tokens::default();
+        let mut cost = 0.0;
+        for run in self.runs()? {
+            if run.project_id == project_id && since.is_none_or(|s| run.created_at >= s) {
+                tokens.add(run.tokens);
+                cost += run.cost;
+            }
+        }
+        Ok((tokens, cost))
+    }
+
+    /// Usage per project, per agent and per run, from the stored calls (steps): runs of
+    /// the project in folder `project` (canonical) only when given, created at or after
+    /// `since` when given.
+    pub fn usage(
+        &self,
+        project: Option<&std::path::Path>,
+        since: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<UsageReport> {
+        let mut report =
+            UsageReport { since, project: project.map(|p| p.to_path_buf()), ..Default::default() };
+        for run in self.runs()? {
+            if project.is_some_and(|p| p != run.project_path)
+                || since.is_some_and(|s| run.created_at < s)
+            {
+                continue;
+            }
+            let mut totals = UsageTotals { runs: 1, ..Default::default() };
+            for step in self.steps(&run.id)? {
+                let Some(agent) = &step.answered_by else { continue };
+                totals.add_call(step.tokens, step.cost);
+                let a = report.by_agent.entry(agent.clone()).or_default();
+                a.add_call(step.tokens, step.cost);
+            }
+            // Calls stopped by a crash before their step ended still count in the run's
+            // totals; the run record is the authority for the run.
+            totals.tokens = Tokens {
+                prompt: totals.tokens.prompt.max(run.tokens.prompt),
+                completion: totals.tokens.completion.max(run.tokens.completion),
+            };
+            totals.cost = totals.cost.max(run.cost);
+            let p = report.by_project.entry(run.project_path.display().to_string()).or_default();
+            p.runs += 1;
+            p.calls += totals.calls;
+            p.tokens.add(totals.tokens);
+            p.cost += totals.cost;
+            report.total.runs += 1;
+            report.total.calls += totals.calls;
+            report.total.tokens.add(totals.tokens);
+            report.total.cost += totals.cost;
+            report.runs.push(RunUsage {
+                run_id: run.id.clone(),
+                project: run.project_path.clone(),
+                created_at: run.created_at,
+                state: run.state,
+                task: run.task.chars().take(60).collect(),
+                totals,
+            });
+        }
+        report.runs.reverse();
+        Ok(report)
     }
 
     /// The runs of a conversation, oldest first.

@@ -22,6 +22,7 @@ use troupe_adapters::error::AdapterError;
 use troupe_workflows::engine::{FinishReason, Next, StepOutcome, StepPlan};
 use troupe_workflows::verdict::{Finding, VerdictStatus};
 
+use crate::audit::AuditEvent;
 use crate::model::{RunEvent, RunRecord, RunState, StepRecord, StepState, Tokens};
 use crate::runtime::Shared;
 
@@ -80,6 +81,15 @@ fn step_label(agent: &str, role: Role) -> String {
     format!("{agent}:{role}")
 }
 
+/// Why a step could not be run to an end.
+#[derive(Debug)]
+enum StepStop {
+    /// The store cannot be written: the run cannot continue durably.
+    Store(String),
+    /// The call could cross a budget, so it was not made.
+    Budget(String),
+}
+
 fn emit(events: &broadcast::Sender<RunEvent>, event: RunEvent) {
     // No subscriber is fine: events are also reconstructible from the store.
     let _ = events.send(event);
@@ -120,12 +130,26 @@ async fn drive(job: RunJob, cancel: CancellationToken) {
         shared.config.settings.review_max_suggestions,
         &steps,
     );
+    let step_labels: Vec<String> =
+        record.workflow.steps.iter().map(|s| step_label(&s.agent, s.role)).collect();
+    shared.audit.append(
+        &run_id,
+        AuditEvent::RunStarted {
+            task: record.task.clone(),
+            workflow: record.workflow_name.clone(),
+            steps: step_labels.clone(),
+            project: record.project_path.clone(),
+            offline: record.offline,
+            resumed: record.resumed,
+            budget: record.budget,
+        },
+    );
     emit(
         &events,
         RunEvent::RunStarted {
             run_id: run_id.clone(),
             workflow: record.workflow_name.clone(),
-            steps: record.workflow.steps.iter().map(|s| step_label(&s.agent, s.role)).collect(),
+            steps: step_labels,
             resumed,
             notes: record.plan_notes.clone(),
         },
@@ -148,7 +172,7 @@ async fn drive(job: RunJob, cancel: CancellationToken) {
 
     let finish = loop {
         if cancel.is_cancelled() {
-            break None;
+            break End::Cancelled;
         }
         match engine.next() {
             Next::Skip { pos, reason } => {
@@ -167,6 +191,7 @@ async fn drive(job: RunJob, cancel: CancellationToken) {
                     verdict: None,
                     note: Some(reason.clone()),
                     tokens: Tokens::default(),
+                    cost: 0.0,
                     tokens_estimated: false,
                     retries: 0,
                     fallback_from: Vec::new(),
@@ -175,8 +200,11 @@ async fn drive(job: RunJob, cancel: CancellationToken) {
                     latency_ms: 0,
                 };
                 if let Err(e) = shared.store.put_step(&rec) {
-                    break Some(Err(format!("cannot persist step: {e}")));
+                    break End::Failed(format!("cannot persist step: {e}"));
                 }
+                shared
+                    .audit
+                    .append(&run_id, AuditEvent::StepSkipped { pos, reason: reason.clone() });
                 engine.record(pos, &StepOutcome::Skipped);
                 emit(
                     &events,
@@ -187,6 +215,7 @@ async fn drive(job: RunJob, cancel: CancellationToken) {
                         answered_by: None,
                         model: None,
                         tokens: Tokens::default(),
+                        cost: 0.0,
                         latency_ms: 0,
                         retries: 0,
                         fallback_from: Vec::new(),
@@ -201,13 +230,21 @@ async fn drive(job: RunJob, cancel: CancellationToken) {
                 match result {
                     Ok(step) => {
                         record.tokens.add(step.tokens);
+                        record.cost += step.cost;
                         context_nodes.extend(step.context_nodes.iter().cloned());
                         answered_by.extend(step.answered_by.iter().cloned());
                         if let Some(v) = &step.verdict {
                             findings.extend(v.findings.iter().cloned());
                         }
+                        // The run's totals on disk after every call: project budgets and
+                        // `troupe usage` read them, and a crash keeps them.
+                        if step.answered_by.is_some()
+                            && let Err(e) = shared.store.put_run(&record)
+                        {
+                            break End::Failed(format!("cannot persist the run: {e}"));
+                        }
                         if step.state == StepState::Cancelled {
-                            break None;
+                            break End::Cancelled;
                         }
                         let outcome = match (&step.state, &step.response) {
                             (StepState::Completed, Some(text)) => {
@@ -225,25 +262,30 @@ async fn drive(job: RunJob, cancel: CancellationToken) {
                             record.error = Some(error);
                         }
                     }
-                    Err(e) => break Some(Err(e)),
+                    Err(StepStop::Store(e)) => break End::Failed(e),
+                    Err(StepStop::Budget(reason)) => break End::Budget(reason),
                 }
                 record.iterations = engine.position().iteration.max(record.iterations);
             }
-            Next::Done(f) => break Some(Ok(f)),
+            Next::Done(f) => break End::Done(f),
         }
     };
 
     record.finished_at = Some(Utc::now());
     match finish {
-        None => {
+        End::Cancelled => {
             record.state = RunState::Cancelled;
             record.error = Some("cancelled".into());
         }
-        Some(Err(e)) => {
+        End::Failed(e) => {
             record.state = RunState::Failed;
             record.error = Some(e);
         }
-        Some(Ok(f)) => {
+        End::Budget(reason) => {
+            record.state = RunState::BudgetExceeded;
+            record.error = Some(format!("budget exceeded: {reason}"));
+        }
+        End::Done(f) => {
             record.iterations = f.iterations;
             record.finish_reason = Some(f.reason);
             record.output = f.output.clone();
@@ -286,6 +328,17 @@ async fn drive(job: RunJob, cancel: CancellationToken) {
             Err(e) => tracing::warn!(run = %run_id, error = %e, "storing the run in memory died"),
         }
     }
+    shared.audit.append(
+        &run_id,
+        AuditEvent::RunFinished {
+            state: record.state,
+            reason: record.finish_reason,
+            iterations: record.iterations,
+            tokens: record.tokens,
+            cost: record.cost,
+            error: record.error.clone(),
+        },
+    );
     emit(
         &events,
         RunEvent::RunFinished {
@@ -294,10 +347,19 @@ async fn drive(job: RunJob, cancel: CancellationToken) {
             reason: record.finish_reason,
             iterations: record.iterations,
             tokens: record.tokens,
+            cost: record.cost,
             error: record.error.clone(),
         },
     );
     let _ = done.send(record);
+}
+
+/// How the step loop ended.
+enum End {
+    Cancelled,
+    Failed(String),
+    Budget(String),
+    Done(troupe_workflows::engine::Finish),
 }
 
 fn dedup(mut v: Vec<String>) -> Vec<String> {
@@ -355,8 +417,8 @@ fn describe(event: &AgentEvent) -> String {
     }
 }
 
-/// Run one step; returns its final record (completed, failed or cancelled). `Err` only when
-/// the store cannot be written (the run cannot continue durably).
+/// Run one step; returns its final record (completed, failed or cancelled). `Err` when the
+/// store cannot be written (the run cannot continue durably) or a budget stops the call.
 async fn run_step(
     shared: &Arc<Shared>,
     record: &RunRecord,
@@ -364,7 +426,7 @@ async fn run_step(
     conversation: &str,
     events: &broadcast::Sender<RunEvent>,
     cancel: &CancellationToken,
-) -> Result<StepRecord, String> {
+) -> Result<StepRecord, StepStop> {
     let run_id = record.id.clone();
     let pos = plan.pos;
     let started = Instant::now();
@@ -372,9 +434,24 @@ async fn run_step(
     // The project's relevant memory, within the budget.
     let context = shared.context_for(record).await;
     let Some(template) = shared.template_for(record, pos) else {
-        return Err(format!("no prompt template for the {} role", plan.role));
+        return Err(StepStop::Store(format!("no prompt template for the {} role", plan.role)));
     };
-    let prompt = template.render(&prompt_vars(record, plan, conversation, &context.text));
+    // Known secrets are masked before the prompt goes anywhere: to the agent, the store,
+    // the audit trail.
+    let prompt = shared.redactor.redact_string(template.render(&prompt_vars(
+        record,
+        plan,
+        conversation,
+        &context.text,
+    )));
+
+    let mut options =
+        GenerationOptions { max_tokens: Some(shared.max_tokens), ..Default::default() };
+    if plan.role == Role::Review {
+        options.output =
+            OutputFormat::JsonSchema { name: "review_verdict".into(), schema: verdict_schema() };
+    }
+    let request = AgentRequest::prompt(prompt.clone()).with_options(options);
 
     let mut step = StepRecord {
         run_id: run_id.clone(),
@@ -384,12 +461,13 @@ async fn run_step(
         answered_by: None,
         model: None,
         state: StepState::Running,
-        prompt: prompt.clone(),
+        prompt,
         context_nodes: context.nodes.clone(),
         response: None,
         verdict: None,
         note: None,
         tokens: Tokens::default(),
+        cost: 0.0,
         tokens_estimated: false,
         retries: 0,
         fallback_from: Vec::new(),
@@ -397,7 +475,33 @@ async fn run_step(
         finished_at: None,
         latency_ms: 0,
     };
-    shared.store.put_step(&step).map_err(|e| format!("cannot persist step: {e}"))?;
+
+    // The step's agent, then the step's own fallbacks (each with its own fallback chain).
+    let mut candidates = vec![plan.agent.clone()];
+    candidates.extend(plan.fallback.iter().cloned());
+
+    // Budgets are checked before anything is written or sent: a call that could cross one
+    // is not made.
+    let first_request = match crate::budget::check(shared, record, &candidates[0], &request) {
+        Ok(r) => r,
+        Err(reason) => return Err(refuse(shared, &run_id, pos, &candidates[0], reason, events)),
+    };
+
+    shared
+        .store
+        .put_step(&step)
+        .map_err(|e| StepStop::Store(format!("cannot persist step: {e}")))?;
+    shared.audit.append(
+        &run_id,
+        AuditEvent::PromptSent {
+            pos,
+            role: plan.role,
+            agent: plan.agent.clone(),
+            context_nodes: step.context_nodes.clone(),
+            max_tokens: first_request.options.max_tokens.unwrap_or(shared.max_tokens),
+            prompt: step.prompt.clone(),
+        },
+    );
     emit(
         events,
         RunEvent::StepStarted {
@@ -408,18 +512,13 @@ async fn run_step(
         },
     );
 
-    let mut options =
-        GenerationOptions { max_tokens: Some(shared.max_tokens), ..Default::default() };
-    if plan.role == Role::Review {
-        options.output =
-            OutputFormat::JsonSchema { name: "review_verdict".into(), schema: verdict_schema() };
-    }
-    let request = AgentRequest::prompt(prompt).with_options(options);
-
     let chunk_events = events.clone();
     let chunk_run = run_id.clone();
+    let chunk_redactor = shared.redactor.clone();
     let agent_events = events.clone();
     let agent_run = run_id.clone();
+    let agent_audit = shared.audit.clone();
+    let agent_redactor = shared.redactor.clone();
     let breakers = shared.breakers.clone();
     let metrics = shared.metrics.clone();
     let call_ctx = CallContext::new()
@@ -428,26 +527,38 @@ async fn run_step(
         .with_chunks(ChunkSink::new(move |text: &str| {
             emit(
                 &chunk_events,
-                RunEvent::Chunk { run_id: chunk_run.clone(), pos, text: text.to_string() },
+                RunEvent::Chunk {
+                    run_id: chunk_run.clone(),
+                    pos,
+                    text: chunk_redactor.redact(text).into_owned(),
+                },
             );
         }))
         .with_events(EventSink::new(move |e: &AgentEvent| {
             note_agent_event(&breakers, &metrics, e);
-            emit(
-                &agent_events,
-                RunEvent::Agent { run_id: agent_run.clone(), pos, message: describe(e) },
-            );
+            let message = agent_redactor.redact_string(describe(e));
+            agent_audit.append(&agent_run, AuditEvent::Agent { pos, message: message.clone() });
+            emit(&agent_events, RunEvent::Agent { run_id: agent_run.clone(), pos, message });
         }));
 
-    // The step's agent, then the step's own fallbacks (each with its own fallback chain).
-    let mut candidates = vec![plan.agent.clone()];
-    candidates.extend(plan.fallback.iter().cloned());
     let mut failed: Vec<String> = Vec::new();
     let mut result =
         Err(AdapterError::Config { agent: plan.agent.clone(), message: "no agent to call".into() });
+    let mut refused = None;
     for (i, name) in candidates.iter().enumerate() {
+        let request = if i == 0 {
+            first_request.clone()
+        } else {
+            match crate::budget::check(shared, record, name, &request) {
+                Ok(r) => r,
+                Err(reason) => {
+                    refused = Some((name.clone(), reason));
+                    break;
+                }
+            }
+        };
         let call_started = Instant::now();
-        result = shared.agents.call(name, request.clone(), call_ctx.clone()).await;
+        result = shared.agents.call(name, request, call_ctx.clone()).await;
         let outcome = match &result {
             Ok(_) => troupe_observability::metrics::SUCCESS,
             Err(e) => e.kind(),
@@ -462,14 +573,11 @@ async fn run_step(
                 failed.push(name.clone());
                 let to = &candidates[i + 1];
                 shared.metrics.record_fallback(name, to);
-                emit(
-                    events,
-                    RunEvent::Agent {
-                        run_id: run_id.clone(),
-                        pos,
-                        message: format!("fallback from {name} to {to} after: {e}"),
-                    },
-                );
+                let message = shared
+                    .redactor
+                    .redact_string(format!("fallback from {name} to {to} after: {e}"));
+                shared.audit.append(&run_id, AuditEvent::Agent { pos, message: message.clone() });
+                emit(events, RunEvent::Agent { run_id: run_id.clone(), pos, message });
             }
             _ => break,
         }
@@ -483,7 +591,9 @@ async fn run_step(
                 prompt: resp.usage.prompt_tokens,
                 completion: resp.usage.completion_tokens,
             };
+            let cost = crate::budget::cost_of(&shared.config, &resp.agent, tokens);
             shared.metrics.record_tokens(&resp.agent, tokens.prompt, tokens.completion);
+            shared.metrics.record_cost(&resp.agent, cost);
             for _ in 0..resp.retries() {
                 shared.metrics.record_retry(&resp.agent);
             }
@@ -491,6 +601,7 @@ async fn run_step(
                 shared.metrics.record_fallback(&f.agent, &resp.agent);
             }
             step.tokens = tokens;
+            step.cost = cost;
             step.tokens_estimated = resp.usage_estimated;
             step.retries = resp.retries();
             step.fallback_from =
@@ -498,10 +609,26 @@ async fn run_step(
             step.answered_by = Some(resp.agent.clone());
             step.model = resp.model.clone();
             step.state = StepState::Completed;
+            let text = shared.redactor.redact_string(resp.text);
             if plan.role == Role::Review {
-                step.verdict = Some(troupe_workflows::verdict::parse_verdict(&resp.text));
+                step.verdict = Some(troupe_workflows::verdict::parse_verdict(&text));
             }
-            step.response = Some(resp.text);
+            shared.audit.append(
+                &run_id,
+                AuditEvent::ResponseReceived {
+                    pos,
+                    agent: resp.agent.clone(),
+                    model: resp.model.clone(),
+                    tokens,
+                    tokens_estimated: resp.usage_estimated,
+                    cost,
+                    latency_ms: step.latency_ms,
+                    retries: step.retries,
+                    fallback_from: step.fallback_from.clone(),
+                    response: text.clone(),
+                },
+            );
+            step.response = Some(text);
         }
         Err(e) => {
             step.state = if matches!(e, AdapterError::Cancelled { .. }) || cancel.is_cancelled() {
@@ -510,11 +637,36 @@ async fn run_step(
                 StepState::Failed
             };
             step.fallback_from = failed;
-            step.note = Some(e.to_string());
+            let error = shared.redactor.redact_string(e.to_string());
+            if refused.is_none() {
+                shared.audit.append(
+                    &run_id,
+                    AuditEvent::CallFailed {
+                        pos,
+                        agent: plan.agent.clone(),
+                        fallback_from: step.fallback_from.clone(),
+                        error: error.clone(),
+                    },
+                );
+            }
+            step.note = Some(error);
         }
     }
     shared.metrics.record_step(plan.role.as_str(), started.elapsed());
-    shared.store.put_step(&step).map_err(|e| format!("cannot persist step: {e}"))?;
+    if let Some((name, reason)) = refused {
+        // The step's agent failed and the fallback that would answer could cross a budget:
+        // the step ends failed with the reason, and the run stops on the budget.
+        step.note = Some(format!("budget exceeded: {reason}"));
+        shared
+            .store
+            .put_step(&step)
+            .map_err(|e| StepStop::Store(format!("cannot persist step: {e}")))?;
+        return Err(refuse(shared, &run_id, pos, &name, reason, events));
+    }
+    shared
+        .store
+        .put_step(&step)
+        .map_err(|e| StepStop::Store(format!("cannot persist step: {e}")))?;
     let verdict = step.verdict.as_ref().map(|v| {
         let status = match v.status {
             VerdictStatus::Approved => "approved",
@@ -531,6 +683,7 @@ async fn run_step(
             answered_by: step.answered_by.clone(),
             model: step.model.clone(),
             tokens: step.tokens,
+            cost: step.cost,
             latency_ms: step.latency_ms,
             retries: step.retries,
             fallback_from: step.fallback_from.clone(),
@@ -539,6 +692,30 @@ async fn run_step(
         },
     );
     Ok(step)
+}
+
+/// A call not made for a budget: audited, announced, and the run stops.
+fn refuse(
+    shared: &Shared,
+    run_id: &str,
+    pos: troupe_workflows::engine::StepPos,
+    agent: &str,
+    reason: String,
+    events: &broadcast::Sender<RunEvent>,
+) -> StepStop {
+    shared.audit.append(
+        run_id,
+        AuditEvent::CallRefused { pos, agent: agent.to_string(), reason: reason.clone() },
+    );
+    emit(
+        events,
+        RunEvent::Agent {
+            run_id: run_id.to_string(),
+            pos,
+            message: format!("{agent}: not called, budget exceeded: {reason}"),
+        },
+    );
+    StepStop::Budget(reason)
 }
 
 /// Track breaker states (for routing) and metrics from an adapter event.

@@ -14,6 +14,8 @@ use troupe_adapters::agent::{Agent, AgentInfo, AgentRequest, AgentResponse, Call
 use troupe_adapters::config::{AgentConfig, AgentKind, Role};
 use troupe_adapters::error::AdapterError;
 use troupe_observability::Metrics;
+use troupe_observability::redact::Redactor;
+use troupe_runtime::audit::{AuditEvent, AuditLog};
 use troupe_runtime::{
     Backend, ContextBlock, Memory, MemoryBackend, RunEvent, RunOutcome, RunRequest, RunState,
     Runtime, RuntimeParts, StepState,
@@ -29,6 +31,8 @@ const REJECT: &str = r#"{"verdict": "changes_requested", "findings": [{"severity
 #[derive(Debug, Clone)]
 enum Act {
     Say(&'static str),
+    /// Answer, reporting this many completion tokens (whatever it was asked for).
+    Used(&'static str, u64),
     Fail,
     Panic,
     /// Wait until cancelled.
@@ -40,6 +44,8 @@ struct Scripted {
     info: AgentInfo,
     script: Mutex<VecDeque<Act>>,
     prompts: Mutex<Vec<String>>,
+    /// Each call's `max_tokens` and estimated prompt tokens.
+    asked: Mutex<Vec<(Option<u32>, u64)>>,
 }
 
 impl Scripted {
@@ -54,6 +60,7 @@ impl Scripted {
             },
             script: Mutex::new(script.iter().cloned().collect()),
             prompts: Mutex::new(Vec::new()),
+            asked: Mutex::new(Vec::new()),
         })
     }
 
@@ -74,6 +81,7 @@ impl Agent for Scripted {
         ctx: &CallContext,
     ) -> Result<AgentResponse, AdapterError> {
         self.prompts.lock().unwrap().push(request.render_prompt());
+        self.asked.lock().unwrap().push((request.options.max_tokens, request.estimated_tokens()));
         let act = self.script.lock().unwrap().pop_front().unwrap_or(Act::Say("(script ended)"));
         match act {
             Act::Say(text) => {
@@ -84,6 +92,13 @@ impl Agent for Scripted {
                 r.usage.prompt_tokens = 10;
                 r.usage.completion_tokens = 5;
                 r.model = Some("scripted".into());
+                Ok(r)
+            }
+            Act::Used(text, completion) => {
+                ctx.chunk(text);
+                let mut r = AgentResponse::new(&self.info.name, text);
+                r.usage.prompt_tokens = 10;
+                r.usage.completion_tokens = completion;
                 Ok(r)
             }
             Act::Fail => Err(AdapterError::transient(&self.info.name, "connection reset")),
@@ -188,6 +203,17 @@ fn harness_with(
     backend: Arc<MemoryBackend>,
     memory: Arc<FakeMemory>,
 ) -> Harness {
+    harness_audited(config, agents, backend, memory, AuditLog::default())
+}
+
+fn harness_audited(
+    config: Config,
+    agents: &[(&str, Arc<Scripted>)],
+    backend: Arc<MemoryBackend>,
+    memory: Arc<FakeMemory>,
+    audit: AuditLog,
+) -> Harness {
+    let redactor = audit.redactor().clone();
     let agents: BTreeMap<String, Arc<dyn Agent>> =
         agents.iter().map(|(n, a)| (n.to_string(), a.clone() as Arc<dyn Agent>)).collect();
     let runtime = Runtime::new(RuntimeParts {
@@ -200,6 +226,8 @@ fn harness_with(
         max_tokens: 512,
         registry: None,
         context: None,
+        audit,
+        redactor,
     })
     .unwrap();
     Harness { runtime, memory, backend, project: tempfile::tempdir().unwrap() }
@@ -583,4 +611,241 @@ async fn conversation_turns_reach_follow_up_prompts() {
     assert!(p[1].contains("User: first task") && p[1].contains("first answer"), "{}", p[1]);
     // And the memory of the first run reached the second prompt.
     assert!(p[1].contains("earlier task: first task"), "{}", p[1]);
+}
+
+/// `config()` plus workflow `one` (a single implement step).
+fn config_with_one() -> Config {
+    let mut c = config();
+    c.workflows.insert(
+        "one".into(),
+        WorkflowConfig {
+            description: None,
+            max_iterations: 1,
+            steps: vec![StepConfig::new("coder", Role::Implement)],
+        },
+    );
+    c
+}
+
+#[actix::test]
+async fn a_prompt_that_cannot_fit_the_budget_is_never_sent() {
+    let coder = Scripted::new("coder", &[Act::Say("code")]);
+    let dir = tempfile::tempdir().unwrap();
+    let audit = AuditLog::new(Some(dir.path().to_path_buf()), Redactor::default());
+    let h = harness_audited(
+        config(),
+        &[("coder", coder.clone())],
+        Arc::new(MemoryBackend::default()),
+        Arc::new(FakeMemory::default()),
+        audit,
+    );
+    let mut req = request(&h, "reverse a string", "irr");
+    req.budget_tokens = Some(5);
+    let mut handle = h.runtime.submit(req).await.unwrap();
+    let mut last = None;
+    while let Ok(e) = handle.events.recv().await {
+        last = Some(e);
+    }
+    let record = handle.wait().await.unwrap();
+    assert_eq!(record.state, RunState::BudgetExceeded);
+    assert!(record.state.is_final());
+    let error = record.error.clone().unwrap();
+    assert!(error.contains("budget exceeded") && error.contains("token budget is 5"), "{error}");
+    assert!(coder.prompts().is_empty(), "no call may be made");
+    match last {
+        Some(RunEvent::RunFinished { state, .. }) => assert_eq!(state, RunState::BudgetExceeded),
+        other => panic!("the last event is {other:?}"),
+    }
+    let (stored, _) = h.runtime.run(&record.id).unwrap();
+    assert_eq!(stored.state, RunState::BudgetExceeded);
+    assert_eq!(stored.budget.tokens, Some(5));
+    // The refusal is in the audit trail, and no prompt was recorded as sent.
+    let trail = troupe_runtime::audit::read(dir.path(), &record.id).unwrap();
+    assert!(
+        trail
+            .iter()
+            .any(|e| matches!(&e.event, AuditEvent::CallRefused { agent, .. } if agent == "coder"))
+    );
+    assert!(!trail.iter().any(|e| matches!(e.event, AuditEvent::PromptSent { .. })));
+    assert!(matches!(
+        trail.last().unwrap().event,
+        AuditEvent::RunFinished { state: RunState::BudgetExceeded, .. }
+    ));
+}
+
+#[actix::test]
+async fn a_run_stops_before_the_call_that_would_cross_its_budget() {
+    // The coder (as a CLI agent might) answers at great length: 4,990 of a 5,000-token
+    // budget are gone after the first call, so the review is never sent.
+    let coder = Scripted::new("coder", &[Act::Used("code", 4980)]);
+    let reviewer = Scripted::new("reviewer", &[Act::Say(APPROVE)]);
+    let h = harness(config(), &[("coder", coder.clone()), ("reviewer", reviewer.clone())]);
+    let mut req = request(&h, "reverse a string", "irr");
+    req.budget_tokens = Some(5000);
+    let record = h.runtime.submit(req).await.unwrap().wait().await.unwrap();
+    assert_eq!(record.state, RunState::BudgetExceeded, "{:?}", record.error);
+    assert_eq!(coder.prompts().len(), 1);
+    assert!(reviewer.prompts().is_empty(), "the call crossing the budget is not made");
+    assert_eq!(record.tokens.total(), 4990);
+    let error = record.error.unwrap();
+    assert!(error.contains("the run's token budget is 5000 tokens; 4990 are used"), "{error}");
+    // The first call had room for a whole answer, so it was not capped.
+    assert_eq!(coder.asked.lock().unwrap()[0].0, Some(512));
+    let (_, steps) = h.runtime.run(&record.id).unwrap();
+    assert_eq!(steps.len(), 1);
+    assert_eq!(steps[0].state, StepState::Completed);
+}
+
+#[actix::test]
+async fn an_answer_is_capped_to_what_is_left_of_the_budget() {
+    let coder = Scripted::new("coder", &[Act::Say("code")]);
+    let h = harness(config_with_one(), &[("coder", coder.clone())]);
+    let mut req = request(&h, "reverse a string", "one");
+    req.budget_tokens = Some(400);
+    let record = h.runtime.submit(req).await.unwrap().wait().await.unwrap();
+    assert_eq!(record.state, RunState::Completed, "{:?}", record.error);
+    let (max_tokens, estimate) = coder.asked.lock().unwrap()[0];
+    assert!(estimate < 380, "the prompt must leave room for an answer: {estimate}");
+    // 400 minus the prompt is less than the 512 asked for, so the answer is capped.
+    assert_eq!(max_tokens, Some(400 - estimate as u32));
+}
+
+#[actix::test]
+async fn cost_is_recorded_per_call_and_a_cost_budget_caps_the_answer() {
+    let mut c = config_with_one();
+    c.agents.get_mut("coder").unwrap().price =
+        Some(troupe_adapters::config::PriceConfig { prompt_per_1k: 1.0, completion_per_1k: 2.0 });
+    let coder = Scripted::new("coder", &[Act::Used("code", 200)]);
+    let h = harness(c, &[("coder", coder.clone())]);
+    let mut req = request(&h, "reverse a string", "one");
+    req.budget_cost = Some(1.0);
+    let record = h.runtime.submit(req).await.unwrap().wait().await.unwrap();
+    assert_eq!(record.state, RunState::Completed, "{:?}", record.error);
+    // 10 prompt tokens at 0.001 + 200 completion tokens at 0.002.
+    assert!((record.cost - 0.41).abs() < 1e-9, "{}", record.cost);
+    let (_, steps) = h.runtime.run(&record.id).unwrap();
+    assert!((steps[0].cost - 0.41).abs() < 1e-9);
+    // What is left after the prompt's estimated cost, in completion tokens.
+    let (max_tokens, estimate) = coder.asked.lock().unwrap()[0];
+    let room = (1.0 - estimate as f64 * 0.001) / 0.002;
+    assert!(room < 512.0, "the cost budget must be what caps the answer: {room}");
+    assert!((f64::from(max_tokens.unwrap()) - room).abs() <= 1.0, "{max_tokens:?} vs {room}");
+    assert!((h.runtime.stats().unwrap().cost - 0.41).abs() < 1e-9);
+}
+
+#[actix::test]
+async fn a_project_budget_spans_runs() {
+    let mut c = config_with_one();
+    c.settings.project_token_budget = Some(3000);
+    let coder = Scripted::new("coder", &[Act::Used("code", 2985), Act::Say("more code")]);
+    let h = harness(c, &[("coder", coder.clone())]);
+    let first = h.runtime.submit(request(&h, "one", "one")).await.unwrap().wait().await.unwrap();
+    assert_eq!(first.state, RunState::Completed);
+    let second = h.runtime.submit(request(&h, "two", "one")).await.unwrap().wait().await.unwrap();
+    assert_eq!(second.state, RunState::BudgetExceeded);
+    assert!(
+        second.error.unwrap().contains("the project's token budget is 3000 tokens; 2995 are used")
+    );
+    assert_eq!(coder.prompts().len(), 1, "the second run's call is not made");
+    // Usage adds up per project, agent and run.
+    let usage = h.runtime.usage(None, None).unwrap();
+    assert_eq!(usage.total.runs, 2);
+    assert_eq!(usage.total.calls, 1);
+    assert_eq!(usage.total.tokens.total(), 2995);
+    assert_eq!(usage.by_agent["coder"].tokens.completion, 2985);
+    assert_eq!(usage.runs[0].run_id, second.id, "newest first");
+    let later = h.runtime.usage(None, Some(chrono::Utc::now())).unwrap();
+    assert_eq!(later.total.runs, 0, "--since excludes older runs");
+}
+
+#[actix::test]
+async fn secrets_never_reach_agents_records_events_or_the_audit_trail() {
+    const SECRET: &str = "sk-live-0123456789abcdef";
+    let coder = Scripted::new("coder", &[Act::Say("use sk-live-0123456789abcdef as the key")]);
+    let reviewer = Scripted::new("reviewer", &[Act::Say(APPROVE)]);
+    let dir = tempfile::tempdir().unwrap();
+    let audit = AuditLog::new(Some(dir.path().to_path_buf()), Redactor::new([SECRET]));
+    let h = harness_audited(
+        config(),
+        &[("coder", coder.clone()), ("reviewer", reviewer.clone())],
+        Arc::new(MemoryBackend::default()),
+        Arc::new(FakeMemory::default()),
+        audit,
+    );
+    let task = format!("call the API with key {SECRET}");
+    let mut handle = h.runtime.submit(request(&h, &task, "irr")).await.unwrap();
+    let mut events = Vec::new();
+    while let Ok(e) = handle.events.recv().await {
+        events.push(serde_json::to_string(&e).unwrap());
+    }
+    let record = handle.wait().await.unwrap();
+    assert_eq!(record.state, RunState::Completed, "{:?}", record.error);
+    assert!(record.task.contains("[REDACTED]"), "{}", record.task);
+    for p in coder.prompts().iter().chain(reviewer.prompts().iter()) {
+        assert!(!p.contains(SECRET), "a prompt carried the secret");
+    }
+    assert!(events.iter().any(|e| e.contains("[REDACTED]")));
+    assert!(events.iter().all(|e| !e.contains(SECRET)), "an event carried the secret");
+    let (stored, steps) = h.runtime.run(&record.id).unwrap();
+    assert!(!serde_json::to_string(&stored).unwrap().contains(SECRET));
+    assert!(!serde_json::to_string(&steps).unwrap().contains(SECRET));
+    // Both audit files exist, hold the run, and never the secret.
+    for ext in ["jsonl", "log"] {
+        let text =
+            std::fs::read_to_string(dir.path().join(format!("{}.{ext}", record.id))).unwrap();
+        assert!(text.contains("[REDACTED]"), "{ext}");
+        assert!(!text.contains(SECRET), "the .{ext} trail carried the secret");
+    }
+    let trail = troupe_runtime::audit::read(dir.path(), &record.id).unwrap();
+    assert!(matches!(trail[0].event, AuditEvent::RunStarted { .. }));
+    let sent: Vec<&str> = trail
+        .iter()
+        .filter_map(|e| match &e.event {
+            AuditEvent::PromptSent { agent, .. } => Some(agent.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sent, ["coder", "reviewer"]);
+    assert!(trail.iter().any(|e| matches!(&e.event, AuditEvent::ResponseReceived { agent, response, .. } if agent == "coder" && response.contains("[REDACTED]"))));
+    assert!(matches!(
+        trail.last().unwrap().event,
+        AuditEvent::RunFinished { state: RunState::Completed, .. }
+    ));
+}
+
+#[actix::test]
+async fn step_fallbacks_are_in_the_audit_trail() {
+    let mut c = config_with_one();
+    c.workflows.get_mut("one").unwrap().steps[0].fallback = vec!["spare".into()];
+    let coder = Scripted::new("coder", &[Act::Fail]);
+    let spare = Scripted::new("spare", &[Act::Say("spare code")]);
+    let dir = tempfile::tempdir().unwrap();
+    let audit = AuditLog::new(Some(dir.path().to_path_buf()), Redactor::default());
+    let h = harness_audited(
+        c,
+        &[("coder", coder.clone()), ("spare", spare.clone())],
+        Arc::new(MemoryBackend::default()),
+        Arc::new(FakeMemory::default()),
+        audit,
+    );
+    let record =
+        h.runtime.submit(request(&h, "reverse", "one")).await.unwrap().wait().await.unwrap();
+    let trail = troupe_runtime::audit::read(dir.path(), &record.id).unwrap();
+    assert_eq!(record.state, RunState::Completed, "{:?}", record.error);
+    let response = trail
+        .iter()
+        .find_map(|e| match &e.event {
+            AuditEvent::ResponseReceived { agent, fallback_from, response, .. } => {
+                Some((agent.clone(), fallback_from.clone(), response.clone()))
+            }
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(response, ("spare".to_string(), vec!["coder".to_string()], "spare code".into()));
+    // The text file says the same for people.
+    let text = std::fs::read_to_string(dir.path().join(format!("{}.log", record.id))).unwrap();
+    assert!(text.contains("PROMPT → coder (implement"), "{text}");
+    assert!(text.contains("RESPONSE ← spare") && text.contains("after coder failed"), "{text}");
+    assert!(text.contains("  | spare code"), "{text}");
+    assert!(text.contains("RUN FINISHED completed"), "{text}");
 }

@@ -1,0 +1,452 @@
+//! The audit trail: for every run, an append-only record of what was sent and received —
+//! prompts, responses, which agent answered, retries, fallbacks, the memory used, refused
+//! calls — with secrets masked before anything is written.
+//!
+//! Two files per run in `<data dir>/audit/`: `<run id>.jsonl` (one [`AuditEntry`] per line,
+//! for machines: `troupe runs audit ID --json`) and `<run id>.log` (the same entries as
+//! text, for people: `less` or `tail -f` it while the run goes). Both are only ever
+//! appended to; a resumed run continues its files. They are plain files outside the store,
+//! so they can be read while another process holds the store.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use troupe_adapters::config::Role;
+use troupe_observability::redact::Redactor;
+use troupe_workflows::engine::{FinishReason, StepPos};
+
+use crate::model::{Budget, RunState, Tokens};
+
+/// The audit folder inside a data folder.
+pub fn audit_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("audit")
+}
+
+/// One thing that happened in a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// When.
+    pub at: DateTime<Utc>,
+    /// The run.
+    pub run_id: String,
+    /// What.
+    #[serde(flatten)]
+    pub event: AuditEvent,
+}
+
+/// What an [`AuditEntry`] records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum AuditEvent {
+    /// The run started, or was resumed.
+    RunStarted {
+        /// The task.
+        task: String,
+        /// The workflow's name.
+        workflow: String,
+        /// The steps of one iteration, as `agent:role`.
+        steps: Vec<String>,
+        /// The project folder.
+        project: PathBuf,
+        /// Only local agents.
+        offline: bool,
+        /// How many times it was resumed before (0 for a new run).
+        resumed: u32,
+        /// Its budget.
+        #[serde(default)]
+        budget: Budget,
+    },
+    /// A prompt went to an agent.
+    PromptSent {
+        /// Where in the run.
+        pos: StepPos,
+        /// The step's role.
+        role: Role,
+        /// The agent called.
+        agent: String,
+        /// The memory nodes put into the prompt.
+        context_nodes: Vec<String>,
+        /// The most tokens asked of the answer.
+        max_tokens: u32,
+        /// The prompt, as sent (secrets masked).
+        prompt: String,
+    },
+    /// A retry, fallback, breaker change, rate-limit wait or local server start.
+    Agent {
+        /// Where in the run.
+        pos: StepPos,
+        /// What happened.
+        message: String,
+    },
+    /// An answer came back.
+    ResponseReceived {
+        /// Where in the run.
+        pos: StepPos,
+        /// The agent that answered.
+        agent: String,
+        /// Its model.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        model: Option<String>,
+        /// Tokens used.
+        tokens: Tokens,
+        /// Whether the counts are estimates.
+        tokens_estimated: bool,
+        /// Cost of the call.
+        cost: f64,
+        /// Milliseconds.
+        latency_ms: u64,
+        /// Retries of transient failures.
+        retries: u32,
+        /// Agents that failed before this one answered.
+        fallback_from: Vec<String>,
+        /// The answer (secrets masked).
+        response: String,
+    },
+    /// The call failed (after retries and fallbacks) or was cancelled.
+    CallFailed {
+        /// Where in the run.
+        pos: StepPos,
+        /// The agent called.
+        agent: String,
+        /// Agents that failed.
+        fallback_from: Vec<String>,
+        /// Why.
+        error: String,
+    },
+    /// A call was not made because it could have crossed a budget.
+    CallRefused {
+        /// Where in the run.
+        pos: StepPos,
+        /// The agent that would have been called.
+        agent: String,
+        /// Which budget, and the numbers.
+        reason: String,
+    },
+    /// A step was skipped by its condition.
+    StepSkipped {
+        /// Where in the run.
+        pos: StepPos,
+        /// Why.
+        reason: String,
+    },
+    /// The run ended.
+    RunFinished {
+        /// How.
+        state: RunState,
+        /// Why.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<FinishReason>,
+        /// Iterations run.
+        iterations: u32,
+        /// Tokens used.
+        tokens: Tokens,
+        /// Cost.
+        cost: f64,
+        /// The error, when it did not complete.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+}
+
+/// Writes audit entries; a no-op without a folder (in-memory runtimes in tests).
+#[derive(Debug, Clone, Default)]
+pub struct AuditLog {
+    dir: Option<PathBuf>,
+    redactor: Redactor,
+}
+
+/// Why an audit trail could not be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuditError {
+    /// There is no trail for the run.
+    #[error("no audit trail for run {0} (runs started before the audit trail existed have none)")]
+    Missing(String),
+    /// Reading failed.
+    #[error("cannot read the audit trail {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A line is not an entry.
+    #[error("{path}:{line}: not an audit entry: {message}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// Why.
+        message: String,
+    },
+}
+
+impl AuditLog {
+    /// Audit into `dir` (created on first write), masking with `redactor`.
+    pub fn new(dir: Option<PathBuf>, redactor: Redactor) -> AuditLog {
+        AuditLog { dir, redactor }
+    }
+
+    /// Where the trail lives, if anywhere.
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
+    }
+
+    /// The masker applied to every entry.
+    pub fn redactor(&self) -> &Redactor {
+        &self.redactor
+    }
+
+    /// Append one entry to the run's trail. Failure to write is logged, not fatal: the
+    /// run's records in the store stay the authority.
+    pub fn append(&self, run_id: &str, event: AuditEvent) {
+        let Some(dir) = &self.dir else { return };
+        let entry = AuditEntry { at: Utc::now(), run_id: run_id.to_string(), event };
+        if let Err(e) = self.write(dir, &entry) {
+            tracing::warn!(run = %run_id, dir = %dir.display(), error = %e, "cannot append to the audit trail");
+        }
+    }
+
+    fn write(&self, dir: &Path, entry: &AuditEntry) -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        let mut value = serde_json::to_value(entry).map_err(std::io::Error::other)?;
+        self.redactor.redact_json(&mut value);
+        let masked: AuditEntry =
+            serde_json::from_value(value.clone()).map_err(std::io::Error::other)?;
+        let mut line = serde_json::to_string(&value).map_err(std::io::Error::other)?;
+        line.push('\n');
+        append_to(&dir.join(format!("{}.jsonl", entry.run_id)), line.as_bytes())?;
+        append_to(&dir.join(format!("{}.log", entry.run_id)), render(&masked).as_bytes())
+    }
+}
+
+fn append_to(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+    // One write per entry: with O_APPEND, entries of concurrent writers never interleave.
+    f.write_all(bytes)
+}
+
+/// The run's trail from `dir`, oldest first. `run_id` must be the full id.
+pub fn read(dir: &Path, run_id: &str) -> Result<Vec<AuditEntry>, AuditError> {
+    let path = dir.join(format!("{run_id}.jsonl"));
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(AuditError::Missing(run_id.to_string()));
+        }
+        Err(source) => return Err(AuditError::Io { path, source }),
+    };
+    let mut entries = Vec::new();
+    let lines: Vec<&str> = text.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str(line) {
+            Ok(e) => entries.push(e),
+            // A crash mid-write can leave a torn last line; earlier lines are whole.
+            Err(_) if i + 1 == lines.len() && !text.ends_with('\n') => break,
+            Err(e) => {
+                return Err(AuditError::Corrupt { path, line: i + 1, message: e.to_string() });
+            }
+        }
+    }
+    Ok(entries)
+}
+
+fn pos_label(pos: StepPos) -> String {
+    format!("iteration {}, step {}", pos.iteration, pos.step + 1)
+}
+
+fn quoted(out: &mut String, text: &str) {
+    if text.is_empty() {
+        out.push_str("  | (empty)\n");
+    }
+    for line in text.lines() {
+        let _ = writeln!(out, "  | {line}");
+    }
+}
+
+/// An entry as text, the way the `.log` file and `troupe runs audit` show it.
+pub fn render(entry: &AuditEntry) -> String {
+    let mut out = String::new();
+    let at = entry.at.format("%Y-%m-%d %H:%M:%S%.3f UTC");
+    match &entry.event {
+        AuditEvent::RunStarted { task, workflow, steps, project, offline, resumed, budget } => {
+            let what = if *resumed > 0 { "RUN RESUMED" } else { "RUN STARTED" };
+            let _ = writeln!(out, "{at}  {what} {}", entry.run_id);
+            let _ = writeln!(out, "  workflow {workflow}: {}", steps.join(" → "));
+            let _ = writeln!(
+                out,
+                "  project {}{}",
+                project.display(),
+                if *offline { " (offline)" } else { "" }
+            );
+            if budget.is_set() {
+                let mut parts = Vec::new();
+                if let Some(t) = budget.tokens {
+                    parts.push(format!("{t} tokens"));
+                }
+                if let Some(c) = budget.cost {
+                    parts.push(format!("cost {c}"));
+                }
+                let _ = writeln!(out, "  budget {}", parts.join(", "));
+            }
+            let _ = writeln!(out, "  task:");
+            quoted(&mut out, task);
+        }
+        AuditEvent::PromptSent { pos, role, agent, context_nodes, max_tokens, prompt } => {
+            let _ = writeln!(
+                out,
+                "{at}  PROMPT → {agent} ({role}, {}, at most {max_tokens} tokens back)",
+                pos_label(*pos)
+            );
+            if !context_nodes.is_empty() {
+                let _ = writeln!(out, "  memory used: {}", context_nodes.join(", "));
+            }
+            quoted(&mut out, prompt);
+        }
+        AuditEvent::Agent { pos, message } => {
+            let _ = writeln!(out, "{at}  AGENT ({}): {message}", pos_label(*pos));
+        }
+        AuditEvent::ResponseReceived {
+            pos,
+            agent,
+            model,
+            tokens,
+            tokens_estimated,
+            cost,
+            latency_ms,
+            retries,
+            fallback_from,
+            response,
+        } => {
+            let mut facts = Vec::new();
+            if let Some(m) = model {
+                facts.push(format!("model {m}"));
+            }
+            facts.push(format!(
+                "{} prompt + {} completion tokens{}",
+                tokens.prompt,
+                tokens.completion,
+                if *tokens_estimated { " (estimated)" } else { "" }
+            ));
+            if *cost > 0.0 {
+                facts.push(format!("cost {cost:.6}"));
+            }
+            facts.push(format!("{:.1} s", *latency_ms as f64 / 1000.0));
+            if *retries > 0 {
+                facts.push(format!("{retries} retr{}", if *retries == 1 { "y" } else { "ies" }));
+            }
+            if !fallback_from.is_empty() {
+                facts.push(format!("after {} failed", fallback_from.join(", ")));
+            }
+            let _ = writeln!(
+                out,
+                "{at}  RESPONSE ← {agent} ({}; {})",
+                pos_label(*pos),
+                facts.join("; ")
+            );
+            quoted(&mut out, response);
+        }
+        AuditEvent::CallFailed { pos, agent, fallback_from, error } => {
+            let tried = if fallback_from.is_empty() {
+                String::new()
+            } else {
+                format!(" (also failed: {})", fallback_from.join(", "))
+            };
+            let _ =
+                writeln!(out, "{at}  CALL FAILED {agent} ({}){tried}: {error}", pos_label(*pos));
+        }
+        AuditEvent::CallRefused { pos, agent, reason } => {
+            let _ = writeln!(out, "{at}  CALL NOT MADE {agent} ({}): {reason}", pos_label(*pos));
+        }
+        AuditEvent::StepSkipped { pos, reason } => {
+            let _ = writeln!(out, "{at}  STEP SKIPPED ({}): {reason}", pos_label(*pos));
+        }
+        AuditEvent::RunFinished { state, reason, iterations, tokens, cost, error } => {
+            let _ = writeln!(
+                out,
+                "{at}  RUN FINISHED {state}{} after {iterations} iteration(s); {} tokens ({} in, {} out){}",
+                reason.map(|r| format!(" ({r:?})")).unwrap_or_default(),
+                tokens.total(),
+                tokens.prompt,
+                tokens.completion,
+                if *cost > 0.0 { format!("; cost {cost:.6}") } else { String::new() }
+            );
+            if let Some(e) = error {
+                let _ = writeln!(out, "  error: {e}");
+            }
+        }
+    }
+    out.push('\n');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pos() -> StepPos {
+        StepPos { iteration: 1, step: 0 }
+    }
+
+    #[test]
+    fn entries_append_masked_and_read_back_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::new(Some(dir.path().to_path_buf()), Redactor::new(["sk-live-abcdef"]));
+        log.append(
+            "r1",
+            AuditEvent::PromptSent {
+                pos: pos(),
+                role: Role::Implement,
+                agent: "a".into(),
+                context_nodes: vec!["task:1".into()],
+                max_tokens: 100,
+                prompt: "use key sk-live-abcdef please".into(),
+            },
+        );
+        log.append("r1", AuditEvent::Agent { pos: pos(), message: "a: retry 1 in 5 ms".into() });
+        let entries = read(dir.path(), "r1").unwrap();
+        assert_eq!(entries.len(), 2);
+        match &entries[0].event {
+            AuditEvent::PromptSent { prompt, .. } => {
+                assert_eq!(prompt, "use key [REDACTED] please")
+            }
+            other => panic!("{other:?}"),
+        }
+        let text = std::fs::read_to_string(dir.path().join("r1.log")).unwrap();
+        let raw = std::fs::read_to_string(dir.path().join("r1.jsonl")).unwrap();
+        assert!(!text.contains("sk-live-abcdef") && !raw.contains("sk-live-abcdef"));
+        assert!(text.contains("PROMPT → a (implement, iteration 1, step 1"), "{text}");
+        assert!(text.contains("memory used: task:1"));
+        assert!(text.contains("  | use key [REDACTED] please"));
+        assert!(text.find("PROMPT").unwrap() < text.find("retry 1").unwrap());
+    }
+
+    #[test]
+    fn missing_trail_and_torn_last_line() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(read(dir.path(), "nope"), Err(AuditError::Missing(_))));
+        let log = AuditLog::new(Some(dir.path().to_path_buf()), Redactor::default());
+        log.append("r2", AuditEvent::StepSkipped { pos: pos(), reason: "first iteration".into() });
+        // A crash in the middle of the next write.
+        append_to(&dir.path().join("r2.jsonl"), b"{\"at\":\"2026-").unwrap();
+        assert_eq!(read(dir.path(), "r2").unwrap().len(), 1);
+        // A broken line in the middle is reported, not skipped.
+        append_to(&dir.path().join("r2.jsonl"), b"\n").unwrap();
+        log.append("r2", AuditEvent::StepSkipped { pos: pos(), reason: "again".into() });
+        assert!(matches!(read(dir.path(), "r2"), Err(AuditError::Corrupt { line: 2, .. })));
+    }
+
+    #[test]
+    fn no_folder_writes_nothing() {
+        let log = AuditLog::default();
+        log.append("r3", AuditEvent::Agent { pos: pos(), message: "x".into() });
+        assert!(log.dir().is_none());
+    }
+}
