@@ -74,6 +74,8 @@ pub enum Command {
     Doctor(JsonFlag),
     /// Print the Prometheus metrics once (agent calls and outcomes seeded from stored runs)
     Metrics,
+    /// Tokens and cost per project, agent and run (optionally one project, since a date)
+    Usage(UsageArgs),
     /// Local model servers: status, models served, pull and remove (Ollama)
     Models(ModelsArgs),
     /// Send one prompt to an agent through its full resilience stack, streaming the answer
@@ -128,7 +130,33 @@ pub struct RunArgs {
     #[arg(long, value_name = "PATH")]
     pub project: Option<PathBuf>,
 
+    /// Most tokens this run may use [default: settings.run_token_budget]; a call that could
+    /// cross it is not made and the run ends `budget_exceeded`
+    #[arg(long, value_name = "TOKENS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub budget_tokens: Option<u64>,
+
+    /// Most cost this run may incur, in the unit of the agents' prices
+    /// [default: settings.run_cost_budget]
+    #[arg(long, value_name = "COST", value_parser = positive_number)]
+    pub budget_cost: Option<f64>,
+
     /// Print events as JSON lines, then the final run record
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `troupe usage`.
+#[derive(Debug, Args)]
+pub struct UsageArgs {
+    /// Only this project's runs (its folder)
+    #[arg(long, value_name = "PATH")]
+    pub project: Option<PathBuf>,
+
+    /// Only runs created since then: a date (2026-11-01), an RFC 3339 time, or an age (7d, 12h)
+    #[arg(long, value_name = "WHEN", value_parser = crate::commands::parse_time)]
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+
+    /// Print JSON
     #[arg(long)]
     pub json: bool,
 }
@@ -153,7 +181,8 @@ pub enum RunsCommand {
     Show {
         /// The run's id (or a unique prefix of it)
         id: String,
-        /// Include each step's full prompt
+        /// Include the audit trail: every prompt and response as sent and received, retries,
+        /// fallbacks, the memory used, calls refused by a budget
         #[arg(long)]
         prompts: bool,
         /// Print JSON
@@ -164,7 +193,21 @@ pub enum RunsCommand {
     Resume {
         /// The run's id (or a unique prefix of it)
         id: String,
+        /// A new token budget for the run (e.g. after it ended `budget_exceeded`)
+        #[arg(long, value_name = "TOKENS", value_parser = clap::value_parser!(u64).range(1..))]
+        budget_tokens: Option<u64>,
+        /// A new cost budget for the run
+        #[arg(long, value_name = "COST", value_parser = positive_number)]
+        budget_cost: Option<f64>,
         /// Print events as JSON lines
+        #[arg(long)]
+        json: bool,
+    },
+    /// The run's audit trail: what was sent and received, in order (`--json`: the entries)
+    Audit {
+        /// The run's id (or a unique prefix of it)
+        id: String,
+        /// Print the entries as a JSON array
         #[arg(long)]
         json: bool,
     },
@@ -240,4 +283,12 @@ pub struct TestAgentArgs {
     /// Print the whole response as JSON instead of streaming the text
     #[arg(long)]
     pub json: bool,
+}
+
+/// A number above zero (a cost budget).
+fn positive_number(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(n) if n.is_finite() && n > 0.0 => Ok(n),
+        _ => Err(format!("{s:?} is not a number above zero")),
+    }
 }

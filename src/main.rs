@@ -59,6 +59,9 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
     if global.offline {
         loaded.config.settings.offline = true;
     }
+    // From here on, no log line shows a configured secret (API keys, bearer tokens, values
+    // of the variables named in settings.secret_env).
+    troupe_observability::redact::install(loaded.config.redactor());
     let offline = loaded.config.settings.offline;
     match cli.command {
         Command::Validate(f) => commands::config::validate(&loaded, f.json),
@@ -71,6 +74,10 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok((config, source)) => commands::run::metrics_command(config, source),
             Err(c) => Ok(c),
         },
+        Command::Usage(args) => match commands::config::require_valid(loaded) {
+            Ok((config, source)) => commands::usage::usage_command(config, source, args),
+            Err(c) => Ok(c),
+        },
         Command::Workflows(f) => match commands::config::require_valid(loaded) {
             Ok((config, _)) => commands::config::workflows(&config, f.json),
             Err(c) => Ok(c),
@@ -79,6 +86,10 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok((config, source)) => commands::run::run_command(config, source, args),
             Err(c) => Ok(c),
         },
+        Command::Runs(crate::cli::RunsArgs {
+            command: Some(crate::cli::RunsCommand::Audit { id, json }),
+            json: all_json,
+        }) => commands::audit::audit_command(&loaded.config, &id, json || all_json),
         Command::Runs(args) => match commands::config::require_valid(loaded) {
             Ok((config, source)) => commands::run::runs_command(config, source, args),
             Err(c) => Ok(c),

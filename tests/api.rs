@@ -695,3 +695,102 @@ async fn runs_of_one_conversation_see_the_earlier_turns() {
     let (_, v) = s.get(&format!("/api/runs/{other}?prompts=true")).await;
     assert!(!prompt(&v).contains("User: write the tokenizer"), "{}", prompt(&v));
 }
+
+#[tokio::test]
+async fn secrets_never_leave_through_the_api() {
+    const BY_NAME: &str = "tok-abcdef123456";
+    const NAMED: &str = "pass-xyz-987654";
+    let w = world();
+    // A CLI agent that prints its environment's secrets back, like a careless tool.
+    write_script(
+        &w.dir.path().join("leaky.sh"),
+        "echo \"with $SECRET_TOKEN, $DEPLOY_PASSPHRASE and $MY_SERVICE_TOKEN\"\n",
+    );
+    let config = config_text(w.dir.path())
+        .replace("[settings]\n", "[settings]\nsecret_env = [\"DEPLOY_PASSPHRASE\"]\n")
+        + &format!(
+            r#"
+[agents.leaky]
+kind = "cli"
+command = "{}"
+args = ["{{prompt}}"]
+flavor = "generic"
+env = {{ SECRET_TOKEN = "hunter2" }}
+
+[workflows.leak]
+max_iterations = 1
+steps = [{{ agent = "leaky", role = "implement" }}]
+"#,
+            w.dir.path().join("leaky.sh").display()
+        );
+    std::fs::write(&w.config, config).unwrap();
+    let s = Server::start(&w, &[], &[("MY_SERVICE_TOKEN", BY_NAME), ("DEPLOY_PASSPHRASE", NAMED)]);
+    let task = format!("deploy with {BY_NAME}, {NAMED} and hunter2");
+    let id = s.execute(json!({ "task": task, "workflow": "leak" })).await;
+    let events = s.events(&id).await;
+    assert_eq!(events.last().unwrap().0, "run_finished");
+    let mut bodies =
+        vec![serde_json::to_string(&events.iter().map(|(_, d)| d).collect::<Vec<_>>()).unwrap()];
+    for path in [
+        format!("/api/runs/{id}?prompts=true"),
+        format!("/api/runs/{id}/audit"),
+        "/api/runs".to_string(),
+        "/api/config".to_string(),
+        "/api/status".to_string(),
+        "/api/usage".to_string(),
+        "/api/context/search?q=deploy".to_string(),
+    ] {
+        let (status, v) = s.get(&path).await;
+        assert_eq!(status, 200, "{path}: {v}");
+        bodies.push(v.to_string());
+    }
+    let all = bodies.join("\n");
+    assert!(all.contains("[REDACTED]"), "masked, not dropped: {all}");
+    for secret in [BY_NAME, NAMED, "hunter2"] {
+        assert!(!all.contains(secret), "the API shows {secret}: {all}");
+    }
+    // The audit trail has the masked prompt and the masked answer.
+    let (_, trail) = s.get(&format!("/api/runs/{id}/audit")).await;
+    let kinds: Vec<&str> =
+        trail.as_array().unwrap().iter().map(|e| e["event"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["run_started", "prompt_sent", "response_received", "run_finished"]);
+    assert!(trail[2]["response"].as_str().unwrap().contains("with [REDACTED]"), "{trail}");
+    let (status, v) = s.get("/api/runs/nope/audit").await;
+    assert_eq!((status, v["error"]["code"].as_str()), (404, Some("no_such_run")));
+}
+
+#[tokio::test]
+async fn budgets_and_usage_over_the_api() {
+    let w = world();
+    let s = Server::start(&w, &[], &[]);
+    // A budget too small for any prompt: the run ends budget_exceeded without a call.
+    let id = s.execute(json!({ "task": "write hello", "budget_tokens": 20 })).await;
+    let events = s.events(&id).await;
+    assert!(!kinds(&events).contains(&"step_started"), "{events:?}");
+    let (_, finished) = events.last().unwrap();
+    assert_eq!(finished["state"], "budget_exceeded", "{finished}");
+    let v = wait_for_state(&s, &id, |st| st == "budget_exceeded").await;
+    assert!(v["run"]["error"].as_str().unwrap().contains("token budget is 20"), "{v}");
+    let (_, runs) = s.get("/api/runs?state=budget_exceeded").await;
+    assert_eq!(runs.as_array().unwrap().len(), 1);
+
+    for body in
+        [json!({ "task": "x", "budget_tokens": 0 }), json!({ "task": "x", "budget_cost": -1.0 })]
+    {
+        let (status, v) = s.post("/api/execute", &body).await;
+        assert_eq!((status, v["error"]["code"].as_str()), (400, Some("invalid_request")), "{v}");
+    }
+
+    // A run that completes shows in the usage, per agent.
+    let id = s.execute(json!({ "task": "write hello" })).await;
+    wait_for_state(&s, &id, |st| st == "completed").await;
+    let (status, usage) = s.get("/api/usage").await;
+    assert_eq!(status, 200, "{usage}");
+    assert_eq!(usage["total"]["runs"], 2);
+    assert_eq!(usage["total"]["calls"], 2, "implement and review: {usage}");
+    assert!(usage["by_agent"]["coder"]["tokens"]["completion"].as_u64().unwrap() > 0, "{usage}");
+    let (_, later) = s.get("/api/usage?since=2999-01-01").await;
+    assert_eq!(later["total"]["runs"], 0);
+    let (status, v) = s.get("/api/usage?since=someday").await;
+    assert_eq!((status, v["error"]["code"].as_str()), (400, Some("invalid_request")), "{v}");
+}

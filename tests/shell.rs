@@ -106,7 +106,7 @@ fn piped_tasks_run_and_follow_ups_see_the_conversation() {
     let w = world();
     let out = piped(
         &w,
-        "write the parser\n\nnow add tests \\\nfor it\n/history\n/export obsidian vault\n",
+        "write the parser\n\nnow add tests \\\nfor it\n/history\n/usage\n/export obsidian vault\n",
     );
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
@@ -115,6 +115,9 @@ fn piped_tasks_run_and_follow_ups_see_the_conversation() {
     assert_eq!(stdout.matches("✔ completed").count(), 2, "{stdout}");
     assert!(stdout.contains("1. [completed] write the parser"), "{stdout}");
     assert!(stdout.contains("2. [completed] now add tests \nfor it"), "{stdout}");
+    // `/usage`: this project's two runs, per agent.
+    assert!(stdout.contains("total: 2 run(s)"), "{stdout}");
+    assert!(stdout.contains("AGENT"), "{stdout}");
     // The memory of the session exported as a vault.
     assert!(stdout.contains("Open the folder as a vault in Obsidian"), "{stdout}");
     assert!(w.project.join("vault/_Index.md").is_file());
@@ -136,7 +139,7 @@ fn slash_commands_work_through_a_pipe() {
     let w = world();
     let out = piped(
         &w,
-        "/help\n/workflows\n/workflow slow\n/workflow\n/workflow solo\n/agents\n/offline on\n/offline\n/offline off\n/runs\n/context search parser\n/export obsidian vault\n/clear\n/history\n/quit\nthis is never run\n",
+        "/help\n/workflows\n/workflow slow\n/workflow\n/workflow solo\n/agents\n/offline on\n/offline\n/offline off\n/runs\n/usage\n/usage all\n/context search parser\n/export obsidian vault\n/clear\n/history\n/quit\nthis is never run\n",
     );
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
@@ -150,6 +153,7 @@ fn slash_commands_work_through_a_pipe() {
         "offline: on",
         "online: every configured agent",
         "No runs yet.",
+        "No runs match.", // /usage: of this project
         "No hits",
         "Open the folder as a vault in Obsidian",
         "New conversation",

@@ -1,5 +1,6 @@
 //! One module per command group; each returns the process exit code.
 
+pub mod audit;
 pub mod config;
 pub mod context;
 pub mod doctor;
@@ -7,6 +8,7 @@ pub mod export;
 pub mod models;
 pub mod run;
 pub mod test_agent;
+pub mod usage;
 
 use std::process::ExitCode;
 

@@ -175,19 +175,29 @@ fn print_summary(r: &RunRecord, dim: &dyn Fn(&str) -> String) {
         RunState::Completed => "✔ completed",
         RunState::Failed => "✘ failed",
         RunState::Cancelled => "■ cancelled",
+        RunState::BudgetExceeded => "⊘ budget exceeded",
         _ => "… unfinished",
     };
     let duration = r.duration_secs().map(|d| format!("{d:.1}s")).unwrap_or_default();
     println!(
-        "{head}: run {} · {} iteration(s) · {} tokens · {duration}",
+        "{head}: run {} · {} iteration(s) · {} tokens{} · {duration}",
         r.id,
         r.iterations,
-        r.tokens.total()
+        r.tokens.total(),
+        if r.cost > 0.0 { format!(" · cost {:.4}", r.cost) } else { String::new() }
     );
     if let Some(e) = &r.error {
         println!("  {e}");
     }
-    if r.state != RunState::Completed {
+    if r.state == RunState::BudgetExceeded {
+        println!(
+            "{}",
+            dim(&format!(
+                "  go on with a larger budget: `troupe runs resume {} --budget-tokens N` (or --budget-cost; project budgets are settings.project_*_budget)",
+                r.id
+            ))
+        );
+    } else if r.state != RunState::Completed {
         println!("{}", dim(&format!("  resume with `troupe runs resume {}`", r.id)));
     }
 }
@@ -252,6 +262,12 @@ pub fn show(runtime: &Runtime, id: &str, prompts: bool, json: bool) -> Result<u8
             return Ok(exit::FAILED);
         }
     };
+    // The audit trail, when asked for and the run has one (runs from before it have none).
+    let trail = if prompts {
+        runtime.audit_dir().and_then(|dir| troupe_runtime::audit::read(dir, &r.id).ok())
+    } else {
+        None
+    };
     if json {
         let mut steps_json = serde_json::to_value(&steps)?;
         if !prompts && let Some(arr) = steps_json.as_array_mut() {
@@ -261,7 +277,11 @@ pub fn show(runtime: &Runtime, id: &str, prompts: bool, json: bool) -> Result<u8
                 }
             }
         }
-        println!("{}", serde_json::to_string_pretty(&json!({ "run": r, "steps": steps_json }))?);
+        let mut doc = json!({ "run": r, "steps": steps_json });
+        if let Some(t) = &trail {
+            doc["audit"] = serde_json::to_value(t)?;
+        }
+        println!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(exit::OK);
     }
     println!("run       {}", r.id);
@@ -283,11 +303,32 @@ pub fn show(runtime: &Runtime, id: &str, prompts: bool, json: bool) -> Result<u8
         r.tokens.prompt,
         r.tokens.completion
     );
+    if r.cost > 0.0 {
+        println!("cost      {:.4}", r.cost);
+    }
+    if r.budget.is_set() {
+        let mut parts = Vec::new();
+        if let Some(t) = r.budget.tokens {
+            parts.push(format!("{t} tokens"));
+        }
+        if let Some(c) = r.budget.cost {
+            parts.push(format!("cost {c}"));
+        }
+        println!("budget    {}", parts.join(", "));
+    }
     for n in &r.plan_notes {
         println!("plan      {n}");
     }
-    for s in &steps {
-        print_step(s, prompts);
+    match &trail {
+        Some(entries) => {
+            println!("\n── audit trail ──\n");
+            crate::commands::audit::print_trail(entries);
+        }
+        None => {
+            for s in &steps {
+                print_step(s, prompts);
+            }
+        }
     }
     if let Some(o) = &r.output {
         println!("\n── final output ──\n{o}");
@@ -359,7 +400,12 @@ pub fn cancel(runtime: &Runtime, id: &str) -> Result<u8> {
 }
 
 /// Start the runtime (store, agents) inside an actix system and run `f` with it.
-fn with_runtime<F, Fut>(config: Config, source: ConfigSource, offline: bool, f: F) -> Result<u8>
+pub(crate) fn with_runtime<F, Fut>(
+    config: Config,
+    source: ConfigSource,
+    offline: bool,
+    f: F,
+) -> Result<u8>
 where
     F: FnOnce(Runtime) -> Fut,
     Fut: std::future::Future<Output = Result<u8>>,
@@ -387,6 +433,8 @@ pub fn run_command(config: Config, source: ConfigSource, args: RunArgs) -> Resul
             offline,
             project: args.project,
             conversation: None,
+            budget_tokens: args.budget_tokens,
+            budget_cost: args.budget_cost,
         };
         let handle = match runtime.submit(req).await {
             Ok(h) => h,
@@ -422,6 +470,7 @@ pub fn runs_command(config: Config, source: ConfigSource, args: RunsArgs) -> Res
                 show(&runtime, &id, prompts, json || args.json)
             }
             Some(RunsCommand::Cancel { id }) => cancel(&runtime, &id),
+            Some(RunsCommand::Audit { .. }) => Ok(exit::OK), // handled without the store
             Some(RunsCommand::Stats(f)) => stats(&runtime, f.json || args.json),
             Some(RunsCommand::Cleanup { older_than }) => {
                 let before = chrono::Utc::now() - chrono::Duration::days(i64::from(older_than));
@@ -429,8 +478,9 @@ pub fn runs_command(config: Config, source: ConfigSource, args: RunsArgs) -> Res
                 println!("removed {removed} run(s) that ended more than {older_than} day(s) ago");
                 Ok(exit::OK)
             }
-            Some(RunsCommand::Resume { id, json }) => {
-                let handle = match runtime.resume(&id).await {
+            Some(RunsCommand::Resume { id, budget_tokens, budget_cost, json }) => {
+                let budget = troupe_runtime::Budget { tokens: budget_tokens, cost: budget_cost };
+                let handle = match runtime.resume_with(&id, budget).await {
                     Ok(h) => h,
                     Err(e) => {
                         eprintln!("troupe: {e}");

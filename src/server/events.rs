@@ -247,6 +247,7 @@ pub fn replay(record: &RunRecord, steps: &[StepRecord]) -> Vec<RunEvent> {
             answered_by: s.answered_by.clone(),
             model: s.model.clone(),
             tokens: s.tokens,
+            cost: s.cost,
             latency_ms: s.latency_ms,
             retries: s.retries,
             fallback_from: s.fallback_from.clone(),
@@ -261,6 +262,7 @@ pub fn replay(record: &RunRecord, steps: &[StepRecord]) -> Vec<RunEvent> {
             reason: record.finish_reason,
             iterations: record.iterations,
             tokens: record.tokens,
+            cost: record.cost,
             error: record.error.clone(),
         });
     }
@@ -286,6 +288,7 @@ mod tests {
             reason: None,
             iterations: 1,
             tokens: Tokens::default(),
+            cost: 0.0,
             error: None,
         }
     }

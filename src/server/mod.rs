@@ -124,6 +124,8 @@ impl ResponseError for ApiError {
                 obj.insert(k.clone(), v.clone());
             }
         }
+        // An error may quote what came back from an agent or a file: no secret leaves.
+        troupe_observability::redact::global().redact_json(&mut error);
         let mut resp = HttpResponse::build(self.status);
         if self.status == StatusCode::UNAUTHORIZED {
             resp.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
@@ -221,6 +223,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(resource("/runs/{id}").route(web::get().to(routes::run)))
             .service(resource("/runs/{id}/events").route(web::get().to(routes::run_events)))
             .service(resource("/runs/{id}/cancel").route(web::post().to(routes::cancel)))
+            .service(resource("/runs/{id}/audit").route(web::get().to(routes::run_audit)))
+            .service(resource("/usage").route(web::get().to(routes::usage)))
             .service(resource("/status").route(web::get().to(routes::status)))
             .service(
                 resource("/config")

@@ -64,10 +64,12 @@ pub fn document() -> Value {
                         "max_iterations": { "type": "integer", "minimum": 1 },
                         "offline": { "type": "boolean", "description": "Only agents on this machine" },
                         "project": { "type": "string", "description": "The project folder (on the server)" },
-                        "conversation": { "type": "string", "description": "Continue a conversation: earlier runs with the same id are put into the prompt" }
+                        "conversation": { "type": "string", "description": "Continue a conversation: earlier runs with the same id are put into the prompt" },
+                        "budget_tokens": { "type": "integer", "minimum": 1, "description": "Most tokens the run may use [default: settings.run_token_budget]; a call that could cross it is not made and the run ends budget_exceeded" },
+                        "budget_cost": { "type": "number", "exclusiveMinimum": 0, "description": "Most cost the run may incur [default: settings.run_cost_budget]" }
                     }
                 },
-                "Run": { "type": "object", "description": "A run record: id, task, workflow_name, state (pending | in_progress | completed | failed | cancelled), created_at, started_at, finished_at, iterations, output, error, tokens, cost" },
+                "Run": { "type": "object", "description": "A run record: id, task, workflow_name, state (pending | in_progress | completed | failed | cancelled | budget_exceeded), created_at, started_at, finished_at, iterations, output, error, tokens, cost" },
                 "Step": { "type": "object", "description": "A step record: pos {iteration, step}, role, agent, answered_by, model, state, response, verdict, note, tokens, retries, fallback_from, latency_ms" },
                 "RunEvent": { "type": "object", "description": "Tagged by `type`: run_started, planned, step_started, chunk, agent, step_finished, run_finished" }
             }
@@ -107,7 +109,7 @@ pub fn document() -> Value {
                 "summary": "Runs, newest first", "security": secured,
                 "parameters": [
                     { "name": "limit", "in": "query", "schema": { "type": "integer" } },
-                    { "name": "state", "in": "query", "schema": { "type": "string", "enum": ["pending", "in_progress", "completed", "failed", "cancelled"] } }
+                    { "name": "state", "in": "query", "schema": { "type": "string", "enum": ["pending", "in_progress", "completed", "failed", "cancelled", "budget_exceeded"] } }
                 ],
                 "responses": { "200": ok("Runs", json!({ "type": "array", "items": { "$ref": "#/components/schemas/Run" } })), "400": err("Bad query"), "401": err("Token missing or wrong") }
             } },
@@ -131,6 +133,19 @@ pub fn document() -> Value {
                 "summary": "Cancel a run (its running step's process is killed)", "security": secured,
                 "parameters": [id_param()],
                 "responses": { "202": ok("Cancelling", obj()), "404": err("No such run"), "409": err("The run has already ended"), "401": err("Token missing or wrong") }
+            } },
+            "/api/runs/{id}/audit": { "get": {
+                "summary": "The run's audit trail: every prompt and response as sent and received, retries, fallbacks, memory used, calls refused by a budget (secrets masked)", "security": secured,
+                "parameters": [id_param()],
+                "responses": { "200": ok("Entries, oldest first", json!({ "type": "array", "items": obj() })), "404": err("No such run, or it has no audit trail"), "401": err("Token missing or wrong") }
+            } },
+            "/api/usage": { "get": {
+                "summary": "Tokens and cost per project, agent and run", "security": secured,
+                "parameters": [
+                    { "name": "project", "in": "query", "schema": { "type": "string" }, "description": "Only this project's runs (its folder on the server)" },
+                    { "name": "since", "in": "query", "schema": { "type": "string" }, "description": "Only runs created since: a date (2026-11-01), an RFC 3339 time, or an age (7d, 12h)" }
+                ],
+                "responses": { "200": ok("Usage", obj()), "400": err("Bad `since` or project"), "401": err("Token missing or wrong") }
             } },
             "/api/status": { "get": {
                 "summary": "Session status: runs by state, live runs, uptime, offline mode", "security": secured,

@@ -140,6 +140,10 @@ pub struct ExecuteBody {
     project: Option<PathBuf>,
     #[serde(default)]
     conversation: Option<String>,
+    #[serde(default)]
+    budget_tokens: Option<u64>,
+    #[serde(default)]
+    budget_cost: Option<f64>,
 }
 
 /// `POST /api/execute` → 202 `{run_id}`.
@@ -159,6 +163,12 @@ pub async fn execute(state: Data, body: web::Json<ExecuteBody>) -> ApiResult {
             ));
         }
     }
+    if body.budget_tokens == Some(0) || body.budget_cost.is_some_and(|c| c.is_nan() || c <= 0.0) {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "`budget_tokens` and `budget_cost` must be positive (leave them out for no budget)",
+        ));
+    }
     let req = RunRequest {
         task: body.task,
         workflow: body.workflow,
@@ -166,6 +176,8 @@ pub async fn execute(state: Data, body: web::Json<ExecuteBody>) -> ApiResult {
         offline: body.offline,
         project: body.project,
         conversation: body.conversation,
+        budget_tokens: body.budget_tokens,
+        budget_cost: body.budget_cost,
     };
     let handle = state.runtime.submit(req).await?;
     let id = handle.id.clone();
@@ -260,6 +272,51 @@ pub async fn cancel(state: Data, id: web::Path<String>) -> ApiResult {
     Ok(HttpResponse::Accepted().json(json!({ "run_id": record.id, "cancelling": true })))
 }
 
+/// Query of `GET /api/usage`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsageQuery {
+    #[serde(default)]
+    project: Option<PathBuf>,
+    #[serde(default)]
+    since: Option<String>,
+}
+
+/// `GET /api/usage?project=…&since=…`: tokens and cost per project, agent and run.
+pub async fn usage(state: Data, q: web::Query<UsageQuery>) -> ApiResult {
+    let q = q.into_inner();
+    let since = match q.since.as_deref() {
+        None => None,
+        Some(s) => Some(
+            crate::commands::parse_time(s)
+                .map_err(|e| ApiError::bad_request("invalid_request", format!("`since`: {e}")))?,
+        ),
+    };
+    let report = state.runtime.usage(q.project.as_deref(), since)?;
+    Ok(HttpResponse::Ok().json(report))
+}
+
+/// `GET /api/runs/{id}/audit`: the run's audit trail, oldest entry first.
+pub async fn run_audit(state: Data, id: web::Path<String>) -> ApiResult {
+    let (record, _) = state.runtime.run(&id)?;
+    let dir = state
+        .runtime
+        .audit_dir()
+        .ok_or_else(|| ApiError::internal("this server keeps no audit trail"))?
+        .to_path_buf();
+    let run_id = record.id.clone();
+    let entries = web::block(move || troupe_runtime::audit::read(&dir, &run_id))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|e| match e {
+            troupe_runtime::audit::AuditError::Missing(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, "no_audit_trail", e.to_string())
+            }
+            e => ApiError::internal(e),
+        })?;
+    Ok(HttpResponse::Ok().json(entries))
+}
+
 /// `GET /api/status`.
 pub async fn status(state: Data) -> ApiResult {
     let stats = state.runtime.stats().map_err(ApiError::from)?;
@@ -305,6 +362,7 @@ fn redact(v: &mut Value) {
 pub async fn get_config(state: Data) -> ApiResult {
     let mut config = serde_json::to_value(state.runtime.config()).map_err(ApiError::internal)?;
     redact(&mut config);
+    state.runtime.redactor().redact_json(&mut config);
     Ok(HttpResponse::Ok().json(json!({
         "source": state.source,
         "replaced_since_start": state.config_replaced.load(Ordering::SeqCst),
@@ -486,12 +544,15 @@ pub async fn context_search(state: Data, q: web::Query<SearchParams>) -> ApiResu
             })
         })
         .collect();
-    Ok(HttpResponse::Ok().json(json!({
+    // Scanned files can hold secrets (a `.env`, a config file): none leaves through the API.
+    let mut body = json!({
         "query": text,
         "mode": results.mode,
         "warning": results.warning,
         "hits": hits,
-    })))
+    });
+    state.runtime.redactor().redact_json(&mut body);
+    Ok(HttpResponse::Ok().json(body))
 }
 
 /// `GET /api/openapi.json`.

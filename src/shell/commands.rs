@@ -19,6 +19,7 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     ("/context", "search QUERY", "search the project memory"),
     ("/history", "", "the tasks of this session"),
     ("/runs", "", "the latest runs"),
+    ("/usage", "[all]", "tokens (and cost) of this project's runs, per agent and run"),
     ("/export", "obsidian DIR", "export the project memory as an Obsidian vault"),
     ("/clear", "", "start a new conversation (follow-ups no longer see earlier tasks)"),
     ("/help", "", "this list"),
@@ -61,6 +62,7 @@ pub async fn dispatch(session: &mut Session, input: &str) -> Result<Flow> {
             runs(session);
             Flow::Continue
         }
+        "/usage" => usage_report(session, rest),
         "/export" => export(session, rest).await,
         "/clear" => {
             session.conversation = new_conversation();
@@ -283,6 +285,21 @@ fn runs(session: &Session) {
         ]);
     }
     print!("{}", t.render());
+}
+
+fn usage_report(session: &mut Session, rest: &str) -> Flow {
+    let project = match rest {
+        "" => {
+            Some(session.project.clone().unwrap_or_else(|| session.runtime.config().project_path()))
+        }
+        "all" => None,
+        other => return usage(session, &format!("/usage takes `all` or nothing, not {other:?}")),
+    };
+    let args = crate::cli::UsageArgs { project, since: None, json: false };
+    if let Err(e) = crate::commands::usage::usage(&session.runtime, &args) {
+        eprintln!("troupe: {e}");
+    }
+    Flow::Continue
 }
 
 async fn export(session: &mut Session, rest: &str) -> Flow {
