@@ -218,9 +218,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(resource("/workflows").route(web::get().to(routes::workflows)))
             .service(resource("/execute").route(web::post().to(routes::execute)))
             .service(resource("/runs").route(web::get().to(routes::runs)))
+            // Before `/runs/{id}`, which would take `stats` for an id.
+            .service(resource("/runs/stats").route(web::get().to(routes::run_stats)))
             .service(resource("/runs/{id}").route(web::get().to(routes::run)))
             .service(resource("/runs/{id}/events").route(web::get().to(routes::run_events)))
             .service(resource("/runs/{id}/cancel").route(web::post().to(routes::cancel)))
+            .service(resource("/runs/{id}/resume").route(web::post().to(routes::resume)))
             .service(resource("/status").route(web::get().to(routes::status)))
             .service(
                 resource("/config")

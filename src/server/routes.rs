@@ -168,11 +168,16 @@ pub async fn execute(state: Data, body: web::Json<ExecuteBody>) -> ApiResult {
         conversation: body.conversation,
     };
     let handle = state.runtime.submit(req).await?;
+    Ok(started(&state, handle))
+}
+
+/// Keep a run's events for SSE and answer 202 `{run_id, events}`.
+fn started(state: &Data, handle: troupe_runtime::RunHandle) -> HttpResponse {
     let id = handle.id.clone();
     state.logs.collect(handle);
-    Ok(HttpResponse::Accepted()
+    HttpResponse::Accepted()
         .insert_header(("Location", format!("/api/runs/{id}")))
-        .json(json!({ "run_id": id, "events": format!("/api/runs/{id}/events") })))
+        .json(json!({ "run_id": id, "events": format!("/api/runs/{id}/events") }))
 }
 
 /// Query of `GET /api/runs`.
@@ -195,6 +200,13 @@ pub async fn runs(state: Data, q: web::Query<RunsQuery>) -> ApiResult {
         runs.truncate(n);
     }
     Ok(HttpResponse::Ok().json(runs))
+}
+
+/// `GET /api/runs/stats`: counts by state, average duration and tokens over every stored
+/// run (what `troupe runs stats` prints).
+pub async fn run_stats(state: Data) -> ApiResult {
+    let stats = state.runtime.stats().map_err(ApiError::from)?;
+    Ok(HttpResponse::Ok().json(stats))
 }
 
 /// Query of `GET /api/runs/{id}`.
@@ -258,6 +270,13 @@ pub async fn run_events(state: Data, req: HttpRequest, id: web::Path<String>) ->
 pub async fn cancel(state: Data, id: web::Path<String>) -> ApiResult {
     let record = state.runtime.cancel(&id)?;
     Ok(HttpResponse::Accepted().json(json!({ "run_id": record.id, "cancelling": true })))
+}
+
+/// `POST /api/runs/{id}/resume` → 202 `{run_id, events}`: continue a run from its first
+/// unfinished step; follow it at `events`.
+pub async fn resume(state: Data, id: web::Path<String>) -> ApiResult {
+    let handle = state.runtime.resume(&id).await?;
+    Ok(started(&state, handle))
 }
 
 /// `GET /api/status`.
