@@ -422,6 +422,9 @@ where
 
 /// `troupe run "task"`.
 pub fn run_command(config: Config, source: ConfigSource, args: RunArgs) -> Result<u8> {
+    if let Some(server) = super::via_api::find_server(&config.data_dir()) {
+        return super::via_api::run_command(&config, &server, args);
+    }
     let offline = config.settings.offline;
     with_runtime(config, source, offline, |runtime| async move {
         note_interrupted(&runtime);
@@ -458,6 +461,9 @@ pub fn metrics_command(config: Config, source: ConfigSource) -> Result<u8> {
 
 /// `troupe runs …`.
 pub fn runs_command(config: Config, source: ConfigSource, args: RunsArgs) -> Result<u8> {
+    if let Some(server) = super::via_api::find_server(&config.data_dir()) {
+        return super::via_api::runs_command(&config, &server, args);
+    }
     let offline = config.settings.offline;
     with_runtime(config, source, offline, |runtime| async move {
         match args.command {

@@ -6,10 +6,15 @@
 //! and every `/api` route and `/metrics` check it; `/health` and `/ready` stay open.
 //! SIGINT/SIGTERM stop accepting connections, give running runs a grace period, cancel what
 //! is still running, and stop the managed model servers.
+//!
+//! While it runs, `serve.json` in the data folder says where it listens ([`serve_file`]), so
+//! `troupe runs` / `troupe run` in another terminal go through the API instead of failing
+//! on the store this process holds.
 
 mod events;
 mod openapi;
 mod routes;
+pub mod serve_file;
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
@@ -32,6 +37,7 @@ use troupe_workflows::config::ConfigSource;
 use crate::commands::exit;
 
 pub use events::RunLogs;
+pub use serve_file::ServeFile;
 
 /// Largest JSON request body.
 const JSON_LIMIT: usize = 256 * 1024;
@@ -144,6 +150,20 @@ impl From<troupe_runtime::Error> for ApiError {
             _ => ApiError::internal(e),
         }
     }
+}
+
+/// The API's bearer token: `explicit` (serve's `--token`), else `$TROUPE_API_TOKEN`, else
+/// the variable `settings.api_token_env` names; blank counts as unset. The one place both
+/// the server (which requires it) and troupe's own client (which sends it) get it from.
+pub fn resolve_token(explicit: Option<String>, config: &Config) -> Option<String> {
+    let nonblank = |t: &String| !t.trim().is_empty();
+    explicit
+        .filter(nonblank)
+        .or_else(|| std::env::var("TROUPE_API_TOKEN").ok().filter(nonblank))
+        .or_else(|| {
+            let name = config.settings.api_token_env.as_deref()?;
+            std::env::var(name).ok().filter(nonblank)
+        })
 }
 
 /// Compare without stopping at the first difference.
@@ -286,8 +306,7 @@ pub fn serve(config: Config, source: ConfigSource, args: ServeArgs) -> Result<u8
         }
     };
     let setting = config.settings.api_token_env.clone();
-    let from_setting = setting.as_deref().and_then(|name| std::env::var(name).ok());
-    let token = args.token.or(from_setting).filter(|t| !t.trim().is_empty());
+    let token = resolve_token(args.token, &config);
     if token.is_none() && addrs.iter().any(|a| !a.ip().is_loopback()) {
         let named = setting
             .map(|n| format!(" (settings.api_token_env names ${n}, which is not set)"))
@@ -334,6 +353,20 @@ pub fn serve(config: Config, source: ConfigSource, args: ServeArgs) -> Result<u8
             }
         };
         let bound: Vec<String> = server.addrs().iter().map(|a| format!("http://{a}")).collect();
+        // Tell the other troupe commands on this machine where we are.
+        let data_dir = runtime.config().data_dir();
+        let published = match ServeFile::new(&server.addrs(), state.token.is_some())
+            .publish(&data_dir)
+        {
+            Ok(p) => Some(p),
+            Err(e) => {
+                eprintln!(
+                    "troupe: cannot write {}: {e}; `troupe runs` in another terminal will not find this server",
+                    data_dir.join(serve_file::FILE_NAME).display()
+                );
+                None
+            }
+        };
         {
             // Whoever started us may have stopped reading standard output: not an error.
             use std::io::Write;
@@ -351,6 +384,7 @@ pub fn serve(config: Config, source: ConfigSource, args: ServeArgs) -> Result<u8
         let serving = actix_rt::spawn(server);
         shutdown_signal().await;
         eprintln!("troupe: shutting down: no new connections");
+        drop(published);
         handle.pause().await;
         drain(&runtime, grace).await;
         handle.stop(true).await;
