@@ -1,6 +1,7 @@
 //! The `troupe` binary: thin front-ends (CLI, shell, HTTP server) over the runtime.
 
 mod cli;
+mod client;
 mod commands;
 mod output;
 mod server;
@@ -143,7 +144,9 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
 }
 
 /// Run an async command on a tokio runtime of its own.
-fn block_on(fut: impl std::future::Future<Output = anyhow::Result<u8>>) -> anyhow::Result<u8> {
+pub(crate) fn block_on(
+    fut: impl std::future::Future<Output = anyhow::Result<u8>>,
+) -> anyhow::Result<u8> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(fut)
 }
 

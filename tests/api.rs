@@ -283,9 +283,11 @@ async fn status_routes_answer_json() {
         "/api/workflows",
         "/api/execute",
         "/api/runs",
+        "/api/runs/stats",
         "/api/runs/{id}",
         "/api/runs/{id}/events",
         "/api/runs/{id}/cancel",
+        "/api/runs/{id}/resume",
         "/api/status",
         "/api/config",
         "/api/models/status",
@@ -464,6 +466,59 @@ async fn a_running_run_is_cancelled_and_its_stream_ends() {
     assert_eq!(events.last().unwrap().0, "run_finished");
     assert_eq!(events.last().unwrap().1["state"], "cancelled");
     wait_for_state(&s, &id, |st| st == "cancelled").await;
+}
+
+#[tokio::test]
+async fn stats_count_the_runs_and_a_cancelled_run_resumes() {
+    let w = world();
+    let s = Server::start(&w, &[], &[]);
+    let (status, v) = s.get("/api/runs/stats").await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["by_state"], json!({}));
+
+    let done = s.execute(json!({ "task": "write hello" })).await;
+    wait_for_state(&s, &done, |st| st == "completed").await;
+    let slow = s.execute(json!({ "task": "take your time", "workflow": "slow" })).await;
+    wait_for_state(&s, &slow, |st| st == "in_progress").await;
+    let (code, v) = s.post(&format!("/api/runs/{slow}/cancel"), &json!({})).await;
+    assert_eq!(code, 202, "{v}");
+    wait_for_state(&s, &slow, |st| st == "cancelled").await;
+    while s.get(&format!("/api/runs/{slow}")).await.1["live"] == true {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // What `troupe runs stats` prints; the same counts as /api/status.
+    let (status, v) = s.get("/api/runs/stats").await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["by_state"], json!({ "completed": 1, "cancelled": 1 }));
+    assert!(v["average_duration_secs"].as_f64().unwrap() > 0.0, "{v}");
+    let (_, st) = s.get("/api/status").await;
+    assert_eq!((&v["by_state"], &v["tokens"]), (&st["runs_by_state"], &st["tokens"]));
+
+    // Resume: 202, and the run's stream starts again with `resumed`.
+    let (code, v) = s.post(&format!("/api/runs/{}/resume", &slow[..20]), &json!({})).await;
+    assert_eq!(code, 202, "{v}");
+    assert_eq!(v["run_id"], slow.as_str());
+    assert_eq!(v["events"], format!("/api/runs/{slow}/events"));
+    let running = wait_for_state(&s, &slow, |st| st == "in_progress").await;
+    assert_eq!(running["live"], true);
+    // Running here: not resumable twice.
+    let (code, v) = s.post(&format!("/api/runs/{slow}/resume"), &json!({})).await;
+    assert_eq!((code, v["error"]["code"].as_str()), (409, Some("wrong_state")), "{v}");
+    let (code, _) = s.post(&format!("/api/runs/{slow}/cancel"), &json!({})).await;
+    assert_eq!(code, 202);
+    let events = s.events(&slow).await;
+    assert_eq!(events[0].0, "run_started");
+    assert_eq!(events[0].1["resumed"], true);
+    assert_eq!(events.last().unwrap().1["state"], "cancelled");
+
+    // A completed run is not resumed; an unknown one is not found.
+    let (code, v) = s.post(&format!("/api/runs/{done}/resume"), &json!({})).await;
+    assert_eq!((code, v["error"]["code"].as_str()), (409, Some("wrong_state")), "{v}");
+    let (code, v) = s.post("/api/runs/nope/resume", &json!({})).await;
+    assert_eq!((code, v["error"]["code"].as_str()), (404, Some("no_such_run")), "{v}");
+    let r = s.client.get(s.url(&format!("/api/runs/{slow}/resume"))).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 405);
 }
 
 #[tokio::test]

@@ -289,6 +289,14 @@ impl Store {
         Ok(store)
     }
 
+    /// Who has the store in `<data_dir>/store/` open, as that process recorded it when it
+    /// opened the store (`owner.json`), with whether it is still running. `None` when no
+    /// process recorded itself (the store is closed, or its holder was killed before it
+    /// could write the file). Reads a file only; never takes the lock.
+    pub fn holder(data_dir: &Path) -> Option<Owner> {
+        OwnerFile::read(&data_dir.join("store").join("owner.json"))
+    }
+
     /// The store folder.
     pub fn root(&self) -> &Path {
         &self.inner.root

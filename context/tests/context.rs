@@ -677,9 +677,13 @@ mod lock {
         assert!(text.contains("in use by another troupe process"), "{text}");
         assert!(text.contains(&format!("pid {}", child.id())), "{text}");
         assert!(text.contains("wait for it to finish or stop it"), "{text}");
+        // Without trying the lock: the same holder.
+        let holder = Store::holder(dir.path()).unwrap();
+        assert_eq!((holder.pid, holder.alive), (child.id(), Some(true)));
 
         std::fs::write(dir.path().join("release"), b"").unwrap();
         assert!(child.wait().unwrap().success());
+        assert!(Store::holder(dir.path()).is_none(), "the holder removes its mark when it closes");
         // Free again, and the owner file now names this process.
         let store = Store::open(dir.path(), StoreOptions::without_embeddings()).unwrap();
         let owner: serde_json::Value =

@@ -9,6 +9,7 @@ pub mod models;
 pub mod run;
 pub mod test_agent;
 pub mod usage;
+pub mod via_api;
 
 use std::process::ExitCode;
 
@@ -59,11 +60,50 @@ pub fn parse_time(s: &str) -> std::result::Result<DateTime<Utc>, String> {
 /// Open the runtime (store, agents) for a front-end; on failure print why and return `None`.
 /// Call inside an actix system.
 pub fn open_runtime(config: Config, source: &ConfigSource, offline: bool) -> Option<Runtime> {
+    let data_dir = config.data_dir();
     match troupe_runtime::open(config, source.path().map(|p| p.to_path_buf()), offline) {
         Ok(r) => Some(r),
         Err(e) => {
             eprintln!("troupe: {e}");
+            if let Some(hint) = held_hint(&e, &data_dir) {
+                eprintln!("troupe: {hint}");
+            }
             None
         }
+    }
+}
+
+/// What to do instead, when the store is held by a running `troupe serve` or `troupe shell`.
+fn held_hint(e: &troupe_runtime::Error, data_dir: &std::path::Path) -> Option<String> {
+    let troupe_runtime::Error::Context(troupe_context::Error::Locked {
+        owner: Some(owner), ..
+    }) = e
+    else {
+        return None;
+    };
+    if owner.alive == Some(false) {
+        return None;
+    }
+    match crate::server::serve_file::holder_command(&owner.command)? {
+        "shell" => Some(format!(
+            "pid {} is an interactive `troupe shell`: use its /runs there (and type tasks into \
+             it), or leave it (Ctrl-D) and run this again",
+            owner.pid
+        )),
+        _ => Some(match crate::server::serve_file::running(data_dir) {
+            Some(server) => format!(
+                "pid {} is `troupe serve`: use its HTTP API at {} (`troupe runs` and `troupe run` \
+                 go through it by themselves), or stop it and run this again",
+                owner.pid,
+                server.url()
+            ),
+            None => format!(
+                "pid {} is `troupe serve`, but it left no {} in {}: use its HTTP API, or stop it \
+                 and run this again",
+                owner.pid,
+                crate::server::serve_file::FILE_NAME,
+                data_dir.display()
+            ),
+        }),
     }
 }

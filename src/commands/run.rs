@@ -4,8 +4,9 @@ use std::io::{IsTerminal, Write};
 
 use anyhow::Result;
 use serde_json::json;
+use troupe_runtime::audit::AuditEntry;
 use troupe_runtime::{
-    RunEvent, RunHandle, RunRecord, RunRequest, RunState, Runtime, StepRecord, StepState,
+    RunEvent, RunHandle, RunRecord, RunRequest, RunState, RunStats, Runtime, StepRecord, StepState,
 };
 use troupe_workflows::Config;
 use troupe_workflows::config::ConfigSource;
@@ -23,60 +24,54 @@ fn secs(ms: u64) -> String {
     format!("{:.1}s", ms as f64 / 1000.0)
 }
 
-/// Print a run's events as they arrive, until it ends; returns the final record.
-/// Ctrl-C cancels the run (the running step's process group is killed); a second Ctrl-C
-/// exits at once.
-pub async fn follow(runtime: &Runtime, mut handle: RunHandle, json: bool) -> Result<RunRecord> {
-    let id = handle.id.clone();
-    let color = std::io::stdout().is_terminal() && !json;
-    let dim = |s: &str| if color { format!("\x1b[2m{s}\x1b[0m") } else { s.to_string() };
-    let bold = |s: &str| if color { format!("\x1b[1m{s}\x1b[0m") } else { s.to_string() };
-    let mut ctrl_c = Box::pin(tokio::signal::ctrl_c());
-    let mut cancelled = false;
-    let mut in_chunk = false;
-    let mut out = std::io::stdout();
-    loop {
-        let event = tokio::select! {
-            e = handle.events.recv() => e,
-            _ = &mut ctrl_c => {
-                if cancelled {
-                    eprintln!("troupe: exiting; resume with `troupe runs resume {id}`");
-                    std::process::exit(130);
-                }
-                cancelled = true;
-                eprintln!("\ntroupe: cancelling run {} (Ctrl-C again to exit now)", short_id(&id));
-                let _ = runtime.cancel(&id);
-                ctrl_c = Box::pin(tokio::signal::ctrl_c());
-                continue;
-            }
-        };
-        let event = match event {
-            Ok(e) => e,
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                eprintln!("troupe: (the display fell {n} events behind; the record is complete)");
-                continue;
-            }
-            Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
-        };
-        if json {
-            println!("{}", serde_json::to_string(&event)?);
-            if event.is_final() {
-                break;
-            }
-            continue;
+/// Prints a run's events as they arrive, and its summary at the end: the same output
+/// whether the events come from this process or from `troupe serve` over SSE.
+#[derive(Debug)]
+pub struct EventPrinter {
+    json: bool,
+    color: bool,
+    in_chunk: bool,
+}
+
+impl EventPrinter {
+    /// A printer for standard output; `json` prints each event as a JSON line instead.
+    pub fn new(json: bool) -> EventPrinter {
+        EventPrinter { json, color: std::io::stdout().is_terminal() && !json, in_chunk: false }
+    }
+
+    fn dim(&self, s: &str) -> String {
+        if self.color { format!("\x1b[2m{s}\x1b[0m") } else { s.to_string() }
+    }
+
+    fn bold(&self, s: &str) -> String {
+        if self.color { format!("\x1b[1m{s}\x1b[0m") } else { s.to_string() }
+    }
+
+    fn end_chunk(&mut self) {
+        if self.in_chunk {
+            println!();
+            self.in_chunk = false;
         }
-        match &event {
+    }
+
+    /// Print one event; true when it is the run's last.
+    pub fn event(&mut self, event: &RunEvent) -> Result<bool> {
+        if self.json {
+            println!("{}", serde_json::to_string(event)?);
+            return Ok(event.is_final());
+        }
+        match event {
             RunEvent::RunStarted { run_id, workflow, steps, resumed, notes } => {
                 let verb = if *resumed { "resumed" } else { "started" };
                 for n in notes
                     .iter()
                     .filter(|n| n.starts_with("offline") || n.starts_with("no workflow"))
                 {
-                    println!("{}", dim(&format!("· {n}")));
+                    println!("{}", self.dim(&format!("· {n}")));
                 }
                 println!(
                     "{}",
-                    bold(&format!(
+                    self.bold(&format!(
                         "run {} {verb}: {workflow} ({})",
                         short_id(run_id),
                         steps.join(" → ")
@@ -84,28 +79,25 @@ pub async fn follow(runtime: &Runtime, mut handle: RunHandle, json: bool) -> Res
                 );
             }
             RunEvent::Planned { steps, notes, .. } => {
-                println!("{}", bold(&format!("planned: {}", steps.join(" → "))));
+                println!("{}", self.bold(&format!("planned: {}", steps.join(" → "))));
                 for n in notes {
-                    println!("{}", dim(&format!("  · {n}")));
+                    println!("{}", self.dim(&format!("  · {n}")));
                 }
             }
             RunEvent::StepStarted { pos, role, agent, .. } => {
                 println!(
                     "\n{}",
-                    bold(&format!("▶ [{}.{}] {role} · {agent}", pos.iteration, pos.step + 1))
+                    self.bold(&format!("▶ [{}.{}] {role} · {agent}", pos.iteration, pos.step + 1))
                 );
             }
             RunEvent::Chunk { text, .. } => {
                 print!("{text}");
-                in_chunk = !text.ends_with('\n');
-                let _ = out.flush();
+                self.in_chunk = !text.ends_with('\n');
+                let _ = std::io::stdout().flush();
             }
             RunEvent::Agent { message, .. } => {
-                if in_chunk {
-                    println!();
-                    in_chunk = false;
-                }
-                println!("{}", dim(&format!("  ↻ {message}")));
+                self.end_chunk();
+                println!("{}", self.dim(&format!("  ↻ {message}")));
             }
             RunEvent::StepFinished {
                 pos,
@@ -120,10 +112,7 @@ pub async fn follow(runtime: &Runtime, mut handle: RunHandle, json: bool) -> Res
                 note,
                 ..
             } => {
-                if in_chunk {
-                    println!();
-                    in_chunk = false;
-                }
+                self.end_chunk();
                 let mark = match state {
                     StepState::Completed => "✔",
                     StepState::Skipped => "–",
@@ -155,51 +144,91 @@ pub async fn follow(runtime: &Runtime, mut handle: RunHandle, json: bool) -> Res
                 if let Some(n) = note {
                     line.push_str(&format!(" · {n}"));
                 }
-                println!("{}", dim(&line));
+                println!("{}", self.dim(&line));
             }
-            RunEvent::RunFinished { .. } => break,
+            RunEvent::RunFinished { .. } => {}
+        }
+        Ok(event.is_final())
+    }
+
+    /// Print the final record: as JSON, or as a summary.
+    pub fn finish(&mut self, r: &RunRecord) -> Result<()> {
+        if self.json {
+            println!("{}", serde_json::to_string(r)?);
+            return Ok(());
+        }
+        println!();
+        let head = match r.state {
+            RunState::Completed => "✔ completed",
+            RunState::Failed => "✘ failed",
+            RunState::Cancelled => "■ cancelled",
+            RunState::BudgetExceeded => "⊘ budget exceeded",
+            _ => "… unfinished",
+        };
+        let duration = r.duration_secs().map(|d| format!("{d:.1}s")).unwrap_or_default();
+        println!(
+            "{head}: run {} · {} iteration(s) · {} tokens{} · {duration}",
+            r.id,
+            r.iterations,
+            r.tokens.total(),
+            if r.cost > 0.0 { format!(" · cost {:.4}", r.cost) } else { String::new() }
+        );
+        if let Some(e) = &r.error {
+            println!("  {e}");
+        }
+        if r.state == RunState::BudgetExceeded {
+            println!(
+                "{}",
+                self.dim(&format!(
+                    "  go on with a larger budget: `troupe runs resume {} --budget-tokens N` (or --budget-cost; project budgets are settings.project_*_budget)",
+                    r.id
+                ))
+            );
+        } else if r.state != RunState::Completed {
+            println!("{}", self.dim(&format!("  resume with `troupe runs resume {}`", r.id)));
+        }
+        Ok(())
+    }
+}
+
+/// Print a run's events as they arrive, until it ends; returns the final record.
+/// Ctrl-C cancels the run (the running step's process group is killed); a second Ctrl-C
+/// exits at once.
+pub async fn follow(runtime: &Runtime, mut handle: RunHandle, json: bool) -> Result<RunRecord> {
+    let id = handle.id.clone();
+    let mut printer = EventPrinter::new(json);
+    let mut ctrl_c = Box::pin(tokio::signal::ctrl_c());
+    let mut cancelled = false;
+    loop {
+        let event = tokio::select! {
+            e = handle.events.recv() => e,
+            _ = &mut ctrl_c => {
+                if cancelled {
+                    eprintln!("troupe: exiting; resume with `troupe runs resume {id}`");
+                    std::process::exit(130);
+                }
+                cancelled = true;
+                eprintln!("\ntroupe: cancelling run {} (Ctrl-C again to exit now)", short_id(&id));
+                let _ = runtime.cancel(&id);
+                ctrl_c = Box::pin(tokio::signal::ctrl_c());
+                continue;
+            }
+        };
+        let event = match event {
+            Ok(e) => e,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                eprintln!("troupe: (the display fell {n} events behind; the record is complete)");
+                continue;
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+        };
+        if printer.event(&event)? {
+            break;
         }
     }
     let record = handle.wait().await?;
-    if json {
-        println!("{}", serde_json::to_string(&record)?);
-    } else {
-        print_summary(&record, &dim);
-    }
+    printer.finish(&record)?;
     Ok(record)
-}
-
-fn print_summary(r: &RunRecord, dim: &dyn Fn(&str) -> String) {
-    println!();
-    let head = match r.state {
-        RunState::Completed => "✔ completed",
-        RunState::Failed => "✘ failed",
-        RunState::Cancelled => "■ cancelled",
-        RunState::BudgetExceeded => "⊘ budget exceeded",
-        _ => "… unfinished",
-    };
-    let duration = r.duration_secs().map(|d| format!("{d:.1}s")).unwrap_or_default();
-    println!(
-        "{head}: run {} · {} iteration(s) · {} tokens{} · {duration}",
-        r.id,
-        r.iterations,
-        r.tokens.total(),
-        if r.cost > 0.0 { format!(" · cost {:.4}", r.cost) } else { String::new() }
-    );
-    if let Some(e) = &r.error {
-        println!("  {e}");
-    }
-    if r.state == RunState::BudgetExceeded {
-        println!(
-            "{}",
-            dim(&format!(
-                "  go on with a larger budget: `troupe runs resume {} --budget-tokens N` (or --budget-cost; project budgets are settings.project_*_budget)",
-                r.id
-            ))
-        );
-    } else if r.state != RunState::Completed {
-        println!("{}", dim(&format!("  resume with `troupe runs resume {}`", r.id)));
-    }
 }
 
 /// The exit code of a finished run.
@@ -228,16 +257,22 @@ pub fn note_interrupted(runtime: &Runtime) {
 pub fn list(runtime: &Runtime, json: bool) -> Result<u8> {
     let mut runs = runtime.store().runs()?;
     runs.reverse();
+    print_runs(&runs, json)?;
+    Ok(exit::OK)
+}
+
+/// Print runs (newest first) as a table or JSON.
+pub fn print_runs(runs: &[RunRecord], json: bool) -> Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(&runs)?);
-        return Ok(exit::OK);
+        println!("{}", serde_json::to_string_pretty(runs)?);
+        return Ok(());
     }
     if runs.is_empty() {
         println!("No runs yet. Start one with `troupe run \"task\"`.");
-        return Ok(exit::OK);
+        return Ok(());
     }
     let mut t = Table::new(&["ID", "STATE", "WORKFLOW", "ITER", "TOKENS", "CREATED", "TASK"]);
-    for r in &runs {
+    for r in runs {
         let task: String = r.task.chars().take(60).collect();
         t.row(vec![
             short_id(&r.id).to_string(),
@@ -250,7 +285,7 @@ pub fn list(runtime: &Runtime, json: bool) -> Result<u8> {
         ]);
     }
     print!("{}", t.render());
-    Ok(exit::OK)
+    Ok(())
 }
 
 /// `troupe runs show ID [--prompts]`.
@@ -268,8 +303,21 @@ pub fn show(runtime: &Runtime, id: &str, prompts: bool, json: bool) -> Result<u8
     } else {
         None
     };
+    print_run(&r, &steps, trail.as_deref(), prompts, json)?;
+    Ok(exit::OK)
+}
+
+/// Print a run with every step as text or JSON; with `prompts`, its audit trail (every
+/// prompt and answer as sent and received) when it has one, else each step's prompt.
+pub fn print_run(
+    r: &RunRecord,
+    steps: &[StepRecord],
+    trail: Option<&[AuditEntry]>,
+    prompts: bool,
+    json: bool,
+) -> Result<()> {
     if json {
-        let mut steps_json = serde_json::to_value(&steps)?;
+        let mut steps_json = serde_json::to_value(steps)?;
         if !prompts && let Some(arr) = steps_json.as_array_mut() {
             for s in arr {
                 if let Some(o) = s.as_object_mut() {
@@ -278,11 +326,11 @@ pub fn show(runtime: &Runtime, id: &str, prompts: bool, json: bool) -> Result<u8
             }
         }
         let mut doc = json!({ "run": r, "steps": steps_json });
-        if let Some(t) = &trail {
+        if let Some(t) = trail {
             doc["audit"] = serde_json::to_value(t)?;
         }
         println!("{}", serde_json::to_string_pretty(&doc)?);
-        return Ok(exit::OK);
+        return Ok(());
     }
     println!("run       {}", r.id);
     println!("task      {}", r.task);
@@ -319,13 +367,13 @@ pub fn show(runtime: &Runtime, id: &str, prompts: bool, json: bool) -> Result<u8
     for n in &r.plan_notes {
         println!("plan      {n}");
     }
-    match &trail {
+    match trail {
         Some(entries) => {
             println!("\n── audit trail ──\n");
             crate::commands::audit::print_trail(entries);
         }
         None => {
-            for s in &steps {
+            for s in steps {
                 print_step(s, prompts);
             }
         }
@@ -333,7 +381,7 @@ pub fn show(runtime: &Runtime, id: &str, prompts: bool, json: bool) -> Result<u8
     if let Some(o) = &r.output {
         println!("\n── final output ──\n{o}");
     }
-    Ok(exit::OK)
+    Ok(())
 }
 
 fn print_step(s: &StepRecord, prompts: bool) {
@@ -368,10 +416,15 @@ fn print_step(s: &StepRecord, prompts: bool) {
 
 /// `troupe runs stats`.
 pub fn stats(runtime: &Runtime, json: bool) -> Result<u8> {
-    let s = runtime.stats()?;
+    print_stats(&runtime.stats()?, json)?;
+    Ok(exit::OK)
+}
+
+/// Print run statistics as a table or JSON.
+pub fn print_stats(s: &RunStats, json: bool) -> Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(&s)?);
-        return Ok(exit::OK);
+        println!("{}", serde_json::to_string_pretty(s)?);
+        return Ok(());
     }
     let mut t = Table::new(&["STATE", "RUNS"]);
     for (state, n) in &s.by_state {
@@ -382,7 +435,7 @@ pub fn stats(runtime: &Runtime, json: bool) -> Result<u8> {
         println!("average duration of ended runs: {d:.1}s");
     }
     println!("tokens: {} ({} in, {} out)", s.tokens.total(), s.tokens.prompt, s.tokens.completion);
-    Ok(exit::OK)
+    Ok(())
 }
 
 /// `troupe runs cancel ID`.
@@ -423,6 +476,9 @@ where
 
 /// `troupe run "task"`.
 pub fn run_command(config: Config, source: ConfigSource, args: RunArgs) -> Result<u8> {
+    if let Some(server) = super::via_api::find_server(&config.data_dir()) {
+        return super::via_api::run_command(&config, &server, args);
+    }
     let offline = config.settings.offline;
     with_runtime(config, source, offline, |runtime| async move {
         note_interrupted(&runtime);
@@ -461,6 +517,9 @@ pub fn metrics_command(config: Config, source: ConfigSource) -> Result<u8> {
 
 /// `troupe runs …`.
 pub fn runs_command(config: Config, source: ConfigSource, args: RunsArgs) -> Result<u8> {
+    if let Some(server) = super::via_api::find_server(&config.data_dir()) {
+        return super::via_api::runs_command(&config, &server, args);
+    }
     let offline = config.settings.offline;
     with_runtime(config, source, offline, |runtime| async move {
         match args.command {

@@ -15,6 +15,9 @@ const RUNS_SHOWN: usize = 20;
 
 /// `troupe usage [--project P] [--since WHEN] [--json]`.
 pub fn usage_command(config: Config, source: ConfigSource, args: UsageArgs) -> Result<u8> {
+    if let Some(server) = super::via_api::find_server(&config.data_dir()) {
+        return super::via_api::usage_command(&config, &server, &args);
+    }
     let offline = config.settings.offline;
     super::run::with_runtime(
         config,

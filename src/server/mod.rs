@@ -6,10 +6,15 @@
 //! and every `/api` route and `/metrics` check it; `/health` and `/ready` stay open.
 //! SIGINT/SIGTERM stop accepting connections, give running runs a grace period, cancel what
 //! is still running, and stop the managed model servers.
+//!
+//! While it runs, `serve.json` in the data folder says where it listens ([`serve_file`]), so
+//! `troupe runs` / `troupe run` in another terminal go through the API instead of failing
+//! on the store this process holds.
 
 mod events;
 mod openapi;
 mod routes;
+pub mod serve_file;
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
@@ -32,6 +37,7 @@ use troupe_workflows::config::ConfigSource;
 use crate::commands::exit;
 
 pub use events::RunLogs;
+pub use serve_file::ServeFile;
 
 /// Largest JSON request body.
 const JSON_LIMIT: usize = 256 * 1024;
@@ -148,6 +154,20 @@ impl From<troupe_runtime::Error> for ApiError {
     }
 }
 
+/// The API's bearer token: `explicit` (serve's `--token`), else `$TROUPE_API_TOKEN`, else
+/// the variable `settings.api_token_env` names; blank counts as unset. The one place both
+/// the server (which requires it) and troupe's own client (which sends it) get it from.
+pub fn resolve_token(explicit: Option<String>, config: &Config) -> Option<String> {
+    let nonblank = |t: &String| !t.trim().is_empty();
+    explicit
+        .filter(nonblank)
+        .or_else(|| std::env::var("TROUPE_API_TOKEN").ok().filter(nonblank))
+        .or_else(|| {
+            let name = config.settings.api_token_env.as_deref()?;
+            std::env::var(name).ok().filter(nonblank)
+        })
+}
+
 /// Compare without stopping at the first difference.
 fn same_token(given: &str, expected: &str) -> bool {
     let (a, b) = (given.as_bytes(), expected.as_bytes());
@@ -220,11 +240,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(resource("/workflows").route(web::get().to(routes::workflows)))
             .service(resource("/execute").route(web::post().to(routes::execute)))
             .service(resource("/runs").route(web::get().to(routes::runs)))
+            // Before `/runs/{id}`, which would take `stats` for an id.
+            .service(resource("/runs/stats").route(web::get().to(routes::run_stats)))
             .service(resource("/runs/{id}").route(web::get().to(routes::run)))
             .service(resource("/runs/{id}/events").route(web::get().to(routes::run_events)))
             .service(resource("/runs/{id}/cancel").route(web::post().to(routes::cancel)))
             .service(resource("/runs/{id}/audit").route(web::get().to(routes::run_audit)))
             .service(resource("/usage").route(web::get().to(routes::usage)))
+            .service(resource("/runs/{id}/resume").route(web::post().to(routes::resume)))
             .service(resource("/status").route(web::get().to(routes::status)))
             .service(
                 resource("/config")
@@ -287,8 +310,7 @@ pub fn serve(config: Config, source: ConfigSource, args: ServeArgs) -> Result<u8
         }
     };
     let setting = config.settings.api_token_env.clone();
-    let from_setting = setting.as_deref().and_then(|name| std::env::var(name).ok());
-    let token = args.token.or(from_setting).filter(|t| !t.trim().is_empty());
+    let token = resolve_token(args.token, &config);
     if token.is_none() && addrs.iter().any(|a| !a.ip().is_loopback()) {
         let named = setting
             .map(|n| format!(" (settings.api_token_env names ${n}, which is not set)"))
@@ -335,6 +357,20 @@ pub fn serve(config: Config, source: ConfigSource, args: ServeArgs) -> Result<u8
             }
         };
         let bound: Vec<String> = server.addrs().iter().map(|a| format!("http://{a}")).collect();
+        // Tell the other troupe commands on this machine where we are.
+        let data_dir = runtime.config().data_dir();
+        let published = match ServeFile::new(&server.addrs(), state.token.is_some())
+            .publish(&data_dir)
+        {
+            Ok(p) => Some(p),
+            Err(e) => {
+                eprintln!(
+                    "troupe: cannot write {}: {e}; `troupe runs` in another terminal will not find this server",
+                    data_dir.join(serve_file::FILE_NAME).display()
+                );
+                None
+            }
+        };
         {
             // Whoever started us may have stopped reading standard output: not an error.
             use std::io::Write;
@@ -352,6 +388,7 @@ pub fn serve(config: Config, source: ConfigSource, args: ServeArgs) -> Result<u8
         let serving = actix_rt::spawn(server);
         shutdown_signal().await;
         eprintln!("troupe: shutting down: no new connections");
+        drop(published);
         handle.pause().await;
         drain(&runtime, grace).await;
         handle.stop(true).await;

@@ -71,7 +71,15 @@ pub fn document() -> Value {
                 },
                 "Run": { "type": "object", "description": "A run record: id, task, workflow_name, state (pending | in_progress | completed | failed | cancelled | budget_exceeded), created_at, started_at, finished_at, iterations, output, error, tokens, cost" },
                 "Step": { "type": "object", "description": "A step record: pos {iteration, step}, role, agent, answered_by, model, state, response, verdict, note, tokens, retries, fallback_from, latency_ms" },
-                "RunEvent": { "type": "object", "description": "Tagged by `type`: run_started, planned, step_started, chunk, agent, step_finished, run_finished" }
+                "RunEvent": { "type": "object", "description": "Tagged by `type`: run_started, planned, step_started, chunk, agent, step_finished, run_finished" },
+                "RunStats": {
+                    "type": "object",
+                    "properties": {
+                        "by_state": { "type": "object", "additionalProperties": { "type": "integer" }, "description": "Runs per state" },
+                        "average_duration_secs": { "type": "number", "nullable": true, "description": "Of ended runs" },
+                        "tokens": { "type": "object", "properties": { "prompt": { "type": "integer" }, "completion": { "type": "integer" } } }
+                    }
+                }
             }
         },
         "paths": {
@@ -113,6 +121,10 @@ pub fn document() -> Value {
                 ],
                 "responses": { "200": ok("Runs", json!({ "type": "array", "items": { "$ref": "#/components/schemas/Run" } })), "400": err("Bad query"), "401": err("Token missing or wrong") }
             } },
+            "/api/runs/stats": { "get": {
+                "summary": "Counts by state, average duration of ended runs and tokens over every stored run (what `troupe runs stats` prints)", "security": secured,
+                "responses": { "200": ok("Statistics", json!({ "$ref": "#/components/schemas/RunStats" })), "401": err("Token missing or wrong") }
+            } },
             "/api/runs/{id}": { "get": {
                 "summary": "One run with its steps", "security": secured,
                 "parameters": [id_param(), { "name": "prompts", "in": "query", "schema": { "type": "boolean" }, "description": "Include each step's full prompt" }],
@@ -146,6 +158,20 @@ pub fn document() -> Value {
                     { "name": "since", "in": "query", "schema": { "type": "string" }, "description": "Only runs created since: a date (2026-11-01), an RFC 3339 time, or an age (7d, 12h)" }
                 ],
                 "responses": { "200": ok("Usage", obj()), "400": err("Bad `since` or project"), "401": err("Token missing or wrong") }
+            } },
+            "/api/runs/{id}/resume": { "post": {
+                "summary": "Continue a run from its first unfinished step (completed steps are kept); follow it at `events`", "security": secured,
+                "parameters": [id_param()],
+                "requestBody": { "required": false, "content": { "application/json": { "schema": { "type": "object", "additionalProperties": false, "properties": {
+                    "budget_tokens": { "type": "integer", "minimum": 1, "description": "A new token budget for the run (e.g. after budget_exceeded)" },
+                    "budget_cost": { "type": "number", "exclusiveMinimum": 0, "description": "A new cost budget for the run" }
+                } } } } },
+                "responses": {
+                    "202": ok("Resumed", json!({ "type": "object", "properties": { "run_id": { "type": "string" }, "events": { "type": "string" } } })),
+                    "404": err("No such run"),
+                    "409": err("The run has completed, or is running in this server"),
+                    "401": err("Token missing or wrong")
+                }
             } },
             "/api/status": { "get": {
                 "summary": "Session status: runs by state, live runs, uptime, offline mode", "security": secured,

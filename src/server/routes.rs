@@ -180,11 +180,16 @@ pub async fn execute(state: Data, body: web::Json<ExecuteBody>) -> ApiResult {
         budget_cost: body.budget_cost,
     };
     let handle = state.runtime.submit(req).await?;
+    Ok(started(&state, handle))
+}
+
+/// Keep a run's events for SSE and answer 202 `{run_id, events}`.
+fn started(state: &Data, handle: troupe_runtime::RunHandle) -> HttpResponse {
     let id = handle.id.clone();
     state.logs.collect(handle);
-    Ok(HttpResponse::Accepted()
+    HttpResponse::Accepted()
         .insert_header(("Location", format!("/api/runs/{id}")))
-        .json(json!({ "run_id": id, "events": format!("/api/runs/{id}/events") })))
+        .json(json!({ "run_id": id, "events": format!("/api/runs/{id}/events") }))
 }
 
 /// Query of `GET /api/runs`.
@@ -207,6 +212,13 @@ pub async fn runs(state: Data, q: web::Query<RunsQuery>) -> ApiResult {
         runs.truncate(n);
     }
     Ok(HttpResponse::Ok().json(runs))
+}
+
+/// `GET /api/runs/stats`: counts by state, average duration and tokens over every stored
+/// run (what `troupe runs stats` prints).
+pub async fn run_stats(state: Data) -> ApiResult {
+    let stats = state.runtime.stats().map_err(ApiError::from)?;
+    Ok(HttpResponse::Ok().json(stats))
 }
 
 /// Query of `GET /api/runs/{id}`.
@@ -315,6 +327,36 @@ pub async fn run_audit(state: Data, id: web::Path<String>) -> ApiResult {
             e => ApiError::internal(e),
         })?;
     Ok(HttpResponse::Ok().json(entries))
+}
+
+/// `POST /api/runs/{id}/resume` → 202 `{run_id, events}`: continue a run from its first
+/// unfinished step; follow it at `events`.
+pub async fn resume(state: Data, id: web::Path<String>, body: web::Bytes) -> ApiResult {
+    // An optional body raises (or lowers) the run's budget: `{budget_tokens?, budget_cost?}`.
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct ResumeBody {
+        #[serde(default)]
+        budget_tokens: Option<u64>,
+        #[serde(default)]
+        budget_cost: Option<f64>,
+    }
+    let body: ResumeBody = if body.iter().all(u8::is_ascii_whitespace) {
+        ResumeBody::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::bad_request("bad_json", format!("the body is not a resume request: {e}"))
+        })?
+    };
+    if body.budget_tokens == Some(0) || body.budget_cost.is_some_and(|c| c.is_nan() || c <= 0.0) {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "`budget_tokens` and `budget_cost` must be positive",
+        ));
+    }
+    let budget = troupe_runtime::Budget { tokens: body.budget_tokens, cost: body.budget_cost };
+    let handle = state.runtime.resume_with(&id, budget).await?;
+    Ok(started(&state, handle))
 }
 
 /// `GET /api/status`.
