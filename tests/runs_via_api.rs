@@ -349,7 +349,7 @@ async fn run_goes_through_the_server_with_the_exit_code_it_has_locally() {
     let refused = troupe(&w, &["run", "  "]);
     assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
     assert!(stderr(&refused).contains("empty"), "{}", stderr(&refused));
-    // The server refuses an unknown workflow (locally one is planned instead), naming them.
+    // An unknown workflow is refused, naming those there are.
     let unknown = troupe(&w, &["run", "--workflow", "nope", "anything"]);
     assert_eq!(unknown.status.code(), Some(2), "{}", stderr(&unknown));
     assert!(stderr(&unknown).contains("no workflow named `nope`"), "{}", stderr(&unknown));
@@ -359,6 +359,9 @@ async fn run_goes_through_the_server_with_the_exit_code_it_has_locally() {
     assert_eq!(local.status.code(), remote.status.code(), "{}", stderr(&local));
     let local_refused = troupe(&w, &["run", "  "]);
     assert_eq!(local_refused.status.code(), refused.status.code());
+    let local_unknown = troupe(&w, &["run", "--workflow", "nope", "anything"]);
+    assert_eq!(local_unknown.status.code(), unknown.status.code(), "{}", stderr(&local_unknown));
+    assert!(stderr(&local_unknown).contains("no workflow named `nope`; there are:"));
 }
 
 #[tokio::test]

@@ -397,13 +397,15 @@ impl Runtime {
         };
         let (workflow_name, mut workflow) = match config.workflow(&requested) {
             Some(w) if requested != DYNAMIC_WORKFLOW => (requested.clone(), w.clone()),
+            _ if requested == DYNAMIC_WORKFLOW => (DYNAMIC_WORKFLOW.to_string(), empty_workflow()),
+            // A typo must not quietly become a planned run (a planner call, other agents).
             _ => {
-                if requested != DYNAMIC_WORKFLOW {
-                    notes.push(format!(
-                        "no workflow named `{requested}`; planning one for this task"
-                    ));
-                }
-                (DYNAMIC_WORKFLOW.to_string(), empty_workflow())
+                let mut names: Vec<&str> = config.workflows.keys().map(String::as_str).collect();
+                names.push(DYNAMIC_WORKFLOW);
+                return Err(Error::Invalid(format!(
+                    "no workflow named `{requested}`; there are: {} (`{DYNAMIC_WORKFLOW}` plans one for the task)",
+                    names.join(", ")
+                )));
             }
         };
         if let Some(n) = req.max_iterations {

@@ -586,6 +586,12 @@ async fn bad_requests_are_refused_clearly() {
     let e = h.runtime.submit(req).await.unwrap_err().to_string();
     assert!(e.contains("offline mode") && e.contains("offline-default"), "{e}");
     assert!(h.runtime.resume("nope").await.unwrap_err().to_string().contains("no run with id"));
+    // A workflow name that does not exist is refused, naming those that do.
+    let e = h.runtime.submit(request(&h, "x", "irx")).await.unwrap_err().to_string();
+    assert!(
+        e.contains("no workflow named `irx`") && e.contains("irr") && e.contains("dynamic"),
+        "{e}"
+    );
 }
 
 #[actix::test]

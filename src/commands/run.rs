@@ -63,10 +63,7 @@ impl EventPrinter {
         match event {
             RunEvent::RunStarted { run_id, workflow, steps, resumed, notes } => {
                 let verb = if *resumed { "resumed" } else { "started" };
-                for n in notes
-                    .iter()
-                    .filter(|n| n.starts_with("offline") || n.starts_with("no workflow"))
-                {
+                for n in notes.iter().filter(|n| n.starts_with("offline")) {
                     println!("{}", self.dim(&format!("· {n}")));
                 }
                 println!(
