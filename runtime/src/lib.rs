@@ -7,6 +7,9 @@
 //! crash loses nothing and [`Runtime::resume`] continues where the run stopped. Front-ends
 //! subscribe to a run's [`RunEvent`]s.
 //!
+//! Runs, steps, plans and memory searches are `tracing` spans (`troupe.run` → `troupe.step`
+//! → `troupe.call`, see `troupe_adapters::telemetry`); the binary decides where they go.
+//!
 //! Only this crate and the binary know actix.
 
 pub mod agents;
@@ -19,12 +22,13 @@ mod planner;
 mod runtime;
 pub mod store;
 pub mod supervisor;
+mod telemetry;
 
 pub use error::{Error, Result};
 pub use memory::{ContextBlock, Memory, RunOutcome};
 pub use model::{
     RunEvent, RunRecord, RunRequest, RunState, RunStats, StepRecord, StepState, Tokens,
 };
-pub use open::{CollectionBackend, RUNS_COLLECTION, open, store_backend};
+pub use open::{CollectionBackend, RUNS_COLLECTION, agents_of, open, store_backend};
 pub use runtime::{RunHandle, Runtime, RuntimeParts};
 pub use store::{Backend, MemoryBackend, RunStore};

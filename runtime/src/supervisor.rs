@@ -14,6 +14,7 @@ use actix::prelude::*;
 use chrono::Utc;
 use tokio::sync::{broadcast, oneshot};
 use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, Span};
 use troupe_adapters::agent::{
     AgentEvent, AgentRequest, CallContext, ChunkSink, EventSink, GenerationOptions, OutputFormat,
 };
@@ -24,6 +25,7 @@ use troupe_workflows::verdict::{Finding, VerdictStatus};
 
 use crate::model::{RunEvent, RunRecord, RunState, StepRecord, StepState, Tokens};
 use crate::runtime::Shared;
+use crate::telemetry;
 
 /// Cancel the run.
 #[derive(Debug, Message)]
@@ -85,8 +87,14 @@ fn emit(events: &broadcast::Sender<RunEvent>, event: RunEvent) {
     let _ = events.send(event);
 }
 
-/// Run the job to its end; returns the final record.
+/// Run the job to its end, inside its `troupe.run` span.
 async fn drive(job: RunJob, cancel: CancellationToken) {
+    let span = telemetry::run_span(&job.record);
+    drive_run(job, cancel, span.clone()).instrument(span).await
+}
+
+/// Run the job to its end; sends the final record to `job.done`.
+async fn drive_run(job: RunJob, cancel: CancellationToken, run_span: Span) {
     let RunJob { shared, mut record, steps, events, done, permit } = job;
     let run_id = record.id.clone();
     let metrics = shared.metrics.clone();
@@ -100,7 +108,16 @@ async fn drive(job: RunJob, cancel: CancellationToken) {
     }
     // A dynamic workflow is planned once; the plan is persisted so a resume follows it.
     if record.workflow.steps.is_empty() {
-        let planned = crate::planner::plan(&shared, &record, &cancel).await;
+        let span = telemetry::plan_span(&run_id);
+        let started = Instant::now();
+        let planned =
+            crate::planner::plan(&shared, &record, &cancel).instrument(span.clone()).await;
+        telemetry::record_plan(
+            &span,
+            planned.planned_by.as_deref(),
+            planned.workflow.steps.len(),
+            started.elapsed(),
+        );
         record.workflow = planned.workflow;
         record.plan_notes.extend(planned.notes.iter().cloned());
         if let Err(e) = shared.store.put_run(&record) {
@@ -174,6 +191,9 @@ async fn drive(job: RunJob, cancel: CancellationToken) {
                     finished_at: Some(Utc::now()),
                     latency_ms: 0,
                 };
+                let span = telemetry::step_span(&run_id, pos, rec.role, &rec.agent);
+                telemetry::record_step(&span, &rec, None);
+                drop(span);
                 if let Err(e) = shared.store.put_step(&rec) {
                     break Some(Err(format!("cannot persist step: {e}")));
                 }
@@ -196,8 +216,12 @@ async fn drive(job: RunJob, cancel: CancellationToken) {
                 );
             }
             Next::Run(plan) => {
+                let span = telemetry::step_span(&run_id, plan.pos, plan.role, &plan.agent);
                 let result =
-                    run_step(&shared, &record, &plan, &conversation, &events, &cancel).await;
+                    run_step(&shared, &record, &plan, &conversation, &events, &cancel, &span)
+                        .instrument(span.clone())
+                        .await;
+                drop(span);
                 match result {
                     Ok(step) => {
                         record.tokens.add(step.tokens);
@@ -259,6 +283,7 @@ async fn drive(job: RunJob, cancel: CancellationToken) {
     if let Err(e) = shared.store.put_run(&record) {
         tracing::error!(run = %run_id, error = %e, "cannot persist the run's end");
     }
+    telemetry::record_run(&run_span, &record);
     metrics.add_active_run("in_progress", -1);
     metrics.record_run_finished(record.state.as_str());
     drop(permit);
@@ -355,8 +380,9 @@ fn describe(event: &AgentEvent) -> String {
     }
 }
 
-/// Run one step; returns its final record (completed, failed or cancelled). `Err` only when
-/// the store cannot be written (the run cannot continue durably).
+/// Run one step; returns its final record (completed, failed or cancelled), also recorded
+/// on `span` (the step's, which the caller runs this inside). `Err` only when the store
+/// cannot be written (the run cannot continue durably).
 async fn run_step(
     shared: &Arc<Shared>,
     record: &RunRecord,
@@ -364,6 +390,7 @@ async fn run_step(
     conversation: &str,
     events: &broadcast::Sender<RunEvent>,
     cancel: &CancellationToken,
+    span: &Span,
 ) -> Result<StepRecord, String> {
     let run_id = record.id.clone();
     let pos = plan.pos;
@@ -447,7 +474,16 @@ async fn run_step(
         Err(AdapterError::Config { agent: plan.agent.clone(), message: "no agent to call".into() });
     for (i, name) in candidates.iter().enumerate() {
         let call_started = Instant::now();
-        result = shared.agents.call(name, request.clone(), call_ctx.clone()).await;
+        // After a failure, the next candidate's call runs inside a `troupe.fallback` span.
+        let fallback_span = match (&result, failed.last()) {
+            (Err(e), Some(from)) => troupe_adapters::telemetry::fallback_span(from, name, e),
+            _ => Span::none(),
+        };
+        result = shared
+            .agents
+            .call(name, request.clone(), call_ctx.clone())
+            .instrument(fallback_span)
+            .await;
         let outcome = match &result {
             Ok(_) => troupe_observability::metrics::SUCCESS,
             Err(e) => e.kind(),
@@ -477,6 +513,7 @@ async fn run_step(
 
     step.finished_at = Some(Utc::now());
     step.latency_ms = started.elapsed().as_millis() as u64;
+    let error_class = result.as_ref().err().map(AdapterError::kind);
     match result {
         Ok(resp) => {
             let tokens = Tokens {
@@ -514,6 +551,7 @@ async fn run_step(
         }
     }
     shared.metrics.record_step(plan.role.as_str(), started.elapsed());
+    telemetry::record_step(span, &step, error_class);
     shared.store.put_step(&step).map_err(|e| format!("cannot persist step: {e}"))?;
     let verdict = step.verdict.as_ref().map(|v| {
         let status = match v.status {
