@@ -27,10 +27,13 @@ const OTEL_VARS: [&str; 6] = [
     "OTEL_SDK_DISABLED",
 ];
 
+/// Requests received: path and body.
+type Bodies = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
 /// A minimal OTLP/HTTP receiver: answers every request with an empty 200 and keeps it.
 struct Receiver {
     port: u16,
-    bodies: Arc<Mutex<Vec<(String, Vec<u8>)>>>,
+    bodies: Bodies,
     connections: Arc<AtomicUsize>,
 }
 
@@ -197,7 +200,7 @@ fn troupe(w: &World, env: &[(&str, &str)], args: &[&str]) -> Output {
 fn run_id(o: &Output) -> String {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let out = String::from_utf8_lossy(&o.stdout);
-    let last: Value = out.lines().filter_map(|l| serde_json::from_str(l).ok()).last().unwrap();
+    let last: Value = out.lines().filter_map(|l| serde_json::from_str(l).ok()).next_back().unwrap();
     assert_eq!(last["state"], "completed", "{out}");
     last["id"].as_str().unwrap().to_string()
 }
