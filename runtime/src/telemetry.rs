@@ -57,8 +57,11 @@ pub(crate) fn record_run(span: &Span, record: &RunRecord) {
     span.record("prompt_tokens", int(record.tokens.prompt));
     span.record("completion_tokens", int(record.tokens.completion));
     span.record("outcome", record.state.as_str());
-    if let Some(reason) = record.finish_reason {
-        span.record("finish_reason", format!("{reason:?}").as_str());
+    // As stored (`review_passed`, `max_iterations`, …).
+    if let Some(reason) = record.finish_reason.and_then(|r| serde_json::to_value(r).ok())
+        && let Some(reason) = reason.as_str()
+    {
+        span.record("finish_reason", reason);
     }
     if record.state == crate::model::RunState::Failed {
         span.record("otel.status_code", "ERROR");

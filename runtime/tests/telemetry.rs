@@ -228,6 +228,7 @@ async fn a_run_is_a_tree_of_run_step_and_call_spans_with_their_attributes() {
     assert_eq!(attr(root, "workflow"), "ir");
     assert_eq!(attr(root, "project"), "project-1");
     assert_eq!(attr(root, "outcome"), "completed");
+    assert_eq!(attr(root, "finish_reason"), "review_passed");
     assert_eq!(int(root, "prompt_tokens") as u64, record.tokens.prompt);
     assert_eq!(int(root, "completion_tokens") as u64, record.tokens.completion);
 
