@@ -10,7 +10,7 @@ mod shell;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
-use troupe_observability::{LogFormat, LogOptions};
+use troupe_observability::{LogFormat, LogOptions, TelemetryGuard, TelemetryPlan};
 use troupe_workflows::Config;
 
 use crate::cli::{Cli, Command, LogFormatArg};
@@ -26,11 +26,7 @@ fn main() -> ExitCode {
         },
         verbosity: cli.global.verbose as i8 - cli.global.quiet as i8,
     };
-    if let Err(e) = troupe_observability::init(log) {
-        eprintln!("troupe: {e}");
-        return code(exit::USAGE);
-    }
-    match run(cli) {
+    match run(cli, log) {
         Ok(c) => code(c),
         Err(e) => {
             eprintln!("troupe: {e:#}");
@@ -39,11 +35,28 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<u8> {
+/// Install logging (and, when `telemetry` says so, trace export); on a bad `RUST_LOG`, the
+/// exit code to leave with.
+fn start_logging(log: LogOptions, telemetry: &TelemetryPlan) -> Result<TelemetryGuard, u8> {
+    troupe_observability::init(log, telemetry).map_err(|e| {
+        eprintln!("troupe: {e}");
+        exit::USAGE
+    })
+}
+
+fn run(cli: Cli, log: LogOptions) -> anyhow::Result<u8> {
     let global = &cli.global;
-    // Commands that need no configuration.
+    let no_telemetry =
+        TelemetryPlan::Disabled(troupe_observability::telemetry::DisabledReason::NotConfigured);
+    // Commands that need no configuration: plain logs on standard error.
     match &cli.command {
-        Command::Init(args) => return commands::config::init(&args.path, args.force),
+        Command::Init(args) => {
+            let _logs = match start_logging(log, &no_telemetry) {
+                Ok(g) => g,
+                Err(c) => return Ok(c),
+            };
+            return commands::config::init(&args.path, args.force);
+        }
         Command::Completions { shell } => {
             clap_complete::generate(*shell, &mut Cli::command(), "troupe", &mut std::io::stdout());
             return Ok(exit::OK);
@@ -53,6 +66,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
     let mut loaded = match Config::load(global.config.as_deref()) {
         Ok(l) => l,
         Err(e) => {
+            let _logs = start_logging(log, &no_telemetry);
             eprintln!("troupe: {e}");
             return Ok(exit::USAGE);
         }
@@ -64,6 +78,18 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
     // of the variables named in settings.secret_env).
     troupe_observability::redact::install(loaded.config.redactor());
     let offline = loaded.config.settings.offline;
+    // Telemetry follows the configuration (and the standard OTEL_* variables); a broken
+    // configuration runs nothing worth tracing. The guard lives until the command returns,
+    // then exports the last spans.
+    let telemetry = if loaded.problems.has_errors() {
+        no_telemetry
+    } else {
+        TelemetryPlan::from_env(&loaded.config.telemetry_options())
+    };
+    let _telemetry = match start_logging(log, &telemetry) {
+        Ok(g) => g,
+        Err(c) => return Ok(c),
+    };
     match cli.command {
         Command::Validate(f) => commands::config::validate(&loaded, f.json),
         Command::Agents(f) => match commands::config::require_valid(loaded) {

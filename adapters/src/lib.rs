@@ -12,6 +12,7 @@
 //!   wrappers around any agent.
 //! - [`server`]: managed local model servers; [`models`]: local model management.
 //! - [`registry`]: every configured agent with its full stack — what the runtime uses.
+//! - [`telemetry`]: the trace spans of calls, attempts and fallbacks (emitted only).
 
 pub mod agent;
 pub mod cli;
@@ -22,6 +23,7 @@ pub mod models;
 pub mod registry;
 pub mod resilience;
 pub mod server;
+pub mod telemetry;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod testing;
 pub mod which;

@@ -36,6 +36,7 @@ use crate::resilience::{
     RateLimit, Retry,
 };
 use crate::server::{ManagedServer, ServerPool, WithServer};
+use crate::telemetry::Traced;
 
 /// Builds the bare adapter of one agent; [`build_adapter`] unless a test swaps in fakes.
 pub type AdapterFactory = dyn Fn(&str, &AgentConfig) -> Result<Arc<dyn Agent>> + Send + Sync;
@@ -66,7 +67,8 @@ pub fn build_adapter(name: &str, cfg: &AgentConfig) -> Result<Arc<dyn Agent>> {
 struct Built {
     /// The adapter, with its managed server but no resilience.
     adapter: Arc<dyn Agent>,
-    /// Offline guard, breaker, retry and rate limit around the adapter (no fallback).
+    /// Call span, offline guard, breaker, retry and rate limit around the adapter (no
+    /// fallback).
     stack: Arc<dyn Agent>,
     breaker: Arc<CircuitBreaker>,
 }
@@ -126,8 +128,9 @@ impl AgentRegistry {
             let retried: Arc<dyn Agent> = Arc::new(Retry::new(limited, cfg.retry.clone()));
             let breaker = Arc::new(CircuitBreaker::new(name, &cfg.breaker));
             let guarded: Arc<dyn Agent> = Arc::new(Breaker::new(retried, breaker.clone()));
-            let stack: Arc<dyn Agent> =
+            let offline: Arc<dyn Agent> =
                 Arc::new(OfflineGuard::new(guarded, options.offline.clone()));
+            let stack: Arc<dyn Agent> = Arc::new(Traced::new(offline));
             built.insert(name.clone(), Built { adapter, stack, breaker });
         }
         AgentRegistry { configs: agents.clone(), built, broken, servers, offline: options.offline }

@@ -1,18 +1,22 @@
-//! Observability: logging set-up for the binary, and (as it grows) tracing spans,
-//! OpenTelemetry export and Prometheus metrics.
+//! Observability: logging set-up for the binary, OpenTelemetry trace export
+//! ([`telemetry`]) and Prometheus metrics ([`metrics`]).
 //!
 //! Library crates only *emit* `tracing` events and spans; [`init`] is called once, by the
-//! binary, to install the subscriber.
+//! binary, to install the subscriber (and, when configured, the exporter).
 
 use std::io::IsTerminal;
 
-use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 pub mod metrics;
 pub mod redact;
+pub mod telemetry;
 
 pub use metrics::Metrics;
+pub use telemetry::{TelemetryGuard, TelemetryOptions, TelemetryPlan};
 
 /// How log lines are written to standard error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -62,8 +66,14 @@ pub fn default_filter(verbosity: i8) -> &'static str {
 }
 
 /// Install the process's tracing subscriber: logs to standard error in `opts.format`,
-/// filtered by `RUST_LOG` when set, else by `opts.verbosity`. Call once, from the binary.
-pub fn init(opts: LogOptions) -> Result<(), Error> {
+/// filtered by `RUST_LOG` when set, else by `opts.verbosity`; and, when `telemetry` is
+/// [`TelemetryPlan::Enabled`], the OpenTelemetry layer exporting troupe's spans over
+/// OTLP/HTTP. Call once, from the binary, and keep the guard until the command returns:
+/// dropping it exports the last spans.
+///
+/// A refused plan (offline mode with an endpoint off this machine) logs a warning and
+/// exports nothing; so does an exporter that cannot be built. Neither stops the command.
+pub fn init(opts: LogOptions, telemetry: &TelemetryPlan) -> Result<TelemetryGuard, Error> {
     let filter = match std::env::var("RUST_LOG") {
         Ok(spec) if !spec.trim().is_empty() => {
             EnvFilter::try_new(&spec).map_err(|e| Error::BadFilter(format!("`{spec}`: {e}")))?
@@ -72,22 +82,43 @@ pub fn init(opts: LogOptions) -> Result<(), Error> {
     };
     // Every line passes the process's redactor (see [`redact::install`]).
     let writer = BoxMakeWriter::new(|| redact::RedactingWriter::new(std::io::stderr()));
-    let result = match opts.format {
-        LogFormat::Human => tracing_subscriber::fmt()
-            .with_env_filter(filter)
+    let logs: Box<dyn Layer<Registry> + Send + Sync> = match opts.format {
+        LogFormat::Human => tracing_subscriber::fmt::layer()
             .with_writer(writer)
             .with_ansi(std::io::stderr().is_terminal())
             .with_target(opts.verbosity >= 2)
             .without_time()
-            .try_init(),
-        LogFormat::Json => tracing_subscriber::fmt()
+            .with_filter(filter)
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
-            .with_env_filter(filter)
             .with_writer(writer)
             .with_current_span(true)
-            .try_init(),
+            .with_filter(filter)
+            .boxed(),
     };
-    result.map_err(|_| Error::AlreadyInitialised)
+    let (provider, build_error) = match telemetry {
+        TelemetryPlan::Enabled(settings) => match telemetry::provider(settings) {
+            Ok(p) => (Some(p), None),
+            Err(e) => (None, Some(e)),
+        },
+        _ => (None, None),
+    };
+    let spans = provider.as_ref().map(telemetry::layer);
+    tracing_subscriber::registry()
+        .with(logs)
+        .with(spans)
+        .try_init()
+        .map_err(|_| Error::AlreadyInitialised)?;
+    match (telemetry, build_error) {
+        (_, Some(e)) => tracing::warn!("{e}; no spans are exported"),
+        (TelemetryPlan::Refused { reason, .. }, _) => tracing::warn!("telemetry: {reason}"),
+        (TelemetryPlan::Enabled(s), None) => {
+            tracing::debug!(endpoint = %s.endpoint, service = %s.service_name, "exporting traces")
+        }
+        _ => {}
+    }
+    Ok(provider.map(TelemetryGuard::new).unwrap_or_default())
 }
 
 #[cfg(test)]

@@ -5,6 +5,8 @@
 //! ```
 //! Prints a Markdown table for docs/BENCHMARKS.md. Each backend is measured: the in-memory
 //! record backend (the runtime alone) and the real store (sled, flushed on every write).
+//! Then the cost of tracing: the same runs with and without the OpenTelemetry layer (batch
+//! processor over an in-memory exporter), in interleaved rounds.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -74,15 +76,17 @@ fn runtime(backend: Arc<dyn Backend>, steps: usize, max_concurrent: usize) -> Ru
             steps: (0..steps).map(|_| StepConfig::new("instant", Role::Implement)).collect(),
         },
     );
-    let agent: Arc<dyn Agent> = Arc::new(Instant0 {
-        info: AgentInfo {
-            name: "instant".into(),
-            kind: "test".into(),
-            model: None,
-            endpoint: String::new(),
-            local: true,
-        },
-    });
+    // Traced as the registry traces every agent: a `troupe.call` span per call.
+    let agent: Arc<dyn Agent> =
+        Arc::new(troupe_adapters::telemetry::Traced::new(Arc::new(Instant0 {
+            info: AgentInfo {
+                name: "instant".into(),
+                kind: "test".into(),
+                model: None,
+                endpoint: String::new(),
+                local: true,
+            },
+        })));
     Runtime::new(RuntimeParts {
         config,
         config_path: None,
@@ -152,6 +156,59 @@ async fn concurrent(name: &str, backend: Arc<dyn Backend>, project: &Path, scale
     );
 }
 
+/// Per-step time with and without the OpenTelemetry layer, in interleaved rounds (so load
+/// from other processes hits both sides alike).
+async fn otel_overhead(project: &Path, scale: usize) {
+    use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
+    use tracing_subscriber::layer::SubscriberExt;
+
+    const STEPS: usize = 10;
+    let rounds = 10;
+    let runs = (40 / scale).max(1);
+    let rt = runtime(Arc::new(MemoryBackend::default()), STEPS, 8);
+    let exporter = InMemorySpanExporter::default();
+    let provider = SdkTracerProvider::builder().with_batch_exporter(exporter.clone()).build();
+    rt.submit(request(project)).await.unwrap().wait().await.unwrap();
+    let (mut off, mut on) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        for traced in [round % 2 == 0, round % 2 == 1] {
+            let _subscriber = traced.then(|| {
+                tracing::subscriber::set_default(
+                    tracing_subscriber::registry()
+                        .with(troupe_observability::telemetry::layer(&provider)),
+                )
+            });
+            for _ in 0..runs {
+                let start = Instant::now();
+                let r = rt.submit(request(project)).await.unwrap().wait().await.unwrap();
+                assert_eq!(r.state, RunState::Completed);
+                let per_step = start.elapsed() / STEPS as u32;
+                if traced { on.push(per_step) } else { off.push(per_step) }
+            }
+        }
+    }
+    provider.force_flush().unwrap();
+    let spans = exporter.get_finished_spans().unwrap().len();
+    // run + per step (step, context, call) = 31 spans a run; the run span may end a moment
+    // after the record is handed over.
+    assert!(spans >= on.len() * 30, "only {spans} spans for {} traced runs", on.len());
+    off.sort();
+    on.sort();
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    for (name, v) in [("no subscriber", &off), ("OTel layer (batch, in-memory exporter)", &on)] {
+        println!(
+            "| per-step, {name} | {rounds}×{runs} runs × {STEPS} steps, interleaved | p50 {:.1} µs | p99 {:.1} µs |",
+            us(percentile(v, 0.5)),
+            us(percentile(v, 0.99))
+        );
+    }
+    println!(
+        "| tracing overhead per step (p50 difference) | {spans} spans exported | **{:.1} µs** | |",
+        us(percentile(&on, 0.5)) - us(percentile(&off, 0.5))
+    );
+    let _ = provider.shutdown();
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; under `cargo test --all-targets` it runs as a quick
     // smoke test (a fiftieth of the load).
@@ -172,5 +229,6 @@ fn main() {
         let store_dir2 = tempfile::tempdir().unwrap();
         let sled2 = troupe_runtime::store_backend(store_dir2.path()).unwrap();
         concurrent("sled records (flushed)", sled2, &path, scale).await;
+        otel_overhead(&path, scale).await;
     });
 }

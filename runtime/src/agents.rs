@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use actix::prelude::*;
 use futures::FutureExt;
+use tracing::Instrument;
 use troupe_adapters::agent::{Agent, AgentRequest, AgentResponse, CallContext};
 use troupe_adapters::error::AdapterError;
 
@@ -22,6 +23,9 @@ pub struct Call {
     pub request: AgentRequest,
     /// Cancellation, working directory, chunk and event sinks.
     pub ctx: CallContext,
+    /// The caller's span: the call runs inside it although the actor polls it on its own
+    /// task (so a call's spans stay children of its step's).
+    pub span: tracing::Span,
 }
 
 /// The actor of one agent.
@@ -48,8 +52,9 @@ impl Handler<Call> for AgentActor {
     fn handle(&mut self, msg: Call, _ctx: &mut Context<Self>) -> Self::Result {
         let agent = self.agent.clone();
         let name = agent.name().to_string();
+        let Call { request, ctx, span } = msg;
         let fut = async move {
-            match AssertUnwindSafe(agent.call(&msg.request, &msg.ctx)).catch_unwind().await {
+            match AssertUnwindSafe(agent.call(&request, &ctx)).catch_unwind().await {
                 Ok(result) => (result, false),
                 Err(panic) => {
                     let what = panic
@@ -65,7 +70,8 @@ impl Handler<Call> for AgentActor {
                     (Err(err), true)
                 }
             }
-        };
+        }
+        .instrument(span);
         Box::pin(fut.into_actor(self).map(|(result, panicked), _act, ctx| {
             if panicked {
                 ctx.stop();
@@ -104,7 +110,7 @@ impl AgentPool {
         self.actors.get(name).map(|(_, r)| r.load(Ordering::Relaxed)).unwrap_or(0)
     }
 
-    /// Call `name` with `request`.
+    /// Call `name` with `request`, inside the current span.
     pub async fn call(
         &self,
         name: &str,
@@ -117,7 +123,7 @@ impl AgentPool {
                 message: "no such agent is configured".to_string(),
             });
         };
-        match addr.send(Call { request, ctx }).await {
+        match addr.send(Call { request, ctx, span: tracing::Span::current() }).await {
             Ok(result) => result,
             Err(e) => Err(AdapterError::Failed {
                 agent: name.to_string(),

@@ -7,6 +7,9 @@
 //! crash loses nothing and [`Runtime::resume`] continues where the run stopped. Front-ends
 //! subscribe to a run's [`RunEvent`]s.
 //!
+//! Runs, steps, plans and memory searches are `tracing` spans (`troupe.run` → `troupe.step`
+//! → `troupe.call`, see `troupe_adapters::telemetry`); the binary decides where they go.
+//!
 //! Only this crate and the binary know actix.
 
 pub mod agents;
@@ -21,6 +24,7 @@ mod planner;
 mod runtime;
 pub mod store;
 pub mod supervisor;
+mod telemetry;
 
 pub use budget::MIN_ANSWER_TOKENS;
 pub use error::{Error, Result};
@@ -29,6 +33,6 @@ pub use model::{
     Budget, RunEvent, RunRecord, RunRequest, RunState, RunStats, RunUsage, StepRecord, StepState,
     Tokens, UsageReport, UsageTotals,
 };
-pub use open::{CollectionBackend, RUNS_COLLECTION, open, store_backend};
+pub use open::{CollectionBackend, RUNS_COLLECTION, agents_of, open, store_backend};
 pub use runtime::{RunHandle, Runtime, RuntimeParts};
 pub use store::{Backend, MemoryBackend, RunStore};

@@ -12,6 +12,7 @@ use troupe_adapters::agent::{Agent, AgentInfo, AgentRequest, AgentResponse, Call
 use troupe_adapters::error::AdapterError;
 use troupe_adapters::registry::{AgentRegistry, RegistryOptions};
 use troupe_adapters::resilience::OfflineMode;
+use troupe_adapters::telemetry::Traced;
 use troupe_context::{Collection, Store, StoreOptions};
 use troupe_observability::Metrics;
 use troupe_workflows::Config;
@@ -101,7 +102,8 @@ pub fn agents_of(registry: &AgentRegistry) -> BTreeMap<String, Arc<dyn Agent>> {
         .iter()
         .map(|(name, cfg)| {
             let agent = registry.agent(name).unwrap_or_else(|error| {
-                Arc::new(Unusable {
+                // Traced like the others: its refusals are `troupe.call` spans too.
+                let unusable = Arc::new(Unusable {
                     info: AgentInfo {
                         name: name.clone(),
                         kind: cfg.kind.to_string(),
@@ -110,7 +112,8 @@ pub fn agents_of(registry: &AgentRegistry) -> BTreeMap<String, Arc<dyn Agent>> {
                         local: cfg.is_local(),
                     },
                     error,
-                }) as Arc<dyn Agent>
+                });
+                Arc::new(Traced::new(unusable)) as Arc<dyn Agent>
             });
             (name.clone(), agent)
         })

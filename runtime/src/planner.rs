@@ -19,6 +19,8 @@ use crate::runtime::Shared;
 pub(crate) struct Planned {
     pub workflow: WorkflowConfig,
     pub notes: Vec<String>,
+    /// The agent whose plan is used; `None` when a static workflow replaced it.
+    pub planned_by: Option<String>,
 }
 
 /// What the router knows about every configured agent: configuration, whether the CLI is
@@ -123,7 +125,7 @@ pub(crate) async fn plan(
         let (name, wf) = fallback_workflow(shared, record.offline);
         notes.push(format!("{why}; using the `{name}` workflow instead"));
         tracing::warn!(run = %record.id, "{why}; using the `{name}` workflow");
-        Planned { workflow: wf, notes: std::mem::take(notes) }
+        Planned { workflow: wf, notes: std::mem::take(notes), planned_by: None }
     };
 
     // The planner: the configured one if eligible, else an eligible `plan` agent, else the
@@ -200,7 +202,7 @@ pub(crate) async fn plan(
                             }
                         }
                         notes.extend(p.repairs);
-                        Planned { workflow: p.workflow, notes }
+                        Planned { workflow: p.workflow, notes, planned_by: Some(planner) }
                     }
                     Err(e) => fallback(&mut notes, format!("the plan cannot run: {e}")),
                 };

@@ -9,6 +9,7 @@ use actix::prelude::*;
 use chrono::Utc;
 use tokio::sync::{Semaphore, broadcast, oneshot};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use troupe_adapters::agent::Agent;
 use troupe_adapters::registry::AgentRegistry;
 use troupe_observability::Metrics;
@@ -101,11 +102,18 @@ impl Shared {
         let project = record.project_id.clone();
         let task = record.task.clone();
         let budget = self.config.settings.context_token_budget;
+        let span = crate::telemetry::context_span(&record.id, task.chars().count(), budget);
         let started = Instant::now();
         let result =
             tokio::task::spawn_blocking(move || memory.relevant_context(&project, &task, budget))
+                .instrument(span.clone())
                 .await;
         self.metrics.record_context_search("hybrid", started.elapsed());
+        let (nodes, tokens, ok) = match &result {
+            Ok(Ok(block)) => (block.nodes.len(), block.tokens, true),
+            _ => (0, 0, false),
+        };
+        crate::telemetry::record_context(&span, nodes, tokens, started.elapsed(), ok);
         match result {
             Ok(Ok(block)) => block,
             Ok(Err(e)) => {

@@ -14,6 +14,7 @@ use actix::prelude::*;
 use chrono::Utc;
 use tokio::sync::{broadcast, oneshot};
 use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, Span};
 use troupe_adapters::agent::{
     AgentEvent, AgentRequest, CallContext, ChunkSink, EventSink, GenerationOptions, OutputFormat,
 };
@@ -25,6 +26,7 @@ use troupe_workflows::verdict::{Finding, VerdictStatus};
 use crate::audit::AuditEvent;
 use crate::model::{RunEvent, RunRecord, RunState, StepRecord, StepState, Tokens};
 use crate::runtime::Shared;
+use crate::telemetry;
 
 /// Cancel the run.
 #[derive(Debug, Message)]
@@ -95,8 +97,14 @@ fn emit(events: &broadcast::Sender<RunEvent>, event: RunEvent) {
     let _ = events.send(event);
 }
 
-/// Run the job to its end; returns the final record.
+/// Run the job to its end, inside its `troupe.run` span.
 async fn drive(job: RunJob, cancel: CancellationToken) {
+    let span = telemetry::run_span(&job.record);
+    drive_run(job, cancel, span.clone()).instrument(span).await
+}
+
+/// Run the job to its end; sends the final record to `job.done`.
+async fn drive_run(job: RunJob, cancel: CancellationToken, run_span: Span) {
     let RunJob { shared, mut record, steps, events, done, permit } = job;
     let run_id = record.id.clone();
     let metrics = shared.metrics.clone();
@@ -110,7 +118,16 @@ async fn drive(job: RunJob, cancel: CancellationToken) {
     }
     // A dynamic workflow is planned once; the plan is persisted so a resume follows it.
     if record.workflow.steps.is_empty() {
-        let planned = crate::planner::plan(&shared, &record, &cancel).await;
+        let span = telemetry::plan_span(&run_id);
+        let started = Instant::now();
+        let planned =
+            crate::planner::plan(&shared, &record, &cancel).instrument(span.clone()).await;
+        telemetry::record_plan(
+            &span,
+            planned.planned_by.as_deref(),
+            planned.workflow.steps.len(),
+            started.elapsed(),
+        );
         record.workflow = planned.workflow;
         record.plan_notes.extend(planned.notes.iter().cloned());
         if let Err(e) = shared.store.put_run(&record) {
@@ -199,6 +216,9 @@ async fn drive(job: RunJob, cancel: CancellationToken) {
                     finished_at: Some(Utc::now()),
                     latency_ms: 0,
                 };
+                let span = telemetry::step_span(&run_id, pos, rec.role, &rec.agent);
+                telemetry::record_step(&span, &rec, None);
+                drop(span);
                 if let Err(e) = shared.store.put_step(&rec) {
                     break End::Failed(format!("cannot persist step: {e}"));
                 }
@@ -225,8 +245,12 @@ async fn drive(job: RunJob, cancel: CancellationToken) {
                 );
             }
             Next::Run(plan) => {
+                let span = telemetry::step_span(&run_id, plan.pos, plan.role, &plan.agent);
                 let result =
-                    run_step(&shared, &record, &plan, &conversation, &events, &cancel).await;
+                    run_step(&shared, &record, &plan, &conversation, &events, &cancel, &span)
+                        .instrument(span.clone())
+                        .await;
+                drop(span);
                 match result {
                     Ok(step) => {
                         record.tokens.add(step.tokens);
@@ -301,6 +325,7 @@ async fn drive(job: RunJob, cancel: CancellationToken) {
     if let Err(e) = shared.store.put_run(&record) {
         tracing::error!(run = %run_id, error = %e, "cannot persist the run's end");
     }
+    telemetry::record_run(&run_span, &record);
     metrics.add_active_run("in_progress", -1);
     metrics.record_run_finished(record.state.as_str());
     drop(permit);
@@ -417,8 +442,9 @@ fn describe(event: &AgentEvent) -> String {
     }
 }
 
-/// Run one step; returns its final record (completed, failed or cancelled). `Err` when the
-/// store cannot be written (the run cannot continue durably) or a budget stops the call.
+/// Run one step; returns its final record (completed, failed or cancelled), also recorded
+/// on `span` (the step's, which the caller runs this inside). `Err` when the store cannot be
+/// written (the run cannot continue durably) or a budget stops the call.
 async fn run_step(
     shared: &Arc<Shared>,
     record: &RunRecord,
@@ -426,6 +452,7 @@ async fn run_step(
     conversation: &str,
     events: &broadcast::Sender<RunEvent>,
     cancel: &CancellationToken,
+    span: &Span,
 ) -> Result<StepRecord, StepStop> {
     let run_id = record.id.clone();
     let pos = plan.pos;
@@ -558,7 +585,13 @@ async fn run_step(
             }
         };
         let call_started = Instant::now();
-        result = shared.agents.call(name, request, call_ctx.clone()).await;
+        // After a failure, the next candidate's call runs inside a `troupe.fallback` span.
+        let fallback_span = match (&result, failed.last()) {
+            (Err(e), Some(from)) => troupe_adapters::telemetry::fallback_span(from, name, e),
+            _ => Span::none(),
+        };
+        result =
+            shared.agents.call(name, request, call_ctx.clone()).instrument(fallback_span).await;
         let outcome = match &result {
             Ok(_) => troupe_observability::metrics::SUCCESS,
             Err(e) => e.kind(),
@@ -585,6 +618,7 @@ async fn run_step(
 
     step.finished_at = Some(Utc::now());
     step.latency_ms = started.elapsed().as_millis() as u64;
+    let error_class = result.as_ref().err().map(AdapterError::kind);
     match result {
         Ok(resp) => {
             let tokens = Tokens {
@@ -653,6 +687,7 @@ async fn run_step(
         }
     }
     shared.metrics.record_step(plan.role.as_str(), started.elapsed());
+    telemetry::record_step(span, &step, error_class);
     if let Some((name, reason)) = refused {
         // The step's agent failed and the fallback that would answer could cross a budget:
         // the step ends failed with the reason, and the run stops on the budget.

@@ -10,6 +10,7 @@ use troupe_adapters::agent::CallContext;
 use troupe_adapters::config::AgentKind;
 use troupe_adapters::which::find_program;
 use troupe_context::{Error as ContextError, OnnxEmbedder, Store, StoreOptions};
+use troupe_observability::TelemetryPlan;
 use troupe_workflows::Config;
 use troupe_workflows::config::{LoadedConfig, Severity};
 
@@ -25,6 +26,8 @@ pub enum Status {
     Warn,
     /// Broken: troupe cannot do part of its job.
     Fail,
+    /// Nothing to do: for information.
+    Info,
 }
 
 /// One line of the report.
@@ -296,7 +299,18 @@ pub async fn run_checks(loaded: &LoadedConfig) -> Vec<Check> {
             ),
         ),
     });
+    out.push(telemetry_check(&TelemetryPlan::from_env(&config.telemetry_options())));
     out
+}
+
+/// Where trace spans go (the plan is not acted on: no connection is opened).
+fn telemetry_check(plan: &TelemetryPlan) -> Check {
+    let status = match plan {
+        TelemetryPlan::Enabled(_) => Status::Ok,
+        TelemetryPlan::Refused { .. } => Status::Warn,
+        TelemetryPlan::Disabled(_) => Status::Info,
+    };
+    check("telemetry", status, plan.describe())
 }
 
 /// `troupe doctor [--json]`: exit 1 on any failure.
@@ -317,6 +331,7 @@ pub fn doctor(loaded: &LoadedConfig, json: bool) -> Result<u8> {
                 Status::Ok => "✅",
                 Status::Warn => "⚠️ ",
                 Status::Fail => "❌",
+                Status::Info => "ℹ️ ",
             };
             println!("{mark} {}: {}", c.name, c.message);
         }

@@ -179,7 +179,7 @@ pub fn document() -> Value {
             } },
             "/api/config": {
                 "get": {
-                    "summary": "The configuration in use (values of `env` tables redacted; api_key_env holds variable names only)", "security": secured,
+                    "summary": "The configuration in use (values of `env` and `headers` tables redacted; api_key_env holds variable names only)", "security": secured,
                     "responses": { "200": ok("Configuration", json!({ "type": "object", "properties": { "source": obj(), "replaced_since_start": { "type": "boolean" }, "config": obj() } })), "401": err("Token missing or wrong") }
                 },
                 "put": {

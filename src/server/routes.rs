@@ -379,12 +379,13 @@ pub async fn status(state: Data) -> ApiResult {
 }
 
 /// Replace the values of every `env` table (a CLI agent's or a managed server's extra
-/// environment may hold secrets). `api_key_env` holds variable names and stays.
-fn redact(v: &mut Value) {
+/// environment may hold secrets) and `headers` table (`[telemetry] headers` carry a
+/// collector's API key). `api_key_env` holds variable names and stays.
+pub(crate) fn redact(v: &mut Value) {
     match v {
         Value::Object(map) => {
             for (k, val) in map.iter_mut() {
-                if k == "env"
+                if (k == "env" || k == "headers")
                     && let Value::Object(env) = val
                 {
                     for e in env.values_mut() {
@@ -600,4 +601,23 @@ pub async fn context_search(state: Data, q: web::Query<SearchParams>) -> ApiResu
 /// `GET /api/openapi.json`.
 pub async fn openapi() -> HttpResponse {
     HttpResponse::Ok().json(super::openapi::document())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn telemetry_headers_are_redacted() {
+        let mut config = troupe_workflows::Config::builtin();
+        config.telemetry.endpoint = Some("http://127.0.0.1:4318".into());
+        config.telemetry.headers.insert("x-api-key".into(), "s3cr3t".into());
+        let mut v = serde_json::to_value(&config).unwrap();
+        redact(&mut v);
+        assert_eq!(v["telemetry"]["headers"]["x-api-key"], "<redacted>");
+        assert_eq!(v["telemetry"]["endpoint"], "http://127.0.0.1:4318");
+        assert!(!v.to_string().contains("s3cr3t"));
+    }
 }

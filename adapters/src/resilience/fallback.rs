@@ -5,9 +5,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use tokio::time::Instant;
+use tracing::{Instrument, Span};
 
 use crate::agent::{Agent, AgentEvent, AgentInfo, AgentRequest, AgentResponse, CallContext};
 use crate::error::{AdapterError, AgentFailure, Result};
+use crate::telemetry;
 
 /// Tries each agent of a chain in order until one answers.
 ///
@@ -49,7 +51,12 @@ impl Agent for Fallback {
             if ctx.cancel.is_cancelled() {
                 return Err(AdapterError::cancelled(agent.name()));
             }
-            match agent.call(req, ctx).await {
+            // After a failure, the next agent's call runs inside a `troupe.fallback` span.
+            let span = match failed.last() {
+                Some(f) => telemetry::fallback_span(&f.agent, agent.name(), &f.error),
+                None => Span::none(),
+            };
+            match agent.call(req, ctx).instrument(span).await {
                 Ok(mut resp) => {
                     resp.failed = failed;
                     resp.latency = start.elapsed();

@@ -4,9 +4,13 @@
 //! them for every configured agent, outermost first:
 //!
 //! ```text
-//! Fallback ─┬─ OfflineGuard → Breaker → Retry → RateLimit → [ManagedServer] → adapter
+//! Fallback ─┬─ Traced → OfflineGuard → Breaker → Retry → RateLimit → [ManagedServer] → adapter
 //!           └─ (the same stack for each fallback agent, without its own fallbacks)
 //! ```
+//!
+//! [`crate::telemetry::Traced`] makes each agent's call a `troupe.call` span; [`Retry`] puts
+//! each attempt in a `troupe.attempt` span and [`Fallback`] the next agent's call in a
+//! `troupe.fallback` span.
 //!
 //! - [`OfflineGuard`] refuses a non-local agent in offline mode before anything else runs.
 //! - [`Breaker`] refuses calls while the agent keeps failing; one logical call (with its

@@ -8,10 +8,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use backon::{ExponentialBuilder, Retryable};
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::agent::{Agent, AgentEvent, AgentInfo, AgentRequest, AgentResponse, CallContext};
 use crate::config::RetryConfig;
 use crate::error::{AdapterError, Result};
+use crate::telemetry;
 
 /// Retries the wrapped agent's transient failures ([`AdapterError::is_transient`]).
 ///
@@ -54,8 +56,17 @@ impl Agent for Retry {
             .with_jitter();
         let inner = &self.inner;
         let attempt = || {
-            attempts.fetch_add(1, Ordering::Relaxed);
-            inner.call(req, ctx)
+            let n = attempts.fetch_add(1, Ordering::Relaxed) + 1;
+            let span = telemetry::attempt_span(&name, n);
+            let call = inner.call(req, ctx);
+            let recorded = span.clone();
+            async move {
+                let started = Instant::now();
+                let result = call.await;
+                telemetry::record_attempt(&recorded, &result, started.elapsed());
+                result
+            }
+            .instrument(span)
         };
         let retried = attempt
             .retry(backoff)

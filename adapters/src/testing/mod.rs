@@ -75,6 +75,12 @@ impl ScriptedAgent {
         self
     }
 
+    /// The same agent, presented as an adapter of `kind` (`cli`, `openai`, `llamacpp`, …).
+    pub fn with_kind(mut self, kind: &str) -> ScriptedAgent {
+        self.info.kind = kind.to_string();
+        self
+    }
+
     /// Each call takes `delay` (on tokio's clock) before its outcome; cancellable.
     pub fn with_delay(mut self, delay: Duration) -> ScriptedAgent {
         self.delay = delay;

@@ -167,5 +167,5 @@ pub(super) fn config() -> Config {
         ),
     ]);
 
-    Config { settings: Settings::default(), agents, workflows }
+    Config { settings: Settings::default(), agents, workflows, telemetry: Default::default() }
 }

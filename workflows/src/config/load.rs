@@ -10,7 +10,10 @@ use toml::de::{DeTable, DeValue};
 use troupe_adapters::config::AgentConfig;
 
 use super::validate::{self, PathSeg, SpanLookup};
-use super::{Config, Location, Problem, Problems, Settings, Severity, WorkflowConfig, line_col};
+use super::{
+    Config, Location, Problem, Problems, Settings, Severity, TelemetryConfig, WorkflowConfig,
+    line_col,
+};
 use crate::error::{Error, Result};
 
 /// Where the configuration file in use came from.
@@ -185,6 +188,15 @@ impl Config {
                         format!("in [settings]: {}", first_line(e.message())),
                     ),
                 },
+                "telemetry" => {
+                    match TelemetryConfig::deserialize(value.clone().into_deserializer()) {
+                        Ok(telemetry) => config.telemetry = telemetry,
+                        Err(e) => error(
+                            e.span().map(|s| s.start).unwrap_or(key.span().start),
+                            format!("in [telemetry]: {}", first_line(e.message())),
+                        ),
+                    }
+                }
                 "agents" => {
                     let Some(table) = value.get_ref().as_table() else {
                         error(
@@ -239,7 +251,7 @@ impl Config {
                 other => error(
                     key.span().start,
                     format!(
-                        "unknown section `{other}`; expected `settings`, `agents` or `workflows`"
+                        "unknown section `{other}`; expected `settings`, `agents`, `workflows` or `telemetry`"
                     ),
                 ),
             }
@@ -334,6 +346,11 @@ impl SpanLookup for FileSpans<'_> {
 /// | `TROUPE_PLANNER` | `settings.planner_agent` |
 /// | `TROUPE_MAX_CONCURRENT_RUNS` | `settings.max_concurrent_runs` |
 /// | `TROUPE_AGENT_<NAME>_BASE_URL`, `_MODEL`, `_COMMAND`, `_ENABLED`, `_TIMEOUT_SECS` | that agent's field (`<NAME>` upper-cased, `-` as `_`) |
+/// | `TROUPE_TELEMETRY_ENDPOINT` | `telemetry.endpoint` (empty: none) |
+/// | `TROUPE_TELEMETRY_SERVICE_NAME` | `telemetry.service_name` |
+/// | `TROUPE_TELEMETRY_SAMPLE_RATIO` | `telemetry.sample_ratio` |
+///
+/// The standard `OTEL_EXPORTER_OTLP_*` variables are read when telemetry starts, not here.
 ///
 /// `$TROUPE_HOME` (the data folder) and `$TROUPE_CONFIG` (the file) are read elsewhere.
 pub fn env_overrides(
@@ -363,6 +380,15 @@ pub fn env_overrides(
             "TROUPE_MAX_CONCURRENT_RUNS" => match value.parse::<usize>() {
                 Ok(n) => config.settings.max_concurrent_runs = n,
                 Err(_) => bad(&var, format!("expected a whole number, found `{value}`")),
+            },
+            "TROUPE_TELEMETRY_ENDPOINT" => {
+                config.telemetry.endpoint =
+                    Some(value.trim().to_string()).filter(|v| !v.is_empty());
+            }
+            "TROUPE_TELEMETRY_SERVICE_NAME" => config.telemetry.service_name = Some(value),
+            "TROUPE_TELEMETRY_SAMPLE_RATIO" => match value.trim().parse::<f64>() {
+                Ok(r) if (0.0..=1.0).contains(&r) => config.telemetry.sample_ratio = Some(r),
+                _ => bad(&var, format!("expected a number from 0 to 1, found `{value}`")),
             },
             v if v.starts_with("TROUPE_AGENT_") => {
                 let rest = &v["TROUPE_AGENT_".len()..];

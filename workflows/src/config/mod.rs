@@ -24,7 +24,7 @@ pub use template::INIT_TEMPLATE;
 /// The name of the workflow that asks a planner agent for the steps.
 pub const DYNAMIC_WORKFLOW: &str = "dynamic";
 
-/// The whole configuration: settings, agents and workflows.
+/// The whole configuration: settings, agents, workflows and telemetry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Config {
     /// Process-wide settings.
@@ -33,6 +33,68 @@ pub struct Config {
     pub agents: BTreeMap<String, AgentConfig>,
     /// Workflows by name.
     pub workflows: BTreeMap<String, WorkflowConfig>,
+    /// OpenTelemetry trace export (off unless an endpoint is set here or in the standard
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` variables).
+    #[serde(default, skip_serializing_if = "TelemetryConfig::is_empty")]
+    pub telemetry: TelemetryConfig,
+}
+
+/// The `[telemetry]` table: where troupe's trace spans are exported over OTLP/HTTP.
+///
+/// Nothing is exported, and no connection opened, without an endpoint (here or in
+/// `$OTEL_EXPORTER_OTLP_ENDPOINT`); in offline mode only an endpoint on this machine is used.
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// The OTLP/HTTP endpoint: a base URL like `http://127.0.0.1:4318` (`/v1/traces` is
+    /// appended) or the full traces URL. Wins over `$OTEL_EXPORTER_OTLP_ENDPOINT`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// Extra request headers, often a collector's API key. Values are secrets: they are
+    /// redacted wherever the configuration is shown. `$OTEL_EXPORTER_OTLP_HEADERS` adds to
+    /// them (and wins per header).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// The `service.name` of the spans (default `$OTEL_SERVICE_NAME`, else `troupe`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_name: Option<String>,
+    /// The fraction of runs traced, from 0 to 1 (default 1: every run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sample_ratio: Option<f64>,
+}
+
+impl fmt::Debug for TelemetryConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let headers: BTreeMap<&str, &str> =
+            self.headers.keys().map(|k| (k.as_str(), "<redacted>")).collect();
+        f.debug_struct("TelemetryConfig")
+            .field("endpoint", &self.endpoint)
+            .field("headers", &headers)
+            .field("service_name", &self.service_name)
+            .field("sample_ratio", &self.sample_ratio)
+            .finish()
+    }
+}
+
+impl TelemetryConfig {
+    /// Whether nothing is set (the table is left out when the configuration is written).
+    pub fn is_empty(&self) -> bool {
+        self == &TelemetryConfig::default()
+    }
+}
+
+impl Config {
+    /// What the telemetry set-up needs from this configuration: the `[telemetry]` table and
+    /// the offline switch (resolve it with `TelemetryPlan::from_env`).
+    pub fn telemetry_options(&self) -> troupe_observability::TelemetryOptions {
+        troupe_observability::TelemetryOptions {
+            endpoint: self.telemetry.endpoint.clone(),
+            headers: self.telemetry.headers.clone(),
+            service_name: self.telemetry.service_name.clone(),
+            sample_ratio: self.telemetry.sample_ratio,
+            offline: self.settings.offline,
+        }
+    }
 }
 
 /// The `[settings]` table.

@@ -13,6 +13,7 @@ pub const INIT_TEMPLATE: &str = r#"# troupe.toml — configuration for troupe.
 # `troupe workflows`. Environment variables override the common fields:
 #   TROUPE_OFFLINE, TROUPE_PROJECT, TROUPE_WORKFLOW, TROUPE_PLANNER, TROUPE_MAX_CONCURRENT_RUNS,
 #   TROUPE_AGENT_<NAME>_{BASE_URL,MODEL,COMMAND,ENABLED,TIMEOUT_SECS}   (e.g. TROUPE_AGENT_LOCAL_CODE_MODEL)
+#   TROUPE_TELEMETRY_{ENDPOINT,SERVICE_NAME,SAMPLE_RATIO}
 # and TROUPE_HOME sets the data folder.
 
 [settings]
@@ -82,6 +83,16 @@ min_success_samples = 5
 # command = "my-agent"
 # args = ["--non-interactive", "--cwd", "{workdir}", "{prompt}"]
 # timeout_secs = 600
+
+# OpenTelemetry traces: a span per run, step, agent call, retry, fallback and memory search,
+# exported over OTLP/HTTP (protobuf). Off unless an endpoint is set here or in the standard
+# OTEL_EXPORTER_OTLP_ENDPOINT variable; in offline mode only an endpoint on this machine is
+# used. Spans carry ids, names, token counts, durations and outcomes — never prompts or answers.
+# [telemetry]
+# endpoint = "http://127.0.0.1:4318"     # /v1/traces is appended unless already there
+# headers = { "x-api-key" = "..." }      # secrets: redacted wherever the configuration is shown
+# service_name = "troupe"
+# sample_ratio = 1.0                     # fraction of runs traced, 0 to 1
 
 # A workflow: steps run in order, each step's output is the next step's input, and the
 # steps repeat up to max_iterations times until the review passes.

@@ -416,3 +416,113 @@ fn config_round_trips_through_json() {
     let back: Config = serde_json::from_str(&json).unwrap();
     assert_eq!(back, c);
 }
+
+#[test]
+fn telemetry_table_parses_with_defaults_off() {
+    assert!(Config::builtin().telemetry.is_empty());
+    let loaded = load(
+        r#"
+[telemetry]
+endpoint = "http://127.0.0.1:4318"
+headers = { x-api-key = "s3cr3t" }
+service_name = "troupe-dev"
+sample_ratio = 0.25
+"#,
+    );
+    assert!(loaded.problems.0.is_empty(), "{}", loaded.problems);
+    let t = &loaded.config.telemetry;
+    assert_eq!(t.endpoint.as_deref(), Some("http://127.0.0.1:4318"));
+    assert_eq!(t.headers["x-api-key"], "s3cr3t");
+    assert_eq!(t.service_name.as_deref(), Some("troupe-dev"));
+    assert_eq!(t.sample_ratio, Some(0.25));
+    // Header values are secrets: never in debug output.
+    assert!(!format!("{:?}", loaded.config).contains("s3cr3t"));
+    let opts = loaded.config.telemetry_options();
+    assert_eq!(opts.endpoint.as_deref(), Some("http://127.0.0.1:4318"));
+    assert!(!opts.offline);
+    // A configuration with telemetry round-trips.
+    let json = serde_json::to_string(&loaded.config).unwrap();
+    let back: Config = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, loaded.config);
+}
+
+#[test]
+fn telemetry_mistakes_are_reported_with_positions() {
+    let loaded = load(
+        r#"[telemetry]
+endpoint = "grpc://collector:4317"
+sample_ratio = 1.5
+headers = { "bad header" = "x" }
+colour = "blue"
+"#,
+    );
+    let msgs = messages(&loaded.problems);
+    // The unknown key stops the table from parsing: one error, with its position.
+    assert_eq!(msgs.len(), 1, "{msgs:#?}");
+    assert!(msgs[0].starts_with("troupe.toml:5:1: error: in [telemetry]"), "{msgs:#?}");
+    assert!(msgs[0].contains("colour"), "{msgs:#?}");
+
+    let loaded = load(
+        r#"[telemetry]
+endpoint = "grpc://collector:4317"
+sample_ratio = 1.5
+headers = { "bad header" = "x" }
+"#,
+    );
+    let msgs = messages(&loaded.problems);
+    assert_eq!(loaded.problems.errors().count(), 3, "{msgs:#?}");
+    assert!(
+        msgs.iter().any(|m| m.starts_with("troupe.toml:2:12: error:") && m.contains("http://")),
+        "{msgs:#?}"
+    );
+    assert!(
+        msgs.iter().any(|m| m.starts_with("troupe.toml:3:16: error: sample_ratio")),
+        "{msgs:#?}"
+    );
+    assert!(msgs.iter().any(|m| m.contains("`bad header`")), "{msgs:#?}");
+}
+
+#[test]
+fn offline_with_a_remote_telemetry_endpoint_is_a_warning() {
+    let loaded = load(
+        r#"[settings]
+offline = true
+[telemetry]
+endpoint = "https://otel.example.com"
+"#,
+    );
+    assert!(!loaded.problems.has_errors(), "{}", loaded.problems);
+    assert!(
+        loaded.problems.warnings().any(|p| p.message.contains("no spans will be exported")),
+        "{}",
+        loaded.problems
+    );
+}
+
+#[test]
+fn telemetry_environment_overrides() {
+    let loaded = load_env(
+        "[telemetry]\nendpoint = \"http://127.0.0.1:4318\"\n",
+        [
+            ("TROUPE_TELEMETRY_ENDPOINT", "http://localhost:9999"),
+            ("TROUPE_TELEMETRY_SERVICE_NAME", "svc"),
+            ("TROUPE_TELEMETRY_SAMPLE_RATIO", "0.5"),
+        ],
+    );
+    assert!(loaded.problems.0.is_empty(), "{}", loaded.problems);
+    let t = &loaded.config.telemetry;
+    assert_eq!(t.endpoint.as_deref(), Some("http://localhost:9999"));
+    assert_eq!(t.service_name.as_deref(), Some("svc"));
+    assert_eq!(t.sample_ratio, Some(0.5));
+    // An empty endpoint turns the configured one off; a bad ratio is an error.
+    let loaded = load_env(
+        "[telemetry]\nendpoint = \"http://127.0.0.1:4318\"\n",
+        [("TROUPE_TELEMETRY_ENDPOINT", ""), ("TROUPE_TELEMETRY_SAMPLE_RATIO", "2")],
+    );
+    assert_eq!(loaded.config.telemetry.endpoint, None);
+    let msgs = messages(&loaded.problems);
+    assert!(
+        msgs.iter().any(|m| m.starts_with("$TROUPE_TELEMETRY_SAMPLE_RATIO: error")),
+        "{msgs:#?}"
+    );
+}

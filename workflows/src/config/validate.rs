@@ -37,6 +37,7 @@ pub(crate) fn validate(config: &Config, spans: &dyn SpanLookup) -> Problems {
     v.agents();
     v.fallback_cycles();
     v.workflows();
+    v.telemetry();
     Problems(v.problems)
 }
 
@@ -312,6 +313,56 @@ impl Validator<'_> {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    fn telemetry(&mut self) {
+        let t = &self.config.telemetry;
+        let at = |field: &'static str| [Key("telemetry"), Key(field)];
+        if let Some(endpoint) = t.endpoint.clone() {
+            let url = troupe_observability::telemetry::traces_url(&endpoint);
+            if let Err(why) = troupe_observability::telemetry::check_endpoint(&url) {
+                self.error(
+                    &at("endpoint"),
+                    format!("{why}; expected an OTLP/HTTP URL like http://127.0.0.1:4318"),
+                );
+            } else if self.config.settings.offline && !is_loopback_url(&url) {
+                self.warn(
+                    &at("endpoint"),
+                    format!(
+                        "offline mode is on and the telemetry endpoint {endpoint} is not on this \
+                         machine: no spans will be exported"
+                    ),
+                );
+            }
+        }
+        if let Some(ratio) = t.sample_ratio
+            && !(0.0..=1.0).contains(&ratio)
+        {
+            self.error(
+                &at("sample_ratio"),
+                format!("sample_ratio must be between 0 and 1, found {ratio}"),
+            );
+        }
+        if t.service_name.as_deref().is_some_and(|s| s.trim().is_empty()) {
+            self.error(&at("service_name"), "service_name must not be empty".into());
+        }
+        for (name, value) in &t.headers {
+            let path = [Key("telemetry"), Key("headers"), Key(name.as_str())];
+            let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+            if name.is_empty() || !name.chars().all(token) {
+                self.error(
+                    &path,
+                    format!("telemetry header name `{name}` is not a valid HTTP header name"),
+                );
+            }
+            // The value is a secret: say what is wrong without repeating it.
+            if value.chars().any(|c| c.is_control() && c != '\t') {
+                self.error(
+                    &path,
+                    format!("the value of telemetry header `{name}` has control characters"),
+                );
             }
         }
     }
