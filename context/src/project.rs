@@ -238,13 +238,23 @@ struct Walked {
     mtime: i64,
 }
 
-fn walk(root: &Path) -> Vec<Walked> {
+/// The files of the project at `root`, leaving out the folders in `excluded` (troupe's own
+/// data folder and store, when they lie inside the project: they are not the project).
+fn walk(root: &Path, excluded: &[&Path]) -> Vec<Walked> {
     let mut out = Vec::new();
+    let excluded: Vec<PathBuf> = excluded
+        .iter()
+        .filter_map(|d| d.canonicalize().ok())
+        .filter(|d| d.as_path() != root && d.starts_with(root))
+        .collect();
     let walker = ignore::WalkBuilder::new(root)
         .require_git(false)
-        .filter_entry(|e| {
+        .filter_entry(move |e| {
             let name = e.file_name().to_string_lossy();
             let is_dir = e.file_type().is_some_and(|t| t.is_dir());
+            if is_dir && excluded.iter().any(|d| e.path() == d) {
+                return false;
+            }
             // A Rust build folder that is not ignored (no .gitignore): it says what it is.
             !(is_dir && (skipped_dir(&name) || e.path().join("CACHEDIR.TAG").exists()))
         })
@@ -297,7 +307,9 @@ impl Store {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "/".into());
-        let files = walk(&root);
+        let store_dir = self.inner.root.as_path();
+        let data_dir = store_dir.parent().unwrap_or(store_dir);
+        let files = walk(&root, &[store_dir, data_dir]);
 
         // What the last scan stored.
         let mut known: HashMap<String, (NodeId, FileMeta)> = HashMap::new();

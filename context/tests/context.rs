@@ -970,6 +970,20 @@ mod scan {
     }
 
     #[test]
+    fn a_data_folder_inside_the_project_is_not_scanned() {
+        let project_dir = fixture();
+        let root = project_dir.path();
+        // troupe's data folder (store, audit trail) kept inside the project.
+        let data = root.join("troupe-data");
+        let store = hash_store(&data);
+        write(&data, "audit/run.log", "PROMPT → coder\n");
+        let report = store.scan_project(root, &NoProgress).unwrap();
+        let titles = file_titles(&store, &report.project.id);
+        assert!(titles.iter().all(|t| !t.starts_with("troupe-data")), "{titles:?}");
+        assert_eq!(titles.len(), 6, "the project's own files are all there: {titles:?}");
+    }
+
+    #[test]
     fn scanning_a_missing_folder_is_an_error() {
         let dir = TempDir::new().unwrap();
         let store = hash_store(dir.path());
