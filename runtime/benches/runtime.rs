@@ -20,6 +20,8 @@ use troupe_adapters::agent::{Agent, AgentInfo, AgentRequest, AgentResponse, Call
 use troupe_adapters::config::{AgentConfig, AgentKind, Role};
 use troupe_adapters::error::AdapterError;
 use troupe_observability::Metrics;
+use troupe_observability::redact::Redactor;
+use troupe_runtime::audit::AuditLog;
 use troupe_runtime::{
     Backend, ContextBlock, Memory, MemoryBackend, RunOutcome, RunRequest, RunState, Runtime,
     RuntimeParts,
@@ -63,6 +65,16 @@ impl Memory for NoMemory {
 }
 
 fn runtime(backend: Arc<dyn Backend>, steps: usize, max_concurrent: usize) -> Runtime {
+    runtime_audited(backend, steps, max_concurrent, AuditLog::default())
+}
+
+fn runtime_audited(
+    backend: Arc<dyn Backend>,
+    steps: usize,
+    max_concurrent: usize,
+    audit: AuditLog,
+) -> Runtime {
+    let redactor = audit.redactor().clone();
     let mut config = Config::builtin();
     let mut a = AgentConfig::new(AgentKind::Llamacpp);
     a.base_url = Some("http://127.0.0.1:1/v1".into());
@@ -97,8 +109,8 @@ fn runtime(backend: Arc<dyn Backend>, steps: usize, max_concurrent: usize) -> Ru
         max_tokens: 64,
         registry: None,
         context: None,
-        audit: Default::default(),
-        redactor: Default::default(),
+        audit,
+        redactor,
     })
     .unwrap()
 }
@@ -116,10 +128,16 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
-async fn per_step(name: &str, backend: Arc<dyn Backend>, project: &Path, scale: usize) {
+async fn per_step(
+    name: &str,
+    backend: Arc<dyn Backend>,
+    audit: AuditLog,
+    project: &Path,
+    scale: usize,
+) {
     const STEPS: usize = 10;
     let runs = 200 / scale;
-    let rt = runtime(backend, STEPS, 8);
+    let rt = runtime_audited(backend, STEPS, 8, audit);
     // Warm up.
     rt.submit(request(project)).await.unwrap().wait().await.unwrap();
     let mut per_step = Vec::with_capacity(runs);
@@ -221,11 +239,33 @@ fn main() {
     actix_rt::System::new().block_on(async move {
         println!("| measurement | load | result | |");
         println!("|---|---|---|---|");
-        per_step("in-memory records", Arc::new(MemoryBackend::default()), &path, scale).await;
+        per_step(
+            "in-memory records",
+            Arc::new(MemoryBackend::default()),
+            AuditLog::default(),
+            &path,
+            scale,
+        )
+        .await;
+        // The same, writing the audit trail (prompt, response, two files each) through a
+        // masker with a few secrets, as `troupe run` does.
+        let audit_dir = tempfile::tempdir().unwrap();
+        let audit = AuditLog::new(
+            Some(audit_dir.path().to_path_buf()),
+            Redactor::new(["sk-secret-one-123456", "tok-secret-two-abcdef", "pass-three-987654"]),
+        );
+        per_step(
+            "in-memory records + audit trail",
+            Arc::new(MemoryBackend::default()),
+            audit,
+            &path,
+            scale,
+        )
+        .await;
         concurrent("in-memory records", Arc::new(MemoryBackend::default()), &path, scale).await;
         let store_dir = tempfile::tempdir().unwrap();
         let sled = troupe_runtime::store_backend(store_dir.path()).unwrap();
-        per_step("sled records (flushed)", sled.clone(), &path, scale).await;
+        per_step("sled records (flushed)", sled.clone(), AuditLog::default(), &path, scale).await;
         let store_dir2 = tempfile::tempdir().unwrap();
         let sled2 = troupe_runtime::store_backend(store_dir2.path()).unwrap();
         concurrent("sled records (flushed)", sled2, &path, scale).await;

@@ -118,10 +118,9 @@ pub(crate) fn check(
         let since = settings
             .project_budget_days
             .map(|d| chrono::Utc::now() - chrono::Duration::days(i64::from(d)));
-        let (tokens, cost) =
-            shared.store.project_usage(&record.project_id, since).map_err(|e| {
-                format!("the project's usage cannot be read, so its budget cannot be checked: {e}")
-            })?;
+        let (tokens, cost) = shared.store.project_usage(record, since).map_err(|e| {
+            format!("the project's usage cannot be read, so its budget cannot be checked: {e}")
+        })?;
         let window = settings
             .project_budget_days
             .map(|d| format!(" over the last {d} day(s)"))

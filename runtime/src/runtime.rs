@@ -506,6 +506,13 @@ impl Runtime {
         record.error = None;
         record.finish_reason = None;
         record.resumed += 1;
+        // The totals of every call made so far, whatever a crash left in the record.
+        record.tokens = Tokens::default();
+        record.cost = 0.0;
+        for s in &steps {
+            record.tokens.add(s.tokens);
+            record.cost += s.cost;
+        }
         if let Some(t) = budget.tokens {
             record.budget.tokens = Some(t);
         }

@@ -134,17 +134,21 @@ impl RunStore {
         Ok(stats)
     }
 
-    /// Tokens and cost used by the runs of project `project_id` created at or after
-    /// `since` (all its runs without it). Runs record their totals after every step.
+    /// Tokens and cost used by the runs of `current`'s project created at or after `since`
+    /// (all its runs without it): `current` as it is in memory, the others as stored (runs
+    /// store their totals after every call while a project budget is set).
     pub fn project_usage(
         &self,
-        project_id: &str,
+        current: &RunRecord,
         since: Option<chrono::DateTime<chrono::Utc>>,
     ) -> Result<(Tokens, f64)> {
-        let mut tokens = Tokens::default();
-        let mut cost = 0.0;
+        let mut tokens = current.tokens;
+        let mut cost = current.cost;
         for run in self.runs()? {
-            if run.project_id == project_id && since.is_none_or(|s| run.created_at >= s) {
+            if run.id != current.id
+                && run.project_id == current.project_id
+                && since.is_none_or(|s| run.created_at >= s)
+            {
                 tokens.add(run.tokens);
                 cost += run.cost;
             }

@@ -149,6 +149,8 @@ async fn drive_run(job: RunJob, cancel: CancellationToken, run_span: Span) {
     );
     let step_labels: Vec<String> =
         record.workflow.steps.iter().map(|s| step_label(&s.agent, s.role)).collect();
+    let project_budgets = shared.config.settings.project_token_budget.is_some()
+        || shared.config.settings.project_cost_budget.is_some();
     shared.audit.append(
         &run_id,
         AuditEvent::RunStarted {
@@ -260,9 +262,11 @@ async fn drive_run(job: RunJob, cancel: CancellationToken, run_span: Span) {
                         if let Some(v) = &step.verdict {
                             findings.extend(v.findings.iter().cloned());
                         }
-                        // The run's totals on disk after every call: project budgets and
-                        // `troupe usage` read them, and a crash keeps them.
+                        // While a project budget is set, the run's totals go to disk after
+                        // every call: the project's other runs check against them. (A crash
+                        // loses nothing either way: resume sums the stored steps.)
                         if step.answered_by.is_some()
+                            && project_budgets
                             && let Err(e) = shared.store.put_run(&record)
                         {
                             break End::Failed(format!("cannot persist the run: {e}"));

@@ -855,3 +855,18 @@ async fn step_fallbacks_are_in_the_audit_trail() {
     assert!(text.contains("  | spare code"), "{text}");
     assert!(text.contains("RUN FINISHED completed"), "{text}");
 }
+
+#[actix::test]
+async fn a_project_budget_counts_the_running_run_itself() {
+    let mut c = config();
+    c.settings.project_token_budget = Some(3000);
+    let coder = Scripted::new("coder", &[Act::Used("code", 2985)]);
+    let reviewer = Scripted::new("reviewer", &[Act::Say(APPROVE)]);
+    let h = harness(c, &[("coder", coder.clone()), ("reviewer", reviewer.clone())]);
+    let run = h.runtime.submit(request(&h, "one", "irr")).await.unwrap().wait().await.unwrap();
+    assert_eq!(run.state, RunState::BudgetExceeded, "{:?}", run.error);
+    assert!(reviewer.prompts().is_empty(), "the review would cross the project's budget");
+    // Its totals are stored for the project's other runs.
+    let (stored, _) = h.runtime.run(&run.id).unwrap();
+    assert_eq!(stored.tokens.total(), 2995);
+}
