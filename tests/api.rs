@@ -3,18 +3,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::{Server, parse_sse, write_script};
 use serde_json::{Value, json};
-
-fn write_script(path: &Path, body: &str) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, format!("#!/bin/sh\n{body}")).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
-}
 
 /// A data folder, a project and a configuration whose agents are scripts.
 struct World {
@@ -89,133 +85,23 @@ fn world() -> World {
     World { dir, home, project, config }
 }
 
-/// A running `troupe serve`.
-struct Server {
-    child: Child,
-    base: String,
-    client: reqwest::Client,
-}
-
-impl Server {
-    fn start(w: &World, extra: &[&str], env: &[(&str, &str)]) -> Server {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_troupe"));
-        cmd.arg("--config")
-            .arg(&w.config)
-            .arg("serve")
-            .args(["--grace-secs", "1"])
-            .args(if extra.contains(&"--addr") { &[][..] } else { &["--addr", "127.0.0.1:0"][..] })
-            .args(extra)
-            .current_dir(&w.project)
-            .env("TROUPE_HOME", &w.home)
-            .env_remove("TROUPE_API_TOKEN")
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let mut reader = BufReader::new(stdout);
-        let mut line = String::new();
-        reader.read_line(&mut line).unwrap();
-        // Keep reading so the server never writes to a closed pipe.
-        std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
-        let addr = line
-            .split_whitespace()
-            .find(|t| t.starts_with("http://"))
-            .unwrap_or_else(|| panic!("no address in {line:?}"))
-            .trim_end_matches(',')
-            .replace("0.0.0.0", "127.0.0.1");
-        Server { child, base: addr, client: reqwest::Client::new() }
+/// Start `troupe serve` for `w` on a free loopback port (unless `extra` has `--addr`).
+fn serve(w: &World, extra: &[&str], env: &[(&str, &str)]) -> Server {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_troupe"));
+    cmd.arg("--config")
+        .arg(&w.config)
+        .arg("serve")
+        .args(["--grace-secs", "1"])
+        .args(if extra.contains(&"--addr") { &[][..] } else { &["--addr", "127.0.0.1:0"][..] })
+        .args(extra)
+        .current_dir(&w.project)
+        .env("TROUPE_HOME", &w.home)
+        .env_remove("TROUPE_API_TOKEN")
+        .env_remove("RUST_LOG");
+    for (k, v) in env {
+        cmd.env(k, v);
     }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    async fn get(&self, path: &str) -> (u16, Value) {
-        let r = self.client.get(self.url(path)).send().await.unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
-        let r = self.client.post(self.url(path)).json(body).send().await.unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
-        let r = self
-            .client
-            .post(self.url(path))
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn execute(&self, body: Value) -> String {
-        let (status, v) = self.post("/api/execute", &body).await;
-        assert_eq!(status, 202, "{v}");
-        v["run_id"].as_str().unwrap().to_string()
-    }
-
-    /// The whole SSE stream of a run (it ends after run_finished), as (event, data) pairs.
-    async fn events(&self, id: &str) -> Vec<(String, Value)> {
-        let r = self.client.get(self.url(&format!("/api/runs/{id}/events"))).send().await.unwrap();
-        assert_eq!(r.status().as_u16(), 200);
-        assert!(
-            r.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"),
-            "{:?}",
-            r.headers()
-        );
-        let text = tokio::time::timeout(Duration::from_secs(60), r.text()).await.unwrap().unwrap();
-        parse_sse(&text)
-    }
-
-    /// SIGTERM, then wait for the exit code.
-    fn stop(mut self) -> Option<i32> {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-s", "TERM", &pid]).status().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
-            }
-            assert!(Instant::now() < deadline, "troupe serve did not stop after SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn parse_sse(text: &str) -> Vec<(String, Value)> {
-    text.split("\n\n")
-        .filter(|b| !b.trim().is_empty())
-        .map(|block| {
-            let mut event = String::new();
-            let mut data = Value::Null;
-            for line in block.lines() {
-                if let Some(e) = line.strip_prefix("event: ") {
-                    event = e.to_string();
-                } else if let Some(d) = line.strip_prefix("data: ") {
-                    data = serde_json::from_str(d).unwrap();
-                }
-            }
-            (event, data)
-        })
-        .collect()
+    Server::spawn(cmd, None)
 }
 
 fn kinds(events: &[(String, Value)]) -> Vec<&str> {
@@ -223,22 +109,13 @@ fn kinds(events: &[(String, Value)]) -> Vec<&str> {
 }
 
 async fn wait_for_state(s: &Server, id: &str, pred: impl Fn(&str) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (status, v) = s.get(&format!("/api/runs/{id}")).await;
-        assert_eq!(status, 200, "{v}");
-        if pred(v["run"]["state"].as_str().unwrap()) {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "run {id} stuck: {v}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    s.wait_for(id, |v| pred(v["run"]["state"].as_str().unwrap_or(""))).await
 }
 
 #[tokio::test]
 async fn status_routes_answer_json() {
     let w = world();
-    let s = Server::start(&w, &[], &[]);
+    let s = serve(&w, &[], &[]);
 
     let (status, v) = s.get("/health").await;
     assert_eq!((status, v), (200, json!({ "status": "ok" })));
@@ -313,7 +190,7 @@ async fn status_routes_answer_json() {
 #[tokio::test]
 async fn a_run_streams_from_start_to_finish_and_is_stored() {
     let w = world();
-    let s = Server::start(&w, &[], &[]);
+    let s = serve(&w, &[], &[]);
     let id = s.execute(json!({ "task": "write hello" })).await;
 
     let events = s.events(&id).await;
@@ -389,7 +266,7 @@ async fn a_run_streams_from_start_to_finish_and_is_stored() {
     let runs: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(runs[0]["id"], id.as_str());
     assert_eq!(runs[0]["state"], "completed");
-    let s = Server::start(&w, &[], &[]);
+    let s = serve(&w, &[], &[]);
     let replayed = s.events(&id).await;
     assert_eq!(kinds(&replayed), kinds(&events));
     let r = s
@@ -406,7 +283,7 @@ async fn a_run_streams_from_start_to_finish_and_is_stored() {
 #[tokio::test]
 async fn bad_requests_get_json_errors() {
     let w = world();
-    let s = Server::start(&w, &[], &[]);
+    let s = serve(&w, &[], &[]);
     for (body, code) in [
         ("{not json", "bad_json"),
         ("{\"task\": 3}", "bad_json"),
@@ -453,7 +330,7 @@ async fn bad_requests_get_json_errors() {
 #[tokio::test]
 async fn a_running_run_is_cancelled_and_its_stream_ends() {
     let w = world();
-    let s = Server::start(&w, &[], &[]);
+    let s = serve(&w, &[], &[]);
     let id = s.execute(json!({ "task": "take your time", "workflow": "slow" })).await;
     let v = wait_for_state(&s, &id, |st| st == "in_progress").await;
     assert_eq!(v["live"], true);
@@ -471,7 +348,7 @@ async fn a_running_run_is_cancelled_and_its_stream_ends() {
 #[tokio::test]
 async fn stats_count_the_runs_and_a_cancelled_run_resumes() {
     let w = world();
-    let s = Server::start(&w, &[], &[]);
+    let s = serve(&w, &[], &[]);
     let (status, v) = s.get("/api/runs/stats").await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["by_state"], json!({}));
@@ -524,7 +401,7 @@ async fn stats_count_the_runs_and_a_cancelled_run_resumes() {
 #[tokio::test]
 async fn concurrent_executes_all_finish() {
     let w = world();
-    let s = Server::start(&w, &[], &[]);
+    let s = serve(&w, &[], &[]);
     let submits = (0..6).map(|i| s.execute(json!({ "task": format!("task number {i}") })));
     let ids = futures::future::join_all(submits).await;
     let mut unique = ids.clone();
@@ -545,7 +422,7 @@ async fn concurrent_executes_all_finish() {
 #[tokio::test]
 async fn config_is_redacted_and_replaced_only_when_valid() {
     let w = world();
-    let s = Server::start(&w, &[], &[]);
+    let s = serve(&w, &[], &[]);
     let r = s.client.get(s.url("/api/config")).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 200);
     let text = r.text().await.unwrap();
@@ -622,7 +499,7 @@ async fn off_loopback_the_api_needs_the_token() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--token"));
 
-    let s = Server::start(&w, &["--addr", "0.0.0.0:0", "--token", "s3cret"], &[]);
+    let s = serve(&w, &["--addr", "0.0.0.0:0", "--token", "s3cret"], &[]);
     let (status, _) = s.get("/health").await;
     assert_eq!(status, 200);
     for path in ["/api/status", "/api/agents", "/api/runs", "/api/config", "/metrics"] {
@@ -642,7 +519,7 @@ async fn off_loopback_the_api_needs_the_token() {
     drop(s);
 
     // The token can come from the environment; then loopback checks it too.
-    let s = Server::start(&w, &[], &[("TROUPE_API_TOKEN", "from-env")]);
+    let s = serve(&w, &[], &[("TROUPE_API_TOKEN", "from-env")]);
     let r = s.client.get(s.url("/api/status")).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 401);
     let r = s.client.get(s.url("/api/status")).bearer_auth("from-env").send().await.unwrap();
@@ -653,7 +530,7 @@ async fn off_loopback_the_api_needs_the_token() {
     let text = std::fs::read_to_string(&w.config).unwrap();
     let text = text.replacen("[settings]\n", "[settings]\napi_token_env = \"MY_SERVE_TOKEN\"\n", 1);
     std::fs::write(&w.config, text).unwrap();
-    let s = Server::start(&w, &["--addr", "0.0.0.0:0"], &[("MY_SERVE_TOKEN", "named")]);
+    let s = serve(&w, &["--addr", "0.0.0.0:0"], &[("MY_SERVE_TOKEN", "named")]);
     let r = s.client.get(s.url("/api/runs")).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 401);
     let r = s.client.get(s.url("/api/runs")).bearer_auth("named").send().await.unwrap();
@@ -674,13 +551,13 @@ async fn off_loopback_the_api_needs_the_token() {
 #[tokio::test]
 async fn sigterm_cancels_running_runs_after_the_grace_period() {
     let w = world();
-    let s = Server::start(&w, &[], &[]);
+    let s = serve(&w, &[], &[]);
     let id = s.execute(json!({ "task": "never ends", "workflow": "slow" })).await;
     wait_for_state(&s, &id, |st| st == "in_progress").await;
     let started = Instant::now();
     assert_eq!(s.stop(), Some(0));
     assert!(started.elapsed() < Duration::from_secs(20));
-    let s = Server::start(&w, &[], &[]);
+    let s = serve(&w, &[], &[]);
     let (_, v) = s.get(&format!("/api/runs/{id}")).await;
     assert_eq!(v["run"]["state"], "cancelled", "{v}");
     assert_eq!(v["live"], false);
@@ -708,7 +585,7 @@ async fn a_run_against_the_real_local_model() {
          [workflows.local]\nmax_iterations = 1\nsteps = [{ agent = \"local-code\", role = \"implement\" }]\n",
     )
     .unwrap();
-    let s = Server::start(&w, &[], &[]);
+    let s = serve(&w, &[], &[]);
     let id = s
         .execute(json!({ "task": "Write a function that reverses a string", "workflow": "local", "offline": true }))
         .await;
@@ -736,7 +613,7 @@ async fn a_run_against_the_real_local_model() {
 #[tokio::test]
 async fn runs_of_one_conversation_see_the_earlier_turns() {
     let w = world();
-    let s = Server::start(&w, &[], &[]);
+    let s = serve(&w, &[], &[]);
     let first = s.execute(json!({ "task": "write the tokenizer", "conversation": "chat-1" })).await;
     s.events(&first).await;
     let second = s.execute(json!({ "task": "now the parser", "conversation": "chat-1" })).await;
@@ -779,7 +656,7 @@ steps = [{{ agent = "leaky", role = "implement" }}]
             w.dir.path().join("leaky.sh").display()
         );
     std::fs::write(&w.config, config).unwrap();
-    let s = Server::start(&w, &[], &[("MY_SERVICE_TOKEN", BY_NAME), ("DEPLOY_PASSPHRASE", NAMED)]);
+    let s = serve(&w, &[], &[("MY_SERVICE_TOKEN", BY_NAME), ("DEPLOY_PASSPHRASE", NAMED)]);
     let task = format!("deploy with {BY_NAME}, {NAMED} and hunter2");
     let id = s.execute(json!({ "task": task, "workflow": "leak" })).await;
     let events = s.events(&id).await;
@@ -817,7 +694,7 @@ steps = [{{ agent = "leaky", role = "implement" }}]
 #[tokio::test]
 async fn budgets_and_usage_over_the_api() {
     let w = world();
-    let s = Server::start(&w, &[], &[]);
+    let s = serve(&w, &[], &[]);
     // A budget too small for any prompt: the run ends budget_exceeded without a call.
     let id = s.execute(json!({ "task": "write hello", "budget_tokens": 20 })).await;
     let events = s.events(&id).await;

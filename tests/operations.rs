@@ -4,9 +4,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
+use common::write_script;
 use serde_json::Value;
 
 /// Secrets of three kinds: a variable whose name says it is a secret, a variable the
@@ -15,12 +18,6 @@ const BY_NAME: &str = "tok-abcdef123456";
 const NAMED: &str = "pass-xyz-987654";
 const INLINE: &str = "key-inline-555555";
 const SECRETS: [&str; 3] = [BY_NAME, NAMED, INLINE];
-
-fn write_script(path: &Path, body: &str) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, format!("#!/bin/sh\n{body}")).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
-}
 
 struct World {
     _dir: tempfile::TempDir,

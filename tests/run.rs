@@ -3,12 +3,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::write_script;
 use serde_json::Value;
 
 fn troupe_cmd(home: &Path, project: &Path, args: &[&str]) -> Command {
@@ -28,12 +31,6 @@ fn troupe(home: &Path, project: &Path, args: &[&str]) -> Output {
 
 fn json_lines(out: &[u8]) -> Vec<Value> {
     String::from_utf8_lossy(out).lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
-}
-
-fn write_script(path: &Path, body: &str) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, format!("#!/bin/sh\n{body}")).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
 /// A workspace: data folder, project folder, config with two CLI agents made of scripts.

@@ -5,18 +5,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{Server, signal, wait_exit, write_script};
 use serde_json::{Value, json};
-
-fn write_script(path: &Path, body: &str) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, format!("#!/bin/sh\n{body}")).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
-}
 
 struct World {
     _dir: tempfile::TempDir,
@@ -116,105 +112,15 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// A running `troupe serve`.
-struct Server {
-    child: Child,
-    base: String,
-    token: Option<String>,
-    client: reqwest::Client,
-}
-
-impl Server {
-    fn start(w: &World, extra: &[&str]) -> Server {
-        let mut cmd = troupe_cmd(w, &["serve", "--grace-secs", "1"]);
-        if !extra.contains(&"--addr") {
-            cmd.args(["--addr", "127.0.0.1:0"]);
-        }
-        let mut child =
-            cmd.args(extra).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
-        let mut reader = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        reader.read_line(&mut line).unwrap();
-        std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
-        let base = line
-            .split_whitespace()
-            .find(|t| t.starts_with("http://"))
-            .unwrap_or_else(|| panic!("no address in {line:?}"))
-            .trim_end_matches(',')
-            .replace("0.0.0.0", "127.0.0.1");
-        let token = extra.iter().position(|a| *a == "--token").map(|i| extra[i + 1].to_string());
-        Server { child, base, token, client: reqwest::Client::new() }
+/// Start `troupe serve` for `w` on a free loopback port (unless `extra` has `--addr`).
+fn serve(w: &World, extra: &[&str]) -> Server {
+    let mut cmd = troupe_cmd(w, &["serve", "--grace-secs", "1"]);
+    if !extra.contains(&"--addr") {
+        cmd.args(["--addr", "127.0.0.1:0"]);
     }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let rb = self.client.request(method, format!("{}{path}", self.base));
-        match &self.token {
-            Some(t) => rb.bearer_auth(t),
-            None => rb,
-        }
-    }
-
-    async fn get(&self, path: &str) -> (u16, Value) {
-        let r = self.request(reqwest::Method::GET, path).send().await.unwrap();
-        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
-        let r = self.request(reqwest::Method::POST, path).json(body).send().await.unwrap();
-        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn execute(&self, body: Value) -> String {
-        let (status, v) = self.post("/api/execute", &body).await;
-        assert_eq!(status, 202, "{v}");
-        v["run_id"].as_str().unwrap().to_string()
-    }
-
-    /// Poll the run until its state satisfies `pred`.
-    async fn wait_for(&self, id: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let (status, v) = self.get(&format!("/api/runs/{id}")).await;
-            assert_eq!(status, 200, "{v}");
-            if pred(&v) {
-                return v;
-            }
-            assert!(Instant::now() < deadline, "run {id} never got there: {v}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// SIGTERM, then wait for the exit code.
-    fn stop(mut self) -> Option<i32> {
-        signal(self.child.id(), "TERM");
-        wait_exit(&mut self.child, Duration::from_secs(30))
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn signal(pid: u32, sig: &str) {
-    assert!(Command::new("kill").args(["-s", sig, &pid.to_string()]).status().unwrap().success());
-}
-
-fn wait_exit(child: &mut Child, limit: Duration) -> Option<i32> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status.code();
-        }
-        assert!(Instant::now() < deadline, "the process did not exit within {limit:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    cmd.args(extra);
+    let token = extra.iter().position(|a| *a == "--token").map(|i| extra[i + 1].to_string());
+    Server::spawn(cmd, token)
 }
 
 fn state(v: &Value) -> &str {
@@ -233,7 +139,7 @@ fn step_running(v: &Value) -> bool {
 #[tokio::test]
 async fn runs_commands_go_through_the_server_and_print_what_they_print_locally() {
     let w = world();
-    let s = Server::start(&w, &[]);
+    let s = serve(&w, &[]);
     let serve_json: Value =
         serde_json::from_str(&std::fs::read_to_string(w.home.join("serve.json")).unwrap()).unwrap();
     assert_eq!(serve_json["pid"], json!(s.pid()));
@@ -313,7 +219,7 @@ async fn runs_commands_go_through_the_server_and_print_what_they_print_locally()
 #[tokio::test]
 async fn run_goes_through_the_server_with_the_exit_code_it_has_locally() {
     let w = world();
-    let s = Server::start(&w, &[]);
+    let s = serve(&w, &[]);
 
     let out = troupe(&w, &["run", "write hello"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -367,7 +273,7 @@ async fn run_goes_through_the_server_with_the_exit_code_it_has_locally() {
 #[tokio::test]
 async fn cancel_resume_and_ctrl_c_go_through_the_server() {
     let w = world();
-    let s = Server::start(&w, &[]);
+    let s = serve(&w, &[]);
 
     // `runs cancel`, then `runs resume` continues it (the agent answers the second time).
     let id = s.execute(json!({ "task": "take your time", "workflow": "once" })).await;
@@ -416,7 +322,7 @@ async fn cancel_resume_and_ctrl_c_go_through_the_server() {
 #[tokio::test]
 async fn a_server_killed_mid_follow_is_a_clear_failure() {
     let w = world();
-    let mut s = Server::start(&w, &[]);
+    let mut s = serve(&w, &[]);
     let follower = troupe_cmd(&w, &["run", "--workflow", "slow", "sleep on it"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -482,7 +388,7 @@ fn a_stale_serve_json_is_ignored() {
 #[tokio::test]
 async fn off_loopback_the_client_sends_the_configured_token() {
     let w = world();
-    let s = Server::start(&w, &["--addr", "0.0.0.0:0", "--token", "s3cret"]);
+    let s = serve(&w, &["--addr", "0.0.0.0:0", "--token", "s3cret"]);
     let text = std::fs::read_to_string(w.home.join("serve.json")).unwrap();
     assert!(!text.contains("s3cret"), "the token is in serve.json: {text}");
     assert!(text.contains("\"addr\": \"127.0.0.1:"), "{text}");
@@ -536,7 +442,7 @@ fn a_store_held_by_the_shell_points_to_its_runs_command() {
 #[tokio::test]
 async fn budgets_go_through_the_server() {
     let w = world();
-    let s = Server::start(&w, &[]);
+    let s = serve(&w, &[]);
     let out = troupe(&w, &["run", "--budget-tokens", "20", "write hello"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stdout(&out).contains("⊘ budget exceeded"), "{}", stdout(&out));

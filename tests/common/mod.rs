@@ -1,0 +1,171 @@
+//! Helpers shared by the binary's integration tests: agents made of shell scripts, and a real
+//! `troupe serve` process to talk to over HTTP.
+
+#![allow(dead_code)] // each test file uses part of it
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Write an executable `/bin/sh` script (a CLI agent, for tests).
+pub fn write_script(path: &Path, body: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, format!("#!/bin/sh\n{body}")).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// A running `troupe serve`, killed when dropped.
+pub struct Server {
+    pub child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// Sent as the bearer token by [`Server::request`] and the helpers built on it.
+    pub token: Option<String>,
+    pub client: reqwest::Client,
+}
+
+impl Server {
+    /// Start `cmd` (a `troupe … serve` command) and wait until it says where it listens.
+    pub fn spawn(mut cmd: Command, token: Option<String>) -> Server {
+        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+        let mut reader = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        // Keep reading so the server never writes to a closed pipe.
+        std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+        let base = line
+            .split_whitespace()
+            .find(|t| t.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+            .trim_end_matches(',')
+            .replace("0.0.0.0", "127.0.0.1");
+        Server { child, base, token, client: reqwest::Client::new() }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let rb = self.client.request(method, self.url(path));
+        match &self.token {
+            Some(t) => rb.bearer_auth(t),
+            None => rb,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self.request(reqwest::Method::GET, path).send().await.unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let r = self.request(reqwest::Method::POST, path).json(body).send().await.unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
+        let r = self
+            .request(reqwest::Method::POST, path)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// `POST /api/execute`, expecting 202; the run's id.
+    pub async fn execute(&self, body: Value) -> String {
+        let (status, v) = self.post("/api/execute", &body).await;
+        assert_eq!(status, 202, "{v}");
+        v["run_id"].as_str().unwrap().to_string()
+    }
+
+    /// The whole SSE stream of a run (it ends after run_finished), as (event, data) pairs.
+    pub async fn events(&self, id: &str) -> Vec<(String, Value)> {
+        let r = self
+            .request(reqwest::Method::GET, &format!("/api/runs/{id}/events"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        assert!(
+            r.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"),
+            "{:?}",
+            r.headers()
+        );
+        let text = tokio::time::timeout(Duration::from_secs(60), r.text()).await.unwrap().unwrap();
+        parse_sse(&text)
+    }
+
+    /// Poll `GET /api/runs/{id}` until `pred` holds for the answer.
+    pub async fn wait_for(&self, id: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (status, v) = self.get(&format!("/api/runs/{id}")).await;
+            assert_eq!(status, 200, "{v}");
+            if pred(&v) {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "run {id} never got there: {v}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGTERM, then wait for the exit code.
+    pub fn stop(mut self) -> Option<i32> {
+        signal(self.child.id(), "TERM");
+        wait_exit(&mut self.child, Duration::from_secs(30))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Send a signal (`TERM`, `INT`, `KILL`) to a process.
+pub fn signal(pid: u32, sig: &str) {
+    assert!(Command::new("kill").args(["-s", sig, &pid.to_string()]).status().unwrap().success());
+}
+
+/// Wait for `child` to exit; its exit code.
+pub fn wait_exit(child: &mut Child, limit: Duration) -> Option<i32> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code();
+        }
+        assert!(Instant::now() < deadline, "the process did not exit within {limit:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Server-Sent Events as (event, data) pairs.
+pub fn parse_sse(text: &str) -> Vec<(String, Value)> {
+    text.split("\n\n")
+        .filter(|b| !b.trim().is_empty())
+        .map(|block| {
+            let mut event = String::new();
+            let mut data = Value::Null;
+            for line in block.lines() {
+                if let Some(e) = line.strip_prefix("event: ") {
+                    event = e.to_string();
+                } else if let Some(d) = line.strip_prefix("data: ") {
+                    data = serde_json::from_str(d).unwrap();
+                }
+            }
+            (event, data)
+        })
+        .collect()
+}
