@@ -311,6 +311,11 @@ pub fn serve(config: Config, source: ConfigSource, args: ServeArgs) -> Result<u8
     };
     let setting = config.settings.api_token_env.clone();
     let token = resolve_token(args.token, &config);
+    if let Some(t) = &token {
+        // A token given with --token is a secret like the others: no log line shows it.
+        use troupe_observability::redact::{Redactor, global, install};
+        install(global().merged(&Redactor::new([t.as_str()])));
+    }
     if token.is_none() && addrs.iter().any(|a| !a.ip().is_loopback()) {
         let named = setting
             .map(|n| format!(" (settings.api_token_env names ${n}, which is not set)"))
