@@ -11,7 +11,8 @@ use troupe_adapters::which::find_program;
 use troupe_workflows::WorkflowConfig;
 use troupe_workflows::plan::{AgentCandidate, RoutingPolicy, parse_plan, plan_to_workflow};
 
-use crate::model::RunRecord;
+use crate::audit::AuditEvent;
+use crate::model::{RunRecord, Tokens};
 use crate::runtime::Shared;
 
 /// The outcome of planning.
@@ -21,6 +22,10 @@ pub(crate) struct Planned {
     pub notes: Vec<String>,
     /// The agent whose plan is used; `None` when a static workflow replaced it.
     pub planned_by: Option<String>,
+    /// What the planner's calls used (they count in the run's totals and budgets).
+    pub tokens: Tokens,
+    /// Their cost.
+    pub cost: f64,
 }
 
 /// What the router knows about every configured agent: configuration, whether the CLI is
@@ -112,11 +117,24 @@ fn fallback_workflow(shared: &Shared, offline: bool) -> (String, WorkflowConfig)
     }
 }
 
-/// Plan the steps of `record`'s task.
+/// Plan the steps of `record`'s task. The planner's calls are budget-checked like steps,
+/// audited, and what they used is returned with the plan.
 pub(crate) async fn plan(
     shared: &Arc<Shared>,
     record: &RunRecord,
     cancel: &CancellationToken,
+) -> Planned {
+    let mut used = (Tokens::default(), 0.0);
+    let mut planned = plan_with(shared, record, cancel, &mut used).await;
+    (planned.tokens, planned.cost) = used;
+    planned
+}
+
+async fn plan_with(
+    shared: &Arc<Shared>,
+    record: &RunRecord,
+    cancel: &CancellationToken,
+    used: &mut (Tokens, f64),
 ) -> Planned {
     let policy = policy(shared, record.offline);
     let cands = candidates(shared);
@@ -125,7 +143,13 @@ pub(crate) async fn plan(
         let (name, wf) = fallback_workflow(shared, record.offline);
         notes.push(format!("{why}; using the `{name}` workflow instead"));
         tracing::warn!(run = %record.id, "{why}; using the `{name}` workflow");
-        Planned { workflow: wf, notes: std::mem::take(notes), planned_by: None }
+        Planned {
+            workflow: wf,
+            notes: std::mem::take(notes),
+            planned_by: None,
+            tokens: Tokens::default(),
+            cost: 0.0,
+        }
     };
 
     // The planner: the configured one if eligible, else an eligible `plan` agent, else the
@@ -157,7 +181,7 @@ pub(crate) async fn plan(
         ("role", "plan".to_string()),
         ("agent", planner.clone()),
     ]);
-    let prompt = template.render(&vars);
+    let prompt = shared.redactor.redact_string(template.render(&vars));
     let options = GenerationOptions {
         max_tokens: Some(shared.max_tokens),
         temperature: Some(0.0),
@@ -169,9 +193,39 @@ pub(crate) async fn plan(
         .with_workdir(record.project_path.clone());
 
     let mut request = AgentRequest::prompt(prompt.clone()).with_options(options.clone());
+    // The planner's turn in the audit trail: before the first iteration, as step 0.
+    let pos = troupe_workflows::engine::StepPos { iteration: 0, step: 0 };
     for attempt in 1..=2 {
+        // Budgets hold for the planner too, counting what its earlier attempt used.
+        let mut so_far = record.clone();
+        so_far.tokens.add(used.0);
+        so_far.cost += used.1;
+        let checked = match crate::budget::check(shared, &so_far, &planner, &request) {
+            Ok(r) => r,
+            Err(reason) => {
+                shared.audit.append(
+                    &record.id,
+                    AuditEvent::CallRefused { pos, agent: planner.clone(), reason: reason.clone() },
+                );
+                return fallback(
+                    &mut notes,
+                    format!("the planner `{planner}` was not called: {reason}"),
+                );
+            }
+        };
+        shared.audit.append(
+            &record.id,
+            AuditEvent::PromptSent {
+                pos,
+                role: Role::Plan,
+                agent: planner.clone(),
+                context_nodes: context.nodes.clone(),
+                max_tokens: checked.options.max_tokens.unwrap_or(shared.max_tokens),
+                prompt: checked.render_prompt(),
+            },
+        );
         let started = std::time::Instant::now();
-        let result = shared.agents.call(&planner, request.clone(), ctx.clone()).await;
+        let result = shared.agents.call(&planner, checked, ctx.clone()).await;
         let outcome =
             result.as_ref().map_or_else(|e| e.kind(), |_| troupe_observability::metrics::SUCCESS);
         shared.metrics.record_call(&planner, outcome, started.elapsed());
@@ -182,9 +236,44 @@ pub(crate) async fn plan(
                     r.usage.prompt_tokens,
                     r.usage.completion_tokens,
                 );
-                r.text
+                let tokens =
+                    Tokens { prompt: r.usage.prompt_tokens, completion: r.usage.completion_tokens };
+                let cost = crate::budget::cost_of(&shared.config, &r.agent, tokens);
+                shared.metrics.record_cost(&r.agent, cost);
+                used.0.add(tokens);
+                used.1 += cost;
+                let retries = r.retries();
+                let text = shared.redactor.redact_string(r.text);
+                shared.audit.append(
+                    &record.id,
+                    AuditEvent::ResponseReceived {
+                        pos,
+                        agent: r.agent.clone(),
+                        model: r.model.clone(),
+                        tokens,
+                        tokens_estimated: r.usage_estimated,
+                        cost,
+                        latency_ms: started.elapsed().as_millis() as u64,
+                        retries,
+                        fallback_from: r.failed.iter().map(|f| f.agent.clone()).collect(),
+                        response: text.clone(),
+                    },
+                );
+                text
             }
-            Err(e) => return fallback(&mut notes, format!("the planner `{planner}` failed: {e}")),
+            Err(e) => {
+                let error = shared.redactor.redact_string(e.to_string());
+                shared.audit.append(
+                    &record.id,
+                    AuditEvent::CallFailed {
+                        pos,
+                        agent: planner.clone(),
+                        fallback_from: Vec::new(),
+                        error: error.clone(),
+                    },
+                );
+                return fallback(&mut notes, format!("the planner `{planner}` failed: {error}"));
+            }
         };
         match parse_plan(&answer) {
             Ok(plan) => {
@@ -202,7 +291,13 @@ pub(crate) async fn plan(
                             }
                         }
                         notes.extend(p.repairs);
-                        Planned { workflow: p.workflow, notes, planned_by: Some(planner) }
+                        Planned {
+                            workflow: p.workflow,
+                            notes,
+                            planned_by: Some(planner),
+                            tokens: Tokens::default(),
+                            cost: 0.0,
+                        }
                     }
                     Err(e) => fallback(&mut notes, format!("the plan cannot run: {e}")),
                 };

@@ -130,6 +130,8 @@ async fn drive_run(job: RunJob, cancel: CancellationToken, run_span: Span) {
         );
         record.workflow = planned.workflow;
         record.plan_notes.extend(planned.notes.iter().cloned());
+        record.tokens.add(planned.tokens);
+        record.cost += planned.cost;
         if let Err(e) = shared.store.put_run(&record) {
             tracing::error!(run = %run_id, error = %e, "cannot persist the plan");
         }

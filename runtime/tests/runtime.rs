@@ -488,6 +488,26 @@ async fn a_dynamic_workflow_is_planned_validated_and_run() {
     assert_eq!(steps[1], "reviewer:review");
     assert!(notes.iter().any(|n| n.contains("`ghost` replaced")), "{notes:?}");
     assert!(planner.prompts()[0].contains("- coder: implement"), "{}", planner.prompts()[0]);
+    // The planner's call counts in the run's totals: plan, implement, review at 15 each.
+    assert_eq!(record.tokens.total(), 45);
+}
+
+#[actix::test]
+async fn the_planner_is_not_called_past_the_budget() {
+    let planner = Scripted::new("reviewer", &[Act::Say("{}")]);
+    let mut c = config();
+    c.settings.planner_agent = Some("reviewer".into());
+    let h = harness(c, &[("reviewer", planner.clone())]);
+    let mut req = request(&h, "task", "dynamic");
+    req.budget_tokens = Some(5);
+    let record = h.runtime.submit(req).await.unwrap().wait().await.unwrap();
+    assert!(planner.prompts().is_empty(), "the planner's prompt does not fit 5 tokens");
+    assert!(
+        record.plan_notes.iter().any(|n| n.contains("was not called") && n.contains("budget")),
+        "{:?}",
+        record.plan_notes
+    );
+    assert_eq!(record.state, RunState::BudgetExceeded);
 }
 
 #[actix::test]
