@@ -131,6 +131,44 @@ impl Redactor {
     }
 }
 
+/// Masks a text that arrives in pieces (a streamed answer), where a secret may be split
+/// across two pieces: it holds back the last few characters of each piece — as many as the
+/// longest secret has, less one — until the next piece (or [`StreamRedactor::finish`]) shows
+/// whether they begin a secret.
+#[derive(Debug)]
+pub struct StreamRedactor {
+    redactor: Redactor,
+    held: String,
+    hold: usize,
+}
+
+impl StreamRedactor {
+    /// A stream masker for `redactor`'s secrets.
+    pub fn new(redactor: Redactor) -> StreamRedactor {
+        let hold = redactor.secrets.iter().map(|s| s.chars().count()).max().unwrap_or(1) - 1;
+        StreamRedactor { redactor, held: String::new(), hold }
+    }
+
+    /// The next piece; what can be shown of the text so far (maybe empty).
+    pub fn push(&mut self, piece: &str) -> String {
+        if self.hold == 0 {
+            return self.redactor.redact(piece).into_owned();
+        }
+        self.held.push_str(piece);
+        let masked = self.redactor.redact(&self.held).into_owned();
+        let keep_from =
+            masked.char_indices().rev().nth(self.hold.saturating_sub(1)).map_or(0, |(i, _)| i);
+        self.held = masked[keep_from..].to_string();
+        masked[..keep_from].to_string()
+    }
+
+    /// The end of the stream: what was held back, masked.
+    pub fn finish(&mut self) -> String {
+        let rest = std::mem::take(&mut self.held);
+        self.redactor.redact(&rest).into_owned()
+    }
+}
+
 static GLOBAL: RwLock<Option<Redactor>> = RwLock::new(None);
 
 /// Make `redactor` the process's redactor, used by the log writer [`crate::init`] installs
@@ -181,6 +219,37 @@ impl<W: std::io::Write> std::io::Write for RedactingWriter<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_secret_split_across_stream_pieces_is_masked_whole() {
+        let r = Redactor::new(["sk-live-abcdef", "tok-123456"]);
+        let text = "key sk-live-abcdef then tok-123456 and ünïcode sk-live-abcdef.";
+        // Every way of cutting the text in two, and in pieces of every size.
+        for cut in text.char_indices().map(|(i, _)| i) {
+            let mut s = StreamRedactor::new(r.clone());
+            let mut out = s.push(&text[..cut]);
+            assert!(!out.contains("sk-live") || out.contains(MASK), "{out}");
+            out.push_str(&s.push(&text[cut..]));
+            out.push_str(&s.finish());
+            assert_eq!(out, r.redact(text), "cut at {cut}");
+        }
+        for size in 1..8 {
+            let chars: Vec<char> = text.chars().collect();
+            let mut s = StreamRedactor::new(r.clone());
+            let mut shown = Vec::new();
+            for piece in chars.chunks(size) {
+                shown.push(s.push(&piece.iter().collect::<String>()));
+            }
+            shown.push(s.finish());
+            let all = shown.concat();
+            assert_eq!(all, r.redact(text), "pieces of {size}");
+            assert!(!all.contains("sk-live-abcdef") && !all.contains("tok-123456"));
+        }
+        // Without secrets, nothing is held back.
+        let mut s = StreamRedactor::new(Redactor::default());
+        assert_eq!(s.push("abc"), "abc");
+        assert_eq!(s.finish(), "");
+    }
 
     #[test]
     fn masks_every_occurrence_longest_first() {

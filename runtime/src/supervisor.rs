@@ -20,6 +20,7 @@ use troupe_adapters::agent::{
 };
 use troupe_adapters::config::Role;
 use troupe_adapters::error::AdapterError;
+use troupe_observability::redact::StreamRedactor;
 use troupe_workflows::engine::{FinishReason, Next, StepOutcome, StepPlan};
 use troupe_workflows::verdict::{Finding, VerdictStatus};
 
@@ -547,7 +548,9 @@ async fn run_step(
 
     let chunk_events = events.clone();
     let chunk_run = run_id.clone();
-    let chunk_redactor = shared.redactor.clone();
+    // Streamed pieces can split a secret: the stream masker holds back a few characters.
+    let stream = Arc::new(Mutex::new(StreamRedactor::new(shared.redactor.clone())));
+    let chunk_stream = stream.clone();
     let agent_events = events.clone();
     let agent_run = run_id.clone();
     let agent_audit = shared.audit.clone();
@@ -558,14 +561,13 @@ async fn run_step(
         .with_cancel(cancel.child_token())
         .with_workdir(record.project_path.clone())
         .with_chunks(ChunkSink::new(move |text: &str| {
-            emit(
-                &chunk_events,
-                RunEvent::Chunk {
-                    run_id: chunk_run.clone(),
-                    pos,
-                    text: chunk_redactor.redact(text).into_owned(),
-                },
-            );
+            let text = match chunk_stream.lock() {
+                Ok(mut s) => s.push(text),
+                Err(_) => return,
+            };
+            if !text.is_empty() {
+                emit(&chunk_events, RunEvent::Chunk { run_id: chunk_run.clone(), pos, text });
+            }
         }))
         .with_events(EventSink::new(move |e: &AgentEvent| {
             note_agent_event(&breakers, &metrics, e);
@@ -622,6 +624,11 @@ async fn run_step(
         }
     }
 
+    // What the stream masker held back, now that the answer is complete.
+    let rest = stream.lock().map(|mut s| s.finish()).unwrap_or_default();
+    if !rest.is_empty() {
+        emit(events, RunEvent::Chunk { run_id: run_id.clone(), pos, text: rest });
+    }
     step.finished_at = Some(Utc::now());
     step.latency_ms = started.elapsed().as_millis() as u64;
     let error_class = result.as_ref().err().map(AdapterError::kind);

@@ -31,6 +31,8 @@ const REJECT: &str = r#"{"verdict": "changes_requested", "findings": [{"severity
 #[derive(Debug, Clone)]
 enum Act {
     Say(&'static str),
+    /// Answer one character per streamed chunk.
+    Trickle(&'static str),
     /// Answer, reporting this many completion tokens (whatever it was asked for).
     Used(&'static str, u64),
     Fail,
@@ -93,6 +95,12 @@ impl Agent for Scripted {
                 r.usage.completion_tokens = 5;
                 r.model = Some("scripted".into());
                 Ok(r)
+            }
+            Act::Trickle(text) => {
+                for c in text.chars() {
+                    ctx.chunk(&c.to_string());
+                }
+                Ok(AgentResponse::new(&self.info.name, text))
             }
             Act::Used(text, completion) => {
                 ctx.chunk(text);
@@ -787,7 +795,8 @@ async fn a_project_budget_spans_runs() {
 #[actix::test]
 async fn secrets_never_reach_agents_records_events_or_the_audit_trail() {
     const SECRET: &str = "sk-live-0123456789abcdef";
-    let coder = Scripted::new("coder", &[Act::Say("use sk-live-0123456789abcdef as the key")]);
+    // Streamed a character at a time: the secret is split across many chunks.
+    let coder = Scripted::new("coder", &[Act::Trickle("use sk-live-0123456789abcdef as the key")]);
     let reviewer = Scripted::new("reviewer", &[Act::Say(APPROVE)]);
     let dir = tempfile::tempdir().unwrap();
     let audit = AuditLog::new(Some(dir.path().to_path_buf()), Redactor::new([SECRET]));
@@ -801,9 +810,15 @@ async fn secrets_never_reach_agents_records_events_or_the_audit_trail() {
     let task = format!("call the API with key {SECRET}");
     let mut handle = h.runtime.submit(request(&h, &task, "irr")).await.unwrap();
     let mut events = Vec::new();
+    let mut streamed = String::new();
     while let Ok(e) = handle.events.recv().await {
+        if let RunEvent::Chunk { text, .. } = &e {
+            streamed.push_str(text);
+        }
         events.push(serde_json::to_string(&e).unwrap());
     }
+    assert!(streamed.contains("use [REDACTED] as the key"), "{streamed}");
+    assert!(!streamed.contains(SECRET), "the live stream showed the secret: {streamed}");
     let record = handle.wait().await.unwrap();
     assert_eq!(record.state, RunState::Completed, "{:?}", record.error);
     assert!(record.task.contains("[REDACTED]"), "{}", record.task);
