@@ -194,8 +194,11 @@ async fn a_run_streams_from_start_to_finish_and_is_stored() {
     let id = s.execute(json!({ "task": "write hello" })).await;
 
     let events = s.events(&id).await;
+    // An answer may come in several chunks (the secret masker holds back a few characters).
+    let mut shape = kinds(&events);
+    shape.dedup();
     assert_eq!(
-        kinds(&events),
+        shape,
         [
             "run_started",
             "step_started",
@@ -209,7 +212,13 @@ async fn a_run_streams_from_start_to_finish_and_is_stored() {
     );
     assert!(events.iter().all(|(_, d)| d["run_id"] == id.as_str()));
     assert_eq!(events[0].1["workflow"], "scripted");
-    assert!(events[2].1["text"].as_str().unwrap().contains("def hello"));
+    let first_answer: String = events
+        .iter()
+        .skip(2)
+        .take_while(|(e, _)| e == "chunk")
+        .map(|(_, d)| d["text"].as_str().unwrap())
+        .collect();
+    assert!(first_answer.contains("def hello"), "{first_answer}");
     assert_eq!(events.last().unwrap().1["state"], "completed");
 
     // Connecting after the end still gives the stream from the start.
@@ -218,7 +227,7 @@ async fn a_run_streams_from_start_to_finish_and_is_stored() {
     let r = s
         .client
         .get(s.url(&format!("/api/runs/{id}/events")))
-        .header("Last-Event-ID", "5")
+        .header("Last-Event-ID", (events.len() - 3).to_string())
         .send()
         .await
         .unwrap();
@@ -268,7 +277,8 @@ async fn a_run_streams_from_start_to_finish_and_is_stored() {
     assert_eq!(runs[0]["state"], "completed");
     let s = serve(&w, &[], &[]);
     let replayed = s.events(&id).await;
-    assert_eq!(kinds(&replayed), kinds(&events));
+    // Rebuilt from the store: each answer is one chunk.
+    assert_eq!(kinds(&replayed), shape);
     let r = s
         .client
         .get(s.url(&format!("/api/runs/{id}/events")))
