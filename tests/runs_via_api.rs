@@ -293,23 +293,8 @@ async fn cancel_resume_and_ctrl_c_go_through_the_server() {
     assert!(stderr(&out).contains(&id[..8]), "{}", stderr(&out));
 
     // Ctrl-C while following a run through the server cancels it there.
-    let mut follower = troupe_cmd(&w, &["run", "--workflow", "slow", "sleep on it"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let id = loop {
-        let (_, runs) = s.get("/api/runs?state=in_progress").await;
-        if let Some(id) = runs[0]["id"].as_str() {
-            let v = s.get(&format!("/api/runs/{id}")).await.1;
-            if step_running(&v) {
-                break id.to_string();
-            }
-        }
-        assert!(Instant::now() < deadline, "the followed run never started its step");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let mut follower = follow_a_slow_run(&w);
+    let id = running_step_run(&s).await;
     signal(follower.id(), "INT");
     let code = wait_exit(&mut follower, Duration::from_secs(30));
     let out = follower.wait_with_output().unwrap();
@@ -319,27 +304,37 @@ async fn cancel_resume_and_ctrl_c_go_through_the_server() {
     assert_eq!(state(&s.get(&format!("/api/runs/{id}")).await.1), "cancelled");
 }
 
-#[tokio::test]
-async fn a_server_killed_mid_follow_is_a_clear_failure() {
-    let w = world();
-    let mut s = serve(&w, &[]);
-    let follower = troupe_cmd(&w, &["run", "--workflow", "slow", "sleep on it"])
+/// Start `troupe run` of the `slow` workflow, followed through the server.
+fn follow_a_slow_run(w: &World) -> std::process::Child {
+    troupe_cmd(w, &["run", "--workflow", "slow", "sleep on it"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+/// The id of the run in progress, once its step's agent is running.
+async fn running_step_run(s: &Server) -> String {
     let deadline = Instant::now() + Duration::from_secs(30);
-    let id = loop {
-        let (_, runs) = s.get("/api/runs").await;
+    loop {
+        let (_, runs) = s.get("/api/runs?state=in_progress").await;
         if let Some(id) = runs[0]["id"].as_str() {
             let v = s.get(&format!("/api/runs/{id}")).await.1;
             if step_running(&v) {
-                break id.to_string();
+                return id.to_string();
             }
         }
         assert!(Instant::now() < deadline, "the followed run never started its step");
         tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    }
+}
+
+#[tokio::test]
+async fn a_server_killed_mid_follow_is_a_clear_failure() {
+    let w = world();
+    let mut s = serve(&w, &[]);
+    let follower = follow_a_slow_run(&w);
+    let id = running_step_run(&s).await;
     signal(s.pid(), "KILL");
     let _ = s.child.wait();
     let started = Instant::now();

@@ -215,12 +215,14 @@ impl AuditLog {
         std::fs::create_dir_all(dir)?;
         let mut value = serde_json::to_value(entry).map_err(std::io::Error::other)?;
         self.redactor.redact_json(&mut value);
-        let masked: AuditEntry =
-            serde_json::from_value(value.clone()).map_err(std::io::Error::other)?;
         let mut line = serde_json::to_string(&value).map_err(std::io::Error::other)?;
         line.push('\n');
         append_to(&dir.join(format!("{}.jsonl", entry.run_id)), line.as_bytes())?;
-        append_to(&dir.join(format!("{}.log", entry.run_id)), render(&masked).as_bytes())
+        let text = render(entry);
+        append_to(
+            &dir.join(format!("{}.log", entry.run_id)),
+            self.redactor.redact(&text).as_bytes(),
+        )
     }
 }
 

@@ -701,20 +701,18 @@ async fn run_step(
     }
     shared.metrics.record_step(plan.role.as_str(), started.elapsed());
     telemetry::record_step(span, &step, error_class);
-    if let Some((name, reason)) = refused {
-        // The step's agent failed and the fallback that would answer could cross a budget:
-        // the step ends failed with the reason, and the run stops on the budget.
+    // The step's agent failed and the fallback that would answer could cross a budget: the
+    // step ends failed with the reason, and the run stops on the budget.
+    if let Some((_, reason)) = &refused {
         step.note = Some(format!("budget exceeded: {reason}"));
-        shared
-            .store
-            .put_step(&step)
-            .map_err(|e| StepStop::Store(format!("cannot persist step: {e}")))?;
-        return Err(refuse(shared, &run_id, pos, &name, reason, events));
     }
     shared
         .store
         .put_step(&step)
         .map_err(|e| StepStop::Store(format!("cannot persist step: {e}")))?;
+    if let Some((name, reason)) = refused {
+        return Err(refuse(shared, &run_id, pos, &name, reason, events));
+    }
     let verdict = step.verdict.as_ref().map(|v| {
         let status = match v.status {
             VerdictStatus::Approved => "approved",

@@ -163,12 +163,7 @@ pub async fn execute(state: Data, body: web::Json<ExecuteBody>) -> ApiResult {
             ));
         }
     }
-    if body.budget_tokens == Some(0) || body.budget_cost.is_some_and(|c| c.is_nan() || c <= 0.0) {
-        return Err(ApiError::bad_request(
-            "invalid_request",
-            "`budget_tokens` and `budget_cost` must be positive (leave them out for no budget)",
-        ));
-    }
+    let budget = checked_budget(body.budget_tokens, body.budget_cost)?;
     let req = RunRequest {
         task: body.task,
         workflow: body.workflow,
@@ -176,11 +171,22 @@ pub async fn execute(state: Data, body: web::Json<ExecuteBody>) -> ApiResult {
         offline: body.offline,
         project: body.project,
         conversation: body.conversation,
-        budget_tokens: body.budget_tokens,
-        budget_cost: body.budget_cost,
+        budget_tokens: budget.tokens,
+        budget_cost: budget.cost,
     };
     let handle = state.runtime.submit(req).await?;
     Ok(started(&state, handle))
+}
+
+/// A budget from a request body: each limit, when given, must be positive.
+fn checked_budget(tokens: Option<u64>, cost: Option<f64>) -> ApiResult<troupe_runtime::Budget> {
+    if tokens == Some(0) || cost.is_some_and(|c| c.is_nan() || c <= 0.0) {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "`budget_tokens` and `budget_cost` must be positive (leave them out for no budget)",
+        ));
+    }
+    Ok(troupe_runtime::Budget { tokens, cost })
 }
 
 /// Keep a run's events for SSE and answer 202 `{run_id, events}`.
@@ -348,13 +354,7 @@ pub async fn resume(state: Data, id: web::Path<String>, body: web::Bytes) -> Api
             ApiError::bad_request("bad_json", format!("the body is not a resume request: {e}"))
         })?
     };
-    if body.budget_tokens == Some(0) || body.budget_cost.is_some_and(|c| c.is_nan() || c <= 0.0) {
-        return Err(ApiError::bad_request(
-            "invalid_request",
-            "`budget_tokens` and `budget_cost` must be positive",
-        ));
-    }
-    let budget = troupe_runtime::Budget { tokens: body.budget_tokens, cost: body.budget_cost };
+    let budget = checked_budget(body.budget_tokens, body.budget_cost)?;
     let handle = state.runtime.resume_with(&id, budget).await?;
     Ok(started(&state, handle))
 }
