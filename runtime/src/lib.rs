@@ -15,6 +15,7 @@
 pub mod agents;
 pub mod audit;
 mod budget;
+mod call;
 pub mod context_memory;
 pub mod error;
 pub mod memory;

@@ -5,13 +5,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
-use troupe_adapters::agent::{AgentRequest, CallContext, GenerationOptions, OutputFormat};
+use troupe_adapters::agent::{AgentRequest, GenerationOptions, OutputFormat};
 use troupe_adapters::config::{AgentKind, Role};
 use troupe_adapters::which::find_program;
 use troupe_workflows::WorkflowConfig;
 use troupe_workflows::plan::{AgentCandidate, RoutingPolicy, parse_plan, plan_to_workflow};
 
-use crate::audit::AuditEvent;
+use crate::call::{Caller, Failure};
 use crate::model::{RunRecord, Tokens};
 use crate::runtime::Shared;
 
@@ -188,90 +188,35 @@ async fn plan_with(
         output: OutputFormat::JsonSchema { name: "plan".into(), schema: plan_schema() },
         ..Default::default()
     };
-    let ctx = CallContext::new()
-        .with_cancel(cancel.child_token())
-        .with_workdir(record.project_path.clone());
-
-    let mut request = AgentRequest::prompt(prompt.clone()).with_options(options.clone());
     // The planner's turn in the audit trail: before the first iteration, as step 0.
     let pos = troupe_workflows::engine::StepPos { iteration: 0, step: 0 };
+    let mut caller = Caller::new(
+        shared,
+        record,
+        pos,
+        Role::Plan,
+        vec![planner.clone()],
+        record.project_path.clone(),
+        cancel,
+    )
+    .with_context_nodes(context.nodes.clone());
+    let mut request = AgentRequest::prompt(prompt.clone()).with_options(options.clone());
     for attempt in 1..=2 {
         // Budgets hold for the planner too, counting what its earlier attempt used.
-        let mut so_far = record.clone();
-        so_far.tokens.add(used.0);
-        so_far.cost += used.1;
-        let checked = match crate::budget::check(shared, &so_far, &planner, &request) {
-            Ok(r) => r,
-            Err(reason) => {
-                shared.audit.append(
-                    &record.id,
-                    AuditEvent::CallRefused { pos, agent: planner.clone(), reason: reason.clone() },
-                );
+        let answer = match caller.call(&request).await {
+            Ok(a) => {
+                used.0.add(a.tokens);
+                used.1 += a.cost;
+                caller.count(a.tokens, a.cost);
+                a.text
+            }
+            Err(Failure::Refused { reason, .. }) => {
                 return fallback(
                     &mut notes,
                     format!("the planner `{planner}` was not called: {reason}"),
                 );
             }
-        };
-        shared.audit.append(
-            &record.id,
-            AuditEvent::PromptSent {
-                pos,
-                role: Role::Plan,
-                agent: planner.clone(),
-                context_nodes: context.nodes.clone(),
-                max_tokens: checked.options.max_tokens.unwrap_or(shared.max_tokens),
-                prompt: checked.render_prompt(),
-            },
-        );
-        let started = std::time::Instant::now();
-        let result = shared.agents.call(&planner, checked, ctx.clone()).await;
-        let outcome =
-            result.as_ref().map_or_else(|e| e.kind(), |_| troupe_observability::metrics::SUCCESS);
-        shared.metrics.record_call(&planner, outcome, started.elapsed());
-        let answer = match result {
-            Ok(r) => {
-                shared.metrics.record_tokens(
-                    &planner,
-                    r.usage.prompt_tokens,
-                    r.usage.completion_tokens,
-                );
-                let tokens =
-                    Tokens { prompt: r.usage.prompt_tokens, completion: r.usage.completion_tokens };
-                let cost = crate::budget::cost_of(&shared.config, &r.agent, tokens);
-                shared.metrics.record_cost(&r.agent, cost);
-                used.0.add(tokens);
-                used.1 += cost;
-                let retries = r.retries();
-                let text = shared.redactor.redact_string(r.text);
-                shared.audit.append(
-                    &record.id,
-                    AuditEvent::ResponseReceived {
-                        pos,
-                        agent: r.agent.clone(),
-                        model: r.model.clone(),
-                        tokens,
-                        tokens_estimated: r.usage_estimated,
-                        cost,
-                        latency_ms: started.elapsed().as_millis() as u64,
-                        retries,
-                        fallback_from: r.failed.iter().map(|f| f.agent.clone()).collect(),
-                        response: text.clone(),
-                    },
-                );
-                text
-            }
-            Err(e) => {
-                let error = shared.redactor.redact_string(e.to_string());
-                shared.audit.append(
-                    &record.id,
-                    AuditEvent::CallFailed {
-                        pos,
-                        agent: planner.clone(),
-                        fallback_from: Vec::new(),
-                        error: error.clone(),
-                    },
-                );
+            Err(Failure::Failed { error, .. }) => {
                 return fallback(&mut notes, format!("the planner `{planner}` failed: {error}"));
             }
         };

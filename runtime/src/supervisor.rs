@@ -7,7 +7,7 @@
 //! point leaves the store consistent: a `running` step is simply run again on resume.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use actix::prelude::*;
@@ -15,16 +15,13 @@ use chrono::Utc;
 use tokio::sync::{broadcast, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, Span};
-use troupe_adapters::agent::{
-    AgentEvent, AgentRequest, CallContext, ChunkSink, EventSink, GenerationOptions, OutputFormat,
-};
+use troupe_adapters::agent::{AgentRequest, GenerationOptions, OutputFormat};
 use troupe_adapters::config::Role;
-use troupe_adapters::error::AdapterError;
-use troupe_observability::redact::StreamRedactor;
 use troupe_workflows::engine::{FinishReason, Next, StepOutcome, StepPlan};
 use troupe_workflows::verdict::{Finding, VerdictStatus};
 
 use crate::audit::AuditEvent;
+use crate::call::{Caller, Failure};
 use crate::model::{RunEvent, RunRecord, RunState, StepRecord, StepState, Tokens};
 use crate::runtime::Shared;
 use crate::telemetry;
@@ -424,31 +421,6 @@ fn verdict_schema() -> serde_json::Value {
     })
 }
 
-fn describe(event: &AgentEvent) -> String {
-    match event {
-        AgentEvent::RetryScheduled { agent, attempt, delay_ms, error } => {
-            format!("{agent}: retry {attempt} in {delay_ms} ms after: {error}")
-        }
-        AgentEvent::FallbackTaken { from, to, error } => {
-            format!("fallback from {from} to {to} after: {error}")
-        }
-        AgentEvent::BreakerOpened { agent, failures, recovery_ms } => {
-            format!(
-                "{agent}: circuit breaker opened after {failures} failures (retry in {recovery_ms} ms)"
-            )
-        }
-        AgentEvent::BreakerHalfOpen { agent } => {
-            format!("{agent}: circuit breaker half-open, trying one call")
-        }
-        AgentEvent::BreakerClosed { agent } => format!("{agent}: circuit breaker closed"),
-        AgentEvent::RateLimitWait { agent, wait_ms } => {
-            format!("{agent}: waiting {wait_ms} ms for its rate limit")
-        }
-        AgentEvent::OfflineSkipped { agent } => format!("{agent}: skipped (offline mode)"),
-        other => format!("{other:?}"),
-    }
-}
-
 /// Run one step; returns its final record (completed, failed or cancelled), also recorded
 /// on `span` (the step's, which the caller runs this inside). `Err` when the store cannot be
 /// written (the run cannot continue durably) or a budget stops the call.
@@ -513,29 +485,29 @@ async fn run_step(
     // The step's agent, then the step's own fallbacks (each with its own fallback chain).
     let mut candidates = vec![plan.agent.clone()];
     candidates.extend(plan.fallback.iter().cloned());
+    let caller = Caller::new(
+        shared,
+        record,
+        pos,
+        plan.role,
+        candidates,
+        record.project_path.clone(),
+        cancel,
+    )
+    .streaming(events)
+    .with_context_nodes(context.nodes.clone());
 
     // Budgets are checked before anything is written or sent: a call that could cross one
     // is not made.
-    let first_request = match crate::budget::check(shared, record, &candidates[0], &request) {
+    let checked = match caller.check(&request) {
         Ok(r) => r,
-        Err(reason) => return Err(refuse(shared, &run_id, pos, &candidates[0], reason, events)),
+        Err(Failure::Refused { reason, .. }) => return Err(StepStop::Budget(reason)),
+        Err(Failure::Failed { error, .. }) => return Err(StepStop::Store(error)),
     };
-
     shared
         .store
         .put_step(&step)
         .map_err(|e| StepStop::Store(format!("cannot persist step: {e}")))?;
-    shared.audit.append(
-        &run_id,
-        AuditEvent::PromptSent {
-            pos,
-            role: plan.role,
-            agent: plan.agent.clone(),
-            context_nodes: step.context_nodes.clone(),
-            max_tokens: first_request.options.max_tokens.unwrap_or(shared.max_tokens),
-            prompt: step.prompt.clone(),
-        },
-    );
     emit(
         events,
         RunEvent::StepStarted {
@@ -546,172 +518,49 @@ async fn run_step(
         },
     );
 
-    let chunk_events = events.clone();
-    let chunk_run = run_id.clone();
-    // Streamed pieces can split a secret: the stream masker holds back a few characters.
-    let stream = Arc::new(Mutex::new(StreamRedactor::new(shared.redactor.clone())));
-    let chunk_stream = stream.clone();
-    let agent_events = events.clone();
-    let agent_run = run_id.clone();
-    let agent_audit = shared.audit.clone();
-    let agent_redactor = shared.redactor.clone();
-    let breakers = shared.breakers.clone();
-    let metrics = shared.metrics.clone();
-    let call_ctx = CallContext::new()
-        .with_cancel(cancel.child_token())
-        .with_workdir(record.project_path.clone())
-        .with_chunks(ChunkSink::new(move |text: &str| {
-            let text = match chunk_stream.lock() {
-                Ok(mut s) => s.push(text),
-                Err(_) => return,
-            };
-            if !text.is_empty() {
-                emit(&chunk_events, RunEvent::Chunk { run_id: chunk_run.clone(), pos, text });
-            }
-        }))
-        .with_events(EventSink::new(move |e: &AgentEvent| {
-            note_agent_event(&breakers, &metrics, e);
-            let message = agent_redactor.redact_string(describe(e));
-            agent_audit.append(&agent_run, AuditEvent::Agent { pos, message: message.clone() });
-            emit(&agent_events, RunEvent::Agent { run_id: agent_run.clone(), pos, message });
-        }));
-
-    let mut failed: Vec<String> = Vec::new();
-    let mut result =
-        Err(AdapterError::Config { agent: plan.agent.clone(), message: "no agent to call".into() });
-    let mut refused = None;
-    for (i, name) in candidates.iter().enumerate() {
-        let request = if i == 0 {
-            first_request.clone()
-        } else {
-            match crate::budget::check(shared, record, name, &request) {
-                Ok(r) => r,
-                Err(reason) => {
-                    refused = Some((name.clone(), reason));
-                    break;
-                }
-            }
-        };
-        let call_started = Instant::now();
-        // After a failure, the next candidate's call runs inside a `troupe.fallback` span.
-        let fallback_span = match (&result, failed.last()) {
-            (Err(e), Some(from)) => troupe_adapters::telemetry::fallback_span(from, name, e),
-            _ => Span::none(),
-        };
-        result =
-            shared.agents.call(name, request, call_ctx.clone()).instrument(fallback_span).await;
-        let outcome = match &result {
-            Ok(_) => troupe_observability::metrics::SUCCESS,
-            Err(e) => e.kind(),
-        };
-        let called = match &result {
-            Ok(r) => r.agent.clone(),
-            Err(e) => e.agent().unwrap_or(name).to_string(),
-        };
-        shared.metrics.record_call(&called, outcome, call_started.elapsed());
-        match &result {
-            Err(e) if e.falls_back() && i + 1 < candidates.len() && !cancel.is_cancelled() => {
-                failed.push(name.clone());
-                let to = &candidates[i + 1];
-                shared.metrics.record_fallback(name, to);
-                let message = shared
-                    .redactor
-                    .redact_string(format!("fallback from {name} to {to} after: {e}"));
-                shared.audit.append(&run_id, AuditEvent::Agent { pos, message: message.clone() });
-                emit(events, RunEvent::Agent { run_id: run_id.clone(), pos, message });
-            }
-            _ => break,
-        }
-    }
-
-    // What the stream masker held back, now that the answer is complete.
-    let rest = stream.lock().map(|mut s| s.finish()).unwrap_or_default();
-    if !rest.is_empty() {
-        emit(events, RunEvent::Chunk { run_id: run_id.clone(), pos, text: rest });
-    }
+    let result = caller.send(checked, &request).await;
     step.finished_at = Some(Utc::now());
     step.latency_ms = started.elapsed().as_millis() as u64;
-    let error_class = result.as_ref().err().map(AdapterError::kind);
+    let mut error_class = None;
+    let mut refused = None;
     match result {
-        Ok(resp) => {
-            let tokens = Tokens {
-                prompt: resp.usage.prompt_tokens,
-                completion: resp.usage.completion_tokens,
-            };
-            let cost = crate::budget::cost_of(&shared.config, &resp.agent, tokens);
-            shared.metrics.record_tokens(&resp.agent, tokens.prompt, tokens.completion);
-            shared.metrics.record_cost(&resp.agent, cost);
-            for _ in 0..resp.retries() {
-                shared.metrics.record_retry(&resp.agent);
-            }
-            for f in &resp.failed {
-                shared.metrics.record_fallback(&f.agent, &resp.agent);
-            }
-            step.tokens = tokens;
-            step.cost = cost;
-            step.tokens_estimated = resp.usage_estimated;
-            step.retries = resp.retries();
-            step.fallback_from =
-                failed.into_iter().chain(resp.failed.iter().map(|f| f.agent.clone())).collect();
-            step.answered_by = Some(resp.agent.clone());
-            step.model = resp.model.clone();
+        Ok(answer) => {
+            step.tokens = answer.tokens;
+            step.cost = answer.cost;
+            step.tokens_estimated = answer.tokens_estimated;
+            step.retries = answer.retries;
+            step.fallback_from = answer.fallback_from;
+            step.answered_by = Some(answer.agent);
+            step.model = answer.model;
             step.state = StepState::Completed;
-            let text = shared.redactor.redact_string(resp.text);
             if plan.role == Role::Review {
-                step.verdict = Some(troupe_workflows::verdict::parse_verdict(&text));
+                step.verdict = Some(troupe_workflows::verdict::parse_verdict(&answer.text));
             }
-            shared.audit.append(
-                &run_id,
-                AuditEvent::ResponseReceived {
-                    pos,
-                    agent: resp.agent.clone(),
-                    model: resp.model.clone(),
-                    tokens,
-                    tokens_estimated: resp.usage_estimated,
-                    cost,
-                    latency_ms: step.latency_ms,
-                    retries: step.retries,
-                    fallback_from: step.fallback_from.clone(),
-                    response: text.clone(),
-                },
-            );
-            step.response = Some(text);
+            step.response = Some(answer.text);
         }
-        Err(e) => {
-            step.state = if matches!(e, AdapterError::Cancelled { .. }) || cancel.is_cancelled() {
-                StepState::Cancelled
-            } else {
-                StepState::Failed
-            };
-            step.fallback_from = failed;
-            let error = shared.redactor.redact_string(e.to_string());
-            if refused.is_none() {
-                shared.audit.append(
-                    &run_id,
-                    AuditEvent::CallFailed {
-                        pos,
-                        agent: plan.agent.clone(),
-                        fallback_from: step.fallback_from.clone(),
-                        error: error.clone(),
-                    },
-                );
-            }
+        Err(Failure::Failed { error, class, cancelled, fallback_from }) => {
+            step.state = if cancelled { StepState::Cancelled } else { StepState::Failed };
+            step.fallback_from = fallback_from;
             step.note = Some(error);
+            error_class = Some(class);
+        }
+        Err(Failure::Refused { reason, fallback_from, .. }) => {
+            // The step's agent failed and the fallback that would answer could cross a
+            // budget: the step ends failed with the reason, and the run stops on the budget.
+            step.state = StepState::Failed;
+            step.fallback_from = fallback_from;
+            step.note = Some(format!("budget exceeded: {reason}"));
+            refused = Some(reason);
         }
     }
     shared.metrics.record_step(plan.role.as_str(), started.elapsed());
     telemetry::record_step(span, &step, error_class);
-    // The step's agent failed and the fallback that would answer could cross a budget: the
-    // step ends failed with the reason, and the run stops on the budget.
-    if let Some((_, reason)) = &refused {
-        step.note = Some(format!("budget exceeded: {reason}"));
-    }
     shared
         .store
         .put_step(&step)
         .map_err(|e| StepStop::Store(format!("cannot persist step: {e}")))?;
-    if let Some((name, reason)) = refused {
-        return Err(refuse(shared, &run_id, pos, &name, reason, events));
+    if let Some(reason) = refused {
+        return Err(StepStop::Budget(reason));
     }
     let verdict = step.verdict.as_ref().map(|v| {
         let status = match v.status {
@@ -738,62 +587,6 @@ async fn run_step(
         },
     );
     Ok(step)
-}
-
-/// A call not made for a budget: audited, announced, and the run stops.
-fn refuse(
-    shared: &Shared,
-    run_id: &str,
-    pos: troupe_workflows::engine::StepPos,
-    agent: &str,
-    reason: String,
-    events: &broadcast::Sender<RunEvent>,
-) -> StepStop {
-    shared.audit.append(
-        run_id,
-        AuditEvent::CallRefused { pos, agent: agent.to_string(), reason: reason.clone() },
-    );
-    emit(
-        events,
-        RunEvent::Agent {
-            run_id: run_id.to_string(),
-            pos,
-            message: format!("{agent}: not called, budget exceeded: {reason}"),
-        },
-    );
-    StepStop::Budget(reason)
-}
-
-/// Track breaker states (for routing) and metrics from an adapter event.
-pub(crate) fn note_agent_event(
-    breakers: &Arc<Mutex<BTreeMap<String, bool>>>,
-    metrics: &troupe_observability::Metrics,
-    event: &AgentEvent,
-) {
-    use troupe_observability::metrics::BreakerGauge;
-    let set = |agent: &str, open: bool| {
-        if let Ok(mut b) = breakers.lock() {
-            b.insert(agent.to_string(), open);
-        }
-    };
-    match event {
-        AgentEvent::BreakerOpened { agent, .. } => {
-            set(agent, true);
-            metrics.set_breaker(agent, BreakerGauge::Open);
-        }
-        AgentEvent::BreakerHalfOpen { agent } => {
-            set(agent, false);
-            metrics.set_breaker(agent, BreakerGauge::HalfOpen);
-        }
-        AgentEvent::BreakerClosed { agent } => {
-            set(agent, false);
-            metrics.set_breaker(agent, BreakerGauge::Closed);
-        }
-        AgentEvent::RateLimitWait { agent, wait_ms } => {
-            metrics.record_rate_limit_wait(agent, std::time::Duration::from_millis(*wait_ms));
-        }
-        _ => {}
-    }
 }
 
 fn prompt_vars<'a>(
