@@ -1,0 +1,192 @@
+//! Apply a run's change to the user's tree, all or nothing, and revert it.
+//!
+//! Apply checks first (`git apply --check` of the binary patch against the user's working
+//! tree) and refuses with the conflicting files named, having written nothing; then
+//! `git apply` (atomic: every file or none). With a commit message it also commits exactly
+//! the applied files on the user's current branch — refused up front when the user has
+//! other staged changes, so their work never ends up in troupe's commit. Revert refuses
+//! when any applied file changed since (content ids recorded at apply), then applies the
+//! patch in reverse; if apply made a commit, revert makes a new commit that undoes it
+//! (history is never rewritten). In place, the change is already in the tree: apply only
+//! records it, and revert restores the checkpoint's content of the files the run changed.
+
+use std::path::PathBuf;
+
+use super::{Applied, Workspace, WorkspaceKind};
+use crate::error::{Error, Result};
+use crate::git::Git;
+
+impl Workspace {
+    /// A dry run of [`Workspace::apply`]: `Err(Error::Conflict)` naming the files that no
+    /// longer match, `Err(Error::NothingToApply)` for an empty change.
+    pub fn check_apply(&self) -> Result<()> {
+        if let Some(applied) = &self.applied {
+            return Err(Error::AlreadyApplied { at: applied.at });
+        }
+        let change = self.diff()?;
+        if change.is_empty() {
+            return Err(Error::NothingToApply);
+        }
+        if self.kind == WorkspaceKind::InPlace {
+            return Ok(());
+        }
+        check(&self.target()?, &change.patch, false, &change.paths())
+    }
+
+    /// Applies the change to the user's tree, all or nothing; with `commit_message`, also
+    /// commits the applied files on the user's current branch. In place, the change is
+    /// already in the tree: this only records it (no commit is made).
+    ///
+    /// If the files are written but the commit then fails, the change is recorded as
+    /// applied (revert undoes it) and the commit's error is returned.
+    pub fn apply(&mut self, commit_message: Option<&str>) -> Result<Applied> {
+        self.check_apply()?;
+        let change = self.diff()?;
+        let files = change.paths();
+        let target = self.target()?;
+        let repository = self.kind == WorkspaceKind::Worktree;
+        if commit_message.is_some() && self.kind != WorkspaceKind::InPlace {
+            if !repository {
+                return Err(Error::CommitOutsideRepository { path: self.project.clone() });
+            }
+            staged_nothing(&target)?;
+        }
+        if self.kind != WorkspaceKind::InPlace {
+            target.run_input(["apply", "--binary"], Some(change.patch.as_bytes()))?;
+        }
+        let mut applied = Applied {
+            at: chrono::Utc::now(),
+            after: content_ids(&target, &files)?,
+            files,
+            commit: None,
+            patch: change.patch,
+        };
+        self.applied = Some(applied.clone());
+        if let (Some(message), WorkspaceKind::Worktree) = (commit_message, self.kind) {
+            let message = format!("{message}\n\nApplied from troupe run {}.", self.run_id);
+            let id = commit_files(&target, &applied.files, &message)?;
+            applied.commit = Some(id);
+            self.applied = Some(applied.clone());
+        }
+        Ok(applied)
+    }
+
+    /// Undoes the applied change: `Err(Error::ChangedSinceApply)` naming the files the user
+    /// edited since (nothing is reverted then). A change applied with a commit is undone
+    /// with a new commit. In place, restores the checkpoint's content of the run's files
+    /// (no apply needed first).
+    pub fn revert(&mut self) -> Result<()> {
+        let target = self.target()?;
+        let (patch, after, commit) = match (&self.applied, self.kind) {
+            (Some(a), _) => (a.patch.clone(), a.after.clone(), a.commit.clone()),
+            (None, WorkspaceKind::InPlace) => {
+                let change = self.diff()?;
+                let after = head_ids(&target, &self.head, &change.paths())?;
+                (change.patch, after, None)
+            }
+            (None, _) => return Err(Error::NotApplied),
+        };
+        let files: Vec<PathBuf> = after.iter().map(|(p, _)| p.clone()).collect();
+        let now = content_ids(&target, &files)?;
+        let changed: Vec<PathBuf> =
+            after.iter().zip(&now).filter(|(a, n)| a.1 != n.1).map(|(a, _)| a.0.clone()).collect();
+        if !changed.is_empty() {
+            return Err(Error::ChangedSinceApply { files: changed });
+        }
+        if commit.is_some() {
+            staged_nothing(&target)?;
+        }
+        check(&target, &patch, true, &files)?;
+        target.run_input(["apply", "--binary", "-R"], Some(patch.as_bytes()))?;
+        self.applied = None;
+        if let Some(commit) = commit {
+            let message =
+                format!("Revert troupe run {}\n\nThis reverts commit {commit}.", self.run_id);
+            commit_files(&target, &files, &message)?;
+        }
+        Ok(())
+    }
+
+    /// git in the folder the change is applied to: the user's repository top, or the
+    /// project folder for a copy.
+    fn target(&self) -> Result<Git> {
+        match self.kind {
+            WorkspaceKind::Copy => Ok(Git::new(&self.project)),
+            WorkspaceKind::Worktree | WorkspaceKind::InPlace => {
+                let top = Git::new(&self.project).run(["rev-parse", "--show-toplevel"])?;
+                Ok(Git::new(top.trim()))
+            }
+        }
+    }
+}
+
+/// `git apply --check` (reversed with `reverse`); a failure names the files git complained
+/// about (all of them when it names none).
+fn check(git: &Git, patch: &str, reverse: bool, files: &[PathBuf]) -> Result<()> {
+    let mut args = vec!["apply", "--check", "--binary"];
+    if reverse {
+        args.push("-R");
+    }
+    let out = git.output(&args, Some(patch.as_bytes()))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let named: Vec<PathBuf> = files
+        .iter()
+        .filter(|f| {
+            let f = f.to_string_lossy();
+            stderr.lines().any(|l| {
+                l.contains(&format!(" {f}:")) || l.contains(&format!(" {f}\n")) || l.ends_with(&*f)
+            })
+        })
+        .cloned()
+        .collect();
+    Err(Error::Conflict { files: if named.is_empty() { files.to_vec() } else { named } })
+}
+
+/// Refuses when the user has staged changes (they would end up in troupe's commit).
+fn staged_nothing(git: &Git) -> Result<()> {
+    let out = git.run(["diff", "--cached", "--name-only", "--no-relative", "-z"])?;
+    let files: Vec<PathBuf> =
+        out.split('\0').filter(|f| !f.is_empty()).map(PathBuf::from).collect();
+    if files.is_empty() { Ok(()) } else { Err(Error::StagedChanges { files }) }
+}
+
+/// Stages exactly `files` (additions and removals) and commits them on the current branch,
+/// as the user when the user has an identity; returns the commit id.
+fn commit_files(git: &Git, files: &[PathBuf], message: &str) -> Result<String> {
+    let literal = git.clone().env("GIT_LITERAL_PATHSPECS", "1");
+    let mut add: Vec<&std::ffi::OsStr> = vec!["add".as_ref(), "-A".as_ref(), "--".as_ref()];
+    add.extend(files.iter().map(|f| f.as_os_str()));
+    literal.run(add)?;
+    git.clone().as_user().run(["commit", "-q", "--no-verify", "-m", message])?;
+    Ok(git.run(["rev-parse", "HEAD"])?.trim().to_string())
+}
+
+/// Each file's content id on disk (`git hash-object`), `None` when it does not exist.
+fn content_ids(git: &Git, files: &[PathBuf]) -> Result<Vec<(PathBuf, Option<String>)>> {
+    let present: Vec<&PathBuf> =
+        files.iter().filter(|f| git.dir().join(f).symlink_metadata().is_ok()).collect();
+    let mut ids = std::collections::HashMap::new();
+    if !present.is_empty() {
+        let mut args: Vec<&std::ffi::OsStr> = vec!["hash-object".as_ref(), "--".as_ref()];
+        args.extend(present.iter().map(|f| f.as_os_str()));
+        let out = git.run(args)?;
+        ids.extend(present.into_iter().zip(out.lines().map(str::to_string)));
+    }
+    Ok(files.iter().map(|f| (f.clone(), ids.get(f).cloned())).collect())
+}
+
+/// Each file's content id in commit `head`, `None` when it is not there.
+fn head_ids(git: &Git, head: &str, files: &[PathBuf]) -> Result<Vec<(PathBuf, Option<String>)>> {
+    files
+        .iter()
+        .map(|f| {
+            let spec = format!("{head}:{}", f.display());
+            let out = git.output(["rev-parse", "--verify", "-q", &spec], None)?;
+            let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            Ok((f.clone(), (out.status.success() && !id.is_empty()).then_some(id)))
+        })
+        .collect()
+}
