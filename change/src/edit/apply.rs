@@ -1,0 +1,412 @@
+//! Applying edits: safety first, then each file's edits in memory, then atomic writes.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use super::{Edit, EditFailure, EditOutcome};
+use crate::safety::{self, Policy, Refused};
+use crate::{Error, Result};
+
+/// Applies `edits` under `root` (the workspace) with `policy`. Every path is checked first
+/// ([`safety::check`]); each file's edits apply in the answer's order, in memory; when the
+/// files and lines changed are over the policy's limits every edit is refused; otherwise each
+/// changed file is written atomically. A file whose edits do not all apply is left untouched
+/// and reported in [`EditOutcome::failed`]; the other files still apply.
+///
+/// # Errors
+/// Only I/O failures while writing (a full disk, a read-only folder).
+pub fn apply(root: &Path, edits: &[Edit], policy: &Policy) -> Result<EditOutcome> {
+    let mut outcome = EditOutcome::default();
+    // Group by the cleaned relative path, keeping the answer's order of first appearance.
+    let mut order: Vec<String> = Vec::new();
+    let mut groups: HashMap<String, Vec<(usize, &Edit)>> = HashMap::new();
+    let mut refused_paths: Vec<String> = Vec::new();
+    for (n, edit) in edits.iter().enumerate() {
+        let rel = match safety::relative(edit.path()) {
+            Ok(rel) => rel,
+            Err(refused) => {
+                if !refused_paths.contains(&refused.path) {
+                    refused_paths.push(refused.path.clone());
+                    outcome.refused.push(refused);
+                }
+                continue;
+            }
+        };
+        if !groups.contains_key(&rel) {
+            order.push(rel.clone());
+        }
+        groups.entry(rel).or_default().push((n + 1, edit));
+    }
+
+    let mut planned: Vec<Planned> = Vec::new();
+    for rel in order {
+        let group = groups.remove(&rel).unwrap_or_default();
+        let shown = group.first().map_or(rel.as_str(), |(_, e)| e.path());
+        let target = match safety::check(root, &rel, policy) {
+            Ok(target) => target,
+            Err(refused) => {
+                outcome.refused.push(Refused { path: shown.to_string(), reason: refused.reason });
+                continue;
+            }
+        };
+        match plan_file(&rel, &target, &group)? {
+            Ok(Some(p)) => planned.push(p),
+            Ok(None) => {}
+            Err(failure) => outcome.failed.push(failure),
+        }
+    }
+
+    let (added, removed) = planned.iter().fold((0u64, 0u64), |(a, r), p| {
+        let (pa, pr) = count_lines(p.old.as_deref().unwrap_or(""), &p.new);
+        (a + pa, r + pr)
+    });
+    if let Some(reason) = policy.over_limits(planned.len(), (added + removed) as usize) {
+        for p in planned {
+            outcome.refused.push(Refused { path: p.rel, reason: reason.clone() });
+        }
+        return Ok(outcome);
+    }
+    for p in planned {
+        write_atomically(&p.target, &p.new, p.old.is_some())?;
+        outcome.changed.push(PathBuf::from(&p.rel));
+    }
+    outcome.lines_added = added;
+    outcome.lines_removed = removed;
+    Ok(outcome)
+}
+
+/// A file's new content, ready to write.
+struct Planned {
+    rel: String,
+    target: PathBuf,
+    old: Option<String>,
+    new: String,
+}
+
+/// Applies one file's edits in memory: `Ok(Ok(None))` when nothing changes.
+fn plan_file(
+    rel: &str,
+    target: &Path,
+    group: &[(usize, &Edit)],
+) -> Result<Result<Option<Planned>, EditFailure>> {
+    let first = group.first().map_or(1, |(n, _)| *n);
+    let fail = |edit: usize, message: String| EditFailure { path: rel.to_string(), edit, message };
+    if target.is_dir() {
+        return Ok(Err(fail(
+            first,
+            format!("{rel} is a folder, not a file; name a file inside it"),
+        )));
+    }
+    let old = match std::fs::read(target) {
+        Ok(bytes) => match String::from_utf8(bytes) {
+            Ok(text) => Some(text),
+            Err(_) => {
+                return Ok(Err(fail(
+                    first,
+                    format!("{rel} is not UTF-8 text; troupe edits text files only"),
+                )));
+            }
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(source) => {
+            return Err(Error::Io { what: format!("reading {}", target.display()), source });
+        }
+    };
+    let crlf = old.as_deref().is_some_and(|t| t.contains("\r\n"));
+    let mut text = old.as_deref().unwrap_or("").replace("\r\n", "\n");
+    for (n, edit) in group {
+        match edit {
+            Edit::WholeFile { content, .. } => text = content.replace("\r\n", "\n"),
+            Edit::Replace { search, replace, .. } => {
+                match replace_once(&text, search, replace, old.is_some()) {
+                    Ok(new) => text = new,
+                    Err(why) => return Ok(Err(fail(*n, why.render(*n, rel)))),
+                }
+            }
+        }
+    }
+    let new = if crlf { text.replace('\n', "\r\n") } else { text };
+    if old.as_deref() == Some(new.as_str()) {
+        return Ok(Ok(None));
+    }
+    Ok(Ok(Some(Planned { rel: rel.to_string(), target: target.to_path_buf(), old, new })))
+}
+
+/// Why a SEARCH text did not apply.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Miss {
+    /// Not found; the closest window (1-based first and last line, and its text), if any.
+    NotFound(Option<(usize, usize, String)>),
+    /// Found more than once, at these 1-based first lines.
+    Ambiguous(Vec<usize>),
+}
+
+impl Miss {
+    fn render(&self, edit: usize, rel: &str) -> String {
+        match self {
+            Self::NotFound(Some((from, to, text))) => format!(
+                "the SEARCH text of edit {edit} was not found in {rel}; the closest lines are \
+                 ({from}-{to}):\n```\n{text}```\nCopy the SEARCH lines exactly from the file."
+            ),
+            Self::NotFound(None) => format!(
+                "the SEARCH text of edit {edit} was not found in {rel}; copy the SEARCH lines \
+                 exactly from the file"
+            ),
+            Self::Ambiguous(starts) => {
+                let at: Vec<String> = starts.iter().map(ToString::to_string).collect();
+                format!(
+                    "the SEARCH text of edit {edit} was found {} times in {rel} (at lines {}); \
+                     add surrounding lines to SEARCH so it matches once",
+                    starts.len(),
+                    at.join(", ")
+                )
+            }
+        }
+    }
+}
+
+/// Replaces the one occurrence of `search` in `text` (both with `\n` line ends). Matching
+/// tries the exact lines, then lines ignoring trailing whitespace, then lines ignoring a
+/// consistent difference of indentation (re-indenting the replacement the same way); the
+/// first rule that finds anything decides. An empty `search` creates the file or, when it
+/// exists, appends — unless the replacement starts like the file, then it is the whole file.
+pub(super) fn replace_once(
+    text: &str,
+    search: &str,
+    replace: &str,
+    exists: bool,
+) -> std::result::Result<String, Miss> {
+    let search = search.replace("\r\n", "\n");
+    let replace = replace.replace("\r\n", "\n");
+    if search.trim().is_empty() {
+        if !exists || text.trim().is_empty() {
+            return Ok(replace);
+        }
+        let first = |t: &str| {
+            t.lines().find(|l| !l.trim().is_empty()).map(str::trim_end).map(str::to_string)
+        };
+        if first(text) == first(&replace) {
+            return Ok(replace);
+        }
+        let mut out = text.to_string();
+        if !out.ends_with('\n') {
+            out.push('\n');
+        }
+        out.push_str(&replace);
+        return Ok(out);
+    }
+    let file: Vec<&str> = split_lines(text);
+    let mut wanted: Vec<&str> = split_lines(&search);
+    // Blank lines the model added around the SEARCH text are not part of what it meant.
+    while wanted.first().is_some_and(|l| l.trim().is_empty()) && wanted.len() > 1 {
+        wanted.remove(0);
+    }
+    while wanted.last().is_some_and(|l| l.trim().is_empty()) && wanted.len() > 1 {
+        wanted.pop();
+    }
+    let new_lines: Vec<&str> = split_lines(&replace);
+
+    let exact = find_all(&file, &wanted, |a, b| a == b);
+    let trailing = || find_all(&file, &wanted, |a, b| a.trim_end() == b.trim_end());
+    let (starts, reindent) = if !exact.is_empty() {
+        (exact, false)
+    } else if let t @ [_, ..] = trailing().as_slice() {
+        (t.to_vec(), false)
+    } else {
+        let indented: Vec<usize> = (0..=file.len().saturating_sub(wanted.len()))
+            .filter(|&s| s + wanted.len() <= file.len())
+            .filter(|&s| indent_map(&file[s..s + wanted.len()], &wanted).is_some())
+            .collect();
+        (indented, true)
+    };
+    match starts.as_slice() {
+        [] => Err(Miss::NotFound(closest(&file, &wanted))),
+        [start] => {
+            let start = *start;
+            let window = &file[start..start + wanted.len()];
+            let replacement: Vec<String> = if reindent {
+                let map = indent_map(window, &wanted).unwrap_or_default();
+                new_lines.iter().map(|l| reindent_line(l, &map)).collect()
+            } else {
+                new_lines.iter().map(|l| (*l).to_string()).collect()
+            };
+            let mut out: Vec<String> = file[..start].iter().map(|l| (*l).to_string()).collect();
+            out.extend(replacement);
+            out.extend(file[start + wanted.len()..].iter().map(|l| (*l).to_string()));
+            // A file without a final newline keeps it that way.
+            let mut joined = out.join("\n");
+            if text.ends_with('\n') && !out.is_empty() {
+                joined.push('\n');
+            }
+            Ok(joined)
+        }
+        many => Err(Miss::Ambiguous(many.iter().map(|s| s + 1).collect())),
+    }
+}
+
+/// The lines of `text` without their `\n` (a final newline does not make an empty line).
+fn split_lines(text: &str) -> Vec<&str> {
+    if text.is_empty() {
+        return Vec::new();
+    }
+    text.strip_suffix('\n').unwrap_or(text).split('\n').collect()
+}
+
+fn find_all(file: &[&str], wanted: &[&str], eq: impl Fn(&str, &str) -> bool) -> Vec<usize> {
+    if wanted.is_empty() || wanted.len() > file.len() {
+        return Vec::new();
+    }
+    (0..=file.len() - wanted.len())
+        .filter(|&s| wanted.iter().enumerate().all(|(k, w)| eq(file[s + k], w)))
+        .collect()
+}
+
+fn leading(line: &str) -> &str {
+    &line[..line.len() - line.trim_start().len()]
+}
+
+/// If `window` equals `wanted` up to a consistent change of indentation, the map from each
+/// of `wanted`'s indentations to the file's.
+fn indent_map<'a>(window: &[&'a str], wanted: &[&'a str]) -> Option<Vec<(&'a str, &'a str)>> {
+    let mut map: Vec<(&str, &str)> = Vec::new();
+    for (have, want) in window.iter().zip(wanted) {
+        if have.trim() != want.trim() {
+            return None;
+        }
+        if have.trim().is_empty() {
+            continue;
+        }
+        let (from, to) = (leading(want), leading(have));
+        match map.iter().find(|(f, _)| *f == from) {
+            Some((_, t)) if *t != to => return None,
+            Some(_) => {}
+            None => {
+                // Order must be kept: deeper in the answer is deeper in the file.
+                if map.iter().any(|(f, t)| (f.len() < from.len()) != (t.len() < to.len())) {
+                    return None;
+                }
+                map.push((from, to));
+            }
+        }
+    }
+    Some(map)
+}
+
+/// Re-indents one replacement line with the map found for its SEARCH text.
+fn reindent_line(line: &str, map: &[(&str, &str)]) -> String {
+    if line.trim().is_empty() {
+        return line.trim_end().to_string();
+    }
+    let indent = leading(line);
+    let body = line.trim_start();
+    if let Some((_, to)) = map.iter().find(|(from, _)| *from == indent) {
+        return format!("{to}{body}");
+    }
+    // The longest mapped indentation this one extends: map it, keep the extra.
+    let best =
+        map.iter().filter(|(from, _)| indent.starts_with(from)).max_by_key(|(from, _)| from.len());
+    match best {
+        Some((from, to)) => {
+            let extra = &indent[from.len()..];
+            // Tabs in the file where the answer used spaces: convert the extra the same way.
+            let extra = spaces_to_tabs(extra, map).unwrap_or_else(|| extra.to_string());
+            format!("{to}{extra}{body}")
+        }
+        None => line.to_string(),
+    }
+}
+
+/// When the file indents with tabs where the answer used spaces, the extra spaces as tabs.
+fn spaces_to_tabs(extra: &str, map: &[(&str, &str)]) -> Option<String> {
+    if extra.is_empty() || !extra.chars().all(|c| c == ' ') {
+        return None;
+    }
+    let (from, to) = map.iter().find(|(f, t)| {
+        !f.is_empty()
+            && f.chars().all(|c| c == ' ')
+            && !t.is_empty()
+            && t.chars().all(|c| c == '\t')
+    })?;
+    let per_tab = (from.len() / to.len()).max(1);
+    Some("\t".repeat(extra.len().div_ceil(per_tab)))
+}
+
+/// The window of the file most like `wanted` (for the error message only; never applied).
+fn closest(file: &[&str], wanted: &[&str]) -> Option<(usize, usize, String)> {
+    if file.is_empty() {
+        return None;
+    }
+    let len = wanted.len().min(file.len()).max(1);
+    let cheap = file.len().saturating_mul(len) > 400_000;
+    let sim = |a: &str, b: &str| -> f64 {
+        let (a, b) = (a.trim(), b.trim());
+        if a == b {
+            1.0
+        } else if cheap || a.len() > 300 || b.len() > 300 {
+            0.0
+        } else {
+            strsim::normalized_levenshtein(a, b)
+        }
+    };
+    let mut best: Option<(f64, usize)> = None;
+    for start in 0..=file.len() - len {
+        let score: f64 = (0..len).map(|k| sim(file[start + k], wanted[k])).sum();
+        if best.is_none_or(|(b, _)| score > b) {
+            best = Some((score, start));
+        }
+    }
+    let (score, start) = best?;
+    if score / (len as f64) < 0.3 {
+        return None;
+    }
+    let mut text = String::new();
+    for line in &file[start..start + len] {
+        text.push_str(line);
+        text.push('\n');
+    }
+    Some((start + 1, start + len, text))
+}
+
+/// Lines added and removed from `old` to `new` (a line diff).
+pub(super) fn count_lines(old: &str, new: &str) -> (u64, u64) {
+    let diff = similar::TextDiff::configure()
+        .timeout(std::time::Duration::from_secs(2))
+        .diff_lines(old, new);
+    let mut added = 0;
+    let mut removed = 0;
+    for change in diff.iter_all_changes() {
+        match change.tag() {
+            similar::ChangeTag::Insert => added += 1,
+            similar::ChangeTag::Delete => removed += 1,
+            similar::ChangeTag::Equal => {}
+        }
+    }
+    (added, removed)
+}
+
+/// Writes `content` to `target` through a temporary file in the same folder and a rename, so
+/// a reader sees the old file or the new one, never half of one. Keeps an existing file's
+/// permissions; creates missing folders.
+fn write_atomically(target: &Path, content: &str, existed: bool) -> Result<()> {
+    let io = |what: String| move |source| Error::Io { what, source };
+    let dir = target.parent().unwrap_or_else(|| Path::new("."));
+    std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+    let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.troupe-{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut file =
+            std::fs::File::create(&tmp).map_err(io(format!("creating {}", tmp.display())))?;
+        file.write_all(content.as_bytes()).map_err(io(format!("writing {}", tmp.display())))?;
+        file.sync_all().map_err(io(format!("syncing {}", tmp.display())))?;
+        if existed && let Ok(meta) = std::fs::metadata(target) {
+            std::fs::set_permissions(&tmp, meta.permissions())
+                .map_err(io(format!("setting permissions of {}", tmp.display())))?;
+        }
+        std::fs::rename(&tmp, target).map_err(io(format!("replacing {}", target.display())))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
