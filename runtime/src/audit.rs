@@ -132,6 +132,43 @@ pub enum AuditEvent {
         /// Why.
         reason: String,
     },
+    /// A step's edits were applied to the workspace (refusals and failures named).
+    EditsApplied {
+        /// Where in the run.
+        pos: StepPos,
+        /// What changed, in words.
+        summary: String,
+        /// Edits refused by patch safety (never applied).
+        refused: Vec<String>,
+        /// Edits that did not apply.
+        failed: Vec<String>,
+    },
+    /// The validators ran on the change.
+    Validated {
+        /// The step whose change was checked.
+        after: StepPos,
+        /// The workspace commit checked.
+        commit: String,
+        /// Whether every command passed.
+        passed: bool,
+        /// One line per command.
+        summary: String,
+        /// The failures as shown to the agents.
+        evidence: String,
+    },
+    /// The run's change was applied to the project.
+    ChangeApplied {
+        /// The files written.
+        files: Vec<PathBuf>,
+        /// The commit made on the user's branch, if asked for.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        commit: Option<String>,
+    },
+    /// An applied change was undone.
+    ChangeReverted {
+        /// The files restored.
+        files: Vec<PathBuf>,
+    },
     /// The run ended.
     RunFinished {
         /// How.
@@ -314,6 +351,38 @@ pub fn render(entry: &AuditEntry) -> String {
         }
         AuditEvent::Agent { pos, message } => {
             let _ = writeln!(out, "{at}  AGENT ({}): {message}", pos_label(*pos));
+        }
+        AuditEvent::EditsApplied { pos, summary, refused, failed } => {
+            let _ = writeln!(out, "{at}  EDITS ({}): {summary}", pos_label(*pos));
+            for r in refused {
+                let _ = writeln!(out, "  refused: {r}");
+            }
+            for f in failed {
+                let _ = writeln!(out, "  did not apply: {f}");
+            }
+        }
+        AuditEvent::Validated { after, commit, passed, summary, evidence } => {
+            let verdict = if *passed { "passed" } else { "FAILED" };
+            let short: String = commit.chars().take(10).collect();
+            let _ = writeln!(
+                out,
+                "{at}  VALIDATORS {verdict} on {short} (after {}): {summary}",
+                pos_label(*after)
+            );
+            if !*passed {
+                quoted(&mut out, evidence);
+            }
+        }
+        AuditEvent::ChangeApplied { files, commit } => {
+            let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+            let _ = writeln!(out, "{at}  APPLIED to the project: {}", names.join(", "));
+            if let Some(c) = commit {
+                let _ = writeln!(out, "  committed as {c}");
+            }
+        }
+        AuditEvent::ChangeReverted { files } => {
+            let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+            let _ = writeln!(out, "{at}  REVERTED in the project: {}", names.join(", "));
         }
         AuditEvent::ResponseReceived {
             pos,

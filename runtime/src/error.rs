@@ -32,6 +32,10 @@ pub enum Error {
     /// Agents could not be set up.
     #[error(transparent)]
     Adapter(#[from] troupe_adapters::AdapterError),
+    /// A workspace, edit or validator operation failed (a conflicting apply, a revert of
+    /// files changed since, git missing, …).
+    #[error(transparent)]
+    Change(#[from] troupe_change::Error),
     /// A blocking task died.
     #[error("an internal task failed: {0}")]
     Join(String),

@@ -13,26 +13,31 @@
 //! Only this crate and the binary know actix.
 
 pub mod agents;
+mod apply;
 pub mod audit;
 mod budget;
 mod call;
 pub mod context_memory;
 pub mod error;
+pub mod events;
 pub mod memory;
 pub mod model;
 mod open;
 mod planner;
+mod prompt;
 mod runtime;
+mod settings;
 pub mod store;
 pub mod supervisor;
 mod telemetry;
+mod work;
 
 pub use budget::MIN_ANSWER_TOKENS;
 pub use error::{Error, Result};
 pub use memory::{ContextBlock, Memory, RunOutcome};
 pub use model::{
-    Budget, RunEvent, RunRecord, RunRequest, RunState, RunStats, RunUsage, StepRecord, StepState,
-    Tokens, UsageReport, UsageTotals,
+    Budget, CheckRecord, RunEvent, RunRecord, RunRequest, RunState, RunStats, RunUsage,
+    StepChange, StepRecord, StepState, Tokens, UsageReport, UsageTotals,
 };
 pub use open::{CollectionBackend, RUNS_COLLECTION, agents_of, open, store_backend};
 pub use runtime::{RunHandle, Runtime, RuntimeParts};

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use troupe_adapters::config::Role;
+pub use troupe_change::validate::{CommandResult, Report};
+pub use troupe_change::workspace::{FileStat, Workspace};
 use troupe_workflows::WorkflowConfig;
 use troupe_workflows::engine::{FinishReason, StepPos};
 use troupe_workflows::verdict::Verdict;
@@ -104,6 +106,16 @@ pub struct RunRequest {
     /// Overrides the configured `run_cost_budget`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget_cost: Option<f64>,
+    /// Work in the project folder itself (with a checkpoint to revert to) instead of an
+    /// isolated workspace.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub in_place: bool,
+    /// Run no validators (the project's tests and linters) after changes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_validate: bool,
+    /// Apply the change to the project when the run completes green.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub apply: bool,
 }
 
 /// Limits on what a run may use; checked before each call.
@@ -180,6 +192,35 @@ pub struct RunRecord {
     /// The run's own budget (from the request or the configuration when it was created).
     #[serde(default, skip_serializing_if = "is_unset")]
     pub budget: Budget,
+    /// Where the run works: its own git worktree (or a copy, or the project itself), the
+    /// base its change is measured against, and whether the change was applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<Workspace>,
+    /// The validators that check each change (the project's tests and linters).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub validators: Vec<String>,
+    /// Where the validators came from ("configured", or what detected them), or why none run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validators_source: Option<String>,
+    /// The files the run's change touches, with lines added and removed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<FileStat>,
+    /// The latest validators' results.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation: Option<Report>,
+    /// Works in the project folder itself (`--in-place`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub in_place: bool,
+    /// Validators turned off for this run (`--no-validate`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_validate: bool,
+    /// Apply the change to the project when the run completes green (`--apply`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub apply: bool,
+    /// Whether the result is backed by evidence: `Some(true)` when validators passed,
+    /// `Some(false)` when no validator ran (the review judged by reading: unverified).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified: Option<bool>,
 }
 
 fn is_unset(b: &Budget) -> bool {
@@ -265,6 +306,91 @@ pub struct StepRecord {
     /// Wall time of the call, in milliseconds.
     #[serde(default)]
     pub latency_ms: u64,
+    /// What the step changed in the workspace (work steps).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<StepChange>,
+    /// For reviews: no evidence (validator results) was available, so the verdict is a
+    /// judgement by reading only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unverified: bool,
+}
+
+/// What a step changed in the run's workspace.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StepChange {
+    /// The commit in the workspace holding the step's change (none when nothing changed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    /// The files changed, with lines added and removed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<FileStat>,
+    /// Edits refused by patch safety (path and reason), never applied.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<String>,
+    /// Edits that did not apply, after the automatic re-ask.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed: Vec<String>,
+    /// Whether the agent was asked again because its edits did not apply.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reasked: bool,
+}
+
+impl StepChange {
+    /// Lines added over the files.
+    pub fn added(&self) -> u64 {
+        self.files.iter().map(|f| f.added).sum()
+    }
+
+    /// Lines removed over the files.
+    pub fn removed(&self) -> u64 {
+        self.files.iter().map(|f| f.removed).sum()
+    }
+
+    /// One line for people: "2 files changed (+10 -3)", refusals and failures included.
+    pub fn summary(&self) -> String {
+        let mut s = match self.files.len() {
+            0 => "no files changed".to_string(),
+            1 => format!("1 file changed (+{} -{})", self.added(), self.removed()),
+            n => format!("{n} files changed (+{} -{})", self.added(), self.removed()),
+        };
+        if !self.refused.is_empty() {
+            s.push_str(&format!("; {} edit(s) refused", self.refused.len()));
+        }
+        if !self.failed.is_empty() {
+            s.push_str(&format!("; {} edit(s) did not apply", self.failed.len()));
+        }
+        s
+    }
+}
+
+/// A run of the validators (a `validate` step), after the step at `after`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckRecord {
+    /// The run.
+    pub run_id: String,
+    /// The step whose change was checked.
+    pub after: StepPos,
+    /// The workspace commit checked.
+    pub commit: String,
+    /// Running, completed or cancelled.
+    pub state: StepState,
+    /// The commands.
+    pub commands: Vec<String>,
+    /// Their results, when they ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<Report>,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// Wall time, in milliseconds.
+    #[serde(default)]
+    pub latency_ms: u64,
+}
+
+impl CheckRecord {
+    /// Whether the validators ran and passed.
+    pub fn passed(&self) -> bool {
+        self.state == StepState::Completed && self.report.as_ref().is_some_and(Report::passed)
+    }
 }
 
 /// Something that happened in a run, for front-ends (the shell, SSE, `troupe run`).
@@ -284,6 +410,12 @@ pub enum RunEvent {
         /// Why this workflow (offline substitution, planner notes).
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         notes: Vec<String>,
+        /// Where the run works, in words.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        workspace: Option<String>,
+        /// The validators and where they came from, in words (or why none run).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        validators: Option<String>,
     },
     /// The planner chose the steps.
     Planned {
@@ -354,6 +486,42 @@ pub enum RunEvent {
         /// Why it failed or was skipped.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         note: Option<String>,
+    },
+    /// A step's edits were applied to the workspace (and committed there).
+    Changed {
+        /// The run.
+        run_id: String,
+        /// The step.
+        pos: StepPos,
+        /// What changed.
+        change: StepChange,
+    },
+    /// The validators started on the change after the step at `after`.
+    ValidateStarted {
+        /// The run.
+        run_id: String,
+        /// The step whose change is checked.
+        after: StepPos,
+        /// The commands.
+        commands: Vec<String>,
+    },
+    /// The validators ended.
+    ValidateFinished {
+        /// The run.
+        run_id: String,
+        /// The step whose change was checked.
+        after: StepPos,
+        /// Whether every command passed.
+        passed: bool,
+        /// Each command's result (output tails included).
+        results: Vec<CommandResult>,
+    },
+    /// The run's change was applied to the project.
+    Applied {
+        /// The run.
+        run_id: String,
+        /// The files written.
+        files: Vec<std::path::PathBuf>,
     },
     /// The run ended.
     RunFinished {

@@ -91,6 +91,7 @@ pub fn open(config: Config, config_path: Option<PathBuf>, offline: bool) -> Resu
         context: Some(store),
         audit,
         redactor,
+        workspaces: Some(data_dir.join("workspaces")),
     })
 }
 

@@ -24,7 +24,7 @@ use crate::audit::AuditLog;
 use crate::error::{Error, Result};
 use crate::memory::{ContextBlock, Memory};
 use crate::model::{
-    Budget, RunEvent, RunRecord, RunRequest, RunState, RunStats, StepRecord, StepState, Tokens,
+    Budget, CheckRecord, RunEvent, RunRecord, RunRequest, RunState, RunStats, StepRecord, StepState, Tokens,
     UsageReport,
 };
 use crate::store::{Backend, RunStore};
@@ -65,6 +65,9 @@ pub struct RuntimeParts {
     pub audit: AuditLog,
     /// Masks secrets in prompts, answers, records and events.
     pub redactor: Redactor,
+    /// Where runs' workspaces are made (`<data>/workspaces`); `None`: runs work in the
+    /// project folder and produce text only (in-memory runtimes in tests).
+    pub workspaces: Option<PathBuf>,
 }
 
 /// A run that is executing in this process.
@@ -92,6 +95,7 @@ pub(crate) struct Shared {
     pub context: Option<troupe_context::Store>,
     pub audit: AuditLog,
     pub redactor: Redactor,
+    pub workspaces: Option<PathBuf>,
     live: Mutex<HashMap<String, LiveRun>>,
 }
 
@@ -220,6 +224,7 @@ impl Runtime {
             context,
             audit,
             redactor,
+            workspaces,
         } = parts;
         let prompts_dir = config
             .settings
@@ -272,6 +277,7 @@ impl Runtime {
             context,
             audit,
             redactor,
+            workspaces,
             live: Mutex::new(HashMap::new()),
         });
         Ok(Runtime { shared, slots })
@@ -357,6 +363,70 @@ impl Runtime {
     /// Ids of the runs executing in this process.
     pub fn live_runs(&self) -> Vec<String> {
         self.shared.live.lock().map(|l| l.keys().cloned().collect()).unwrap_or_default()
+    }
+
+    fn ended_run(&self, id: &str) -> Result<RunRecord> {
+        let record =
+            self.shared.store.find_run(id)?.ok_or_else(|| Error::NoSuchRun(id.to_string()))?;
+        if !record.state.is_final() || self.live_runs().contains(&record.id) {
+            return Err(Error::WrongState {
+                id: record.id,
+                state: record.state,
+                hint: "wait for it to end, or cancel it first",
+            });
+        }
+        Ok(record)
+    }
+
+    /// A run's change against its base (its workspace's commits).
+    pub async fn diff(&self, id: &str) -> Result<troupe_change::workspace::Change> {
+        let record =
+            self.shared.store.find_run(id)?.ok_or_else(|| Error::NoSuchRun(id.to_string()))?;
+        crate::apply::diff(&record).await
+    }
+
+    /// Apply an ended run's change to its project (all or nothing: a conflict is refused
+    /// with the files named); with `commit_message`, also commit it on the user's branch.
+    pub async fn apply(&self, id: &str, commit_message: Option<String>) -> Result<RunRecord> {
+        let record = self.ended_run(id)?;
+        crate::apply::apply_run(&self.shared, record, commit_message).await
+    }
+
+    /// Undo an applied change (refused, with the files named, when they changed since).
+    pub async fn revert(&self, id: &str) -> Result<RunRecord> {
+        let record = self.ended_run(id)?;
+        crate::apply::revert_run(&self.shared, record).await
+    }
+
+    /// Remove an ended run's workspace and branch; the run's record stays.
+    pub async fn discard(&self, id: &str) -> Result<RunRecord> {
+        let record = self.ended_run(id)?;
+        crate::apply::discard_run(&self.shared, record).await
+    }
+
+    /// Remove the workspaces of ended runs that finished before `before` (only list them
+    /// with `dry_run`). Returns the runs whose workspaces were (or would be) removed.
+    pub async fn cleanup_workspaces(
+        &self,
+        before: chrono::DateTime<Utc>,
+        dry_run: bool,
+    ) -> Result<Vec<RunRecord>> {
+        let runs: Vec<RunRecord> = self
+            .shared
+            .store
+            .runs()?
+            .into_iter()
+            .filter(|r| r.state.is_final() && r.finished_at.is_some_and(|f| f < before))
+            .filter(|r| r.workspace.is_some())
+            .collect();
+        if dry_run {
+            return Ok(runs);
+        }
+        let mut done = Vec::new();
+        for r in runs {
+            done.push(crate::apply::discard_run(&self.shared, r).await?);
+        }
+        Ok(done)
     }
 
     /// Start a run. It waits for a slot when `max_concurrent_runs` are running.
@@ -470,6 +540,15 @@ impl Runtime {
                 tokens: req.budget_tokens.or(config.settings.run_token_budget),
                 cost: req.budget_cost.or(config.settings.run_cost_budget),
             },
+            workspace: None,
+            validators: Vec::new(),
+            validators_source: None,
+            files: Vec::new(),
+            validation: None,
+            in_place: req.in_place,
+            no_validate: req.no_validate,
+            apply: req.apply,
+            verified: None,
         };
         self.shared.store.put_run(&record)?;
         Ok(self.launch(record, Vec::new()))
@@ -637,8 +716,10 @@ pub(crate) fn replay(
     workflow: WorkflowConfig,
     max_suggestions: usize,
     steps: &[StepRecord],
+    checks: &[CheckRecord],
 ) -> Engine {
     let mut engine = Engine::new(workflow, max_suggestions);
+    let mut checks = checks.iter().filter(|c| c.state == StepState::Completed).peekable();
     for s in steps {
         if s.pos != engine.position() {
             break;
@@ -648,7 +729,14 @@ pub(crate) fn replay(
             (StepState::Skipped, _) => StepOutcome::Skipped,
             _ => break,
         };
+        // A check made before this step (e.g. before a review) counts before it.
+        while let Some(c) = checks.next_if(|c| c.after < s.pos) {
+            engine.record_check(c.passed());
+        }
         engine.record(s.pos, &outcome);
+        while let Some(c) = checks.next_if(|c| c.after == s.pos) {
+            engine.record_check(c.passed());
+        }
     }
     engine
 }

@@ -1,7 +1,8 @@
 //! Durable run records: runs and their steps, each write flushed before it returns.
 //!
 //! Keys are chosen so a prefix scan returns a run's steps in order:
-//! `runs/<run id>` and `steps/<run id>/<iteration:06>/<step:04>`.
+//! `runs/<run id>`, `steps/<run id>/<iteration:06>/<step:04>` and, for the validators'
+//! runs, `checks/<run id>/<iteration:06>/<step:04>` (the step whose change was checked).
 
 use std::sync::Arc;
 
@@ -11,7 +12,7 @@ use serde_json::Value;
 
 use crate::error::Result;
 use crate::model::{
-    RunRecord, RunState, RunStats, RunUsage, StepRecord, Tokens, UsageReport, UsageTotals,
+    CheckRecord, RunRecord, RunState, RunStats, RunUsage, StepRecord, Tokens, UsageReport, UsageTotals,
 };
 use troupe_workflows::engine::StepPos;
 
@@ -36,6 +37,10 @@ pub struct RunStore {
 
 fn step_key(run_id: &str, pos: StepPos) -> String {
     format!("steps/{run_id}/{:06}/{:04}", pos.iteration, pos.step)
+}
+
+fn check_key(run_id: &str, after: StepPos) -> String {
+    format!("checks/{run_id}/{:06}/{:04}", after.iteration, after.step)
 }
 
 fn encode<T: Serialize>(v: &T) -> Result<Value> {
@@ -93,6 +98,20 @@ impl RunStore {
             .collect()
     }
 
+    /// Write a run of the validators.
+    pub fn put_check(&self, check: &CheckRecord) -> Result<()> {
+        self.backend.put(&check_key(&check.run_id, check.after), &encode(check)?)
+    }
+
+    /// A run's runs of the validators, in order.
+    pub fn checks(&self, run_id: &str) -> Result<Vec<CheckRecord>> {
+        self.backend
+            .scan(&format!("checks/{run_id}/"))?
+            .into_iter()
+            .map(|(_, v)| decode(v))
+            .collect()
+    }
+
     /// Runs that were pending or in progress when the process that ran them stopped.
     pub fn interrupted(&self) -> Result<Vec<RunRecord>> {
         Ok(self.runs()?.into_iter().filter(|r| !r.state.is_final()).collect())
@@ -103,8 +122,10 @@ impl RunStore {
         let mut removed = 0;
         for run in self.runs()? {
             if run.state.is_final() && run.finished_at.is_some_and(|f| f < before) {
-                for (key, _) in self.backend.scan(&format!("steps/{}/", run.id))? {
-                    self.backend.remove(&key)?;
+                for prefix in ["steps", "checks"] {
+                    for (key, _) in self.backend.scan(&format!("{prefix}/{}/", run.id))? {
+                        self.backend.remove(&key)?;
+                    }
                 }
                 self.backend.remove(&format!("runs/{}", run.id))?;
                 removed += 1;

@@ -15,14 +15,16 @@ use chrono::Utc;
 use tokio::sync::{broadcast, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, Span};
-use troupe_adapters::agent::{AgentRequest, GenerationOptions, OutputFormat};
-use troupe_adapters::config::Role;
-use troupe_workflows::engine::{FinishReason, Next, StepOutcome, StepPlan};
-use troupe_workflows::verdict::{Finding, VerdictStatus};
+use troupe_adapters::agent::{AgentRequest, GenerationOptions, Message, OutputFormat};
+use troupe_adapters::config::{AgentKind, Role};
+use troupe_workflows::engine::{FinishReason, Next, StepOutcome, StepPlan, StepPos};
+use troupe_workflows::verdict::Finding;
 
 use crate::audit::AuditEvent;
 use crate::call::{Caller, Failure};
-use crate::model::{RunEvent, RunRecord, RunState, StepRecord, StepState, Tokens};
+use crate::model::{
+    CheckRecord, RunEvent, RunRecord, RunState, StepChange, StepRecord, StepState, Tokens,
+};
 use crate::runtime::Shared;
 use crate::telemetry;
 
@@ -142,13 +144,23 @@ async fn drive_run(job: RunJob, cancel: CancellationToken, run_span: Span) {
             },
         );
     }
+    // The run's workspace and validators (a resumed run continues in its workspace).
+    let prepared = crate::work::prepare(&shared, &mut record).await;
+    if prepared.is_ok()
+        && let Err(e) = shared.store.put_run(&record)
+    {
+        tracing::error!(run = %run_id, error = %e, "cannot persist the run's workspace");
+    }
+    let mut checks = if resumed { shared.store.checks(&run_id).unwrap_or_default() } else { Vec::new() };
+    // Only checks of steps that are kept count (a step run again is checked again).
+    checks.retain(|c| steps.iter().any(|s| s.pos == c.after && s.state == StepState::Completed));
     let mut engine = crate::runtime::replay(
         record.workflow.clone(),
         shared.config.settings.review_max_suggestions,
         &steps,
+        &checks,
     );
-    let step_labels: Vec<String> =
-        record.workflow.steps.iter().map(|s| step_label(&s.agent, s.role)).collect();
+    let mut last_check: Option<CheckRecord> = checks.last().cloned();
     let project_budgets = shared.config.settings.project_token_budget.is_some()
         || shared.config.settings.project_cost_budget.is_some();
     shared.audit.append(
@@ -156,23 +168,14 @@ async fn drive_run(job: RunJob, cancel: CancellationToken, run_span: Span) {
         AuditEvent::RunStarted {
             task: record.task.clone(),
             workflow: record.workflow_name.clone(),
-            steps: step_labels.clone(),
+            steps: crate::events::step_labels(&record),
             project: record.project_path.clone(),
             offline: record.offline,
             resumed: record.resumed,
             budget: record.budget,
         },
     );
-    emit(
-        &events,
-        RunEvent::RunStarted {
-            run_id: run_id.clone(),
-            workflow: record.workflow_name.clone(),
-            steps: step_labels,
-            resumed,
-            notes: record.plan_notes.clone(),
-        },
-    );
+    emit(&events, crate::events::run_started(&record));
 
     let conversation = shared.conversation_text(&record);
     let mut findings: Vec<Finding> = Vec::new();
@@ -189,7 +192,10 @@ async fn drive_run(job: RunJob, cancel: CancellationToken, run_span: Span) {
         }
     }
 
-    let finish = loop {
+    let finish = if let Err(e) = prepared {
+        End::Failed(e)
+    } else {
+        loop {
         if cancel.is_cancelled() {
             break End::Cancelled;
         }
@@ -217,6 +223,8 @@ async fn drive_run(job: RunJob, cancel: CancellationToken, run_span: Span) {
                     started_at: Utc::now(),
                     finished_at: Some(Utc::now()),
                     latency_ms: 0,
+                    change: None,
+                    unverified: false,
                 };
                 let span = telemetry::step_span(&run_id, pos, rec.role, &rec.agent);
                 telemetry::record_step(&span, &rec, None);
@@ -247,11 +255,32 @@ async fn drive_run(job: RunJob, cancel: CancellationToken, run_span: Span) {
                 );
             }
             Next::Run(plan) => {
+                // A review judges the change with fresh evidence: the validators run first
+                // when the change moved since they last ran.
+                if plan.role == Role::Review
+                    && let Some(after) = stale_check(&record, last_check.as_ref(), plan.pos)
+                {
+                    match crate::work::check(&shared, &record, after, &events, &cancel).await {
+                        Ok(c) => {
+                            engine.record_check(c.passed());
+                            last_check = Some(c);
+                        }
+                        Err(e) => break End::Failed(e),
+                    }
+                }
                 let span = telemetry::step_span(&run_id, plan.pos, plan.role, &plan.agent);
-                let result =
-                    run_step(&shared, &record, &plan, &conversation, &events, &cancel, &span)
-                        .instrument(span.clone())
-                        .await;
+                let result = run_step(
+                    &shared,
+                    &mut record,
+                    &plan,
+                    &conversation,
+                    last_check.as_ref(),
+                    &events,
+                    &cancel,
+                    &span,
+                )
+                .instrument(span.clone())
+                .await;
                 drop(span);
                 match result {
                     Ok(step) => {
@@ -288,6 +317,19 @@ async fn drive_run(job: RunJob, cancel: CancellationToken, run_span: Span) {
                         engine.record(plan.pos, &outcome);
                         if let StepOutcome::Failed { error } = outcome {
                             record.error = Some(error);
+                        } else if step.change.as_ref().is_some_and(|c| c.commit.is_some())
+                            && !record.validators.is_empty()
+                            && crate::settings::validate(&shared.config, &record.workflow).after_change
+                        {
+                            match crate::work::check(&shared, &record, plan.pos, &events, &cancel)
+                                .await
+                            {
+                                Ok(c) => {
+                                    engine.record_check(c.passed());
+                                    last_check = Some(c);
+                                }
+                                Err(e) => break End::Failed(e),
+                            }
                         }
                     }
                     Err(StepStop::Store(e)) => break End::Failed(e),
@@ -297,7 +339,33 @@ async fn drive_run(job: RunJob, cancel: CancellationToken, run_span: Span) {
             }
             Next::Done(f) => break End::Done(f),
         }
+        }
     };
+    // The end: a change that moved since the validators last ran is checked once more, and
+    // a run is green only when they pass.
+    let finish = match finish {
+        End::Done(mut f) if f.success => {
+            let last = engine.position();
+            match stale_check(&record, last_check.as_ref(), last) {
+                Some(after) => {
+                    match crate::work::check(&shared, &record, after, &events, &cancel).await {
+                        Ok(c) => {
+                            if !c.passed() {
+                                f.success = false;
+                                f.reason = FinishReason::ValidatorsFailed;
+                            }
+                            last_check = Some(c);
+                            End::Done(f)
+                        }
+                        Err(e) => End::Failed(e),
+                    }
+                }
+                None => End::Done(f),
+            }
+        }
+        other => other,
+    };
+    finish_change(&shared, &mut record, last_check.as_ref(), &finish, &events).await;
 
     record.finished_at = Some(Utc::now());
     match finish {
@@ -323,8 +391,17 @@ async fn drive_run(job: RunJob, cancel: CancellationToken, run_span: Span) {
                     "the review still asked for changes after {} iteration(s)",
                     f.iterations
                 ));
+            } else if f.reason == FinishReason::ValidatorsFailed {
+                record.error = Some(format!(
+                    "the project's checks still fail after {} iteration(s): {}",
+                    f.iterations,
+                    record.validation.as_ref().map(|r| r.summary()).unwrap_or_default()
+                ));
             }
         }
+    }
+    if record.apply && record.state == RunState::Completed {
+        apply_change(&shared, &mut record, &events).await;
     }
     if let Err(e) = shared.store.put_run(&record) {
         tracing::error!(run = %run_id, error = %e, "cannot persist the run's end");
@@ -368,19 +445,74 @@ async fn drive_run(job: RunJob, cancel: CancellationToken, run_span: Span) {
             error: record.error.clone(),
         },
     );
-    emit(
-        &events,
-        RunEvent::RunFinished {
-            run_id: run_id.clone(),
-            state: record.state,
-            reason: record.finish_reason,
-            iterations: record.iterations,
-            tokens: record.tokens,
-            cost: record.cost,
-            error: record.error.clone(),
-        },
-    );
+    emit(&events, crate::events::run_finished(&record));
     let _ = done.send(record);
+}
+
+/// Where the validators must run before the step at `pos` (or at the end): the step before
+/// it, when the run has validators and its change moved since they last ran (or they never
+/// ran). `None` when no check is due.
+fn stale_check(record: &RunRecord, last: Option<&CheckRecord>, pos: StepPos) -> Option<StepPos> {
+    let ws = record.workspace.as_ref()?;
+    if record.validators.is_empty() || last.is_some_and(|c| c.commit == ws.head) {
+        return None;
+    }
+    let steps = record.workflow.steps.len().max(1);
+    Some(if pos.step > 0 {
+        StepPos { iteration: pos.iteration, step: pos.step - 1 }
+    } else if pos.iteration > 1 {
+        StepPos { iteration: pos.iteration - 1, step: steps - 1 }
+    } else {
+        pos
+    })
+}
+
+/// Put the change's outcome into the record: the files it touches, the latest validators'
+/// results, whether the result is backed by evidence.
+async fn finish_change(
+    shared: &Arc<Shared>,
+    record: &mut RunRecord,
+    last_check: Option<&CheckRecord>,
+    finish: &End,
+    events: &broadcast::Sender<RunEvent>,
+) {
+    let _ = (shared, events, finish);
+    if let Some(ws) = &record.workspace {
+        match crate::work::diff(ws).await {
+            Ok(change) => record.files = change.files,
+            Err(e) => tracing::warn!(run = %record.id, error = %e, "cannot diff the run's change"),
+        }
+    }
+    record.validation = last_check.and_then(|c| c.report.clone());
+    if record.workspace.is_some() {
+        record.verified = Some(last_check.is_some_and(CheckRecord::passed));
+    }
+}
+
+/// Apply a green run's change to the project (`--apply`); a refusal is reported, and the
+/// change stays in the workspace for `troupe runs apply`.
+async fn apply_change(
+    shared: &Arc<Shared>,
+    record: &mut RunRecord,
+    events: &broadcast::Sender<RunEvent>,
+) {
+    let Some(ws) = record.workspace.clone() else { return };
+    if record.files.is_empty() {
+        return;
+    }
+    match crate::apply::apply(shared, ws, None).await {
+        Ok(ws) => {
+            let files = ws.applied.as_ref().map(|a| a.files.clone()).unwrap_or_default();
+            shared.audit.append(&record.id, AuditEvent::ChangeApplied { files: files.clone(), commit: None });
+            record.workspace = Some(ws);
+            emit(events, RunEvent::Applied { run_id: record.id.clone(), files });
+        }
+        Err(e) => {
+            let message = format!("the change was not applied: {e}");
+            emit(events, RunEvent::Agent { run_id: record.id.clone(), pos: StepPos { iteration: record.iterations, step: 0 }, message: message.clone() });
+            record.plan_notes.push(message);
+        }
+    }
 }
 
 /// How the step loop ended.
@@ -397,38 +529,52 @@ fn dedup(mut v: Vec<String>) -> Vec<String> {
     v
 }
 
-/// The JSON schema a review must follow (enforced by servers that support it).
-fn verdict_schema() -> serde_json::Value {
+/// The JSON schema a review must follow (enforced by servers that support it). The
+/// reasoning and findings come before the verdict (measured: small models asked for the
+/// verdict first approve nearly everything), and every string and list is bounded so a
+/// model stuck in a loop cannot run away. The keys are in alphabetical order too, so the
+/// order holds whether or not a JSON library keeps insertion order.
+pub(crate) fn verdict_schema() -> serde_json::Value {
     serde_json::json!({
         "type": "object",
         "properties": {
-            "verdict": {"type": "string", "enum": ["approved", "changes_requested"]},
-            "summary": {"type": "string"},
+            "analysis": {"type": "string", "maxLength": 1200},
             "findings": {
                 "type": "array",
+                "maxItems": 8,
                 "items": {
                     "type": "object",
                     "properties": {
-                        "severity": {"type": "string", "enum": ["error", "warning", "suggestion"]},
                         "kind": {"type": "string", "enum": ["bug", "mistake", "decision", "pattern", "style"]},
-                        "message": {"type": "string"}
+                        "message": {"type": "string", "maxLength": 400},
+                        "severity": {"type": "string", "enum": ["error", "warning", "suggestion"]}
                     },
-                    "required": ["severity", "message"]
+                    "required": ["kind", "message", "severity"]
                 }
-            }
+            },
+            "summary": {"type": "string", "maxLength": 300},
+            "verdict": {"type": "string", "enum": ["approved", "changes_requested"]}
         },
-        "required": ["verdict", "findings"]
+        "required": ["analysis", "findings", "summary", "verdict"]
     })
 }
 
 /// Run one step; returns its final record (completed, failed or cancelled), also recorded
 /// on `span` (the step's, which the caller runs this inside). `Err` when the store cannot be
 /// written (the run cannot continue durably) or a budget stops the call.
+///
+/// A work step (implement, refine, document) in a run with a workspace changes files there:
+/// a CLI agent edits them itself (its working folder is the workspace); an HTTP model is
+/// shown the files that matter and answers in an edit format that is parsed and applied
+/// with patch safety — edits that do not apply go back to it in one automatic re-ask. What
+/// changed is committed in the workspace.
+#[allow(clippy::too_many_arguments)]
 async fn run_step(
     shared: &Arc<Shared>,
-    record: &RunRecord,
+    record: &mut RunRecord,
     plan: &StepPlan,
     conversation: &str,
+    last_check: Option<&CheckRecord>,
     events: &broadcast::Sender<RunEvent>,
     cancel: &CancellationToken,
     span: &Span,
@@ -436,20 +582,74 @@ async fn run_step(
     let run_id = record.id.clone();
     let pos = plan.pos;
     let started = Instant::now();
+    let work_step = matches!(plan.role, Role::Implement | Role::Refine | Role::Document);
+    let edits_by_answer = work_step
+        && record.workspace.is_some()
+        && shared.config.agent(&plan.agent).is_some_and(|a| a.kind != AgentKind::Cli);
+    let workdir =
+        record.workspace.as_ref().map(|w| w.dir.clone()).unwrap_or(record.project_path.clone());
 
     // The project's relevant memory, within the budget.
     let context = shared.context_for(record).await;
     let Some(template) = shared.template_for(record, pos) else {
         return Err(StepStop::Store(format!("no prompt template for the {} role", plan.role)));
     };
+    let mut vars = prompt_vars(record, plan, conversation, &context.text);
+    let evidence = last_check.and_then(|c| c.report.as_ref()).map(crate::work::evidence);
+    if let Some(e) = &evidence {
+        vars.insert("evidence", e.clone());
+    }
+    let mut unverified = false;
+    if let Some(ws) = &record.workspace {
+        if work_step {
+            let changed: Vec<std::path::PathBuf> = record.files.iter().map(|f| f.path.clone()).collect();
+            let dir = ws.dir.clone();
+            let task = record.task.clone();
+            let ev = evidence.clone().unwrap_or_default();
+            let budget = crate::prompt::file_budget_chars(shared, &plan.agent).await;
+            let (files, all) = tokio::task::spawn_blocking(move || {
+                crate::work::prompt_files(&dir, &task, &changed, &ev, budget)
+            })
+            .await
+            .unwrap_or_default();
+            vars.insert("file_list", all.join("\n"));
+            if edits_by_answer {
+                vars.insert("files", crate::work::files_text(&files));
+                vars.insert(
+                    "edit_format",
+                    crate::work::edit_instructions(crate::settings::edit_format(&shared.config), &files),
+                );
+            } else {
+                vars.insert(
+                    "edit_format",
+                    format!(
+                        "Make the change by editing the files in your working folder ({}) directly; change nothing outside it. Then say in a few sentences what you changed.",
+                        ws.dir.display()
+                    ),
+                );
+            }
+        } else if plan.role == Role::Review {
+            match crate::work::diff(ws).await {
+                Ok(change) if !change.is_empty() => {
+                    vars.insert("changes", crate::work::diff_text(&change));
+                }
+                Ok(_) => {
+                    vars.insert("changes", "(the change is empty: no file was changed)".into());
+                }
+                Err(e) => tracing::warn!(run = %run_id, error = %e, "no diff for the review"),
+            }
+            if evidence.is_none() {
+                unverified = true;
+                vars.insert(
+                    "unverified",
+                    "No tests or linters ran on this change (the project has none configured or detected), so there is no evidence: judge it by reading, carefully, and say so in the summary.".into(),
+                );
+            }
+        }
+    }
     // Known secrets are masked before the prompt goes anywhere: to the agent, the store,
     // the audit trail.
-    let prompt = shared.redactor.redact_string(template.render(&prompt_vars(
-        record,
-        plan,
-        conversation,
-        &context.text,
-    )));
+    let prompt = shared.redactor.redact_string(template.render(&vars));
 
     let mut options =
         GenerationOptions { max_tokens: Some(shared.max_tokens), ..Default::default() };
@@ -480,22 +680,16 @@ async fn run_step(
         started_at: Utc::now(),
         finished_at: None,
         latency_ms: 0,
+        change: None,
+        unverified,
     };
 
     // The step's agent, then the step's own fallbacks (each with its own fallback chain).
     let mut candidates = vec![plan.agent.clone()];
     candidates.extend(plan.fallback.iter().cloned());
-    let caller = Caller::new(
-        shared,
-        record,
-        pos,
-        plan.role,
-        candidates,
-        record.project_path.clone(),
-        cancel,
-    )
-    .streaming(events)
-    .with_context_nodes(context.nodes.clone());
+    let mut caller = Caller::new(shared, record, pos, plan.role, candidates, workdir, cancel)
+        .streaming(events)
+        .with_context_nodes(context.nodes.clone());
 
     // Budgets are checked before anything is written or sent: a call that could cross one
     // is not made.
@@ -519,8 +713,6 @@ async fn run_step(
     );
 
     let result = caller.send(checked, &request).await;
-    step.finished_at = Some(Utc::now());
-    step.latency_ms = started.elapsed().as_millis() as u64;
     let mut error_class = None;
     let mut refused = None;
     match result {
@@ -553,40 +745,119 @@ async fn run_step(
             refused = Some(reason);
         }
     }
+
+    // The step's change: edits from the answer (asked again once when they do not apply),
+    // then a commit in the workspace.
+    if step.state == StepState::Completed && work_step && record.workspace.is_some() {
+        let change = match change_of_step(
+            shared, record, plan, &request, &mut step, &mut caller, cancel, edits_by_answer,
+        )
+        .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                step.state = StepState::Failed;
+                step.note = Some(e);
+                None
+            }
+        };
+        if let Some(change) = change {
+            emit(events, RunEvent::Changed { run_id: run_id.clone(), pos, change: change.clone() });
+            step.change = Some(change);
+        }
+    }
+    step.finished_at = Some(Utc::now());
+    step.latency_ms = started.elapsed().as_millis() as u64;
     shared.metrics.record_step(plan.role.as_str(), started.elapsed());
     telemetry::record_step(span, &step, error_class);
     shared
         .store
         .put_step(&step)
         .map_err(|e| StepStop::Store(format!("cannot persist step: {e}")))?;
+    if step.change.as_ref().is_some_and(|c| c.commit.is_some()) {
+        // The workspace's new head is on disk before anything runs on it.
+        shared
+            .store
+            .put_run(record)
+            .map_err(|e| StepStop::Store(format!("cannot persist the run: {e}")))?;
+    }
     if let Some(reason) = refused {
         return Err(StepStop::Budget(reason));
     }
-    let verdict = step.verdict.as_ref().map(|v| {
-        let status = match v.status {
-            VerdictStatus::Approved => "approved",
-            VerdictStatus::ChangesRequested => "changes requested",
-        };
-        format!("{status}, {} finding(s)", v.findings.len())
-    });
-    emit(
-        events,
-        RunEvent::StepFinished {
-            run_id,
-            pos,
-            state: step.state,
-            answered_by: step.answered_by.clone(),
-            model: step.model.clone(),
-            tokens: step.tokens,
-            cost: step.cost,
-            latency_ms: step.latency_ms,
-            retries: step.retries,
-            fallback_from: step.fallback_from.clone(),
-            verdict,
-            note: step.note.clone(),
-        },
-    );
+    emit(events, crate::events::step_finished(&step));
     Ok(step)
+}
+
+/// Apply a work step's answer to the workspace (HTTP models; a CLI agent edited the files
+/// itself), ask once more when edits did not apply, and commit what changed.
+#[allow(clippy::too_many_arguments)]
+async fn change_of_step(
+    shared: &Arc<Shared>,
+    record: &mut RunRecord,
+    plan: &StepPlan,
+    request: &AgentRequest,
+    step: &mut StepRecord,
+    caller: &mut Caller<'_>,
+    cancel: &CancellationToken,
+    edits_by_answer: bool,
+) -> Result<Option<StepChange>, String> {
+    let Some(dir) = record.workspace.as_ref().map(|w| w.dir.clone()) else { return Ok(None) };
+    let policy = crate::settings::edit_policy(&shared.config);
+    let mut outcome = None;
+    let mut reasked = false;
+    if edits_by_answer {
+        let answer = step.response.clone().unwrap_or_default();
+        let first = crate::work::apply_answer(&dir, &answer, &policy).await?;
+        let problems = first.problems().or_else(|| {
+            crate::work::code_without_files(&answer).then(|| {
+                "Your answer has code but no file path before it, so nothing could be applied. \
+                 Put the file's path on a line by itself before each code block."
+                    .to_string()
+            })
+        });
+        outcome = Some(first);
+        if let Some(problems) = problems.filter(|_| !cancel.is_cancelled()) {
+            reasked = true;
+            caller.count(step.tokens, step.cost);
+            let mut again = request.clone();
+            again.messages.push(Message::assistant(answer.clone()));
+            again.messages.push(Message::user(format!(
+                "{problems}\n\nAnswer again with only the corrected edits, in the same format."
+            )));
+            if let Ok(a) = caller.call(&again).await {
+                step.tokens.add(a.tokens);
+                step.cost += a.cost;
+                let second = crate::work::apply_answer(&dir, &a.text, &policy).await?;
+                if let Some(first) = outcome.as_mut() {
+                    first.changed.extend(second.changed);
+                    first.refused = second.refused;
+                    first.failed = second.failed;
+                }
+                step.response = Some(format!("{answer}\n\n{}", a.text));
+            }
+        }
+        if let Some(o) = &outcome {
+            shared.audit.append(
+                &record.id,
+                AuditEvent::EditsApplied {
+                    pos: plan.pos,
+                    summary: o.summary(),
+                    refused: o.refused.iter().map(|r| format!("{}: {}", r.path, r.reason)).collect(),
+                    failed: o.failed.iter().map(|f| format!("{}: {}", f.path, f.message)).collect(),
+                },
+            );
+        }
+    }
+    let first_line = record.task.lines().next().unwrap_or_default().chars().take(72).collect::<String>();
+    let message = format!("{}:{}: {first_line}", plan.agent, plan.role);
+    let Some(ws) = record.workspace.as_mut() else { return Ok(None) };
+    let commit = crate::work::commit(ws, message).await?;
+    let change = crate::work::step_change(outcome.as_ref(), commit, reasked);
+    if let Some(c) = change.commit.as_ref() {
+        record.files = crate::work::diff(ws).await.map(|d| d.files).unwrap_or_default();
+        tracing::debug!(run = %record.id, commit = %c, "step committed");
+    }
+    Ok(Some(change))
 }
 
 fn prompt_vars<'a>(

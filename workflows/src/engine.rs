@@ -57,6 +57,8 @@ pub enum FinishReason {
     MaxIterations,
     /// A step failed.
     StepFailed,
+    /// The project's validators (tests, linters) still fail on the change.
+    ValidatorsFailed,
 }
 
 /// The end of a run.
@@ -120,6 +122,8 @@ pub struct Engine {
     reviewed_this_iteration: Option<bool>,
     failed: Option<String>,
     has_review: bool,
+    /// Whether the latest run of the validators passed (`None`: none ran yet).
+    check: Option<bool>,
 }
 
 impl Engine {
@@ -136,6 +140,7 @@ impl Engine {
             reviewed_this_iteration: None,
             failed: None,
             has_review,
+            check: None,
         }
     }
 
@@ -209,6 +214,20 @@ impl Engine {
 
     fn review_failed(&self) -> bool {
         self.verdict.as_ref().is_some_and(|v| !v.passes(self.max_suggestions))
+            || (self.verdict.is_some() && self.check == Some(false))
+    }
+
+    /// Report a run of the project's validators on the work so far (it does not move the
+    /// position). Failing validators are evidence that outweighs any review: a review that
+    /// approves failing work counts as asking for changes, and a run ends in success only
+    /// when the latest validators passed (or none ran).
+    pub fn record_check(&mut self, passed: bool) {
+        self.check = Some(passed);
+    }
+
+    /// Whether the latest validators passed (`None`: none ran).
+    pub fn check(&self) -> Option<bool> {
+        self.check
     }
 
     /// Report what happened to the step at `pos` (which must be [`Engine::position`]).
@@ -223,7 +242,8 @@ impl Engine {
             StepOutcome::Completed { output } => {
                 if role == Role::Review {
                     let v = parse_verdict(output);
-                    self.reviewed_this_iteration = Some(v.passes(self.max_suggestions));
+                    self.reviewed_this_iteration =
+                        Some(v.passes(self.max_suggestions) && self.check != Some(false));
                     self.verdict = Some(v.clone());
                     verdict_out = Some(v);
                 } else {
@@ -251,7 +271,9 @@ impl Engine {
     }
 
     fn end_of_iteration_finish(&self) -> Finish {
-        if !self.has_review {
+        if self.check == Some(false) {
+            self.finish(false, FinishReason::ValidatorsFailed)
+        } else if !self.has_review {
             self.finish(true, FinishReason::NoReview)
         } else if self.reviewed_this_iteration == Some(true) {
             self.finish(true, FinishReason::ReviewPassed)
@@ -315,6 +337,56 @@ mod tests {
 
     fn default_workflow() -> WorkflowConfig {
         Config::builtin().workflows["default"].clone()
+    }
+
+    #[test]
+    fn failing_validators_outweigh_an_approving_review() {
+        let mut engine = Engine::new(default_workflow(), 3);
+        let run = |engine: &mut Engine, output: &str| match engine.next() {
+            Next::Run(plan) => {
+                engine.record(plan.pos, &StepOutcome::Completed { output: output.into() });
+                plan
+            }
+            other => panic!("expected a step, got {other:?}"),
+        };
+        run(&mut engine, "code v1");
+        engine.record_check(false);
+        run(&mut engine, APPROVE);
+        // The review approved, but the tests fail: the refine step runs with the review's
+        // (empty) findings treated as a request for changes.
+        let refine = run(&mut engine, "code v2");
+        assert_eq!(refine.role, Role::Refine);
+        engine.record_check(true);
+        // A new iteration: the work is implemented and reviewed again.
+        assert!(matches!(engine.next(), Next::Run(p) if p.pos.iteration == 2));
+    }
+
+    #[test]
+    fn an_approving_review_of_passing_work_ends_the_run() {
+        let mut engine = Engine::new(default_workflow(), 3);
+        let Next::Run(p) = engine.next() else { panic!("expected a step") };
+        engine.record(p.pos, &StepOutcome::Completed { output: "code".into() });
+        engine.record_check(true);
+        let Next::Run(p) = engine.next() else { panic!("expected a step") };
+        engine.record(p.pos, &StepOutcome::Completed { output: APPROVE.into() });
+        assert!(matches!(engine.next(), Next::Skip { .. }));
+        let Next::Skip { pos, .. } = engine.next() else { panic!("expected a skip") };
+        engine.record(pos, &StepOutcome::Skipped);
+        let Next::Done(f) = engine.next() else { panic!("expected the end") };
+        assert!(f.success);
+        assert_eq!(f.reason, FinishReason::ReviewPassed);
+    }
+
+    #[test]
+    fn a_workflow_without_review_fails_on_failing_validators() {
+        let quick = Config::builtin().workflows["quick"].clone();
+        let mut engine = Engine::new(quick, 3);
+        let Next::Run(p) = engine.next() else { panic!("expected a step") };
+        engine.record(p.pos, &StepOutcome::Completed { output: "code".into() });
+        engine.record_check(false);
+        let Next::Done(f) = engine.next() else { panic!("expected the end") };
+        assert!(!f.success);
+        assert_eq!(f.reason, FinishReason::ValidatorsFailed);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Prompt templates: one per role, overridable by file.
 //!
 //! The syntax is deliberately tiny: `{{name}}` inserts a variable, and
-//! `{{#name}}…{{/name}}` keeps its contents only when `name` is non-empty. Unknown
+//! `{{#name}}…{{/name}}` keeps its contents only when `name` is non-empty, and
+//! `{{^name}}…{{/name}}` only when it is empty. Unknown
 //! variables and unbalanced sections are errors found when the template is loaded, not
 //! when a run reaches the step.
 
@@ -24,6 +25,12 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("agent", "the agent running the step"),
     ("role", "the step's role"),
     ("agents", "the agents a planner may choose from, one per line (plan only)"),
+    ("files", "the project files that matter, each path then its content in a fence (work steps of HTTP models)"),
+    ("file_list", "every file of the workspace, one path per line (work steps)"),
+    ("edit_format", "how to make the change: the edit format with a worked example, or where to edit (work steps)"),
+    ("evidence", "the project's tests and linters on the latest change: failures in detail, or that they pass"),
+    ("changes", "the run's change so far as a diff against the project (review steps)"),
+    ("unverified", "why a review has no evidence to go on (review steps without validators)"),
 ];
 
 /// A parsed template.
@@ -39,6 +46,8 @@ enum Part {
     Text(String),
     Var(String),
     Section(String, Vec<Part>),
+    /// `{{^name}}…{{/name}}`: kept only when `name` is empty.
+    Inverted(String, Vec<Part>),
 }
 
 /// A mistake in a template.
@@ -85,12 +94,21 @@ impl Template {
             if let Some(name) = tag.strip_prefix('#') {
                 let name = check_var(name.trim()).map_err(|m| err(tag_offset, m))?;
                 stack.push((name, Vec::new(), tag_offset));
+            } else if let Some(name) = tag.strip_prefix('^') {
+                // An inverted section is kept on the stack as `^name`.
+                let name = check_var(name.trim()).map_err(|m| err(tag_offset, m))?;
+                stack.push((format!("^{name}"), Vec::new(), tag_offset));
             } else if let Some(name) = tag.strip_prefix('/') {
                 let name = name.trim();
                 match stack.pop() {
-                    Some((open, parts, _)) if open == name && !stack.is_empty() => {
+                    Some((open, parts, _))
+                        if open.strip_prefix('^').unwrap_or(&open) == name && !stack.is_empty() =>
+                    {
                         if let Some(parent) = stack.last_mut() {
-                            parent.1.push(Part::Section(open, parts));
+                            parent.1.push(match open.strip_prefix('^') {
+                                Some(inverted) => Part::Inverted(inverted.to_string(), parts),
+                                None => Part::Section(open, parts),
+                            });
                         }
                     }
                     Some((open, _, _)) if !open.is_empty() => {
@@ -165,6 +183,11 @@ fn render_parts(parts: &[Part], vars: &BTreeMap<&str, String>, out: &mut String)
                     render_parts(inner, vars, out);
                 }
             }
+            Part::Inverted(v, inner) => {
+                if vars.get(v.as_str()).is_none_or(|s| s.trim().is_empty()) {
+                    render_parts(inner, vars, out);
+                }
+            }
         }
     }
 }
@@ -189,6 +212,9 @@ fn tidy(s: &str) -> String {
 }
 
 const IMPLEMENT: &str = r#"You are the implementer in a team of AI agents working on a software project ({{project}}).
+
+## Task
+{{task}}
 {{#context}}
 
 ## What the project's memory says (earlier tasks, decisions, mistakes, patterns, files)
@@ -199,70 +225,139 @@ const IMPLEMENT: &str = r#"You are the implementer in a team of AI agents workin
 ## The conversation so far
 {{conversation}}
 {{/conversation}}
+{{#file_list}}
 
-## Task
-{{task}}
-{{#input}}
+## The project's files
+{{file_list}}
+{{/file_list}}
+{{#files}}
 
-## The current draft
-{{input}}
-{{/input}}
+## The files that matter, as they are now
+{{files}}
+{{/files}}
+{{#evidence}}
+
+## The project's tests and checks on the current code
+{{evidence}}
+{{/evidence}}
 {{#review}}
 
 ## The last review asked for these changes
 {{review}}
 {{/review}}
+{{#input}}
 
-Write the complete solution: code in fenced blocks with their language, and one short paragraph on the approach. Avoid the mistakes the memory lists."#;
+## The previous answer
+{{input}}
+{{/input}}
+{{#edit_format}}
+
+## How to answer
+{{edit_format}}
+{{/edit_format}}
+{{^edit_format}}
+
+Write the complete solution: code in fenced blocks with their language, and one short paragraph on the approach.
+{{/edit_format}}
+
+Do what the task asks, completely, and keep the project's tests passing. Avoid the mistakes the memory lists."#;
 
 const REVIEW: &str = r#"You are the reviewer in a team of AI agents working on a software project ({{project}}).
+
+## Task
+{{task}}
 {{#context}}
 
 ## What the project's memory says
 {{context}}
 {{/context}}
+{{#changes}}
 
-## Task
-{{task}}
+## The change (a diff against the project before this task)
+{{changes}}
+{{/changes}}
+{{#evidence}}
+
+## Evidence: the project's tests and checks on this change
+{{evidence}}
+{{/evidence}}
+{{#unverified}}
+
+## No evidence
+{{unverified}}
+{{/unverified}}
+{{^changes}}
 
 ## The work to review
 {{input}}
+{{/changes}}
 
-Review the work for correctness, bugs, missing cases and clarity. Answer with one JSON object in a ```json code block and nothing else. When the work is right:
+Review the change for correctness against the task, bugs, missing cases and clarity. When the evidence shows a failing test or check, the verdict is "changes_requested" and a finding says what fails and how to fix it. Answer with one JSON object in a ```json code block and nothing else, reasoning first and the verdict last:
 ```json
-{"verdict": "approved", "summary": "one sentence", "findings": []}
+{"analysis": "what the change does and whether it does what the task asks", "findings": [], "summary": "one sentence", "verdict": "approved"}
 ```
-When something must change, set "verdict" to "changes_requested" and list each real problem you found as {"severity": ..., "kind": ..., "message": ...}: severity is "error" (must fix), "warning" (should fix) or "suggestion"; kind is "bug", "mistake", "decision", "pattern" or "style"; message says what is wrong and how to fix it. Never list a problem you did not find."#;
+When something must change, list each real problem as {"severity": ..., "kind": ..., "message": ...} in "findings" and set "verdict" to "changes_requested": severity is "error" (must fix), "warning" (should fix) or "suggestion"; kind is "bug", "mistake", "decision", "pattern" or "style"; message says what is wrong and how to fix it. Never list a problem you did not find."#;
 
 const REFINE: &str = r#"You are the refiner in a team of AI agents working on a software project ({{project}}).
+
+## Task
+{{task}}
 {{#context}}
 
 ## What the project's memory says
 {{context}}
 {{/context}}
+{{#file_list}}
 
-## Task
-{{task}}
+## The project's files
+{{file_list}}
+{{/file_list}}
+{{#files}}
 
-## The current work
-{{input}}
+## The files that matter, as they are now
+{{files}}
+{{/files}}
+{{#evidence}}
+
+## The project's tests and checks on the current code
+{{evidence}}
+{{/evidence}}
 {{#review}}
 
 ## The review's findings
 {{review}}
 {{/review}}
+{{^files}}
 
-Produce the improved, complete version: fix every finding, keep what was right, code in fenced blocks with their language."#;
+## The current work
+{{input}}
+{{/files}}
+{{#edit_format}}
+
+## How to answer
+{{edit_format}}
+{{/edit_format}}
+{{^edit_format}}
+
+Produce the improved, complete version: fix every finding, keep what was right, code in fenced blocks with their language.
+{{/edit_format}}
+
+Fix every failing test and every finding; keep what was right."#;
 
 const DOCUMENT: &str = r#"You are the technical writer in a team of AI agents working on a software project ({{project}}).
+
+## Task
+{{task}}
 {{#context}}
 
 ## What the project's memory says
 {{context}}
 {{/context}}
+{{#files}}
 
-## Task
-{{task}}
+## The files that matter, as they are now
+{{files}}
+{{/files}}
 {{#input}}
 
 ## The material to document
@@ -273,6 +368,11 @@ const DOCUMENT: &str = r#"You are the technical writer in a team of AI agents wo
 ## The review's findings
 {{review}}
 {{/review}}
+{{#edit_format}}
+
+## How to answer
+{{edit_format}}
+{{/edit_format}}
 
 Write clear documentation in Markdown: what it is, how to use it (with examples), and its limits."#;
 
@@ -415,6 +515,18 @@ mod tests {
             assert!(e.message.contains(msg), "{text:?}: {e}");
             assert!(e.to_string().starts_with(&format!("f.md:{line}: ")));
         }
+    }
+
+    #[test]
+    fn inverted_sections_render_only_when_their_variable_is_empty() {
+        let t = Template::parse("t", "a{{^files}} no files{{/files}}{{#files}} {{files}}{{/files}}")
+            .unwrap();
+        assert_eq!(t.render(&BTreeMap::new()).trim_end(), "a no files");
+        assert_eq!(t.render(&BTreeMap::from([("files", "x.py".to_string())])).trim_end(), "a x.py");
+        let e = Template::parse("t", "{{^files}}open").unwrap_err();
+        assert!(e.message.contains("never closed"), "{e}");
+        let e = Template::parse("t", "{{^files}}x{{/task}}").unwrap_err();
+        assert!(e.message.contains("closes"), "{e}");
     }
 
     #[test]
