@@ -140,6 +140,19 @@ pub struct RunArgs {
     #[arg(long, value_name = "COST", value_parser = positive_number)]
     pub budget_cost: Option<f64>,
 
+    /// Work in the project folder itself (a checkpoint is kept so `troupe runs revert`
+    /// works) instead of the run's own workspace
+    #[arg(long)]
+    pub in_place: bool,
+
+    /// Run no validators (the project's tests and linters) on the changes
+    #[arg(long)]
+    pub no_validate: bool,
+
+    /// Apply the change to the project when the run completes green
+    #[arg(long)]
+    pub apply: bool,
+
     /// Print events as JSON lines, then the final run record
     #[arg(long)]
     pub json: bool,

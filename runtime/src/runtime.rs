@@ -24,8 +24,8 @@ use crate::audit::AuditLog;
 use crate::error::{Error, Result};
 use crate::memory::{ContextBlock, Memory};
 use crate::model::{
-    Budget, CheckRecord, RunEvent, RunRecord, RunRequest, RunState, RunStats, StepRecord, StepState, Tokens,
-    UsageReport,
+    Budget, CheckRecord, RunEvent, RunRecord, RunRequest, RunState, RunStats, StepRecord,
+    StepState, Tokens, UsageReport,
 };
 use crate::store::{Backend, RunStore};
 use crate::supervisor::{Cancel, RunJob, Supervisor};

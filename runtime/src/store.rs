@@ -12,7 +12,8 @@ use serde_json::Value;
 
 use crate::error::Result;
 use crate::model::{
-    CheckRecord, RunRecord, RunState, RunStats, RunUsage, StepRecord, Tokens, UsageReport, UsageTotals,
+    CheckRecord, RunRecord, RunState, RunStats, RunUsage, StepRecord, Tokens, UsageReport,
+    UsageTotals,
 };
 use troupe_workflows::engine::StepPos;
 

@@ -151,7 +151,8 @@ async fn drive_run(job: RunJob, cancel: CancellationToken, run_span: Span) {
     {
         tracing::error!(run = %run_id, error = %e, "cannot persist the run's workspace");
     }
-    let mut checks = if resumed { shared.store.checks(&run_id).unwrap_or_default() } else { Vec::new() };
+    let mut checks =
+        if resumed { shared.store.checks(&run_id).unwrap_or_default() } else { Vec::new() };
     // Only checks of steps that are kept count (a step run again is checked again).
     checks.retain(|c| steps.iter().any(|s| s.pos == c.after && s.state == StepState::Completed));
     let mut engine = crate::runtime::replay(
@@ -196,149 +197,152 @@ async fn drive_run(job: RunJob, cancel: CancellationToken, run_span: Span) {
         End::Failed(e)
     } else {
         loop {
-        if cancel.is_cancelled() {
-            break End::Cancelled;
-        }
-        match engine.next() {
-            Next::Skip { pos, reason } => {
-                let step = &engine.workflow().steps[pos.step];
-                let rec = StepRecord {
-                    run_id: run_id.clone(),
-                    pos,
-                    role: step.role,
-                    agent: step.agent.clone(),
-                    answered_by: None,
-                    model: None,
-                    state: StepState::Skipped,
-                    prompt: String::new(),
-                    context_nodes: Vec::new(),
-                    response: None,
-                    verdict: None,
-                    note: Some(reason.clone()),
-                    tokens: Tokens::default(),
-                    cost: 0.0,
-                    tokens_estimated: false,
-                    retries: 0,
-                    fallback_from: Vec::new(),
-                    started_at: Utc::now(),
-                    finished_at: Some(Utc::now()),
-                    latency_ms: 0,
-                    change: None,
-                    unverified: false,
-                };
-                let span = telemetry::step_span(&run_id, pos, rec.role, &rec.agent);
-                telemetry::record_step(&span, &rec, None);
-                drop(span);
-                if let Err(e) = shared.store.put_step(&rec) {
-                    break End::Failed(format!("cannot persist step: {e}"));
-                }
-                shared
-                    .audit
-                    .append(&run_id, AuditEvent::StepSkipped { pos, reason: reason.clone() });
-                engine.record(pos, &StepOutcome::Skipped);
-                emit(
-                    &events,
-                    RunEvent::StepFinished {
+            if cancel.is_cancelled() {
+                break End::Cancelled;
+            }
+            match engine.next() {
+                Next::Skip { pos, reason } => {
+                    let step = &engine.workflow().steps[pos.step];
+                    let rec = StepRecord {
                         run_id: run_id.clone(),
                         pos,
-                        state: StepState::Skipped,
+                        role: step.role,
+                        agent: step.agent.clone(),
                         answered_by: None,
                         model: None,
+                        state: StepState::Skipped,
+                        prompt: String::new(),
+                        context_nodes: Vec::new(),
+                        response: None,
+                        verdict: None,
+                        note: Some(reason.clone()),
                         tokens: Tokens::default(),
                         cost: 0.0,
-                        latency_ms: 0,
+                        tokens_estimated: false,
                         retries: 0,
                         fallback_from: Vec::new(),
-                        verdict: None,
-                        note: Some(reason),
-                    },
-                );
-            }
-            Next::Run(plan) => {
-                // A review judges the change with fresh evidence: the validators run first
-                // when the change moved since they last ran.
-                if plan.role == Role::Review
-                    && let Some(after) = stale_check(&record, last_check.as_ref(), plan.pos)
-                {
-                    match crate::work::check(&shared, &record, after, &events, &cancel).await {
-                        Ok(c) => {
-                            engine.record_check(c.passed());
-                            last_check = Some(c);
-                        }
-                        Err(e) => break End::Failed(e),
+                        started_at: Utc::now(),
+                        finished_at: Some(Utc::now()),
+                        latency_ms: 0,
+                        change: None,
+                        unverified: false,
+                    };
+                    let span = telemetry::step_span(&run_id, pos, rec.role, &rec.agent);
+                    telemetry::record_step(&span, &rec, None);
+                    drop(span);
+                    if let Err(e) = shared.store.put_step(&rec) {
+                        break End::Failed(format!("cannot persist step: {e}"));
                     }
+                    shared
+                        .audit
+                        .append(&run_id, AuditEvent::StepSkipped { pos, reason: reason.clone() });
+                    engine.record(pos, &StepOutcome::Skipped);
+                    emit(
+                        &events,
+                        RunEvent::StepFinished {
+                            run_id: run_id.clone(),
+                            pos,
+                            state: StepState::Skipped,
+                            answered_by: None,
+                            model: None,
+                            tokens: Tokens::default(),
+                            cost: 0.0,
+                            latency_ms: 0,
+                            retries: 0,
+                            fallback_from: Vec::new(),
+                            verdict: None,
+                            note: Some(reason),
+                        },
+                    );
                 }
-                let span = telemetry::step_span(&run_id, plan.pos, plan.role, &plan.agent);
-                let result = run_step(
-                    &shared,
-                    &mut record,
-                    &plan,
-                    &conversation,
-                    last_check.as_ref(),
-                    &events,
-                    &cancel,
-                    &span,
-                )
-                .instrument(span.clone())
-                .await;
-                drop(span);
-                match result {
-                    Ok(step) => {
-                        record.tokens.add(step.tokens);
-                        record.cost += step.cost;
-                        context_nodes.extend(step.context_nodes.iter().cloned());
-                        answered_by.extend(step.answered_by.iter().cloned());
-                        if let Some(v) = &step.verdict {
-                            findings.extend(v.findings.iter().cloned());
-                        }
-                        // While a project budget is set, the run's totals go to disk after
-                        // every call: the project's other runs check against them. (A crash
-                        // loses nothing either way: resume sums the stored steps.)
-                        if step.answered_by.is_some()
-                            && project_budgets
-                            && let Err(e) = shared.store.put_run(&record)
-                        {
-                            break End::Failed(format!("cannot persist the run: {e}"));
-                        }
-                        if step.state == StepState::Cancelled {
-                            break End::Cancelled;
-                        }
-                        let outcome = match (&step.state, &step.response) {
-                            (StepState::Completed, Some(text)) => {
-                                StepOutcome::Completed { output: text.clone() }
+                Next::Run(plan) => {
+                    // A review judges the change with fresh evidence: the validators run first
+                    // when the change moved since they last ran.
+                    if plan.role == Role::Review
+                        && let Some(after) = stale_check(&record, last_check.as_ref(), plan.pos)
+                    {
+                        match crate::work::check(&shared, &record, after, &events, &cancel).await {
+                            Ok(c) => {
+                                engine.record_check(c.passed());
+                                last_check = Some(c);
                             }
-                            _ => StepOutcome::Failed {
-                                error: step
-                                    .note
-                                    .clone()
-                                    .unwrap_or_else(|| "the step failed".into()),
-                            },
-                        };
-                        engine.record(plan.pos, &outcome);
-                        if let StepOutcome::Failed { error } = outcome {
-                            record.error = Some(error);
-                        } else if step.change.as_ref().is_some_and(|c| c.commit.is_some())
-                            && !record.validators.is_empty()
-                            && crate::settings::validate(&shared.config, &record.workflow).after_change
-                        {
-                            match crate::work::check(&shared, &record, plan.pos, &events, &cancel)
-                                .await
+                            Err(e) => break End::Failed(e),
+                        }
+                    }
+                    let span = telemetry::step_span(&run_id, plan.pos, plan.role, &plan.agent);
+                    let result = run_step(
+                        &shared,
+                        &mut record,
+                        &plan,
+                        &conversation,
+                        last_check.as_ref(),
+                        &events,
+                        &cancel,
+                        &span,
+                    )
+                    .instrument(span.clone())
+                    .await;
+                    drop(span);
+                    match result {
+                        Ok(step) => {
+                            record.tokens.add(step.tokens);
+                            record.cost += step.cost;
+                            context_nodes.extend(step.context_nodes.iter().cloned());
+                            answered_by.extend(step.answered_by.iter().cloned());
+                            if let Some(v) = &step.verdict {
+                                findings.extend(v.findings.iter().cloned());
+                            }
+                            // While a project budget is set, the run's totals go to disk after
+                            // every call: the project's other runs check against them. (A crash
+                            // loses nothing either way: resume sums the stored steps.)
+                            if step.answered_by.is_some()
+                                && project_budgets
+                                && let Err(e) = shared.store.put_run(&record)
                             {
-                                Ok(c) => {
-                                    engine.record_check(c.passed());
-                                    last_check = Some(c);
+                                break End::Failed(format!("cannot persist the run: {e}"));
+                            }
+                            if step.state == StepState::Cancelled {
+                                break End::Cancelled;
+                            }
+                            let outcome = match (&step.state, &step.response) {
+                                (StepState::Completed, Some(text)) => {
+                                    StepOutcome::Completed { output: text.clone() }
                                 }
-                                Err(e) => break End::Failed(e),
+                                _ => StepOutcome::Failed {
+                                    error: step
+                                        .note
+                                        .clone()
+                                        .unwrap_or_else(|| "the step failed".into()),
+                                },
+                            };
+                            engine.record(plan.pos, &outcome);
+                            if let StepOutcome::Failed { error } = outcome {
+                                record.error = Some(error);
+                            } else if step.change.as_ref().is_some_and(|c| c.commit.is_some())
+                                && !record.validators.is_empty()
+                                && crate::settings::validate(&shared.config, &record.workflow)
+                                    .after_change
+                            {
+                                match crate::work::check(
+                                    &shared, &record, plan.pos, &events, &cancel,
+                                )
+                                .await
+                                {
+                                    Ok(c) => {
+                                        engine.record_check(c.passed());
+                                        last_check = Some(c);
+                                    }
+                                    Err(e) => break End::Failed(e),
+                                }
                             }
                         }
+                        Err(StepStop::Store(e)) => break End::Failed(e),
+                        Err(StepStop::Budget(reason)) => break End::Budget(reason),
                     }
-                    Err(StepStop::Store(e)) => break End::Failed(e),
-                    Err(StepStop::Budget(reason)) => break End::Budget(reason),
+                    record.iterations = engine.position().iteration.max(record.iterations);
                 }
-                record.iterations = engine.position().iteration.max(record.iterations);
+                Next::Done(f) => break End::Done(f),
             }
-            Next::Done(f) => break End::Done(f),
-        }
         }
     };
     // The end: a change that moved since the validators last ran is checked once more, and
@@ -503,13 +507,23 @@ async fn apply_change(
     match crate::apply::apply(shared, ws, None).await {
         Ok(ws) => {
             let files = ws.applied.as_ref().map(|a| a.files.clone()).unwrap_or_default();
-            shared.audit.append(&record.id, AuditEvent::ChangeApplied { files: files.clone(), commit: None });
+            shared.audit.append(
+                &record.id,
+                AuditEvent::ChangeApplied { files: files.clone(), commit: None },
+            );
             record.workspace = Some(ws);
             emit(events, RunEvent::Applied { run_id: record.id.clone(), files });
         }
         Err(e) => {
             let message = format!("the change was not applied: {e}");
-            emit(events, RunEvent::Agent { run_id: record.id.clone(), pos: StepPos { iteration: record.iterations, step: 0 }, message: message.clone() });
+            emit(
+                events,
+                RunEvent::Agent {
+                    run_id: record.id.clone(),
+                    pos: StepPos { iteration: record.iterations, step: 0 },
+                    message: message.clone(),
+                },
+            );
             record.plan_notes.push(message);
         }
     }
@@ -602,7 +616,8 @@ async fn run_step(
     let mut unverified = false;
     if let Some(ws) = &record.workspace {
         if work_step {
-            let changed: Vec<std::path::PathBuf> = record.files.iter().map(|f| f.path.clone()).collect();
+            let changed: Vec<std::path::PathBuf> =
+                record.files.iter().map(|f| f.path.clone()).collect();
             let dir = ws.dir.clone();
             let task = record.task.clone();
             let ev = evidence.clone().unwrap_or_default();
@@ -617,7 +632,10 @@ async fn run_step(
                 vars.insert("files", crate::work::files_text(&files));
                 vars.insert(
                     "edit_format",
-                    crate::work::edit_instructions(crate::settings::edit_format(&shared.config), &files),
+                    crate::work::edit_instructions(
+                        crate::settings::edit_format(&shared.config),
+                        &files,
+                    ),
                 );
             } else {
                 vars.insert(
@@ -750,7 +768,14 @@ async fn run_step(
     // then a commit in the workspace.
     if step.state == StepState::Completed && work_step && record.workspace.is_some() {
         let change = match change_of_step(
-            shared, record, plan, &request, &mut step, &mut caller, cancel, edits_by_answer,
+            shared,
+            record,
+            plan,
+            &request,
+            &mut step,
+            &mut caller,
+            cancel,
+            edits_by_answer,
         )
         .await
         {
@@ -842,13 +867,18 @@ async fn change_of_step(
                 AuditEvent::EditsApplied {
                     pos: plan.pos,
                     summary: o.summary(),
-                    refused: o.refused.iter().map(|r| format!("{}: {}", r.path, r.reason)).collect(),
+                    refused: o
+                        .refused
+                        .iter()
+                        .map(|r| format!("{}: {}", r.path, r.reason))
+                        .collect(),
                     failed: o.failed.iter().map(|f| format!("{}: {}", f.path, f.message)).collect(),
                 },
             );
         }
     }
-    let first_line = record.task.lines().next().unwrap_or_default().chars().take(72).collect::<String>();
+    let first_line =
+        record.task.lines().next().unwrap_or_default().chars().take(72).collect::<String>();
     let message = format!("{}:{}: {first_line}", plan.agent, plan.role);
     let Some(ws) = record.workspace.as_mut() else { return Ok(None) };
     let commit = crate::work::commit(ws, message).await?;

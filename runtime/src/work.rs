@@ -65,9 +65,9 @@ pub(crate) async fn prepare(shared: &Arc<Shared>, record: &mut RunRecord) -> Res
         .filter(|d| d.starts_with(&project))
         .collect();
     let ws = blocking(move || {
-        Workspaces::new(root).create(&project, &run_id, in_place, &exclude).map_err(|e| {
-            format!("cannot make the run's workspace: {e}")
-        })
+        Workspaces::new(root)
+            .create(&project, &run_id, in_place, &exclude)
+            .map_err(|e| format!("cannot make the run's workspace: {e}"))
     })
     .await?;
 
@@ -280,7 +280,11 @@ pub(crate) async fn diff(ws: &Workspace) -> Result<Change, String> {
 }
 
 /// A step's change record from an edit outcome and the commit it made.
-pub(crate) fn step_change(outcome: Option<&EditOutcome>, commit: Option<Commit>, reasked: bool) -> StepChange {
+pub(crate) fn step_change(
+    outcome: Option<&EditOutcome>,
+    commit: Option<Commit>,
+    reasked: bool,
+) -> StepChange {
     StepChange {
         commit: commit.as_ref().map(|c| c.id.clone()),
         files: commit.map(|c| c.files).unwrap_or_default(),
@@ -318,7 +322,10 @@ pub(crate) async fn check(
         started_at: Utc::now(),
         latency_ms: 0,
     };
-    shared.store.put_check(&check).map_err(|e| format!("cannot persist the validators' run: {e}"))?;
+    shared
+        .store
+        .put_check(&check)
+        .map_err(|e| format!("cannot persist the validators' run: {e}"))?;
     for e in crate::events::check_events(&check) {
         let _ = events.send(e);
     }
@@ -344,7 +351,10 @@ pub(crate) async fn check(
         },
     );
     check.report = Some(report);
-    shared.store.put_check(&check).map_err(|e| format!("cannot persist the validators' run: {e}"))?;
+    shared
+        .store
+        .put_check(&check)
+        .map_err(|e| format!("cannot persist the validators' run: {e}"))?;
     if let Some(e) = crate::events::check_events(&check).into_iter().nth(1) {
         let _ = events.send(e);
     }

@@ -61,7 +61,15 @@ impl EventPrinter {
             return Ok(event.is_final());
         }
         match event {
-            RunEvent::RunStarted { run_id, workflow, steps, resumed, notes } => {
+            RunEvent::RunStarted {
+                run_id,
+                workflow,
+                steps,
+                resumed,
+                notes,
+                workspace,
+                validators,
+            } => {
                 let verb = if *resumed { "resumed" } else { "started" };
                 for n in notes.iter().filter(|n| n.starts_with("offline")) {
                     println!("{}", self.dim(&format!("· {n}")));
@@ -74,6 +82,52 @@ impl EventPrinter {
                         steps.join(" → ")
                     ))
                 );
+                if let Some(w) = workspace {
+                    println!("{}", self.dim(&format!("  workspace: {w}")));
+                }
+                if let Some(v) = validators {
+                    println!("{}", self.dim(&format!("  validators: {v}")));
+                }
+            }
+            RunEvent::Changed { change, .. } => {
+                self.end_chunk();
+                let files: Vec<String> =
+                    change.files.iter().map(|f| f.path.display().to_string()).collect();
+                let mut line = format!("  ✎ {}", change.summary());
+                if !files.is_empty() {
+                    line.push_str(&format!(": {}", files.join(", ")));
+                }
+                println!("{line}");
+                for r in change.refused.iter().chain(&change.failed) {
+                    println!("{}", self.dim(&format!("    ⚠ {r}")));
+                }
+            }
+            RunEvent::ValidateStarted { commands, .. } => {
+                self.end_chunk();
+                println!("\n{}", self.bold(&format!("▶ validate · {}", commands.join(", "))));
+            }
+            RunEvent::ValidateFinished { passed, results, .. } => {
+                for r in results {
+                    let mark = if r.passed() { "✔" } else { "✘" };
+                    let mut line =
+                        format!("{mark} {} · {} · {}", r.command, r.outcome, secs(r.duration_ms));
+                    if !r.failing.is_empty() {
+                        line.push_str(&format!(" · failing: {}", r.failing.join(", ")));
+                    }
+                    println!("{}", self.dim(&line));
+                    if !r.passed() {
+                        let tail: Vec<&str> = r.output.lines().rev().take(8).collect();
+                        for l in tail.into_iter().rev() {
+                            println!("{}", self.dim(&format!("    {l}")));
+                        }
+                    }
+                }
+                let verdict = if *passed { "checks pass" } else { "checks fail" };
+                println!("{}", self.dim(&format!("  {verdict}")));
+            }
+            RunEvent::Applied { files, .. } => {
+                let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+                println!("✔ applied to the project: {}", names.join(", "));
             }
             RunEvent::Planned { steps, notes, .. } => {
                 println!("{}", self.bold(&format!("planned: {}", steps.join(" → "))));
@@ -172,6 +226,39 @@ impl EventPrinter {
         );
         if let Some(e) = &r.error {
             println!("  {e}");
+        }
+        if let Some(ws) = &r.workspace {
+            if r.files.is_empty() {
+                println!("{}", self.dim("  no file was changed"));
+            } else {
+                let added: u64 = r.files.iter().map(|f| f.added).sum();
+                let removed: u64 = r.files.iter().map(|f| f.removed).sum();
+                println!("  {} file(s) changed (+{added} -{removed}):", r.files.len());
+                for f in &r.files {
+                    println!("    {} (+{} -{})", f.path.display(), f.added, f.removed);
+                }
+                match r.verified {
+                    Some(true) => println!("  verified: the project's checks pass"),
+                    Some(false) if r.validators.is_empty() => {
+                        println!(
+                            "{}",
+                            self.dim("  unverified: no tests or checks ran on this change")
+                        )
+                    }
+                    _ => {}
+                }
+                if ws.applied.is_some() {
+                    println!("  applied to {}", ws.project.display());
+                } else {
+                    println!(
+                        "{}",
+                        self.dim(&format!(
+                            "  see it: troupe runs diff {id} · apply it: troupe runs apply {id} · drop it: troupe runs discard {id}",
+                            id = short_id(&r.id)
+                        ))
+                    );
+                }
+            }
         }
         if r.state == RunState::BudgetExceeded {
             println!(
@@ -488,6 +575,9 @@ pub fn run_command(config: Config, source: ConfigSource, args: RunArgs) -> Resul
             conversation: None,
             budget_tokens: args.budget_tokens,
             budget_cost: args.budget_cost,
+            in_place: args.in_place,
+            no_validate: args.no_validate,
+            apply: args.apply,
         };
         let handle = match runtime.submit(req).await {
             Ok(h) => h,

@@ -8,8 +8,7 @@ use std::sync::{Arc, Mutex};
 use actix_web::web::Bytes;
 use futures::Stream;
 use tokio::sync::{broadcast, watch};
-use troupe_runtime::{RunEvent, RunHandle, RunRecord, RunState, StepRecord, StepState};
-use troupe_workflows::verdict::VerdictStatus;
+use troupe_runtime::{RunEvent, RunHandle, RunRecord, RunState};
 
 /// How many finished runs keep their full event log (older ones are rebuilt from the store,
 /// with each step's answer as one chunk).
@@ -208,65 +207,6 @@ pub fn stored_stream(
         }
     });
     futures::StreamExt::chain(replay, live)
-}
-
-/// A run's event stream rebuilt from what is stored: its start, each step's start, answer
-/// (as one chunk) and end, and its end when it has ended.
-pub fn replay(record: &RunRecord, steps: &[StepRecord]) -> Vec<RunEvent> {
-    let mut out = vec![RunEvent::RunStarted {
-        run_id: record.id.clone(),
-        workflow: record.workflow_name.clone(),
-        steps: record.workflow.steps.iter().map(|s| format!("{}:{}", s.agent, s.role)).collect(),
-        resumed: record.resumed > 0,
-        notes: record.plan_notes.clone(),
-    }];
-    for s in steps {
-        out.push(RunEvent::StepStarted {
-            run_id: record.id.clone(),
-            pos: s.pos,
-            role: s.role,
-            agent: s.agent.clone(),
-        });
-        if let Some(text) = s.response.as_ref().filter(|t| !t.is_empty()) {
-            out.push(RunEvent::Chunk { run_id: record.id.clone(), pos: s.pos, text: text.clone() });
-        }
-        if s.state == StepState::Running {
-            continue;
-        }
-        let verdict = s.verdict.as_ref().map(|v| {
-            let status = match v.status {
-                VerdictStatus::Approved => "approved",
-                VerdictStatus::ChangesRequested => "changes requested",
-            };
-            format!("{status}, {} finding(s)", v.findings.len())
-        });
-        out.push(RunEvent::StepFinished {
-            run_id: record.id.clone(),
-            pos: s.pos,
-            state: s.state,
-            answered_by: s.answered_by.clone(),
-            model: s.model.clone(),
-            tokens: s.tokens,
-            cost: s.cost,
-            latency_ms: s.latency_ms,
-            retries: s.retries,
-            fallback_from: s.fallback_from.clone(),
-            verdict,
-            note: s.note.clone(),
-        });
-    }
-    if record.state.is_final() {
-        out.push(RunEvent::RunFinished {
-            run_id: record.id.clone(),
-            state: record.state,
-            reason: record.finish_reason,
-            iterations: record.iterations,
-            tokens: record.tokens,
-            cost: record.cost,
-            error: record.error.clone(),
-        });
-    }
-    out
 }
 
 /// Whether a stored run may still produce events (it is pending or in progress).

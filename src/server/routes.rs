@@ -144,6 +144,15 @@ pub struct ExecuteBody {
     budget_tokens: Option<u64>,
     #[serde(default)]
     budget_cost: Option<f64>,
+    /// Work in the project folder itself (with a checkpoint) instead of a workspace.
+    #[serde(default)]
+    in_place: bool,
+    /// Run no validators.
+    #[serde(default)]
+    no_validate: bool,
+    /// Apply the change to the project when the run completes green.
+    #[serde(default)]
+    apply: bool,
 }
 
 /// `POST /api/execute` → 202 `{run_id}`.
@@ -173,6 +182,9 @@ pub async fn execute(state: Data, body: web::Json<ExecuteBody>) -> ApiResult {
         conversation: body.conversation,
         budget_tokens: budget.tokens,
         budget_cost: budget.cost,
+        in_place: body.in_place,
+        no_validate: body.no_validate,
+        apply: body.apply,
     };
     let handle = state.runtime.submit(req).await?;
     Ok(started(&state, handle))
@@ -277,7 +289,8 @@ pub async fn run_events(state: Data, req: HttpRequest, id: web::Path<String>) ->
         if events::may_continue(&record) { state.runtime.subscribe(&record.id) } else { None };
     let (record, steps) =
         if live.is_some() { state.runtime.run(&record.id)? } else { (record, steps) };
-    let mut replay = events::replay(&record, &steps);
+    let checks = state.runtime.store().checks(&record.id)?;
+    let mut replay = troupe_runtime::events::replay(&record, &steps, &checks);
     if live.is_some() {
         replay.retain(|e| !e.is_final());
     }

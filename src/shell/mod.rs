@@ -101,8 +101,7 @@ impl Session {
             offline: self.offline(),
             project: self.project.clone(),
             conversation: Some(self.conversation.clone()),
-            budget_tokens: None,
-            budget_cost: None,
+            ..RunRequest::default()
         };
         let handle = match self.runtime.submit(req).await {
             Ok(h) => h,

@@ -25,10 +25,19 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("agent", "the agent running the step"),
     ("role", "the step's role"),
     ("agents", "the agents a planner may choose from, one per line (plan only)"),
-    ("files", "the project files that matter, each path then its content in a fence (work steps of HTTP models)"),
+    (
+        "files",
+        "the project files that matter, each path then its content in a fence (work steps of HTTP models)",
+    ),
     ("file_list", "every file of the workspace, one path per line (work steps)"),
-    ("edit_format", "how to make the change: the edit format with a worked example, or where to edit (work steps)"),
-    ("evidence", "the project's tests and linters on the latest change: failures in detail, or that they pass"),
+    (
+        "edit_format",
+        "how to make the change: the edit format with a worked example, or where to edit (work steps)",
+    ),
+    (
+        "evidence",
+        "the project's tests and linters on the latest change: failures in detail, or that they pass",
+    ),
     ("changes", "the run's change so far as a diff against the project (review steps)"),
     ("unverified", "why a review has no evidence to go on (review steps without validators)"),
 ];
@@ -519,8 +528,9 @@ mod tests {
 
     #[test]
     fn inverted_sections_render_only_when_their_variable_is_empty() {
-        let t = Template::parse("t", "a{{^files}} no files{{/files}}{{#files}} {{files}}{{/files}}")
-            .unwrap();
+        let t =
+            Template::parse("t", "a{{^files}} no files{{/files}}{{#files}} {{files}}{{/files}}")
+                .unwrap();
         assert_eq!(t.render(&BTreeMap::new()).trim_end(), "a no files");
         assert_eq!(t.render(&BTreeMap::from([("files", "x.py".to_string())])).trim_end(), "a x.py");
         let e = Template::parse("t", "{{^files}}open").unwrap_err();
