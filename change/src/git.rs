@@ -166,3 +166,40 @@ fn hint(stderr: &str, dir: &Path) -> String {
 pub fn lines(out: &str) -> impl Iterator<Item = &str> {
     out.lines().map(str::trim).filter(|l| !l.is_empty())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_git_says_to_install_it() {
+        let err = Git::new(".").env("PATH", "/nonexistent").run(["version"]).unwrap_err();
+        assert!(matches!(err, Error::GitMissing), "{err}");
+        assert!(err.to_string().contains("Install git"), "{err}");
+    }
+
+    #[test]
+    fn a_failed_command_carries_the_command_line_git_stderr_and_a_hint() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Git::new(dir.path()).run(["rev-parse", "--verify", "no-such-ref"]).unwrap_err();
+        let Error::Git { command, stderr, hint } = &err else { panic!("{err}") };
+        assert_eq!(command, "git rev-parse --verify no-such-ref");
+        assert!(stderr.contains("not a git repository"), "{stderr}");
+        assert!(hint.contains("is not (or no longer) a git repository"), "{hint}");
+        assert!(err.to_string().starts_with("`git rev-parse --verify no-such-ref` failed: "));
+    }
+
+    #[test]
+    fn the_user_configuration_does_not_leak_into_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let git = Git::new(dir.path());
+        git.run(["init", "-q"]).unwrap();
+        std::fs::write(dir.path().join("ü.txt"), "x").unwrap();
+        git.run(["add", "-A"]).unwrap();
+        // core.quotepath=off: a non-ASCII name comes back as it is, not as "\303\274.txt".
+        assert_eq!(git.run(["diff", "--cached", "--name-only"]).unwrap(), "ü.txt\n");
+        // The troupe identity lets a commit succeed without any user configuration.
+        git.run(["commit", "-q", "-m", "x"]).unwrap();
+        assert_eq!(git.run(["log", "--format=%an <%ae>"]).unwrap(), "troupe <troupe@localhost>\n");
+    }
+}

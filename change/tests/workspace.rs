@@ -475,3 +475,66 @@ fn the_workspace_round_trips_through_json() {
     let back: Workspace = serde_json::from_str(&json).unwrap();
     assert_eq!(back, ws);
 }
+
+#[test]
+fn a_rename_is_reported_as_one_and_applies_and_reverts() {
+    let f = repo();
+    write(&f.project.join("long.txt"), &"line\n".repeat(20));
+    git(&f.project, &["add", "-A"]);
+    git(&f.project, &["commit", "-q", "-m", "long"]);
+    let mut ws = f.workspaces.create(&f.project, RUN, false, &[]).unwrap();
+    std::fs::rename(ws.dir.join("long.txt"), ws.dir.join("moved.txt")).unwrap();
+    let commit = ws.commit("move").unwrap().unwrap();
+    assert_eq!(commit.files.len(), 1, "{:?}", commit.files);
+    assert_eq!(commit.files[0].status, FileStatus::Renamed);
+    assert_eq!(commit.files[0].from, Some(PathBuf::from("long.txt")));
+    assert!(ws.diff().unwrap().stat().contains("long.txt => moved.txt"));
+    let before = user_state(&f.project);
+    let applied = ws.apply(None).unwrap();
+    assert_eq!(applied.files, vec![PathBuf::from("long.txt"), PathBuf::from("moved.txt")]);
+    assert!(!f.project.join("long.txt").exists());
+    assert_eq!(read(&f.project.join("moved.txt")), "line\n".repeat(20));
+    ws.revert().unwrap();
+    assert_eq!(user_state(&f.project), before);
+}
+
+#[test]
+fn a_file_the_user_removed_or_created_meanwhile_is_a_conflict() {
+    let f = repo();
+    let mut ws = f.workspaces.create(&f.project, RUN, false, &[]).unwrap();
+    write(&ws.dir.join("b.txt"), "bee\nbuzz\n");
+    write(&ws.dir.join("fresh.txt"), "from the run\n");
+    ws.commit("edit").unwrap();
+    std::fs::remove_file(f.project.join("b.txt")).unwrap();
+    write(&f.project.join("fresh.txt"), "from the user\n");
+    let before = user_state(&f.project);
+    let err = ws.apply(None).unwrap_err();
+    let Error::Conflict { files } = &err else { panic!("{err}") };
+    assert_eq!(files, &[PathBuf::from("b.txt"), PathBuf::from("fresh.txt")]);
+    assert_eq!(user_state(&f.project), before);
+}
+
+#[test]
+fn an_empty_change_has_nothing_to_apply() {
+    let f = repo();
+    let mut ws = f.workspaces.create(&f.project, RUN, false, &[]).unwrap();
+    assert!(ws.diff().unwrap().is_empty());
+    assert!(matches!(ws.apply(None), Err(Error::NothingToApply)));
+}
+
+#[test]
+fn apply_with_a_commit_handles_files_the_user_never_committed() {
+    let f = repo();
+    write(&f.project.join("scratch.txt"), "untracked\n");
+    let mut ws = f.workspaces.create(&f.project, RUN, false, &[]).unwrap();
+    std::fs::remove_file(ws.dir.join("scratch.txt")).unwrap();
+    ws.commit("remove scratch").unwrap();
+    let head = git(&f.project, &["rev-parse", "HEAD"]);
+    let applied = ws.apply(Some("Tidy")).unwrap();
+    assert!(!f.project.join("scratch.txt").exists());
+    assert_eq!(applied.commit, None, "removing an untracked file leaves nothing to commit");
+    assert_eq!(git(&f.project, &["rev-parse", "HEAD"]), head);
+    ws.revert().unwrap();
+    assert_eq!(read(&f.project.join("scratch.txt")), "untracked\n");
+    assert_eq!(git(&f.project, &["status", "--porcelain"]), "?? scratch.txt\n");
+}

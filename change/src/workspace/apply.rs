@@ -64,8 +64,7 @@ impl Workspace {
         self.applied = Some(applied.clone());
         if let (Some(message), WorkspaceKind::Worktree) = (commit_message, self.kind) {
             let message = format!("{message}\n\nApplied from troupe run {}.", self.run_id);
-            let id = commit_files(&target, &applied.files, &message)?;
-            applied.commit = Some(id);
+            applied.commit = commit_files(&target, &applied.files, &message)?;
             self.applied = Some(applied.clone());
         }
         Ok(applied)
@@ -153,15 +152,20 @@ fn staged_nothing(git: &Git) -> Result<()> {
     if files.is_empty() { Ok(()) } else { Err(Error::StagedChanges { files }) }
 }
 
-/// Stages exactly `files` (additions and removals) and commits them on the current branch,
-/// as the user when the user has an identity; returns the commit id.
-fn commit_files(git: &Git, files: &[PathBuf], message: &str) -> Result<String> {
-    let literal = git.clone().env("GIT_LITERAL_PATHSPECS", "1");
-    let mut add: Vec<&std::ffi::OsStr> = vec!["add".as_ref(), "-A".as_ref(), "--".as_ref()];
-    add.extend(files.iter().map(|f| f.as_os_str()));
-    literal.run(add)?;
+/// Stages exactly `files` (additions and removals, `git update-index --add --remove`, so a
+/// path neither tracked nor on disk is no error) and commits them on the current branch, as
+/// the user when the user has an identity; `None` when that stages nothing (e.g. the change
+/// only removed files the user never committed).
+fn commit_files(git: &Git, files: &[PathBuf], message: &str) -> Result<Option<String>> {
+    let mut args: Vec<&std::ffi::OsStr> =
+        vec!["update-index".as_ref(), "--add".as_ref(), "--remove".as_ref(), "--".as_ref()];
+    args.extend(files.iter().map(|f| f.as_os_str()));
+    git.run(args)?;
+    if git.succeeds(["diff", "--cached", "--quiet"])? {
+        return Ok(None);
+    }
     git.clone().as_user().run(["commit", "-q", "--no-verify", "-m", message])?;
-    Ok(git.run(["rev-parse", "HEAD"])?.trim().to_string())
+    Ok(Some(git.run(["rev-parse", "HEAD"])?.trim().to_string()))
 }
 
 /// Each file's content id on disk (`git hash-object`), `None` when it does not exist.

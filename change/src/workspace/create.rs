@@ -2,6 +2,7 @@
 //! checkpoint.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{Workspace, WorkspaceKind, checkpoint_ref, runs_ref};
 use crate::error::{Error, Result};
@@ -145,9 +146,11 @@ pub(super) fn snapshot_tree(git: &Git, head: Option<&str>, exclude: &[PathBuf]) 
     let index = PathBuf::from(
         git.run(["rev-parse", "--path-format=absolute", "--git-path", "index"])?.trim(),
     );
+    static NEXT: AtomicU64 = AtomicU64::new(0);
     let temp = std::env::temp_dir().join(format!(
-        "troupe-index-{}-{}",
+        "troupe-index-{}-{}-{}",
         std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed),
         chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
     ));
     let result = (|| {
@@ -257,12 +260,13 @@ fn name_of(path: &Path) -> PathBuf {
     path.file_name().map_or_else(|| PathBuf::from("project"), PathBuf::from)
 }
 
-/// Copies `from` into `to`: files that are not ignored, no `.git`, nothing under `exclude`
+/// Copies `from` into `to`: files that `.gitignore` does not ignore, no `.git`, nothing under `exclude`
 /// (relative to `from`), and symbolic links only when they point inside the project.
 fn copy_tree(from: &Path, to: &Path, exclude: &[PathBuf]) -> Result<()> {
     let exclude: Vec<PathBuf> = exclude.iter().map(|x| from.join(x)).collect();
     let walk = ignore::WalkBuilder::new(from)
         .hidden(false)
+        .ignore(false)
         .parents(false)
         .require_git(false)
         .follow_links(false)
