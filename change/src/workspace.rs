@@ -215,7 +215,8 @@ impl Workspace {
                 if self.project.starts_with(folder) {
                     return Err(Error::Missing { path: checkout.clone() });
                 }
-                cleanup::remove(checkout, self.branch.as_deref())
+                let repo = (self.kind == WorkspaceKind::Worktree).then_some(self.project.as_path());
+                cleanup::remove(checkout, self.branch.as_deref(), repo)
             }
             (_, None) => Err(Error::Missing { path: self.dir.clone() }),
         }

@@ -538,3 +538,19 @@ fn apply_with_a_commit_handles_files_the_user_never_committed() {
     assert_eq!(read(&f.project.join("scratch.txt")), "untracked\n");
     assert_eq!(git(&f.project, &["status", "--porcelain"]), "?? scratch.txt\n");
 }
+
+#[test]
+fn discard_after_the_folder_was_deleted_by_hand_still_drops_the_branch() {
+    let f = repo();
+    let ws = f.workspaces.create(&f.project, RUN, false, &[]).unwrap();
+    std::fs::remove_dir_all(ws.checkout.as_ref().unwrap()).unwrap();
+    assert!(!ws.exists());
+    assert!(matches!(ws.diff(), Err(Error::Missing { .. })));
+    ws.discard().unwrap();
+    assert_eq!(branches(&f.project), vec!["refs/heads/main".to_string()]);
+    assert_eq!(
+        git(&f.project, &["worktree", "list", "--porcelain"]).matches("worktree ").count(),
+        1
+    );
+    ws.discard().unwrap();
+}
