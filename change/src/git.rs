@@ -68,13 +68,20 @@ impl Git {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
+        let out = self.run_bytes(args, input)?;
+        Ok(String::from_utf8_lossy(&out).into_owned())
+    }
+
+    /// Runs git and returns its standard output as bytes (a patch of a file that is not
+    /// UTF-8 must survive exactly).
+    pub fn run_bytes<I, S>(&self, args: I, input: Option<&[u8]>) -> Result<Vec<u8>>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
         let args: Vec<OsString> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
         let out = self.output(&args, input)?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(self.failure(&args, &out))
-        }
+        if out.status.success() { Ok(out.stdout) } else { Err(self.failure(&args, &out)) }
     }
 
     /// Runs git and reports whether it exited with status 0 (a failure to start is an error).

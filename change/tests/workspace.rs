@@ -554,3 +554,25 @@ fn discard_after_the_folder_was_deleted_by_hand_still_drops_the_branch() {
     );
     ws.discard().unwrap();
 }
+
+#[test]
+fn a_file_that_is_not_utf8_applies_byte_for_byte() {
+    let f = repo();
+    std::fs::write(f.project.join("latin1.txt"), b"caf\xe9\nna\xefve\n").unwrap();
+    git(&f.project, &["add", "-A"]);
+    git(&f.project, &["commit", "-q", "-m", "latin-1"]);
+    let mut ws = f.workspaces.create(&f.project, RUN, false, &[]).unwrap();
+    std::fs::write(ws.dir.join("latin1.txt"), b"caf\xe9\nna\xefve\nd\xe9j\xe0 vu\n").unwrap();
+    write(&ws.dir.join("a.txt"), "one\ntwo\nthree\nfour\n");
+    ws.commit("edit").unwrap();
+    let change = ws.diff().unwrap();
+    assert!(change.patch.contains("GIT binary patch"), "{}", change.patch);
+    ws.apply(None).unwrap();
+    assert_eq!(
+        std::fs::read(f.project.join("latin1.txt")).unwrap(),
+        b"caf\xe9\nna\xefve\nd\xe9j\xe0 vu\n"
+    );
+    assert_eq!(read(&f.project.join("a.txt")), "one\ntwo\nthree\nfour\n");
+    ws.revert().unwrap();
+    assert_eq!(std::fs::read(f.project.join("latin1.txt")).unwrap(), b"caf\xe9\nna\xefve\n");
+}

@@ -60,17 +60,29 @@ fn worktree(
     let tree = snapshot_tree(&git, head.as_deref(), exclude)?;
     let message = format!("troupe: snapshot for run {run_id} (HEAD and uncommitted changes)");
     let base = commit_tree(&git, &tree, head.as_deref(), &message)?;
-    let branch = unique_branch(&git, run_id)?;
     let checkout = folder.join(name_of(top));
-    git.run([
-        "worktree".as_ref(),
-        "add".as_ref(),
-        "-q".as_ref(),
-        "-b".as_ref(),
-        branch.as_ref(),
-        checkout.as_os_str(),
-        base.as_ref(),
-    ])?;
+    // Another troupe may take the same branch name between the check and the add (two runs
+    // started in the same millisecond share a short id): then the next free name.
+    let mut tries = 0;
+    let branch = loop {
+        let branch = unique_branch(&git, run_id)?;
+        let add: [&std::ffi::OsStr; 7] = [
+            "worktree".as_ref(),
+            "add".as_ref(),
+            "-q".as_ref(),
+            "-b".as_ref(),
+            branch.as_ref(),
+            checkout.as_os_str(),
+            base.as_ref(),
+        ];
+        match git.run(add) {
+            Ok(_) => break branch,
+            Err(Error::Git { stderr, .. }) if stderr.contains("already exists") && tries < 5 => {
+                tries += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    };
     let prefix = project.strip_prefix(top).unwrap_or(Path::new(""));
     Ok(Workspace {
         kind: WorkspaceKind::Worktree,
