@@ -576,3 +576,28 @@ fn a_file_that_is_not_utf8_applies_byte_for_byte() {
     ws.revert().unwrap();
     assert_eq!(std::fs::read(f.project.join("latin1.txt")).unwrap(), b"caf\xe9\nna\xefve\n");
 }
+
+#[test]
+fn in_place_apply_records_or_reapplies_and_can_commit() {
+    let f = repo();
+    let mut ws = f.workspaces.create(&f.project, RUN, true, &[]).unwrap();
+    write(&f.project.join("b.txt"), "bee\nbuzz\n");
+    std::os::unix::fs::symlink("b.txt", f.project.join("b-link")).unwrap();
+    ws.commit("edit").unwrap().unwrap();
+    ws.revert().unwrap();
+    assert_eq!(read(&f.project.join("b.txt")), "bee\n");
+    assert!(f.project.join("b-link").symlink_metadata().is_err());
+    assert!(matches!(ws.revert(), Err(Error::NotApplied)), "a second revert has nothing to do");
+
+    let head = git(&f.project, &["rev-parse", "HEAD"]);
+    let applied = ws.apply(Some("Buzz")).unwrap();
+    assert_eq!(read(&f.project.join("b.txt")), "bee\nbuzz\n", "apply after revert applies again");
+    assert_eq!(std::fs::read_link(f.project.join("b-link")).unwrap(), PathBuf::from("b.txt"));
+    assert_eq!(git(&f.project, &["rev-parse", "HEAD^"]), head);
+    assert_eq!(git(&f.project, &["show", "--name-only", "--format=", "HEAD"]), "b-link\nb.txt\n");
+    assert_eq!(applied.commit.as_deref(), Some(git(&f.project, &["rev-parse", "HEAD"]).trim()));
+    ws.revert().unwrap();
+    assert_eq!(read(&f.project.join("b.txt")), "bee\n");
+    assert_eq!(git(&f.project, &["status", "--porcelain"]), "");
+    assert_eq!(git(&f.project, &["rev-parse", "HEAD~2"]), head);
+}
