@@ -601,3 +601,13 @@ fn in_place_apply_records_or_reapplies_and_can_commit() {
     assert_eq!(git(&f.project, &["status", "--porcelain"]), "");
     assert_eq!(git(&f.project, &["rev-parse", "HEAD~2"]), head);
 }
+
+#[test]
+fn a_folder_inside_dot_git_is_an_error_not_a_copy() {
+    let f = repo();
+    let err = f.workspaces.create(&f.project.join(".git/refs"), RUN, false, &[]).unwrap_err();
+    assert!(matches!(err, Error::Git { .. }), "{err}");
+    assert!(f.workspaces.list().unwrap().is_empty(), "nothing half-made is left");
+    let err = f.workspaces.create(&f.project.join("nowhere"), RUN, false, &[]).unwrap_err();
+    assert!(matches!(err, Error::NotAFolder { .. }), "{err}");
+}

@@ -21,12 +21,7 @@ pub(super) fn create(
         .ok_or_else(|| Error::NotAFolder { path: project.to_path_buf() })?;
     let run_id = sanitize(run_id);
     let git = Git::new(&project);
-    let top = git.output(["rev-parse", "--show-toplevel"], None)?;
-    let top = top
-        .status
-        .success()
-        .then(|| PathBuf::from(String::from_utf8_lossy(&top.stdout).trim()))
-        .filter(|top| !top.as_os_str().is_empty());
+    let top = repository_top(&git)?;
     if in_place {
         let Some(top) = top else { return Err(Error::NotARepository { path: project }) };
         return in_place_workspace(&project, &top, &run_id, &excluded(&top, root, exclude));
@@ -45,6 +40,23 @@ pub(super) fn create(
         let _ = std::fs::remove_dir_all(&folder);
     }
     result
+}
+
+/// The top folder of the repository `git` runs in; `None` when it is not in one. Any other
+/// failure (git refusing a repository another user owns, a `.git` folder) is an error:
+/// copying such a project would hide the problem.
+fn repository_top(git: &Git) -> Result<Option<PathBuf>> {
+    let args = ["rev-parse", "--show-toplevel"];
+    let out = git.output(args, None)?;
+    let top = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if out.status.success() && !top.is_empty() {
+        Ok(Some(PathBuf::from(top)))
+    } else if String::from_utf8_lossy(&out.stderr).contains("not a git repository") {
+        Ok(None)
+    } else {
+        let args: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
+        Err(git.failure(&args, &out))
+    }
 }
 
 /// A worktree of the user's repository at a snapshot of HEAD plus uncommitted changes.
