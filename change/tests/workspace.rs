@@ -360,6 +360,8 @@ fn a_project_outside_git_is_copied_and_apply_writes_back() {
         [".gitignore", "main-link", "src/main.rs"].iter().map(PathBuf::from).collect();
     assert_eq!(copied, expected);
     assert!(!p.join(".git").exists(), "the project stays without git");
+    let listed = workspaces.list().unwrap();
+    assert_eq!((listed.len(), listed[0].kind), (1, WorkspaceKind::Copy));
 
     write(&ws.dir.join("src/main.rs"), "fn main() { println!(\"hi\"); }\n");
     write(&ws.dir.join("src/lib.rs"), "pub fn f() {}\n");
@@ -452,10 +454,15 @@ fn cleanup_lists_in_a_dry_run_and_removes_for_real() {
     assert_eq!(second.branch.as_deref(), Some("troupe/0192f0aabbbb-2"), "branch names stay unique");
     let listed = f.workspaces.list().unwrap();
     assert_eq!(listed.iter().map(|l| l.run_id.as_str()).collect::<Vec<_>>(), vec![RUN, RUN2]);
-    let dry = f.workspaces.cleanup(&[RUN.to_string()], true).unwrap();
+    let dry = f.workspaces.cleanup(&[RUN], true).unwrap();
     assert_eq!(dry.len(), 1);
+    assert_eq!(
+        dry[0].to_string(),
+        format!("run {RUN}: git worktree {}", first.checkout.as_ref().unwrap().display())
+    );
     assert!(first.exists(), "a dry run removes nothing");
     let removed = f.workspaces.cleanup(&[RUN.to_string()], false).unwrap();
+    assert!(f.workspaces.cleanup(&["no-such-run"], false).unwrap().is_empty());
     assert_eq!(removed, dry);
     assert!(!first.exists() && !first.dir.exists());
     assert!(second.exists());

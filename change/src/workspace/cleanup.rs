@@ -19,6 +19,16 @@ pub struct Listed {
     pub kind: WorkspaceKind,
 }
 
+impl std::fmt::Display for Listed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = match self.kind {
+            WorkspaceKind::Worktree => "git worktree",
+            WorkspaceKind::Copy | WorkspaceKind::InPlace => "copy",
+        };
+        write!(f, "run {}: {what} {}", self.run_id, self.checkout.display())
+    }
+}
+
 impl Workspaces {
     /// Every workspace folder under the root, sorted by run id.
     pub fn list(&self) -> Result<Vec<Listed>> {
@@ -48,9 +58,12 @@ impl Workspaces {
 
     /// Removes the workspaces of `run_ids` (worktree and branch, or copy); with `dry_run`,
     /// only says which. Returns what was (or would be) removed.
-    pub fn cleanup(&self, run_ids: &[String], dry_run: bool) -> Result<Vec<Listed>> {
-        let chosen: Vec<Listed> =
-            self.list()?.into_iter().filter(|l| run_ids.contains(&l.run_id)).collect();
+    pub fn cleanup(&self, run_ids: &[impl AsRef<str>], dry_run: bool) -> Result<Vec<Listed>> {
+        let chosen: Vec<Listed> = self
+            .list()?
+            .into_iter()
+            .filter(|l| run_ids.iter().any(|id| id.as_ref() == l.run_id))
+            .collect();
         if !dry_run {
             for listed in &chosen {
                 let branch = Git::new(&listed.checkout)
