@@ -41,6 +41,7 @@ impl Git {
     /// The same, committing as the user when the user has configured an identity (and as
     /// troupe otherwise).
     pub fn as_user(mut self) -> Git {
+        self.identity = false;
         let configured = self.output(["config", "--get", "user.email"], None).is_ok_and(|o| {
             o.status.success() && !String::from_utf8_lossy(&o.stdout).trim().is_empty()
         });
@@ -194,6 +195,25 @@ mod tests {
         assert!(stderr.contains("not a git repository"), "{stderr}");
         assert!(hint.contains("is not (or no longer) a git repository"), "{hint}");
         assert!(err.to_string().starts_with("`git rev-parse --verify no-such-ref` failed: "));
+    }
+
+    #[test]
+    fn as_user_commits_as_the_user_when_configured_and_as_troupe_otherwise() {
+        let home = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        // No global or system configuration: only what the repository says.
+        let git = Git::new(dir.path())
+            .env("HOME", home.path())
+            .env("XDG_CONFIG_HOME", home.path())
+            .env("GIT_CONFIG_NOSYSTEM", "1");
+        git.run(["init", "-q"]).unwrap();
+        let author = |git: &Git| git.run(["log", "-1", "--format=%an <%ae>"]).unwrap();
+        git.clone().as_user().run(["commit", "-q", "--allow-empty", "-m", "a"]).unwrap();
+        assert_eq!(author(&git), "troupe <troupe@localhost>\n");
+        git.run(["config", "user.name", "Ada"]).unwrap();
+        git.run(["config", "user.email", "ada@example.org"]).unwrap();
+        git.clone().as_user().run(["commit", "-q", "--allow-empty", "-m", "b"]).unwrap();
+        assert_eq!(author(&git), "Ada <ada@example.org>\n");
     }
 
     #[test]
