@@ -618,3 +618,24 @@ fn a_folder_inside_dot_git_is_an_error_not_a_copy() {
     let err = f.workspaces.create(&f.project.join("nowhere"), RUN, false, &[]).unwrap_err();
     assert!(matches!(err, Error::NotAFolder { .. }), "{err}");
 }
+
+#[test]
+fn a_project_that_is_itself_a_linked_worktree_works() {
+    let f = repo();
+    let linked = f.project.parent().unwrap().join("linked");
+    git(&f.project, &["worktree", "add", "-q", "-b", "feature", linked.to_str().unwrap()]);
+    write(&linked.join("a.txt"), "one\ntwo\nthree\nlinked\n");
+    let before = user_state(&linked);
+    let mut ws = f.workspaces.create(&linked, RUN, false, &[]).unwrap();
+    assert_eq!(read(&ws.dir.join("a.txt")), "one\ntwo\nthree\nlinked\n");
+    write(&ws.dir.join("b.txt"), "bee\nbuzz\n");
+    ws.commit("edit").unwrap().unwrap();
+    assert_eq!(user_state(&linked).files, before.files);
+    ws.apply(Some("Buzz")).unwrap();
+    assert_eq!(git(&linked, &["log", "-1", "--format=%s", "feature"]), "Buzz\n");
+    assert_eq!(git(&f.project, &["log", "-1", "--format=%s", "main"]), "first\n");
+    ws.discard().unwrap();
+    let worktrees = git(&f.project, &["worktree", "list", "--porcelain"]);
+    assert_eq!(worktrees.matches("worktree ").count(), 2, "{worktrees}");
+    assert!(branches(&f.project).iter().all(|b| !b.contains("troupe/")));
+}
