@@ -170,11 +170,6 @@ fn hint(stderr: &str, dir: &Path) -> String {
     }
 }
 
-/// The lines of git's output, without empty ones.
-pub fn lines(out: &str) -> impl Iterator<Item = &str> {
-    out.lines().map(str::trim).filter(|l| !l.is_empty())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
