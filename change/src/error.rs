@@ -104,6 +104,17 @@ pub enum Error {
         /// The workspace folder.
         path: PathBuf,
     },
+    /// The change holds bytes that are not UTF-8 even as a binary patch (a repository's
+    /// `.gitattributes` forces those files to be diffed as text).
+    #[error(
+        "the change cannot be shown as a patch: {} is not UTF-8 text and the repository's \
+         .gitattributes says to diff it as text; look at the run's branch with git instead",
+        list(files)
+    )]
+    PatchNotText {
+        /// The `diff --git` lines of the files concerned.
+        files: Vec<PathBuf>,
+    },
     /// The project folder cannot hold a workspace.
     #[error("{} is not a folder; give troupe the project folder to work in", path.display())]
     NotAFolder {

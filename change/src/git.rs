@@ -41,6 +41,7 @@ impl Git {
     /// The same, committing as the user when the user has configured an identity (and as
     /// troupe otherwise).
     pub fn as_user(mut self) -> Git {
+        self.identity = false;
         let configured = self.output(["config", "--get", "user.email"], None).is_ok_and(|o| {
             o.status.success() && !String::from_utf8_lossy(&o.stdout).trim().is_empty()
         });
@@ -68,13 +69,20 @@ impl Git {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
+        let out = self.run_bytes(args, input)?;
+        Ok(String::from_utf8_lossy(&out).into_owned())
+    }
+
+    /// Runs git and returns its standard output as bytes (a patch of a file that is not
+    /// UTF-8 must survive exactly).
+    pub fn run_bytes<I, S>(&self, args: I, input: Option<&[u8]>) -> Result<Vec<u8>>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
         let args: Vec<OsString> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
         let out = self.output(&args, input)?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(self.failure(&args, &out))
-        }
+        if out.status.success() { Ok(out.stdout) } else { Err(self.failure(&args, &out)) }
     }
 
     /// Runs git and reports whether it exited with status 0 (a failure to start is an error).
@@ -162,7 +170,58 @@ fn hint(stderr: &str, dir: &Path) -> String {
     }
 }
 
-/// The lines of git's output, without empty ones.
-pub fn lines(out: &str) -> impl Iterator<Item = &str> {
-    out.lines().map(str::trim).filter(|l| !l.is_empty())
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_git_says_to_install_it() {
+        let err = Git::new(".").env("PATH", "/nonexistent").run(["version"]).unwrap_err();
+        assert!(matches!(err, Error::GitMissing), "{err}");
+        assert!(err.to_string().contains("Install git"), "{err}");
+    }
+
+    #[test]
+    fn a_failed_command_carries_the_command_line_git_stderr_and_a_hint() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Git::new(dir.path()).run(["rev-parse", "--verify", "no-such-ref"]).unwrap_err();
+        let Error::Git { command, stderr, hint } = &err else { panic!("{err}") };
+        assert_eq!(command, "git rev-parse --verify no-such-ref");
+        assert!(stderr.contains("not a git repository"), "{stderr}");
+        assert!(hint.contains("is not (or no longer) a git repository"), "{hint}");
+        assert!(err.to_string().starts_with("`git rev-parse --verify no-such-ref` failed: "));
+    }
+
+    #[test]
+    fn as_user_commits_as_the_user_when_configured_and_as_troupe_otherwise() {
+        let home = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        // No global or system configuration: only what the repository says.
+        let git = Git::new(dir.path())
+            .env("HOME", home.path())
+            .env("XDG_CONFIG_HOME", home.path())
+            .env("GIT_CONFIG_NOSYSTEM", "1");
+        git.run(["init", "-q"]).unwrap();
+        let author = |git: &Git| git.run(["log", "-1", "--format=%an <%ae>"]).unwrap();
+        git.clone().as_user().run(["commit", "-q", "--allow-empty", "-m", "a"]).unwrap();
+        assert_eq!(author(&git), "troupe <troupe@localhost>\n");
+        git.run(["config", "user.name", "Ada"]).unwrap();
+        git.run(["config", "user.email", "ada@example.org"]).unwrap();
+        git.clone().as_user().run(["commit", "-q", "--allow-empty", "-m", "b"]).unwrap();
+        assert_eq!(author(&git), "Ada <ada@example.org>\n");
+    }
+
+    #[test]
+    fn the_user_configuration_does_not_leak_into_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let git = Git::new(dir.path());
+        git.run(["init", "-q"]).unwrap();
+        std::fs::write(dir.path().join("ü.txt"), "x").unwrap();
+        git.run(["add", "-A"]).unwrap();
+        // core.quotepath=off: a non-ASCII name comes back as it is, not as "\303\274.txt".
+        assert_eq!(git.run(["diff", "--cached", "--name-only"]).unwrap(), "ü.txt\n");
+        // The troupe identity lets a commit succeed without any user configuration.
+        git.run(["commit", "-q", "-m", "x"]).unwrap();
+        assert_eq!(git.run(["log", "--format=%an <%ae>"]).unwrap(), "troupe <troupe@localhost>\n");
+    }
 }

@@ -209,7 +209,15 @@ impl Workspace {
                 }
                 Ok(())
             }
-            (_, Some(checkout)) => cleanup::remove(checkout, self.branch.as_deref()),
+            (_, Some(checkout)) => {
+                // Never remove a folder that holds the user's project.
+                let folder = checkout.parent().unwrap_or(checkout);
+                if self.project.starts_with(folder) {
+                    return Err(Error::Missing { path: checkout.clone() });
+                }
+                let repo = (self.kind == WorkspaceKind::Worktree).then_some(self.project.as_path());
+                cleanup::remove(checkout, self.branch.as_deref(), repo)
+            }
             (_, None) => Err(Error::Missing { path: self.dir.clone() }),
         }
     }

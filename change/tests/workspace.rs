@@ -360,6 +360,8 @@ fn a_project_outside_git_is_copied_and_apply_writes_back() {
         [".gitignore", "main-link", "src/main.rs"].iter().map(PathBuf::from).collect();
     assert_eq!(copied, expected);
     assert!(!p.join(".git").exists(), "the project stays without git");
+    let listed = workspaces.list().unwrap();
+    assert_eq!((listed.len(), listed[0].kind), (1, WorkspaceKind::Copy));
 
     write(&ws.dir.join("src/main.rs"), "fn main() { println!(\"hi\"); }\n");
     write(&ws.dir.join("src/lib.rs"), "pub fn f() {}\n");
@@ -452,10 +454,15 @@ fn cleanup_lists_in_a_dry_run_and_removes_for_real() {
     assert_eq!(second.branch.as_deref(), Some("troupe/0192f0aabbbb-2"), "branch names stay unique");
     let listed = f.workspaces.list().unwrap();
     assert_eq!(listed.iter().map(|l| l.run_id.as_str()).collect::<Vec<_>>(), vec![RUN, RUN2]);
-    let dry = f.workspaces.cleanup(&[RUN.to_string()], true).unwrap();
+    let dry = f.workspaces.cleanup(&[RUN], true).unwrap();
     assert_eq!(dry.len(), 1);
+    assert_eq!(
+        dry[0].to_string(),
+        format!("run {RUN}: git worktree {}", first.checkout.as_ref().unwrap().display())
+    );
     assert!(first.exists(), "a dry run removes nothing");
     let removed = f.workspaces.cleanup(&[RUN.to_string()], false).unwrap();
+    assert!(f.workspaces.cleanup(&["no-such-run"], false).unwrap().is_empty());
     assert_eq!(removed, dry);
     assert!(!first.exists() && !first.dir.exists());
     assert!(second.exists());
@@ -474,4 +481,161 @@ fn the_workspace_round_trips_through_json() {
     assert!(json.contains("\"kind\":\"worktree\""), "{json}");
     let back: Workspace = serde_json::from_str(&json).unwrap();
     assert_eq!(back, ws);
+}
+
+#[test]
+fn a_rename_is_reported_as_one_and_applies_and_reverts() {
+    let f = repo();
+    write(&f.project.join("long.txt"), &"line\n".repeat(20));
+    git(&f.project, &["add", "-A"]);
+    git(&f.project, &["commit", "-q", "-m", "long"]);
+    let mut ws = f.workspaces.create(&f.project, RUN, false, &[]).unwrap();
+    std::fs::rename(ws.dir.join("long.txt"), ws.dir.join("moved.txt")).unwrap();
+    let commit = ws.commit("move").unwrap().unwrap();
+    assert_eq!(commit.files.len(), 1, "{:?}", commit.files);
+    assert_eq!(commit.files[0].status, FileStatus::Renamed);
+    assert_eq!(commit.files[0].from, Some(PathBuf::from("long.txt")));
+    assert!(ws.diff().unwrap().stat().contains("long.txt => moved.txt"));
+    let before = user_state(&f.project);
+    let applied = ws.apply(None).unwrap();
+    assert_eq!(applied.files, vec![PathBuf::from("long.txt"), PathBuf::from("moved.txt")]);
+    assert!(!f.project.join("long.txt").exists());
+    assert_eq!(read(&f.project.join("moved.txt")), "line\n".repeat(20));
+    ws.revert().unwrap();
+    assert_eq!(user_state(&f.project), before);
+}
+
+#[test]
+fn a_file_the_user_removed_or_created_meanwhile_is_a_conflict() {
+    let f = repo();
+    let mut ws = f.workspaces.create(&f.project, RUN, false, &[]).unwrap();
+    write(&ws.dir.join("b.txt"), "bee\nbuzz\n");
+    write(&ws.dir.join("fresh.txt"), "from the run\n");
+    ws.commit("edit").unwrap();
+    std::fs::remove_file(f.project.join("b.txt")).unwrap();
+    write(&f.project.join("fresh.txt"), "from the user\n");
+    let before = user_state(&f.project);
+    let err = ws.apply(None).unwrap_err();
+    let Error::Conflict { files } = &err else { panic!("{err}") };
+    assert_eq!(files, &[PathBuf::from("b.txt"), PathBuf::from("fresh.txt")]);
+    assert_eq!(user_state(&f.project), before);
+}
+
+#[test]
+fn an_empty_change_has_nothing_to_apply() {
+    let f = repo();
+    let mut ws = f.workspaces.create(&f.project, RUN, false, &[]).unwrap();
+    assert!(ws.diff().unwrap().is_empty());
+    assert!(matches!(ws.apply(None), Err(Error::NothingToApply)));
+}
+
+#[test]
+fn apply_with_a_commit_handles_files_the_user_never_committed() {
+    let f = repo();
+    write(&f.project.join("scratch.txt"), "untracked\n");
+    let mut ws = f.workspaces.create(&f.project, RUN, false, &[]).unwrap();
+    std::fs::remove_file(ws.dir.join("scratch.txt")).unwrap();
+    ws.commit("remove scratch").unwrap();
+    let head = git(&f.project, &["rev-parse", "HEAD"]);
+    let applied = ws.apply(Some("Tidy")).unwrap();
+    assert!(!f.project.join("scratch.txt").exists());
+    assert_eq!(applied.commit, None, "removing an untracked file leaves nothing to commit");
+    assert_eq!(git(&f.project, &["rev-parse", "HEAD"]), head);
+    ws.revert().unwrap();
+    assert_eq!(read(&f.project.join("scratch.txt")), "untracked\n");
+    assert_eq!(git(&f.project, &["status", "--porcelain"]), "?? scratch.txt\n");
+}
+
+#[test]
+fn discard_after_the_folder_was_deleted_by_hand_still_drops_the_branch() {
+    let f = repo();
+    let ws = f.workspaces.create(&f.project, RUN, false, &[]).unwrap();
+    std::fs::remove_dir_all(ws.checkout.as_ref().unwrap()).unwrap();
+    assert!(!ws.exists());
+    assert!(matches!(ws.diff(), Err(Error::Missing { .. })));
+    ws.discard().unwrap();
+    assert_eq!(branches(&f.project), vec!["refs/heads/main".to_string()]);
+    assert_eq!(
+        git(&f.project, &["worktree", "list", "--porcelain"]).matches("worktree ").count(),
+        1
+    );
+    ws.discard().unwrap();
+}
+
+#[test]
+fn a_file_that_is_not_utf8_applies_byte_for_byte() {
+    let f = repo();
+    std::fs::write(f.project.join("latin1.txt"), b"caf\xe9\nna\xefve\n").unwrap();
+    git(&f.project, &["add", "-A"]);
+    git(&f.project, &["commit", "-q", "-m", "latin-1"]);
+    let mut ws = f.workspaces.create(&f.project, RUN, false, &[]).unwrap();
+    std::fs::write(ws.dir.join("latin1.txt"), b"caf\xe9\nna\xefve\nd\xe9j\xe0 vu\n").unwrap();
+    write(&ws.dir.join("a.txt"), "one\ntwo\nthree\nfour\n");
+    ws.commit("edit").unwrap();
+    let change = ws.diff().unwrap();
+    assert!(change.patch.contains("GIT binary patch"), "{}", change.patch);
+    ws.apply(None).unwrap();
+    assert_eq!(
+        std::fs::read(f.project.join("latin1.txt")).unwrap(),
+        b"caf\xe9\nna\xefve\nd\xe9j\xe0 vu\n"
+    );
+    assert_eq!(read(&f.project.join("a.txt")), "one\ntwo\nthree\nfour\n");
+    ws.revert().unwrap();
+    assert_eq!(std::fs::read(f.project.join("latin1.txt")).unwrap(), b"caf\xe9\nna\xefve\n");
+}
+
+#[test]
+fn in_place_apply_records_or_reapplies_and_can_commit() {
+    let f = repo();
+    let mut ws = f.workspaces.create(&f.project, RUN, true, &[]).unwrap();
+    write(&f.project.join("b.txt"), "bee\nbuzz\n");
+    std::os::unix::fs::symlink("b.txt", f.project.join("b-link")).unwrap();
+    ws.commit("edit").unwrap().unwrap();
+    ws.revert().unwrap();
+    assert_eq!(read(&f.project.join("b.txt")), "bee\n");
+    assert!(f.project.join("b-link").symlink_metadata().is_err());
+    assert!(matches!(ws.revert(), Err(Error::NotApplied)), "a second revert has nothing to do");
+
+    let head = git(&f.project, &["rev-parse", "HEAD"]);
+    let applied = ws.apply(Some("Buzz")).unwrap();
+    assert_eq!(read(&f.project.join("b.txt")), "bee\nbuzz\n", "apply after revert applies again");
+    assert_eq!(std::fs::read_link(f.project.join("b-link")).unwrap(), PathBuf::from("b.txt"));
+    assert_eq!(git(&f.project, &["rev-parse", "HEAD^"]), head);
+    assert_eq!(git(&f.project, &["show", "--name-only", "--format=", "HEAD"]), "b-link\nb.txt\n");
+    assert_eq!(applied.commit.as_deref(), Some(git(&f.project, &["rev-parse", "HEAD"]).trim()));
+    ws.revert().unwrap();
+    assert_eq!(read(&f.project.join("b.txt")), "bee\n");
+    assert_eq!(git(&f.project, &["status", "--porcelain"]), "");
+    assert_eq!(git(&f.project, &["rev-parse", "HEAD~2"]), head);
+}
+
+#[test]
+fn a_folder_inside_dot_git_is_an_error_not_a_copy() {
+    let f = repo();
+    let err = f.workspaces.create(&f.project.join(".git/refs"), RUN, false, &[]).unwrap_err();
+    assert!(matches!(err, Error::Git { .. }), "{err}");
+    assert!(f.workspaces.list().unwrap().is_empty(), "nothing half-made is left");
+    let err = f.workspaces.create(&f.project.join("nowhere"), RUN, false, &[]).unwrap_err();
+    assert!(matches!(err, Error::NotAFolder { .. }), "{err}");
+}
+
+#[test]
+fn a_project_that_is_itself_a_linked_worktree_works() {
+    let f = repo();
+    let linked = f.project.parent().unwrap().join("linked");
+    git(&f.project, &["worktree", "add", "-q", "-b", "feature", linked.to_str().unwrap()]);
+    write(&linked.join("a.txt"), "one\ntwo\nthree\nlinked\n");
+    let before = user_state(&linked);
+    let mut ws = f.workspaces.create(&linked, RUN, false, &[]).unwrap();
+    assert_eq!(read(&ws.dir.join("a.txt")), "one\ntwo\nthree\nlinked\n");
+    write(&ws.dir.join("b.txt"), "bee\nbuzz\n");
+    ws.commit("edit").unwrap().unwrap();
+    assert_eq!(user_state(&linked).files, before.files);
+    ws.apply(Some("Buzz")).unwrap();
+    assert_eq!(git(&linked, &["log", "-1", "--format=%s", "feature"]), "Buzz\n");
+    assert_eq!(git(&f.project, &["log", "-1", "--format=%s", "main"]), "first\n");
+    ws.discard().unwrap();
+    let worktrees = git(&f.project, &["worktree", "list", "--porcelain"]);
+    assert_eq!(worktrees.matches("worktree ").count(), 2, "{worktrees}");
+    assert!(branches(&f.project).iter().all(|b| !b.contains("troupe/")));
 }

@@ -8,7 +8,8 @@
 //! when any applied file changed since (content ids recorded at apply), then applies the
 //! patch in reverse; if apply made a commit, revert makes a new commit that undoes it
 //! (history is never rewritten). In place, the change is already in the tree: apply only
-//! records it, and revert restores the checkpoint's content of the files the run changed.
+//! records it (and commits it when asked; after a revert it applies it again), and revert
+//! restores the checkpoint's content of the files the run changed.
 
 use std::path::PathBuf;
 
@@ -20,38 +21,27 @@ impl Workspace {
     /// A dry run of [`Workspace::apply`]: `Err(Error::Conflict)` naming the files that no
     /// longer match, `Err(Error::NothingToApply)` for an empty change.
     pub fn check_apply(&self) -> Result<()> {
-        if let Some(applied) = &self.applied {
-            return Err(Error::AlreadyApplied { at: applied.at });
-        }
-        let change = self.diff()?;
-        if change.is_empty() {
-            return Err(Error::NothingToApply);
-        }
-        if self.kind == WorkspaceKind::InPlace {
-            return Ok(());
-        }
-        check(&self.target()?, &change.patch, false, &change.paths())
+        self.prepare().map(|_| ())
     }
 
     /// Applies the change to the user's tree, all or nothing; with `commit_message`, also
-    /// commits the applied files on the user's current branch. In place, the change is
-    /// already in the tree: this only records it (no commit is made).
+    /// commits exactly the changed files on the user's current branch (refused up front,
+    /// [`Error::StagedChanges`], when the user has staged work). In place, the change is
+    /// normally in the tree already: then this only records it (and commits it when asked);
+    /// after a revert it applies the change again.
     ///
     /// If the files are written but the commit then fails, the change is recorded as
     /// applied (revert undoes it) and the commit's error is returned.
     pub fn apply(&mut self, commit_message: Option<&str>) -> Result<Applied> {
-        self.check_apply()?;
-        let change = self.diff()?;
+        let (target, change, in_tree) = self.prepare()?;
         let files = change.paths();
-        let target = self.target()?;
-        let repository = self.kind == WorkspaceKind::Worktree;
-        if commit_message.is_some() && self.kind != WorkspaceKind::InPlace {
-            if !repository {
+        if commit_message.is_some() {
+            if self.kind == WorkspaceKind::Copy {
                 return Err(Error::CommitOutsideRepository { path: self.project.clone() });
             }
             staged_nothing(&target)?;
         }
-        if self.kind != WorkspaceKind::InPlace {
+        if !in_tree {
             target.run_input(["apply", "--binary"], Some(change.patch.as_bytes()))?;
         }
         let mut applied = Applied {
@@ -62,10 +52,9 @@ impl Workspace {
             patch: change.patch,
         };
         self.applied = Some(applied.clone());
-        if let (Some(message), WorkspaceKind::Worktree) = (commit_message, self.kind) {
+        if let Some(message) = commit_message {
             let message = format!("{message}\n\nApplied from troupe run {}.", self.run_id);
-            let id = commit_files(&target, &applied.files, &message)?;
-            applied.commit = Some(id);
+            applied.commit = commit_files(&target, &applied.files, &message)?;
             self.applied = Some(applied.clone());
         }
         Ok(applied)
@@ -81,8 +70,11 @@ impl Workspace {
             (Some(a), _) => (a.patch.clone(), a.after.clone(), a.commit.clone()),
             (None, WorkspaceKind::InPlace) => {
                 let change = self.diff()?;
-                let after = head_ids(&target, &self.head, &change.paths())?;
-                (change.patch, after, None)
+                let files = change.paths();
+                if content_ids(&target, &files)? == blob_ids(&target, &self.base, &files)? {
+                    return Err(Error::NotApplied);
+                }
+                (change.patch, blob_ids(&target, &self.head, &files)?, None)
             }
             (None, _) => return Err(Error::NotApplied),
         };
@@ -105,6 +97,26 @@ impl Workspace {
             commit_files(&target, &files, &message)?;
         }
         Ok(())
+    }
+
+    /// What apply and its dry run share: the refusals, the change, and whether it is in the
+    /// tree already (in place).
+    fn prepare(&self) -> Result<(Git, super::Change, bool)> {
+        if let Some(applied) = &self.applied {
+            return Err(Error::AlreadyApplied { at: applied.at });
+        }
+        let change = self.diff()?;
+        if change.is_empty() {
+            return Err(Error::NothingToApply);
+        }
+        let target = self.target()?;
+        let files = change.paths();
+        let in_tree = self.kind == WorkspaceKind::InPlace
+            && content_ids(&target, &files)? == blob_ids(&target, &self.head, &files)?;
+        if !in_tree {
+            check(&target, &change.patch, false, &files)?;
+        }
+        Ok((target, change, in_tree))
     }
 
     /// git in the folder the change is applied to: the user's repository top, or the
@@ -153,33 +165,52 @@ fn staged_nothing(git: &Git) -> Result<()> {
     if files.is_empty() { Ok(()) } else { Err(Error::StagedChanges { files }) }
 }
 
-/// Stages exactly `files` (additions and removals) and commits them on the current branch,
-/// as the user when the user has an identity; returns the commit id.
-fn commit_files(git: &Git, files: &[PathBuf], message: &str) -> Result<String> {
-    let literal = git.clone().env("GIT_LITERAL_PATHSPECS", "1");
-    let mut add: Vec<&std::ffi::OsStr> = vec!["add".as_ref(), "-A".as_ref(), "--".as_ref()];
-    add.extend(files.iter().map(|f| f.as_os_str()));
-    literal.run(add)?;
+/// Stages exactly `files` (additions and removals, `git update-index --add --remove`, so a
+/// path neither tracked nor on disk is no error) and commits them on the current branch, as
+/// the user when the user has an identity; `None` when that stages nothing (e.g. the change
+/// only removed files the user never committed).
+fn commit_files(git: &Git, files: &[PathBuf], message: &str) -> Result<Option<String>> {
+    let mut args: Vec<&std::ffi::OsStr> =
+        vec!["update-index".as_ref(), "--add".as_ref(), "--remove".as_ref(), "--".as_ref()];
+    args.extend(files.iter().map(|f| f.as_os_str()));
+    git.run(args)?;
+    if git.succeeds(["diff", "--cached", "--quiet"])? {
+        return Ok(None);
+    }
     git.clone().as_user().run(["commit", "-q", "--no-verify", "-m", message])?;
-    Ok(git.run(["rev-parse", "HEAD"])?.trim().to_string())
+    Ok(Some(git.run(["rev-parse", "HEAD"])?.trim().to_string()))
 }
 
-/// Each file's content id on disk (`git hash-object`), `None` when it does not exist.
+/// Each file's content id on disk as git would store it (`git hash-object`; a symbolic
+/// link by its target's text), `None` when it does not exist.
 fn content_ids(git: &Git, files: &[PathBuf]) -> Result<Vec<(PathBuf, Option<String>)>> {
-    let present: Vec<&PathBuf> =
-        files.iter().filter(|f| git.dir().join(f).symlink_metadata().is_ok()).collect();
     let mut ids = std::collections::HashMap::new();
-    if !present.is_empty() {
+    let mut regular = Vec::new();
+    for file in files {
+        match git.dir().join(file).symlink_metadata() {
+            Err(_) => {}
+            Ok(meta) if meta.is_symlink() => {
+                let link = std::fs::read_link(git.dir().join(file)).map_err(|source| {
+                    Error::Io { what: format!("reading the link {}", file.display()), source }
+                })?;
+                let text = link.as_os_str().as_encoded_bytes();
+                let id = git.run_input(["hash-object", "--stdin"], Some(text))?;
+                ids.insert(file, id.trim().to_string());
+            }
+            Ok(_) => regular.push(file),
+        }
+    }
+    if !regular.is_empty() {
         let mut args: Vec<&std::ffi::OsStr> = vec!["hash-object".as_ref(), "--".as_ref()];
-        args.extend(present.iter().map(|f| f.as_os_str()));
+        args.extend(regular.iter().map(|f| f.as_os_str()));
         let out = git.run(args)?;
-        ids.extend(present.into_iter().zip(out.lines().map(str::to_string)));
+        ids.extend(regular.into_iter().zip(out.lines().map(str::to_string)));
     }
     Ok(files.iter().map(|f| (f.clone(), ids.get(f).cloned())).collect())
 }
 
 /// Each file's content id in commit `head`, `None` when it is not there.
-fn head_ids(git: &Git, head: &str, files: &[PathBuf]) -> Result<Vec<(PathBuf, Option<String>)>> {
+fn blob_ids(git: &Git, head: &str, files: &[PathBuf]) -> Result<Vec<(PathBuf, Option<String>)>> {
     files
         .iter()
         .map(|f| {

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::git::Git;
 
 /// How a file changed.
@@ -176,13 +176,61 @@ pub(crate) fn stats(git: &Git, from: &str, to: &str) -> Result<Vec<FileStat>> {
 }
 
 /// The binary-safe patch between two commits, with `a/` and `b/` prefixes.
+///
+/// A patch is text; when a changed file is not UTF-8 (say Latin-1 source), its lines would
+/// not survive as a `String`, so the patch is made again with every file treated as binary
+/// (base85, exact bytes) — still what `git apply` applies, only less readable.
 pub(crate) fn patch(git: &Git, from: &str, to: &str) -> Result<String> {
-    git.run(
+    let args = || {
         ["diff", "--binary", "--full-index", "--src-prefix=a/", "--dst-prefix=b/"]
             .into_iter()
             .chain(DIFF.into_iter().filter(|o| *o != "-z"))
-            .chain([from, to]),
-    )
+            .chain([from, to])
+    };
+    let text = match String::from_utf8(git.run_bytes(args(), None)?) {
+        Ok(text) => return Ok(text),
+        Err(e) => e,
+    };
+    let attributes = std::env::temp_dir().join(format!(
+        "troupe-attributes-{}-{}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
+    ));
+    std::fs::write(&attributes, "* -diff -text\n").map_err(|source| Error::Io {
+        what: format!("writing {}", attributes.display()),
+        source,
+    })?;
+    let binary = git
+        .clone()
+        .env("GIT_CONFIG_COUNT", "1")
+        .env("GIT_CONFIG_KEY_0", "core.attributesFile")
+        .env("GIT_CONFIG_VALUE_0", &attributes)
+        .run_bytes(args(), None);
+    let _ = std::fs::remove_file(&attributes);
+    String::from_utf8(binary?).map_err(|_| Error::PatchNotText { files: not_text(text.as_bytes()) })
+}
+
+/// The files (as `a/… b/…` from their `diff --git` line) whose part of a patch is not UTF-8.
+fn not_text(patch: &[u8]) -> Vec<PathBuf> {
+    let mut parts: Vec<&[u8]> = Vec::new();
+    let mut start = 0;
+    for (i, _) in patch.iter().enumerate() {
+        if patch[i..].starts_with(b"diff --git ") && (i == 0 || patch[i - 1] == b'\n') && i > start
+        {
+            parts.push(&patch[start..i]);
+            start = i;
+        }
+    }
+    parts.push(&patch[start..]);
+    parts
+        .into_iter()
+        .filter(|part| std::str::from_utf8(part).is_err())
+        .filter_map(|part| part.split(|b| *b == b'\n').next())
+        .map(|line| {
+            let line = String::from_utf8_lossy(line);
+            PathBuf::from(line.trim_start_matches("diff --git ").to_string())
+        })
+        .collect()
 }
 
 /// `git diff --name-status -z`: `M\0path\0`, `R087\0old\0new\0`.
@@ -257,6 +305,13 @@ mod tests {
         assert_eq!(stats[0], (PathBuf::from("a.rs"), Some((3, 1))));
         assert_eq!(stats[1], (PathBuf::from("new.rs"), Some((2, 2))));
         assert_eq!(stats[2], (PathBuf::from("img.png"), None));
+    }
+
+    #[test]
+    fn the_files_of_a_patch_that_are_not_text_are_named() {
+        let patch = b"diff --git a/ok b/ok\n+fine\ndiff --git a/bad b/bad\n+caf\xe9\n";
+        assert_eq!(not_text(patch), vec![PathBuf::from("a/bad b/bad")]);
+        assert!(not_text(b"diff --git a/ok b/ok\n+fine\n").is_empty());
     }
 
     #[test]

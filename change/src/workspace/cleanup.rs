@@ -19,6 +19,16 @@ pub struct Listed {
     pub kind: WorkspaceKind,
 }
 
+impl std::fmt::Display for Listed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = match self.kind {
+            WorkspaceKind::Worktree => "git worktree",
+            WorkspaceKind::Copy | WorkspaceKind::InPlace => "copy",
+        };
+        write!(f, "run {}: {what} {}", self.run_id, self.checkout.display())
+    }
+}
+
 impl Workspaces {
     /// Every workspace folder under the root, sorted by run id.
     pub fn list(&self) -> Result<Vec<Listed>> {
@@ -48,9 +58,12 @@ impl Workspaces {
 
     /// Removes the workspaces of `run_ids` (worktree and branch, or copy); with `dry_run`,
     /// only says which. Returns what was (or would be) removed.
-    pub fn cleanup(&self, run_ids: &[String], dry_run: bool) -> Result<Vec<Listed>> {
-        let chosen: Vec<Listed> =
-            self.list()?.into_iter().filter(|l| run_ids.contains(&l.run_id)).collect();
+    pub fn cleanup(&self, run_ids: &[impl AsRef<str>], dry_run: bool) -> Result<Vec<Listed>> {
+        let chosen: Vec<Listed> = self
+            .list()?
+            .into_iter()
+            .filter(|l| run_ids.iter().any(|id| id.as_ref() == l.run_id))
+            .collect();
         if !dry_run {
             for listed in &chosen {
                 let branch = Git::new(&listed.checkout)
@@ -58,7 +71,7 @@ impl Workspaces {
                     .ok()
                     .map(|b| b.trim().to_string())
                     .filter(|b| b.starts_with("troupe/"));
-                remove(&listed.checkout, branch.as_deref())?;
+                remove(&listed.checkout, branch.as_deref(), None)?;
             }
         }
         Ok(chosen)
@@ -66,30 +79,33 @@ impl Workspaces {
 }
 
 /// Removes a checkout and the run folder holding it; for a worktree, also its registration
-/// in the user's repository and its `troupe/…` branch.
-pub(super) fn remove(checkout: &Path, branch: Option<&str>) -> Result<()> {
+/// in the user's repository and its `troupe/…` branch. `repo` (the user's project, for a
+/// worktree) finds that repository when the checkout was already deleted by hand.
+pub(super) fn remove(checkout: &Path, branch: Option<&str>, repo: Option<&Path>) -> Result<()> {
     let dot_git = checkout.join(".git");
-    if dot_git.is_file() {
-        // A worktree: `.git` says `gitdir: <repo>/.git/worktrees/<name>`.
-        let gitdir = std::fs::read_to_string(&dot_git)
-            .ok()
-            .and_then(|s| s.strip_prefix("gitdir:").map(|p| PathBuf::from(p.trim())));
-        let common = gitdir.as_deref().and_then(Path::parent).and_then(Path::parent);
-        if let Some(common) = common.filter(|c| c.is_dir()) {
-            let git = Git::new(common);
+    // A worktree's `.git` says `gitdir: <repo>/.git/worktrees/<name>`.
+    let common = std::fs::read_to_string(&dot_git)
+        .ok()
+        .and_then(|s| s.strip_prefix("gitdir:").map(|p| PathBuf::from(p.trim())))
+        .and_then(|gitdir| gitdir.parent().and_then(Path::parent).map(Path::to_path_buf))
+        .filter(|c| c.is_dir())
+        .or_else(|| repo.filter(|r| r.is_dir()).map(Path::to_path_buf));
+    if let Some(common) = common {
+        let git = Git::new(common);
+        if dot_git.is_file() {
             git.run([
                 "worktree".as_ref(),
                 "remove".as_ref(),
                 "--force".as_ref(),
                 checkout.as_os_str(),
             ])?;
-            git.run(["worktree", "prune"])?;
-            let heads = branch.map(|b| format!("refs/heads/{b}"));
-            if let (Some(branch), Some(heads)) = (branch, heads)
-                && git.succeeds(["show-ref", "--verify", "--quiet", &heads])?
-            {
-                git.run(["branch", "-D", "-q", branch])?;
-            }
+        }
+        git.run(["worktree", "prune"])?;
+        let heads = branch.map(|b| format!("refs/heads/{b}"));
+        if let (Some(branch), Some(heads)) = (branch, heads)
+            && git.succeeds(["show-ref", "--verify", "--quiet", &heads])?
+        {
+            git.run(["branch", "-D", "-q", branch])?;
         }
     }
     let folder = checkout.parent().unwrap_or(checkout);

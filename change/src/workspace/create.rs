@@ -2,6 +2,7 @@
 //! checkpoint.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{Workspace, WorkspaceKind, checkpoint_ref, runs_ref};
 use crate::error::{Error, Result};
@@ -20,12 +21,7 @@ pub(super) fn create(
         .ok_or_else(|| Error::NotAFolder { path: project.to_path_buf() })?;
     let run_id = sanitize(run_id);
     let git = Git::new(&project);
-    let top = git.output(["rev-parse", "--show-toplevel"], None)?;
-    let top = top
-        .status
-        .success()
-        .then(|| PathBuf::from(String::from_utf8_lossy(&top.stdout).trim()))
-        .filter(|top| !top.as_os_str().is_empty());
+    let top = repository_top(&git)?;
     if in_place {
         let Some(top) = top else { return Err(Error::NotARepository { path: project }) };
         return in_place_workspace(&project, &top, &run_id, &excluded(&top, root, exclude));
@@ -46,6 +42,23 @@ pub(super) fn create(
     result
 }
 
+/// The top folder of the repository `git` runs in; `None` when it is not in one. Any other
+/// failure (git refusing a repository another user owns, a `.git` folder) is an error:
+/// copying such a project would hide the problem.
+fn repository_top(git: &Git) -> Result<Option<PathBuf>> {
+    let args = ["rev-parse", "--show-toplevel"];
+    let out = git.output(args, None)?;
+    let top = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if out.status.success() && !top.is_empty() {
+        Ok(Some(PathBuf::from(top)))
+    } else if String::from_utf8_lossy(&out.stderr).contains("not a git repository") {
+        Ok(None)
+    } else {
+        let args: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
+        Err(git.failure(&args, &out))
+    }
+}
+
 /// A worktree of the user's repository at a snapshot of HEAD plus uncommitted changes.
 fn worktree(
     project: &Path,
@@ -59,17 +72,29 @@ fn worktree(
     let tree = snapshot_tree(&git, head.as_deref(), exclude)?;
     let message = format!("troupe: snapshot for run {run_id} (HEAD and uncommitted changes)");
     let base = commit_tree(&git, &tree, head.as_deref(), &message)?;
-    let branch = unique_branch(&git, run_id)?;
     let checkout = folder.join(name_of(top));
-    git.run([
-        "worktree".as_ref(),
-        "add".as_ref(),
-        "-q".as_ref(),
-        "-b".as_ref(),
-        branch.as_ref(),
-        checkout.as_os_str(),
-        base.as_ref(),
-    ])?;
+    // Another troupe may take the same branch name between the check and the add (two runs
+    // started in the same millisecond share a short id): then the next free name.
+    let mut tries = 0;
+    let branch = loop {
+        let branch = unique_branch(&git, run_id)?;
+        let add: [&std::ffi::OsStr; 7] = [
+            "worktree".as_ref(),
+            "add".as_ref(),
+            "-q".as_ref(),
+            "-b".as_ref(),
+            branch.as_ref(),
+            checkout.as_os_str(),
+            base.as_ref(),
+        ];
+        match git.run(add) {
+            Ok(_) => break branch,
+            Err(Error::Git { stderr, .. }) if stderr.contains("already exists") && tries < 5 => {
+                tries += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    };
     let prefix = project.strip_prefix(top).unwrap_or(Path::new(""));
     Ok(Workspace {
         kind: WorkspaceKind::Worktree,
@@ -145,9 +170,11 @@ pub(super) fn snapshot_tree(git: &Git, head: Option<&str>, exclude: &[PathBuf]) 
     let index = PathBuf::from(
         git.run(["rev-parse", "--path-format=absolute", "--git-path", "index"])?.trim(),
     );
+    static NEXT: AtomicU64 = AtomicU64::new(0);
     let temp = std::env::temp_dir().join(format!(
-        "troupe-index-{}-{}",
+        "troupe-index-{}-{}-{}",
         std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed),
         chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
     ));
     let result = (|| {
@@ -257,12 +284,13 @@ fn name_of(path: &Path) -> PathBuf {
     path.file_name().map_or_else(|| PathBuf::from("project"), PathBuf::from)
 }
 
-/// Copies `from` into `to`: files that are not ignored, no `.git`, nothing under `exclude`
+/// Copies `from` into `to`: files that `.gitignore` does not ignore, no `.git`, nothing under `exclude`
 /// (relative to `from`), and symbolic links only when they point inside the project.
 fn copy_tree(from: &Path, to: &Path, exclude: &[PathBuf]) -> Result<()> {
     let exclude: Vec<PathBuf> = exclude.iter().map(|x| from.join(x)).collect();
     let walk = ignore::WalkBuilder::new(from)
         .hidden(false)
+        .ignore(false)
         .parents(false)
         .require_git(false)
         .follow_links(false)
