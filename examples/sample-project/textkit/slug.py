@@ -1,0 +1,1 @@
+"""Turning titles into URL slugs."""
