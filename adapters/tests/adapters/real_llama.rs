@@ -83,6 +83,8 @@ fn local_agent(port: u16) -> AgentConfig {
         .collect(),
         env: BTreeMap::from([("LD_LIBRARY_PATH".to_string(), "{assets}/llama".to_string())]),
         startup_timeout_secs: 90,
+        threads: None,
+        batch_threads: None,
     });
     a
 }
