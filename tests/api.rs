@@ -591,8 +591,11 @@ async fn a_run_against_the_real_local_model() {
     std::os::unix::fs::symlink(&assets, w.home.join("assets")).unwrap();
     std::fs::write(
         &w.config,
-        "[settings]\nmax_output_tokens = 32\n\n\
-         [workflows.local]\nmax_iterations = 1\nsteps = [{ agent = \"local-code\", role = \"implement\" }]\n",
+        format!(
+            "[settings]\nmax_output_tokens = 32\n\n\
+             [workflows.local]\nmax_iterations = 1\nsteps = [{{ agent = \"local-code\", role = \"implement\" }}]\n{}",
+            common::smol_local_agents()
+        ),
     )
     .unwrap();
     let s = serve(&w, &[], &[]);

@@ -2,6 +2,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -33,7 +35,9 @@ fn agents_and_workflows_list_builtins_without_a_config_file() {
     let o = troupe(dir.path(), &["agents"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
-    for name in ["claude", "codex", "gemini", "copilot", "local-code", "local-instruct"] {
+    for name in
+        ["claude", "codex", "gemini", "copilot", "local-code", "local-instruct", "local-fast"]
+    {
         assert!(out.lines().any(|l| l.starts_with(name)), "{name} missing:\n{out}");
     }
     // No CLI is on this PATH.
@@ -57,7 +61,7 @@ fn listings_take_json() {
     assert!(o.status.success(), "{}", stderr(&o));
     let agents: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let agents = agents.as_array().unwrap();
-    assert_eq!(agents.len(), 6);
+    assert_eq!(agents.len(), 7);
     let claude = agents.iter().find(|a| a["name"] == "claude").unwrap();
     assert_eq!(claude["availability"], "refused (offline)");
     let local = agents.iter().find(|a| a["name"] == "local-code").unwrap();
@@ -253,6 +257,9 @@ fn doctor_is_green_when_the_configured_workflow_can_run() {
         ));
     }
     config.push_str("[workflows.default]\nsteps = [{ agent = \"local-code\", role = \"implement\" }]\n[workflows.quick]\nsteps = [{ agent = \"local-code\", role = \"implement\" }]\n[workflows.thorough]\nsteps = [{ agent = \"local-code\", role = \"implement\" }]\n[workflows.review-only]\nsteps = [{ agent = \"local-instruct\", role = \"review\" }]\n[workflows.document]\nsteps = [{ agent = \"local-code\", role = \"document\" }]\n[workflows.hybrid]\nsteps = [{ agent = \"local-code\", role = \"implement\" }]\n");
+    // The flow, not the model: local-code and local-instruct on the test model (the 1.1 GB
+    // coder is not a test asset); local-fast (Qwen2.5-Coder-0.5B) is a test asset.
+    config.push_str(&common::smol_local_agents());
     std::fs::write(dir.path().join("troupe.toml"), config).unwrap();
     let o = Command::new(env!("CARGO_BIN_EXE_troupe"))
         .args(["doctor"])

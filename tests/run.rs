@@ -292,7 +292,8 @@ fn offline_runs_against_the_real_local_model_and_remember() {
     std::os::unix::fs::symlink(&assets, home.join("assets")).unwrap();
     std::fs::write(project.join("strings.py"), "def upper(s):\n    return s.upper()\n").unwrap();
     let config = dir.path().join("troupe.toml");
-    std::fs::write(&config, "[settings]\nmax_output_tokens = 48\n").unwrap();
+    let text = format!("[settings]\nmax_output_tokens = 48\n{}", common::smol_local_agents());
+    std::fs::write(&config, text).unwrap();
     let cfg = config.to_str().unwrap();
 
     let task = "Write a function that reverses a string";

@@ -336,8 +336,11 @@ fn a_session_against_the_real_local_model() {
     std::os::unix::fs::symlink(&assets, w.home.join("assets")).unwrap();
     std::fs::write(
         &w.config,
-        "[settings]\nmax_output_tokens = 32\ndefault_workflow = \"local\"\n\n\
-         [workflows.local]\nmax_iterations = 1\nsteps = [{ agent = \"local-code\", role = \"implement\" }]\n",
+        format!(
+            "[settings]\nmax_output_tokens = 32\ndefault_workflow = \"local\"\n\n\
+             [workflows.local]\nmax_iterations = 1\nsteps = [{{ agent = \"local-code\", role = \"implement\" }}]\n{}",
+            common::smol_local_agents()
+        ),
     )
     .unwrap();
     let out = piped(

@@ -86,17 +86,55 @@ pub enum OutputFormat {
     },
 }
 
-/// Generation settings; `None` leaves the server's default.
+/// Generation settings; `None` leaves the agent's configured value (`[agents.NAME]`), and
+/// when that is unset too, the server's default.
+///
+/// Each endpoint receives them in its own field names: OpenAI-compatible servers
+/// `temperature`, `top_p`, `max_tokens`, `stop`, `seed`; llama.cpp also `top_k`, `min_p`,
+/// `repeat_penalty` and `cache_prompt`; Ollama everything inside `options` (`num_predict`,
+/// `num_ctx`, …).
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct GenerationOptions {
     /// Sampling temperature (0 = as deterministic as the server allows).
     pub temperature: Option<f32>,
+    /// Nucleus sampling probability mass (0 to 1).
+    pub top_p: Option<f32>,
+    /// Sample from the this many most likely tokens only (llama.cpp, Ollama).
+    pub top_k: Option<u32>,
+    /// Minimum probability relative to the most likely token (llama.cpp, Ollama).
+    pub min_p: Option<f32>,
+    /// Penalty for repeated tokens, 1 = none (llama.cpp, Ollama).
+    pub repeat_penalty: Option<f32>,
     /// Upper bound of completion tokens.
     pub max_tokens: Option<u32>,
     /// Sequences that end the answer.
     pub stop: Vec<String>,
+    /// Sampling seed.
+    pub seed: Option<u64>,
+    /// The context window to ask for (Ollama `num_ctx`; other servers fix it at start).
+    pub context_tokens: Option<u32>,
     /// Text, JSON, or JSON matching a schema.
     pub output: OutputFormat,
+}
+
+impl GenerationOptions {
+    /// These options with every unset value taken from `defaults` (an agent's configured
+    /// settings): a request's explicit values win. `stop` is taken whole from `defaults`
+    /// when empty here; `output` is never defaulted.
+    pub fn or_defaults(&self, defaults: &GenerationOptions) -> GenerationOptions {
+        GenerationOptions {
+            temperature: self.temperature.or(defaults.temperature),
+            top_p: self.top_p.or(defaults.top_p),
+            top_k: self.top_k.or(defaults.top_k),
+            min_p: self.min_p.or(defaults.min_p),
+            repeat_penalty: self.repeat_penalty.or(defaults.repeat_penalty),
+            max_tokens: self.max_tokens.or(defaults.max_tokens),
+            stop: if self.stop.is_empty() { defaults.stop.clone() } else { self.stop.clone() },
+            seed: self.seed.or(defaults.seed),
+            context_tokens: self.context_tokens.or(defaults.context_tokens),
+            output: self.output.clone(),
+        }
+    }
 }
 
 /// What to ask an agent.
@@ -524,6 +562,23 @@ pub trait Agent: Send + Sync + fmt::Debug {
 
     /// Ask the agent.
     async fn call(&self, request: &AgentRequest, ctx: &CallContext) -> Result<AgentResponse>;
+
+    /// The model's context window in tokens (prompt and answer together), when known: the
+    /// configured `context_tokens`, else what the server reports (llama.cpp `/props`,
+    /// OpenAI-compatible `/v1/models` metadata, Ollama `/api/show`), cached after the first
+    /// answer. None when nobody says (CLI agents, servers without the information).
+    async fn context_window(&self, ctx: &CallContext) -> Option<u32> {
+        let _ = ctx;
+        None
+    }
+
+    /// How many tokens `text` is for this agent's model, counted by the model's own
+    /// tokenizer (llama.cpp `/tokenize`). None when the agent cannot count: callers fall
+    /// back to an estimate.
+    async fn count_tokens(&self, text: &str, ctx: &CallContext) -> Option<u64> {
+        let _ = (text, ctx);
+        None
+    }
 }
 
 #[async_trait]
@@ -534,6 +589,14 @@ impl<T: Agent + ?Sized> Agent for Arc<T> {
 
     async fn call(&self, request: &AgentRequest, ctx: &CallContext) -> Result<AgentResponse> {
         (**self).call(request, ctx).await
+    }
+
+    async fn context_window(&self, ctx: &CallContext) -> Option<u32> {
+        (**self).context_window(ctx).await
+    }
+
+    async fn count_tokens(&self, text: &str, ctx: &CallContext) -> Option<u64> {
+        (**self).count_tokens(text, ctx).await
     }
 }
 

@@ -214,6 +214,39 @@ pub struct ManagedServerConfig {
     /// How long to wait for the server to report healthy after starting it.
     #[serde(default = "default_startup_timeout_secs")]
     pub startup_timeout_secs: u64,
+    /// What `{threads}` expands to (llama.cpp `-t`, the decode threads); none picks from
+    /// the machine (see [`machine_threads`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads: Option<u32>,
+    /// What `{batch_threads}` expands to (llama.cpp `-tb`, the prompt threads); none picks
+    /// from the machine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_threads: Option<u32>,
+}
+
+/// The decode and prompt threads a local model server should use on this machine, from the
+/// logical CPUs: measured on a shared 2-core machine, one decode thread beats two (`-t 1
+/// -tb 2`); with more CPUs, half of them decode (logical CPUs are usually hyper-threads) and
+/// all of them read the prompt.
+pub fn machine_threads() -> (u32, u32) {
+    let cpus = std::thread::available_parallelism()
+        .map(|n| u32::try_from(n.get()).unwrap_or(u32::MAX))
+        .unwrap_or(1);
+    threads_for(cpus)
+}
+
+/// [`machine_threads`] for a machine of `cpus` logical CPUs.
+pub fn threads_for(cpus: u32) -> (u32, u32) {
+    let cpus = cpus.max(1);
+    if cpus <= 2 { (1, cpus) } else { ((cpus / 2).min(16), cpus.min(32)) }
+}
+
+impl ManagedServerConfig {
+    /// The `{threads}` and `{batch_threads}` values: the configured ones, else the machine's.
+    pub fn threads(&self) -> (u32, u32) {
+        let (t, tb) = machine_threads();
+        (self.threads.unwrap_or(t).max(1), self.batch_threads.unwrap_or(tb).max(1))
+    }
 }
 
 fn default_startup_timeout_secs() -> u64 {
@@ -300,6 +333,39 @@ pub struct AgentConfig {
     /// Extra environment variables for a CLI agent's process.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
+    // --- generation settings (issue 15): defaults for every request of this agent; a
+    // request's (or a workflow step's) explicit value wins. See `generation_defaults`.
+    /// Sampling temperature, 0 to 2 (0 = as deterministic as the server allows).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f32>,
+    /// Nucleus sampling: keep the smallest set of tokens whose probability adds up to this
+    /// (0 to 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f32>,
+    /// Keep only the this many most likely tokens (llama.cpp, Ollama; 0 = no limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_k: Option<u32>,
+    /// Drop tokens less likely than this fraction of the most likely one (llama.cpp,
+    /// Ollama; 0 to 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_p: Option<f32>,
+    /// Penalty for repeating recent tokens (llama.cpp, Ollama; 1 = none, about 1.1 stops
+    /// the loops small models fall into).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeat_penalty: Option<f32>,
+    /// Upper bound of completion tokens per call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
+    /// Sequences that end the answer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stop: Vec<String>,
+    /// Sampling seed, for repeatable answers where the server supports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// The model's context window in tokens, when the server cannot say (it wins over what
+    /// the server reports; Ollama also receives it as `num_ctx`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_tokens: Option<u32>,
 }
 
 fn default_timeout_secs() -> u64 {
@@ -342,6 +408,31 @@ impl AgentConfig {
             server: None,
             price: None,
             env: BTreeMap::new(),
+            temperature: None,
+            top_p: None,
+            top_k: None,
+            min_p: None,
+            repeat_penalty: None,
+            max_tokens: None,
+            stop: Vec::new(),
+            seed: None,
+            context_tokens: None,
+        }
+    }
+
+    /// The configured generation settings, as the defaults of every request of this agent.
+    pub fn generation_defaults(&self) -> crate::agent::GenerationOptions {
+        crate::agent::GenerationOptions {
+            temperature: self.temperature,
+            top_p: self.top_p,
+            top_k: self.top_k,
+            min_p: self.min_p,
+            repeat_penalty: self.repeat_penalty,
+            max_tokens: self.max_tokens,
+            stop: self.stop.clone(),
+            seed: self.seed,
+            context_tokens: self.context_tokens,
+            output: crate::agent::OutputFormat::Text,
         }
     }
 
@@ -418,6 +509,29 @@ mod tests {
         assert_eq!(cfg.cli_flavor(), CliFlavor::Gemini);
         cfg.flavor = Some(CliFlavor::Generic);
         assert_eq!(cfg.cli_flavor(), CliFlavor::Generic);
+    }
+
+    #[test]
+    fn threads_follow_the_machine() {
+        assert_eq!(threads_for(1), (1, 1));
+        assert_eq!(
+            threads_for(2),
+            (1, 2),
+            "measured: one decode thread on a shared 2-core machine"
+        );
+        assert_eq!(threads_for(8), (4, 8));
+        assert_eq!(threads_for(0), (1, 1));
+        let mut s = ManagedServerConfig {
+            command: "x".into(),
+            args: vec![],
+            env: BTreeMap::new(),
+            startup_timeout_secs: 1,
+            threads: Some(3),
+            batch_threads: None,
+        };
+        assert_eq!(s.threads(), (3, machine_threads().1));
+        s.threads = Some(0);
+        assert_eq!(s.threads().0, 1, "0 threads is read as 1");
     }
 
     #[test]

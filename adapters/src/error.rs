@@ -183,6 +183,14 @@ pub enum AdapterError {
         /// What happened, with the server's last output.
         message: String,
     },
+    /// A local model file could not be installed, checked or removed.
+    #[error("model '{model}': {message}")]
+    Model {
+        /// The model (or the package being fetched).
+        model: String,
+        /// What happened and what to do.
+        message: String,
+    },
     /// Every agent of a fallback chain failed; each error, in the order tried.
     #[error("{}", fmt_all(errors))]
     AllFailed {
@@ -259,6 +267,7 @@ impl AdapterError {
             AdapterError::Unsupported { .. } => "unsupported",
             AdapterError::Config { .. } => "config",
             AdapterError::Server { .. } => "server",
+            AdapterError::Model { .. } => "model",
             AdapterError::AllFailed { .. } => "all_failed",
         }
     }
@@ -336,7 +345,7 @@ impl AdapterError {
             | AdapterError::Config { agent, .. }
             | AdapterError::Server { agent, .. } => Some(agent),
             AdapterError::AllFailed { errors } => errors.first().map(|e| e.agent.as_str()),
-            AdapterError::Unsupported { .. } => None,
+            AdapterError::Unsupported { .. } | AdapterError::Model { .. } => None,
         }
     }
 

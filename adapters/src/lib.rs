@@ -15,6 +15,7 @@
 //! - [`telemetry`]: the trace spans of calls, attempts and fallbacks (emitted only).
 
 pub mod agent;
+pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod error;

@@ -107,9 +107,15 @@ impl ManagedServer {
             message: format!("base_url '{base_url}' has no host and port for the managed server"),
         })?;
         let client = crate::http::shared_client(Duration::from_secs(2), true)?;
+        let (threads, batch_threads) = cfg.threads();
+        let arg = |a: &str| {
+            expand(a, assets, &addr)
+                .replace("{threads}", &threads.to_string())
+                .replace("{batch_threads}", &batch_threads.to_string())
+        };
         Ok(ManagedServer {
             program: PathBuf::from(expand(&cfg.command, assets, &addr)),
-            args: cfg.args.iter().map(|a| expand(a, assets, &addr)).collect(),
+            args: cfg.args.iter().map(|a| arg(a)).collect(),
             env: cfg.env.iter().map(|(k, v)| (k.clone(), expand(v, assets, &addr))).collect(),
             startup_timeout: Duration::from_secs(cfg.startup_timeout_secs.max(1)),
             addr,
@@ -127,6 +133,12 @@ impl ManagedServer {
     /// The program it runs (expanded).
     pub fn program(&self) -> &Path {
         &self.program
+    }
+
+    /// Its arguments (expanded: `{assets}`, `{host}`, `{port}`, `{threads}`,
+    /// `{batch_threads}`).
+    pub fn args(&self) -> &[String] {
+        &self.args
     }
 
     /// How many times troupe started it.
@@ -369,6 +381,17 @@ impl WithServer {
 
 #[async_trait]
 impl Agent for WithServer {
+    /// Starts the server when needed: the answer comes from it (a call follows anyway).
+    async fn context_window(&self, ctx: &CallContext) -> Option<u32> {
+        self.server.ensure(self.inner.name(), ctx).await.ok()?;
+        self.inner.context_window(ctx).await
+    }
+
+    async fn count_tokens(&self, text: &str, ctx: &CallContext) -> Option<u64> {
+        self.server.ensure(self.inner.name(), ctx).await.ok()?;
+        self.inner.count_tokens(text, ctx).await
+    }
+
     fn info(&self) -> &AgentInfo {
         self.inner.info()
     }
@@ -451,13 +474,24 @@ mod tests {
             args: vec!["--port".into(), "{port}".into()],
             env: BTreeMap::from([("LD_LIBRARY_PATH".into(), "{assets}/lib".into())]),
             startup_timeout_secs: 5,
+            threads: None,
+            batch_threads: Some(3),
         });
         let mut pool = ServerPool::default();
+        if let Some(s) = cfg.server.as_mut() {
+            s.args.extend([
+                "-t".into(),
+                "{threads}".into(),
+                "-tb".into(),
+                "{batch_threads}".into(),
+            ]);
+        }
         let a = pool.server_for("a", &cfg, Path::new("/x")).unwrap().unwrap();
         let b = pool.server_for("b", &cfg, Path::new("/x")).unwrap().unwrap();
         assert!(Arc::ptr_eq(&a, &b));
         assert_eq!(a.program(), Path::new("/x/s"));
-        assert_eq!(a.args, ["--port", "8765"]);
+        let machine = crate::config::machine_threads().0.to_string();
+        assert_eq!(a.args, ["--port", "8765", "-t", machine.as_str(), "-tb", "3"]);
         assert_eq!(a.env["LD_LIBRARY_PATH"], "/x/lib");
         cfg.base_url = Some("http://127.0.0.1:8766/v1".into());
         let c = pool.server_for("c", &cfg, Path::new("/x")).unwrap().unwrap();

@@ -169,3 +169,39 @@ pub fn parse_sse(text: &str) -> Vec<(String, Value)> {
         })
         .collect()
 }
+
+/// `[agents.local-code]` and `[agents.local-instruct]` on the smallest model (SmolLM2-135M,
+/// installed by `scripts/setup.sh --assets-only`) with their own managed server on a free
+/// port: for tests that check the flow, not the answers. The built-in agents run
+/// Qwen2.5-Coder-1.5B, which the test assets leave out (1.1 GB) and which is ~15 times slower.
+pub fn smol_local_agents() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(18765);
+    let mut out = String::new();
+    for (name, role) in [("local-code", "implement"), ("local-instruct", "review")] {
+        out.push_str(
+            &r#"
+[agents.NAME]
+kind = "llamacpp"
+base_url = "http://127.0.0.1:PORT/v1"
+model = "SmolLM2-135M-Instruct"
+role = "ROLE"
+timeout_secs = 300
+temperature = 0.2
+max_tokens = 256
+
+[agents.NAME.server]
+command = "{assets}/llama/llama-server"
+args = ["-m", "{assets}/models/SmolLM2-135M-Instruct.Q4_1.gguf", "--host", "{host}", "--port", "{port}", "-t", "{threads}", "-tb", "{batch_threads}", "-c", "4096", "-np", "2", "--no-webui"]
+env = { LD_LIBRARY_PATH = "{assets}/llama" }
+startup_timeout_secs = 60
+"#
+            .replace("NAME", name)
+            .replace("PORT", &port.to_string())
+            .replace("ROLE", role),
+        );
+    }
+    out
+}

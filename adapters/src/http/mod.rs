@@ -7,6 +7,7 @@
 //! - [`OllamaAgent`]: Ollama's native API (`/api/chat` or `/api/generate`), plus the model
 //!   management calls in [`OllamaClient`].
 
+mod generation;
 mod ollama;
 mod openai;
 

@@ -10,10 +10,12 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use super::generation;
 use super::openai::finish;
 use super::{Collected, Endpoint, LineSplitter, ModelInfo, classify_status, quote};
 use crate::agent::{
-    Agent, AgentInfo, AgentRequest, AgentResponse, CallContext, MessageRole, OutputFormat, Usage,
+    Agent, AgentInfo, AgentRequest, AgentResponse, CallContext, GenerationOptions, MessageRole,
+    OutputFormat, Usage,
 };
 use crate::config::AgentConfig;
 use crate::error::{AdapterError, Result};
@@ -35,6 +37,10 @@ pub struct OllamaAgent {
     client: OllamaClient,
     model: String,
     mode: OllamaMode,
+    /// The configured generation settings; a request's explicit values win.
+    defaults: GenerationOptions,
+    /// The context window, once known (configured, or `/api/show`'s first answer).
+    window: std::sync::Arc<tokio::sync::OnceCell<u32>>,
 }
 
 /// Ollama's management API, for one server.
@@ -199,6 +205,11 @@ impl OllamaAgent {
             client,
             model,
             mode: OllamaMode::Chat,
+            defaults: cfg.generation_defaults(),
+            window: std::sync::Arc::new(match cfg.context_tokens.filter(|n| *n > 0) {
+                Some(n) => tokio::sync::OnceCell::new_with(Some(n)),
+                None => tokio::sync::OnceCell::new(),
+            }),
         })
     }
 
@@ -214,17 +225,8 @@ impl OllamaAgent {
     }
 
     fn body(&self, req: &AgentRequest, stream: bool) -> Value {
-        let o = &req.options;
-        let mut options = json!({});
-        if let Some(t) = o.temperature {
-            options["temperature"] = json!(t);
-        }
-        if let Some(n) = o.max_tokens {
-            options["num_predict"] = json!(n);
-        }
-        if !o.stop.is_empty() {
-            options["stop"] = json!(o.stop);
-        }
+        let o = req.options.or_defaults(&self.defaults);
+        let options = generation::ollama_options(&o);
         let mut body = match self.mode {
             OllamaMode::Chat => {
                 let messages: Vec<Value> = req
@@ -390,6 +392,28 @@ impl OllamaAgent {
 impl Agent for OllamaAgent {
     fn info(&self) -> &AgentInfo {
         &self.info
+    }
+
+    async fn context_window(&self, ctx: &CallContext) -> Option<u32> {
+        let found = self
+            .window
+            .get_or_try_init(|| async {
+                let v = self.client.show(&self.model, ctx).await?;
+                generation::window_from_ollama_show(&v).ok_or_else(|| {
+                    AdapterError::bad_response(
+                        &self.info.name,
+                        "/api/show does not say the context length",
+                    )
+                })
+            })
+            .await;
+        match found {
+            Ok(n) => Some(*n),
+            Err(e) => {
+                tracing::debug!(agent = %self.info.name, error = %e, "context window unknown");
+                None
+            }
+        }
     }
 
     async fn call(&self, req: &AgentRequest, ctx: &CallContext) -> Result<AgentResponse> {

@@ -1,5 +1,6 @@
 //! OpenAI-compatible chat completions, and llama.cpp's `llama-server` on top of them.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -8,9 +9,11 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use super::generation;
 use super::{Collected, Endpoint, ModelInfo, SseDecoder, SseItem, classify_status, quote};
 use crate::agent::{
-    Agent, AgentInfo, AgentRequest, AgentResponse, CallContext, OutputFormat, Usage,
+    Agent, AgentInfo, AgentRequest, AgentResponse, CallContext, GenerationOptions, OutputFormat,
+    Usage,
 };
 use crate::config::{AgentConfig, AgentKind};
 use crate::error::{AdapterError, Result};
@@ -27,6 +30,12 @@ pub struct OpenAiAgent {
     ep: Endpoint,
     /// The model sent in requests (llama.cpp ignores it; OpenAI requires it).
     model: String,
+    /// `openai` or `llamacpp`: which generation fields the server understands.
+    kind: AgentKind,
+    /// The configured generation settings; a request's explicit values win.
+    defaults: GenerationOptions,
+    /// The context window, once known (configured, or the server's first answer).
+    window: Arc<tokio::sync::OnceCell<u32>>,
 }
 
 /// What llama.cpp's `/health` said.
@@ -65,6 +74,43 @@ impl OpenAiAgent {
             },
             ep,
             model,
+            kind: cfg.kind,
+            defaults: cfg.generation_defaults(),
+            window: Arc::new(match cfg.context_tokens.filter(|n| *n > 0) {
+                Some(n) => tokio::sync::OnceCell::new_with(Some(n)),
+                None => tokio::sync::OnceCell::new(),
+            }),
+        })
+    }
+
+    /// The context window the server reports: llama.cpp's `/props` (the window of one
+    /// request slot), else the `/v1/models` metadata.
+    async fn server_window(&self, ctx: &CallContext) -> Result<u32> {
+        if self.kind == AgentKind::Llamacpp
+            && let Some(n) =
+                self.props(ctx).await.ok().as_ref().and_then(generation::window_from_props)
+        {
+            return Ok(n);
+        }
+        let deadline = Instant::now() + self.ep.timeouts.total.min(Duration::from_secs(30));
+        let rb = self.ep.request(reqwest::Method::GET, &self.ep.url("/models"))?;
+        let v = self.ep.json(rb, ctx, deadline).await?;
+        generation::window_from_models(&v, &self.model).ok_or_else(|| {
+            AdapterError::bad_response(
+                &self.info.name,
+                "the server does not say its context window",
+            )
+        })
+    }
+
+    /// llama.cpp's `POST /tokenize`: how many tokens `text` is for the served model.
+    pub async fn tokenize_count(&self, text: &str, ctx: &CallContext) -> Result<u64> {
+        let deadline = Instant::now() + self.ep.timeouts.total.min(Duration::from_secs(30));
+        let url = format!("{}/tokenize", self.ep.root());
+        let rb = self.ep.request(reqwest::Method::POST, &url)?.json(&json!({"content": text}));
+        let v = self.ep.json(rb, ctx, deadline).await?;
+        generation::tokens_from_tokenize(&v).ok_or_else(|| {
+            AdapterError::bad_response(&self.info.name, "the /tokenize answer has no `tokens`")
         })
     }
 
@@ -113,16 +159,8 @@ impl OpenAiAgent {
             .map(|m| json!({"role": m.role.as_str(), "content": m.content}))
             .collect();
         let mut body = json!({"model": self.model, "messages": messages, "stream": stream});
-        let o = &req.options;
-        if let Some(t) = o.temperature {
-            body["temperature"] = json!(t);
-        }
-        if let Some(n) = o.max_tokens {
-            body["max_tokens"] = json!(n);
-        }
-        if !o.stop.is_empty() {
-            body["stop"] = json!(o.stop);
-        }
+        let o = req.options.or_defaults(&self.defaults);
+        generation::openai_fields(&mut body, &o, self.kind);
         match &o.output {
             OutputFormat::Text => {}
             OutputFormat::Json => body["response_format"] = json!({"type": "json_object"}),
@@ -368,6 +406,30 @@ pub(crate) fn finish(
 impl Agent for OpenAiAgent {
     fn info(&self) -> &AgentInfo {
         &self.info
+    }
+
+    async fn context_window(&self, ctx: &CallContext) -> Option<u32> {
+        let found = self.window.get_or_try_init(|| self.server_window(ctx)).await;
+        match found {
+            Ok(n) => Some(*n),
+            Err(e) => {
+                tracing::debug!(agent = %self.info.name, error = %e, "context window unknown");
+                None
+            }
+        }
+    }
+
+    async fn count_tokens(&self, text: &str, ctx: &CallContext) -> Option<u64> {
+        if self.kind != AgentKind::Llamacpp {
+            return None;
+        }
+        match self.tokenize_count(text, ctx).await {
+            Ok(n) => Some(n),
+            Err(e) => {
+                tracing::debug!(agent = %self.info.name, error = %e, "cannot count tokens");
+                None
+            }
+        }
     }
 
     async fn call(&self, req: &AgentRequest, ctx: &CallContext) -> Result<AgentResponse> {

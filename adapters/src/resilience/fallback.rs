@@ -40,6 +40,15 @@ impl Fallback {
 
 #[async_trait]
 impl Agent for Fallback {
+    /// The primary's window: the prompt is built for the agent asked first.
+    async fn context_window(&self, ctx: &CallContext) -> Option<u32> {
+        self.chain.first()?.context_window(ctx).await
+    }
+
+    async fn count_tokens(&self, text: &str, ctx: &CallContext) -> Option<u64> {
+        self.chain.first()?.count_tokens(text, ctx).await
+    }
+
     fn info(&self) -> &AgentInfo {
         &self.info
     }

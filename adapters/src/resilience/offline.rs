@@ -87,6 +87,22 @@ impl OfflineGuard {
 
 #[async_trait]
 impl Agent for OfflineGuard {
+    // A refused agent is not asked anything, not even its window: that would reach its
+    // (non-local) server.
+    async fn context_window(&self, ctx: &CallContext) -> Option<u32> {
+        if !self.inner.info().local && self.mode.reason().is_some() {
+            return None;
+        }
+        self.inner.context_window(ctx).await
+    }
+
+    async fn count_tokens(&self, text: &str, ctx: &CallContext) -> Option<u64> {
+        if !self.inner.info().local && self.mode.reason().is_some() {
+            return None;
+        }
+        self.inner.count_tokens(text, ctx).await
+    }
+
     fn info(&self) -> &AgentInfo {
         self.inner.info()
     }

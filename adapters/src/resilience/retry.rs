@@ -36,6 +36,14 @@ impl Retry {
 
 #[async_trait]
 impl Agent for Retry {
+    async fn context_window(&self, ctx: &CallContext) -> Option<u32> {
+        self.inner.context_window(ctx).await
+    }
+
+    async fn count_tokens(&self, text: &str, ctx: &CallContext) -> Option<u64> {
+        self.inner.count_tokens(text, ctx).await
+    }
+
     fn info(&self) -> &AgentInfo {
         self.inner.info()
     }

@@ -419,13 +419,19 @@ async fn openai(w: &mut TcpStream, req: &Recorded, stream: bool, answer: &[Strin
             write_full(w, 200, "application/json", "", &body.to_string()).await
         }
         ("GET", "/v1/models") => {
-            let body = json!({"object": "list", "data": [{"id": "mock-model", "object": "model"}]});
+            let body = json!({"object": "list", "data": [{"id": "mock-model", "object": "model", "meta": {"n_ctx_train": 32768}}]});
             write_full(w, 200, "application/json", "", &body.to_string()).await
         }
         ("GET", "/health") => write_full(w, 200, "application/json", "", "{\"status\":\"ok\"}").await,
         ("GET", "/props") => {
             let body = json!({"default_generation_settings": {"n_ctx": 4096}, "model_path": "mock.gguf", "total_slots": 2});
             write_full(w, 200, "application/json", "", &body.to_string()).await
+        }
+        // llama.cpp's tokenizer, mocked: one token per whitespace-separated word.
+        ("POST", "/tokenize") => {
+            let text = req.body.get("content").and_then(Value::as_str).unwrap_or("");
+            let tokens: Vec<usize> = text.split_whitespace().enumerate().map(|(i, _)| i + 1).collect();
+            write_full(w, 200, "application/json", "", &json!({"tokens": tokens}).to_string()).await
         }
         _ => write_full(w, 404, "application/json", "", &json!({"error": {"code": 404, "message": format!("File Not Found: {path}"), "type": "not_found_error"}}).to_string()).await,
     }
@@ -486,7 +492,7 @@ async fn ollama(w: &mut TcpStream, req: &Recorded, stream: bool, answer: &[Strin
                 200,
                 "application/json",
                 "",
-                &json!({"details": {"family": "llama"}, "modelfile": "FROM mock"}).to_string(),
+                &json!({"details": {"family": "llama"}, "modelfile": "FROM mock", "model_info": {"general.architecture": "llama", "llama.context_length": 8192}}).to_string(),
             )
             .await
         }

@@ -48,6 +48,8 @@ pub struct ScriptedAgent {
     last: Mutex<Option<Step>>,
     delay: Duration,
     calls: Mutex<Vec<(AgentRequest, Instant)>>,
+    window: Option<u32>,
+    chars_per_token: Option<usize>,
 }
 
 impl ScriptedAgent {
@@ -65,7 +67,22 @@ impl ScriptedAgent {
             last: Mutex::new(None),
             delay: Duration::ZERO,
             calls: Mutex::new(Vec::new()),
+            window: None,
+            chars_per_token: None,
         }
+    }
+
+    /// The same agent reporting a context window of `tokens` ([`Agent::context_window`]).
+    pub fn with_context_window(mut self, tokens: u32) -> ScriptedAgent {
+        self.window = Some(tokens);
+        self
+    }
+
+    /// The same agent counting tokens ([`Agent::count_tokens`]) as one per `chars`
+    /// characters, rounded up (`chars` of 0 counts as 1).
+    pub fn with_token_counting(mut self, chars: usize) -> ScriptedAgent {
+        self.chars_per_token = Some(chars.max(1));
+        self
     }
 
     /// The same agent, presented as not local (offline mode refuses it).
@@ -138,6 +155,15 @@ impl ScriptedAgent {
 
 #[async_trait]
 impl Agent for ScriptedAgent {
+    async fn context_window(&self, _ctx: &CallContext) -> Option<u32> {
+        self.window
+    }
+
+    async fn count_tokens(&self, text: &str, _ctx: &CallContext) -> Option<u64> {
+        let per = self.chars_per_token?;
+        Some((text.chars().count() as u64).div_ceil(per as u64))
+    }
+
     fn info(&self) -> &AgentInfo {
         &self.info
     }

@@ -78,6 +78,7 @@ fn request() -> AgentRequest {
         max_tokens: Some(16),
         stop: vec!["\n\n".into()],
         output: OutputFormat::Text,
+        ..Default::default()
     })
 }
 

@@ -6,12 +6,14 @@
 //! - `resilience`: rate limiter, retries, breaker, fallback and offline guard, under a
 //!   paused clock;
 //! - `registry`: the full stacks as the runtime builds them, against the fault server;
+//! - `generation`: generation settings on the wire, context windows and token counts;
 //! - `real_llama`: the real llama.cpp server installed by `scripts/setup.sh --assets-only`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failing loudly is the point
 
 mod cli;
 mod conformance;
+mod generation;
 mod real_llama;
 mod registry;
 mod resilience;

@@ -83,6 +83,8 @@ fn local_agent(port: u16) -> AgentConfig {
         .collect(),
         env: BTreeMap::from([("LD_LIBRARY_PATH".to_string(), "{assets}/llama".to_string())]),
         startup_timeout_secs: 90,
+        threads: None,
+        batch_threads: None,
     });
     a
 }
@@ -190,4 +192,135 @@ async fn the_real_llama_server_chats_streams_and_follows_schemas() {
     // Shutdown stops it.
     registry.shutdown().await;
     assert!(!process_alive(new_pid), "the server outlived shutdown");
+}
+
+/// The generation settings of an agent's configuration reach the real server (max_tokens
+/// cuts the answer, a seed makes sampling repeatable), and the server says its window and
+/// counts tokens with the model's own tokenizer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_real_server_takes_generation_settings_and_counts_tokens() {
+    let assets = require_assets();
+    let port = free_port();
+    let mut cfg = local_agent(port);
+    if let Some(s) = cfg.server.as_mut() {
+        // The machine picks the threads, as the built-in agents do.
+        for (flag, value) in [("-t", "{threads}"), ("-tb", "{batch_threads}")] {
+            let i = s.args.iter().position(|a| a == flag).unwrap();
+            s.args[i + 1] = value.into();
+        }
+    }
+    cfg.max_tokens = Some(5);
+    cfg.temperature = Some(1.0);
+    cfg.seed = Some(42);
+    cfg.repeat_penalty = Some(1.1);
+    let configs = BTreeMap::from([("smol".to_string(), cfg)]);
+    let registry = AgentRegistry::build(
+        &configs,
+        RegistryOptions {
+            offline: OfflineMode::offline("test"),
+            assets_dir: assets,
+            limiters: None,
+        },
+    );
+    let agent = registry.agent("smol").unwrap();
+    let ctx = CallContext::new();
+
+    // The window of one slot: -c 4096 shared by -np 2.
+    assert_eq!(bounded(180, agent.context_window(&ctx)).await, Some(2048));
+    let short = bounded(30, agent.count_tokens("Hello", &ctx)).await.unwrap();
+    let long = bounded(30, agent.count_tokens(&" word".repeat(100), &ctx)).await.unwrap();
+    assert!(short >= 1 && short <= 3, "{short}");
+    assert!((95..=105).contains(&long), "100 repetitions of ' word' are {long} tokens");
+
+    // max_tokens from the agent's configuration (the request sets nothing).
+    let req = AgentRequest::prompt("Write a long story about a dragon.");
+    let a = bounded(120, agent.call(&req, &ctx)).await.unwrap();
+    assert!(a.usage.completion_tokens <= 5, "{a:?}");
+    assert_eq!(a.finish_reason.as_deref(), Some("length"), "{a:?}");
+    // A seed makes temperature-1 sampling repeatable; another seed (set by the request)
+    // changes it.
+    let b = bounded(120, agent.call(&req, &ctx)).await.unwrap();
+    assert_eq!(a.text, b.text, "same seed, same answer");
+    let mut texts = std::collections::BTreeSet::new();
+    for seed in [1, 2, 3] {
+        let r =
+            req.clone().with_options(GenerationOptions { seed: Some(seed), ..Default::default() });
+        texts.insert(bounded(120, agent.call(&r, &ctx)).await.unwrap().text);
+    }
+    texts.insert(a.text.clone());
+    assert!(texts.len() >= 2, "the seed reached the server: {texts:?}");
+    registry.shutdown().await;
+}
+
+/// The 0.5B coder (a test asset) started like the built-in `local-fast`: its 8192-token
+/// window, and a correct answer to the task the issue's done-when names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_small_coder_writes_a_string_reversal() {
+    let assets = require_assets();
+    let model = troupe_adapters::catalog::find("qwen2.5-coder-0.5b").unwrap();
+    assert!(
+        model.path(&assets).exists(),
+        "{} is missing: run `scripts/setup.sh --assets-only`",
+        model.path(&assets).display()
+    );
+    let port = free_port();
+    let mut cfg = local_agent(port);
+    cfg.model = Some("qwen2.5-coder-0.5b".into());
+    cfg.temperature = Some(0.0);
+    cfg.repeat_penalty = Some(1.1);
+    cfg.max_tokens = Some(400);
+    if let Some(s) = cfg.server.as_mut() {
+        s.args = [
+            "-m",
+            &format!("{{assets}}/models/{}", model.file),
+            "--host",
+            "{host}",
+            "--port",
+            "{port}",
+            "-t",
+            "{threads}",
+            "-tb",
+            "{batch_threads}",
+            "-c",
+            "8192",
+            "-np",
+            "1",
+            "--no-webui",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    }
+    let configs = BTreeMap::from([("fast".to_string(), cfg)]);
+    let registry = AgentRegistry::build(
+        &configs,
+        RegistryOptions {
+            offline: OfflineMode::offline("test"),
+            assets_dir: assets,
+            limiters: None,
+        },
+    );
+    let agent = registry.agent("fast").unwrap();
+    let ctx = CallContext::new();
+    assert_eq!(bounded(180, agent.context_window(&ctx)).await, Some(8192));
+    let req = AgentRequest::prompt(
+        "Write a Python function `reverse_string(s)` that returns the string s reversed. \
+         Answer with the code only.",
+    );
+    let r = bounded(300, agent.call(&req, &ctx)).await.unwrap();
+    // Judged by running it, not by reading it.
+    let code = match r.text.split("```").nth(1) {
+        Some(block) => block.trim_start_matches("python").to_string(),
+        None => r.text.clone(),
+    };
+    let check =
+        format!("{code}\nassert reverse_string('abc') == 'cba'\nassert reverse_string('') == ''\n");
+    let out = std::process::Command::new("python3").args(["-c", &check]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "the answer does not work:\n{}\n{}",
+        r.text,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    registry.shutdown().await;
 }

@@ -189,6 +189,8 @@ async fn a_missing_managed_server_says_run_setup() {
         args: vec![],
         env: BTreeMap::new(),
         startup_timeout_secs: 5,
+        threads: None,
+        batch_threads: None,
     });
     let configs = BTreeMap::from([("local".to_string(), cfg)]);
     let registry = AgentRegistry::build(&configs, options(OfflineMode::online()));
@@ -215,6 +217,8 @@ async fn a_server_already_running_is_used_not_started() {
         args: vec![],
         env: BTreeMap::new(),
         startup_timeout_secs: 5,
+        threads: None,
+        batch_threads: None,
     });
     let configs = BTreeMap::from([("local".to_string(), cfg)]);
     let registry = AgentRegistry::build(&configs, options(OfflineMode::online()));

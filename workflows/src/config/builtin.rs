@@ -8,8 +8,17 @@ use troupe_adapters::config::{
 
 use super::{Config, Settings, StepCondition, StepConfig, WorkflowConfig};
 
-/// The loopback port of the local model server that `scripts/setup.sh` installs.
+/// The loopback port of the managed local server of `local-code` and `local-instruct`
+/// (Qwen2.5-Coder-1.5B-Instruct); both agents share it.
 pub const LOCAL_SERVER_PORT: u16 = 8765;
+
+/// The loopback port of `local-fast`'s managed server (Qwen2.5-Coder-0.5B-Instruct): a
+/// second model gets a second server, so both can stay warm (~2.2 GB + ~0.8 GB of memory).
+pub const LOCAL_FAST_SERVER_PORT: u16 = 8766;
+
+/// The context window the built-in local servers start with (`-c`): room for a few files
+/// plus the answer; one request slot (`-np 1`) gets all of it.
+pub const LOCAL_CONTEXT_TOKENS: u32 = 8192;
 
 fn cli(command: &str, flavor: CliFlavor, role: Role, description: &str) -> AgentConfig {
     let mut a = AgentConfig::new(AgentKind::Cli);
@@ -22,38 +31,53 @@ fn cli(command: &str, flavor: CliFlavor, role: Role, description: &str) -> Agent
     a
 }
 
-fn local(role: Role, description: &str, fallback: &[&str]) -> AgentConfig {
+/// A local agent served by a managed llama.cpp server on `port` running the catalog model
+/// `model` (`troupe_adapters::catalog`), with generation settings that suit code: a low
+/// temperature, a repeat penalty that stops the loops small models fall into, and a
+/// max_tokens that fits one step.
+fn local(model: &str, port: u16, role: Role, description: &str) -> AgentConfig {
+    let spec = troupe_adapters::catalog::find(model).ok();
+    let file = spec.map(|m| m.file).unwrap_or(model);
     let mut a = AgentConfig::new(AgentKind::Llamacpp);
-    a.base_url = Some(format!("http://127.0.0.1:{LOCAL_SERVER_PORT}/v1"));
-    a.model = Some("SmolLM2-135M-Instruct".to_string());
+    a.base_url = Some(format!("http://127.0.0.1:{port}/v1"));
+    a.model = Some(file.trim_end_matches(".gguf").to_string());
     a.role = Some(role);
     a.description = Some(description.to_string());
-    a.timeout_secs = 300;
-    a.fallback = fallback.iter().map(|s| s.to_string()).collect();
+    a.timeout_secs = 600;
+    a.temperature = Some(if role == Role::Review { 0.0 } else { 0.2 });
+    a.top_p = Some(0.9);
+    a.top_k = Some(40);
+    a.min_p = Some(0.05);
+    a.repeat_penalty = Some(1.1);
+    a.max_tokens = Some(1024);
+    let ctx = LOCAL_CONTEXT_TOKENS.to_string();
+    let model_arg = format!("{{assets}}/models/{file}");
     a.server = Some(ManagedServerConfig {
         command: "{assets}/llama/llama-server".to_string(),
         args: [
             "-m",
-            "{assets}/models/SmolLM2-135M-Instruct.Q4_1.gguf",
+            model_arg.as_str(),
             "--host",
             "{host}",
             "--port",
             "{port}",
             "-t",
-            "1",
+            "{threads}",
             "-tb",
-            "2",
+            "{batch_threads}",
             "-c",
-            "8192",
+            ctx.as_str(),
             "-np",
-            "2",
+            "1",
             "--no-webui",
         ]
         .iter()
         .map(|s| s.to_string())
         .collect(),
         env: BTreeMap::from([("LD_LIBRARY_PATH".to_string(), "{assets}/llama".to_string())]),
-        startup_timeout_secs: 60,
+        startup_timeout_secs: 120,
+        threads: None,
+        batch_threads: None,
     });
     a
 }
@@ -86,11 +110,31 @@ pub(super) fn config() -> Config {
         ),
         (
             "local-code".to_string(),
-            local(Role::Implement, "Local llama.cpp server (offline), for drafting code", &[]),
+            local(
+                "qwen2.5-coder-1.5b",
+                LOCAL_SERVER_PORT,
+                Role::Implement,
+                "Qwen2.5-Coder-1.5B on a local llama.cpp server (offline), for drafting code",
+            ),
         ),
         (
             "local-instruct".to_string(),
-            local(Role::Review, "Local llama.cpp server (offline), for review and planning", &[]),
+            local(
+                "qwen2.5-coder-1.5b",
+                LOCAL_SERVER_PORT,
+                Role::Review,
+                "Qwen2.5-Coder-1.5B on a local llama.cpp server (offline), for review and planning",
+            ),
+        ),
+        (
+            "local-fast".to_string(),
+            local(
+                "qwen2.5-coder-0.5b",
+                LOCAL_FAST_SERVER_PORT,
+                Role::Implement,
+                "Qwen2.5-Coder-0.5B on a local llama.cpp server (offline): about twice as fast, \
+                 less often right; for quick checks",
+            ),
         ),
     ]);
 

@@ -345,7 +345,7 @@ impl SpanLookup for FileSpans<'_> {
 /// | `TROUPE_WORKFLOW` | `settings.default_workflow` |
 /// | `TROUPE_PLANNER` | `settings.planner_agent` |
 /// | `TROUPE_MAX_CONCURRENT_RUNS` | `settings.max_concurrent_runs` |
-/// | `TROUPE_AGENT_<NAME>_BASE_URL`, `_MODEL`, `_COMMAND`, `_ENABLED`, `_TIMEOUT_SECS` | that agent's field (`<NAME>` upper-cased, `-` as `_`) |
+/// | `TROUPE_AGENT_<NAME>_BASE_URL`, `_MODEL`, `_COMMAND`, `_ENABLED`, `_TIMEOUT_SECS`, `_TEMPERATURE`, `_MAX_TOKENS`, `_CONTEXT_TOKENS` | that agent's field (`<NAME>` upper-cased, `-` as `_`) |
 /// | `TROUPE_TELEMETRY_ENDPOINT` | `telemetry.endpoint` (empty: none) |
 /// | `TROUPE_TELEMETRY_SERVICE_NAME` | `telemetry.service_name` |
 /// | `TROUPE_TELEMETRY_SAMPLE_RATIO` | `telemetry.sample_ratio` |
@@ -392,7 +392,16 @@ pub fn env_overrides(
             },
             v if v.starts_with("TROUPE_AGENT_") => {
                 let rest = &v["TROUPE_AGENT_".len()..];
-                let fields = ["BASE_URL", "MODEL", "COMMAND", "ENABLED", "TIMEOUT_SECS"];
+                let fields = [
+                    "BASE_URL",
+                    "MODEL",
+                    "COMMAND",
+                    "ENABLED",
+                    "TIMEOUT_SECS",
+                    "TEMPERATURE",
+                    "MAX_TOKENS",
+                    "CONTEXT_TOKENS",
+                ];
                 let Some((name_part, field)) = fields.iter().find_map(|f| {
                     rest.strip_suffix(f).and_then(|n| n.strip_suffix('_')).map(|n| (n, *f))
                 }) else {
@@ -430,6 +439,25 @@ pub fn env_overrides(
                     "ENABLED" => match parse_bool(&value) {
                         Some(b) => agent.enabled = b,
                         None => bad(&var, format!("expected true or false, found `{value}`")),
+                    },
+                    // Ranges are checked with the rest of the configuration.
+                    "TEMPERATURE" => match value.trim().parse::<f32>() {
+                        Ok(t) => agent.temperature = Some(t),
+                        Err(_) => {
+                            bad(&var, format!("expected a number from 0 to 2, found `{value}`"))
+                        }
+                    },
+                    "MAX_TOKENS" => match value.trim().parse::<u32>() {
+                        Ok(n) => agent.max_tokens = Some(n),
+                        Err(_) => {
+                            bad(&var, format!("expected a whole number of tokens, found `{value}`"))
+                        }
+                    },
+                    "CONTEXT_TOKENS" => match value.trim().parse::<u32>() {
+                        Ok(n) => agent.context_tokens = Some(n),
+                        Err(_) => {
+                            bad(&var, format!("expected a whole number of tokens, found `{value}`"))
+                        }
                     },
                     _ => match value.parse::<u64>() {
                         Ok(n) => agent.timeout_secs = n,

@@ -224,6 +224,12 @@ pub struct StepConfig {
     /// When the step runs; always, without it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub condition: Option<StepCondition>,
+    /// Sampling temperature for this step, overriding the agent's (0 to 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f32>,
+    /// Upper bound of completion tokens for this step, overriding the agent's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
 }
 
 /// When a step runs within an iteration.
@@ -249,7 +255,24 @@ impl StepConfig {
             prompt: None,
             fallback: Vec::new(),
             condition: None,
+            temperature: None,
+            max_tokens: None,
         }
+    }
+
+    /// This step's overrides on top of `options` (what the runtime built for the call):
+    /// the step's `temperature` and `max_tokens` win when set.
+    pub fn apply_overrides(
+        &self,
+        mut options: troupe_adapters::GenerationOptions,
+    ) -> troupe_adapters::GenerationOptions {
+        if let Some(t) = self.temperature {
+            options.temperature = Some(t);
+        }
+        if let Some(n) = self.max_tokens {
+            options.max_tokens = Some(n);
+        }
+        options
     }
 }
 

@@ -37,7 +37,10 @@ fn messages(problems: &Problems) -> Vec<String> {
 fn builtin_defaults_are_complete_and_valid() {
     let c = Config::builtin();
     let agents: Vec<_> = c.agents.keys().cloned().collect();
-    assert_eq!(agents, ["claude", "codex", "copilot", "gemini", "local-code", "local-instruct"]);
+    assert_eq!(
+        agents,
+        ["claude", "codex", "copilot", "gemini", "local-code", "local-fast", "local-instruct"]
+    );
     let workflows: Vec<_> = c.workflows.keys().cloned().collect();
     assert_eq!(
         workflows,
@@ -523,6 +526,132 @@ fn telemetry_environment_overrides() {
     let msgs = messages(&loaded.problems);
     assert!(
         msgs.iter().any(|m| m.starts_with("$TROUPE_TELEMETRY_SAMPLE_RATIO: error")),
+        "{msgs:#?}"
+    );
+}
+
+#[test]
+fn the_local_agents_run_qwen_with_settings_for_code() {
+    let c = Config::builtin();
+    let code = c.agent("local-code").unwrap();
+    let instruct = c.agent("local-instruct").unwrap();
+    let fast = c.agent("local-fast").unwrap();
+    let model_arg = |a: &AgentConfig| {
+        let args = &a.server.as_ref().unwrap().args;
+        args[args.iter().position(|x| x == "-m").unwrap() + 1].clone()
+    };
+    assert_eq!(model_arg(code), "{assets}/models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf");
+    assert_eq!(model_arg(fast), "{assets}/models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf");
+    // Same model, same server; another model, another server (both can stay warm).
+    assert_eq!(code.base_url, instruct.base_url);
+    assert_eq!(model_arg(code), model_arg(instruct));
+    assert_ne!(code.base_url, fast.base_url);
+    for a in [code, instruct, fast] {
+        assert!(a.temperature.unwrap() <= 0.2 && a.repeat_penalty == Some(1.1), "{a:?}");
+        assert_eq!(a.max_tokens, Some(1024));
+        let args = &a.server.as_ref().unwrap().args;
+        assert!(args.windows(2).any(|w| w == ["-t", "{threads}"]), "{args:?}");
+        assert!(args.windows(2).any(|w| w == ["-c", "8192"]), "{args:?}");
+    }
+}
+
+#[test]
+fn generation_settings_are_parsed_and_checked_with_locations() {
+    let loaded = load(
+        r#"[agents.coder]
+kind = "llamacpp"
+base_url = "http://127.0.0.1:9/v1"
+temperature = 2.5
+top_p = 0.9
+top_k = 40
+min_p = 1.5
+repeat_penalty = 1.1
+max_tokens = 0
+stop = ["END", ""]
+seed = 7
+context_tokens = 100
+
+[agents.gpt]
+kind = "openai"
+base_url = "https://api.example.com/v1"
+model = "m"
+top_k = 20
+
+[workflows.w]
+steps = [{ agent = "coder", role = "implement", temperature = -1.0, max_tokens = 0 }]
+"#,
+    );
+    let msgs = messages(&loaded.problems);
+    let has = |prefix: &str, needle: &str| {
+        msgs.iter().any(|m| m.starts_with(prefix) && m.contains(needle))
+    };
+    assert!(
+        has("troupe.toml:4:15: error", "temperature must be from 0 to 2, found 2.5"),
+        "{msgs:#?}"
+    );
+    assert!(has("troupe.toml:7:9: error", "min_p must be from 0 to 1"), "{msgs:#?}");
+    assert!(has("troupe.toml:9:14: error", "max_tokens must be at least 1"), "{msgs:#?}");
+    assert!(has("troupe.toml:10:16: error", "stop sequence must not be empty"), "{msgs:#?}");
+    assert!(has("troupe.toml:12:18: error", "context_tokens must be from 256"), "{msgs:#?}");
+    assert!(has("troupe.toml:18:9: warning", "top_k is not part of the OpenAI API"), "{msgs:#?}");
+    assert!(
+        has("troupe.toml:21:", "step 1: temperature must be from 0 to 2, found -1"),
+        "{msgs:#?}"
+    );
+    assert!(has("troupe.toml:21:", "step 1: max_tokens must be at least 1"), "{msgs:#?}");
+    assert!(!msgs.iter().any(|m| m.contains("top_p") || m.contains("repeat_penalty")), "{msgs:#?}");
+    let coder = loaded.config.agent("coder").unwrap();
+    assert_eq!((coder.top_k, coder.seed), (Some(40), Some(7)));
+    assert_eq!(coder.stop, ["END", ""]);
+
+    // A value of the wrong type names the key and where it is.
+    let loaded = load(
+        "[agents.coder]\nkind = \"llamacpp\"\nbase_url = \"http://127.0.0.1:9/v1\"\ntemperature = \"hot\"\n",
+    );
+    let msgs = messages(&loaded.problems);
+    assert!(
+        msgs.iter().any(|m| m.starts_with("troupe.toml:4:15") && m.contains("temperature")),
+        "{msgs:#?}"
+    );
+}
+
+#[test]
+fn steps_override_temperature_and_max_tokens() {
+    let (c, problems) = parse(
+        "[workflows.w]\nsteps = [{ agent = \"local-code\", role = \"implement\", temperature = 0.9, max_tokens = 64 }]\n",
+    );
+    assert!(problems.0.is_empty(), "{problems}");
+    let step = &c.workflow("w").unwrap().steps[0];
+    let base = troupe_adapters::GenerationOptions {
+        temperature: Some(0.0),
+        max_tokens: Some(4096),
+        seed: Some(1),
+        ..Default::default()
+    };
+    let o = step.apply_overrides(base.clone());
+    assert_eq!((o.temperature, o.max_tokens, o.seed), (Some(0.9), Some(64), Some(1)));
+    let plain = StepConfig::new("local-code", Role::Implement);
+    assert_eq!(plain.apply_overrides(base.clone()), base);
+}
+
+#[test]
+fn generation_settings_take_environment_overrides() {
+    let loaded = load_env(
+        "",
+        [
+            ("TROUPE_AGENT_LOCAL_CODE_TEMPERATURE", "0.7"),
+            ("TROUPE_AGENT_LOCAL_CODE_MAX_TOKENS", "300"),
+            ("TROUPE_AGENT_LOCAL_FAST_CONTEXT_TOKENS", "4096"),
+            ("TROUPE_AGENT_LOCAL_INSTRUCT_TEMPERATURE", "warm"),
+        ],
+    );
+    let code = loaded.config.agent("local-code").unwrap();
+    assert_eq!((code.temperature, code.max_tokens), (Some(0.7), Some(300)));
+    assert_eq!(loaded.config.agent("local-fast").unwrap().context_tokens, Some(4096));
+    let msgs = messages(&loaded.problems);
+    assert!(
+        msgs.iter()
+            .any(|m| m.contains("TROUPE_AGENT_LOCAL_INSTRUCT_TEMPERATURE") && m.contains("warm")),
         "{msgs:#?}"
     );
 }

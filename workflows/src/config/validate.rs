@@ -255,12 +255,90 @@ impl Validator<'_> {
                     );
                 }
             }
+            self.generation(name, agent);
             for (i, fb) in agent.fallback.iter().enumerate() {
                 let path = [Key("agents"), Key(name.as_str()), Key("fallback"), Index(i)];
                 if fb == name {
                     self.error(&path, format!("agent `{name}` lists itself as a fallback"));
                 } else if !self.config.agents.contains_key(fb) {
                     self.unknown_agent(&path, &format!("agent `{name}`'s fallback"), fb);
+                }
+            }
+        }
+    }
+
+    /// An agent's generation settings: each in its range, and a warning for settings its
+    /// kind of endpoint never receives.
+    fn generation(&mut self, name: &str, agent: &troupe_adapters::AgentConfig) {
+        let at = |field: &'static str| [Key("agents"), Key(name), Key(field)];
+        let what = format!("agent `{name}`");
+        for (field, value, lo, hi) in [
+            ("temperature", agent.temperature, 0.0, 2.0),
+            ("top_p", agent.top_p, 0.0, 1.0),
+            ("min_p", agent.min_p, 0.0, 1.0),
+            ("repeat_penalty", agent.repeat_penalty, 0.0, 2.0),
+        ] {
+            if let Some(msg) = out_of_range(&what, field, value, lo, hi) {
+                self.error(&at(field), msg);
+            }
+        }
+        if agent.top_k.is_some_and(|k| k > 1000) {
+            self.error(
+                &at("top_k"),
+                format!(
+                    "{what}: top_k must be from 0 to 1000 (0 = no limit), found {}",
+                    agent.top_k.unwrap_or(0)
+                ),
+            );
+        }
+        if agent.max_tokens == Some(0) {
+            self.error(
+                &at("max_tokens"),
+                format!(
+                    "{what}: max_tokens must be at least 1 (leave it out for the server's default)"
+                ),
+            );
+        }
+        if let Some(c) = agent.context_tokens
+            && !(256..=10_000_000).contains(&c)
+        {
+            self.error(
+                &at("context_tokens"),
+                format!("{what}: context_tokens must be from 256 to 10000000, found {c}"),
+            );
+        }
+        if let (Some(c), Some(m)) = (agent.context_tokens, agent.max_tokens)
+            && m >= c
+        {
+            self.error(&at("max_tokens"), format!("{what}: max_tokens ({m}) must be smaller than context_tokens ({c}), or no room is left for the prompt"));
+        }
+        for (i, s) in agent.stop.iter().enumerate() {
+            if s.is_empty() {
+                self.error(
+                    &[Key("agents"), Key(name), Key("stop"), Index(i)],
+                    format!("{what}: a stop sequence must not be empty"),
+                );
+            }
+        }
+        let sampling_set = agent.temperature.is_some()
+            || agent.top_p.is_some()
+            || agent.top_k.is_some()
+            || agent.min_p.is_some()
+            || agent.repeat_penalty.is_some()
+            || agent.max_tokens.is_some()
+            || !agent.stop.is_empty()
+            || agent.seed.is_some();
+        if agent.kind == AgentKind::Cli && sampling_set {
+            self.warn(&at("kind"), format!("{what} is a cli agent; generation settings (temperature, max_tokens, …) are not passed to CLIs and are ignored"));
+        }
+        if agent.kind == AgentKind::Openai {
+            for (field, set) in [
+                ("top_k", agent.top_k.is_some()),
+                ("min_p", agent.min_p.is_some()),
+                ("repeat_penalty", agent.repeat_penalty.is_some()),
+            ] {
+                if set {
+                    self.warn(&at(field), format!("{what}: {field} is not part of the OpenAI API and is not sent; use kind = \"llamacpp\" for a llama.cpp server"));
                 }
             }
         }
@@ -390,6 +468,17 @@ impl Validator<'_> {
                     [Key("workflows"), Key(name.as_str()), Key("steps"), Index(i), Key(field)]
                 };
                 let what = format!("workflow `{name}` step {}", i + 1);
+                if let Some(msg) = out_of_range(&what, "temperature", step.temperature, 0.0, 2.0) {
+                    self.error(&step_path("temperature"), msg);
+                }
+                if step.max_tokens == Some(0) {
+                    self.error(
+                        &step_path("max_tokens"),
+                        format!(
+                            "{what}: max_tokens must be at least 1 (leave it out for the agent's)"
+                        ),
+                    );
+                }
                 match self.config.agents.get(&step.agent) {
                     None => self.unknown_agent(&step_path("agent"), &what, &step.agent),
                     Some(agent) if !agent.enabled => self.warn(
@@ -414,6 +503,15 @@ impl Validator<'_> {
             }
         }
     }
+}
+
+/// The message for a `field` of `what` outside `lo..=hi` (or not a number), if it is.
+fn out_of_range(what: &str, field: &str, value: Option<f32>, lo: f32, hi: f32) -> Option<String> {
+    let v = value?;
+    if v.is_finite() && (lo..=hi).contains(&v) {
+        return None;
+    }
+    Some(format!("{what}: {field} must be from {lo} to {hi}, found {v}"))
 }
 
 /// The candidate closest to `name` by edit distance, if it is close enough to be a typo.
