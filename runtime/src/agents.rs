@@ -28,6 +28,11 @@ pub struct Call {
     pub span: tracing::Span,
 }
 
+/// Ask the agent for its model's context window (configured, or as its server reports).
+#[derive(Debug, Message)]
+#[rtype(result = "Option<u32>")]
+pub struct ContextWindow;
+
 /// The actor of one agent.
 #[derive(Debug)]
 pub struct AgentActor {
@@ -43,6 +48,15 @@ impl Supervised for AgentActor {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
         self.restarts.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(agent = self.agent.name(), "agent actor restarted after a panic");
+    }
+}
+
+impl Handler<ContextWindow> for AgentActor {
+    type Result = ResponseFuture<Option<u32>>;
+
+    fn handle(&mut self, _: ContextWindow, _ctx: &mut Context<Self>) -> Self::Result {
+        let agent = self.agent.clone();
+        Box::pin(async move { agent.context_window(&CallContext::new()).await })
     }
 }
 
@@ -108,6 +122,12 @@ impl AgentPool {
     /// How many times an agent's actor was restarted after a panic.
     pub fn restarts(&self, name: &str) -> u64 {
         self.actors.get(name).map(|(_, r)| r.load(Ordering::Relaxed)).unwrap_or(0)
+    }
+
+    /// The context window of `name`'s model, when it is known.
+    pub async fn context_window(&self, name: &str) -> Option<u32> {
+        let (addr, _) = self.actors.get(name)?;
+        addr.send(ContextWindow).await.ok().flatten()
     }
 
     /// Call `name` with `request`, inside the current span.

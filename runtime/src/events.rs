@@ -106,6 +106,10 @@ pub(crate) fn run_finished(record: &RunRecord) -> RunEvent {
 pub fn replay(record: &RunRecord, steps: &[StepRecord], checks: &[CheckRecord]) -> Vec<RunEvent> {
     let mut out = vec![run_started(record)];
     let mut checks = checks.iter().peekable();
+    // The baseline, before any step.
+    while let Some(c) = checks.next_if(|c| c.after.iteration == 0) {
+        out.extend(check_events(c));
+    }
     for s in steps {
         out.push(RunEvent::StepStarted {
             run_id: record.id.clone(),

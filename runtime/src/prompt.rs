@@ -16,14 +16,18 @@ const DEFAULT_WINDOW: usize = 8192;
 const MAX_FILE_CHARS: usize = 60_000;
 
 /// The characters of project files a work step for `agent` may carry: its context window
-/// less the answer's room and the rest of the prompt.
+/// less the answer's room and the rest of the prompt. The window is the configured
+/// `context_tokens`, else what the agent's server reports, else a conservative default.
 pub(crate) async fn file_budget_chars(shared: &Arc<Shared>, agent: &str) -> usize {
     let Some(config) = shared.config.agent(agent) else { return 0 };
     if config.kind == AgentKind::Cli {
         return 0; // a CLI agent reads the files itself
     }
-    let window = DEFAULT_WINDOW;
-    let answer = shared.max_tokens as usize;
+    let window = match config.context_tokens {
+        Some(t) => t as usize,
+        None => shared.agents.context_window(agent).await.map_or(DEFAULT_WINDOW, |w| w as usize),
+    };
+    let answer = config.max_tokens.unwrap_or(shared.max_tokens) as usize;
     let tokens = window.saturating_sub(answer + PROMPT_OVERHEAD_TOKENS);
     (tokens * CHARS_PER_TOKEN).min(MAX_FILE_CHARS)
 }

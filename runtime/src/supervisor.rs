@@ -154,7 +154,11 @@ async fn drive_run(job: RunJob, cancel: CancellationToken, run_span: Span) {
     let mut checks =
         if resumed { shared.store.checks(&run_id).unwrap_or_default() } else { Vec::new() };
     // Only checks of steps that are kept count (a step run again is checked again).
-    checks.retain(|c| steps.iter().any(|s| s.pos == c.after && s.state == StepState::Completed));
+    // The baseline (before any step, `after` iteration 0) always counts.
+    checks.retain(|c| {
+        c.after.iteration == 0
+            || steps.iter().any(|s| s.pos == c.after && s.state == StepState::Completed)
+    });
     let mut engine = crate::runtime::replay(
         record.workflow.clone(),
         shared.config.settings.review_max_suggestions,
@@ -177,6 +181,23 @@ async fn drive_run(job: RunJob, cancel: CancellationToken, run_span: Span) {
         },
     );
     emit(&events, crate::events::run_started(&record));
+    // The baseline: the validators on the project as it is, before any change, so the first
+    // step already sees what fails (a bug's failing test is the best description of it).
+    if prepared.is_ok()
+        && last_check.is_none()
+        && !record.validators.is_empty()
+        && record.workspace.is_some()
+        && !cancel.is_cancelled()
+    {
+        let before = StepPos { iteration: 0, step: 0 };
+        match crate::work::check(&shared, &record, before, &events, &cancel).await {
+            Ok(c) => {
+                engine.record_check(c.passed());
+                last_check = Some(c);
+            }
+            Err(e) => tracing::warn!(run = %run_id, error = %e, "the baseline check failed to run"),
+        }
+    }
 
     let conversation = shared.conversation_text(&record);
     let mut findings: Vec<Finding> = Vec::new();
@@ -669,8 +690,15 @@ async fn run_step(
     // the audit trail.
     let prompt = shared.redactor.redact_string(template.render(&vars));
 
-    let mut options =
-        GenerationOptions { max_tokens: Some(shared.max_tokens), ..Default::default() };
+    // The answer's room and temperature: the step's own, else the agent's configured ones
+    // (the adapter fills those in), else troupe's `max_output_tokens`.
+    let step_config = &record.workflow.steps[pos.step];
+    let agent_max = shared.config.agent(&plan.agent).and_then(|a| a.max_tokens);
+    let mut options = GenerationOptions {
+        max_tokens: Some(step_config.max_tokens.or(agent_max).unwrap_or(shared.max_tokens)),
+        temperature: step_config.temperature,
+        ..Default::default()
+    };
     if plan.role == Role::Review {
         options.output =
             OutputFormat::JsonSchema { name: "review_verdict".into(), schema: verdict_schema() };

@@ -269,7 +269,7 @@ const IMPLEMENT: &str = r#"You are the implementer in a team of AI agents workin
 Write the complete solution: code in fenced blocks with their language, and one short paragraph on the approach.
 {{/edit_format}}
 
-Do what the task asks, completely, and keep the project's tests passing. Avoid the mistakes the memory lists."#;
+Do what the task asks, completely, so that the project's tests pass. Write only the files you change, and leave existing tests as they are unless the task asks to change them. Avoid the mistakes the memory lists."#;
 
 const REVIEW: &str = r#"You are the reviewer in a team of AI agents working on a software project ({{project}}).
 
@@ -351,7 +351,7 @@ const REFINE: &str = r#"You are the refiner in a team of AI agents working on a 
 Produce the improved, complete version: fix every finding, keep what was right, code in fenced blocks with their language.
 {{/edit_format}}
 
-Fix every failing test and every finding; keep what was right."#;
+Fix the code so every failing test passes, and address every finding; keep what was right. Write only the files you change, and leave existing tests as they are unless the task asks to change them."#;
 
 const DOCUMENT: &str = r#"You are the technical writer in a team of AI agents working on a software project ({{project}}).
 
