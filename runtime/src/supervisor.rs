@@ -625,7 +625,10 @@ async fn run_step(
         record.workspace.as_ref().map(|w| w.dir.clone()).unwrap_or(record.project_path.clone());
 
     // The project's relevant memory, within the budget.
-    let context = shared.context_for(record).await;
+    let mut context = shared.context_for(record).await;
+    if edits_by_answer {
+        context = crate::work::without_file_notes(&context);
+    }
     let Some(template) = shared.template_for(record, pos) else {
         return Err(StepStop::Store(format!("no prompt template for the {} role", plan.role)));
     };

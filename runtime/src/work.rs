@@ -179,7 +179,7 @@ pub(crate) fn prompt_files(
     let mut scored: Vec<(u32, u64, &str)> = listed
         .iter()
         .filter(|(p, size)| *size <= MAX_PROMPT_FILE_BYTES && looks_like_source(p))
-        .map(|(p, size)| {
+        .filter_map(|(p, size)| {
             let mut score = 0;
             if mentions(task, p) {
                 score += 100;
@@ -190,12 +190,15 @@ pub(crate) fn prompt_files(
             if !evidence.is_empty() && mentions(evidence, p) {
                 score += 60;
             }
-            if score == 0 && (p.contains("test") || p.ends_with(".md")) {
-                score = 1; // tests and docs after the code
+            let doc = p.ends_with(".md") || p.ends_with(".txt");
+            if score == 0 && doc {
+                return None; // documents only when the task names them
+            } else if score == 0 && p.contains("test") {
+                score = 1; // tests after the code
             } else if score == 0 {
                 score = 5;
             }
-            (score, *size, p.as_str())
+            Some((score, *size, p.as_str()))
         })
         .collect();
     scored.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(b.2)));
@@ -365,9 +368,12 @@ pub(crate) async fn check(
 /// everything passed.
 pub(crate) fn evidence(report: &Report) -> String {
     if report.passed() {
-        format!("All the project's checks pass: {}", report.summary())
+        format!("RESULT: the project's checks PASS. {}", report.summary())
     } else {
-        report.evidence(EVIDENCE_CHARS)
+        format!(
+            "RESULT: the project's checks FAIL, so the work is not done.\n\n{}",
+            report.evidence(EVIDENCE_CHARS)
+        )
     }
 }
 
@@ -386,4 +392,32 @@ pub(crate) fn diff_text(change: &Change) -> String {
         change.files.len(),
         change.files.iter().map(|f| f.path.display().to_string()).collect::<Vec<_>>().join(", ")
     )
+}
+
+/// The memory block without its file notes: a work step shows the files themselves, whole
+/// and current, so the memory's excerpts of them would only repeat (stale) text. The block's
+/// sections start with `## <type>: ` (see `troupe_context`'s formatting).
+pub(crate) fn without_file_notes(
+    block: &crate::memory::ContextBlock,
+) -> crate::memory::ContextBlock {
+    let mut text = String::new();
+    let mut keep = true;
+    for line in block.text.split_inclusive('\n') {
+        if line.starts_with("## ") {
+            keep = !line.starts_with("## file: ");
+        }
+        if keep {
+            text.push_str(line);
+        }
+    }
+    let text = if text.lines().all(|l| l.trim().is_empty() || l.starts_with("# ")) {
+        String::new()
+    } else {
+        text
+    };
+    crate::memory::ContextBlock {
+        tokens: text.len().div_ceil(4),
+        nodes: block.nodes.iter().filter(|n| !n.starts_with("file-")).cloned().collect(),
+        text,
+    }
 }

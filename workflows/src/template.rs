@@ -161,9 +161,29 @@ impl Template {
 
     /// Fill in the variables; missing ones are empty.
     pub fn render(&self, vars: &BTreeMap<&str, String>) -> String {
+        // Variables go in as markers, so tidying the template's blank lines never touches
+        // their values (file contents keep their blank lines).
         let mut out = String::new();
-        render_parts(&self.parts, vars, &mut out);
-        tidy(&out)
+        let mut values: Vec<&str> = Vec::new();
+        render_parts(&self.parts, vars, &mut out, &mut values);
+        let tidied = tidy(&out);
+        let mut result =
+            String::with_capacity(tidied.len() + values.iter().map(|v| v.len()).sum::<usize>());
+        let mut rest = tidied.as_str();
+        while let Some(start) = rest.find(MARK_OPEN) {
+            result.push_str(&rest[..start]);
+            let after = &rest[start + MARK_OPEN.len_utf8()..];
+            let Some(end) = after.find(MARK_CLOSE) else {
+                rest = after;
+                continue;
+            };
+            if let Some(v) = after[..end].parse::<usize>().ok().and_then(|i| values.get(i)) {
+                result.push_str(v);
+            }
+            rest = &after[end + MARK_CLOSE.len_utf8()..];
+        }
+        result.push_str(rest);
+        result
     }
 }
 
@@ -182,19 +202,36 @@ fn check_var(name: &str) -> Result<String, String> {
     }
 }
 
-fn render_parts(parts: &[Part], vars: &BTreeMap<&str, String>, out: &mut String) {
+/// Private-use characters marking where a variable's value goes (see [`Template::render`]).
+const MARK_OPEN: char = '\u{E000}';
+const MARK_CLOSE: char = '\u{E001}';
+
+fn render_parts<'v>(
+    parts: &[Part],
+    vars: &'v BTreeMap<&str, String>,
+    out: &mut String,
+    values: &mut Vec<&'v str>,
+) {
     for part in parts {
         match part {
             Part::Text(t) => out.push_str(t),
-            Part::Var(v) => out.push_str(vars.get(v.as_str()).map(String::as_str).unwrap_or("")),
+            Part::Var(v) => {
+                let value = vars.get(v.as_str()).map(String::as_str).unwrap_or("");
+                if !value.is_empty() {
+                    out.push(MARK_OPEN);
+                    out.push_str(&values.len().to_string());
+                    out.push(MARK_CLOSE);
+                    values.push(value.trim_matches('\n'));
+                }
+            }
             Part::Section(v, inner) => {
                 if vars.get(v.as_str()).is_some_and(|s| !s.trim().is_empty()) {
-                    render_parts(inner, vars, out);
+                    render_parts(inner, vars, out, values);
                 }
             }
             Part::Inverted(v, inner) => {
                 if vars.get(v.as_str()).is_none_or(|s| s.trim().is_empty()) {
-                    render_parts(inner, vars, out);
+                    render_parts(inner, vars, out, values);
                 }
             }
         }
@@ -280,16 +317,16 @@ const REVIEW: &str = r#"You are the reviewer in a team of AI agents working on a
 ## What the project's memory says
 {{context}}
 {{/context}}
-{{#changes}}
-
-## The change (a diff against the project before this task)
-{{changes}}
-{{/changes}}
 {{#evidence}}
 
 ## Evidence: the project's tests and checks on this change
 {{evidence}}
 {{/evidence}}
+{{#changes}}
+
+## The change (a diff against the project before this task)
+{{changes}}
+{{/changes}}
 {{#unverified}}
 
 ## No evidence
@@ -524,6 +561,14 @@ mod tests {
             assert!(e.message.contains(msg), "{text:?}: {e}");
             assert!(e.to_string().starts_with(&format!("f.md:{line}: ")));
         }
+    }
+
+    #[test]
+    fn values_keep_their_blank_lines() {
+        let t = Template::parse("t", "## Files\n\n\n\n{{files}}\n\n\n\nend").unwrap();
+        let code = "def a():\n    pass\n\n\ndef b():\n    pass";
+        let out = t.render(&BTreeMap::from([("files", code.to_string())]));
+        assert_eq!(out.trim_end(), format!("## Files\n\n{code}\n\nend"));
     }
 
     #[test]
