@@ -111,6 +111,7 @@ fn runtime_audited(
         context: None,
         audit,
         redactor,
+        workspaces: None,
     })
     .unwrap()
 }

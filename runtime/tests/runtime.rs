@@ -236,6 +236,7 @@ fn harness_audited(
         context: None,
         audit,
         redactor,
+        workspaces: None,
     })
     .unwrap();
     Harness { runtime, memory, backend, project: tempfile::tempdir().unwrap() }
@@ -904,4 +905,163 @@ async fn a_project_budget_counts_the_running_run_itself() {
     // Its totals are stored for the project's other runs.
     let (stored, _) = h.runtime.run(&run.id).unwrap();
     assert_eq!(stored.tokens.total(), 2995);
+}
+
+// ---- Runs that change files in their own workspace ----
+
+/// A git repository with a buggy `calc.py` and a unittest test of it that fails.
+fn buggy_repo() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    std::fs::write(p.join("calc.py"), "def add(a, b):\n    return a - b\n").unwrap();
+    std::fs::create_dir(p.join("tests")).unwrap();
+    std::fs::write(
+        p.join("tests/test_calc.py"),
+        "import unittest\n\nfrom calc import add\n\n\nclass T(unittest.TestCase):\n    def test_add(self):\n        self.assertEqual(add(2, 3), 5)\n",
+    )
+    .unwrap();
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+            .args(args)
+            .current_dir(p)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    git(&["init", "-q"]);
+    git(&["add", "-A"]);
+    git(&["commit", "-qm", "start"]);
+    dir
+}
+
+const FIX: &str = "calc.py\n```python\ndef add(a, b):\n    return a + b\n```\n";
+
+struct WsHarness {
+    h: Harness,
+    repo: tempfile::TempDir,
+    _data: tempfile::TempDir,
+}
+
+fn ws_harness(agents: &[(&str, Arc<Scripted>)], max_iterations: u32) -> WsHarness {
+    let mut config = config();
+    config.workflows.get_mut("irr").unwrap().max_iterations = max_iterations;
+    let data = tempfile::tempdir().unwrap();
+    let agents: BTreeMap<String, Arc<dyn Agent>> =
+        agents.iter().map(|(n, a)| (n.to_string(), a.clone() as Arc<dyn Agent>)).collect();
+    let backend = Arc::new(MemoryBackend::default());
+    let memory = Arc::new(FakeMemory::default());
+    let runtime = Runtime::new(RuntimeParts {
+        config,
+        config_path: None,
+        agents,
+        memory: memory.clone(),
+        backend: backend.clone() as Arc<dyn Backend>,
+        metrics: Metrics::new().unwrap(),
+        max_tokens: 512,
+        registry: None,
+        context: None,
+        audit: AuditLog::default(),
+        redactor: Redactor::default(),
+        workspaces: Some(data.path().join("workspaces")),
+    })
+    .unwrap();
+    let repo = buggy_repo();
+    WsHarness {
+        h: Harness { runtime, memory, backend, project: tempfile::tempdir().unwrap() },
+        repo,
+        _data: data,
+    }
+}
+
+async fn run_in_repo(w: &WsHarness, task: &str) -> troupe_runtime::RunRecord {
+    let req = RunRequest {
+        task: task.into(),
+        workflow: Some("irr".into()),
+        project: Some(w.repo.path().to_path_buf()),
+        ..Default::default()
+    };
+    w.h.runtime.submit(req).await.unwrap().wait().await.unwrap()
+}
+
+#[actix::test]
+async fn a_run_fixes_the_bug_in_its_workspace_and_leaves_the_project_alone() {
+    let coder = Scripted::new("coder", &[Act::Say(FIX)]);
+    let reviewer = Scripted::new("reviewer", &[Act::Say(APPROVE)]);
+    let w = ws_harness(&[("coder", coder.clone()), ("reviewer", reviewer.clone())], 2);
+    let record = run_in_repo(&w, "add() subtracts; make it add").await;
+    assert_eq!(record.state, RunState::Completed, "{:?}", record.error);
+    assert_eq!(record.verified, Some(true));
+    let ws = record.workspace.clone().expect("a workspace");
+    // The change is in the workspace, committed; the project is as it was.
+    assert!(std::fs::read_to_string(ws.dir.join("calc.py")).unwrap().contains("a + b"));
+    assert!(std::fs::read_to_string(w.repo.path().join("calc.py")).unwrap().contains("a - b"));
+    assert_eq!(record.files.len(), 1);
+    assert_eq!(record.files[0].path, std::path::PathBuf::from("calc.py"));
+    // The coder saw the file and the baseline's failing test before answering.
+    let prompt = &coder.prompts()[0];
+    assert!(prompt.contains("return a - b"), "{prompt}");
+    assert!(prompt.contains("FAIL") && prompt.contains("test_add"), "{prompt}");
+    // The reviewer saw the diff and the passing checks.
+    let review = &reviewer.prompts()[0];
+    assert!(review.contains("+    return a + b") && review.contains("PASS"), "{review}");
+    // Checks: the baseline (failing) and the one after the change (passing).
+    let checks = w.h.runtime.store().checks(&record.id).unwrap();
+    let passed: Vec<bool> = checks.iter().map(|c| c.passed()).collect();
+    assert_eq!(passed, [false, true]);
+    let (_, steps) = w.h.runtime.run(&record.id).unwrap();
+    assert!(steps[0].change.as_ref().unwrap().commit.is_some());
+}
+
+#[actix::test]
+async fn failing_checks_outweigh_an_approving_review() {
+    // The coder's "fix" changes nothing that matters; the reviewer approves anyway.
+    let wrong = "calc.py\n```python\ndef add(a, b):\n    return b - a\n```\n";
+    let coder = Scripted::new("coder", &[Act::Say(wrong), Act::Say(wrong)]);
+    let reviewer = Scripted::new("reviewer", &[Act::Say(APPROVE)]);
+    let w = ws_harness(&[("coder", coder.clone()), ("reviewer", reviewer)], 1);
+    let record = run_in_repo(&w, "add() subtracts; make it add").await;
+    assert_eq!(record.state, RunState::Failed);
+    assert_eq!(
+        record.finish_reason,
+        Some(troupe_workflows::engine::FinishReason::ValidatorsFailed)
+    );
+    assert_eq!(record.verified, Some(false));
+    // The refine step ran (the approval did not count) and saw the failing assertion.
+    let prompts = coder.prompts();
+    assert_eq!(prompts.len(), 2, "implement and refine");
+    assert!(prompts[1].contains("AssertionError"), "{}", prompts[1]);
+}
+
+#[actix::test]
+async fn an_edit_that_does_not_apply_is_asked_again_once() {
+    let bad = "calc.py\n```python\n<<<<<<< SEARCH\ndef plus(a, b):\n=======\ndef add(a, b):\n>>>>>>> REPLACE\n```\n";
+    let coder = Scripted::new("coder", &[Act::Say(bad), Act::Say(FIX)]);
+    let reviewer = Scripted::new("reviewer", &[Act::Say(APPROVE)]);
+    let w = ws_harness(&[("coder", coder.clone()), ("reviewer", reviewer)], 1);
+    let record = run_in_repo(&w, "add() subtracts; make it add").await;
+    assert_eq!(record.state, RunState::Completed, "{:?}", record.error);
+    let prompts = coder.prompts();
+    assert_eq!(prompts.len(), 2);
+    assert!(prompts[1].contains("not found"), "the re-ask names the problem: {}", prompts[1]);
+    let (_, steps) = w.h.runtime.run(&record.id).unwrap();
+    let change = steps[0].change.clone().unwrap();
+    assert!(change.reasked && change.failed.is_empty() && change.commit.is_some(), "{change:?}");
+}
+
+#[actix::test]
+async fn a_hostile_edit_is_refused_and_never_written() {
+    let hostile = "../escaped.py\n```python\nprint('out')\n```\n\n.git/config\n```\n[core]\n```\n";
+    let coder = Scripted::new("coder", &[Act::Say(hostile), Act::Say(hostile)]);
+    let reviewer = Scripted::new("reviewer", &[Act::Say(APPROVE)]);
+    let w = ws_harness(&[("coder", coder), ("reviewer", reviewer)], 1);
+    let record = run_in_repo(&w, "add() subtracts; make it add").await;
+    assert_ne!(record.state, RunState::Completed);
+    let ws = record.workspace.clone().unwrap();
+    assert!(!ws.dir.parent().unwrap().join("escaped.py").exists());
+    assert!(!w.repo.path().parent().unwrap().join("escaped.py").exists());
+    let (_, steps) = w.h.runtime.run(&record.id).unwrap();
+    let change = steps[0].change.clone().unwrap();
+    assert_eq!(change.refused.len(), 2, "{change:?}");
+    assert!(change.commit.is_none());
 }

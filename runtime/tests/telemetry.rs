@@ -140,6 +140,7 @@ fn harness_with(config: Config, agents: Vec<ScriptedAgent>) -> Harness {
         context: None,
         audit: Default::default(),
         redactor: Default::default(),
+        workspaces: None,
     })
     .unwrap();
     Harness { runtime, backend, project: tempfile::tempdir().unwrap() }
