@@ -337,9 +337,12 @@ pub(crate) async fn check(
         ..validate::Options::default()
     };
     let mut report = validate::run(&ws.dir, &record.validators, &opts, cancel).await;
-    // Test output can print anything, secrets included.
+    // Test output can print anything, secrets included; and paths read better relative to
+    // the project (the workspace's folder means nothing to the model or the user).
+    let prefix = format!("{}/", ws.dir.display());
     for r in &mut report.results {
-        r.output = shared.redactor.redact_string(std::mem::take(&mut r.output));
+        let output = std::mem::take(&mut r.output).replace(&prefix, "");
+        r.output = shared.redactor.redact_string(output);
     }
     check.latency_ms = started.elapsed().as_millis() as u64;
     check.state = if cancel.is_cancelled() { StepState::Cancelled } else { StepState::Completed };
