@@ -117,7 +117,21 @@ fn plan_file(
     let mut text = old.as_deref().unwrap_or("").replace("\r\n", "\n");
     for (n, edit) in group {
         match edit {
-            Edit::WholeFile { content, .. } => text = content.replace("\r\n", "\n"),
+            Edit::WholeFile { content, .. } => {
+                if old.is_some()
+                    && let Some((line, elided)) = elision(content)
+                {
+                    return Ok(Err(fail(
+                        *n,
+                        format!(
+                            "the whole file of edit {n} for {rel} leaves code out (line {line}: \
+                             `{elided}`); write every line of the file, or change only some \
+                             lines with SEARCH/REPLACE blocks"
+                        ),
+                    )));
+                }
+                text = content.replace("\r\n", "\n");
+            }
             Edit::Replace { search, replace, .. } => {
                 match replace_once(&text, search, replace, old.is_some()) {
                     Ok(new) => text = new,
@@ -131,6 +145,38 @@ fn plan_file(
         return Ok(Ok(None));
     }
     Ok(Ok(Some(Planned { rel: rel.to_string(), target: target.to_path_buf(), old, new })))
+}
+
+/// A comment standing for code the model left out ("# ... rest of the code ..."), with its
+/// 1-based line: applying such a "whole file" would delete that code.
+fn elision(content: &str) -> Option<(usize, String)> {
+    const WORDS: [&str; 9] = [
+        "rest of",
+        "existing",
+        "unchanged",
+        "remain",
+        "same as",
+        "previous",
+        "omitted",
+        "other code",
+        "as before",
+    ];
+    for (i, line) in content.lines().enumerate() {
+        let t = line.trim();
+        let Some(body) =
+            ["#", "//", "/*", "<!--", "--", ";"].iter().find_map(|c| t.strip_prefix(c))
+        else {
+            continue;
+        };
+        let body = body.trim().trim_end_matches("*/").trim_end_matches("-->").trim();
+        let lowered = body.to_lowercase();
+        let dotted =
+            lowered.starts_with("...") || lowered.ends_with("...") || lowered.contains('…');
+        if dotted && WORDS.iter().any(|w| lowered.contains(w)) {
+            return Some((i + 1, t.to_string()));
+        }
+    }
+    None
 }
 
 /// Why a SEARCH text did not apply.

@@ -399,3 +399,52 @@ proptest! {
         prop_assert_eq!(parse(&render(&edit)), vec![edit]);
     }
 }
+
+#[test]
+fn a_whole_file_that_leaves_code_out_is_not_applied() {
+    let dir = workspace(&[("calc.py", CALC)]);
+    let answer = "calc.py\n```python\ndef add(a, b):\n    return a + b\n\n# ... rest of the code remains unchanged ...\n```";
+    let outcome = apply(dir.path(), &parse(answer), &Policy::default()).unwrap();
+    assert_eq!(read(dir.path(), "calc.py"), CALC);
+    assert_eq!(
+        outcome.failed[0].message,
+        "the whole file of edit 1 for calc.py leaves code out (line 4: `# ... rest of the code remains unchanged ...`); write every line of the file, or change only some lines with SEARCH/REPLACE blocks"
+    );
+    // An ordinary comment with dots, or a new file, is fine.
+    let answer = "calc.py\n```python\n# Adds two numbers...\ndef add(a, b):\n    return a + b\n```\nnew.py\n```python\n# ... rest of the code\n```";
+    let outcome = apply(dir.path(), &parse(answer), &Policy::default()).unwrap();
+    assert!(outcome.is_clean(), "{outcome:?}");
+}
+
+#[test]
+fn shortened_paths_resolve_to_the_file_that_was_shown() {
+    let shown = vec![
+        "src/calc.py".to_string(),
+        "src/util/io.py".to_string(),
+        "a/x.py".to_string(),
+        "b/x.py".to_string(),
+    ];
+    let dir = workspace(&[("src/calc.py", CALC)]);
+    let answer = format!(
+        "calc.py\n```python\n{CALC_FIXED}```\nx.py\n```python\nx = 1\n```\n./src/util/io.py\n```\nio = 1\n```\n"
+    );
+    let (edits, outcome) = apply_answer(dir.path(), &answer, &shown, &Policy::default()).unwrap();
+    let paths: Vec<&str> = edits.iter().map(Edit::path).collect();
+    // x.py is ambiguous (a/x.py, b/x.py): kept as written, a new file.
+    assert_eq!(paths, ["src/calc.py", "x.py", "./src/util/io.py"]);
+    assert_eq!(read(dir.path(), "src/calc.py"), CALC_FIXED);
+    assert!(outcome.is_clean());
+    assert!(!dir.path().join("calc.py").exists());
+}
+
+#[test]
+fn unreadable_blocks_reach_the_re_ask() {
+    let dir = workspace(&[("a.py", "a = 1\n")]);
+    let answer = "<<<<<<< SEARCH\na = 1\n=======\na = 2\n>>>>>>> REPLACE\n";
+    let (edits, outcome) = apply_answer(dir.path(), answer, &[], &Policy::default()).unwrap();
+    assert!(edits.is_empty());
+    assert!(!outcome.is_clean());
+    let problems = outcome.problems().unwrap();
+    assert!(problems.contains("has no file path before it"), "{problems}");
+    assert!(outcome.summary().contains("1 block could not be read"), "{}", outcome.summary());
+}
