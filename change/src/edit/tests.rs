@@ -151,6 +151,23 @@ fn realistic_answers_give_the_expected_files() {
 }
 
 #[test]
+fn a_whole_file_cut_off_by_the_output_limit_is_reported_not_applied() {
+    // Measured with the 1.5B model: asked for blocks on a 279-line file, it wrote the whole
+    // file and hit the token limit in the middle of it.
+    let dir = workspace(&[("calc.py", CALC)]);
+    let (edits, outcome) = apply_answer(
+        dir.path(),
+        "calc.py\n```python\ndef add(a, b):\n    return a + b\n\n\ndef mul(a,",
+        &["calc.py".to_string()],
+        &Policy::default(),
+    )
+    .unwrap();
+    assert!(edits.is_empty());
+    assert_eq!(read(dir.path(), "calc.py"), CALC);
+    assert!(outcome.problems().unwrap().contains("the whole file for calc.py was cut off"));
+}
+
+#[test]
 fn the_no_edit_answer_parses_to_nothing() {
     let answer = "I think the code is correct as it is. Example:\n```python\nadd(1, 2)\n```";
     assert_eq!(parse(answer), vec![]);
