@@ -247,6 +247,8 @@ pub fn instructions(format: EditFormat, files: &[(String, usize)]) -> String {
                       lines must match the file exactly and only once; include a few unchanged \
                       lines around the change when needed. Use several blocks for several \
                       changes.";
+    let new_file_rule =
+        "To create a new file, write its path and its whole content in a fenced code block.\n";
     let mut out = String::from("Answer with the changes to make, in this format.\n\n");
     let example_intro = |out: &mut String, what: &str| {
         out.push_str(&format!(
@@ -266,16 +268,28 @@ pub fn instructions(format: EditFormat, files: &[(String, usize)]) -> String {
             out.push_str("\n\n");
             example_intro(&mut out, "answer");
             out.push_str(&block_example);
-            out.push_str("\nTo create a new file, write its path and its whole content in a fenced code block.\n");
+            out.push_str(new_file_rule);
         }
         EditFormat::Auto => {
             let (whole, blocks): (Vec<_>, Vec<_>) =
                 files.iter().partition(|(_, lines)| format.whole_file_for(*lines));
+            let names = |list: &[&(String, usize)]| {
+                list.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>().join(", ")
+            };
             if blocks.is_empty() {
                 out.push_str(whole_rule);
                 out.push_str("\n\n");
                 example_intro(&mut out, "answer");
                 out.push_str(&whole_example);
+            } else if whole.is_empty() {
+                out.push_str(block_rule);
+                out.push_str("\n\n");
+                example_intro(&mut out, "answer");
+                out.push_str(&block_example);
+                out.push_str(&format!(
+                    "\nDo not write {} whole (too long): change it with SEARCH/REPLACE blocks.\n",
+                    names(&blocks)
+                ));
             } else {
                 out.push_str(whole_rule);
                 out.push_str("\n\n");
@@ -286,17 +300,13 @@ pub fn instructions(format: EditFormat, files: &[(String, usize)]) -> String {
                 out.push_str("\nand the SEARCH/REPLACE answer is:\n\n");
                 out.push_str(&block_example);
                 out.push('\n');
-                if !whole.is_empty() {
-                    let names: Vec<&str> = whole.iter().map(|(p, _)| p.as_str()).collect();
-                    out.push_str(&format!("Write whole files for: {}.\n", names.join(", ")));
-                }
-                let names: Vec<&str> = blocks.iter().map(|(p, _)| p.as_str()).collect();
+                out.push_str(&format!("Write whole files for: {}.\n", names(&whole)));
                 out.push_str(&format!(
-                    "Use SEARCH/REPLACE blocks for: {} (large files).\n",
-                    names.join(", ")
+                    "Do not write {} whole (too long): change it with SEARCH/REPLACE blocks.\n",
+                    names(&blocks)
                 ));
             }
-            out.push_str("To create a new file, write its path and its whole content in a fenced code block.\n");
+            out.push_str(new_file_rule);
         }
     }
     out.push_str("Write only the files you change. Keep the paths exactly as given.\n");

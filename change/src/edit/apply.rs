@@ -84,7 +84,8 @@ struct Planned {
     new: String,
 }
 
-/// Applies one file's edits in memory: `Ok(Ok(None))` when nothing changes.
+/// Applies one file's edits in memory (an edit that leaves the file as it was is a failure:
+/// the model meant to change something).
 fn plan_file(
     rel: &str,
     target: &Path,
@@ -142,7 +143,15 @@ fn plan_file(
     }
     let new = if crlf { text.replace('\n', "\r\n") } else { text };
     if old.as_deref() == Some(new.as_str()) {
-        return Ok(Ok(None));
+        // Measured: the 1.5B model sometimes copies the SEARCH text into REPLACE unchanged.
+        let same = match group.first().map(|(_, e)| *e) {
+            Some(Edit::Replace { .. }) => {
+                "its SEARCH and REPLACE texts are the same; put the \
+                                           changed lines after ======="
+            }
+            _ => "it is the file as it is; write the file with the change the task asks for",
+        };
+        return Ok(Err(fail(first, format!("edit {first} for {rel} changes nothing: {same}"))));
     }
     Ok(Ok(Some(Planned { rel: rel.to_string(), target: target.to_path_buf(), old, new })))
 }

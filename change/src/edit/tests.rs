@@ -331,7 +331,7 @@ fn instructions_show_one_concrete_example_and_no_placeholders() {
         "{text}"
     );
     assert!(text.contains("Write whole files for: src/small.py."), "{text}");
-    assert!(text.contains("Use SEARCH/REPLACE blocks for: src/big.py"), "{text}");
+    assert!(text.contains("Do not write src/big.py whole (too long)"), "{text}");
     for placeholder in ["name.py", "path/to", "lines copied", "...", "<file"] {
         assert!(!text.contains(placeholder), "placeholder {placeholder:?} in {text}");
     }
@@ -344,6 +344,10 @@ fn instructions_show_one_concrete_example_and_no_placeholders() {
     let whole = instructions(EditFormat::Auto, &[("lib.rs".to_string(), 10)]);
     assert!(!whole.contains("SEARCH"), "{whole}");
     assert!(whole.contains("src/greet.rs"), "{whole}");
+    // Only large files: only the SEARCH/REPLACE example (a whole-file one invites whole files).
+    let large = instructions(EditFormat::Auto, &[("big.py".to_string(), 900)]);
+    assert_eq!(parse(&large).len(), 1, "{large}");
+    assert!(large.contains("Do not write big.py whole"), "{large}");
     let blocks = instructions(EditFormat::SearchReplace, &[("a.go".to_string(), 10)]);
     assert!(blocks.contains("<<<<<<< SEARCH\nfunc Greet"), "{blocks}");
 }
@@ -415,6 +419,20 @@ proptest! {
         let edit = Edit::WholeFile { path: "src/m.py".into(), content: content.clone() };
         prop_assert_eq!(parse(&render(&edit)), vec![edit]);
     }
+}
+
+#[test]
+fn an_edit_that_changes_nothing_is_reported() {
+    let dir = workspace(&[("calc.py", CALC)]);
+    let answer = "calc.py\n```python\n<<<<<<< SEARCH\ndef add(a, b):\n=======\ndef add(a, b):\n>>>>>>> REPLACE\n```";
+    let outcome = apply(dir.path(), &parse(answer), &Policy::default()).unwrap();
+    assert_eq!(
+        outcome.failed[0].message,
+        "edit 1 for calc.py changes nothing: its SEARCH and REPLACE texts are the same; put the changed lines after ======="
+    );
+    let outcome =
+        apply(dir.path(), &parse(&format!("calc.py\n```\n{CALC}```")), &Policy::default()).unwrap();
+    assert!(outcome.failed[0].message.contains("it is the file as it is"), "{outcome:?}");
 }
 
 #[test]
