@@ -188,11 +188,24 @@ fn elision(content: &str) -> Option<(usize, String)> {
     None
 }
 
+/// The window of a file most like a SEARCH text that was not found.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Closest {
+    /// Its first line, from 1.
+    from: usize,
+    /// Its last line.
+    to: usize,
+    /// Its lines.
+    text: String,
+    /// Sentences naming the lines that differ from the SEARCH text (at most 3).
+    differing: Vec<String>,
+}
+
 /// Why a SEARCH text did not apply.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Miss {
-    /// Not found; the closest window (1-based first and last line, and its text), if any.
-    NotFound(Option<(usize, usize, String)>),
+    /// Not found; the closest window, if any.
+    NotFound(Option<Closest>),
     /// Found more than once, at these 1-based first lines.
     Ambiguous(Vec<usize>),
 }
@@ -200,10 +213,18 @@ pub(super) enum Miss {
 impl Miss {
     fn render(&self, edit: usize, rel: &str) -> String {
         match self {
-            Self::NotFound(Some((from, to, text))) => format!(
-                "the SEARCH text of edit {edit} was not found in {rel}; the closest lines are \
-                 ({from}-{to}):\n```\n{text}```\nCopy the SEARCH lines exactly from the file."
-            ),
+            Self::NotFound(Some(c)) => {
+                let mut out = format!(
+                    "the SEARCH text of edit {edit} was not found in {rel}; the closest lines are \
+                     ({}-{}):\n```\n{}```\n",
+                    c.from, c.to, c.text
+                );
+                if !c.differing.is_empty() {
+                    out.push_str(&format!("Differences: {}.\n", c.differing.join("; ")));
+                }
+                out.push_str("Copy the SEARCH lines exactly from the file.");
+                out
+            }
             Self::NotFound(None) => format!(
                 "the SEARCH text of edit {edit} was not found in {rel}; copy the SEARCH lines \
                  exactly from the file"
@@ -388,7 +409,7 @@ fn spaces_to_tabs(extra: &str, map: &[(&str, &str)]) -> Option<String> {
 }
 
 /// The window of the file most like `wanted` (for the error message only; never applied).
-fn closest(file: &[&str], wanted: &[&str]) -> Option<(usize, usize, String)> {
+fn closest(file: &[&str], wanted: &[&str]) -> Option<Closest> {
     if file.is_empty() {
         return None;
     }
@@ -420,7 +441,20 @@ fn closest(file: &[&str], wanted: &[&str]) -> Option<(usize, usize, String)> {
         text.push_str(line);
         text.push('\n');
     }
-    Some((start + 1, start + len, text))
+    // Name the lines that differ: a small model copies the whole window back otherwise.
+    let differing: Vec<String> = (0..len)
+        .filter(|&k| file[start + k].trim() != wanted.get(k).map_or("", |w| w.trim()))
+        .take(3)
+        .map(|k| {
+            format!(
+                "line {} of the file is `{}` where your SEARCH has `{}`",
+                start + k + 1,
+                file[start + k].trim(),
+                wanted.get(k).map_or("", |w| w.trim())
+            )
+        })
+        .collect();
+    Some(Closest { from: start + 1, to: start + len, text, differing })
 }
 
 /// Lines added and removed from `old` to `new` (a line diff).

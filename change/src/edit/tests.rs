@@ -204,7 +204,7 @@ fn not_found_names_the_edit_the_file_and_the_closest_lines() {
     assert_eq!(failure.edit, 2);
     assert_eq!(
         failure.message,
-        "the SEARCH text of edit 2 was not found in calc.py; the closest lines are (1-2):\n```\ndef add(a, b):\n    return a - b\n```\nCopy the SEARCH lines exactly from the file."
+        "the SEARCH text of edit 2 was not found in calc.py; the closest lines are (1-2):\n```\ndef add(a, b):\n    return a - b\n```\nDifferences: line 1 of the file is `def add(a, b):` where your SEARCH has `def add(a, c):`; line 2 of the file is `return a - b` where your SEARCH has `return a - c`.\nCopy the SEARCH lines exactly from the file."
     );
     let problems = outcome.problems().unwrap();
     assert!(problems.contains("edit 2 was not found in calc.py"), "{problems}");
