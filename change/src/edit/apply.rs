@@ -99,6 +99,17 @@ fn plan_file(
             format!("{rel} is a folder, not a file; name a file inside it"),
         )));
     }
+    // A folder on the way that is a file ("calc.py/x.py") cannot be created.
+    if let Some(blocker) = target.ancestors().skip(1).find(|a| a.exists()).filter(|a| !a.is_dir()) {
+        let name = blocker.file_name().map(|n| n.to_string_lossy().into_owned());
+        return Ok(Err(fail(
+            first,
+            format!(
+                "{rel} cannot be written: {} is a file, not a folder",
+                name.unwrap_or_default()
+            ),
+        )));
+    }
     let old = match std::fs::read(target) {
         Ok(bytes) => match String::from_utf8(bytes) {
             Ok(text) => Some(text),
@@ -110,9 +121,7 @@ fn plan_file(
             }
         },
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(source) => {
-            return Err(Error::Io { what: format!("reading {}", target.display()), source });
-        }
+        Err(e) => return Ok(Err(fail(first, format!("{rel} cannot be read: {e}")))),
     };
     let crlf = old.as_deref().is_some_and(|t| t.contains("\r\n"));
     let mut text = old.as_deref().unwrap_or("").replace("\r\n", "\n");

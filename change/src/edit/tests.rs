@@ -306,6 +306,17 @@ fn unicode_and_folders_fail_with_a_sentence() {
     let outcome = apply(dir.path(), &edits, &Policy::default()).unwrap();
     assert!(outcome.failed[0].message.contains("is a folder"));
     assert!(outcome.failed[1].message.contains("not UTF-8"));
+    // A path through a file, next to an edit that applies: a failure, not an I/O error.
+    let edits = [
+        Edit::WholeFile { path: "src/x.py/y.py".into(), content: "y\n".into() },
+        Edit::WholeFile { path: "src/z.py".into(), content: "z\n".into() },
+    ];
+    let outcome = apply(dir.path(), &edits, &Policy::default()).unwrap();
+    assert_eq!(
+        outcome.failed[0].message,
+        "src/x.py/y.py cannot be written: x.py is a file, not a folder"
+    );
+    assert_eq!(read(dir.path(), "src/z.py"), "z\n");
 }
 
 #[test]
