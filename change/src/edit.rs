@@ -26,6 +26,48 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 pub use apply::apply;
+
+/// Parses a model's answer, points its paths at the files that were shown ([`resolve`]),
+/// and applies the edits: the one call for an implement/refine answer. What could not be
+/// read in the answer is in [`EditOutcome::unread`]. Returns the edits too (for the record).
+///
+/// # Errors
+/// Only I/O failures while writing.
+pub fn apply_answer(
+    root: &std::path::Path,
+    answer: &str,
+    shown: &[String],
+    policy: &crate::safety::Policy,
+) -> crate::Result<(Vec<Edit>, EditOutcome)> {
+    let parsed = parse_detailed(answer);
+    let edits = resolve(parsed.edits, shown);
+    let mut outcome = apply(root, &edits, policy)?;
+    outcome.unread = parsed.problems;
+    Ok((edits, outcome))
+}
+
+/// Points each edit's path at the file the model meant when it shortened it: a path that is
+/// not one of `shown` (the files put in the prompt, relative to the workspace) but is the
+/// tail of exactly one of them (`calc.py` for `src/calc.py`) becomes that file. Other paths
+/// (new files, exact names) stay as written.
+pub fn resolve(edits: Vec<Edit>, shown: &[String]) -> Vec<Edit> {
+    let clean = |p: &str| p.trim().trim_start_matches("./").to_string();
+    edits
+        .into_iter()
+        .map(|edit| {
+            let path = clean(edit.path());
+            if path.is_empty() || shown.iter().any(|s| clean(s) == path) {
+                return edit;
+            }
+            let tail = format!("/{path}");
+            let mut matches = shown.iter().filter(|s| clean(s).ends_with(&tail));
+            match (matches.next(), matches.next()) {
+                (Some(only), None) => edit.with_path(clean(only)),
+                _ => edit,
+            }
+        })
+        .collect()
+}
 pub use parse::{Parsed, parse, parse_detailed};
 
 use crate::safety::Refused;
@@ -85,6 +127,14 @@ pub enum Edit {
 }
 
 impl Edit {
+    /// The same edit for another path.
+    pub fn with_path(self, path: String) -> Self {
+        match self {
+            Self::WholeFile { content, .. } => Self::WholeFile { path, content },
+            Self::Replace { search, replace, .. } => Self::Replace { path, search, replace },
+        }
+    }
+
     /// The path the edit changes, as the model wrote it.
     pub fn path(&self) -> &str {
         match self {
@@ -197,6 +247,8 @@ pub fn instructions(format: EditFormat, files: &[(String, usize)]) -> String {
                       lines must match the file exactly and only once; include a few unchanged \
                       lines around the change when needed. Use several blocks for several \
                       changes.";
+    let new_file_rule =
+        "To create a new file, write its path and its whole content in a fenced code block.\n";
     let mut out = String::from("Answer with the changes to make, in this format.\n\n");
     let example_intro = |out: &mut String, what: &str| {
         out.push_str(&format!(
@@ -216,16 +268,28 @@ pub fn instructions(format: EditFormat, files: &[(String, usize)]) -> String {
             out.push_str("\n\n");
             example_intro(&mut out, "answer");
             out.push_str(&block_example);
-            out.push_str("\nTo create a new file, write its path and its whole content in a fenced code block.\n");
+            out.push_str(new_file_rule);
         }
         EditFormat::Auto => {
             let (whole, blocks): (Vec<_>, Vec<_>) =
                 files.iter().partition(|(_, lines)| format.whole_file_for(*lines));
+            let names = |list: &[&(String, usize)]| {
+                list.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>().join(", ")
+            };
             if blocks.is_empty() {
                 out.push_str(whole_rule);
                 out.push_str("\n\n");
                 example_intro(&mut out, "answer");
                 out.push_str(&whole_example);
+            } else if whole.is_empty() {
+                out.push_str(block_rule);
+                out.push_str("\n\n");
+                example_intro(&mut out, "answer");
+                out.push_str(&block_example);
+                out.push_str(&format!(
+                    "\nDo not write {} whole (too long): change it with SEARCH/REPLACE blocks.\n",
+                    names(&blocks)
+                ));
             } else {
                 out.push_str(whole_rule);
                 out.push_str("\n\n");
@@ -236,17 +300,13 @@ pub fn instructions(format: EditFormat, files: &[(String, usize)]) -> String {
                 out.push_str("\nand the SEARCH/REPLACE answer is:\n\n");
                 out.push_str(&block_example);
                 out.push('\n');
-                if !whole.is_empty() {
-                    let names: Vec<&str> = whole.iter().map(|(p, _)| p.as_str()).collect();
-                    out.push_str(&format!("Write whole files for: {}.\n", names.join(", ")));
-                }
-                let names: Vec<&str> = blocks.iter().map(|(p, _)| p.as_str()).collect();
+                out.push_str(&format!("Write whole files for: {}.\n", names(&whole)));
                 out.push_str(&format!(
-                    "Use SEARCH/REPLACE blocks for: {} (large files).\n",
-                    names.join(", ")
+                    "Do not write {} whole (too long): change it with SEARCH/REPLACE blocks.\n",
+                    names(&blocks)
                 ));
             }
-            out.push_str("To create a new file, write its path and its whole content in a fenced code block.\n");
+            out.push_str(new_file_rule);
         }
     }
     out.push_str("Write only the files you change. Keep the paths exactly as given.\n");
@@ -283,12 +343,16 @@ pub struct EditOutcome {
     pub lines_added: u64,
     /// Lines removed over all changed files.
     pub lines_removed: u64,
+    /// What could not be read in the answer (a block without a path, a SEARCH without its
+    /// `=======`), from [`apply_answer`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unread: Vec<String>,
 }
 
 impl EditOutcome {
     /// Whether every edit was applied.
     pub fn is_clean(&self) -> bool {
-        self.refused.is_empty() && self.failed.is_empty()
+        self.refused.is_empty() && self.failed.is_empty() && self.unread.is_empty()
     }
 
     /// The text of the one automatic re-ask: each refused or failed edit with its reason, or
@@ -303,6 +367,9 @@ impl EditOutcome {
         }
         for refused in &self.refused {
             out.push_str(&format!("- {} was refused: {}\n", refused.path, refused.reason));
+        }
+        for unread in &self.unread {
+            out.push_str(&format!("- {unread}\n"));
         }
         let mut untouched: Vec<&str> = self.failed.iter().map(|f| f.path.as_str()).collect();
         untouched.dedup();
@@ -344,6 +411,13 @@ impl EditOutcome {
         if !self.failed.is_empty() {
             let n = self.failed.len();
             out.push_str(&format!("; {n} edit{} did not apply", if n == 1 { "" } else { "s" }));
+        }
+        if !self.unread.is_empty() {
+            let n = self.unread.len();
+            out.push_str(&format!(
+                "; {n} block{} could not be read",
+                if n == 1 { "" } else { "s" }
+            ));
         }
         if !self.refused.is_empty() {
             let n = self.refused.len();

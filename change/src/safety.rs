@@ -146,7 +146,7 @@ pub fn relative(path: &str) -> Result<String, Refused> {
 pub fn check(root: &Path, path: &str, policy: &Policy) -> Result<PathBuf, Refused> {
     let rel = relative(path)?;
     let parts: Vec<&str> = rel.split('/').collect();
-    if parts.contains(&".git") {
+    if parts.iter().any(|p| p.eq_ignore_ascii_case(".git")) {
         return Err(Refused::new(path, "files under .git/ belong to git and are never edited"));
     }
     let globs = policy.globs().map_err(|reason| Refused::new(path, reason))?;
@@ -237,6 +237,7 @@ mod tests {
         assert!(refused(root, ".git/config").contains(".git"));
         assert!(refused(root, "./.git/hooks/pre-commit").contains(".git"));
         assert!(refused(root, "vendor/lib/.git/config").contains(".git"));
+        assert!(refused(root, ".GIT/config").contains(".git"));
         assert!(refused(root, ".env").contains("protected"));
         assert!(refused(root, "config/.env.local").contains("protected"));
         assert!(refused(root, "keys/server.pem").contains("protected"));

@@ -85,6 +85,7 @@ fn runtime_audited(
         WorkflowConfig {
             description: None,
             max_iterations: 1,
+            validate: None,
             steps: (0..steps).map(|_| StepConfig::new("instant", Role::Implement)).collect(),
         },
     );

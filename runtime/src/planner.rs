@@ -112,6 +112,7 @@ fn fallback_workflow(shared: &Shared, offline: bool) -> (String, WorkflowConfig)
                 description: None,
                 steps: Vec::new(),
                 max_iterations: 1,
+                validate: None,
             }),
         ),
     }

@@ -689,6 +689,7 @@ fn empty_workflow() -> WorkflowConfig {
         description: Some("planned for this task".into()),
         steps: Vec::new(),
         max_iterations: 2,
+        validate: None,
     }
 }
 

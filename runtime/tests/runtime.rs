@@ -179,6 +179,7 @@ fn config() -> Config {
         WorkflowConfig {
             description: None,
             max_iterations: 3,
+            validate: None,
             steps: vec![
                 StepConfig::new("coder", Role::Implement),
                 StepConfig::new("reviewer", Role::Review),
@@ -582,6 +583,7 @@ async fn many_runs_at_once_respect_the_concurrency_cap() {
         WorkflowConfig {
             description: None,
             max_iterations: 1,
+            validate: None,
             steps: vec![StepConfig::new("coder", Role::Implement)],
         },
     );
@@ -632,6 +634,7 @@ async fn conversation_turns_reach_follow_up_prompts() {
         WorkflowConfig {
             description: None,
             max_iterations: 1,
+            validate: None,
             steps: vec![StepConfig::new("coder", Role::Implement)],
         },
     );
@@ -656,6 +659,7 @@ fn config_with_one() -> Config {
         WorkflowConfig {
             description: None,
             max_iterations: 1,
+            validate: None,
             steps: vec![StepConfig::new("coder", Role::Implement)],
         },
     );

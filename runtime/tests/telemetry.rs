@@ -90,6 +90,7 @@ fn config() -> Config {
         WorkflowConfig {
             description: None,
             max_iterations: 1,
+            validate: None,
             steps: vec![implement, StepConfig::new("reviewer", Role::Review)],
         },
     );

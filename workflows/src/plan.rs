@@ -274,6 +274,7 @@ pub fn plan_to_workflow(
         description: Some("planned for this task".into()),
         steps,
         max_iterations: plan.max_iterations.unwrap_or(default_max_iterations),
+        validate: None,
     };
     Ok(PlannedWorkflow { workflow, reasons, repairs })
 }

@@ -84,7 +84,8 @@ struct Planned {
     new: String,
 }
 
-/// Applies one file's edits in memory: `Ok(Ok(None))` when nothing changes.
+/// Applies one file's edits in memory (an edit that leaves the file as it was is a failure:
+/// the model meant to change something).
 fn plan_file(
     rel: &str,
     target: &Path,
@@ -98,6 +99,17 @@ fn plan_file(
             format!("{rel} is a folder, not a file; name a file inside it"),
         )));
     }
+    // A folder on the way that is a file ("calc.py/x.py") cannot be created.
+    if let Some(blocker) = target.ancestors().skip(1).find(|a| a.exists()).filter(|a| !a.is_dir()) {
+        let name = blocker.file_name().map(|n| n.to_string_lossy().into_owned());
+        return Ok(Err(fail(
+            first,
+            format!(
+                "{rel} cannot be written: {} is a file, not a folder",
+                name.unwrap_or_default()
+            ),
+        )));
+    }
     let old = match std::fs::read(target) {
         Ok(bytes) => match String::from_utf8(bytes) {
             Ok(text) => Some(text),
@@ -109,15 +121,27 @@ fn plan_file(
             }
         },
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(source) => {
-            return Err(Error::Io { what: format!("reading {}", target.display()), source });
-        }
+        Err(e) => return Ok(Err(fail(first, format!("{rel} cannot be read: {e}")))),
     };
     let crlf = old.as_deref().is_some_and(|t| t.contains("\r\n"));
     let mut text = old.as_deref().unwrap_or("").replace("\r\n", "\n");
     for (n, edit) in group {
         match edit {
-            Edit::WholeFile { content, .. } => text = content.replace("\r\n", "\n"),
+            Edit::WholeFile { content, .. } => {
+                if old.is_some()
+                    && let Some((line, elided)) = elision(content)
+                {
+                    return Ok(Err(fail(
+                        *n,
+                        format!(
+                            "the whole file of edit {n} for {rel} leaves code out (line {line}: \
+                             `{elided}`); write every line of the file, or change only some \
+                             lines with SEARCH/REPLACE blocks"
+                        ),
+                    )));
+                }
+                text = content.replace("\r\n", "\n");
+            }
             Edit::Replace { search, replace, .. } => {
                 match replace_once(&text, search, replace, old.is_some()) {
                     Ok(new) => text = new,
@@ -128,16 +152,69 @@ fn plan_file(
     }
     let new = if crlf { text.replace('\n', "\r\n") } else { text };
     if old.as_deref() == Some(new.as_str()) {
-        return Ok(Ok(None));
+        // Measured: the 1.5B model sometimes copies the SEARCH text into REPLACE unchanged.
+        let same = match group.first().map(|(_, e)| *e) {
+            Some(Edit::Replace { .. }) => {
+                "its SEARCH and REPLACE texts are the same; put the \
+                                           changed lines after ======="
+            }
+            _ => "it is the file as it is; write the file with the change the task asks for",
+        };
+        return Ok(Err(fail(first, format!("edit {first} for {rel} changes nothing: {same}"))));
     }
     Ok(Ok(Some(Planned { rel: rel.to_string(), target: target.to_path_buf(), old, new })))
+}
+
+/// A comment standing for code the model left out ("# ... rest of the code ..."), with its
+/// 1-based line: applying such a "whole file" would delete that code.
+fn elision(content: &str) -> Option<(usize, String)> {
+    const WORDS: [&str; 9] = [
+        "rest of",
+        "existing",
+        "unchanged",
+        "remain",
+        "same as",
+        "previous",
+        "omitted",
+        "other code",
+        "as before",
+    ];
+    for (i, line) in content.lines().enumerate() {
+        let t = line.trim();
+        let Some(body) =
+            ["#", "//", "/*", "<!--", "--", ";"].iter().find_map(|c| t.strip_prefix(c))
+        else {
+            continue;
+        };
+        let body = body.trim().trim_end_matches("*/").trim_end_matches("-->").trim();
+        let lowered = body.to_lowercase();
+        let dotted =
+            lowered.starts_with("...") || lowered.ends_with("...") || lowered.contains('…');
+        if dotted && WORDS.iter().any(|w| lowered.contains(w)) {
+            return Some((i + 1, t.to_string()));
+        }
+    }
+    None
+}
+
+/// The window of a file most like a SEARCH text that was not found.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Closest {
+    /// Its first line, from 1.
+    from: usize,
+    /// Its last line.
+    to: usize,
+    /// Its lines.
+    text: String,
+    /// Sentences naming the lines that differ from the SEARCH text (at most 3).
+    differing: Vec<String>,
 }
 
 /// Why a SEARCH text did not apply.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Miss {
-    /// Not found; the closest window (1-based first and last line, and its text), if any.
-    NotFound(Option<(usize, usize, String)>),
+    /// Not found; the closest window, if any.
+    NotFound(Option<Closest>),
     /// Found more than once, at these 1-based first lines.
     Ambiguous(Vec<usize>),
 }
@@ -145,10 +222,18 @@ pub(super) enum Miss {
 impl Miss {
     fn render(&self, edit: usize, rel: &str) -> String {
         match self {
-            Self::NotFound(Some((from, to, text))) => format!(
-                "the SEARCH text of edit {edit} was not found in {rel}; the closest lines are \
-                 ({from}-{to}):\n```\n{text}```\nCopy the SEARCH lines exactly from the file."
-            ),
+            Self::NotFound(Some(c)) => {
+                let mut out = format!(
+                    "the SEARCH text of edit {edit} was not found in {rel}; the closest lines are \
+                     ({}-{}):\n```\n{}```\n",
+                    c.from, c.to, c.text
+                );
+                if !c.differing.is_empty() {
+                    out.push_str(&format!("Differences: {}.\n", c.differing.join("; ")));
+                }
+                out.push_str("Copy the SEARCH lines exactly from the file.");
+                out
+            }
             Self::NotFound(None) => format!(
                 "the SEARCH text of edit {edit} was not found in {rel}; copy the SEARCH lines \
                  exactly from the file"
@@ -333,7 +418,7 @@ fn spaces_to_tabs(extra: &str, map: &[(&str, &str)]) -> Option<String> {
 }
 
 /// The window of the file most like `wanted` (for the error message only; never applied).
-fn closest(file: &[&str], wanted: &[&str]) -> Option<(usize, usize, String)> {
+fn closest(file: &[&str], wanted: &[&str]) -> Option<Closest> {
     if file.is_empty() {
         return None;
     }
@@ -365,7 +450,20 @@ fn closest(file: &[&str], wanted: &[&str]) -> Option<(usize, usize, String)> {
         text.push_str(line);
         text.push('\n');
     }
-    Some((start + 1, start + len, text))
+    // Name the lines that differ: a small model copies the whole window back otherwise.
+    let differing: Vec<String> = (0..len)
+        .filter(|&k| file[start + k].trim() != wanted.get(k).map_or("", |w| w.trim()))
+        .take(3)
+        .map(|k| {
+            format!(
+                "line {} of the file is `{}` where your SEARCH has `{}`",
+                start + k + 1,
+                file[start + k].trim(),
+                wanted.get(k).map_or("", |w| w.trim())
+            )
+        })
+        .collect();
+    Some(Closest { from: start + 1, to: start + len, text, differing })
 }
 
 /// Lines added and removed from `old` to `new` (a line diff).

@@ -10,7 +10,8 @@
 //! - `<<<<<<< SEARCH` … `=======` … `>>>>>>> REPLACE` (5 to 9 marker characters, any spacing)
 //!   is a block for the current file, inside a fence or not; several blocks may follow one path.
 //! - A fenced block without markers, after a path that no block used, is the file's whole
-//!   content.
+//!   content — unless the answer ends inside it (cut off at the output limit: applying it
+//!   would delete the rest of the file; it is reported instead).
 
 use super::Edit;
 
@@ -96,6 +97,20 @@ pub fn parse_detailed(answer: &str) -> Parsed {
                     path = Some(p);
                     content_lines = &body[1..];
                 }
+            }
+            if let Some(path) = &path
+                && close >= lines.len()
+            {
+                // The answer ended inside the file: it was cut off (the output token limit).
+                // Writing it would delete the rest of the file.
+                parsed.problems.push(format!(
+                    "the whole file for {path} was cut off (the answer ended before its closing \
+                     ```), so it was not applied; for a large file, change only some lines with \
+                     SEARCH/REPLACE blocks"
+                ));
+                current = None;
+                i = close;
+                continue;
             }
             if let Some(path) = path {
                 let mut content = content_lines.join("\n");

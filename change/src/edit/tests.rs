@@ -151,6 +151,23 @@ fn realistic_answers_give_the_expected_files() {
 }
 
 #[test]
+fn a_whole_file_cut_off_by_the_output_limit_is_reported_not_applied() {
+    // Measured with the 1.5B model: asked for blocks on a 279-line file, it wrote the whole
+    // file and hit the token limit in the middle of it.
+    let dir = workspace(&[("calc.py", CALC)]);
+    let (edits, outcome) = apply_answer(
+        dir.path(),
+        "calc.py\n```python\ndef add(a, b):\n    return a + b\n\n\ndef mul(a,",
+        &["calc.py".to_string()],
+        &Policy::default(),
+    )
+    .unwrap();
+    assert!(edits.is_empty());
+    assert_eq!(read(dir.path(), "calc.py"), CALC);
+    assert!(outcome.problems().unwrap().contains("the whole file for calc.py was cut off"));
+}
+
+#[test]
 fn the_no_edit_answer_parses_to_nothing() {
     let answer = "I think the code is correct as it is. Example:\n```python\nadd(1, 2)\n```";
     assert_eq!(parse(answer), vec![]);
@@ -187,7 +204,7 @@ fn not_found_names_the_edit_the_file_and_the_closest_lines() {
     assert_eq!(failure.edit, 2);
     assert_eq!(
         failure.message,
-        "the SEARCH text of edit 2 was not found in calc.py; the closest lines are (1-2):\n```\ndef add(a, b):\n    return a - b\n```\nCopy the SEARCH lines exactly from the file."
+        "the SEARCH text of edit 2 was not found in calc.py; the closest lines are (1-2):\n```\ndef add(a, b):\n    return a - b\n```\nDifferences: line 1 of the file is `def add(a, b):` where your SEARCH has `def add(a, c):`; line 2 of the file is `return a - b` where your SEARCH has `return a - c`.\nCopy the SEARCH lines exactly from the file."
     );
     let problems = outcome.problems().unwrap();
     assert!(problems.contains("edit 2 was not found in calc.py"), "{problems}");
@@ -289,6 +306,17 @@ fn unicode_and_folders_fail_with_a_sentence() {
     let outcome = apply(dir.path(), &edits, &Policy::default()).unwrap();
     assert!(outcome.failed[0].message.contains("is a folder"));
     assert!(outcome.failed[1].message.contains("not UTF-8"));
+    // A path through a file, next to an edit that applies: a failure, not an I/O error.
+    let edits = [
+        Edit::WholeFile { path: "src/x.py/y.py".into(), content: "y\n".into() },
+        Edit::WholeFile { path: "src/z.py".into(), content: "z\n".into() },
+    ];
+    let outcome = apply(dir.path(), &edits, &Policy::default()).unwrap();
+    assert_eq!(
+        outcome.failed[0].message,
+        "src/x.py/y.py cannot be written: x.py is a file, not a folder"
+    );
+    assert_eq!(read(dir.path(), "src/z.py"), "z\n");
 }
 
 #[test]
@@ -314,7 +342,7 @@ fn instructions_show_one_concrete_example_and_no_placeholders() {
         "{text}"
     );
     assert!(text.contains("Write whole files for: src/small.py."), "{text}");
-    assert!(text.contains("Use SEARCH/REPLACE blocks for: src/big.py"), "{text}");
+    assert!(text.contains("Do not write src/big.py whole (too long)"), "{text}");
     for placeholder in ["name.py", "path/to", "lines copied", "...", "<file"] {
         assert!(!text.contains(placeholder), "placeholder {placeholder:?} in {text}");
     }
@@ -327,6 +355,10 @@ fn instructions_show_one_concrete_example_and_no_placeholders() {
     let whole = instructions(EditFormat::Auto, &[("lib.rs".to_string(), 10)]);
     assert!(!whole.contains("SEARCH"), "{whole}");
     assert!(whole.contains("src/greet.rs"), "{whole}");
+    // Only large files: only the SEARCH/REPLACE example (a whole-file one invites whole files).
+    let large = instructions(EditFormat::Auto, &[("big.py".to_string(), 900)]);
+    assert_eq!(parse(&large).len(), 1, "{large}");
+    assert!(large.contains("Do not write big.py whole"), "{large}");
     let blocks = instructions(EditFormat::SearchReplace, &[("a.go".to_string(), 10)]);
     assert!(blocks.contains("<<<<<<< SEARCH\nfunc Greet"), "{blocks}");
 }
@@ -398,4 +430,67 @@ proptest! {
         let edit = Edit::WholeFile { path: "src/m.py".into(), content: content.clone() };
         prop_assert_eq!(parse(&render(&edit)), vec![edit]);
     }
+}
+
+#[test]
+fn an_edit_that_changes_nothing_is_reported() {
+    let dir = workspace(&[("calc.py", CALC)]);
+    let answer = "calc.py\n```python\n<<<<<<< SEARCH\ndef add(a, b):\n=======\ndef add(a, b):\n>>>>>>> REPLACE\n```";
+    let outcome = apply(dir.path(), &parse(answer), &Policy::default()).unwrap();
+    assert_eq!(
+        outcome.failed[0].message,
+        "edit 1 for calc.py changes nothing: its SEARCH and REPLACE texts are the same; put the changed lines after ======="
+    );
+    let outcome =
+        apply(dir.path(), &parse(&format!("calc.py\n```\n{CALC}```")), &Policy::default()).unwrap();
+    assert!(outcome.failed[0].message.contains("it is the file as it is"), "{outcome:?}");
+}
+
+#[test]
+fn a_whole_file_that_leaves_code_out_is_not_applied() {
+    let dir = workspace(&[("calc.py", CALC)]);
+    let answer = "calc.py\n```python\ndef add(a, b):\n    return a + b\n\n# ... rest of the code remains unchanged ...\n```";
+    let outcome = apply(dir.path(), &parse(answer), &Policy::default()).unwrap();
+    assert_eq!(read(dir.path(), "calc.py"), CALC);
+    assert_eq!(
+        outcome.failed[0].message,
+        "the whole file of edit 1 for calc.py leaves code out (line 4: `# ... rest of the code remains unchanged ...`); write every line of the file, or change only some lines with SEARCH/REPLACE blocks"
+    );
+    // An ordinary comment with dots, or a new file, is fine.
+    let answer = "calc.py\n```python\n# Adds two numbers...\ndef add(a, b):\n    return a + b\n```\nnew.py\n```python\n# ... rest of the code\n```";
+    let outcome = apply(dir.path(), &parse(answer), &Policy::default()).unwrap();
+    assert!(outcome.is_clean(), "{outcome:?}");
+}
+
+#[test]
+fn shortened_paths_resolve_to_the_file_that_was_shown() {
+    let shown = vec![
+        "src/calc.py".to_string(),
+        "src/util/io.py".to_string(),
+        "a/x.py".to_string(),
+        "b/x.py".to_string(),
+    ];
+    let dir = workspace(&[("src/calc.py", CALC)]);
+    let answer = format!(
+        "calc.py\n```python\n{CALC_FIXED}```\nx.py\n```python\nx = 1\n```\n./src/util/io.py\n```\nio = 1\n```\n"
+    );
+    let (edits, outcome) = apply_answer(dir.path(), &answer, &shown, &Policy::default()).unwrap();
+    let paths: Vec<&str> = edits.iter().map(Edit::path).collect();
+    // x.py is ambiguous (a/x.py, b/x.py): kept as written, a new file.
+    assert_eq!(paths, ["src/calc.py", "x.py", "./src/util/io.py"]);
+    assert_eq!(read(dir.path(), "src/calc.py"), CALC_FIXED);
+    assert!(outcome.is_clean());
+    assert!(!dir.path().join("calc.py").exists());
+}
+
+#[test]
+fn unreadable_blocks_reach_the_re_ask() {
+    let dir = workspace(&[("a.py", "a = 1\n")]);
+    let answer = "<<<<<<< SEARCH\na = 1\n=======\na = 2\n>>>>>>> REPLACE\n";
+    let (edits, outcome) = apply_answer(dir.path(), answer, &[], &Policy::default()).unwrap();
+    assert!(edits.is_empty());
+    assert!(!outcome.is_clean());
+    let problems = outcome.problems().unwrap();
+    assert!(problems.contains("has no file path before it"), "{problems}");
+    assert!(outcome.summary().contains("1 block could not be read"), "{}", outcome.summary());
 }

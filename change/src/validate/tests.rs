@@ -105,12 +105,17 @@ async fn a_timeout_kills_the_whole_process_group() {
     let dir = tempfile::tempdir().unwrap();
     let pidfile = dir.path().join("pid");
     let options = Options { timeout: Duration::from_secs(2), max_output_chars: 1_000 };
-    let report = run_in(
-        dir.path(),
-        &["sh -c 'sleep 300 & echo $! > pid.tmp && mv pid.tmp pid; echo started; wait'"],
-        &options,
+    // Bounded so that a run that does not kill at all fails instead of waiting 300 s.
+    let report = tokio::time::timeout(
+        Duration::from_secs(120),
+        run_in(
+            dir.path(),
+            &["sh -c 'sleep 300 & echo $! > pid.tmp && mv pid.tmp pid; echo started; wait'"],
+            &options,
+        ),
     )
-    .await;
+    .await
+    .expect("the timeout did not stop the command");
     assert_eq!(report.results[0].outcome, Outcome::TimedOut);
     assert_eq!(report.results[0].output, "started");
     let pid = grandchild_pid(&pidfile).await;
@@ -141,7 +146,12 @@ async fn cancellation_kills_the_group_and_stops_the_run() {
         "sh -c 'sleep 300 & echo $! > pid.tmp && mv pid.tmp pid; wait'".to_string(),
         "true".to_string(),
     ];
-    let report = run(dir.path(), &commands, &opts(), &cancel).await;
+    let report = tokio::time::timeout(
+        Duration::from_secs(120),
+        run(dir.path(), &commands, &opts(), &cancel),
+    )
+    .await
+    .expect("the cancellation did not stop the command");
     let pid = canceller.await.unwrap();
     assert_eq!(report.results.len(), 1, "the run stops at the cancellation");
     assert_eq!(report.results[0].outcome, Outcome::Cancelled);

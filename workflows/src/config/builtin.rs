@@ -83,7 +83,12 @@ fn local(model: &str, port: u16, role: Role, description: &str) -> AgentConfig {
 }
 
 fn workflow(description: &str, max_iterations: u32, steps: Vec<StepConfig>) -> WorkflowConfig {
-    WorkflowConfig { description: Some(description.to_string()), steps, max_iterations }
+    WorkflowConfig {
+        description: Some(description.to_string()),
+        steps,
+        max_iterations,
+        validate: None,
+    }
 }
 
 fn step(agent: &str, role: Role) -> StepConfig {
@@ -211,5 +216,12 @@ pub(super) fn config() -> Config {
         ),
     ]);
 
-    Config { settings: Settings::default(), agents, workflows, telemetry: Default::default() }
+    Config {
+        settings: Settings::default(),
+        agents,
+        workflows,
+        telemetry: Default::default(),
+        validate: Default::default(),
+        edits: Default::default(),
+    }
 }

@@ -11,8 +11,8 @@ use troupe_adapters::config::AgentConfig;
 
 use super::validate::{self, PathSeg, SpanLookup};
 use super::{
-    Config, Location, Problem, Problems, Settings, Severity, TelemetryConfig, WorkflowConfig,
-    line_col,
+    Config, EditsConfig, Location, Problem, Problems, Settings, Severity, TelemetryConfig,
+    ValidateConfig, WorkflowConfig, line_col,
 };
 use crate::error::{Error, Result};
 
@@ -197,6 +197,22 @@ impl Config {
                         ),
                     }
                 }
+                "validate" => {
+                    match ValidateConfig::deserialize(value.clone().into_deserializer()) {
+                        Ok(validate) => config.validate = validate,
+                        Err(e) => error(
+                            e.span().map(|s| s.start).unwrap_or(key.span().start),
+                            format!("in [validate]: {}", first_line(e.message())),
+                        ),
+                    }
+                }
+                "edits" => match EditsConfig::deserialize(value.clone().into_deserializer()) {
+                    Ok(edits) => config.edits = edits,
+                    Err(e) => error(
+                        e.span().map(|s| s.start).unwrap_or(key.span().start),
+                        format!("in [edits]: {}", first_line(e.message())),
+                    ),
+                },
                 "agents" => {
                     let Some(table) = value.get_ref().as_table() else {
                         error(
@@ -251,7 +267,7 @@ impl Config {
                 other => error(
                     key.span().start,
                     format!(
-                        "unknown section `{other}`; expected `settings`, `agents`, `workflows` or `telemetry`"
+                        "unknown section `{other}`; expected `settings`, `agents`, `workflows`, `telemetry`, `validate` or `edits`"
                     ),
                 ),
             }

@@ -37,6 +37,134 @@ pub struct Config {
     /// `OTEL_EXPORTER_OTLP_ENDPOINT` variables).
     #[serde(default, skip_serializing_if = "TelemetryConfig::is_empty")]
     pub telemetry: TelemetryConfig,
+    /// The `[validate]` table: the project's tests and linters, run after changes.
+    #[serde(default)]
+    pub validate: ValidateConfig,
+    /// The `[edits]` table: the edit format asked of models and the patch-safety limits.
+    #[serde(default)]
+    pub edits: EditsConfig,
+}
+
+/// The `[validate]` table (and, merged over it, a workflow's `validate = { … }`): the
+/// validators run in a run's workspace. Their results are the review's evidence; failing
+/// validators count as "changes requested" whatever the review says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ValidateConfig {
+    /// Whether validators run at all (`--no-validate` turns them off for one run).
+    pub enabled: bool,
+    /// The commands, split with shell quoting rules and run without a shell in the workspace;
+    /// empty: detected from the project (Cargo.toml → `cargo test`, …).
+    pub commands: Vec<String>,
+    /// Each command is killed (with everything it started) after this many seconds.
+    pub timeout_secs: u64,
+    /// When they run.
+    pub when: ValidateWhen,
+}
+
+impl Default for ValidateConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            commands: Vec::new(),
+            timeout_secs: 600,
+            when: ValidateWhen::AfterChange,
+        }
+    }
+}
+
+/// When validators run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ValidateWhen {
+    /// After every step that changed files.
+    #[default]
+    AfterChange,
+    /// Once, when the workflow's steps are done.
+    End,
+}
+
+/// A workflow's `validate = { … }`: each field set here wins over `[validate]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ValidateOverride {
+    /// Overrides `validate.enabled`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Overrides `validate.commands` (an empty list: detect from the project).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commands: Option<Vec<String>>,
+    /// Overrides `validate.timeout_secs`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout_secs: Option<u64>,
+    /// Overrides `validate.when`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub when: Option<ValidateWhen>,
+}
+
+impl ValidateOverride {
+    /// `base` with this override's fields laid over it.
+    pub fn over(&self, base: &ValidateConfig) -> ValidateConfig {
+        ValidateConfig {
+            enabled: self.enabled.unwrap_or(base.enabled),
+            commands: self.commands.clone().unwrap_or_else(|| base.commands.clone()),
+            timeout_secs: self.timeout_secs.unwrap_or(base.timeout_secs),
+            when: self.when.unwrap_or(base.when),
+        }
+    }
+}
+
+/// The `[edits]` table: how models are asked to write changes, and what edits may touch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EditsConfig {
+    /// The edit format asked of HTTP and local models.
+    pub format: EditFormat,
+    /// Globs of paths no edit may write (matched on the path relative to the project and on
+    /// the file name). Setting it replaces the defaults; keep them in the list.
+    pub protected: Vec<String>,
+    /// At most this many files may change in one step; over it, the step's edits are refused.
+    pub max_files: usize,
+    /// At most this many lines (added plus removed) may change in one step.
+    pub max_lines: usize,
+}
+
+impl Default for EditsConfig {
+    fn default() -> Self {
+        Self {
+            format: EditFormat::Auto,
+            protected: [".env*", "*.pem", "*.key", ".git/**"].map(String::from).to_vec(),
+            max_files: 20,
+            max_lines: 1500,
+        }
+    }
+}
+
+/// The edit format asked of a model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EditFormat {
+    /// Whole files for small files (up to 200 lines, measured), SEARCH/REPLACE blocks for
+    /// larger ones.
+    #[default]
+    Auto,
+    /// Always whole files.
+    WholeFile,
+    /// Always SEARCH/REPLACE blocks (whole files for new files).
+    SearchReplace,
+}
+
+/// `settings.apply`: what happens to a run's change when the run ends green.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApplyMode {
+    /// In a terminal, show the change's summary and ask; piped or `--json`, never apply.
+    #[default]
+    Ask,
+    /// Apply it to the project (as `troupe run --apply`).
+    Auto,
+    /// Never apply; `troupe runs apply ID` does it later.
+    Never,
 }
 
 /// The `[telemetry]` table: where troupe's trace spans are exported over OTLP/HTTP.
@@ -158,6 +286,9 @@ pub struct Settings {
     /// The project budgets count the runs of the last this many days; all runs without it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub project_budget_days: Option<u32>,
+    /// What happens to a run's change when the run ends green: `ask` (in a terminal),
+    /// `auto` or `never`.
+    pub apply: ApplyMode,
 }
 
 impl Default for Settings {
@@ -182,6 +313,7 @@ impl Default for Settings {
             project_token_budget: None,
             project_cost_budget: None,
             project_budget_days: None,
+            apply: ApplyMode::Ask,
         }
     }
 }
@@ -199,6 +331,10 @@ pub struct WorkflowConfig {
     /// every step succeeded and the review passed.
     #[serde(default = "default_max_iterations")]
     pub max_iterations: u32,
+    /// Validators for this workflow: fields set here win over `[validate]`
+    /// (see [`Config::validate_for`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validate: Option<ValidateOverride>,
 }
 
 fn default_max_iterations() -> u32 {
@@ -390,6 +526,15 @@ impl Config {
     /// [`Config::load`] reports), with locations from `spans` where it knows them.
     pub fn validate(&self) -> Problems {
         validate::validate(self, &validate::NoSpans)
+    }
+
+    /// The validators for `workflow`: `[validate]` with the workflow's `validate = { … }`
+    /// laid over it.
+    pub fn validate_for(&self, workflow: &WorkflowConfig) -> ValidateConfig {
+        match &workflow.validate {
+            Some(over) => over.over(&self.validate),
+            None => self.validate.clone(),
+        }
     }
 
     /// The workflow named `name`.

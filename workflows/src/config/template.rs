@@ -52,6 +52,30 @@ min_success_samples = 5
 # project_token_budget = 5000000
 # project_cost_budget = 50.0
 # project_budget_days = 30              # project budgets count the last 30 days (default: all)
+# What happens to a run's change when it ends green: "ask" (in a terminal: show the summary
+# and ask; piped or --json: never), "auto" (apply, like `troupe run --apply`) or "never"
+# (`troupe runs apply ID` later).
+apply = "ask"
+
+# Validators: the project's tests and linters, run in the run's workspace. Their results go
+# into the review and refine prompts, and failing validators mean "changes requested"
+# whatever the review says. Commands are split like a shell would but run without one.
+[validate]
+enabled = true                          # `troupe run --no-validate` turns them off once
+# Empty: detected from the project — Cargo.toml → cargo test, go.mod → go test ./...,
+# package.json with a test script → npm test, Python tests → pytest (or unittest),
+# a Makefile with a test target → make test.
+commands = []
+# commands = ["cargo test", "cargo clippy -- -D warnings"]
+timeout_secs = 600                      # each command, with everything it started, is killed after this
+when = "after_change"                   # after_change (every step that changed files) | end
+
+# How HTTP and local models write changes, and what their edits may touch.
+[edits]
+format = "auto"                         # auto (whole files up to 200 lines, else SEARCH/REPLACE) | whole_file | search_replace
+protected = [".env*", "*.pem", "*.key", ".git/**"]   # never written; setting this replaces the list
+max_files = 20                          # per step; over a limit, the step's edits are all refused
+max_lines = 1500                        # lines added plus removed, per step
 
 # An OpenAI-compatible server. The key is read from the environment variable NAMED here;
 # troupe never stores or logs the key itself.
@@ -99,6 +123,7 @@ min_success_samples = 5
 [workflows.local-review]
 description = "Draft locally, review locally"
 max_iterations = 2
+# validate = { commands = ["python3 -m pytest -q"], when = "end" }   # fields here win over [validate]
 steps = [
   { agent = "local-code", role = "implement" },
   { agent = "local-instruct", role = "review" },

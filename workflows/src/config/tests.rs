@@ -655,3 +655,186 @@ fn generation_settings_take_environment_overrides() {
         "{msgs:#?}"
     );
 }
+
+#[test]
+fn validate_edits_and_apply_parse_with_defaults_when_absent() {
+    let (c, problems) = parse("");
+    assert!(problems.0.is_empty(), "{problems}");
+    assert_eq!(c.validate, ValidateConfig::default());
+    assert!(c.validate.enabled && c.validate.commands.is_empty());
+    assert_eq!((c.validate.timeout_secs, c.validate.when), (600, ValidateWhen::AfterChange));
+    assert_eq!(c.edits.format, EditFormat::Auto);
+    assert_eq!(c.edits.protected, [".env*", "*.pem", "*.key", ".git/**"]);
+    assert_eq!((c.edits.max_files, c.edits.max_lines), (20, 1500));
+    assert_eq!(c.settings.apply, ApplyMode::Ask);
+
+    let (c, problems) = parse(
+        r#"
+[settings]
+apply = "never"
+
+[validate]
+commands = ["cargo test", "cargo clippy -- -D warnings"]
+timeout_secs = 120
+when = "end"
+
+[edits]
+format = "search_replace"
+protected = ["secrets/**"]
+max_files = 5
+"#,
+    );
+    assert!(problems.0.is_empty(), "{problems}");
+    assert_eq!(c.settings.apply, ApplyMode::Never);
+    assert_eq!(
+        c.validate,
+        ValidateConfig {
+            enabled: true,
+            commands: vec!["cargo test".into(), "cargo clippy -- -D warnings".into()],
+            timeout_secs: 120,
+            when: ValidateWhen::End,
+        }
+    );
+    assert_eq!(c.edits.format, EditFormat::SearchReplace);
+    assert_eq!(c.edits.protected, ["secrets/**"]);
+    assert_eq!((c.edits.max_files, c.edits.max_lines), (5, 1500));
+}
+
+#[test]
+fn a_workflow_validate_override_merges_over_the_global_one() {
+    let loaded = load(
+        r#"
+[validate]
+commands = ["make check"]
+timeout_secs = 30
+
+[workflows.py]
+steps = [{ agent = "local-code", role = "implement" }]
+validate = { commands = ["python3 -m pytest -q"], when = "end" }
+
+[workflows.off]
+steps = [{ agent = "local-code", role = "implement" }]
+validate = { enabled = false }
+"#,
+    );
+    assert!(loaded.problems.0.is_empty(), "{}", loaded.problems);
+    let c = &loaded.config;
+    let py = c.validate_for(c.workflow("py").unwrap());
+    assert_eq!(py.commands, ["python3 -m pytest -q"]);
+    assert_eq!((py.timeout_secs, py.when, py.enabled), (30, ValidateWhen::End, true));
+    let off = c.validate_for(c.workflow("off").unwrap());
+    assert_eq!((off.enabled, off.commands.clone()), (false, vec!["make check".to_string()]));
+    // Without an override, the global table as it is.
+    assert_eq!(c.validate_for(c.workflow("default").unwrap()), c.validate);
+}
+
+#[test]
+fn validate_and_edits_mistakes_are_reported_with_locations() {
+    let loaded = load(
+        r#"[validate]
+when = "sometimes"
+
+[edits]
+max_lines = -1
+"#,
+    );
+    let got = messages(&loaded.problems);
+    assert!(
+        got.iter()
+            .any(|m| m
+                .starts_with("troupe.toml:2:8: error: in [validate]: unknown variant `sometimes`")),
+        "{got:#?}"
+    );
+    assert!(got.iter().any(|m| m.starts_with("troupe.toml:5:13: error: in [edits]:")), "{got:#?}");
+
+    let loaded = load(
+        r#"[validate]
+timeout_secs = -1
+"#,
+    );
+    let got = messages(&loaded.problems);
+    assert!(
+        got.iter().any(|m| m.starts_with("troupe.toml:2:16: error: in [validate]:")),
+        "{got:#?}"
+    );
+
+    let loaded = load(
+        r#"[validate]
+comands = ["cargo test"]
+
+[edits]
+format = "diff"
+
+[settings]
+apply = "yes"
+"#,
+    );
+    let got = messages(&loaded.problems);
+    assert!(
+        got.iter().any(
+            |m| m.starts_with("troupe.toml:2:1: error: in [validate]: unknown field `comands`")
+        ),
+        "{got:#?}"
+    );
+    assert!(
+        got.iter()
+            .any(|m| m.starts_with("troupe.toml:5:10: error: in [edits]: unknown variant `diff`")),
+        "{got:#?}"
+    );
+    assert!(
+        got.iter()
+            .any(|m| m.starts_with("troupe.toml:8:9: error: in [settings]: unknown variant `yes`")),
+        "{got:#?}"
+    );
+
+    // Values a type check accepts but that make no sense.
+    let loaded = load(
+        r#"[validate]
+timeout_secs = 0
+commands = ["cargo test", " "]
+
+[edits]
+max_files = 0
+protected = [""]
+
+[workflows.w]
+steps = [{ agent = "local-code", role = "implement" }]
+validate = { timeout_secs = 0, when = "never" }
+"#,
+    );
+    let got = messages(&loaded.problems);
+    for want in [
+        "troupe.toml:2:16: error: validate.timeout_secs must be at least 1 second",
+        "troupe.toml:3:27: error: validate.commands entries are commands",
+        "troupe.toml:6:13: error: edits.max_files must be at least 1",
+        "troupe.toml:7:14: error: edits.protected entries are globs",
+        "troupe.toml:11:",
+    ] {
+        assert!(got.iter().any(|m| m.starts_with(want)), "{want}\n{got:#?}");
+    }
+    assert!(got.iter().any(|m| m.contains("[workflows.w]") && m.contains("never")), "{got:#?}");
+
+    let loaded = load(
+        r#"[workflows.w]
+steps = [{ agent = "local-code", role = "implement" }]
+validate = { timeout_secs = 0, commands = [""] }
+"#,
+    );
+    let got = messages(&loaded.problems);
+    assert!(
+        got.iter().any(|m| m.starts_with("troupe.toml:3:29: error: validate.timeout_secs")),
+        "{got:#?}"
+    );
+    assert!(
+        got.iter().any(|m| m.starts_with("troupe.toml:3:44: error: validate.commands entries")),
+        "{got:#?}"
+    );
+}
+
+#[test]
+fn the_template_restates_the_validate_and_edits_defaults() {
+    let loaded = load(INIT_TEMPLATE);
+    assert_eq!(loaded.config.validate, ValidateConfig::default());
+    assert_eq!(loaded.config.edits, EditsConfig::default());
+    assert_eq!(loaded.config.settings.apply, ApplyMode::Ask);
+}

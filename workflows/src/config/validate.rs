@@ -38,6 +38,7 @@ pub(crate) fn validate(config: &Config, spans: &dyn SpanLookup) -> Problems {
     v.fallback_cycles();
     v.workflows();
     v.telemetry();
+    v.validate_and_edits();
     Problems(v.problems)
 }
 
@@ -391,6 +392,64 @@ impl Validator<'_> {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    fn validate_and_edits(&mut self) {
+        let config = self.config;
+        self.validators(
+            &[Key("validate")],
+            Some(config.validate.timeout_secs),
+            Some(&config.validate.commands),
+        );
+        for (name, wf) in &config.workflows {
+            if let Some(over) = &wf.validate {
+                self.validators(
+                    &[Key("workflows"), Key(name.as_str()), Key("validate")],
+                    over.timeout_secs,
+                    over.commands.as_ref(),
+                );
+            }
+        }
+        let edits = &config.edits;
+        for (key, value) in [("max_files", edits.max_files), ("max_lines", edits.max_lines)] {
+            if value == 0 {
+                self.error(
+                    &[Key("edits"), Key(key)],
+                    format!("edits.{key} must be at least 1 (0 would refuse every change)"),
+                );
+            }
+        }
+        for (i, glob) in edits.protected.iter().enumerate() {
+            if glob.trim().is_empty() {
+                self.error(
+                    &[Key("edits"), Key("protected"), Index(i)],
+                    "edits.protected entries are globs like \".env*\" or \"secrets/**\"; remove the empty one".into(),
+                );
+            }
+        }
+    }
+
+    fn validators(
+        &mut self,
+        at: &[PathSeg<'_>],
+        timeout_secs: Option<u64>,
+        commands: Option<&Vec<String>>,
+    ) {
+        if timeout_secs == Some(0) {
+            let mut path = at.to_vec();
+            path.push(Key("timeout_secs"));
+            self.error(&path, "validate.timeout_secs must be at least 1 second".into());
+        }
+        for (i, command) in commands.into_iter().flatten().enumerate() {
+            if command.trim().is_empty() {
+                let mut path = at.to_vec();
+                path.extend([Key("commands"), Index(i)]);
+                self.error(
+                    &path,
+                    "validate.commands entries are commands like \"cargo test\"; remove the empty one (an empty list detects the project's tests)".into(),
+                );
             }
         }
     }
