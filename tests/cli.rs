@@ -214,6 +214,18 @@ fn doctor_reports_each_failure_with_what_to_do() {
     assert!(local["message"].as_str().unwrap().contains("llama-server"));
     let codex = checks.iter().find(|c| c["name"] == "agent codex").unwrap();
     assert_eq!(codex["status"], "ok", "offline mode does not need codex: {codex}");
+    // The default local model is missing too, with how to install it; local-fast's model
+    // is not needed by the offline workflow: a warning.
+    let model = checks.iter().find(|c| c["name"] == "model qwen2.5-coder-1.5b").unwrap();
+    assert_eq!(model["status"], "fail", "{model}");
+    let msg = model["message"].as_str().unwrap();
+    assert!(
+        msg.contains("not installed (for local-code, local-instruct)")
+            && msg.contains("troupe models pull qwen2.5-coder-1.5b"),
+        "{msg}"
+    );
+    let fast = checks.iter().find(|c| c["name"] == "model qwen2.5-coder-0.5b").unwrap();
+    assert_eq!(fast["status"], "warn", "{fast}");
 
     // A broken config and an unusable data folder.
     std::fs::write(dir.path().join("troupe.toml"), "[settings]\nofline = true\n").unwrap();
@@ -273,6 +285,24 @@ fn doctor_is_green_when_the_configured_workflow_can_run() {
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
     assert!(!stdout(&o).contains("❌"));
     assert!(stdout(&o).contains("✅ embeddings"), "{}", stdout(&o));
+    // The model lines: size, window from the server's arguments, memory from /proc/meminfo.
+    let out = stdout(&o);
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("✅ model smollm2-135m:"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        line.contains("0.1 GB for local-code, local-instruct")
+            && line.contains("context 2048 tokens")
+            && line.contains("GB available"),
+        "{line}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("✅ model qwen2.5-coder-0.5b:")
+                && l.contains("context 8192 tokens")),
+        "{out}"
+    );
 }
 
 #[test]

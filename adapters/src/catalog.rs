@@ -93,6 +93,9 @@ pub struct ModelSpec {
     pub used_for: &'static str,
     /// Whether `scripts/setup.sh --assets-only` (the test suite, CI) installs it.
     pub test_asset: bool,
+    /// Memory its llama-server used, measured (resident set after a short answer, `-c 8192
+    /// -np 1`, on the 2-core machine of docs/BENCHMARKS.md).
+    pub memory_bytes: u64,
 }
 
 /// Every model troupe knows, largest first.
@@ -112,6 +115,7 @@ pub const MODELS: &[ModelSpec] = &[
         },
         used_for: "local-code and local-instruct (the default offline coder and reviewer)",
         test_asset: false,
+        memory_bytes: 2_060_000_000,
     },
     ModelSpec {
         name: "qwen2.5-coder-0.5b",
@@ -128,6 +132,7 @@ pub const MODELS: &[ModelSpec] = &[
         },
         used_for: "local-fast (quick checks) and the test suite's end-to-end tests",
         test_asset: true,
+        memory_bytes: 701_000_000,
     },
     ModelSpec {
         name: "smollm2-135m",
@@ -144,6 +149,7 @@ pub const MODELS: &[ModelSpec] = &[
         },
         used_for: "flow tests only (too small to write code)",
         test_asset: true,
+        memory_bytes: 335_000_000,
     },
 ];
 
@@ -651,6 +657,7 @@ mod tests {
             source: ModelSource::Chunked { package_prefix: "fake-part", version: "1.0", parts: 2 },
             used_for: "tests",
             test_asset: false,
+            memory_bytes: 1,
         }
     }
 
