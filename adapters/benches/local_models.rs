@@ -114,8 +114,7 @@ async fn main() {
             .unwrap_or_default()
     );
     println!(
-        "| model | load (s) | memory (MB) | prompt tokens/s (~{} tokens) | decode tokens/s | first token, short prompt (ms) | first token, long prompt (ms) |",
-        "600"
+        "| model | load (s) | memory (MB) | prompt tokens/s (~600 tokens) | decode tokens/s | first token, short prompt (ms) | first token, long prompt (ms) |"
     );
     println!("|---|---|---|---|---|---|---|");
     for model in MODELS.iter().rev() {
