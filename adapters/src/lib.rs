@@ -24,6 +24,7 @@ pub mod models;
 pub mod registry;
 pub mod resilience;
 pub mod server;
+pub mod speed;
 pub mod telemetry;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod testing;

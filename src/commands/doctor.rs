@@ -233,6 +233,9 @@ pub async fn run_checks(loaded: &LoadedConfig) -> Vec<Check> {
             }
         }
     }
+    // The local models (issue 15): installed, size, window, memory, speed when running.
+    out.extend(super::local_models::checks(config, &needed).await);
+
     // Reachability of local endpoints that are not managed (a managed one starts on demand).
     let ctx = CallContext::new();
     for s in troupe_adapters::models::status(&config.agents, &ctx).await {

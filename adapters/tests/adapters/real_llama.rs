@@ -229,7 +229,7 @@ async fn the_real_server_takes_generation_settings_and_counts_tokens() {
     assert_eq!(bounded(180, agent.context_window(&ctx)).await, Some(2048));
     let short = bounded(30, agent.count_tokens("Hello", &ctx)).await.unwrap();
     let long = bounded(30, agent.count_tokens(&" word".repeat(100), &ctx)).await.unwrap();
-    assert!(short >= 1 && short <= 3, "{short}");
+    assert!((1..=3).contains(&short), "{short}");
     assert!((95..=105).contains(&long), "100 repetitions of ' word' are {long} tokens");
 
     // max_tokens from the agent's configuration (the request sets nothing).
