@@ -96,6 +96,7 @@ fn serve(w: &World, extra: &[&str], env: &[(&str, &str)]) -> Server {
         .args(extra)
         .current_dir(&w.project)
         .env("TROUPE_HOME", &w.home)
+        .env("TROUPE_ASSETS", w.home.join("assets"))
         .env_remove("TROUPE_API_TOKEN")
         .env_remove("RUST_LOG");
     for (k, v) in env {
@@ -270,6 +271,7 @@ async fn a_run_streams_from_start_to_finish_and_is_stored() {
         .args(["runs", "--json"])
         .current_dir(&w.project)
         .env("TROUPE_HOME", &w.home)
+        .env("TROUPE_ASSETS", w.home.join("assets"))
         .output()
         .unwrap();
     let runs: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -503,6 +505,7 @@ async fn off_loopback_the_api_needs_the_token() {
         .args(["serve", "--addr", "0.0.0.0:0"])
         .current_dir(&w.project)
         .env("TROUPE_HOME", &w.home)
+        .env("TROUPE_ASSETS", w.home.join("assets"))
         .env_remove("TROUPE_API_TOKEN")
         .output()
         .unwrap();
@@ -577,11 +580,7 @@ async fn sigterm_cancels_running_runs_after_the_grace_period() {
 /// find the run in the list.
 #[tokio::test]
 async fn a_run_against_the_real_local_model() {
-    let assets = std::env::var_os("TROUPE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share/troupe")))
-        .unwrap()
-        .join("assets");
+    let assets = common::installed_assets();
     assert!(
         assets.join("llama/llama-server").exists() && assets.join("models").exists(),
         "the local model server is not installed in {}; run `scripts/setup.sh --assets-only`",

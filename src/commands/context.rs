@@ -512,7 +512,7 @@ fn stats(store: &Store, config: &Config, s: &ScopeArgs) -> Result<u8> {
         EmbeddingStatus::Ready { model, dims } => format!("ready ({model}, {dims} dimensions)"),
         EmbeddingStatus::Unavailable { reason } => format!("unavailable: {reason}"),
         EmbeddingStatus::Disabled => "disabled".into(),
-        other => format!("{other:?}"),
+        _ => "unknown".into(),
     };
     println!("Embeddings: {embedding}");
     if stats.embedded < stats.total_nodes && store.embedding_status() != EmbeddingStatus::Disabled {

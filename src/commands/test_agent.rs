@@ -29,39 +29,6 @@ pub struct TestAgentOptions {
     pub json: bool,
 }
 
-fn describe(e: &AgentEvent) -> String {
-    match e {
-        AgentEvent::RetryScheduled { agent, attempt, delay_ms, error } => {
-            format!("{agent}: attempt {attempt} failed ({error}); retrying in {delay_ms} ms")
-        }
-        AgentEvent::FallbackTaken { from, to, error } => {
-            format!("{from} failed ({error}); falling back to {to}")
-        }
-        AgentEvent::BreakerOpened { agent, failures, recovery_ms } => format!(
-            "{agent}: circuit breaker opened after {failures} failures ({} s)",
-            recovery_ms / 1000
-        ),
-        AgentEvent::BreakerHalfOpen { agent } => {
-            format!("{agent}: circuit breaker half-open, trying once")
-        }
-        AgentEvent::BreakerClosed { agent } => format!("{agent}: circuit breaker closed"),
-        AgentEvent::RateLimitWait { agent, wait_ms } => {
-            format!("{agent}: waiting {wait_ms} ms for rate-limit capacity")
-        }
-        AgentEvent::OfflineSkipped { agent } => format!("{agent}: skipped (offline)"),
-        AgentEvent::ServerStarting { url, restart, .. } => {
-            format!(
-                "{} the local model server at {url}",
-                if *restart { "restarting" } else { "starting" }
-            )
-        }
-        AgentEvent::ServerReady { url, took_ms, .. } => {
-            format!("local model server at {url} ready in {took_ms} ms")
-        }
-        other => format!("{other:?}"),
-    }
-}
-
 fn secs(d: Duration) -> String {
     format!("{:.2}s", d.as_secs_f64())
 }
@@ -114,7 +81,7 @@ pub async fn test_agent(
                 if discarded && streamed.swap(false, Ordering::Relaxed) {
                     println!("\n[the text above came from a failed attempt; discard it]");
                 }
-                eprintln!("· {}", describe(e));
+                eprintln!("· {e}");
             })
         });
     if !opts.json {
