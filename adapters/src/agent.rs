@@ -368,8 +368,8 @@ pub enum AgentEvent {
 fn fmt_ms(ms: u64) -> String {
     match ms {
         0..1000 => format!("{ms} ms"),
-        _ if ms % 60_000 == 0 => format!("{} min", ms / 60_000),
-        _ if ms % 1000 == 0 => format!("{} s", ms / 1000),
+        _ if ms.is_multiple_of(60_000) => format!("{} min", ms / 60_000),
+        _ if ms.is_multiple_of(1000) => format!("{} s", ms / 1000),
         _ => format!("{:.1} s", ms as f64 / 1000.0),
     }
 }

@@ -33,6 +33,6 @@ pub use model::{
     Budget, RunEvent, RunRecord, RunRequest, RunState, RunStats, RunUsage, StepRecord, StepState,
     Tokens, UsageReport, UsageTotals,
 };
-pub use open::{CollectionBackend, RUNS_COLLECTION, agents_of, open, store_backend};
+pub use open::{CollectionBackend, RUNS_COLLECTION, agents_of, open, open_waiting, store_backend};
 pub use runtime::{RunHandle, Runtime, RuntimeParts};
 pub use store::{Backend, MemoryBackend, RunStore};

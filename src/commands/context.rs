@@ -210,9 +210,7 @@ impl Progress for Bars {
 }
 
 fn open_store(config: &Config) -> Result<Store> {
-    let data_dir = config.data_dir();
-    Store::open(&data_dir, StoreOptions::with_assets(config.assets_dir()))
-        .with_context(|| format!("cannot open the context store in {}", data_dir.display()))
+    super::open_store(config, StoreOptions::with_assets(config.assets_dir()))
 }
 
 /// The project named by `--project` (a folder, or the id of a known project), else the
