@@ -735,3 +735,49 @@ async fn budgets_and_usage_over_the_api() {
     let (status, v) = s.get("/api/usage?since=someday").await;
     assert_eq!((status, v["error"]["code"].as_str()), (400, Some("invalid_request")), "{v}");
 }
+
+/// `troupe test-agent` spends tokens like a run: its calls are counted in `troupe usage`
+/// and the metrics, marked as test-agent calls — also one made while `troupe serve` holds
+/// the store.
+#[tokio::test]
+async fn test_agent_calls_are_counted_in_usage_and_metrics() {
+    let w = world();
+    let test_agent = |agent: &str| {
+        Command::new(env!("CARGO_BIN_EXE_troupe"))
+            .arg("--config")
+            .arg(&w.config)
+            .args(["test-agent", agent, "hello"])
+            .current_dir(&w.project)
+            .env("TROUPE_HOME", &w.home)
+            .env("TROUPE_ASSETS", w.home.join("assets"))
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap()
+    };
+    let o = test_agent("coder");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // A failed call is counted in the metrics, not in usage (it used nothing).
+    let o = test_agent("remote");
+    assert!(!o.status.success());
+
+    let s = serve(&w, &[], &[]);
+    let metrics = s.client.get(s.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(
+        metrics.contains(
+            "troupe_calls_outside_runs_total{agent=\"coder\",outcome=\"success\",source=\"test-agent\"} 1"
+        ),
+        "{metrics}"
+    );
+    assert!(metrics.contains("troupe_agent_calls_total{agent=\"coder\",outcome=\"success\"} 1"));
+    assert!(metrics.contains("source=\"test-agent\"} 1") && metrics.contains("agent=\"remote\""));
+
+    // While serve holds the store, a test call is still counted.
+    let o = test_agent("coder");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (status, usage) = s.get("/api/usage").await;
+    assert_eq!(status, 200, "{usage}");
+    assert_eq!(usage["by_source"]["test-agent"]["calls"], 2, "{usage}");
+    assert_eq!(usage["by_agent"]["coder"]["calls"], 2, "{usage}");
+    assert_eq!(usage["total"]["runs"], 0, "{usage}");
+    assert!(usage["total"]["tokens"]["prompt"].as_u64().unwrap() > 0, "{usage}");
+}

@@ -255,7 +255,11 @@ fn a_second_process_gets_a_clear_message_while_the_store_is_held() {
             break;
         }
     }
-    let o = troupe(&w.home, &w.project, &["--config", cfg, "runs"]);
+    // A short wait: the holder is stuck in a step for a minute, so the wait ends first.
+    let o = troupe_cmd(&w.home, &w.project, &["--config", cfg, "runs"])
+        .env("TROUPE_STORE_WAIT_SECS", "1")
+        .output()
+        .unwrap();
     crash(pid);
     let _ = child.wait();
     drop(lines);

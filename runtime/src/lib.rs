@@ -25,6 +25,7 @@ mod runtime;
 pub mod store;
 pub mod supervisor;
 mod telemetry;
+pub mod usage;
 
 pub use budget::MIN_ANSWER_TOKENS;
 pub use error::{Error, Result};

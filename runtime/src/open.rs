@@ -93,7 +93,7 @@ pub fn open_waiting(
     let max_tokens = config.settings.max_output_tokens;
     let redactor = config.redactor();
     let audit = AuditLog::new(Some(crate::audit::audit_dir(&data_dir)), redactor.clone());
-    Runtime::new(RuntimeParts {
+    let runtime = Runtime::new(RuntimeParts {
         config,
         config_path,
         agents,
@@ -105,7 +105,10 @@ pub fn open_waiting(
         context: Some(store),
         audit,
         redactor,
-    })
+    })?;
+    // Calls made outside runs (`troupe test-agent`) count in the metrics too.
+    crate::usage::CallLog::new(&data_dir).seed(runtime.metrics());
+    Ok(runtime)
 }
 
 /// Every configured agent's stack (with its own fallback chain); an agent that cannot be

@@ -12,6 +12,7 @@ use troupe_adapters::{
     AdapterError, AgentEvent, AgentRequest, CallContext, CancellationToken, ChunkSink, EventSink,
     GenerationOptions,
 };
+use troupe_runtime::usage::{self, CallRecord};
 use troupe_workflows::Config;
 
 use super::exit;
@@ -100,8 +101,23 @@ pub async fn test_agent(
     });
     request.system = opts.system.clone();
 
+    let started = std::time::Instant::now();
     let result = target.call(&request, &ctx).await;
     registry.shutdown().await;
+    // Counted in `troupe usage` and the metrics, marked as a test-agent call.
+    if !matches!(result, Err(AdapterError::Cancelled { .. })) {
+        let record = CallRecord::of_call(
+            usage::TEST_AGENT,
+            config,
+            agent,
+            &config.project_path(),
+            &result,
+            started.elapsed(),
+        );
+        if let Err(e) = usage::CallLog::new(&config.data_dir()).append(&record) {
+            eprintln!("troupe: warning: this call is not counted in `troupe usage`: {e}");
+        }
+    }
     match result {
         Ok(r) => {
             if opts.json {
