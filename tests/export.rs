@@ -14,6 +14,7 @@ fn troupe(home: &Path, cwd: &Path, args: &[&str]) -> Output {
         .args(args)
         .current_dir(cwd)
         .env("TROUPE_HOME", home)
+        .env("TROUPE_ASSETS", home.join("assets"))
         .env("HOME", home)
         .env("XDG_CONFIG_HOME", home.join("config"))
         .env_remove("TROUPE_CONFIG")

@@ -96,6 +96,7 @@ fn troupe(w: &World, args: &[&str]) -> Output {
         .args(args)
         .current_dir(&w.project)
         .env("TROUPE_HOME", &w.home)
+        .env("TROUPE_ASSETS", w.home.join("assets"))
         .env("MY_SERVICE_TOKEN", BY_NAME)
         .env("DEPLOY_PASSPHRASE", NAMED)
         .env_remove("TROUPE_CONFIG")

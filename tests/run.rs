@@ -19,6 +19,7 @@ fn troupe_cmd(home: &Path, project: &Path, args: &[&str]) -> Command {
     c.args(args)
         .current_dir(project)
         .env("TROUPE_HOME", home)
+        .env("TROUPE_ASSETS", home.join("assets"))
         .env("XDG_CONFIG_HOME", home.join("config"))
         .env_remove("TROUPE_CONFIG")
         .env_remove("RUST_LOG");
@@ -254,7 +255,11 @@ fn a_second_process_gets_a_clear_message_while_the_store_is_held() {
             break;
         }
     }
-    let o = troupe(&w.home, &w.project, &["--config", cfg, "runs"]);
+    // A short wait: the holder is stuck in a step for a minute, so the wait ends first.
+    let o = troupe_cmd(&w.home, &w.project, &["--config", cfg, "runs"])
+        .env("TROUPE_STORE_WAIT_SECS", "1")
+        .output()
+        .unwrap();
     crash(pid);
     let _ = child.wait();
     drop(lines);
@@ -274,11 +279,7 @@ fn a_second_process_gets_a_clear_message_while_the_store_is_held() {
 /// run on the same project gets the first one's memory in its prompt.
 #[test]
 fn offline_runs_against_the_real_local_model_and_remember() {
-    let assets = std::env::var_os("TROUPE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share/troupe")))
-        .unwrap()
-        .join("assets");
+    let assets = common::installed_assets();
     assert!(
         assets.join("llama/llama-server").exists() && assets.join("models").exists(),
         "the local model server is not installed in {}; run `scripts/setup.sh --assets-only`",

@@ -93,6 +93,7 @@ fn troupe_cmd(w: &World, args: &[&str]) -> Command {
         .args(args)
         .current_dir(&w.project)
         .env("TROUPE_HOME", &w.home)
+        .env("TROUPE_ASSETS", w.home.join("assets"))
         .env_remove("TROUPE_API_TOKEN")
         .env_remove("TROUPE_CONFIG")
         .env_remove("RUST_LOG")

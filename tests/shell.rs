@@ -80,6 +80,7 @@ fn shell_cmd(w: &World) -> Command {
         .arg("shell")
         .current_dir(&w.project)
         .env("TROUPE_HOME", &w.home)
+        .env("TROUPE_ASSETS", w.home.join("assets"))
         .env_remove("RUST_LOG");
     c
 }
@@ -213,6 +214,7 @@ impl Pty {
             .args(["-qfec", &cmdline, "/dev/null"])
             .current_dir(&w.project)
             .env("TROUPE_HOME", &w.home)
+            .env("TROUPE_ASSETS", w.home.join("assets"))
             .env("TERM", "xterm")
             .env_remove("RUST_LOG")
             .stdin(Stdio::piped())
@@ -322,11 +324,7 @@ fn in_a_terminal_tab_completes_and_ctrl_c_cancels_the_running_task() {
 /// on demand: a whole piped session of two tasks, the second seeing the first.
 #[test]
 fn a_session_against_the_real_local_model() {
-    let assets = std::env::var_os("TROUPE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share/troupe")))
-        .unwrap()
-        .join("assets");
+    let assets = common::installed_assets();
     assert!(
         assets.join("llama/llama-server").exists() && assets.join("models").exists(),
         "the local model server is not installed in {}; run `scripts/setup.sh --assets-only`",

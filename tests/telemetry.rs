@@ -181,6 +181,7 @@ fn troupe(w: &World, env: &[(&str, &str)], args: &[&str]) -> Output {
         .args(args)
         .current_dir(&w.project)
         .env("TROUPE_HOME", &w.home)
+        .env("TROUPE_ASSETS", w.home.join("assets"))
         .env("XDG_CONFIG_HOME", w.home.join("config"))
         .env_remove("TROUPE_CONFIG")
         .env_remove("TROUPE_TELEMETRY_ENDPOINT")

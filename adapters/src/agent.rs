@@ -402,6 +402,59 @@ pub enum AgentEvent {
     },
 }
 
+/// A wait in milliseconds as people read it: `750 ms`, `2 s`, `1.5 s`, `2 min`.
+fn fmt_ms(ms: u64) -> String {
+    match ms {
+        0..1000 => format!("{ms} ms"),
+        _ if ms.is_multiple_of(60_000) => format!("{} min", ms / 60_000),
+        _ if ms.is_multiple_of(1000) => format!("{} s", ms / 1000),
+        _ => format!("{:.1} s", ms as f64 / 1000.0),
+    }
+}
+
+/// One sentence per event, for people (`--json` keeps the structured form).
+impl fmt::Display for AgentEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AgentEvent::RetryScheduled { agent, attempt, delay_ms, error } => write!(
+                f,
+                "{agent}: attempt {attempt} failed ({error}); retrying in {}",
+                fmt_ms(*delay_ms)
+            ),
+            AgentEvent::FallbackTaken { from, to, error } => {
+                write!(f, "{from} failed ({error}); falling back to {to}")
+            }
+            AgentEvent::BreakerOpened { agent, failures, recovery_ms } => write!(
+                f,
+                "{agent}: circuit breaker opened after {failures} failures in a row; calls are \
+                 refused for {}",
+                fmt_ms(*recovery_ms)
+            ),
+            AgentEvent::BreakerHalfOpen { agent } => {
+                write!(f, "{agent}: circuit breaker half-open, letting one trial call through")
+            }
+            AgentEvent::BreakerClosed { agent } => {
+                write!(f, "{agent}: circuit breaker closed again after a successful call")
+            }
+            AgentEvent::RateLimitWait { agent, wait_ms } => {
+                write!(f, "{agent}: waiting {} for rate-limit capacity", fmt_ms(*wait_ms))
+            }
+            AgentEvent::OfflineSkipped { agent } => {
+                write!(f, "{agent}: skipped, it is not on this machine and troupe is offline")
+            }
+            AgentEvent::ServerStarting { agent, url, restart } => {
+                let what = if *restart { "restarting" } else { "starting" };
+                write!(f, "{what} the local model server for {agent} at {url}")
+            }
+            AgentEvent::ServerReady { agent, url, took_ms } => write!(
+                f,
+                "the local model server for {agent} at {url} is ready (took {})",
+                fmt_ms(*took_ms)
+            ),
+        }
+    }
+}
+
 /// Receives text chunks as the answer is produced.
 #[derive(Clone)]
 pub struct ChunkSink(Arc<dyn Fn(&str) + Send + Sync>);
@@ -622,6 +675,41 @@ mod tests {
         assert!(p.contains("# Instructions\n\nBe brief"));
         assert!(p.contains("# Project context\n\na.rs"));
         assert!(p.ends_with("# Task\n\nDo it"));
+    }
+
+    #[test]
+    fn events_read_as_sentences() {
+        let events = [
+            AgentEvent::RetryScheduled {
+                agent: "a".into(),
+                attempt: 1,
+                delay_ms: 1500,
+                error: "HTTP 503".into(),
+            },
+            AgentEvent::FallbackTaken { from: "a".into(), to: "b".into(), error: "x".into() },
+            AgentEvent::BreakerOpened { agent: "a".into(), failures: 5, recovery_ms: 60_000 },
+            AgentEvent::BreakerHalfOpen { agent: "a".into() },
+            AgentEvent::BreakerClosed { agent: "a".into() },
+            AgentEvent::RateLimitWait { agent: "a".into(), wait_ms: 250 },
+            AgentEvent::OfflineSkipped { agent: "a".into() },
+            AgentEvent::ServerStarting {
+                agent: "local-code".into(),
+                url: "http://127.0.0.1:8765".into(),
+                restart: false,
+            },
+            AgentEvent::ServerReady { agent: "a".into(), url: "http://x".into(), took_ms: 2000 },
+        ];
+        for e in &events {
+            let s = e.to_string();
+            assert!(!s.contains('{') && !s.contains("agent:") && !s.contains('"'), "{s}");
+        }
+        assert_eq!(
+            events[7].to_string(),
+            "starting the local model server for local-code at http://127.0.0.1:8765"
+        );
+        assert!(events[0].to_string().ends_with("retrying in 1.5 s"));
+        assert!(events[2].to_string().ends_with("refused for 1 min"));
+        assert!(events[8].to_string().ends_with("(took 2 s)"));
     }
 
     #[test]

@@ -305,9 +305,14 @@ pub struct AgentConfig {
     /// HTTP kinds: time to establish a connection, in seconds.
     #[serde(default = "default_connect_timeout_secs")]
     pub connect_timeout_secs: u64,
-    /// HTTP kinds: time until the first byte of the answer, in seconds.
+    /// HTTP kinds: time from sending a request until the first byte of the answer, in
+    /// seconds. None means the default: 30 s, and for a local server one more second per
+    /// 30 prompt tokens (a small model on one core reads ~60 tokens/s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_byte_timeout_secs: Option<u64>,
+    /// HTTP kinds: the longest silence between two pieces of an answer, in seconds.
+    #[serde(default = "default_idle_timeout_secs")]
+    pub idle_timeout_secs: u64,
     /// Requests and tokens per minute.
     #[serde(default)]
     pub rate_limit: RateLimitConfig,
@@ -376,6 +381,13 @@ fn default_connect_timeout_secs() -> u64 {
     10
 }
 
+/// The default of `idle_timeout_secs`.
+pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 30;
+
+fn default_idle_timeout_secs() -> u64 {
+    DEFAULT_IDLE_TIMEOUT_SECS
+}
+
 fn default_true() -> bool {
     true
 }
@@ -397,6 +409,7 @@ impl AgentConfig {
             timeout_secs: default_timeout_secs(),
             connect_timeout_secs: default_connect_timeout_secs(),
             first_byte_timeout_secs: None,
+            idle_timeout_secs: default_idle_timeout_secs(),
             rate_limit: RateLimitConfig {
                 max_wait_secs: default_max_wait_secs(),
                 ..Default::default()

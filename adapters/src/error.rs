@@ -47,18 +47,18 @@ pub enum AdapterError {
         /// How long the server asked to wait (a 503 may say), when it said.
         retry_after: Option<Duration>,
     },
-    /// The call (or one phase of it: connecting, the first byte) took longer than allowed.
-    #[error(
-        "agent '{agent}' timed out after {} ({phase}); raise [agents.{agent}] timeout_secs \
-         or check that the agent is responsive",
-        fmt_duration(*after)
-    )]
+    /// The call (or one phase of it: connecting, the first byte, a silence in the middle of
+    /// the answer) took longer than allowed. The message names the bound that fired.
+    #[error("agent '{agent}' timed out: {}", fmt_timeout(agent, endpoint, *after, phase))]
     Timeout {
         /// The agent.
         agent: String,
+        /// Where it was waiting: the server's URL or the CLI's command.
+        endpoint: String,
         /// The limit that was hit.
         after: Duration,
-        /// Which limit: `connect`, `first byte`, `total`.
+        /// Which limit: `connect`, `first byte`, `idle` (between two pieces of the answer)
+        /// or `total`.
         phase: &'static str,
     },
     /// The credentials were refused or are missing.
@@ -234,6 +234,30 @@ fn fmt_duration(d: Duration) -> String {
     }
 }
 
+/// What a timeout means and which setting moves it.
+fn fmt_timeout(agent: &str, endpoint: &str, after: Duration, phase: &str) -> String {
+    let d = fmt_duration(after);
+    match phase {
+        "connect" => format!(
+            "could not connect to {endpoint} within {d}; check that the server is running and \
+             reachable, or raise [agents.{agent}] connect_timeout_secs"
+        ),
+        "first byte" => format!(
+            "no first byte from {endpoint} within {d}; check that the server is responsive, or \
+             raise [agents.{agent}] first_byte_timeout_secs (a local model reading a long \
+             prompt may need more)"
+        ),
+        "idle" => format!(
+            "{endpoint} sent nothing for {d} in the middle of its answer; check that the \
+             server is responsive, or raise [agents.{agent}] idle_timeout_secs"
+        ),
+        _ => format!(
+            "{endpoint} did not finish within {d}; raise [agents.{agent}] timeout_secs or \
+             check that the agent is responsive"
+        ),
+    }
+}
+
 fn fmt_after(d: Option<Duration>) -> String {
     d.map(|d| format!(" (retry after {})", fmt_duration(d))).unwrap_or_default()
 }
@@ -363,6 +387,15 @@ impl AdapterError {
         AdapterError::BadResponse { agent: agent.to_string(), message: message.to_string() }
     }
 
+    /// An answer with no text: the same class (unreadable response, so retried and then
+    /// handed to a fallback) for every adapter.
+    pub fn empty_answer(agent: &str) -> AdapterError {
+        AdapterError::bad_response(
+            agent,
+            "the answer was empty (no text); the model produced nothing",
+        )
+    }
+
     /// The cancellation of a call to `agent`.
     pub fn cancelled(agent: &str) -> AdapterError {
         AdapterError::Cancelled { agent: agent.to_string() }
@@ -399,6 +432,25 @@ mod tests {
         let cancelled = AdapterError::cancelled("a");
         assert!(!cancelled.falls_back() && !cancelled.counts_against_breaker());
         assert_eq!(cancelled.agent(), Some("a"));
+    }
+
+    #[test]
+    fn timeouts_name_the_bound_that_fired() {
+        let t = |phase| AdapterError::Timeout {
+            agent: "a".into(),
+            endpoint: "http://127.0.0.1:9/v1".into(),
+            after: Duration::from_secs(45),
+            phase,
+        };
+        let first = t("first byte").to_string();
+        assert!(first.contains("no first byte from http://127.0.0.1:9/v1 within 45s"), "{first}");
+        assert!(first.contains("first_byte_timeout_secs"), "{first}");
+        assert!(t("idle").to_string().contains("sent nothing for 45s"));
+        assert!(t("idle").to_string().contains("idle_timeout_secs"));
+        assert!(t("connect").to_string().contains("connect_timeout_secs"));
+        assert!(t("total").to_string().contains("[agents.a] timeout_secs"));
+        assert!(t("idle").is_transient());
+        assert!(AdapterError::empty_answer("a").falls_back());
     }
 
     #[test]

@@ -15,10 +15,11 @@ pub enum Error {
     /// Another process has the store open. sled allows one process per database: stop the
     /// other process (or wait for it to finish) and try again.
     #[error(
-        "the context store at {} is in use by another troupe process{}; \
+        "the context store at {} is in use by another troupe process{}{}; \
          wait for it to finish or stop it, then try again",
         path.display(),
-        match owner { Some(o) => format!(" ({o})"), None => String::new() }
+        match owner { Some(o) => format!(" ({o})"), None => String::new() },
+        match waited { Some(w) => format!(", still after waiting {} s for it", w.as_secs_f64().round()), None => String::new() }
     )]
     Locked {
         /// The store folder.
@@ -26,6 +27,8 @@ pub enum Error {
         /// Who holds it, as the holder recorded when it opened the store (absent when the
         /// holder recorded nothing yet).
         owner: Option<Owner>,
+        /// How long [`crate::Store::open_waiting`] waited for it before giving up.
+        waited: Option<std::time::Duration>,
     },
 
     /// This process has the store open already: share that [`crate::Store`] (it is cheap

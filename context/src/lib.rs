@@ -62,4 +62,4 @@ pub use search::{
     DEFAULT_RRF_K, FoundBy, GraphHop, Ranked, Recency, SearchHit, SearchMode, SearchQuery,
     SearchResults,
 };
-pub use store::{ReindexReport, Stats, Store, StoreOptions};
+pub use store::{LockWait, ReindexReport, Stats, Store, StoreOptions};

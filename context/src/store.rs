@@ -78,6 +78,21 @@ pub(crate) struct Trees {
 /// The on-disk format this code writes; refuse newer ones.
 const FORMAT: u64 = 1;
 
+/// How long [`Store::open_waiting`] waits for a store another process holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockWait {
+    /// Give up after this long (zero: do not wait).
+    pub limit: std::time::Duration,
+    /// Say whom it waits for once it has waited this long.
+    pub notice_after: std::time::Duration,
+}
+
+impl LockWait {
+    /// Do not wait: fail at once, as [`Store::open`] does.
+    pub const NONE: LockWait =
+        LockWait { limit: std::time::Duration::ZERO, notice_after: std::time::Duration::ZERO };
+}
+
 /// The process's mark on the store: written once the lock is held, removed on close.
 #[derive(Debug)]
 struct OwnerFile {
@@ -214,6 +229,40 @@ impl Store {
         Store::open_in(&data_dir.join("store"), options)
     }
 
+    /// Like [`Store::open`], but when another process holds the store, wait for it to close
+    /// it, up to `wait.limit`, trying again every few tens of milliseconds. Once the wait
+    /// passes `wait.notice_after`, `on_wait` is called (once) with the holder, so a
+    /// front-end can say whom it waits for. Gives up with [`Error::Locked`] (naming the
+    /// holder and how long it waited). Blocks the calling thread.
+    pub fn open_waiting(
+        data_dir: &Path,
+        options: StoreOptions,
+        wait: LockWait,
+        mut on_wait: impl FnMut(Option<&Owner>),
+    ) -> Result<Store> {
+        let started = std::time::Instant::now();
+        let mut pause = std::time::Duration::from_millis(20);
+        let mut told = false;
+        loop {
+            match Store::open(data_dir, options.clone()) {
+                Err(Error::Locked { path, owner, .. }) => {
+                    let waited = started.elapsed();
+                    if waited >= wait.limit {
+                        let waited = (!wait.limit.is_zero()).then_some(waited);
+                        return Err(Error::Locked { path, owner, waited });
+                    }
+                    if !told && waited >= wait.notice_after {
+                        told = true;
+                        on_wait(owner.as_ref());
+                    }
+                    std::thread::sleep(pause.min(wait.limit - waited));
+                    pause = (pause * 2).min(std::time::Duration::from_millis(250));
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Open the store in exactly this folder.
     pub fn open_in(root: &Path, options: StoreOptions) -> Result<Store> {
         std::fs::create_dir_all(root).map_err(|e| Error::io(root, e))?;
@@ -225,7 +274,7 @@ impl Store {
                 if owner.as_ref().is_some_and(|o| o.pid == std::process::id()) {
                     return Err(Error::AlreadyOpen { path: root.to_path_buf() });
                 }
-                return Err(Error::Locked { path: root.to_path_buf(), owner });
+                return Err(Error::Locked { path: root.to_path_buf(), owner, waited: None });
             }
             Err(e) => return Err(e.into()),
         };

@@ -621,6 +621,7 @@ mod collections {
 mod lock {
     use super::*;
     use std::process::{Command, Stdio};
+    use troupe_context::LockWait;
 
     const DIR_VAR: &str = "TROUPE_CONTEXT_LOCK_TEST_DIR";
 
@@ -690,6 +691,65 @@ mod lock {
             serde_json::from_slice(&std::fs::read(store.root().join("owner.json")).unwrap())
                 .unwrap();
         assert_eq!(owner["pid"], json!(std::process::id()));
+    }
+
+    #[test]
+    fn a_waiting_open_names_the_holder_then_gets_the_store_once_it_closes() {
+        let dir = TempDir::new().unwrap();
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "lock::holder", "--ignored", "--nocapture", "--test-threads=1"])
+            .env(DIR_VAR, dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        wait_for(&dir.path().join("ready"), &mut child);
+
+        // A short bound: gives up, naming the holder and how long it waited.
+        let short = LockWait {
+            limit: std::time::Duration::from_millis(300),
+            notice_after: std::time::Duration::from_millis(100),
+        };
+        let mut told = Vec::new();
+        let err = Store::open_waiting(dir.path(), StoreOptions::without_embeddings(), short, |o| {
+            told.push(o.map(|o| o.pid))
+        })
+        .unwrap_err();
+        assert_eq!(told, vec![Some(child.id())], "told once, with the holder");
+        match &err {
+            Error::Locked { owner: Some(owner), waited: Some(_), .. } => {
+                assert_eq!(owner.pid, child.id())
+            }
+            other => panic!("expected Locked after waiting, got {other:?}"),
+        }
+        assert!(err.to_string().contains("still after waiting"), "{err}");
+
+        // Not waiting at all: no notice, the plain refusal.
+        let err = Store::open_waiting(
+            dir.path(),
+            StoreOptions::without_embeddings(),
+            LockWait::NONE,
+            |_| panic!("no notice without a wait"),
+        )
+        .unwrap_err();
+        assert!(matches!(err, Error::Locked { waited: None, .. }), "{err:?}");
+
+        // A long bound: the holder closes meanwhile and the store opens.
+        let release = dir.path().join("release");
+        let releaser = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            std::fs::write(release, b"").unwrap();
+        });
+        let long = LockWait {
+            limit: std::time::Duration::from_secs(60),
+            notice_after: std::time::Duration::from_millis(50),
+        };
+        let store =
+            Store::open_waiting(dir.path(), StoreOptions::without_embeddings(), long, |_| {})
+                .unwrap();
+        releaser.join().unwrap();
+        assert!(child.wait().unwrap().success());
+        drop(store);
     }
 }
 

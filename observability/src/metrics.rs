@@ -45,6 +45,7 @@ pub struct Metrics {
     step_duration: HistogramVec,
     context_search: HistogramVec,
     store_size: GaugeVec,
+    outside_calls: IntCounterVec,
 }
 
 fn latency_buckets() -> Vec<f64> {
@@ -154,6 +155,14 @@ impl Metrics {
                 Opts::new("troupe_store_size_bytes", "Size on disk of the store"),
                 &["part"]
             )?),
+            outside_calls: reg!(IntCounterVec::new(
+                Opts::new(
+                    "troupe_calls_outside_runs_total",
+                    "Agent calls made outside runs (troupe test-agent), by source; also counted \
+                     in troupe_agent_calls_total"
+                ),
+                &["source", "agent", "outcome"]
+            )?),
             registry,
         };
         Ok(Arc::new(m))
@@ -163,6 +172,11 @@ impl Metrics {
     pub fn record_call(&self, agent: &str, outcome: &str, latency: Duration) {
         self.agent_calls.with_label_values(&[agent, outcome]).inc();
         self.agent_latency.with_label_values(&[agent]).observe(latency.as_secs_f64());
+    }
+
+    /// Record that a call was made outside a run, by `source` (`test-agent`).
+    pub fn record_outside_call(&self, source: &str, agent: &str, outcome: &str) {
+        self.outside_calls.with_label_values(&[source, agent, outcome]).inc();
     }
 
     /// Record tokens used by a call.

@@ -7,10 +7,17 @@
 //! text, for people: `less` or `tail -f` it while the run goes). Both are only ever
 //! appended to; a resumed run continues its files. They are plain files outside the store,
 //! so they can be read while another process holds the store.
+//!
+//! A run's two files stay open from its first entry to its `RunFinished` entry (one handle
+//! pair per running run, not an open per entry); every entry is still one `write` with
+//! `O_APPEND`. A torn last line left by a crash is cut off when the trail is opened again.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::fs::File;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -188,12 +195,26 @@ pub enum AuditEvent {
     },
 }
 
-/// Writes audit entries; a no-op without a folder (in-memory runtimes in tests).
+/// Writes audit entries; a no-op without a folder (in-memory runtimes in tests). Clones
+/// share the open files.
 #[derive(Debug, Clone, Default)]
 pub struct AuditLog {
     dir: Option<PathBuf>,
     redactor: Redactor,
+    /// The open files of each running run, by run id.
+    open: Arc<Mutex<HashMap<String, Arc<Mutex<RunFiles>>>>>,
 }
+
+/// One run's two files, open for appending.
+#[derive(Debug)]
+struct RunFiles {
+    jsonl: File,
+    log: File,
+}
+
+/// More runs than this with open trails (runs that ended without a `RunFinished` entry,
+/// say) and every idle handle is closed; the next entry of a run reopens its files.
+const MAX_OPEN_RUNS: usize = 256;
 
 /// Why an audit trail could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -225,7 +246,7 @@ pub enum AuditError {
 impl AuditLog {
     /// Audit into `dir` (created on first write), masking with `redactor`.
     pub fn new(dir: Option<PathBuf>, redactor: Redactor) -> AuditLog {
-        AuditLog { dir, redactor }
+        AuditLog { dir, redactor, open: Arc::default() }
     }
 
     /// Where the trail lives, if anywhere.
@@ -249,24 +270,100 @@ impl AuditLog {
     }
 
     fn write(&self, dir: &Path, entry: &AuditEntry) -> std::io::Result<()> {
-        std::fs::create_dir_all(dir)?;
         let mut value = serde_json::to_value(entry).map_err(std::io::Error::other)?;
         self.redactor.redact_json(&mut value);
         let mut line = serde_json::to_string(&value).map_err(std::io::Error::other)?;
         line.push('\n');
-        append_to(&dir.join(format!("{}.jsonl", entry.run_id)), line.as_bytes())?;
-        let text = render(entry);
-        append_to(
-            &dir.join(format!("{}.log", entry.run_id)),
-            self.redactor.redact(&text).as_bytes(),
-        )
+        let rendered = render(entry);
+        let text = self.redactor.redact(&rendered);
+        let files = self.files(dir, &entry.run_id)?;
+        let result = {
+            let mut f = files.lock().unwrap_or_else(PoisonError::into_inner);
+            // One write per entry and file: with O_APPEND, entries of concurrent writers
+            // never interleave.
+            f.jsonl.write_all(line.as_bytes()).and_then(|()| f.log.write_all(text.as_bytes()))
+        };
+        if result.is_err() || matches!(entry.event, AuditEvent::RunFinished { .. }) {
+            // The run is over (or its files are broken): close them; a resumed run reopens.
+            self.lock_open().remove(&entry.run_id);
+        }
+        result
+    }
+
+    fn lock_open(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Mutex<RunFiles>>>> {
+        self.open.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The run's open files, opened (and a torn last line cut off) on its first entry.
+    fn files(&self, dir: &Path, run_id: &str) -> std::io::Result<Arc<Mutex<RunFiles>>> {
+        if let Some(f) = self.lock_open().get(run_id) {
+            return Ok(f.clone());
+        }
+        std::fs::create_dir_all(dir)?;
+        let jsonl = dir.join(format!("{run_id}.jsonl"));
+        cut_torn_line(&jsonl)?;
+        let files = Arc::new(Mutex::new(RunFiles {
+            jsonl: open_append(&jsonl)?,
+            log: open_append(&dir.join(format!("{run_id}.log")))?,
+        }));
+        let mut open = self.lock_open();
+        if open.len() >= MAX_OPEN_RUNS {
+            open.retain(|_, f| Arc::strong_count(f) > 1);
+        }
+        // Another thread may have opened them meanwhile: use one pair.
+        Ok(open.entry(run_id.to_string()).or_insert(files).clone())
+    }
+
+    /// How many runs have their trail open (for tests).
+    #[cfg(test)]
+    fn open_runs(&self) -> usize {
+        self.lock_open().len()
     }
 }
 
+fn open_append(path: &Path) -> std::io::Result<File> {
+    std::fs::OpenOptions::new().create(true).append(true).open(path)
+}
+
+/// A crash in the middle of a write can leave a last line without its `\n`: cut it off
+/// before appending, so the next entry starts on a line of its own.
+fn cut_torn_line(path: &Path) -> std::io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = match std::fs::OpenOptions::new().read(true).write(true).open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let len = f.metadata()?.len();
+    if len == 0 {
+        return Ok(());
+    }
+    // Look back in blocks for the last newline.
+    let mut end = len;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let start = end.saturating_sub(buf.len() as u64);
+        let n = usize::try_from(end - start).unwrap_or(buf.len());
+        f.seek(SeekFrom::Start(start))?;
+        f.read_exact(&mut buf[..n])?;
+        if end == len && buf[n - 1] == b'\n' {
+            return Ok(());
+        }
+        if let Some(i) = buf[..n].iter().rposition(|&b| b == b'\n') {
+            let keep = start + i as u64 + 1;
+            tracing::warn!(file = %path.display(), dropped = len - keep, "cut a torn last line off the audit trail");
+            return f.set_len(keep);
+        }
+        if start == 0 {
+            return f.set_len(0);
+        }
+        end = start;
+    }
+}
+
+#[cfg(test)]
 fn append_to(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
-    // One write per entry: with O_APPEND, entries of concurrent writers never interleave.
-    f.write_all(bytes)
+    open_append(path)?.write_all(bytes)
 }
 
 /// The run's trail from `dir`, oldest first. `run_id` must be the full id.
@@ -443,7 +540,7 @@ pub fn render(entry: &AuditEntry) -> String {
             let _ = writeln!(
                 out,
                 "{at}  RUN FINISHED {state}{} after {iterations} iteration(s); {} tokens ({} in, {} out){}",
-                reason.map(|r| format!(" ({r:?})")).unwrap_or_default(),
+                reason.map(|r| format!(" ({r})")).unwrap_or_default(),
                 tokens.total(),
                 tokens.prompt,
                 tokens.completion,
@@ -512,6 +609,58 @@ mod tests {
         append_to(&dir.path().join("r2.jsonl"), b"\n").unwrap();
         log.append("r2", AuditEvent::StepSkipped { pos: pos(), reason: "again".into() });
         assert!(matches!(read(dir.path(), "r2"), Err(AuditError::Corrupt { line: 2, .. })));
+    }
+
+    #[test]
+    fn a_run_keeps_its_files_open_until_it_finishes() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::new(Some(dir.path().to_path_buf()), Redactor::default());
+        let other = log.clone();
+        log.append("r4", AuditEvent::StepSkipped { pos: pos(), reason: "one".into() });
+        other.append("r5", AuditEvent::StepSkipped { pos: pos(), reason: "two".into() });
+        assert_eq!(log.open_runs(), 2, "clones share the open files");
+        // The files are appended to through the open handles, not replaced.
+        std::fs::remove_file(dir.path().join("r4.log")).unwrap();
+        log.append("r4", AuditEvent::StepSkipped { pos: pos(), reason: "three".into() });
+        assert!(!dir.path().join("r4.log").exists(), "written through the handle opened first");
+        let finished = AuditEvent::RunFinished {
+            state: RunState::Completed,
+            reason: Some(FinishReason::ReviewPassed),
+            iterations: 1,
+            tokens: Tokens::default(),
+            cost: 0.0,
+            error: None,
+        };
+        log.append("r4", finished);
+        assert_eq!(log.open_runs(), 1, "a finished run's files are closed");
+        assert_eq!(read(dir.path(), "r4").unwrap().len(), 3);
+        // A resumed run opens them again and goes on appending.
+        log.append("r4", AuditEvent::StepSkipped { pos: pos(), reason: "resumed".into() });
+        assert_eq!(read(dir.path(), "r4").unwrap().len(), 4);
+        let text = render(&read(dir.path(), "r4").unwrap()[2]);
+        assert!(text.contains("RUN FINISHED completed (the review passed)"), "{text}");
+    }
+
+    #[test]
+    fn a_torn_last_line_from_a_crash_is_cut_off_when_the_trail_is_reopened() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::new(Some(dir.path().to_path_buf()), Redactor::default());
+        log.append("r6", AuditEvent::StepSkipped { pos: pos(), reason: "before".into() });
+        // The process dies in the middle of its next write.
+        append_to(&dir.path().join("r6.jsonl"), b"{\"at\":\"2026-").unwrap();
+        drop(log);
+        // The next process (a resume) appends after the last whole line.
+        let log = AuditLog::new(Some(dir.path().to_path_buf()), Redactor::default());
+        log.append("r6", AuditEvent::StepSkipped { pos: pos(), reason: "after".into() });
+        let entries = read(dir.path(), "r6").unwrap();
+        assert_eq!(entries.len(), 2);
+        assert!(
+            matches!(&entries[1].event, AuditEvent::StepSkipped { reason, .. } if reason == "after")
+        );
+        // A trail that is only a torn line is emptied.
+        std::fs::write(dir.path().join("r7.jsonl"), b"{\"at").unwrap();
+        log.append("r7", AuditEvent::StepSkipped { pos: pos(), reason: "x".into() });
+        assert_eq!(read(dir.path(), "r7").unwrap().len(), 1);
     }
 
     #[test]

@@ -31,6 +31,7 @@ pub mod store;
 pub mod supervisor;
 mod telemetry;
 mod work;
+pub mod usage;
 
 pub use budget::MIN_ANSWER_TOKENS;
 pub use error::{Error, Result};
@@ -39,6 +40,6 @@ pub use model::{
     Budget, CheckRecord, RunEvent, RunRecord, RunRequest, RunState, RunStats, RunUsage, StepChange,
     StepRecord, StepState, Tokens, UsageReport, UsageTotals,
 };
-pub use open::{CollectionBackend, RUNS_COLLECTION, agents_of, open, store_backend};
+pub use open::{CollectionBackend, RUNS_COLLECTION, agents_of, open, open_waiting, store_backend};
 pub use runtime::{RunHandle, Runtime, RuntimeParts};
 pub use store::{Backend, MemoryBackend, RunStore};

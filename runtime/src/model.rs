@@ -622,4 +622,8 @@ pub struct UsageReport {
     pub by_agent: std::collections::BTreeMap<String, UsageTotals>,
     /// By run, newest first.
     pub runs: Vec<RunUsage>,
+    /// Calls made outside runs, by source (`test-agent`); also in the totals, per agent
+    /// and per project. See `troupe_runtime::usage`.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub by_source: std::collections::BTreeMap<String, UsageTotals>,
 }

@@ -13,7 +13,7 @@ use troupe_adapters::error::AdapterError;
 use troupe_adapters::registry::{AgentRegistry, RegistryOptions};
 use troupe_adapters::resilience::OfflineMode;
 use troupe_adapters::telemetry::Traced;
-use troupe_context::{Collection, Store, StoreOptions};
+use troupe_context::{Collection, LockWait, Owner, Store, StoreOptions};
 use troupe_observability::Metrics;
 use troupe_workflows::Config;
 
@@ -59,11 +59,25 @@ pub fn store_backend(dir: &Path) -> Result<Arc<dyn Backend>> {
 /// Open the store in the configuration's data folder, build every configured agent's
 /// adapter stack, and start the runtime. Call inside an actix system.
 pub fn open(config: Config, config_path: Option<PathBuf>, offline: bool) -> Result<Runtime> {
+    open_waiting(config, config_path, offline, LockWait::NONE, &mut |_| {})
+}
+
+/// [`open`], waiting up to `wait.limit` for a store another process holds
+/// ([`Store::open_waiting`]; `on_wait` hears whom it waits for). Blocks the thread while it
+/// waits: call it before anything else runs on it.
+pub fn open_waiting(
+    config: Config,
+    config_path: Option<PathBuf>,
+    offline: bool,
+    wait: LockWait,
+    on_wait: &mut dyn FnMut(Option<&Owner>),
+) -> Result<Runtime> {
     let mut config = config;
     config.settings.offline |= offline;
     let data_dir = config.data_dir();
     let assets = config.assets_dir();
-    let store = Store::open(&data_dir, StoreOptions::with_assets(assets.clone()))?;
+    let store =
+        Store::open_waiting(&data_dir, StoreOptions::with_assets(assets.clone()), wait, on_wait)?;
     let backend = Arc::new(CollectionBackend(store.collection(RUNS_COLLECTION)?));
     let memory = Arc::new(ContextMemory::new(store.clone()));
     let metrics = Metrics::new().map_err(|e| crate::error::Error::Invalid(e.to_string()))?;
@@ -79,7 +93,7 @@ pub fn open(config: Config, config_path: Option<PathBuf>, offline: bool) -> Resu
     let max_tokens = config.settings.max_output_tokens;
     let redactor = config.redactor();
     let audit = AuditLog::new(Some(crate::audit::audit_dir(&data_dir)), redactor.clone());
-    Runtime::new(RuntimeParts {
+    let runtime = Runtime::new(RuntimeParts {
         config,
         config_path,
         agents,
@@ -92,7 +106,10 @@ pub fn open(config: Config, config_path: Option<PathBuf>, offline: bool) -> Resu
         audit,
         redactor,
         workspaces: Some(data_dir.join("workspaces")),
-    })
+    })?;
+    // Calls made outside runs (`troupe test-agent`) count in the metrics too.
+    crate::usage::CallLog::new(&data_dir).seed(runtime.metrics());
+    Ok(runtime)
 }
 
 /// Every configured agent's stack (with its own fallback chain); an agent that cannot be

@@ -210,9 +210,7 @@ impl Progress for Bars {
 }
 
 fn open_store(config: &Config) -> Result<Store> {
-    let data_dir = config.data_dir();
-    Store::open(&data_dir, StoreOptions::with_assets(config.assets_dir()))
-        .with_context(|| format!("cannot open the context store in {}", data_dir.display()))
+    super::open_store(config, StoreOptions::with_assets(config.assets_dir()))
 }
 
 /// The project named by `--project` (a folder, or the id of a known project), else the
@@ -512,7 +510,7 @@ fn stats(store: &Store, config: &Config, s: &ScopeArgs) -> Result<u8> {
         EmbeddingStatus::Ready { model, dims } => format!("ready ({model}, {dims} dimensions)"),
         EmbeddingStatus::Unavailable { reason } => format!("unavailable: {reason}"),
         EmbeddingStatus::Disabled => "disabled".into(),
-        other => format!("{other:?}"),
+        _ => "unknown".into(),
     };
     println!("Embeddings: {embedding}");
     if stats.embedded < stats.total_nodes && store.embedding_status() != EmbeddingStatus::Disabled {

@@ -121,7 +121,11 @@ pub async fn run_checks(loaded: &LoadedConfig) -> Vec<Check> {
 
     // Embeddings.
     let assets = config.assets_dir();
-    let hint = "run `scripts/setup.sh --assets-only` to install it";
+    let hint = format!(
+        "run `scripts/setup.sh --assets-only` to install it into {}, or point TROUPE_ASSETS \
+         (settings.assets_dir) at the folder it is installed in",
+        assets.display()
+    );
     out.push(
         match tokio::task::spawn_blocking({
             let assets = assets.clone();

@@ -7,7 +7,7 @@ use anyhow::{Context as _, Result};
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use troupe_context::obsidian::{self, ExportOptions, ExportSummary};
-use troupe_context::{NodeType, Scope, Store, StoreOptions};
+use troupe_context::{NodeType, Scope, StoreOptions};
 use troupe_workflows::Config;
 
 use super::exit;
@@ -66,10 +66,8 @@ pub fn export_command(config: &Config, args: ExportArgs) -> Result<u8> {
 }
 
 fn export_obsidian(config: &Config, args: ObsidianArgs) -> Result<u8> {
-    let data_dir = config.data_dir();
     // Exporting reads the graph only: no embedding model to load.
-    let store = Store::open(&data_dir, StoreOptions::without_embeddings())
-        .with_context(|| format!("cannot open the context store in {}", data_dir.display()))?;
+    let store = super::open_store(config, StoreOptions::without_embeddings())?;
     let scope = if args.all_projects {
         Scope::All
     } else {

@@ -59,14 +59,18 @@ pub fn parse_time(s: &str) -> std::result::Result<DateTime<Utc>, String> {
 }
 
 /// Open the runtime (store, agents) for a front-end; on failure print why and return `None`.
-/// Call inside an actix system.
+/// Waits for a store another troupe process holds, as [`store_wait`] says. Call inside an
+/// actix system, before anything else runs on it.
 pub fn open_runtime(config: Config, source: &ConfigSource, offline: bool) -> Option<Runtime> {
     let data_dir = config.data_dir();
-    match troupe_runtime::open(config, source.path().map(|p| p.to_path_buf()), offline) {
+    let path = source.path().map(|p| p.to_path_buf());
+    match troupe_runtime::open_waiting(config, path, offline, store_wait(), &mut say_waiting) {
         Ok(r) => Some(r),
         Err(e) => {
             eprintln!("troupe: {e}");
-            if let Some(hint) = held_hint(&e, &data_dir) {
+            if let troupe_runtime::Error::Context(e) = &e
+                && let Some(hint) = held_hint(e, &data_dir)
+            {
                 eprintln!("troupe: {hint}");
             }
             None
@@ -74,12 +78,65 @@ pub fn open_runtime(config: Config, source: &ConfigSource, offline: bool) -> Opt
     }
 }
 
+/// The variable that sets how long a command waits for the store.
+pub const STORE_WAIT_VAR: &str = "TROUPE_STORE_WAIT_SECS";
+/// How long a command waits for the store by default.
+const STORE_WAIT_DEFAULT_SECS: u64 = 30;
+
+/// How long a command waits for a context store another troupe process holds:
+/// `$TROUPE_STORE_WAIT_SECS` (default 30 s; 0 fails at once), saying whom it waits for after
+/// a second. Short commands hold the store for a fraction of a second, so two at once just
+/// take turns; a long holder (`troupe serve`, `troupe shell`) is named when the wait ends.
+pub fn store_wait() -> troupe_context::LockWait {
+    let secs = match std::env::var(STORE_WAIT_VAR) {
+        Err(_) => STORE_WAIT_DEFAULT_SECS,
+        Ok(v) => v.trim().parse().unwrap_or_else(|_| {
+            eprintln!(
+                "troupe: warning: {STORE_WAIT_VAR}={v:?} is not a whole number of seconds; \
+                 waiting {STORE_WAIT_DEFAULT_SECS} s"
+            );
+            STORE_WAIT_DEFAULT_SECS
+        }),
+    };
+    troupe_context::LockWait {
+        limit: std::time::Duration::from_secs(secs),
+        notice_after: std::time::Duration::from_secs(1),
+    }
+}
+
+/// The one line said while waiting for the store: whom for.
+pub fn say_waiting(owner: Option<&troupe_context::Owner>) {
+    let who = match owner {
+        Some(o) => {
+            // The program's name and its arguments, without the folder it lives in.
+            let command = o.command.split_once(' ').map_or(o.command.as_str(), |(p, _)| p);
+            let program = command.rsplit('/').next().unwrap_or(command);
+            let args = o.command.split_once(' ').map_or("", |(_, a)| a);
+            format!("pid {} ({program} {args})", o.pid).replace(" )", ")")
+        }
+        None => "another troupe process".to_string(),
+    };
+    eprintln!("troupe: the context store is in use; waiting for {who}…");
+}
+
+/// Open the context store for a short command, waiting for it as [`store_wait`] says; when
+/// it stays held, the error says by whom and what to do.
+pub fn open_store(
+    config: &Config,
+    options: troupe_context::StoreOptions,
+) -> anyhow::Result<troupe_context::Store> {
+    let data_dir = config.data_dir();
+    troupe_context::Store::open_waiting(&data_dir, options, store_wait(), say_waiting).map_err(
+        |e| {
+            let hint = held_hint(&e, &data_dir).map(|h| format!("\n{h}")).unwrap_or_default();
+            anyhow::anyhow!("cannot open the context store in {}: {e}{hint}", data_dir.display())
+        },
+    )
+}
+
 /// What to do instead, when the store is held by a running `troupe serve` or `troupe shell`.
-fn held_hint(e: &troupe_runtime::Error, data_dir: &std::path::Path) -> Option<String> {
-    let troupe_runtime::Error::Context(troupe_context::Error::Locked {
-        owner: Some(owner), ..
-    }) = e
-    else {
+fn held_hint(e: &troupe_context::Error, data_dir: &std::path::Path) -> Option<String> {
+    let troupe_context::Error::Locked { owner: Some(owner), .. } = e else {
         return None;
     };
     if owner.alive == Some(false) {

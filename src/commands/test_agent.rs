@@ -12,6 +12,7 @@ use troupe_adapters::{
     AdapterError, AgentEvent, AgentRequest, CallContext, CancellationToken, ChunkSink, EventSink,
     GenerationOptions,
 };
+use troupe_runtime::usage::{self, CallRecord};
 use troupe_workflows::Config;
 
 use super::exit;
@@ -27,39 +28,6 @@ pub struct TestAgentOptions {
     pub system: Option<String>,
     /// Print the response as JSON at the end instead of streaming text.
     pub json: bool,
-}
-
-fn describe(e: &AgentEvent) -> String {
-    match e {
-        AgentEvent::RetryScheduled { agent, attempt, delay_ms, error } => {
-            format!("{agent}: attempt {attempt} failed ({error}); retrying in {delay_ms} ms")
-        }
-        AgentEvent::FallbackTaken { from, to, error } => {
-            format!("{from} failed ({error}); falling back to {to}")
-        }
-        AgentEvent::BreakerOpened { agent, failures, recovery_ms } => format!(
-            "{agent}: circuit breaker opened after {failures} failures ({} s)",
-            recovery_ms / 1000
-        ),
-        AgentEvent::BreakerHalfOpen { agent } => {
-            format!("{agent}: circuit breaker half-open, trying once")
-        }
-        AgentEvent::BreakerClosed { agent } => format!("{agent}: circuit breaker closed"),
-        AgentEvent::RateLimitWait { agent, wait_ms } => {
-            format!("{agent}: waiting {wait_ms} ms for rate-limit capacity")
-        }
-        AgentEvent::OfflineSkipped { agent } => format!("{agent}: skipped (offline)"),
-        AgentEvent::ServerStarting { url, restart, .. } => {
-            format!(
-                "{} the local model server at {url}",
-                if *restart { "restarting" } else { "starting" }
-            )
-        }
-        AgentEvent::ServerReady { url, took_ms, .. } => {
-            format!("local model server at {url} ready in {took_ms} ms")
-        }
-        other => format!("{other:?}"),
-    }
 }
 
 fn secs(d: Duration) -> String {
@@ -114,7 +82,7 @@ pub async fn test_agent(
                 if discarded && streamed.swap(false, Ordering::Relaxed) {
                     println!("\n[the text above came from a failed attempt; discard it]");
                 }
-                eprintln!("· {}", describe(e));
+                eprintln!("· {e}");
             })
         });
     if !opts.json {
@@ -133,8 +101,23 @@ pub async fn test_agent(
     });
     request.system = opts.system.clone();
 
+    let started = std::time::Instant::now();
     let result = target.call(&request, &ctx).await;
     registry.shutdown().await;
+    // Counted in `troupe usage` and the metrics, marked as a test-agent call.
+    if !matches!(result, Err(AdapterError::Cancelled { .. })) {
+        let record = CallRecord::of_call(
+            usage::TEST_AGENT,
+            config,
+            agent,
+            &config.project_path(),
+            &result,
+            started.elapsed(),
+        );
+        if let Err(e) = usage::CallLog::new(&config.data_dir()).append(&record) {
+            eprintln!("troupe: warning: this call is not counted in `troupe usage`: {e}");
+        }
+    }
     match result {
         Ok(r) => {
             if opts.json {

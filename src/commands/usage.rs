@@ -29,13 +29,14 @@ pub fn usage_command(config: Config, source: ConfigSource, args: UsageArgs) -> R
 
 /// The report for `args` from `runtime`'s store, printed.
 pub fn usage(runtime: &Runtime, args: &UsageArgs) -> Result<u8> {
-    let report = match runtime.usage(args.project.as_deref(), args.since) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("troupe: {e}");
-            return Ok(exit::USAGE);
-        }
-    };
+    let report =
+        match troupe_runtime::usage::usage_report(runtime, args.project.as_deref(), args.since) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("troupe: {e}");
+                return Ok(exit::USAGE);
+            }
+        };
     print_report(&report, args.json)?;
     Ok(exit::OK)
 }
@@ -56,7 +57,7 @@ pub fn print_report(report: &UsageReport, json: bool) -> Result<()> {
     if !scope.is_empty() {
         println!("usage of {}", scope.join(", "));
     }
-    if report.total.runs == 0 {
+    if report.total.runs == 0 && report.total.calls == 0 {
         println!("No runs{}.", if scope.is_empty() { " yet" } else { " match" });
         return Ok(());
     }
@@ -80,30 +81,42 @@ pub fn print_report(report: &UsageReport, json: bool) -> Result<()> {
     println!();
     print!("{}", t.render());
 
-    let mut header = vec!["RUN", "STATE", "CALLS", "TOKENS"];
-    if priced {
-        header.push("COST");
-    }
-    header.extend(["CREATED", "TASK"]);
-    let mut t = Table::new(&header);
-    for r in report.runs.iter().take(RUNS_SHOWN) {
-        let mut row = vec![
-            short_id(&r.run_id).to_string(),
-            r.state.to_string(),
-            r.totals.calls.to_string(),
-            r.totals.tokens.total().to_string(),
-        ];
-        if priced {
-            row.push(cost(r.totals.cost));
+    if !report.by_source.is_empty() {
+        header[0] = "OUTSIDE RUNS";
+        let mut t = Table::new(&header);
+        for (source, u) in &report.by_source {
+            t.row(totals_row(source.clone(), None, u, priced));
         }
-        row.push(r.created_at.format("%Y-%m-%d %H:%M").to_string());
-        row.push(r.task.clone());
-        t.row(row);
+        println!();
+        print!("{}", t.render());
     }
-    println!();
-    print!("{}", t.render());
-    if report.runs.len() > RUNS_SHOWN {
-        println!("… and {} older run(s) (`--json` lists all)", report.runs.len() - RUNS_SHOWN);
+
+    if !report.runs.is_empty() {
+        let mut header = vec!["RUN", "STATE", "CALLS", "TOKENS"];
+        if priced {
+            header.push("COST");
+        }
+        header.extend(["CREATED", "TASK"]);
+        let mut t = Table::new(&header);
+        for r in report.runs.iter().take(RUNS_SHOWN) {
+            let mut row = vec![
+                short_id(&r.run_id).to_string(),
+                r.state.to_string(),
+                r.totals.calls.to_string(),
+                r.totals.tokens.total().to_string(),
+            ];
+            if priced {
+                row.push(cost(r.totals.cost));
+            }
+            row.push(r.created_at.format("%Y-%m-%d %H:%M").to_string());
+            row.push(r.task.clone());
+            t.row(row);
+        }
+        println!();
+        print!("{}", t.render());
+        if report.runs.len() > RUNS_SHOWN {
+            println!("… and {} older run(s) (`--json` lists all)", report.runs.len() - RUNS_SHOWN);
+        }
     }
     let u = &report.total;
     println!(

@@ -323,7 +323,7 @@ pub async fn usage(state: Data, q: web::Query<UsageQuery>) -> ApiResult {
                 .map_err(|e| ApiError::bad_request("invalid_request", format!("`since`: {e}")))?,
         ),
     };
-    let report = state.runtime.usage(q.project.as_deref(), since)?;
+    let report = troupe_runtime::usage::usage_report(&state.runtime, q.project.as_deref(), since)?;
     Ok(HttpResponse::Ok().json(report))
 }
 

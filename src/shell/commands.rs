@@ -235,7 +235,7 @@ async fn context(session: &mut Session, rest: &str) -> Flow {
     for (i, h) in results.hits.iter().enumerate() {
         let snippet = h.node.body.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
         let snippet: String = snippet.chars().take(100).collect();
-        println!("{:>2}. {} [{:?}] {:.3}", i + 1, h.node.title, h.node.node_type, h.score);
+        println!("{:>2}. {} [{}] {:.3}", i + 1, h.node.title, h.node.node_type, h.score);
         if !snippet.is_empty() {
             println!("    {snippet}");
         }

@@ -4,7 +4,7 @@
 #![allow(dead_code)] // each test file uses part of it
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -204,4 +204,19 @@ startup_timeout_secs = 60
         );
     }
     out
+}
+
+/// Where `scripts/setup.sh` installed the offline assets, as troupe finds them by default:
+/// `$TROUPE_ASSETS`, else the user's data folder's `troupe/assets`. Tests link it into their
+/// own data folders and point `TROUPE_ASSETS` there; nothing is installed twice.
+#[allow(dead_code)] // not every test binary uses it
+pub fn installed_assets() -> PathBuf {
+    if let Some(dir) = std::env::var_os("TROUPE_ASSETS").filter(|v| !v.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_default()
+        .join("troupe/assets")
 }

@@ -61,6 +61,18 @@ pub enum FinishReason {
     ValidatorsFailed,
 }
 
+impl std::fmt::Display for FinishReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FinishReason::ReviewPassed => "the review passed",
+            FinishReason::NoReview => "the workflow has no review step",
+            FinishReason::MaxIterations => "the iteration limit was reached",
+            FinishReason::StepFailed => "a step failed",
+            FinishReason::ValidatorsFailed => "the project's checks still fail",
+        })
+    }
+}
+
 /// The end of a run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Finish {

@@ -258,6 +258,9 @@ impl CliAgent {
         };
         let out = process::run(spec, ctx).await?;
         let parsed = output::parse(agent, self.flavor, &out)?;
+        if parsed.text.trim().is_empty() {
+            return Err(AdapterError::empty_answer(agent));
+        }
         if !self.plain_text() {
             ctx.chunk(&parsed.text);
         }

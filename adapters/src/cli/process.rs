@@ -233,6 +233,7 @@ pub(super) async fn run(spec: Spec<'_>, ctx: &CallContext) -> Result<ProcessOutp
             end_group(&guard, &mut child, spec.grace).await;
             return Err(AdapterError::Timeout {
                 agent: agent.to_string(),
+                endpoint: format!("`{}`", spec.program.display()),
                 after: spec.timeout,
                 phase: "total",
             });

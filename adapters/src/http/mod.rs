@@ -53,14 +53,28 @@ impl fmt::Debug for ApiKey {
     }
 }
 
-/// The time bounds of one HTTP call.
+/// The first-byte bound when `first_byte_timeout_secs` is not set.
+pub const DEFAULT_FIRST_BYTE: Duration = Duration::from_secs(30);
+/// How fast a local server is assumed to read a prompt when the first-byte bound grows with
+/// the prompt: half of what llama.cpp measured on one core here (~60 tokens/s), so a slow
+/// local model reading a long prompt is not cut off.
+pub const LOCAL_PROMPT_TOKENS_PER_SEC: u32 = 30;
+
+/// The time bounds of one HTTP call. With the defaults a dead server fails an attempt
+/// within 30 s (10 s to connect, 30 s to the first byte, 30 s of silence mid-answer); the
+/// total bound caps a call that keeps trickling.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
     /// Establishing the TCP connection.
     pub connect: Duration,
-    /// From sending the request to the response headers (and, when streaming, to the
-    /// first chunk); none means only the total bound applies.
-    pub first_byte: Option<Duration>,
+    /// From sending the request to the first byte of the answer (for a stream, its first
+    /// chunk), for an empty prompt.
+    pub first_byte: Duration,
+    /// Added to `first_byte` per prompt token: set for a local server whose first-byte
+    /// bound is the default, because it reads the prompt before answering.
+    pub first_byte_per_token: Duration,
+    /// The longest silence between two pieces of an answer once it started.
+    pub idle: Duration,
     /// The whole call, body included.
     pub total: Duration,
 }
@@ -68,11 +82,26 @@ pub struct Timeouts {
 impl Timeouts {
     /// The bounds an agent's configuration sets.
     pub fn from_config(cfg: &AgentConfig) -> Timeouts {
+        let (first_byte, first_byte_per_token) = match cfg.first_byte_timeout_secs {
+            Some(s) => (Duration::from_secs(s.max(1)), Duration::ZERO),
+            None if cfg.is_local() => {
+                (DEFAULT_FIRST_BYTE, Duration::from_secs(1) / LOCAL_PROMPT_TOKENS_PER_SEC)
+            }
+            None => (DEFAULT_FIRST_BYTE, Duration::ZERO),
+        };
         Timeouts {
             connect: Duration::from_secs(cfg.connect_timeout_secs.max(1)),
-            first_byte: cfg.first_byte_timeout_secs.map(Duration::from_secs),
+            first_byte,
+            first_byte_per_token,
+            idle: Duration::from_secs(cfg.idle_timeout_secs.max(1)),
             total: Duration::from_secs(cfg.timeout_secs.max(1)),
         }
+    }
+
+    /// The first-byte bound for a prompt of `prompt_tokens` tokens.
+    pub fn first_byte_for(&self, prompt_tokens: u64) -> Duration {
+        let tokens = u32::try_from(prompt_tokens).unwrap_or(u32::MAX);
+        self.first_byte.saturating_add(self.first_byte_per_token.saturating_mul(tokens))
     }
 }
 
@@ -179,21 +208,54 @@ impl Endpoint {
         Ok(rb)
     }
 
-    /// Send `rb` and wait for a successful status, within the first-byte and total bounds
-    /// and until cancelled. Non-2xx answers come back as classified errors.
+    /// Send `rb` and wait for a successful status, within the first-byte bound of an empty
+    /// prompt and the total bound, until cancelled. Non-2xx answers come back as
+    /// classified errors.
     pub async fn send(
         &self,
         rb: reqwest::RequestBuilder,
         ctx: &CallContext,
         deadline: Instant,
     ) -> Result<reqwest::Response> {
-        let first = self.first_byte_deadline(Instant::now(), deadline);
-        let phase = if first < deadline { "first byte" } else { "total" };
+        let first = self.timeouts.first_byte_for(0);
+        self.send_within(rb, ctx, first, deadline).await
+    }
+
+    /// Send a prompt of `prompt_tokens` tokens and open its answer: the first-byte bound
+    /// covers the headers and the first piece of the body, then the idle bound each gap.
+    pub async fn open(
+        &self,
+        rb: reqwest::RequestBuilder,
+        ctx: &CallContext,
+        prompt_tokens: u64,
+        deadline: Instant,
+    ) -> Result<BodyReader<'_>> {
+        let bound = self.timeouts.first_byte_for(prompt_tokens);
+        let first_at = (Instant::now() + bound).min(deadline);
+        let resp = self.send_within(rb, ctx, bound, deadline).await?;
+        let mut r = self.reader(resp, deadline);
+        r.first = Some((first_at, bound));
+        Ok(r)
+    }
+
+    async fn send_within(
+        &self,
+        rb: reqwest::RequestBuilder,
+        ctx: &CallContext,
+        bound: Duration,
+        deadline: Instant,
+    ) -> Result<reqwest::Response> {
+        let first = Instant::now() + bound;
+        let (until, phase, after) = if first < deadline {
+            (first, "first byte", bound)
+        } else {
+            (deadline, "total", self.timeouts.total)
+        };
         let resp = tokio::select! {
             biased;
             _ = ctx.cancel.cancelled() => return Err(AdapterError::cancelled(&self.agent)),
-            r = tokio::time::timeout_at(first, rb.send()) => match r {
-                Err(_) => return Err(self.timeout(phase)),
+            r = tokio::time::timeout_at(until, rb.send()) => match r {
+                Err(_) => return Err(self.timeout(phase, after)),
                 Ok(Err(e)) => return Err(self.reqwest_error(&e)),
                 Ok(Ok(resp)) => resp,
             },
@@ -207,7 +269,13 @@ impl Endpoint {
         Err(classify_status(&self.agent, status, retry_after, &body, self.key_env.as_deref()))
     }
 
-    /// The body, whole, within the deadline; longer than `limit` bytes is an error.
+    /// A reader of `resp`'s body: the idle bound between pieces, the total one overall.
+    pub fn reader(&self, resp: reqwest::Response, deadline: Instant) -> BodyReader<'_> {
+        BodyReader { ep: self, stream: resp.bytes_stream().boxed(), first: None, deadline }
+    }
+
+    /// The body, whole, within the idle and total bounds; longer than `limit` bytes is an
+    /// error.
     pub async fn read_limited(
         &self,
         resp: reqwest::Response,
@@ -216,32 +284,21 @@ impl Endpoint {
         limit: usize,
     ) -> Result<Vec<u8>> {
         let mut out = Vec::new();
-        let mut stream = resp.bytes_stream();
-        loop {
-            let next = tokio::select! {
-                biased;
-                _ = ctx.cancel.cancelled() => return Err(AdapterError::cancelled(&self.agent)),
-                n = tokio::time::timeout_at(deadline, stream.next()) => n,
-            };
-            match next {
-                Err(_) => return Err(self.timeout("total")),
-                Ok(None) => return Ok(out),
-                Ok(Some(Err(e))) => return Err(self.reqwest_error(&e)),
-                Ok(Some(Ok(bytes))) => {
-                    if out.len() + bytes.len() > limit {
-                        if limit < MAX_BODY {
-                            out.extend_from_slice(&bytes[..limit.saturating_sub(out.len())]);
-                            return Ok(out);
-                        }
-                        return Err(AdapterError::bad_response(
-                            &self.agent,
-                            format!("the response is larger than {} MiB", limit >> 20),
-                        ));
-                    }
-                    out.extend_from_slice(&bytes);
+        let mut body = self.reader(resp, deadline);
+        while let Some(bytes) = body.next(ctx).await? {
+            if out.len() + bytes.len() > limit {
+                if limit < MAX_BODY {
+                    out.extend_from_slice(&bytes[..limit.saturating_sub(out.len())]);
+                    return Ok(out);
                 }
+                return Err(AdapterError::bad_response(
+                    &self.agent,
+                    format!("the response is larger than {} MiB", limit >> 20),
+                ));
             }
+            out.extend_from_slice(&bytes);
         }
+        Ok(out)
     }
 
     /// Send and read a whole JSON answer.
@@ -261,23 +318,75 @@ impl Endpoint {
         })
     }
 
-    /// When the first byte must have arrived, for a request sent at `from`.
-    pub fn first_byte_deadline(&self, from: Instant, deadline: Instant) -> Instant {
-        self.timeouts.first_byte.map(|d| (from + d).min(deadline)).unwrap_or(deadline)
-    }
-
-    pub fn timeout(&self, phase: &'static str) -> AdapterError {
-        let after = match phase {
-            "first byte" => self.timeouts.first_byte.unwrap_or(self.timeouts.total),
-            _ => self.timeouts.total,
-        };
-        AdapterError::Timeout { agent: self.agent.clone(), after, phase }
+    /// The timeout of `phase` (`first byte`, `idle`, `total`) after `after`.
+    pub fn timeout(&self, phase: &'static str, after: Duration) -> AdapterError {
+        AdapterError::Timeout {
+            agent: self.agent.clone(),
+            endpoint: self.base.clone(),
+            after,
+            phase,
+        }
     }
 
     pub fn reqwest_error(&self, e: &reqwest::Error) -> AdapterError {
         classify_reqwest(&self.agent, &self.base, self.timeouts.connect, e)
     }
 }
+
+/// An answer's body read piece by piece within its bounds: until the first piece the
+/// first-byte bound (when the reader came from [`Endpoint::open`]), then the idle bound
+/// between pieces, and the total bound throughout.
+pub(crate) struct BodyReader<'a> {
+    ep: &'a Endpoint,
+    stream: futures::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
+    /// When the first piece must have arrived, and the bound that set it.
+    first: Option<(Instant, Duration)>,
+    deadline: Instant,
+}
+
+impl BodyReader<'_> {
+    /// The next piece, `None` at the end of the body.
+    pub async fn next(&mut self, ctx: &CallContext) -> Result<Option<bytes::Bytes>> {
+        let t = &self.ep.timeouts;
+        let (until, phase, after) = match self.first {
+            Some((at, bound)) => (at, "first byte", bound),
+            None => (Instant::now() + t.idle, "idle", t.idle),
+        };
+        let (until, phase, after) = if until < self.deadline {
+            (until, phase, after)
+        } else {
+            (self.deadline, "total", t.total)
+        };
+        let next = tokio::select! {
+            biased;
+            _ = ctx.cancel.cancelled() => return Err(AdapterError::cancelled(&self.ep.agent)),
+            n = tokio::time::timeout_at(until, self.stream.next()) => n,
+        };
+        match next {
+            Err(_) => Err(self.ep.timeout(phase, after)),
+            Ok(None) => Ok(None),
+            Ok(Some(Err(e))) => Err(AdapterError::transient(
+                &self.ep.agent,
+                format!("the answer was cut off: {}", chain(&e)),
+            )),
+            Ok(Some(Ok(b))) => {
+                self.first = None;
+                Ok(Some(b))
+            }
+        }
+    }
+
+    /// Read what is left after the answer ended (the end of a chunked body), so the
+    /// connection goes back to the pool; a server that keeps it open loses it after a
+    /// moment instead of holding the call.
+    pub async fn drain(mut self, ctx: &CallContext) {
+        let rest = async { while let Ok(Some(_)) = self.next(ctx).await {} };
+        let _ = tokio::time::timeout(DRAIN_BOUND, rest).await;
+    }
+}
+
+/// How long the end of an answer's body is waited for once the answer is complete.
+const DRAIN_BOUND: Duration = Duration::from_millis(500);
 
 /// The error chain as one line.
 pub(crate) fn chain(e: &dyn std::error::Error) -> String {
@@ -304,7 +413,12 @@ pub(crate) fn classify_reqwest(
     let detail = chain(e);
     if e.is_timeout() {
         if e.is_connect() {
-            return AdapterError::Timeout { agent: agent.into(), after: connect, phase: "connect" };
+            return AdapterError::Timeout {
+                agent: agent.into(),
+                endpoint: base.into(),
+                after: connect,
+                phase: "connect",
+            };
         }
         return AdapterError::transient(
             agent,

@@ -139,7 +139,7 @@ impl OllamaClient {
                 n = tokio::time::timeout_at(deadline, bytes.next()) => n,
             };
             let (batch, end) = match next {
-                Err(_) => return Err(self.ep.timeout("total")),
+                Err(_) => return Err(self.ep.timeout("total", self.ep.timeouts.total)),
                 Ok(Some(Ok(b))) => {
                     (lines.push(&b).map_err(|e| AdapterError::bad_response(agent, e))?, false)
                 }
@@ -324,46 +324,19 @@ impl OllamaAgent {
     ) -> Result<Collected> {
         let agent = &self.info.name;
         let ep = &self.client.ep;
-        let stream = ctx.streaming();
+        // Always streamed on the wire, so every gap in the answer is bounded; chunks reach
+        // the caller only when it listens.
         let rb =
-            ep.request(reqwest::Method::POST, &ep.url(self.path()))?.json(&self.body(req, stream));
+            ep.request(reqwest::Method::POST, &ep.url(self.path()))?.json(&self.body(req, true));
         let mut c = Collected::default();
-        if !stream {
-            let v = ep.json(rb, ctx, deadline).await?;
-            self.absorb(&v, &v.to_string(), ctx, &mut c)?;
-            if !c.done {
-                return Err(AdapterError::bad_response(agent, "the answer is not marked done"));
-            }
-            return Ok(c);
-        }
-        let sent = Instant::now();
-        let resp = ep.send(rb, ctx, deadline).await?;
-        // Until the first chunk the first-byte bound applies, then only the total one.
-        let mut until = ep.first_byte_deadline(sent, deadline);
-        let mut bytes = resp.bytes_stream();
+        let mut body = ep.open(rb, ctx, req.estimated_tokens(), deadline).await?;
         let mut lines = LineSplitter::default();
         while !c.done {
-            let next = tokio::select! {
-                biased;
-                _ = ctx.cancel.cancelled() => return Err(AdapterError::cancelled(agent)),
-                n = tokio::time::timeout_at(until, bytes.next()) => n,
-            };
-            let (batch, end) = match next {
-                Err(_) => {
-                    let phase = if until < deadline { "first byte" } else { "total" };
-                    return Err(ep.timeout(phase));
-                }
-                Ok(Some(Ok(b))) => {
-                    until = deadline;
+            let (batch, end) = match body.next(ctx).await? {
+                Some(b) => {
                     (lines.push(&b).map_err(|e| AdapterError::bad_response(agent, e))?, false)
                 }
-                Ok(Some(Err(e))) => {
-                    return Err(AdapterError::transient(
-                        agent,
-                        format!("the stream was cut off: {}", super::chain(&e)),
-                    ));
-                }
-                Ok(None) => (lines.finish().into_iter().collect(), true),
+                None => (lines.finish().into_iter().collect::<Vec<_>>(), true),
             };
             for line in batch.iter().filter(|l| !l.trim().is_empty()) {
                 let v: Value = serde_json::from_str(line).map_err(|e| {
@@ -382,6 +355,10 @@ impl OllamaAgent {
                     agent,
                     "the stream ended before the answer was complete (no `done`)",
                 ));
+            }
+            if c.done && !end {
+                body.drain(ctx).await;
+                break;
             }
         }
         Ok(c)
@@ -421,6 +398,6 @@ impl Agent for OllamaAgent {
         let deadline = started + self.client.ep.timeouts.total;
         let span = tracing::debug_span!("http_call", agent = %self.info.name, kind = "ollama", stream = ctx.streaming());
         let c = self.run(req, ctx, deadline).instrument(span).await?;
-        Ok(finish(&self.info, req, c, Some(&self.model), started))
+        finish(&self.info, req, c, Some(&self.model), started)
     }
 }

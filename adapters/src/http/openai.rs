@@ -4,7 +4,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -22,7 +21,8 @@ use crate::error::{AdapterError, Result};
 /// `llama-server` (`kind = "llamacpp"`, which also answers [`OpenAiAgent::health`] and
 /// [`OpenAiAgent::props`]) and any other server speaking that API.
 ///
-/// Streams with server-sent events and `stream_options.include_usage`, asks for JSON with
+/// Streams with server-sent events and `stream_options.include_usage` (always, so the idle
+/// bound covers every gap of the answer), asks for JSON with
 /// `response_format` (`json_object` or `json_schema`).
 #[derive(Debug, Clone)]
 pub struct OpenAiAgent {
@@ -177,48 +177,6 @@ impl OpenAiAgent {
         body
     }
 
-    async fn complete(
-        &self,
-        req: &AgentRequest,
-        ctx: &CallContext,
-        deadline: Instant,
-    ) -> Result<Collected> {
-        let url = self.ep.url("/chat/completions");
-        let rb = self.ep.request(reqwest::Method::POST, &url)?.json(&self.body(req, false));
-        let v = self.ep.json(rb, ctx, deadline).await?;
-        if v.get("error").is_some() {
-            return Err(stream_error(&self.info.name, &v));
-        }
-        let choice =
-            v.get("choices").and_then(Value::as_array).and_then(|c| c.first()).ok_or_else(
-                || {
-                    AdapterError::bad_response(
-                        &self.info.name,
-                        format!("the answer has no choices: {}", quote(&v.to_string())),
-                    )
-                },
-            )?;
-        let text = choice
-            .get("message")
-            .and_then(|m| m.get("content"))
-            .and_then(Value::as_str)
-            .ok_or_else(|| {
-                AdapterError::bad_response(
-                    &self.info.name,
-                    format!("the answer's message has no content: {}", quote(&choice.to_string())),
-                )
-            })?;
-        let mut c = Collected {
-            model: v.get("model").and_then(Value::as_str).map(str::to_string),
-            finish_reason: choice.get("finish_reason").and_then(Value::as_str).map(str::to_string),
-            usage: parse_usage(v.get("usage")),
-            done: true,
-            ..Default::default()
-        };
-        c.push(ctx, text);
-        Ok(c)
-    }
-
     async fn stream(
         &self,
         req: &AgentRequest,
@@ -228,45 +186,21 @@ impl OpenAiAgent {
         let agent = &self.info.name;
         let url = self.ep.url("/chat/completions");
         let rb = self.ep.request(reqwest::Method::POST, &url)?.json(&self.body(req, true));
-        let sent = Instant::now();
-        let resp = self.ep.send(rb, ctx, deadline).await?;
-        // Until the first chunk the first-byte bound applies, then only the total one.
-        let mut until = self.ep.first_byte_deadline(sent, deadline);
-        let mut bytes = resp.bytes_stream();
+        let mut body = self.ep.open(rb, ctx, req.estimated_tokens(), deadline).await?;
         let mut dec = SseDecoder::default();
         let mut c = Collected::default();
         'read: loop {
-            let next = tokio::select! {
-                biased;
-                _ = ctx.cancel.cancelled() => return Err(AdapterError::cancelled(agent)),
-                n = tokio::time::timeout_at(until, bytes.next()) => n,
+            let Some(b) = body.next(ctx).await? else {
+                for item in dec.finish() {
+                    self.handle(item, ctx, &mut c)?;
+                }
+                break 'read;
             };
-            let items = match next {
-                Err(_) => {
-                    let phase = if until < deadline { "first byte" } else { "total" };
-                    return Err(self.ep.timeout(phase));
-                }
-                Ok(Some(Ok(b))) => {
-                    until = deadline;
-                    dec.push(&b).map_err(|e| AdapterError::bad_response(agent, e))?
-                }
-                Ok(Some(Err(e))) => {
-                    return Err(AdapterError::transient(
-                        agent,
-                        format!("the stream was cut off: {}", super::chain(&e)),
-                    ));
-                }
-                Ok(None) => {
-                    let rest = dec.finish();
-                    for item in rest {
-                        self.handle(item, ctx, &mut c)?;
-                    }
-                    break 'read;
-                }
-            };
+            let items = dec.push(&b).map_err(|e| AdapterError::bad_response(agent, e))?;
             for item in items {
                 self.handle(item, ctx, &mut c)?;
                 if c.done {
+                    body.drain(ctx).await;
                     break 'read;
                 }
             }
@@ -372,13 +306,17 @@ pub(crate) fn parse_usage(v: Option<&Value>) -> Option<Usage> {
 }
 
 /// Turn what a call collected into a response, estimating usage the server did not report.
+/// An answer with no text is an error ([`AdapterError::empty_answer`]).
 pub(crate) fn finish(
     info: &AgentInfo,
     req: &AgentRequest,
     c: Collected,
     default_model: Option<&str>,
     started: Instant,
-) -> AgentResponse {
+) -> Result<AgentResponse> {
+    if c.text.trim().is_empty() {
+        return Err(AdapterError::empty_answer(&info.name));
+    }
     let (usage, estimated) = match c.usage {
         Some(u) => (u, false),
         None => (
@@ -389,7 +327,7 @@ pub(crate) fn finish(
             true,
         ),
     };
-    AgentResponse {
+    Ok(AgentResponse {
         text: c.text,
         usage,
         usage_estimated: estimated,
@@ -399,7 +337,7 @@ pub(crate) fn finish(
         finish_reason: c.finish_reason,
         attempts: 1,
         failed: Vec::new(),
-    }
+    })
 }
 
 #[async_trait]
@@ -441,12 +379,10 @@ impl Agent for OpenAiAgent {
             kind = %self.info.kind,
             stream = ctx.streaming()
         );
-        let c = if ctx.streaming() {
-            self.stream(req, ctx, deadline).instrument(span).await?
-        } else {
-            self.complete(req, ctx, deadline).instrument(span).await?
-        };
-        let mut r = finish(&self.info, req, c, Some(&self.model), started);
+        // Always streamed on the wire, so every gap in the answer is bounded; chunks reach
+        // the caller only when it listens.
+        let c = self.stream(req, ctx, deadline).instrument(span).await?;
+        let mut r = finish(&self.info, req, c, Some(&self.model), started)?;
         // llama.cpp names the model by its file path; the file's name is what people know.
         if let Some(m) = r.model.as_deref().filter(|m| m.contains('/') && m.ends_with(".gguf")) {
             let file = m.rsplit('/').next().unwrap_or(m);

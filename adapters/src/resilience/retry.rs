@@ -15,12 +15,17 @@ use crate::config::RetryConfig;
 use crate::error::{AdapterError, Result};
 use crate::telemetry;
 
+/// How many times a timed-out attempt is tried again.
+const MAX_TIMEOUT_RETRIES: u32 = 1;
+
 /// Retries the wrapped agent's transient failures ([`AdapterError::is_transient`]).
 ///
 /// The n-th retry waits `initial_backoff_ms · 2ⁿ⁻¹` (capped at `max_backoff_ms`) plus up to
 /// as much again of random jitter — or exactly the server's Retry-After when it sent one.
 /// No retry starts once `max_elapsed_secs` would be exceeded; at most `max_attempts`
-/// attempts in all. Other errors (auth, invalid request, …) return at once.
+/// attempts in all, and a timed-out attempt is retried at most once (a server that timed
+/// out twice is handed to the fallback rather than waited on again). Other errors (auth,
+/// invalid request, …) return at once.
 #[derive(Debug)]
 pub struct Retry {
     inner: Arc<dyn Agent>,
@@ -57,6 +62,7 @@ impl Agent for Retry {
         let name = self.inner.name().to_string();
         let max_elapsed = Duration::from_secs(p.max_elapsed_secs);
         let attempts = AtomicU32::new(0);
+        let timeouts = AtomicU32::new(0);
         let backoff = ExponentialBuilder::default()
             .with_min_delay(Duration::from_millis(p.initial_backoff_ms))
             .with_max_delay(Duration::from_millis(p.max_backoff_ms.max(p.initial_backoff_ms)))
@@ -79,7 +85,11 @@ impl Agent for Retry {
         let retried = attempt
             .retry(backoff)
             .sleep(tokio::time::sleep)
-            .when(|e: &AdapterError| e.is_retryable() && !ctx.cancel.is_cancelled())
+            .when(|e: &AdapterError| {
+                let timed_out = matches!(e, AdapterError::Timeout { .. })
+                    && timeouts.fetch_add(1, Ordering::Relaxed) >= MAX_TIMEOUT_RETRIES;
+                e.is_retryable() && !timed_out && !ctx.cancel.is_cancelled()
+            })
             .adjust(|e: &AdapterError, next: Option<Duration>| {
                 let delay = match (e.retry_after(), next) {
                     (_, None) => return None,

@@ -46,6 +46,13 @@ pub enum Fault {
     EmptyChoices,
     /// Send the headers, then stall before the body.
     HangAfterHeaders,
+    /// Stream the first piece of the answer, then stall with the connection open.
+    StallMidStream,
+    /// Stream the answer's first piece at once, then pause this long before every further
+    /// piece (a pause longer than the idle bound makes it a trickle that must be cut off).
+    Trickle(Duration),
+    /// A complete, well-formed answer whose text is empty.
+    EmptyAnswer,
 }
 
 impl Fault {
@@ -355,6 +362,54 @@ async fn respond(
                 return false;
             }
             return write_full(w, 200, "application/json", "", &body.to_string()).await;
+        }
+        Some(Fault::StallMidStream) => {
+            let first = answer.first().cloned().unwrap_or_default();
+            let (ctype, piece) = match s.api {
+                MockApi::OpenAi => {
+                    ("text/event-stream", format!("data: {}\n\n", openai_delta(&first, None)))
+                }
+                MockApi::Ollama => (
+                    "application/x-ndjson",
+                    format!("{}\n", ollama_piece(&req.path, &first, false)),
+                ),
+            };
+            let _ = start_chunked(w, ctype).await && write_chunk(w, &piece).await;
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            return false;
+        }
+        Some(Fault::Trickle(gap)) => {
+            let ctype =
+                if s.api == MockApi::OpenAi { "text/event-stream" } else { "application/x-ndjson" };
+            if !start_chunked(w, ctype).await {
+                return false;
+            }
+            for (i, piece) in answer.iter().enumerate() {
+                if i > 0 {
+                    tokio::time::sleep(gap).await;
+                }
+                let line = match s.api {
+                    MockApi::OpenAi => format!("data: {}\n\n", openai_delta(piece, None)),
+                    MockApi::Ollama => format!("{}\n", ollama_piece(&req.path, piece, false)),
+                };
+                if !write_chunk(w, &line).await {
+                    return false;
+                }
+            }
+            tokio::time::sleep(gap).await;
+            let tail = match s.api {
+                MockApi::OpenAi => {
+                    format!("data: {}\n\ndata: [DONE]\n\n", openai_delta("", Some("stop")))
+                }
+                MockApi::Ollama => format!("{}\n", ollama_piece(&req.path, "", true)),
+            };
+            return write_chunk(w, &tail).await && write_chunk(w, "").await;
+        }
+        Some(Fault::EmptyAnswer) => {
+            return match s.api {
+                MockApi::OpenAi => openai(w, req, stream, &[String::new()]).await,
+                MockApi::Ollama => ollama(w, req, stream, &[String::new()]).await,
+            };
         }
         Some(Fault::CutStream) => {
             let ctype =

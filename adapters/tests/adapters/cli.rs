@@ -235,6 +235,15 @@ async fn failures_show_stderr_and_map_exit_codes() {
 }
 
 #[tokio::test]
+async fn an_empty_answer_is_a_bad_response_like_http_agents() {
+    let e =
+        Fixture::new("generic-agent", CliFlavor::Generic, "silent").call("x").await.unwrap_err();
+    assert!(matches!(e, AdapterError::BadResponse { .. }), "{e}");
+    assert!(e.to_string().contains("empty"), "{e}");
+    assert!(e.falls_back());
+}
+
+#[tokio::test]
 async fn huge_stderr_is_bounded_and_its_end_shown() {
     let e = Fixture::new("generic-agent", CliFlavor::Generic, "huge-stderr")
         .call("x")

@@ -111,7 +111,8 @@ pub async fn answers_with_text_usage_and_model(t: Target) {
     // What went over the wire.
     let body = prompt_body(&server);
     assert_eq!(body["model"], "mock-model");
-    assert_eq!(body["stream"], false);
+    // Streamed on the wire even when the caller does not listen, so the idle bound covers it.
+    assert_eq!(body["stream"], true);
     if t == Target::OllamaGenerate {
         assert_eq!(body["system"], "Be brief");
         assert_eq!(body["prompt"], "Say hello");
@@ -272,6 +273,60 @@ pub async fn empty_choices_are_a_bad_response(t: Target) {
     assert!(e.is_transient(), "{e}");
 }
 
+pub async fn empty_answers_are_a_bad_response(t: Target) {
+    let (server, agent) = setup(t, |_| {}).await;
+    for ctx in [CallContext::new(), Captured::default().context()] {
+        server.push_fault(Fault::EmptyAnswer);
+        let e = call(&agent, &ctx).await.unwrap_err();
+        assert!(matches!(e, AdapterError::BadResponse { .. }), "{e}");
+        assert!(e.to_string().contains("empty"), "{e}");
+        assert!(e.falls_back(), "{e}");
+    }
+}
+
+/// Every time bound with its default values, under a paused clock (the mock server's own
+/// sleeps run on the same virtual clock): each fault ends in a timeout naming its bound,
+/// no later than that bound.
+pub async fn each_timeout_class_fires_within_its_bound(t: Target) {
+    let (server, agent) = setup(t, |c| {
+        let d = AgentConfig::new(c.kind);
+        c.timeout_secs = d.timeout_secs;
+        c.connect_timeout_secs = d.connect_timeout_secs;
+    })
+    .await;
+    let local_reading = Duration::from_secs(1) / 30 * request().estimated_tokens() as u32;
+    let first = Duration::from_secs(30) + local_reading;
+    let idle = Duration::from_secs(30);
+    let cases = [
+        (Fault::Hang, "first byte", first),
+        (Fault::HangAfterHeaders, "first byte", first),
+        (Fault::StallMidStream, "idle", idle),
+        (Fault::Trickle(Duration::from_secs(31)), "idle", idle),
+    ];
+    for (fault, phase, bound) in cases {
+        for ctx in [CallContext::new(), Captured::default().context()] {
+            server.push_fault(fault.clone());
+            let started = tokio::time::Instant::now();
+            let e = agent.call(&request(), &ctx).await.unwrap_err();
+            let took = started.elapsed();
+            match &e {
+                AdapterError::Timeout { phase: p, after, endpoint, .. } => {
+                    assert_eq!(*p, phase, "{fault:?}: {e}");
+                    assert_eq!(*after, bound, "{fault:?}: {e}");
+                    assert!(endpoint.starts_with(&server.url()), "{e}");
+                }
+                other => panic!("{fault:?}: expected a {phase} timeout, got {other}"),
+            }
+            assert!(took <= bound + Duration::from_secs(1), "{fault:?} took {took:?}");
+            assert!(e.is_transient());
+        }
+    }
+    // A trickle just inside the idle bound is a slow answer, not a failure.
+    server.push_fault(Fault::Trickle(Duration::from_secs(29)));
+    let r = agent.call(&request(), &CallContext::new()).await.unwrap();
+    assert_eq!(r.text, "Hello, world");
+}
+
 pub async fn a_stream_cut_midway_is_transient(t: Target) {
     let (server, agent) = setup(t, |_| {}).await;
     server.push_fault(Fault::CutStream);
@@ -340,6 +395,8 @@ macro_rules! conformance {
             #[tokio::test] async fn a_hanging_server_times_out() { super::a_hanging_server_times_out(T).await }
             #[tokio::test] async fn malformed_json_is_a_bad_response() { super::malformed_json_is_a_bad_response(T).await }
             #[tokio::test] async fn empty_choices_are_a_bad_response() { super::empty_choices_are_a_bad_response(T).await }
+            #[tokio::test] async fn empty_answers_are_a_bad_response() { super::empty_answers_are_a_bad_response(T).await }
+            #[tokio::test(start_paused = true)] async fn each_timeout_class_fires_within_its_bound() { super::each_timeout_class_fires_within_its_bound(T).await }
             #[tokio::test] async fn a_stream_cut_midway_is_transient() { super::a_stream_cut_midway_is_transient(T).await }
             #[tokio::test] async fn cancellation_ends_the_call() { super::cancellation_ends_the_call(T).await }
             #[tokio::test] async fn connections_are_pooled() { super::connections_are_pooled(T).await }

@@ -233,3 +233,39 @@ async fn a_server_already_running_is_used_not_started() {
     assert_eq!(s.starts().await, 0);
     assert!(server.requests().iter().any(|r| r.path == "/health"));
 }
+
+/// The fault suite with every setting at its default: a primary that hangs before
+/// answering, stalls in the middle of its answer or answers nothing hands the request to
+/// its fallback within two minutes (tokio's virtual clock; the mock server sleeps on it too).
+#[tokio::test(start_paused = true)]
+async fn with_default_settings_dead_backends_fall_back_within_two_minutes() {
+    for fault in [Fault::Hang, Fault::HangAfterHeaders, Fault::StallMidStream, Fault::EmptyAnswer] {
+        let primary = MockServer::start(MockApi::OpenAi).await.unwrap();
+        let backup = MockServer::start(MockApi::OpenAi).await.unwrap();
+        backup.set_answer(&["from ", "backup"]);
+        primary.fail_always(Some(fault.clone()));
+        let mut p = AgentConfig::new(AgentKind::Llamacpp);
+        p.base_url = Some(format!("{}/v1", primary.url()));
+        p.fallback = vec!["backup".into()];
+        let mut b = AgentConfig::new(AgentKind::Llamacpp);
+        b.base_url = Some(format!("{}/v1", backup.url()));
+        let configs = BTreeMap::from([("primary".to_string(), p), ("backup".to_string(), b)]);
+        let registry = AgentRegistry::build(&configs, options(OfflineMode::online()));
+        let agent = registry.agent("primary").unwrap();
+        for ctx in [CallContext::new(), Captured::default().context()] {
+            let started = tokio::time::Instant::now();
+            let r = agent.call(&AgentRequest::prompt("hi"), &ctx).await.unwrap();
+            let took = started.elapsed();
+            assert_eq!(r.agent, "backup", "{fault:?}");
+            assert_eq!(r.text, "from backup");
+            assert!(took < Duration::from_secs(120), "{fault:?}: fell back after {took:?}");
+            let tries = primary.requests().iter().filter(|q| q.method == "POST").count();
+            assert!(tries >= 1, "{fault:?}");
+        }
+        // A timeout is retried once, not max_attempts times.
+        if matches!(fault, Fault::Hang | Fault::StallMidStream) {
+            let posts = primary.requests().iter().filter(|q| q.method == "POST").count();
+            assert_eq!(posts, 4, "{fault:?}: two attempts per call");
+        }
+    }
+}

@@ -102,6 +102,39 @@ async fn retries_stop_at_max_attempts() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_timed_out_attempt_is_retried_once() {
+    let timeout = AdapterError::Timeout {
+        agent: "a".into(),
+        endpoint: "http://127.0.0.1:9/v1".into(),
+        after: Duration::from_secs(30),
+        phase: "first byte",
+    };
+    let fake = Arc::new(ScriptedAgent::new("a").then_fail(timeout));
+    let e = Retry::new(fake.clone(), retry_policy(5))
+        .call(&prompt(), &CallContext::new())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, AdapterError::Timeout { .. }), "{e}");
+    assert_eq!(fake.calls().len(), 2, "one attempt and one retry, not five");
+    // Other transient failures still use every attempt, also after a timeout.
+    let fake = Arc::new(
+        ScriptedAgent::new("a")
+            .then_fail(AdapterError::Timeout {
+                agent: "a".into(),
+                endpoint: "x".into(),
+                after: Duration::from_secs(1),
+                phase: "idle",
+            })
+            .then_fail(transient("a")),
+    );
+    Retry::new(fake.clone(), retry_policy(4))
+        .call(&prompt(), &CallContext::new())
+        .await
+        .unwrap_err();
+    assert_eq!(fake.calls().len(), 4);
+}
+
+#[tokio::test(start_paused = true)]
 async fn non_transient_errors_fail_fast() {
     for e in [
         AdapterError::Auth { agent: "a".into(), message: "bad key".into() },

@@ -229,10 +229,16 @@ impl Config {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
-    /// Where troupe keeps its store, run records and assets. `$TROUPE_HOME` wins over it;
+    /// Where troupe keeps its store and run records. `$TROUPE_HOME` wins over it;
     /// without either, the platform's data folder (`~/.local/share/troupe` on Linux).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
+    /// Where the offline assets are installed (ONNX Runtime, the embedding model, the local
+    /// model server). `$TROUPE_ASSETS` wins over it; without either, the user's data
+    /// folder's `assets` (`~/.local/share/troupe/assets`), whatever the data folder: one
+    /// install serves every `TROUPE_HOME`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub assets_dir: Option<PathBuf>,
     /// The project runs work on; without it, the current directory.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub project_path: Option<PathBuf>,
@@ -295,6 +301,7 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             data_dir: None,
+            assets_dir: None,
             project_path: None,
             offline: false,
             default_workflow: "default".to_string(),
@@ -580,9 +587,17 @@ impl Config {
     }
 
     /// The offline assets folder (ONNX Runtime, the embedding model, the local model
-    /// server and its model), as installed by `scripts/setup.sh`.
+    /// server and its model), as installed by `scripts/setup.sh`: `$TROUPE_ASSETS`, else
+    /// `settings.assets_dir`, else [`default_assets_dir`]. The only place that decides it;
+    /// independent of the data folder, so every `TROUPE_HOME` shares one install.
     pub fn assets_dir(&self) -> PathBuf {
-        self.data_dir().join("assets")
+        if let Some(dir) = std::env::var_os("TROUPE_ASSETS").filter(|v| !v.is_empty()) {
+            return PathBuf::from(dir);
+        }
+        if let Some(dir) = &self.settings.assets_dir {
+            return dir.clone();
+        }
+        default_assets_dir()
     }
 
     /// The project folder: `settings.project_path`, else the current directory.
@@ -615,6 +630,13 @@ impl Config {
         }
         out
     }
+}
+
+/// Where `scripts/setup.sh` installs the offline assets when neither `$TROUPE_ASSETS` nor
+/// `settings.assets_dir` says otherwise: `assets` in the user's data folder
+/// (`~/.local/share/troupe/assets` on Linux), not in `$TROUPE_HOME`.
+pub fn default_assets_dir() -> PathBuf {
+    default_data_dir().join("assets")
 }
 
 /// The platform data folder for troupe, without looking at the configuration.

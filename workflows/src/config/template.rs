@@ -14,11 +14,14 @@ pub const INIT_TEMPLATE: &str = r#"# troupe.toml — configuration for troupe.
 #   TROUPE_OFFLINE, TROUPE_PROJECT, TROUPE_WORKFLOW, TROUPE_PLANNER, TROUPE_MAX_CONCURRENT_RUNS,
 #   TROUPE_AGENT_<NAME>_{BASE_URL,MODEL,COMMAND,ENABLED,TIMEOUT_SECS}   (e.g. TROUPE_AGENT_LOCAL_CODE_MODEL)
 #   TROUPE_TELEMETRY_{ENDPOINT,SERVICE_NAME,SAMPLE_RATIO}
-# and TROUPE_HOME sets the data folder.
+# TROUPE_HOME sets the data folder and TROUPE_ASSETS the offline assets folder.
 
 [settings]
-# Where the store, run records and offline assets live (default: ~/.local/share/troupe).
+# Where the store and run records live (default: ~/.local/share/troupe).
 # data_dir = "/var/lib/troupe"
+# Where scripts/setup.sh installed the offline assets (default: ~/.local/share/troupe/assets,
+# shared by every data folder).
+# assets_dir = "/opt/troupe/assets"
 # The project runs work on (default: the current directory).
 # project_path = "."
 # Only call agents on this machine, and open no other connection.

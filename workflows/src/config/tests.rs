@@ -837,4 +837,27 @@ fn the_template_restates_the_validate_and_edits_defaults() {
     assert_eq!(loaded.config.validate, ValidateConfig::default());
     assert_eq!(loaded.config.edits, EditsConfig::default());
     assert_eq!(loaded.config.settings.apply, ApplyMode::Ask);
+
+fn time_bounds_are_checked_where_they_are_written() {
+    let text = r#"[agents.slow]
+kind = "openai"
+base_url = "http://127.0.0.1:9000/v1"
+model = "m"
+timeout_secs = 60
+idle_timeout_secs = 0
+first_byte_timeout_secs = 120
+"#;
+    let loaded = load(text);
+    let msgs = messages(&loaded.problems);
+    assert!(
+        msgs.iter().any(|m| m.starts_with("troupe.toml:6:")
+            && m.contains("idle_timeout_secs must be at least 1")),
+        "{msgs:#?}"
+    );
+    assert!(
+        msgs.iter().any(|m| m.starts_with("troupe.toml:7:")
+            && m.contains("first_byte_timeout_secs = 120 is longer than timeout_secs = 60")),
+        "{msgs:#?}"
+    );
+    assert_eq!(loaded.problems.errors().count(), 1, "{msgs:#?}");
 }

@@ -231,6 +231,26 @@ impl Validator<'_> {
                     format!("agent `{name}`: timeout_secs must be at least 1"),
                 );
             }
+            for (field, value) in [
+                ("connect_timeout_secs", Some(agent.connect_timeout_secs)),
+                ("first_byte_timeout_secs", agent.first_byte_timeout_secs),
+                ("idle_timeout_secs", Some(agent.idle_timeout_secs)),
+            ] {
+                if value == Some(0) {
+                    self.error(&at(field), format!("agent `{name}`: {field} must be at least 1"));
+                } else if let Some(v) =
+                    value.filter(|v| agent.kind.is_http() && *v > agent.timeout_secs)
+                {
+                    self.warn(
+                        &at(field),
+                        format!(
+                            "agent `{name}`: {field} = {v} is longer than timeout_secs = {}, \
+                             which caps the whole call; it never fires",
+                            agent.timeout_secs
+                        ),
+                    );
+                }
+            }
             if agent.retry.max_attempts == 0 {
                 self.error(
                     &[Key("agents"), Key(name.as_str()), Key("retry"), Key("max_attempts")],
