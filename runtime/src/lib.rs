@@ -30,8 +30,8 @@ mod settings;
 pub mod store;
 pub mod supervisor;
 mod telemetry;
-mod work;
 pub mod usage;
+mod work;
 
 pub use budget::MIN_ANSWER_TOKENS;
 pub use error::{Error, Result};

@@ -3,6 +3,7 @@
 
 use troupe_change::edit::EditFormat;
 use troupe_change::safety::Policy;
+use troupe_workflows::config::{EditFormat as ConfigFormat, ValidateWhen};
 use troupe_workflows::{Config, WorkflowConfig};
 
 /// How the validators run for a workflow.
@@ -20,18 +21,29 @@ pub(crate) struct ValidateSettings {
 
 /// The validators' settings for `workflow` (its own `validate` over the global one).
 pub(crate) fn validate(config: &Config, workflow: &WorkflowConfig) -> ValidateSettings {
-    let _ = (config, workflow);
-    ValidateSettings { enabled: true, commands: Vec::new(), timeout_secs: 600, after_change: true }
+    let v = config.validate_for(workflow);
+    ValidateSettings {
+        enabled: v.enabled,
+        commands: v.commands,
+        timeout_secs: v.timeout_secs,
+        after_change: v.when == ValidateWhen::AfterChange,
+    }
 }
 
 /// The edit format asked of HTTP models.
 pub(crate) fn edit_format(config: &Config) -> EditFormat {
-    let _ = config;
-    EditFormat::Auto
+    match config.edits.format {
+        ConfigFormat::WholeFile => EditFormat::WholeFile,
+        ConfigFormat::SearchReplace => EditFormat::SearchReplace,
+        ConfigFormat::Auto => EditFormat::Auto,
+    }
 }
 
 /// Patch safety for edits.
 pub(crate) fn edit_policy(config: &Config) -> Policy {
-    let _ = config;
-    Policy::default()
+    Policy {
+        protected: config.edits.protected.clone(),
+        max_files: config.edits.max_files,
+        max_lines: config.edits.max_lines,
+    }
 }

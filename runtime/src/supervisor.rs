@@ -638,6 +638,7 @@ async fn run_step(
         vars.insert("evidence", e.clone());
     }
     let mut unverified = false;
+    let mut shown: Vec<String> = Vec::new();
     if let Some(ws) = &record.workspace {
         if work_step {
             let changed: Vec<std::path::PathBuf> =
@@ -652,6 +653,7 @@ async fn run_step(
             .await
             .unwrap_or_default();
             vars.insert("file_list", all.join("\n"));
+            shown = all;
             if edits_by_answer {
                 vars.insert("files", crate::work::files_text(&files));
                 vars.insert(
@@ -803,6 +805,7 @@ async fn run_step(
             record,
             plan,
             &request,
+            &shown,
             &mut step,
             &mut caller,
             cancel,
@@ -852,6 +855,7 @@ async fn change_of_step(
     record: &mut RunRecord,
     plan: &StepPlan,
     request: &AgentRequest,
+    shown: &[String],
     step: &mut StepRecord,
     caller: &mut Caller<'_>,
     cancel: &CancellationToken,
@@ -863,7 +867,7 @@ async fn change_of_step(
     let mut reasked = false;
     if edits_by_answer {
         let answer = step.response.clone().unwrap_or_default();
-        let first = crate::work::apply_answer(&dir, &answer, &policy).await?;
+        let first = crate::work::apply_answer(&dir, &answer, shown, &policy).await?;
         let problems = first.problems().or_else(|| {
             crate::work::code_without_files(&answer).then(|| {
                 "Your answer has code but no file path before it, so nothing could be applied. \
@@ -883,7 +887,7 @@ async fn change_of_step(
             if let Ok(a) = caller.call(&again).await {
                 step.tokens.add(a.tokens);
                 step.cost += a.cost;
-                let second = crate::work::apply_answer(&dir, &a.text, &policy).await?;
+                let second = crate::work::apply_answer(&dir, &a.text, shown, &policy).await?;
                 if let Some(first) = outcome.as_mut() {
                     first.changed.extend(second.changed);
                     first.refused = second.refused;

@@ -243,17 +243,22 @@ pub(crate) fn edit_instructions(format: EditFormat, files: &[PromptFile]) -> Str
     edit::instructions(format, &sizes)
 }
 
-/// What an answer's edits did to the workspace.
+/// What an answer's edits did to the workspace. `shown` are the paths the model was shown
+/// (a bare file name it wrote is matched to one of them).
 pub(crate) async fn apply_answer(
     dir: &Path,
     answer: &str,
+    shown: &[String],
     policy: &Policy,
 ) -> Result<EditOutcome, String> {
-    let edits = edit::parse(answer);
     let dir = dir.to_path_buf();
+    let answer = answer.to_string();
+    let shown = shown.to_vec();
     let policy = policy.clone();
     blocking(move || {
-        edit::apply(&dir, &edits, &policy).map_err(|e| format!("cannot write the edits: {e}"))
+        edit::apply_answer(&dir, &answer, &shown, &policy)
+            .map(|(_, outcome)| outcome)
+            .map_err(|e| format!("cannot write the edits: {e}"))
     })
     .await
 }
