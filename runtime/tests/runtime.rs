@@ -1021,7 +1021,7 @@ async fn a_run_fixes_the_bug_in_its_workspace_and_leaves_the_project_alone() {
 async fn failing_checks_outweigh_an_approving_review() {
     // The coder's "fix" changes nothing that matters; the reviewer approves anyway.
     let wrong = "calc.py\n```python\ndef add(a, b):\n    return b - a\n```\n";
-    let coder = Scripted::new("coder", &[Act::Say(wrong), Act::Say(wrong)]);
+    let coder = Scripted::new("coder", &[Act::Say(wrong), Act::Say(wrong), Act::Say(wrong)]);
     let reviewer = Scripted::new("reviewer", &[Act::Say(APPROVE)]);
     let w = ws_harness(&[("coder", coder.clone()), ("reviewer", reviewer)], 1);
     let record = run_in_repo(&w, "add() subtracts; make it add").await;
@@ -1031,10 +1031,12 @@ async fn failing_checks_outweigh_an_approving_review() {
         Some(troupe_workflows::engine::FinishReason::ValidatorsFailed)
     );
     assert_eq!(record.verified, Some(false));
-    // The refine step ran (the approval did not count) and saw the failing assertion.
+    // The refine step ran (the approval did not count) and saw the failing assertion; its
+    // answer changed nothing, so it was asked once more.
     let prompts = coder.prompts();
-    assert_eq!(prompts.len(), 2, "implement and refine");
+    assert_eq!(prompts.len(), 3, "implement, refine, and the refine's re-ask");
     assert!(prompts[1].contains("AssertionError"), "{}", prompts[1]);
+    assert!(prompts[2].contains("changes nothing"), "{}", prompts[2]);
 }
 
 #[actix::test]

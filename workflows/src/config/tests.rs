@@ -837,7 +837,9 @@ fn the_template_restates_the_validate_and_edits_defaults() {
     assert_eq!(loaded.config.validate, ValidateConfig::default());
     assert_eq!(loaded.config.edits, EditsConfig::default());
     assert_eq!(loaded.config.settings.apply, ApplyMode::Ask);
+}
 
+#[test]
 fn time_bounds_are_checked_where_they_are_written() {
     let text = r#"[agents.slow]
 kind = "openai"
