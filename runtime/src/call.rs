@@ -299,7 +299,7 @@ impl<'a> Caller<'a> {
             .with_workdir(self.workdir.clone())
             .with_events(EventSink::new(move |e: &AgentEvent| {
                 note_agent_event(&breakers, &metrics, e);
-                let message = redactor.redact_string(describe(e));
+                let message = redactor.redact_string(e.to_string());
                 audit.append(&run_id, AuditEvent::Agent { pos, message: message.clone() });
                 if let Some(events) = &agent_events {
                     let _ = events.send(RunEvent::Agent { run_id: run_id.clone(), pos, message });
@@ -397,28 +397,3 @@ pub(crate) fn note_agent_event(
     }
 }
 
-/// An adapter event in words.
-fn describe(event: &AgentEvent) -> String {
-    match event {
-        AgentEvent::RetryScheduled { agent, attempt, delay_ms, error } => {
-            format!("{agent}: retry {attempt} in {delay_ms} ms after: {error}")
-        }
-        AgentEvent::FallbackTaken { from, to, error } => {
-            format!("fallback from {from} to {to} after: {error}")
-        }
-        AgentEvent::BreakerOpened { agent, failures, recovery_ms } => {
-            format!(
-                "{agent}: circuit breaker opened after {failures} failures (retry in {recovery_ms} ms)"
-            )
-        }
-        AgentEvent::BreakerHalfOpen { agent } => {
-            format!("{agent}: circuit breaker half-open, trying one call")
-        }
-        AgentEvent::BreakerClosed { agent } => format!("{agent}: circuit breaker closed"),
-        AgentEvent::RateLimitWait { agent, wait_ms } => {
-            format!("{agent}: waiting {wait_ms} ms for its rate limit")
-        }
-        AgentEvent::OfflineSkipped { agent } => format!("{agent}: skipped (offline mode)"),
-        other => format!("{other:?}"),
-    }
-}
