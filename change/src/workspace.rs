@@ -186,6 +186,27 @@ impl Workspace {
         Ok(Some(Commit { id: new, files }))
     }
 
+    /// Moves the run back to `commit` (one of its own commits), dropping what came after it
+    /// and anything uncommitted — to try another candidate for a step from the same start.
+    /// Only the run's own checkout moves (its branch, in its worktree or copy); in place,
+    /// where the folder is the user's, nothing is touched and `false` is returned.
+    pub fn reset_to(&mut self, commit: &str) -> Result<bool> {
+        if self.kind == WorkspaceKind::InPlace {
+            return Ok(false);
+        }
+        let git = self.git()?;
+        git.run(["reset", "-q", "--hard", commit])?;
+        git.run(["clean", "-q", "-fd"])?;
+        self.head = git.run(["rev-parse", "HEAD"])?.trim().to_string();
+        Ok(true)
+    }
+
+    /// The commit `commit` was made on (its first parent).
+    pub fn parent_of(&self, commit: &str) -> Result<String> {
+        let git = self.git()?;
+        Ok(git.run(["rev-parse", &format!("{commit}^")])?.trim().to_string())
+    }
+
     /// The run's committed change: base..head.
     pub fn diff(&self) -> Result<Change> {
         let git = self.git()?;

@@ -639,3 +639,25 @@ fn a_project_that_is_itself_a_linked_worktree_works() {
     assert_eq!(worktrees.matches("worktree ").count(), 2, "{worktrees}");
     assert!(branches(&f.project).iter().all(|b| !b.contains("troupe/")));
 }
+
+#[test]
+fn reset_to_goes_back_to_an_earlier_commit_of_the_run_and_leaves_the_user_alone() {
+    let f = repo();
+    let before = user_state(&f.project);
+    let mut ws = f.workspaces.create(&f.project, RUN, false, &[]).unwrap();
+    let start = ws.head.clone();
+    write(&ws.dir.join("a.txt"), "changed\n");
+    ws.commit("candidate").unwrap().unwrap();
+    write(&ws.dir.join("stray.txt"), "uncommitted\n");
+    assert!(ws.reset_to(&start).unwrap());
+    assert_eq!(ws.head, start);
+    assert_eq!(read(&ws.dir.join("a.txt")), "one\ntwo\nthree\n");
+    assert!(!ws.dir.join("stray.txt").exists());
+    assert!(ws.diff().unwrap().is_empty());
+    assert_eq!(user_state(&f.project), before);
+    // In place the folder is the user's: nothing moves.
+    let mut inplace = f.workspaces.create(&f.project, "0193a1b2-inplace", true, &[]).unwrap();
+    let head = inplace.head.clone();
+    assert!(!inplace.reset_to(&head).unwrap());
+    assert_eq!(user_state(&f.project), before);
+}

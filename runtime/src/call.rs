@@ -84,6 +84,8 @@ pub(crate) struct Caller<'a> {
     workdir: PathBuf,
     events: Option<broadcast::Sender<RunEvent>>,
     cancel: CancellationToken,
+    /// The run's tokens and cost before this caller's first call.
+    before: (Tokens, f64),
 }
 
 impl<'a> Caller<'a> {
@@ -108,6 +110,7 @@ impl<'a> Caller<'a> {
             workdir,
             events: None,
             cancel: cancel.clone(),
+            before: (run.tokens, run.cost),
         }
     }
 
@@ -123,10 +126,12 @@ impl<'a> Caller<'a> {
         self
     }
 
-    /// Count what an earlier call of this caller used against the budgets of the next.
-    pub(crate) fn count(&mut self, tokens: Tokens, cost: f64) {
+    /// What this caller's calls have used so far (in all), counted against the budgets of
+    /// its next call on top of what the run had used before.
+    pub(crate) fn used(&mut self, tokens: Tokens, cost: f64) {
+        self.run.tokens = self.before.0;
         self.run.tokens.add(tokens);
-        self.run.cost += cost;
+        self.run.cost = self.before.1 + cost;
     }
 
     /// The agent called first.
@@ -396,4 +401,3 @@ pub(crate) fn note_agent_event(
         _ => {}
     }
 }
-

@@ -333,6 +333,14 @@ pub struct StepChange {
     /// Whether the agent was asked again because its edits did not apply.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub reasked: bool,
+    /// Which sampled answer this change is (0: the first answer; n: the n-th extra candidate,
+    /// kept because it passed the validators where the first did not).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub candidate: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl StepChange {
@@ -358,6 +366,9 @@ impl StepChange {
         }
         if !self.failed.is_empty() {
             s.push_str(&format!("; {} edit(s) did not apply", self.failed.len()));
+        }
+        if self.candidate > 0 {
+            s.push_str(&format!("; candidate {} passed the checks", self.candidate));
         }
         s
     }

@@ -208,7 +208,7 @@ async fn plan_with(
             Ok(a) => {
                 used.0.add(a.tokens);
                 used.1 += a.cost;
-                caller.count(a.tokens, a.cost);
+                caller.used(used.0, used.1);
                 a.text
             }
             Err(Failure::Refused { reason, .. }) => {

@@ -305,7 +305,11 @@ async fn drive_run(job: RunJob, cancel: CancellationToken, run_span: Span) {
                     .await;
                     drop(span);
                     match result {
-                        Ok(step) => {
+                        Ok((step, checked)) => {
+                            if let Some(c) = checked {
+                                engine.record_check(c.passed());
+                                last_check = Some(c);
+                            }
                             record.tokens.add(step.tokens);
                             record.cost += step.cost;
                             context_nodes.extend(step.context_nodes.iter().cloned());
@@ -341,6 +345,9 @@ async fn drive_run(job: RunJob, cancel: CancellationToken, run_span: Span) {
                                 record.error = Some(error);
                             } else if step.change.as_ref().is_some_and(|c| c.commit.is_some())
                                 && !record.validators.is_empty()
+                                && last_check.as_ref().is_none_or(|c| {
+                                    record.workspace.as_ref().is_some_and(|w| w.head != c.commit)
+                                })
                                 && crate::settings::validate(&shared.config, &record.workflow)
                                     .after_change
                             {
@@ -613,7 +620,7 @@ async fn run_step(
     events: &broadcast::Sender<RunEvent>,
     cancel: &CancellationToken,
     span: &Span,
-) -> Result<StepRecord, StepStop> {
+) -> Result<(StepRecord, Option<CheckRecord>), StepStop> {
     let run_id = record.id.clone();
     let pos = plan.pos;
     let started = Instant::now();
@@ -825,6 +832,34 @@ async fn run_step(
             step.change = Some(change);
         }
     }
+    // When the change fails the validators, other answers sampled from the same start may
+    // not: each is checked, and the first that passes is kept.
+    let mut checked = None;
+    if step.state == StepState::Completed
+        && edits_by_answer
+        && step.change.as_ref().is_some_and(|c| c.commit.is_some())
+        && !record.validators.is_empty()
+    {
+        match sample_candidates(
+            shared,
+            record,
+            plan,
+            &request,
+            &shown,
+            &mut step,
+            &mut caller,
+            events,
+            cancel,
+        )
+        .await
+        {
+            Ok(c) => checked = Some(c),
+            Err(e) => {
+                step.state = StepState::Failed;
+                step.note = Some(e);
+            }
+        }
+    }
     step.finished_at = Some(Utc::now());
     step.latency_ms = started.elapsed().as_millis() as u64;
     shared.metrics.record_step(plan.role.as_str(), started.elapsed());
@@ -844,7 +879,98 @@ async fn run_step(
         return Err(StepStop::Budget(reason));
     }
     emit(events, crate::events::step_finished(&step));
-    Ok(step)
+    Ok((step, checked))
+}
+
+/// Check a work step's change; when it fails and `[edits] candidates` allows, sample more
+/// answers from the step's start at `candidate_temperature`, each applied, committed and
+/// checked, and keep the first that passes — else go back to the first answer. Returns the
+/// check of the change that is kept.
+#[allow(clippy::too_many_arguments)]
+async fn sample_candidates(
+    shared: &Arc<Shared>,
+    record: &mut RunRecord,
+    plan: &StepPlan,
+    request: &AgentRequest,
+    shown: &[String],
+    step: &mut StepRecord,
+    caller: &mut Caller<'_>,
+    events: &broadcast::Sender<RunEvent>,
+    cancel: &CancellationToken,
+) -> Result<CheckRecord, String> {
+    let first = crate::work::check(shared, record, plan.pos, events, cancel).await?;
+    let edits = &shared.config.edits;
+    let (Some(change), Some(ws)) = (step.change.clone(), record.workspace.as_ref()) else {
+        return Ok(first);
+    };
+    if first.passed() || edits.candidates == 0 || cancel.is_cancelled() {
+        return Ok(first);
+    }
+    let first_head = ws.head.clone();
+    // The step's start: the commit its change was made on.
+    let start = match crate::work::parent(ws, &first_head).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(run = %record.id, error = %e, "no candidates: the step's start is unknown");
+            return Ok(first);
+        }
+    };
+    let policy = crate::settings::edit_policy(&shared.config);
+    let dir = ws.dir.clone();
+    for i in 1..=edits.candidates {
+        if cancel.is_cancelled() {
+            break;
+        }
+        let note = format!(
+            "the checks fail; trying another answer ({i} of {}) at temperature {}",
+            edits.candidates, edits.candidate_temperature
+        );
+        emit(events, RunEvent::Agent { run_id: record.id.clone(), pos: plan.pos, message: note });
+        let Some(ws) = record.workspace.as_mut() else { break };
+        if !crate::work::reset_to(ws, &start).await? {
+            break; // in place: the folder is the user's, nothing is rolled back
+        }
+        caller.used(step.tokens, step.cost);
+        let mut again = request.clone();
+        again.options.temperature = Some(edits.candidate_temperature);
+        again.options.seed = Some(u64::from(i));
+        let Ok(answer) = caller.call(&again).await else { continue };
+        step.tokens.add(answer.tokens);
+        step.cost += answer.cost;
+        let outcome = crate::work::apply_answer(&dir, &answer.text, shown, &policy).await?;
+        let message = format!("{}:{} (candidate {i})", plan.agent, plan.role);
+        let Some(commit) = crate::work::commit(ws, message).await? else { continue };
+        let check = crate::work::check(shared, record, plan.pos, events, cancel).await?;
+        if check.passed() {
+            let mut kept = crate::work::step_change(Some(&outcome), Some(commit), false);
+            kept.candidate = i;
+            record.files = match record.workspace.as_ref() {
+                Some(ws) => crate::work::diff(ws).await.map(|d| d.files).unwrap_or_default(),
+                None => Vec::new(),
+            };
+            emit(
+                events,
+                RunEvent::Changed {
+                    run_id: record.id.clone(),
+                    pos: plan.pos,
+                    change: kept.clone(),
+                },
+            );
+            step.response = Some(answer.text);
+            step.change = Some(kept);
+            return Ok(check);
+        }
+    }
+    // None passed: the first answer's change stands, with its check.
+    if let Some(ws) = record.workspace.as_mut() {
+        crate::work::reset_to(ws, &first_head).await?;
+    }
+    shared
+        .store
+        .put_check(&first)
+        .map_err(|e| format!("cannot persist the validators' run: {e}"))?;
+    step.change = Some(change);
+    Ok(first)
 }
 
 /// Apply a work step's answer to the workspace (HTTP models; a CLI agent edited the files
@@ -878,7 +1004,7 @@ async fn change_of_step(
         outcome = Some(first);
         if let Some(problems) = problems.filter(|_| !cancel.is_cancelled()) {
             reasked = true;
-            caller.count(step.tokens, step.cost);
+            caller.used(step.tokens, step.cost);
             let mut again = request.clone();
             again.messages.push(Message::assistant(answer.clone()));
             again.messages.push(Message::user(format!(

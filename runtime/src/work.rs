@@ -303,6 +303,7 @@ pub(crate) fn step_change(
             .map(|o| o.failed.iter().map(|f| format!("{}: {}", f.path, f.message)).collect())
             .unwrap_or_default(),
         reasked,
+        candidate: 0,
     }
 }
 
@@ -428,4 +429,28 @@ pub(crate) fn without_file_notes(
         nodes: block.nodes.iter().filter(|n| !n.starts_with("file-")).cloned().collect(),
         text,
     }
+}
+
+/// The commit a run's commit was made on.
+pub(crate) async fn parent(ws: &Workspace, commit: &str) -> Result<String, String> {
+    let w = ws.clone();
+    let commit = commit.to_string();
+    blocking(move || {
+        w.parent_of(&commit).map_err(|e| format!("cannot read the run's history: {e}"))
+    })
+    .await
+}
+
+/// Move the run's checkout back to `commit` (see `Workspace::reset_to`); `false` in place.
+pub(crate) async fn reset_to(ws: &mut Workspace, commit: &str) -> Result<bool, String> {
+    let mut w = ws.clone();
+    let commit = commit.to_string();
+    let (w, moved) = blocking(move || {
+        let moved =
+            w.reset_to(&commit).map_err(|e| format!("cannot roll the workspace back: {e}"))?;
+        Ok((w, moved))
+    })
+    .await?;
+    *ws = w;
+    Ok(moved)
 }

@@ -948,7 +948,16 @@ struct WsHarness {
 }
 
 fn ws_harness(agents: &[(&str, Arc<Scripted>)], max_iterations: u32) -> WsHarness {
+    ws_harness_with(agents, max_iterations, 0)
+}
+
+fn ws_harness_with(
+    agents: &[(&str, Arc<Scripted>)],
+    max_iterations: u32,
+    candidates: u32,
+) -> WsHarness {
     let mut config = config();
+    config.edits.candidates = candidates;
     config.workflows.get_mut("irr").unwrap().max_iterations = max_iterations;
     let data = tempfile::tempdir().unwrap();
     let agents: BTreeMap<String, Arc<dyn Agent>> =
@@ -1070,4 +1079,42 @@ async fn a_hostile_edit_is_refused_and_never_written() {
     let change = steps[0].change.clone().unwrap();
     assert_eq!(change.refused.len(), 2, "{change:?}");
     assert!(change.commit.is_none());
+}
+
+#[actix::test]
+async fn when_the_checks_fail_another_sampled_answer_that_passes_is_kept() {
+    let wrong = "calc.py\n```python\ndef add(a, b):\n    return b - a\n```\n";
+    let coder = Scripted::new("coder", &[Act::Say(wrong), Act::Say(wrong), Act::Say(FIX)]);
+    let reviewer = Scripted::new("reviewer", &[Act::Say(APPROVE)]);
+    let w = ws_harness_with(&[("coder", coder.clone()), ("reviewer", reviewer)], 1, 2);
+    let record = run_in_repo(&w, "add() subtracts; make it add").await;
+    assert_eq!(record.state, RunState::Completed, "{:?}", record.error);
+    assert_eq!(coder.prompts().len(), 3, "the first answer and two candidates");
+    let (_, steps) = w.h.runtime.run(&record.id).unwrap();
+    assert_eq!(steps[0].change.as_ref().unwrap().candidate, 2);
+    let ws = record.workspace.unwrap();
+    assert!(std::fs::read_to_string(ws.dir.join("calc.py")).unwrap().contains("a + b"));
+    // The history holds only the kept candidate's commit on top of the base.
+    assert_eq!(record.files.len(), 1);
+    assert_eq!(tokens_of(&steps[0]), 45, "three calls of 15 tokens");
+}
+
+#[actix::test]
+async fn when_no_candidate_passes_the_first_answer_stands() {
+    let wrong = "calc.py\n```python\ndef add(a, b):\n    return b - a\n```\n";
+    let other = "calc.py\n```python\ndef add(a, b):\n    return a * b\n```\n";
+    let coder = Scripted::new("coder", &[Act::Say(wrong), Act::Say(other), Act::Say(other)]);
+    let reviewer = Scripted::new("reviewer", &[Act::Say(APPROVE)]);
+    let w = ws_harness_with(&[("coder", coder.clone()), ("reviewer", reviewer)], 1, 2);
+    let record = run_in_repo(&w, "add() subtracts; make it add").await;
+    assert_eq!(record.state, RunState::Failed);
+    let ws = record.workspace.unwrap();
+    assert!(std::fs::read_to_string(ws.dir.join("calc.py")).unwrap().contains("b - a"));
+    let checks = w.h.runtime.store().checks(&record.id).unwrap();
+    let last = checks.last().unwrap();
+    assert_eq!(last.commit, ws.head, "the stored check is of the change that stands");
+}
+
+fn tokens_of(step: &troupe_runtime::StepRecord) -> u64 {
+    step.tokens.total()
 }

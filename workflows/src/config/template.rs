@@ -79,6 +79,8 @@ format = "auto"                         # auto (whole files up to 200 lines, els
 protected = [".env*", "*.pem", "*.key", ".git/**"]   # never written; setting this replaces the list
 max_files = 20                          # per step; over a limit, the step's edits are all refused
 max_lines = 1500                        # lines added plus removed, per step
+candidates = 2                          # when a step's change fails the validators: sample this many more answers, keep one that passes
+candidate_temperature = 0.8             # their sampling temperature
 
 # An OpenAI-compatible server. The key is read from the environment variable NAMED here;
 # troupe never stores or logs the key itself.

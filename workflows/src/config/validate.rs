@@ -441,6 +441,21 @@ impl Validator<'_> {
                 );
             }
         }
+        if edits.candidates > 10 {
+            self.error(
+                &[Key("edits"), Key("candidates")],
+                format!("edits.candidates = {} is too many; use 0 to 10 (each is a model call and a validator run)", edits.candidates),
+            );
+        }
+        if !(0.0..=2.0).contains(&edits.candidate_temperature) {
+            self.error(
+                &[Key("edits"), Key("candidate_temperature")],
+                format!(
+                    "edits.candidate_temperature = {} is out of range; use 0 to 2",
+                    edits.candidate_temperature
+                ),
+            );
+        }
         for (i, glob) in edits.protected.iter().enumerate() {
             if glob.trim().is_empty() {
                 self.error(
