@@ -88,7 +88,11 @@ impl Agent for Retry {
             .when(|e: &AdapterError| {
                 let timed_out = matches!(e, AdapterError::Timeout { .. })
                     && timeouts.fetch_add(1, Ordering::Relaxed) >= MAX_TIMEOUT_RETRIES;
-                e.is_retryable() && !timed_out && !ctx.cancel.is_cancelled()
+                // A local server that gave no first byte is still reading the prompt it
+                // has (one slot): asking again only queues behind it. Fall back instead.
+                let local_busy = matches!(e, AdapterError::Timeout { phase: "first byte", endpoint, .. }
+                    if crate::config::is_loopback_url(endpoint));
+                e.is_retryable() && !timed_out && !local_busy && !ctx.cancel.is_cancelled()
             })
             .adjust(|e: &AdapterError, next: Option<Duration>| {
                 let delay = match (e.retry_after(), next) {

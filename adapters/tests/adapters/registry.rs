@@ -262,10 +262,13 @@ async fn with_default_settings_dead_backends_fall_back_within_two_minutes() {
             let tries = primary.requests().iter().filter(|q| q.method == "POST").count();
             assert!(tries >= 1, "{fault:?}");
         }
-        // A timeout is retried once, not max_attempts times.
-        if matches!(fault, Fault::Hang | Fault::StallMidStream) {
-            let posts = primary.requests().iter().filter(|q| q.method == "POST").count();
-            assert_eq!(posts, 4, "{fault:?}: two attempts per call");
+        // A stalled answer is retried once, not max_attempts times; a local server that
+        // gives no first byte is still busy with the prompt, so it is not asked again.
+        let posts = primary.requests().iter().filter(|q| q.method == "POST").count();
+        match fault {
+            Fault::StallMidStream => assert_eq!(posts, 4, "{fault:?}: two attempts per call"),
+            Fault::Hang => assert_eq!(posts, 2, "{fault:?}: one attempt per call"),
+            _ => {}
         }
     }
 }

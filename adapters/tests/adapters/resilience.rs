@@ -102,10 +102,38 @@ async fn retries_stop_at_max_attempts() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_timed_out_attempt_is_retried_once() {
+async fn a_local_server_without_a_first_byte_is_not_asked_again() {
+    // It is still reading the prompt it has: a second request would only queue behind it.
     let timeout = AdapterError::Timeout {
         agent: "a".into(),
         endpoint: "http://127.0.0.1:9/v1".into(),
+        after: Duration::from_secs(60),
+        phase: "first byte",
+    };
+    let fake = Arc::new(ScriptedAgent::new("a").then_fail(timeout));
+    let e = Retry::new(fake.clone(), retry_policy(5))
+        .call(&prompt(), &CallContext::new())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, AdapterError::Timeout { .. }), "{e}");
+    assert_eq!(fake.calls().len(), 1);
+    // A local server that stalled mid-answer is asked once more.
+    let stalled = AdapterError::Timeout {
+        agent: "a".into(),
+        endpoint: "http://127.0.0.1:9/v1".into(),
+        after: Duration::from_secs(30),
+        phase: "idle",
+    };
+    let fake = Arc::new(ScriptedAgent::new("a").then_fail(stalled));
+    let _ = Retry::new(fake.clone(), retry_policy(5)).call(&prompt(), &CallContext::new()).await;
+    assert_eq!(fake.calls().len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_timed_out_attempt_is_retried_once() {
+    let timeout = AdapterError::Timeout {
+        agent: "a".into(),
+        endpoint: "https://api.example.invalid/v1".into(),
         after: Duration::from_secs(30),
         phase: "first byte",
     };

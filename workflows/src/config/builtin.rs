@@ -147,6 +147,10 @@ pub(super) fn config() -> Config {
     hybrid_review.fallback = vec!["local-instruct".to_string()];
     let mut offline_refine = step("local-code", Role::Refine);
     offline_refine.condition = Some(StepCondition::ChangesRequested);
+    // Later iterations review the refined change and refine it again; implementing the
+    // task from scratch again would throw the refined work away.
+    let mut offline_implement = step("local-code", Role::Implement);
+    offline_implement.condition = Some(StepCondition::FirstIteration);
 
     let workflows = BTreeMap::from([
         (
@@ -197,13 +201,9 @@ pub(super) fn config() -> Config {
         (
             "offline-default".to_string(),
             workflow(
-                "Fully offline: the local model implements, reviews and refines",
-                2,
-                vec![
-                    step("local-code", Role::Implement),
-                    step("local-instruct", Role::Review),
-                    offline_refine,
-                ],
+                "Fully offline: the local model implements, then reviews and refines until the checks pass and the review approves",
+                3,
+                vec![offline_implement, step("local-instruct", Role::Review), offline_refine],
             ),
         ),
         (
