@@ -11,7 +11,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use common::{Server, write_script};
+use common::{Pty, Server, write_script};
 use serde_json::{Value, json};
 
 const ORIGINAL: &str = "line1\nline2\nline3\n";
@@ -460,4 +460,41 @@ fn the_shell_diffs_applies_reverts_and_discards_the_last_run() {
     }
     assert!(err(&help).contains("/apply takes --commit or nothing"), "{}", err(&help));
     assert_eq!(help.status.code(), Some(2));
+}
+
+/// `troupe run` in a terminal: after a green run it shows the change's stat and asks.
+fn run_in_a_terminal(w: &World, task: &str) -> Pty {
+    let cmdline = format!(
+        "exec '{}' --config '{}' run --no-validate '{task}'",
+        env!("CARGO_BIN_EXE_troupe"),
+        w.config.display()
+    );
+    Pty::start(&cmdline, troupe_cmd(w, &[]))
+}
+
+#[test]
+fn in_a_terminal_a_green_run_asks_before_applying_and_d_shows_the_diff_in_colour() {
+    let w = world();
+    let mut pty = run_in_a_terminal(&w, "rewrite the second line");
+    let stat = pty.expect("Apply these changes? [y/N/d=diff] ");
+    assert!(stat.contains("1 file changed, 1 insertion(+), 1 deletion(-)"), "{stat}");
+    pty.send("d\r");
+    let diff = pty.expect("Apply these changes? [y/N/d=diff] ");
+    assert!(diff.contains("\x1b[31m-line2\x1b[0m"), "{diff:?}");
+    assert!(diff.contains("\x1b[32m+CHANGED\x1b[0m"), "{diff:?}");
+    assert!(diff.contains("\x1b[36m@@ -1,3 +1,3 @@\x1b[0m"), "{diff:?}");
+    assert_eq!(notes(&w), ORIGINAL, "nothing is applied before the answer");
+    pty.send("y\r");
+    pty.expect("applied run");
+    assert_eq!(pty.wait(), Some(0));
+    assert_eq!(notes(&w), CHANGED);
+
+    // No (the default) leaves the change in the run's workspace.
+    git(&w, &["checkout", "--", "notes.txt"]);
+    let mut pty = run_in_a_terminal(&w, "rewrite it again");
+    pty.expect("Apply these changes? [y/N/d=diff] ");
+    pty.send("\r");
+    pty.expect("Left in the run's workspace");
+    assert_eq!(pty.wait(), Some(0));
+    assert_eq!(notes(&w), ORIGINAL);
 }
