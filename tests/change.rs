@@ -257,6 +257,32 @@ fn run_apply_applies_a_green_run_and_leaves_a_red_one_alone() {
 }
 
 #[test]
+fn an_in_place_run_edits_the_tree_and_revert_restores_the_checkpoint() {
+    let w = world();
+    let o = troupe(&w, &["run", "--in-place", "--no-validate", "rewrite the second line"]);
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", out(&o), err(&o));
+    assert!(out(&o).contains("undo it: troupe runs revert"), "{}", out(&o));
+    assert!(!out(&o).contains("troupe runs apply"), "nothing to apply in place: {}", out(&o));
+    assert_eq!(notes(&w), CHANGED);
+    let (_, id) = last_run(&w);
+    let show = out(&troupe(&w, &["runs", "show", &id]));
+    assert!(show.contains("applied   in place"), "{show}");
+    let d = out(&troupe(&w, &["runs", "diff", &id]));
+    assert!(d.contains("\n-line2\n+CHANGED\n"), "{d}");
+    let reverted = troupe(&w, &["runs", "revert", &id]);
+    assert_eq!(reverted.status.code(), Some(0), "{}", err(&reverted));
+    assert_eq!(notes(&w), ORIGINAL);
+    assert_eq!(git(&w, &["status", "--porcelain"]), "");
+}
+
+/// The newest run: its record and id.
+fn last_run(w: &World) -> (Value, String) {
+    let runs: Value = serde_json::from_str(&out(&troupe(w, &["runs", "--json"]))).unwrap();
+    let id = runs[0]["id"].as_str().unwrap().to_string();
+    (runs[0].clone(), id)
+}
+
+#[test]
 fn cleanup_dry_run_lists_runs_and_workspaces_then_cleanup_removes_both() {
     let w = world();
     let r = run(&w, &["--no-validate", "rewrite the second line"]);

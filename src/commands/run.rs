@@ -251,6 +251,15 @@ impl EventPrinter {
                 }
                 if ws.applied.is_some() {
                     println!("  applied to {}", ws.project.display());
+                } else if ws.kind == troupe_change::workspace::WorkspaceKind::InPlace {
+                    println!(
+                        "{}",
+                        self.dim(&format!(
+                            "  made in place in {} · undo it: troupe runs revert {}",
+                            ws.project.display(),
+                            short_id(&r.id)
+                        ))
+                    );
                 } else {
                     println!(
                         "{}",
