@@ -432,6 +432,14 @@ async fn the_cli_goes_through_a_running_server_with_the_same_output_and_exit_cod
     assert!(
         git(&w, &["log", "-1", "--format=%s"]).starts_with("troupe: rewrite the second line (run ")
     );
+    // Cleanup lists through the server; removing needs the store to itself.
+    let dry = troupe(&w, &["runs", "cleanup", "--older-than", "0", "--dry-run"]);
+    assert_eq!(dry.status.code(), Some(0), "{}", err(&dry));
+    assert!(out(&dry).contains(&format!("would remove run {}", &id[..13])), "{}", out(&dry));
+    assert!(out(&dry).contains("and its workspace"), "{}", out(&dry));
+    let held = troupe(&w, &["runs", "cleanup", "--older-than", "0"]);
+    assert_eq!(held.status.code(), Some(1));
+    assert!(err(&held).contains("stop the server"), "{}", err(&held));
     let discarded = troupe(&w, &["runs", "discard", &id]);
     assert_eq!(discarded.status.code(), Some(0), "{}", err(&discarded));
     let gone = troupe(&w, &["runs", "diff", &id]);

@@ -621,35 +621,40 @@ pub fn print_stats(s: &RunStats, json: bool) -> Result<()> {
     Ok(())
 }
 
+/// What `runs cleanup --dry-run` would remove: the ended runs `old` and their workspaces.
+pub fn print_cleanup_plan(old: &[RunRecord], older_than: u32) {
+    if old.is_empty() {
+        println!("nothing to remove: no run ended more than {older_than} day(s) ago");
+    }
+    for r in old {
+        let task: String = r.task.lines().next().unwrap_or("").chars().take(60).collect();
+        println!("would remove run {} ({}): {task}", short_id(&r.id), r.state);
+        if let Some(ws) = &r.workspace {
+            let branch =
+                ws.branch.as_deref().map(|b| format!(" and branch {b}")).unwrap_or_default();
+            println!("  and its workspace {}{branch}", ws.dir.display());
+        }
+    }
+}
+
+/// The ended runs `runs cleanup --older-than` removes.
+pub fn ended_before(runs: Vec<RunRecord>, before: chrono::DateTime<chrono::Utc>) -> Vec<RunRecord> {
+    runs.into_iter()
+        .filter(|r| r.state.is_final() && r.finished_at.is_some_and(|f| f < before))
+        .collect()
+}
+
 /// `troupe runs cleanup --older-than DAYS [--dry-run]`: remove the workspaces (worktree or
 /// copy, and branch) of ended runs older than that, then their records. When a workspace
 /// cannot be removed, no record is removed (the record is what points at the workspace).
-pub async fn cleanup(runtime: &Runtime, older_than: u32, dry_run: bool) -> Result<u8> {
-    let before = chrono::Utc::now() - chrono::Duration::days(i64::from(older_than));
-    let old: Vec<RunRecord> = runtime
-        .store()
-        .runs()?
-        .into_iter()
-        .filter(|r| r.state.is_final() && r.finished_at.is_some_and(|f| f < before))
-        .collect();
-    let with_workspace = runtime.cleanup_workspaces(before, true).await?;
+pub async fn cleanup(runtime: &Runtime, days: u32, dry_run: bool) -> Result<u8> {
+    let before = chrono::Utc::now() - chrono::Duration::days(i64::from(days));
+    let old = ended_before(runtime.store().runs()?, before);
     if dry_run {
-        if old.is_empty() {
-            println!("nothing to remove: no run ended more than {older_than} day(s) ago");
-        }
-        for r in &old {
-            let task: String = r.task.lines().next().unwrap_or("").chars().take(60).collect();
-            println!("would remove run {} ({}): {task}", short_id(&r.id), r.state);
-            if let Some(ws) =
-                with_workspace.iter().find(|w| w.id == r.id).and_then(|w| w.workspace.as_ref())
-            {
-                let branch =
-                    ws.branch.as_deref().map(|b| format!(" and branch {b}")).unwrap_or_default();
-                println!("  and its workspace {}{branch}", ws.dir.display());
-            }
-        }
+        print_cleanup_plan(&old, days);
         return Ok(exit::OK);
     }
+    let with_workspace = runtime.cleanup_workspaces(before, true).await?;
     let mut failed = Vec::new();
     for r in &with_workspace {
         if let Err(e) = runtime.discard(&r.id).await {
@@ -667,7 +672,7 @@ pub async fn cleanup(runtime: &Runtime, older_than: u32, dry_run: bool) -> Resul
     }
     let removed = runtime.store().cleanup(before)?;
     println!(
-        "removed {removed} run(s) that ended more than {older_than} day(s) ago, and {} workspace(s)",
+        "removed {removed} run(s) that ended more than {days} day(s) ago, and {} workspace(s)",
         with_workspace.len()
     );
     Ok(exit::OK)

@@ -13,7 +13,9 @@ use troupe_workflows::Config;
 
 use super::change::{self, ApplyMode, Target};
 use super::exit;
-use super::run::{EventPrinter, exit_code, print_run, print_runs, print_stats, short_id};
+use super::run::{
+    EventPrinter, exit_code, print_cleanup_plan, print_run, print_runs, print_stats, short_id,
+};
 use crate::cli::{RunArgs, RunsArgs, RunsCommand};
 use crate::client::{Client, ClientError};
 use crate::server::ServeFile;
@@ -135,6 +137,13 @@ pub fn runs_command(config: &Config, server: &ServeFile, args: RunsArgs) -> Resu
             ) => {
                 let Some(cmd) = c.change_command(args.json) else { return Ok(exit::USAGE) };
                 return change::run(Target::Remote(&client), cmd).await;
+            }
+            // A dry run only reads: the server's records say what would go.
+            Some(RunsCommand::Cleanup { older_than, dry_run: true }) => {
+                let before = chrono::Utc::now() - chrono::Duration::days(i64::from(older_than));
+                let mut runs = ask!(client.runs());
+                runs.reverse();
+                print_cleanup_plan(&super::run::ended_before(runs, before), older_than);
             }
             Some(RunsCommand::Cleanup { .. }) => {
                 eprintln!(
