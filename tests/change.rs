@@ -44,7 +44,7 @@ fn git(w: &World, args: &[&str]) -> String {
 }
 
 /// A git repository with `notes.txt` committed; the `coder` agent rewrites its second line
-/// (a task containing "fail" makes it exit 3 after the edit); the `sleeper` never ends.
+/// (a task containing "explode" makes it exit 3 after the edit); the `sleeper` never ends.
 fn world() -> World {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
@@ -55,7 +55,7 @@ fn world() -> World {
     write_script(
         &d.join("coder.sh"),
         &format!(
-            "printf '{}' > notes.txt\ncase \"$1\" in *fail*) echo broken >&2; exit 3;; esac\necho 'rewrote notes.txt'\n",
+            "printf '{}' > notes.txt\ncase \"$1\" in *explode*) echo broken >&2; exit 3;; esac\necho 'rewrote notes.txt'\n",
             CHANGED.replace('\n', "\\n")
         ),
     );
@@ -250,7 +250,7 @@ fn run_apply_applies_a_green_run_and_leaves_a_red_one_alone() {
 
     git(&w, &["checkout", "--", "notes.txt"]);
     // The agent edits, then fails: the run is red and nothing reaches the project.
-    let o = troupe(&w, &["run", "--no-validate", "--apply", "rewrite and fail"]);
+    let o = troupe(&w, &["run", "--no-validate", "--apply", "rewrite and explode"]);
     assert_eq!(o.status.code(), Some(1), "{}", out(&o));
     assert!(!out(&o).contains("applied to the project"), "{}", out(&o));
     assert_eq!(notes(&w), ORIGINAL);
@@ -280,6 +280,36 @@ fn last_run(w: &World) -> (Value, String) {
     let runs: Value = serde_json::from_str(&out(&troupe(w, &["runs", "--json"]))).unwrap();
     let id = runs[0]["id"].as_str().unwrap().to_string();
     (runs[0].clone(), id)
+}
+
+#[test]
+fn show_lists_each_validator_run_and_a_red_run_is_not_applied() {
+    let w = world();
+    // `make test` is detected as the validator; this one fails whatever the agent does.
+    std::fs::write(w.project.join("Makefile"), "test:\n\tgrep -q NEVER notes.txt\n").unwrap();
+    git(&w, &["add", "Makefile"]);
+    git(&w, &["commit", "-q", "-m", "tests"]);
+    let o = troupe(&w, &["run", "--apply", "rewrite the second line"]);
+    assert_eq!(o.status.code(), Some(1), "{}\n{}", out(&o), err(&o));
+    assert_eq!(notes(&w), ORIGINAL, "a red run is not applied");
+    let (r, id) = last_run(&w);
+    assert_eq!(r["state"], "failed", "{r}");
+    let show = out(&troupe(&w, &["runs", "show", &id]));
+    assert!(show.contains("checks    make test (detected"), "{show}");
+    assert!(show.contains("· 0/1 passed (make test failed"), "{show}");
+    assert!(show.contains("verified  no"), "{show}");
+    let j: Value =
+        serde_json::from_str(&out(&troupe(&w, &["runs", "show", &id, "--json"]))).unwrap();
+    assert_eq!(j["checks"][0]["commands"][0], "make test", "{j}");
+
+    // Uncommitted, the passing test is in the run's base too.
+    std::fs::write(w.project.join("Makefile"), "test:\n\tgrep -q CHANGED notes.txt\n").unwrap();
+    let o = troupe(&w, &["run", "rewrite the second line"]);
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", out(&o), err(&o));
+    let (_, id) = last_run(&w);
+    let show = out(&troupe(&w, &["runs", "show", &id]));
+    assert!(show.contains("· 1/1 passed (make test"), "{show}");
+    assert!(show.contains("verified  yes"), "{show}");
 }
 
 #[test]
