@@ -409,6 +409,17 @@ async fn the_http_api_diffs_applies_reverts_and_discards_with_409_on_conflicts()
     assert_eq!(notes(&w), ORIGINAL);
     let (status, v) = s.post_raw(&format!("/api/runs/{id}/revert"), "").await;
     assert_eq!((status, v["error"]["code"].as_str()), (409, Some("not_applied")), "{v}");
+    // With a commit and a message of the caller's; a message alone is a bad request.
+    let apply = format!("/api/runs/{id}/apply");
+    let (status, v) = s.post(&apply, &json!({ "message": "mine" })).await;
+    assert_eq!((status, v["error"]["code"].as_str()), (400, Some("invalid_request")), "{v}");
+    let (status, v) = s.post(&apply, &json!({ "commit": true, "message": "Notes: line 2" })).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(git(&w, &["log", "-1", "--format=%s"]).trim(), "Notes: line 2");
+    assert_eq!(git(&w, &["status", "--porcelain"]), "");
+    let (status, v) = s.post_raw(&format!("/api/runs/{id}/revert"), "").await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(notes(&w), ORIGINAL);
     let (status, v) = s.post_raw(&format!("/api/runs/{id}/discard"), "").await;
     assert_eq!(status, 200, "{v}");
     assert!(v["workspace"].is_null(), "{v}");

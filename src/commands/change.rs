@@ -424,6 +424,21 @@ mod tests {
     }
 
     #[test]
+    fn stat_bars_are_coloured_and_the_rest_kept() {
+        let change: Change = serde_json::from_value(serde_json::json!({
+            "base": "b", "head": "h", "patch": PATCH,
+            "files": [{ "path": "notes.txt", "status": "modified", "added": 2, "removed": 1 }]
+        }))
+        .unwrap();
+        let plain = render_stat(&change, false);
+        assert_eq!(plain, change.stat());
+        let coloured = render_stat(&change, true);
+        assert!(coloured.contains(&format!("{GREEN}++{RESET}{RED}-{RESET}\n")), "{coloured:?}");
+        let stripped = coloured.replace(GREEN, "").replace(RED, "").replace(RESET, "");
+        assert_eq!(stripped, plain);
+    }
+
+    #[test]
     fn answers() {
         assert_eq!(parse_answer("y\n"), Answer::Yes);
         assert_eq!(parse_answer(" YES "), Answer::Yes);
