@@ -56,7 +56,7 @@ pub enum LogFormatArg {
 pub enum Command {
     /// Run a task through a workflow, streaming every step (the main job)
     Run(RunArgs),
-    /// List runs; show, resume or cancel one
+    /// List runs; show, resume or cancel one; diff, apply, revert or discard its change
     Runs(RunsArgs),
     /// Write a commented troupe.toml to start from
     Init(InitArgs),
