@@ -56,7 +56,7 @@ pub enum LogFormatArg {
 pub enum Command {
     /// Run a task through a workflow, streaming every step (the main job)
     Run(RunArgs),
-    /// List runs; show, resume or cancel one
+    /// List runs; show, resume or cancel one; diff, apply, revert or discard its change
     Runs(RunsArgs),
     /// Write a commented troupe.toml to start from
     Init(InitArgs),
@@ -231,12 +231,71 @@ pub enum RunsCommand {
     },
     /// Counts by state, average duration and tokens over all stored runs
     Stats(JsonFlag),
-    /// Delete ended runs (and their steps) older than N days
+    /// Delete ended runs (their steps, and their workspaces and branches) older than N days
     Cleanup {
         /// Age in days
         #[arg(long, value_name = "DAYS")]
         older_than: u32,
+        /// Only list what would be removed
+        #[arg(long)]
+        dry_run: bool,
     },
+    /// The run's change against its base (colour on a terminal)
+    Diff {
+        /// The run's id (or a unique prefix of it)
+        id: String,
+        /// Only the files changed and their line counts, like `git diff --stat`
+        #[arg(long)]
+        stat: bool,
+        /// Print the change (base, head, patch, files) as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Apply the run's change to the project (all or nothing: a conflict is refused)
+    Apply {
+        /// The run's id (or a unique prefix of it)
+        id: String,
+        /// Also commit it on your current branch ("troupe: <task> (run <id>)")
+        #[arg(long)]
+        commit: bool,
+        /// Print the run record as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Undo an applied change (refused when its files changed since the apply)
+    Revert {
+        /// The run's id (or a unique prefix of it)
+        id: String,
+        /// Print the run record as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove the run's workspace and branch (the run's record stays)
+    Discard {
+        /// The run's id (or a unique prefix of it)
+        id: String,
+        /// Print the run record as JSON
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+impl RunsCommand {
+    /// The change command this is, if it is one (`json` is `troupe runs --json`).
+    pub fn change_command(&self, json: bool) -> Option<crate::commands::change::ChangeCommand> {
+        use crate::commands::change::ChangeCommand as C;
+        Some(match self {
+            RunsCommand::Diff { id, stat, json: j } => {
+                C::Diff { id: id.clone(), stat: *stat, json: *j || json }
+            }
+            RunsCommand::Apply { id, commit, json: j } => {
+                C::Apply { id: id.clone(), commit: *commit, json: *j || json }
+            }
+            RunsCommand::Revert { id, json: j } => C::Revert { id: id.clone(), json: *j || json },
+            RunsCommand::Discard { id, json: j } => C::Discard { id: id.clone(), json: *j || json },
+            _ => return None,
+        })
+    }
 }
 
 /// `troupe models`.

@@ -7,7 +7,8 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use troupe_runtime::{RunRecord, RunStats, StepRecord};
+use troupe_change::workspace::Change;
+use troupe_runtime::{CheckRecord, RunRecord, RunStats, StepRecord};
 
 use crate::server::ServeFile;
 
@@ -197,6 +198,41 @@ impl Client {
         }
         let v: Value = self.json(request).await?;
         self.run_id(&v)
+    }
+
+    /// A run's validator runs: the `checks` of `GET /api/runs/{id}` (none from a server
+    /// that does not send them).
+    pub async fn run_checks(&self, id: &str) -> Result<Vec<CheckRecord>, ClientError> {
+        #[derive(serde::Deserialize)]
+        struct Shown {
+            #[serde(default)]
+            checks: Vec<CheckRecord>,
+        }
+        let path = format!("/api/runs/{}", segment(id));
+        let shown: Shown = self.json(self.request(reqwest::Method::GET, &path)).await?;
+        Ok(shown.checks)
+    }
+
+    /// `GET /api/runs/{id}/diff`: the run's change against its base.
+    pub async fn diff(&self, id: &str) -> Result<Change, ClientError> {
+        let path = format!("/api/runs/{}/diff", segment(id));
+        self.json(self.request(reqwest::Method::GET, &path)).await
+    }
+
+    /// `POST /api/runs/{id}/{action}` for `apply` (with `commit`), `revert` or `discard`;
+    /// the run's record afterwards.
+    pub async fn change(
+        &self,
+        id: &str,
+        action: &str,
+        commit: bool,
+    ) -> Result<RunRecord, ClientError> {
+        let path = format!("/api/runs/{}/{action}", segment(id));
+        let mut request = self.request(reqwest::Method::POST, &path);
+        if commit {
+            request = request.json(&serde_json::json!({ "commit": true }));
+        }
+        self.json(request).await
     }
 
     /// `GET /api/usage`: tokens and cost per project, agent and run.

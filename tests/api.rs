@@ -166,6 +166,10 @@ async fn status_routes_answer_json() {
         "/api/runs/{id}/events",
         "/api/runs/{id}/cancel",
         "/api/runs/{id}/resume",
+        "/api/runs/{id}/diff",
+        "/api/runs/{id}/apply",
+        "/api/runs/{id}/revert",
+        "/api/runs/{id}/discard",
         "/api/status",
         "/api/config",
         "/api/models/status",
@@ -204,6 +208,8 @@ async fn a_run_streams_from_start_to_finish_and_is_stored() {
             "run_started",
             "step_started",
             "chunk",
+            // The implement step's change (this coder only answers: no files changed).
+            "changed",
             "step_finished",
             "step_started",
             "chunk",
@@ -284,7 +290,7 @@ async fn a_run_streams_from_start_to_finish_and_is_stored() {
     let r = s
         .client
         .get(s.url(&format!("/api/runs/{id}/events")))
-        .header("Last-Event-ID", "6")
+        .header("Last-Event-ID", (replayed.len() - 2).to_string())
         .send()
         .await
         .unwrap();

@@ -5,13 +5,12 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::write_script;
+use common::{Pty, write_script};
 
 struct World {
     _dir: tempfile::TempDir,
@@ -194,94 +193,21 @@ fn a_failed_task_makes_the_exit_code_one() {
     assert_eq!(out.status.code(), Some(2));
 }
 
-/// A session in a pseudo-terminal (`script` allocates it): what we write is typed; the
-/// terminal's cursor-position queries are answered.
-struct Pty {
-    child: std::process::Child,
-    stdin: std::process::ChildStdin,
-    output: mpsc::Receiver<Vec<u8>>,
-    seen: String,
-}
-
-impl Pty {
-    fn start(w: &World) -> Pty {
-        let troupe = env!("CARGO_BIN_EXE_troupe");
-        let cmdline = format!(
-            "stty cols 120 rows 40; exec '{troupe}' --config '{}' shell",
-            w.config.display()
-        );
-        let mut child = Command::new("script")
-            .args(["-qfec", &cmdline, "/dev/null"])
-            .current_dir(&w.project)
-            .env("TROUPE_HOME", &w.home)
-            .env("TROUPE_ASSETS", w.home.join("assets"))
-            .env("TERM", "xterm")
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdin = child.stdin.take().unwrap();
-        let mut stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = stdout.read(&mut buf) {
-                if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
-                    break;
-                }
-            }
-        });
-        Pty { child, stdin, output: rx, seen: String::new() }
-    }
-
-    fn send(&mut self, s: &str) {
-        self.stdin.write_all(s.as_bytes()).unwrap();
-        self.stdin.flush().unwrap();
-    }
-
-    /// Read until `needle` shows up after what was already consumed; returns what was read.
-    fn expect(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut read = String::new();
-        loop {
-            if let Some(i) = self.seen.find(needle) {
-                let upto = i + needle.len();
-                read.push_str(&self.seen[..upto]);
-                self.seen.drain(..upto);
-                return read;
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            assert!(!left.is_zero(), "timed out waiting for {needle:?}; got:\n{read}{}", self.seen);
-            if let Ok(chunk) = self.output.recv_timeout(left.min(Duration::from_millis(200))) {
-                let chunk = String::from_utf8_lossy(&chunk).to_string();
-                // Answer "where is the cursor?" so the line editor does not wait for it.
-                for _ in 0..chunk.matches("\x1b[6n").count() {
-                    self.send("\x1b[1;1R");
-                }
-                self.seen.push_str(&chunk);
-            }
-        }
-    }
-
-    fn wait(mut self) -> Option<i32> {
-        drop(self.stdin);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                return s.code();
-            }
-            assert!(Instant::now() < deadline, "the shell did not exit");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
+/// A session in a pseudo-terminal.
+fn pty(w: &World) -> Pty {
+    let troupe = env!("CARGO_BIN_EXE_troupe");
+    let cmdline = format!("exec '{troupe}' --config '{}' shell", w.config.display());
+    let mut cmd = Command::new("true");
+    cmd.current_dir(&w.project)
+        .env("TROUPE_HOME", &w.home)
+        .env("TROUPE_ASSETS", w.home.join("assets"));
+    Pty::start(&cmdline, cmd)
 }
 
 #[test]
 fn in_a_terminal_tab_completes_and_ctrl_c_cancels_the_running_task() {
     let w = world();
-    let mut pty = Pty::start(&w);
+    let mut pty = pty(&w);
     pty.expect("project · solo");
     // Tab completes a command and then a workflow name.
     pty.send("/workfl");

@@ -1,6 +1,7 @@
 //! One module per command group; each returns the process exit code.
 
 pub mod audit;
+pub mod change;
 pub mod config;
 pub mod context;
 pub mod doctor;

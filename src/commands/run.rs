@@ -6,11 +6,13 @@ use anyhow::Result;
 use serde_json::json;
 use troupe_runtime::audit::AuditEntry;
 use troupe_runtime::{
-    RunEvent, RunHandle, RunRecord, RunRequest, RunState, RunStats, Runtime, StepRecord, StepState,
+    CheckRecord, RunEvent, RunHandle, RunRecord, RunRequest, RunState, RunStats, Runtime,
+    StepRecord, StepState,
 };
 use troupe_workflows::Config;
 use troupe_workflows::config::ConfigSource;
 
+use super::change::{self, ApplyMode, Target};
 use super::exit;
 use crate::cli::{RunArgs, RunsArgs, RunsCommand};
 use crate::output::Table;
@@ -249,6 +251,15 @@ impl EventPrinter {
                 }
                 if ws.applied.is_some() {
                     println!("  applied to {}", ws.project.display());
+                } else if ws.kind == troupe_change::workspace::WorkspaceKind::InPlace {
+                    println!(
+                        "{}",
+                        self.dim(&format!(
+                            "  made in place in {} · undo it: troupe runs revert {}",
+                            ws.project.display(),
+                            short_id(&r.id)
+                        ))
+                    );
                 } else {
                     println!(
                         "{}",
@@ -387,15 +398,19 @@ pub fn show(runtime: &Runtime, id: &str, prompts: bool, json: bool) -> Result<u8
     } else {
         None
     };
-    print_run(&r, &steps, trail.as_deref(), prompts, json)?;
+    // The validators' runs (a store that cannot read them shows none).
+    let checks = runtime.store().checks(&r.id).unwrap_or_default();
+    print_run(&r, &steps, &checks, trail.as_deref(), prompts, json)?;
     Ok(exit::OK)
 }
 
-/// Print a run with every step as text or JSON; with `prompts`, its audit trail (every
-/// prompt and answer as sent and received) when it has one, else each step's prompt.
+/// Print a run with every step and its validators' runs as text or JSON; with `prompts`,
+/// its audit trail (every prompt and answer as sent and received) when it has one, else
+/// each step's prompt.
 pub fn print_run(
     r: &RunRecord,
     steps: &[StepRecord],
+    checks: &[CheckRecord],
     trail: Option<&[AuditEntry]>,
     prompts: bool,
     json: bool,
@@ -409,7 +424,7 @@ pub fn print_run(
                 }
             }
         }
-        let mut doc = json!({ "run": r, "steps": steps_json });
+        let mut doc = json!({ "run": r, "steps": steps_json, "checks": checks });
         if let Some(t) = trail {
             doc["audit"] = serde_json::to_value(t)?;
         }
@@ -451,6 +466,7 @@ pub fn print_run(
     for n in &r.plan_notes {
         println!("plan      {n}");
     }
+    print_change_state(r, checks);
     match trail {
         Some(entries) => {
             println!("\n── audit trail ──\n");
@@ -466,6 +482,89 @@ pub fn print_run(
         println!("\n── final output ──\n{o}");
     }
     Ok(())
+}
+
+/// The run's workspace, its change, the validators' results per check and whether the
+/// change is applied.
+fn print_change_state(r: &RunRecord, checks: &[CheckRecord]) {
+    match &r.workspace {
+        Some(ws) => {
+            println!("workspace {}", ws.describe());
+            let short = |c: &str| c.get(..10).unwrap_or(c).to_string();
+            let mut line = format!("base      {}", short(&ws.base));
+            if let Some(b) = &ws.branch {
+                line.push_str(&format!(" · branch {b}"));
+            }
+            if ws.head != ws.base {
+                line.push_str(&format!(" · head {}", short(&ws.head)));
+            }
+            println!("{line}");
+        }
+        None if r.in_place || !r.files.is_empty() => {
+            println!("workspace none (discarded, or removed by `troupe runs cleanup`)")
+        }
+        None => {}
+    }
+    if !r.files.is_empty() {
+        let added: u64 = r.files.iter().map(|f| f.added).sum();
+        let removed: u64 = r.files.iter().map(|f| f.removed).sum();
+        println!("files     {} changed (+{added} -{removed})", r.files.len());
+        for f in &r.files {
+            println!("          {} (+{} -{})", f.path.display(), f.added, f.removed);
+        }
+    } else if r.workspace.is_some() && r.state.is_final() {
+        println!("files     none changed");
+    }
+    if r.no_validate {
+        println!("checks    off (--no-validate)");
+    } else if !r.validators.is_empty() {
+        let from = r.validators_source.as_deref().map(|s| format!(" ({s})")).unwrap_or_default();
+        println!("checks    {}{from}", r.validators.join(", "));
+    } else if let Some(why) = &r.validators_source {
+        println!("checks    none ({why})");
+    }
+    for c in checks {
+        let outcome = match &c.report {
+            Some(report) => report.summary(),
+            None => format!("{:?}", c.state).to_lowercase(),
+        };
+        let commit = c.commit.get(..10).unwrap_or(&c.commit);
+        println!("  after [{}.{}] · {commit} · {outcome}", c.after.iteration, c.after.step + 1);
+        for failing in c.report.iter().flat_map(|rep| &rep.results).filter(|x| !x.passed()) {
+            if !failing.failing.is_empty() {
+                println!("    {} failing: {}", failing.command, failing.failing.join(", "));
+            }
+        }
+    }
+    match r.verified {
+        Some(true) => println!("verified  yes: the project's checks pass"),
+        Some(false) => println!("verified  no"),
+        None => {}
+    }
+    if let Some(ws) = &r.workspace {
+        match &ws.applied {
+            Some(a) => {
+                let commit = a
+                    .commit
+                    .as_ref()
+                    .map(|c| format!(", committed as {}", c.get(..10).unwrap_or(c)))
+                    .unwrap_or_default();
+                println!(
+                    "applied   {} to {}{commit} (undo: troupe runs revert {})",
+                    a.at.format("%Y-%m-%d %H:%M:%S UTC"),
+                    ws.project.display(),
+                    short_id(&r.id)
+                );
+            }
+            None if ws.kind == troupe_change::workspace::WorkspaceKind::InPlace => {
+                println!("applied   in place (undo: troupe runs revert {})", short_id(&r.id))
+            }
+            None if !r.files.is_empty() => {
+                println!("applied   no (apply: troupe runs apply {})", short_id(&r.id))
+            }
+            None => {}
+        }
+    }
 }
 
 fn print_step(s: &StepRecord, prompts: bool) {
@@ -522,6 +621,63 @@ pub fn print_stats(s: &RunStats, json: bool) -> Result<()> {
     Ok(())
 }
 
+/// What `runs cleanup --dry-run` would remove: the ended runs `old` and their workspaces.
+pub fn print_cleanup_plan(old: &[RunRecord], older_than: u32) {
+    if old.is_empty() {
+        println!("nothing to remove: no run ended more than {older_than} day(s) ago");
+    }
+    for r in old {
+        let task: String = r.task.lines().next().unwrap_or("").chars().take(60).collect();
+        println!("would remove run {} ({}): {task}", short_id(&r.id), r.state);
+        if let Some(ws) = &r.workspace {
+            let branch =
+                ws.branch.as_deref().map(|b| format!(" and branch {b}")).unwrap_or_default();
+            println!("  and its workspace {}{branch}", ws.dir.display());
+        }
+    }
+}
+
+/// The ended runs `runs cleanup --older-than` removes.
+pub fn ended_before(runs: Vec<RunRecord>, before: chrono::DateTime<chrono::Utc>) -> Vec<RunRecord> {
+    runs.into_iter()
+        .filter(|r| r.state.is_final() && r.finished_at.is_some_and(|f| f < before))
+        .collect()
+}
+
+/// `troupe runs cleanup --older-than DAYS [--dry-run]`: remove the workspaces (worktree or
+/// copy, and branch) of ended runs older than that, then their records. When a workspace
+/// cannot be removed, no record is removed (the record is what points at the workspace).
+pub async fn cleanup(runtime: &Runtime, days: u32, dry_run: bool) -> Result<u8> {
+    let before = chrono::Utc::now() - chrono::Duration::days(i64::from(days));
+    let old = ended_before(runtime.store().runs()?, before);
+    if dry_run {
+        print_cleanup_plan(&old, days);
+        return Ok(exit::OK);
+    }
+    let with_workspace = runtime.cleanup_workspaces(before, true).await?;
+    let mut failed = Vec::new();
+    for r in &with_workspace {
+        if let Err(e) = runtime.discard(&r.id).await {
+            failed.push(format!("run {}: {e}", short_id(&r.id)));
+        }
+    }
+    if !failed.is_empty() {
+        for f in &failed {
+            eprintln!("troupe: cannot remove the workspace of {f}");
+        }
+        eprintln!(
+            "troupe: no run record was removed, so those workspaces stay findable; fix the cause and run this again"
+        );
+        return Ok(exit::FAILED);
+    }
+    let removed = runtime.store().cleanup(before)?;
+    println!(
+        "removed {removed} run(s) that ended more than {days} day(s) ago, and {} workspace(s)",
+        with_workspace.len()
+    );
+    Ok(exit::OK)
+}
+
 /// `troupe runs cancel ID`.
 pub fn cancel(runtime: &Runtime, id: &str) -> Result<u8> {
     match runtime.cancel(id) {
@@ -564,6 +720,7 @@ pub fn run_command(config: Config, source: ConfigSource, args: RunArgs) -> Resul
         return super::via_api::run_command(&config, &server, args);
     }
     let offline = config.settings.offline;
+    let mode = change::apply_mode(&config);
     with_runtime(config, source, offline, |runtime| async move {
         note_interrupted(&runtime);
         let req = RunRequest {
@@ -577,7 +734,7 @@ pub fn run_command(config: Config, source: ConfigSource, args: RunArgs) -> Resul
             budget_cost: args.budget_cost,
             in_place: args.in_place,
             no_validate: args.no_validate,
-            apply: args.apply,
+            apply: args.apply || mode == ApplyMode::Auto,
         };
         let handle = match runtime.submit(req).await {
             Ok(h) => h,
@@ -587,6 +744,12 @@ pub fn run_command(config: Config, source: ConfigSource, args: RunArgs) -> Resul
             }
         };
         let record = follow(&runtime, handle, args.json).await?;
+        // A green run's change, in a terminal: apply it now?
+        if let Some(code) =
+            change::offer_apply(Target::Local(&runtime), mode, &record, args.json).await?
+        {
+            return Ok(code);
+        }
         Ok(exit_code(&record))
     })
 }
@@ -618,12 +781,18 @@ pub fn runs_command(config: Config, source: ConfigSource, args: RunsArgs) -> Res
             Some(RunsCommand::Cancel { id }) => cancel(&runtime, &id),
             Some(RunsCommand::Audit { .. }) => Ok(exit::OK), // handled without the store
             Some(RunsCommand::Stats(f)) => stats(&runtime, f.json || args.json),
-            Some(RunsCommand::Cleanup { older_than }) => {
-                let before = chrono::Utc::now() - chrono::Duration::days(i64::from(older_than));
-                let removed = runtime.store().cleanup(before)?;
-                println!("removed {removed} run(s) that ended more than {older_than} day(s) ago");
-                Ok(exit::OK)
+            Some(RunsCommand::Cleanup { older_than, dry_run }) => {
+                cleanup(&runtime, older_than, dry_run).await
             }
+            Some(
+                c @ (RunsCommand::Diff { .. }
+                | RunsCommand::Apply { .. }
+                | RunsCommand::Revert { .. }
+                | RunsCommand::Discard { .. }),
+            ) => match c.change_command(args.json) {
+                Some(cmd) => change::run(Target::Local(&runtime), cmd).await,
+                None => Ok(exit::USAGE),
+            },
             Some(RunsCommand::Resume { id, budget_tokens, budget_cost, json }) => {
                 let budget = troupe_runtime::Budget { tokens: budget_tokens, cost: budget_cost };
                 let handle = match runtime.resume_with(&id, budget).await {

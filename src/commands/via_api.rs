@@ -11,8 +11,11 @@ use troupe_context::Store;
 use troupe_runtime::{RunEvent, RunRecord};
 use troupe_workflows::Config;
 
+use super::change::{self, ApplyMode, Target};
 use super::exit;
-use super::run::{EventPrinter, exit_code, print_run, print_runs, print_stats, short_id};
+use super::run::{
+    EventPrinter, exit_code, print_cleanup_plan, print_run, print_runs, print_stats, short_id,
+};
 use crate::cli::{RunArgs, RunsArgs, RunsCommand};
 use crate::client::{Client, ClientError};
 use crate::server::ServeFile;
@@ -111,7 +114,8 @@ pub fn runs_command(config: &Config, server: &ServeFile, args: RunsArgs) -> Resu
                 } else {
                     None
                 };
-                print_run(&r, &steps, trail.as_deref(), prompts, json || args.json)?;
+                let checks = ask!(client.run_checks(&r.id));
+                print_run(&r, &steps, &checks, trail.as_deref(), prompts, json || args.json)?;
             }
             Some(RunsCommand::Stats(f)) => print_stats(&ask!(client.stats()), f.json || args.json)?,
             Some(RunsCommand::Cancel { id }) => {
@@ -125,6 +129,22 @@ pub fn runs_command(config: &Config, server: &ServeFile, args: RunsArgs) -> Resu
             }
             // Read from the audit files without the store, before this dispatch.
             Some(RunsCommand::Audit { .. }) => {}
+            Some(
+                c @ (RunsCommand::Diff { .. }
+                | RunsCommand::Apply { .. }
+                | RunsCommand::Revert { .. }
+                | RunsCommand::Discard { .. }),
+            ) => {
+                let Some(cmd) = c.change_command(args.json) else { return Ok(exit::USAGE) };
+                return change::run(Target::Remote(&client), cmd).await;
+            }
+            // A dry run only reads: the server's records say what would go.
+            Some(RunsCommand::Cleanup { older_than, dry_run: true }) => {
+                let before = chrono::Utc::now() - chrono::Duration::days(i64::from(older_than));
+                let mut runs = ask!(client.runs());
+                runs.reverse();
+                print_cleanup_plan(&super::run::ended_before(runs, before), older_than);
+            }
             Some(RunsCommand::Cleanup { .. }) => {
                 eprintln!(
                     "troupe: `runs cleanup` deletes records, which needs the store to itself, and \
@@ -166,6 +186,16 @@ pub fn run_command(config: &Config, server: &ServeFile, args: RunArgs) -> Result
     if let Some(c) = args.budget_cost {
         body["budget_cost"] = Value::from(c);
     }
+    let mode = change::apply_mode(config);
+    for (flag, on) in [
+        ("in_place", args.in_place),
+        ("no_validate", args.no_validate),
+        ("apply", args.apply || mode == ApplyMode::Auto),
+    ] {
+        if on {
+            body[flag] = Value::Bool(true);
+        }
+    }
     crate::block_on(async move {
         let id = match client.execute(&body).await {
             Ok(id) => id,
@@ -173,6 +203,12 @@ pub fn run_command(config: &Config, server: &ServeFile, args: RunArgs) -> Result
             Err(e) => return Ok(failed(e, exit::USAGE, &client)),
         };
         let record = follow(&client, &id, args.json).await?;
+        // A green run's change, in a terminal: apply it now?
+        if let Some(code) =
+            change::offer_apply(Target::Remote(&client), mode, &record, args.json).await?
+        {
+            return Ok(code);
+        }
         Ok(exit_code(&record))
     })
 }

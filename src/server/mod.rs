@@ -11,6 +11,7 @@
 //! `troupe runs` / `troupe run` in another terminal go through the API instead of failing
 //! on the store this process holds.
 
+mod change;
 mod events;
 mod openapi;
 mod routes;
@@ -149,6 +150,20 @@ impl From<troupe_runtime::Error> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, "wrong_state", e.to_string())
             }
             E::Invalid(_) => ApiError::bad_request("invalid_request", e.to_string()),
+            E::Change(c) => {
+                use troupe_change::Error as C;
+                let code = match c {
+                    C::Conflict { .. } | C::ChangedSinceApply { .. } => "conflict",
+                    C::StagedChanges { .. } => "staged_changes",
+                    C::AlreadyApplied { .. } => "already_applied",
+                    C::NotApplied => "not_applied",
+                    C::NothingToApply => "nothing_to_apply",
+                    C::CommitOutsideRepository { .. } => "not_a_repository",
+                    C::Missing { .. } => "workspace_missing",
+                    _ => return ApiError::internal(e),
+                };
+                ApiError::new(StatusCode::CONFLICT, code, e.to_string())
+            }
             _ => ApiError::internal(e),
         }
     }
@@ -248,6 +263,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(resource("/runs/{id}/audit").route(web::get().to(routes::run_audit)))
             .service(resource("/usage").route(web::get().to(routes::usage)))
             .service(resource("/runs/{id}/resume").route(web::post().to(routes::resume)))
+            .service(resource("/runs/{id}/diff").route(web::get().to(change::diff)))
+            .service(resource("/runs/{id}/apply").route(web::post().to(change::apply)))
+            .service(resource("/runs/{id}/revert").route(web::post().to(change::revert)))
+            .service(resource("/runs/{id}/discard").route(web::post().to(change::discard)))
             .service(resource("/status").route(web::get().to(routes::status)))
             .service(
                 resource("/config")

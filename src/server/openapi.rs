@@ -21,7 +21,7 @@ fn obj() -> Value {
 /// The document.
 pub fn document() -> Value {
     let secured = json!([{ "bearer": [] }]);
-    json!({
+    let mut doc = json!({
         "openapi": "3.0.3",
         "info": {
             "title": "troupe",
@@ -66,12 +66,15 @@ pub fn document() -> Value {
                         "project": { "type": "string", "description": "The project folder (on the server)" },
                         "conversation": { "type": "string", "description": "Continue a conversation: earlier runs with the same id are put into the prompt" },
                         "budget_tokens": { "type": "integer", "minimum": 1, "description": "Most tokens the run may use [default: settings.run_token_budget]; a call that could cross it is not made and the run ends budget_exceeded" },
-                        "budget_cost": { "type": "number", "exclusiveMinimum": 0, "description": "Most cost the run may incur [default: settings.run_cost_budget]" }
+                        "budget_cost": { "type": "number", "exclusiveMinimum": 0, "description": "Most cost the run may incur [default: settings.run_cost_budget]" },
+                        "in_place": { "type": "boolean", "description": "Work in the project folder itself (a checkpoint is kept so revert works) instead of the run's own workspace" },
+                        "no_validate": { "type": "boolean", "description": "Run no validators (the project's tests and linters) on the changes" },
+                        "apply": { "type": "boolean", "description": "Apply the change to the project when the run completes green" }
                     }
                 },
-                "Run": { "type": "object", "description": "A run record: id, task, workflow_name, state (pending | in_progress | completed | failed | cancelled | budget_exceeded), created_at, started_at, finished_at, iterations, output, error, tokens, cost" },
+                "Run": { "type": "object", "description": "A run record: id, task, workflow_name, state (pending | in_progress | completed | failed | cancelled | budget_exceeded), created_at, started_at, finished_at, iterations, output, error, tokens, cost; workspace (kind, dir, project, base, branch, head, applied), files (the change's files with lines added and removed), validators, validators_source, validation (the latest validators' results), verified, in_place, no_validate, apply" },
                 "Step": { "type": "object", "description": "A step record: pos {iteration, step}, role, agent, answered_by, model, state, response, verdict, note, tokens, retries, fallback_from, latency_ms" },
-                "RunEvent": { "type": "object", "description": "Tagged by `type`: run_started, planned, step_started, chunk, agent, step_finished, run_finished" },
+                "RunEvent": { "type": "object", "description": "Tagged by `type`: run_started, planned, step_started, chunk, agent, changed, validate_started, validate_finished, step_finished, applied, run_finished" },
                 "RunStats": {
                     "type": "object",
                     "properties": {
@@ -129,7 +132,7 @@ pub fn document() -> Value {
                 "summary": "One run with its steps", "security": secured,
                 "parameters": [id_param(), { "name": "prompts", "in": "query", "schema": { "type": "boolean" }, "description": "Include each step's full prompt" }],
                 "responses": {
-                    "200": ok("The run", json!({ "type": "object", "properties": { "run": { "$ref": "#/components/schemas/Run" }, "live": { "type": "boolean" }, "steps": { "type": "array", "items": { "$ref": "#/components/schemas/Step" } } } })),
+                    "200": ok("The run", json!({ "type": "object", "properties": { "run": { "$ref": "#/components/schemas/Run" }, "live": { "type": "boolean" }, "steps": { "type": "array", "items": { "$ref": "#/components/schemas/Step" } }, "checks": { "type": "array", "items": obj(), "description": "Each run of the validators: after (the step checked), commit, state, commands, report (per command: outcome, duration, failing tests, output tail)" } } })),
                     "404": err("No such run"), "401": err("Token missing or wrong")
                 }
             } },
@@ -218,5 +221,93 @@ pub fn document() -> Value {
                 "responses": { "200": ok("OpenAPI 3 document", obj()) }
             } }
         }
+    });
+    if let Some(schemas) = doc["components"]["schemas"].as_object_mut() {
+        schemas.insert("Change".into(), change_schema());
+    }
+    if let (Some(all), Value::Object(change)) =
+        (doc["paths"].as_object_mut(), change_paths(&secured))
+    {
+        all.extend(change);
+    }
+    doc
+}
+
+/// The schema of a run's change (`GET /api/runs/{id}/diff`).
+fn change_schema() -> Value {
+    json!({
+
+                    "type": "object",
+                    "description": "A run's change against its base",
+                    "properties": {
+                        "base": { "type": "string", "description": "The base snapshot commit (the project's HEAD plus uncommitted changes when the run started)" },
+                        "head": { "type": "string", "description": "The run's latest commit" },
+                        "patch": { "type": "string", "description": "The binary-safe patch (`git diff --binary`), what apply applies" },
+                        "files": { "type": "array", "items": { "type": "object", "properties": {
+                            "path": { "type": "string" },
+                            "status": { "type": "string", "enum": ["added", "modified", "deleted", "renamed"] },
+                            "added": { "type": "integer" },
+                            "removed": { "type": "integer" },
+                            "from": { "type": "string", "description": "The old path of a rename" },
+                            "binary": { "type": "boolean" }
+                        } } }
+                    }
+
+    })
+}
+
+/// The routes of a run's change: diff, apply, revert, discard.
+fn change_paths(secured: &Value) -> Value {
+    json!({
+            "/api/runs/{id}/diff": { "get": {
+                "summary": "The run's change against its base", "security": secured,
+                "parameters": [id_param(), { "name": "format", "in": "query", "schema": { "type": "string", "enum": ["json", "patch"], "default": "json" }, "description": "`patch` answers the patch as text/x-diff" }],
+                "responses": {
+                    "200": { "description": "The change", "content": {
+                        "application/json": { "schema": { "$ref": "#/components/schemas/Change" } },
+                        "text/x-diff": { "schema": { "type": "string" } }
+                    } },
+                    "400": err("Bad `format`, or the run has no workspace"),
+                    "404": err("No such run"),
+                    "409": err("The run's workspace is gone (code workspace_missing)"),
+                    "401": err("Token missing or wrong")
+                }
+            } },
+            "/api/runs/{id}/apply": { "post": {
+                "summary": "Apply the run's change to its project, all or nothing; with `commit`, also commit it on the project's current branch", "security": secured,
+                "parameters": [id_param()],
+                "requestBody": { "required": false, "content": { "application/json": { "schema": { "type": "object", "additionalProperties": false, "properties": {
+                    "commit": { "type": "boolean", "description": "Also commit the change on the project's current branch" },
+                    "message": { "type": "string", "description": "The commit's message [default: \"troupe: <task's first line> (run <short id>)\"]" }
+                } } } } },
+                "responses": {
+                    "200": ok("Applied: the run record, its workspace's `applied` set", json!({ "$ref": "#/components/schemas/Run" })),
+                    "400": err("Bad body, or the run has no workspace"),
+                    "404": err("No such run"),
+                    "409": err("Refused, nothing changed: code `conflict` (the message names the files that changed since the run started), `staged_changes`, `already_applied`, `nothing_to_apply`, `not_a_repository` (commit outside git), `workspace_missing`, or `wrong_state` (the run is still running)"),
+                    "401": err("Token missing or wrong")
+                }
+            } },
+            "/api/runs/{id}/revert": { "post": {
+                "summary": "Undo the run's applied change", "security": secured,
+                "parameters": [id_param()],
+                "responses": {
+                    "200": ok("Reverted: the run record", json!({ "$ref": "#/components/schemas/Run" })),
+                    "404": err("No such run"),
+                    "409": err("Refused, nothing changed: code `conflict` (the message names the files edited since the apply), `not_applied`, or `wrong_state` (the run is still running)"),
+                    "401": err("Token missing or wrong")
+                }
+            } },
+            "/api/runs/{id}/discard": { "post": {
+                "summary": "Remove the run's workspace and branch (the run's record stays)", "security": secured,
+                "parameters": [id_param()],
+                "responses": {
+                    "200": ok("Discarded: the run record, without a workspace", json!({ "$ref": "#/components/schemas/Run" })),
+                    "400": err("The run has no workspace"),
+                    "404": err("No such run"),
+                    "409": err("The run is still running (code wrong_state)"),
+                    "401": err("Token missing or wrong")
+                }
+            } }
     })
 }

@@ -260,7 +260,9 @@ pub async fn run(state: Data, id: web::Path<String>, q: web::Query<RunQuery>) ->
         }
     }
     let live = state.runtime.live_runs().contains(&record.id);
-    Ok(HttpResponse::Ok().json(json!({ "run": record, "live": live, "steps": steps })))
+    let checks = state.runtime.store().checks(&record.id)?;
+    Ok(HttpResponse::Ok()
+        .json(json!({ "run": record, "live": live, "steps": steps, "checks": checks })))
 }
 
 /// `GET /api/runs/{id}/events`: Server-Sent Events from the start, then live; the stream

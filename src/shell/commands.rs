@@ -19,6 +19,14 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     ("/context", "search QUERY", "search the project memory"),
     ("/history", "", "the tasks of this session"),
     ("/runs", "", "the latest runs"),
+    ("/diff", "[--stat]", "the last run's change (--stat: files and line counts)"),
+    (
+        "/apply",
+        "[--commit]",
+        "apply the last run's change to the project (--commit: and commit it)",
+    ),
+    ("/revert", "", "undo the last run's applied change"),
+    ("/discard", "", "remove the last run's workspace and branch"),
     ("/usage", "[all]", "tokens (and cost) of this project's runs, per agent and run"),
     ("/export", "obsidian DIR", "export the project memory as an Obsidian vault"),
     ("/clear", "", "start a new conversation (follow-ups no longer see earlier tasks)"),
@@ -63,6 +71,7 @@ pub async fn dispatch(session: &mut Session, input: &str) -> Result<Flow> {
             Flow::Continue
         }
         "/usage" => usage_report(session, rest),
+        "/diff" | "/apply" | "/revert" | "/discard" => change(session, cmd, rest).await?,
         "/export" => export(session, rest).await,
         "/clear" => {
             session.conversation = new_conversation();
@@ -285,6 +294,46 @@ fn runs(session: &Session) {
         ]);
     }
     print!("{}", t.render());
+}
+
+/// `/diff [--stat]`, `/apply [--commit]`, `/revert`, `/discard`: on the session's last run.
+async fn change(session: &mut Session, cmd: &str, rest: &str) -> Result<Flow> {
+    use crate::commands::change::{self, ChangeCommand as C, Target};
+    let flag = match cmd {
+        "/diff" => "--stat",
+        "/apply" => "--commit",
+        _ => "",
+    };
+    let on = match rest {
+        "" => false,
+        r if !flag.is_empty() && r == flag => true,
+        other => {
+            let takes =
+                if flag.is_empty() { "nothing".to_string() } else { format!("{flag} or nothing") };
+            return Ok(usage(session, &format!("{cmd} takes {takes}, not {other:?}")));
+        }
+    };
+    let Some(last) = session.history.last() else {
+        println!("No run yet in this session: type a task first.");
+        return Ok(Flow::Continue);
+    };
+    let id = last.id.clone();
+    let command = match cmd {
+        "/diff" => C::Diff { id: id.clone(), stat: on, json: false },
+        "/apply" => C::Apply { id: id.clone(), commit: on, json: false },
+        "/revert" => C::Revert { id: id.clone(), json: false },
+        _ => C::Discard { id: id.clone(), json: false },
+    };
+    if change::run(Target::Local(&session.runtime), command).await? != crate::commands::exit::OK {
+        session.failed = true;
+    }
+    // Keep the session's copy of the run current (applied, discarded).
+    if let Ok((record, _)) = session.runtime.run(&id)
+        && let Some(slot) = session.history.last_mut()
+    {
+        *slot = record;
+    }
+    Ok(Flow::Continue)
 }
 
 fn usage_report(session: &mut Session, rest: &str) -> Flow {

@@ -220,3 +220,95 @@ pub fn installed_assets() -> PathBuf {
         .unwrap_or_default()
         .join("troupe/assets")
 }
+
+/// A program in a pseudo-terminal (`script` allocates it), as a person would use it: what is
+/// sent is typed; the terminal's cursor-position queries are answered.
+pub struct Pty {
+    child: Child,
+    stdin: std::process::ChildStdin,
+    output: std::sync::mpsc::Receiver<Vec<u8>>,
+    seen: String,
+}
+
+impl Pty {
+    /// Run the shell command line `cmdline` in a 120×40 terminal, with the working folder
+    /// and environment of `like` (its program and arguments are not used).
+    pub fn start(cmdline: &str, like: Command) -> Pty {
+        use std::io::Read;
+        let mut cmd = Command::new("script");
+        cmd.args(["-qfec", &format!("stty cols 120 rows 40; {cmdline}"), "/dev/null"]);
+        if let Some(dir) = like.get_current_dir() {
+            cmd.current_dir(dir);
+        }
+        for (k, v) in like.get_envs() {
+            match v {
+                Some(v) => cmd.env(k, v),
+                None => cmd.env_remove(k),
+            };
+        }
+        let mut child = cmd
+            .env("TERM", "xterm")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                    break;
+                }
+            }
+        });
+        Pty { child, stdin, output: rx, seen: String::new() }
+    }
+
+    /// Type `s`.
+    pub fn send(&mut self, s: &str) {
+        use std::io::Write;
+        self.stdin.write_all(s.as_bytes()).unwrap();
+        self.stdin.flush().unwrap();
+    }
+
+    /// Read until `needle` shows up after what was already consumed; returns what was read.
+    pub fn expect(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut read = String::new();
+        loop {
+            if let Some(i) = self.seen.find(needle) {
+                let upto = i + needle.len();
+                read.push_str(&self.seen[..upto]);
+                self.seen.drain(..upto);
+                return read;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "timed out waiting for {needle:?}; got:\n{read}{}", self.seen);
+            if let Ok(chunk) = self.output.recv_timeout(left.min(Duration::from_millis(200))) {
+                let chunk = String::from_utf8_lossy(&chunk).to_string();
+                // Answer "where is the cursor?" so a line editor does not wait for it.
+                for _ in 0..chunk.matches("\x1b[6n").count() {
+                    self.send("\x1b[1;1R");
+                }
+                self.seen.push_str(&chunk);
+            }
+        }
+    }
+
+    /// Close the input and wait for the exit code.
+    pub fn wait(mut self) -> Option<i32> {
+        drop(self.stdin);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s.code();
+            }
+            assert!(Instant::now() < deadline, "the program did not exit");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
