@@ -1,0 +1,11 @@
+"""Names."""
+
+
+def full_name(first, last):
+    """The first and last name separated by a space."""
+    return first + " " + last
+
+
+def initials(first, last):
+    """The initials, e.g. "A.L." for Ada Lovelace."""
+    return first[0].upper() + "." + last[0].upper() + "."
