@@ -339,7 +339,7 @@ impl<'a> Caller<'a> {
     }
 
     /// Audit and announce something that happened to the call.
-    fn announce(&self, message: String) {
+    pub(crate) fn announce(&self, message: String) {
         let message = self.shared.redactor.redact_string(message);
         self.shared
             .audit

@@ -837,7 +837,7 @@ async fn run_step(
     let mut checked = None;
     if step.state == StepState::Completed
         && edits_by_answer
-        && step.change.as_ref().is_some_and(|c| c.commit.is_some())
+        && step.change.is_some()
         && !record.validators.is_empty()
     {
         match sample_candidates(
@@ -848,12 +848,13 @@ async fn run_step(
             &shown,
             &mut step,
             &mut caller,
+            last_check,
             events,
             cancel,
         )
         .await
         {
-            Ok(c) => checked = Some(c),
+            Ok(c) => checked = c,
             Err(e) => {
                 step.state = StepState::Failed;
                 step.note = Some(e);
@@ -895,28 +896,43 @@ async fn sample_candidates(
     shown: &[String],
     step: &mut StepRecord,
     caller: &mut Caller<'_>,
+    last_check: Option<&CheckRecord>,
     events: &broadcast::Sender<RunEvent>,
     cancel: &CancellationToken,
-) -> Result<CheckRecord, String> {
-    let first = crate::work::check(shared, record, plan.pos, events, cancel).await?;
-    let edits = &shared.config.edits;
-    let (Some(change), Some(ws)) = (step.change.clone(), record.workspace.as_ref()) else {
-        return Ok(first);
+) -> Result<Option<CheckRecord>, String> {
+    let (Some(change), Some(head)) =
+        (step.change.clone(), record.workspace.as_ref().map(|w| w.head.clone()))
+    else {
+        return Ok(None);
     };
+    let committed = change.commit.is_some();
+    // A step that changed nothing leaves the last check standing; one that changed files is
+    // checked now.
+    let first = match last_check.filter(|c| !committed && c.commit == head) {
+        Some(c) => c.clone(),
+        None if !committed => return Ok(None),
+        None => crate::work::check(shared, record, plan.pos, events, cancel).await?,
+    };
+    let edits = &shared.config.edits;
     if first.passed() || edits.candidates == 0 || cancel.is_cancelled() {
-        return Ok(first);
+        return Ok(committed.then_some(first));
     }
-    let first_head = ws.head.clone();
-    // The step's start: the commit its change was made on.
-    let start = match crate::work::parent(ws, &first_head).await {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::warn!(run = %record.id, error = %e, "no candidates: the step's start is unknown");
-            return Ok(first);
+    let first_head = head;
+    // The step's start: the commit its change was made on (its head when it changed nothing).
+    let start = if !committed {
+        first_head.clone()
+    } else {
+        let Some(ws) = record.workspace.as_ref() else { return Ok(Some(first)) };
+        match crate::work::parent(ws, &first_head).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(run = %record.id, error = %e, "no candidates: the step's start is unknown");
+                return Ok(Some(first));
+            }
         }
     };
+    let Some(dir) = record.workspace.as_ref().map(|w| w.dir.clone()) else { return Ok(None) };
     let policy = crate::settings::edit_policy(&shared.config);
-    let dir = ws.dir.clone();
     for i in 1..=edits.candidates {
         if cancel.is_cancelled() {
             break;
@@ -958,10 +974,10 @@ async fn sample_candidates(
             );
             step.response = Some(answer.text);
             step.change = Some(kept);
-            return Ok(check);
+            return Ok(Some(check));
         }
     }
-    // None passed: the first answer's change stands, with its check.
+    // None passed: the first answer's change (or no change) stands, with its check.
     if let Some(ws) = record.workspace.as_mut() {
         crate::work::reset_to(ws, &first_head).await?;
     }
@@ -970,7 +986,7 @@ async fn sample_candidates(
         .put_check(&first)
         .map_err(|e| format!("cannot persist the validators' run: {e}"))?;
     step.change = Some(change);
-    Ok(first)
+    Ok(Some(first))
 }
 
 /// Apply a work step's answer to the workspace (HTTP models; a CLI agent edited the files
@@ -1004,6 +1020,8 @@ async fn change_of_step(
         outcome = Some(first);
         if let Some(problems) = problems.filter(|_| !cancel.is_cancelled()) {
             reasked = true;
+            let first_line = problems.lines().find(|l| !l.trim().is_empty()).unwrap_or_default();
+            caller.announce(format!("the edits did not apply; asking again: {first_line}"));
             caller.used(step.tokens, step.cost);
             let mut again = request.clone();
             again.messages.push(Message::assistant(answer.clone()));

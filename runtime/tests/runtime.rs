@@ -1118,3 +1118,19 @@ async fn when_no_candidate_passes_the_first_answer_stands() {
 fn tokens_of(step: &troupe_runtime::StepRecord) -> u64 {
     step.tokens.total()
 }
+
+#[actix::test]
+async fn a_step_that_changes_nothing_while_the_checks_fail_gets_candidates_too() {
+    let same = "calc.py\n```python\ndef add(a, b):\n    return a - b\n```\n";
+    // The first answer changes nothing, and so does its re-ask; the first candidate fixes it.
+    let coder = Scripted::new("coder", &[Act::Say(same), Act::Say(same), Act::Say(FIX)]);
+    let reviewer = Scripted::new("reviewer", &[Act::Say(APPROVE)]);
+    let w = ws_harness_with(&[("coder", coder.clone()), ("reviewer", reviewer)], 1, 2);
+    let record = run_in_repo(&w, "add() subtracts; make it add").await;
+    assert_eq!(record.state, RunState::Completed, "{:?}", record.error);
+    assert_eq!(coder.prompts().len(), 3);
+    let (_, steps) = w.h.runtime.run(&record.id).unwrap();
+    let change = steps[0].change.clone().unwrap();
+    assert_eq!(change.candidate, 1, "{change:?}");
+    assert!(change.commit.is_some());
+}
