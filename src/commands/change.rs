@@ -329,6 +329,26 @@ pub fn terminal() -> bool {
     std::io::stdin().is_terminal() && std::io::stdout().is_terminal()
 }
 
+/// The most diff lines printed after a green run when nobody is asked (more: the stat).
+const SHOWN_DIFF_LINES: usize = 300;
+
+/// After a green run with a change that nobody is asked about (piped, `settings.apply =
+/// "never"`): show the change — its diff, or its stat when the diff is long — so the run's
+/// product is on the screen, not only its name.
+async fn show_green_change(target: &Target<'_>, r: &RunRecord, json: bool) {
+    let applied = r.workspace.as_ref().is_none_or(|w| w.applied.is_some());
+    if json || r.state != RunState::Completed || r.files.is_empty() || applied {
+        return;
+    }
+    let Ok(change) = target.diff(&r.id).await else { return };
+    println!();
+    if change.patch.lines().count() <= SHOWN_DIFF_LINES {
+        print!("{}", render_patch(&change.patch, colour(false)));
+    } else {
+        print!("{}", render_stat(&change, colour(false)));
+    }
+}
+
 /// After a run: in a terminal, show a green run's change and ask whether to apply it (see
 /// [`should_ask`]). Returns the exit code to use instead of the run's, if any (1 when the
 /// apply was refused).
@@ -339,6 +359,7 @@ pub async fn offer_apply(
     json: bool,
 ) -> Result<Option<u8>> {
     if !should_ask(mode, r, json, terminal()) {
+        show_green_change(&target, r, json).await;
         return Ok(None);
     }
     let change = match target.diff(&r.id).await {
