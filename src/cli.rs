@@ -255,7 +255,7 @@ pub enum RunsCommand {
     Apply {
         /// The run's id (or a unique prefix of it)
         id: String,
-        /// Also commit it on your current branch ("troupe: <task> (run <id>)")
+        /// Also commit it on your current branch ("troupe: TASK (run ID)")
         #[arg(long)]
         commit: bool,
         /// Print the run record as JSON
