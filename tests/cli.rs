@@ -321,6 +321,7 @@ fn models_are_known_by_name_with_provenance_and_removed_by_name() {
             .env("PATH", "/usr/bin:/bin")
             .env("HOME", dir.path())
             .env("TROUPE_HOME", &home)
+            .env("TROUPE_ASSETS", home.join("assets"))
             .output()
             .unwrap()
     };
