@@ -211,7 +211,13 @@ fn doctor_reports_each_failure_with_what_to_do() {
     let checks = v["checks"].as_array().unwrap();
     let local = checks.iter().find(|c| c["name"] == "agent local-code").unwrap();
     assert_eq!(local["status"], "fail", "{local}");
-    assert!(local["message"].as_str().unwrap().contains("llama-server"));
+    let msg = local["message"].as_str().unwrap();
+    assert!(
+        msg.contains("llama-server")
+            && msg.contains("scripts/setup.sh")
+            && msg.contains("`troupe models pull qwen2.5-coder-1.5b` installs the model"),
+        "{msg}"
+    );
     let codex = checks.iter().find(|c| c["name"] == "agent codex").unwrap();
     assert_eq!(codex["status"], "ok", "offline mode does not need codex: {codex}");
     // The default local model is missing too, with how to install it; local-fast's model
