@@ -373,3 +373,78 @@ fn models_are_known_by_name_with_provenance_and_removed_by_name() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["removed"], false);
 }
+
+/// With the local model's server already running, doctor measures it with a short warm-up
+/// (and never starts one itself: the other model's server stays down).
+#[test]
+fn doctor_measures_a_running_local_model() {
+    let assets = std::env::var_os("HOME")
+        .map(|h| std::path::PathBuf::from(h).join(".local/share/troupe/assets"))
+        .filter(|p| p.join("llama/llama-server").exists())
+        .expect("offline assets missing; run `scripts/setup.sh --assets-only`");
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("data");
+    std::fs::create_dir_all(&home).unwrap();
+    std::os::unix::fs::symlink(&assets, home.join("assets")).unwrap();
+    let agents = common::smol_local_agents();
+    let port: u16 = agents
+        .split("http://127.0.0.1:")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap();
+    std::fs::write(dir.path().join("troupe.toml"), &agents).unwrap();
+    let mut server = Command::new(assets.join("llama/llama-server"))
+        .args(["-m", assets.join("models/SmolLM2-135M-Instruct.Q4_1.gguf").to_str().unwrap()])
+        .args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "-t",
+            "1",
+            "-c",
+            "4096",
+            "-np",
+            "2",
+        ])
+        .env("LD_LIBRARY_PATH", assets.join("llama"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let healthy = (0..120).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok_and(|mut s| {
+            use std::io::{Read, Write};
+            let _ = s.write_all(b"GET /health HTTP/1.0\r\n\r\n");
+            let mut out = String::new();
+            let _ = s.read_to_string(&mut out);
+            out.starts_with("HTTP/1.1 200") || out.starts_with("HTTP/1.0 200")
+        })
+    });
+    let o = Command::new(env!("CARGO_BIN_EXE_troupe"))
+        .args(["doctor"])
+        .current_dir(dir.path())
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", dir.path())
+        .env("TROUPE_HOME", &home)
+        .output()
+        .unwrap();
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(healthy, "the test's llama-server did not start");
+    let out = stdout(&o);
+    let line =
+        out.lines().find(|l| l.contains("model smollm2-135m:")).unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        line.contains("running: ")
+            && line.contains("tokens/s decode")
+            && line.contains("warm-up took"),
+        "{line}"
+    );
+    assert!(line.contains("context 2048 tokens"), "the window the server reports: {line}");
+    let fast = out.lines().find(|l| l.contains("model qwen2.5-coder-0.5b:")).unwrap();
+    assert!(fast.contains("server not running"), "doctor started a server: {fast}");
+}
