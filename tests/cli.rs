@@ -211,7 +211,13 @@ fn doctor_reports_each_failure_with_what_to_do() {
     let checks = v["checks"].as_array().unwrap();
     let local = checks.iter().find(|c| c["name"] == "agent local-code").unwrap();
     assert_eq!(local["status"], "fail", "{local}");
-    assert!(local["message"].as_str().unwrap().contains("llama-server"));
+    let msg = local["message"].as_str().unwrap();
+    assert!(
+        msg.contains("llama-server")
+            && msg.contains("scripts/setup.sh")
+            && msg.contains("`troupe models pull qwen2.5-coder-1.5b` installs the model"),
+        "{msg}"
+    );
     let codex = checks.iter().find(|c| c["name"] == "agent codex").unwrap();
     assert_eq!(codex["status"], "ok", "offline mode does not need codex: {codex}");
     // The default local model is missing too, with how to install it; local-fast's model
@@ -427,4 +433,80 @@ fn every_data_folder_shares_the_installed_assets() {
     assert_eq!(check["status"], "warn", "{check}");
     let message = check["message"].as_str().unwrap();
     assert!(message.contains("BM25 only") && message.contains("TROUPE_ASSETS"), "{message}");
+}
+
+/// With the local model's server already running, doctor measures it with a short warm-up
+/// (and never starts one itself: the other model's server stays down).
+#[test]
+fn doctor_measures_a_running_local_model() {
+    let assets = std::env::var_os("HOME")
+        .map(|h| std::path::PathBuf::from(h).join(".local/share/troupe/assets"))
+        .filter(|p| p.join("llama/llama-server").exists())
+        .expect("offline assets missing; run `scripts/setup.sh --assets-only`");
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("data");
+    std::fs::create_dir_all(&home).unwrap();
+    std::os::unix::fs::symlink(&assets, home.join("assets")).unwrap();
+    let agents = common::smol_local_agents();
+    let port: u16 = agents
+        .split("http://127.0.0.1:")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap();
+    std::fs::write(dir.path().join("troupe.toml"), &agents).unwrap();
+    let mut server = Command::new(assets.join("llama/llama-server"))
+        .args(["-m", assets.join("models/SmolLM2-135M-Instruct.Q4_1.gguf").to_str().unwrap()])
+        .args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "-t",
+            "1",
+            "-c",
+            "4096",
+            "-np",
+            "2",
+        ])
+        .env("LD_LIBRARY_PATH", assets.join("llama"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let healthy = (0..120).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok_and(|mut s| {
+            use std::io::{Read, Write};
+            let _ = s.write_all(b"GET /health HTTP/1.0\r\n\r\n");
+            let mut out = String::new();
+            let _ = s.read_to_string(&mut out);
+            out.starts_with("HTTP/1.1 200") || out.starts_with("HTTP/1.0 200")
+        })
+    });
+    let o = Command::new(env!("CARGO_BIN_EXE_troupe"))
+        .args(["doctor"])
+        .current_dir(dir.path())
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", dir.path())
+        .env("TROUPE_HOME", &home)
+        .env("TROUPE_ASSETS", home.join("assets"))
+        .output()
+        .unwrap();
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(healthy, "the test's llama-server did not start");
+    let out = stdout(&o);
+    let line =
+        out.lines().find(|l| l.contains("model smollm2-135m:")).unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        line.contains("running: ")
+            && line.contains("tokens/s decode")
+            && line.contains("warm-up took"),
+        "{line}"
+    );
+    assert!(line.contains("context 2048 tokens"), "the window the server reports: {line}");
+    let fast = out.lines().find(|l| l.contains("model qwen2.5-coder-0.5b:")).unwrap();
+    assert!(fast.contains("server not running"), "doctor started a server: {fast}");
 }

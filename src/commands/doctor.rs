@@ -218,10 +218,25 @@ pub async fn run_checks(loaded: &LoadedConfig) -> Vec<Check> {
                             ),
                         ));
                     } else {
+                        // A known model file: say how to get that one (setup --assets-only
+                        // leaves the 1.5B out).
+                        let pulls: Vec<String> = missing
+                            .iter()
+                            .filter_map(|p| troupe_adapters::catalog::by_file(p))
+                            .map(|m| format!("`troupe models pull {}`", m.name))
+                            .collect();
+                        let others = missing.len() > pulls.len();
+                        let how = match (pulls.is_empty(), others) {
+                            (true, _) => hint.to_string(),
+                            (false, false) => format!("{} installs it", pulls.join(", ")),
+                            (false, true) => {
+                                format!("{hint}; {} installs the model", pulls.join(", "))
+                            }
+                        };
                         out.push(check(
                             label,
                             severity,
-                            format!("missing {}; {hint}", missing.join(", ")),
+                            format!("missing {}; {how}", missing.join(", ")),
                         ));
                     }
                 } else if !agent.is_local() {

@@ -291,7 +291,9 @@ async fn the_small_coder_writes_a_string_reversal() {
         .map(|s| s.to_string())
         .collect();
     }
-    let configs = BTreeMap::from([("fast".to_string(), cfg)]);
+    // Another model beside it, as local-code and local-fast run: two servers, both warm.
+    let configs =
+        BTreeMap::from([("fast".to_string(), cfg), ("smol".to_string(), local_agent(free_port()))]);
     let registry = AgentRegistry::build(
         &configs,
         RegistryOptions {
@@ -300,9 +302,12 @@ async fn the_small_coder_writes_a_string_reversal() {
             limiters: None,
         },
     );
+    assert_eq!(registry.servers().count(), 2, "one server per model");
     let agent = registry.agent("fast").unwrap();
     let ctx = CallContext::new();
     assert_eq!(bounded(180, agent.context_window(&ctx)).await, Some(8192));
+    let smol = registry.agent("smol").unwrap();
+    assert_eq!(bounded(180, smol.context_window(&ctx)).await, Some(2048));
     let req = AgentRequest::prompt(
         "Write a Python function `reverse_string(s)` that returns the string s reversed. \
          Answer with the code only.",
@@ -322,5 +327,11 @@ async fn the_small_coder_writes_a_string_reversal() {
         r.text,
         String::from_utf8_lossy(&out.stderr)
     );
+    let mut pids = Vec::new();
+    for server in registry.servers() {
+        pids.push(server.pid().await.expect("both servers still run"));
+    }
+    assert!(pids.iter().all(|p| process_alive(*p)), "{pids:?}");
     registry.shutdown().await;
+    assert!(!pids.iter().any(|p| process_alive(*p)), "a server outlived shutdown");
 }

@@ -272,3 +272,41 @@ async fn with_default_settings_dead_backends_fall_back_within_two_minutes() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_missing_model_file_says_how_to_install_it() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let assets = tempfile::tempdir().unwrap();
+    // A "server program" that exists: the model is what is missing.
+    let program = assets.path().join("server.sh");
+    std::fs::write(&program, "#!/bin/sh\nsleep 30\n").unwrap();
+    let mut cfg = AgentConfig::new(AgentKind::Llamacpp);
+    cfg.base_url = Some(format!("http://127.0.0.1:{port}/v1"));
+    cfg.retry.max_attempts = 1;
+    cfg.server = Some(troupe_adapters::config::ManagedServerConfig {
+        command: program.to_string_lossy().into_owned(),
+        args: vec!["-m".into(), "{assets}/models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf".into()],
+        env: BTreeMap::new(),
+        startup_timeout_secs: 5,
+        threads: None,
+        batch_threads: None,
+    });
+    let configs = BTreeMap::from([("local".to_string(), cfg)]);
+    let mut opts = options(OfflineMode::online());
+    opts.assets_dir = assets.path().to_path_buf();
+    let registry = AgentRegistry::build(&configs, opts);
+    let e = bounded(
+        10,
+        registry.agent("local").unwrap().call(&AgentRequest::prompt("hi"), &CallContext::new()),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(e, AdapterError::Server { .. }), "{e}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("qwen2.5-coder-1.5b-instruct-q4_k_m.gguf does not exist")
+            && msg.contains("troupe models pull qwen2.5-coder-1.5b"),
+        "{msg}"
+    );
+    assert_eq!(registry.servers().next().unwrap().starts().await, 0, "nothing was started");
+}

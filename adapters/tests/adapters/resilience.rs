@@ -558,3 +558,33 @@ async fn stacked_wrappers_keep_the_primary_failing_and_recover_later() {
     assert!(!r.fallback_used());
     assert_eq!(registry.breaker_states()["primary"], BreakerState::Closed { failures: 0 });
 }
+
+#[tokio::test(start_paused = true)]
+async fn every_wrapper_forwards_the_window_and_token_count_and_offline_asks_nothing_remote() {
+    let inner =
+        Arc::new(ScriptedAgent::new("local").with_context_window(4096).with_token_counting(4));
+    let mode = OfflineMode::offline("--offline");
+    let limiter = Arc::new(AgentLimiter::new("local", &RateLimitConfig::default()));
+    let breaker = Arc::new(CircuitBreaker::new("local", &BreakerConfig::default()));
+    let stack: Arc<dyn Agent> = Arc::new(OfflineGuard::new(
+        Arc::new(Breaker::new(
+            Arc::new(Retry::new(Arc::new(RateLimit::new(inner, limiter)), RetryConfig::default())),
+            breaker,
+        )),
+        mode.clone(),
+    ));
+    let chain = Fallback::new(stack, vec![]);
+    let ctx = CallContext::new();
+    assert_eq!(chain.context_window(&ctx).await, Some(4096));
+    assert_eq!(chain.count_tokens("12345678", &ctx).await, Some(2));
+
+    // Offline, a remote agent is not asked (its server is off this machine).
+    let remote = Arc::new(
+        ScriptedAgent::new("cloud").remote().with_context_window(128_000).with_token_counting(1),
+    );
+    let guarded = OfflineGuard::new(remote.clone(), mode.clone());
+    assert_eq!(guarded.context_window(&ctx).await, None);
+    assert_eq!(guarded.count_tokens("abc", &ctx).await, None);
+    mode.set(None);
+    assert_eq!(guarded.context_window(&ctx).await, Some(128_000), "online again");
+}

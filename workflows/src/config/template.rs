@@ -5,7 +5,7 @@
 pub const INIT_TEMPLATE: &str = r#"# troupe.toml — configuration for troupe.
 #
 # troupe works with no file at all: it has built-in agents (claude, codex, gemini, copilot,
-# local-code, local-instruct) and workflows (default, quick, thorough, review-only, document,
+# local-code, local-instruct, local-fast) and workflows (default, quick, thorough, review-only, document,
 # offline-default, hybrid). This file adds to them: an [agents.NAME] or [workflows.NAME] table
 # REPLACES the built-in of that name whole, and [settings] keys override one by one.
 #
@@ -103,6 +103,16 @@ candidate_temperature = 0.8             # their sampling temperature
 # base_url = "http://127.0.0.1:11434"
 # model = "qwen2.5-coder:7b"
 # role = "implement"
+# Generation settings (any HTTP agent; a workflow step may override temperature/max_tokens):
+# temperature = 0.2                     # 0 to 2
+# top_p = 0.9                           # 0 to 1
+# top_k = 40                            # llama.cpp and Ollama only
+# min_p = 0.05                          # llama.cpp and Ollama only
+# repeat_penalty = 1.1                  # llama.cpp and Ollama only; stops repetition loops
+# max_tokens = 1024
+# stop = ["```\n\n"]
+# seed = 42
+# context_tokens = 8192                 # the model's window, when the server cannot say
 
 # Any command-line agent: {prompt}, {workdir} and {model} expand in args; the prompt can go
 # to standard input instead with prompt_input = "stdin". Arguments are passed as they are,
