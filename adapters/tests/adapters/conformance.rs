@@ -294,7 +294,8 @@ pub async fn each_timeout_class_fires_within_its_bound(t: Target) {
     })
     .await;
     let local_reading = Duration::from_secs(1) / 30 * request().estimated_tokens() as u32;
-    let first = Duration::from_secs(30) + local_reading;
+    // The mock server is on 127.0.0.1: a local server's first-byte default.
+    let first = Duration::from_secs(45) + local_reading;
     let idle = Duration::from_secs(30);
     let cases = [
         (Fault::Hang, "first byte", first),
