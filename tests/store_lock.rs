@@ -90,7 +90,7 @@ fn a_command_waiting_on_serve_names_it_and_gives_up_after_its_bound() {
     // Not waiting at all fails at once, without the waiting line.
     let o = troupe(&home, &project)
         .args(["context", "search", "greet"])
-        .env_remove("TROUPE_STORE_WAIT_SECS")
+        .env("TROUPE_STORE_WAIT_SECS", "0")
         .output()
         .unwrap();
     assert!(!o.status.success());

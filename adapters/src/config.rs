@@ -306,8 +306,8 @@ pub struct AgentConfig {
     #[serde(default = "default_connect_timeout_secs")]
     pub connect_timeout_secs: u64,
     /// HTTP kinds: time from sending a request until the first byte of the answer, in
-    /// seconds. None means the default: 30 s, and for a local server one more second per
-    /// 30 prompt tokens (a small model on one core reads ~60 tokens/s).
+    /// seconds. None means the default: 30 s, and for a local server 45 s plus one second
+    /// per 30 prompt tokens (a small model on one core reads ~60 tokens/s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_byte_timeout_secs: Option<u64>,
     /// HTTP kinds: the longest silence between two pieces of an answer, in seconds.

@@ -53,20 +53,22 @@ impl fmt::Debug for ApiKey {
     }
 }
 
-/// The first-byte bound when `first_byte_timeout_secs` is not set.
+/// The first-byte bound when `first_byte_timeout_secs` is not set, for a remote server.
 pub const DEFAULT_FIRST_BYTE: Duration = Duration::from_secs(30);
+/// The same for a server on this machine, before the prompt's share: longer, because the
+/// first call after a local server starts pages its model in from disk (measured here: a
+/// 1.1 GB model on a loaded 2-core machine took over 30 s to its first byte, 17 s warm).
+pub const DEFAULT_LOCAL_FIRST_BYTE: Duration = Duration::from_secs(60);
 /// How fast a local server is assumed to read a prompt when the first-byte bound grows with
 /// the prompt: measured, Qwen2.5-Coder-1.5B reads ~60 tokens/s on one idle core here but
 /// dropped below 15 tokens/s on the same machine under a parallel build, so a slow local
 /// model reading a long prompt is not cut off.
 pub const LOCAL_PROMPT_TOKENS_PER_SEC: u32 = 8;
-/// The first-byte bound of a local server for an empty prompt (loading a model's weights
-/// into the page cache on a first call takes a while too).
-pub const LOCAL_FIRST_BYTE: Duration = Duration::from_secs(60);
 
 /// The time bounds of one HTTP call. With the defaults a dead server fails an attempt
-/// within 30 s (10 s to connect, 30 s to the first byte, 30 s of silence mid-answer); the
-/// total bound caps a call that keeps trickling.
+/// within 30 s (10 s to connect, 30 s to the first byte — 45 s plus the prompt's share for
+/// a local server —, 30 s of silence mid-answer); the total bound caps a call that keeps
+/// trickling.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
     /// Establishing the TCP connection.
@@ -89,7 +91,7 @@ impl Timeouts {
         let (first_byte, first_byte_per_token) = match cfg.first_byte_timeout_secs {
             Some(s) => (Duration::from_secs(s.max(1)), Duration::ZERO),
             None if cfg.is_local() => {
-                (LOCAL_FIRST_BYTE, Duration::from_secs(1) / LOCAL_PROMPT_TOKENS_PER_SEC)
+                (DEFAULT_LOCAL_FIRST_BYTE, Duration::from_secs(1) / LOCAL_PROMPT_TOKENS_PER_SEC)
             }
             None => (DEFAULT_FIRST_BYTE, Duration::ZERO),
         };

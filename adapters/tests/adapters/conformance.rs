@@ -294,10 +294,10 @@ pub async fn each_timeout_class_fires_within_its_bound(t: Target) {
         c.connect_timeout_secs = d.connect_timeout_secs;
     })
     .await;
-    use troupe_adapters::http::{LOCAL_FIRST_BYTE, LOCAL_PROMPT_TOKENS_PER_SEC};
+    use troupe_adapters::http::{DEFAULT_LOCAL_FIRST_BYTE, LOCAL_PROMPT_TOKENS_PER_SEC};
     let local_reading =
         Duration::from_secs(1) / LOCAL_PROMPT_TOKENS_PER_SEC * request().estimated_tokens() as u32;
-    let first = LOCAL_FIRST_BYTE + local_reading;
+    let first = DEFAULT_LOCAL_FIRST_BYTE + local_reading;
     let idle = Duration::from_secs(30);
     let cases = [
         (Fault::Hang, "first byte", first),
