@@ -18,9 +18,91 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+use std::sync::Mutex;
+
 use troupe_context::{
-    NoProgress, NodeType, OnnxEmbedder, Scope, SearchMode, SearchQuery, Store, StoreOptions,
+    Embedder, Fusion, NoProgress, NodeType, OnnxEmbedder, ProjectId, Scope, SearchMode,
+    SearchQuery, Store, StoreOptions,
 };
+
+/// The real model, remembering the vectors of single texts (queries), so that trying many
+/// fusions does not embed each query again. Everything else is the model's own.
+#[derive(Debug)]
+struct QueryCache {
+    real: Arc<OnnxEmbedder>,
+    seen: Mutex<HashMap<String, Vec<f32>>>,
+}
+
+impl Embedder for QueryCache {
+    fn model_id(&self) -> &str {
+        self.real.model_id()
+    }
+    fn dims(&self) -> usize {
+        self.real.dims()
+    }
+    fn embed(&self, texts: &[&str]) -> troupe_context::Result<Vec<Vec<f32>>> {
+        if let [one] = texts
+            && let Some(v) = self.seen.lock().unwrap().get(*one)
+        {
+            return Ok(vec![v.clone()]);
+        }
+        let out = self.real.embed(texts)?;
+        if let ([one], [v]) = (texts, out.as_slice()) {
+            self.seen.lock().unwrap().insert((*one).to_string(), v.clone());
+        }
+        Ok(out)
+    }
+    fn count_tokens(&self, text: &str) -> Option<usize> {
+        self.real.count_tokens(text)
+    }
+    fn token_spans(&self, text: &str) -> Option<Vec<(usize, usize)>> {
+        self.real.token_spans(text)
+    }
+}
+
+/// The ranked file names (other nodes by id) of `query` in `mode` with `fusion`.
+fn ranked(
+    store: &Store,
+    project: &ProjectId,
+    text: &str,
+    mode: SearchMode,
+    fusion: Option<Fusion>,
+) -> Vec<String> {
+    let mut q = SearchQuery::new(text, Scope::Project(project.clone())).mode(mode).limit(10);
+    if let Some(f) = fusion {
+        q = q.fusion(f);
+    }
+    store
+        .search(&q)
+        .unwrap()
+        .hits
+        .iter()
+        .map(|h| {
+            if h.node.node_type == NodeType::File {
+                h.node.title.clone()
+            } else {
+                h.node.id.to_string()
+            }
+        })
+        .collect()
+}
+
+/// Fusions tried by `RETRIEVAL_CANDIDATES=1`.
+fn candidates() -> Vec<Fusion> {
+    let mut out = Vec::new();
+    for k in [10.0, 30.0, 60.0, 100.0] {
+        for w in [0.3, 0.5, 0.7] {
+            out.push(Fusion::Rrf { k, bm25_weight: w });
+        }
+    }
+    for i in 0..=10 {
+        out.push(Fusion::Convex { bm25_weight: f64::from(i) / 10.0 });
+    }
+    for (short, long) in [(0.8, 0.4), (0.7, 0.3), (0.7, 0.5), (0.6, 0.4), (0.5, 0.3), (0.6, 0.2)] {
+        out.push(Fusion::Adaptive { short, long });
+    }
+    out
+}
 
 /// One known-item query.
 #[derive(Debug, Clone)]
@@ -138,7 +220,9 @@ fn main() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
     let root = corpora(&repo);
     let only: Option<String> = std::env::var("RETRIEVAL_ONLY").ok();
-    let embedder = Arc::new(OnnxEmbedder::from_assets_dir(&assets_dir()).unwrap());
+    let real = Arc::new(OnnxEmbedder::from_assets_dir(&assets_dir()).unwrap());
+    let embedder = Arc::new(QueryCache { real, seen: Mutex::new(HashMap::new()) });
+    let try_candidates = std::env::var_os("RETRIEVAL_CANDIDATES").is_some();
     println!("# Retrieval quality (troupe-context)");
     println!("load average at start: {}", load());
     for corpus in ["debian", "pydoc"] {
@@ -157,47 +241,77 @@ fn main() {
         let report = store.scan_project(&dir.join("docs"), &NoProgress).unwrap();
         let scan = start.elapsed();
         let project = report.project.id.clone();
+        let stats = store.stats(&Scope::Project(project.clone())).unwrap();
         println!(
-            "\n## {corpus}: {} documents ({:.1} MB), {} queries ({} hard); scanned in {:.1} s",
+            "\n## {corpus}: {} documents ({:.1} MB), {} queries ({} hard); scanned in {:.1} s ({} nodes embedded)",
             manifest["documents"],
             manifest["document_bytes"].as_f64().unwrap_or(0.0) / 1e6,
             queries.len(),
             queries.iter().filter(|q| q.hard).count(),
-            scan.as_secs_f64()
+            scan.as_secs_f64(),
+            stats.embedded,
         );
         println!("source: {}", manifest["source"].as_str().unwrap_or(""));
+        let modes = [SearchMode::Bm25, SearchMode::Vector, SearchMode::Hybrid];
+        let runs: Vec<Vec<Vec<String>>> = modes
+            .iter()
+            .map(|m| queries.iter().map(|q| ranked(&store, &project, &q.text, *m, None)).collect())
+            .collect();
+        // Where the single retrievers disagree: their first hits differ.
+        let disagree: Vec<bool> =
+            (0..queries.len()).map(|i| runs[0][i].first() != runs[1][i].first()).collect();
         println!(
-            "\n| mode | nDCG@10 all | MRR@10 all | recall@10 all | nDCG@10 hard | MRR@10 hard | recall@10 hard |"
+            "\n| mode | nDCG@10 all | MRR@10 all | recall@10 all | nDCG@10 hard | MRR@10 hard | recall@10 hard | nDCG@10 disagree ({}) |",
+            disagree.iter().filter(|d| **d).count()
         );
-        println!("|---|---:|---:|---:|---:|---:|---:|");
-        for mode in [SearchMode::Bm25, SearchMode::Vector, SearchMode::Hybrid] {
-            let (mut all, mut hard) = (Sums::default(), Sums::default());
-            for q in &queries {
-                let results = store
-                    .search(
-                        &SearchQuery::new(q.text.as_str(), Scope::Project(project.clone()))
-                            .mode(mode)
-                            .limit(10),
-                    )
-                    .unwrap();
-                let ranked: Vec<String> = results
-                    .hits
-                    .iter()
-                    .map(|h| {
-                        if h.node.node_type == NodeType::File {
-                            h.node.title.clone()
-                        } else {
-                            h.node.id.to_string()
-                        }
-                    })
-                    .collect();
-                let m = metrics(&ranked, &q.relevant);
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+        for (m, run) in modes.iter().zip(&runs) {
+            let (mut all, mut hard, mut dis) = (Sums::default(), Sums::default(), Sums::default());
+            for (i, q) in queries.iter().enumerate() {
+                let m = metrics(&run[i], &q.relevant);
                 all.add(m);
                 if q.hard {
                     hard.add(m);
                 }
+                if disagree[i] {
+                    dis.add(m);
+                }
             }
-            println!("| {} | {} | {} |", mode.as_str(), all.cells(), hard.cells());
+            println!(
+                "| {} | {} | {} | {:.3} |",
+                m.as_str(),
+                all.cells(),
+                hard.cells(),
+                dis.ndcg / dis.n.max(1) as f64
+            );
+        }
+        if try_candidates {
+            println!("\n### {corpus}: hybrid with other fusions (nDCG@10)");
+            println!("| fusion | all | hard | disagree |");
+            println!("|---|---:|---:|---:|");
+            for f in candidates() {
+                let (mut all, mut hard, mut dis) =
+                    (Sums::default(), Sums::default(), Sums::default());
+                for (i, q) in queries.iter().enumerate() {
+                    let r = ranked(&store, &project, &q.text, SearchMode::Hybrid, Some(f));
+                    let m = metrics(&r, &q.relevant);
+                    all.add(m);
+                    if q.hard {
+                        hard.add(m);
+                    }
+                    if disagree[i] {
+                        dis.add(m);
+                    }
+                }
+                let n = |s: &Sums| s.ndcg / s.n.max(1) as f64;
+                println!(
+                    "| {} | {:.3} | {:.3} | {:.3} |",
+                    f.describe(),
+                    n(&all),
+                    n(&hard),
+                    n(&dis)
+                );
+            }
         }
     }
     println!("\nload average at end: {}", load());
