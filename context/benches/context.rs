@@ -124,7 +124,8 @@ fn corpus(words: &Words, seed: u64, n: usize) -> Vec<(NodeType, String, String)>
         .collect()
 }
 
-/// The text the store embeds for a node (title, newline, body: see `embed_text`).
+/// The text the store embeds for a node of one passage (title, newline, body: see
+/// `chunk::passages`; these bodies are far shorter than the model's window).
 fn embed_text(title: &str, body: &str) -> String {
     format!("{title}\n{body}")
 }
@@ -153,6 +154,9 @@ impl Embedder for Precomputed {
     }
     fn count_tokens(&self, text: &str) -> Option<usize> {
         self.real.count_tokens(text)
+    }
+    fn token_spans(&self, text: &str) -> Option<Vec<(usize, usize)>> {
+        self.real.token_spans(text)
     }
 }
 

@@ -36,6 +36,12 @@ pub trait Embedder: Send + Sync + fmt::Debug {
     fn count_tokens(&self, _text: &str) -> Option<usize> {
         None
     }
+
+    /// Where each of `text`'s tokens lies (byte offsets, special tokens left out), when the
+    /// embedder has a tokenizer: passages are cut to the model's window with it.
+    fn token_spans(&self, _text: &str) -> Option<Vec<(usize, usize)>> {
+        None
+    }
 }
 
 /// The embedding model's files under the assets folder (see `scripts/setup.sh`).
@@ -104,9 +110,9 @@ pub enum EmbeddingStatus {
     },
 }
 
-/// Counts tokens without truncation (a closure over the model's tokenizer, whose type
-/// fastembed does not re-export).
-type TokenCounterFn = Box<dyn Fn(&str) -> Option<usize> + Send + Sync>;
+/// Tokenizes without truncation, giving each token's byte span (a closure over the
+/// model's tokenizer, whose type fastembed does not re-export).
+type TokenSpansFn = Box<dyn Fn(&str) -> Option<Vec<(usize, usize)>> + Send + Sync>;
 
 /// The real model: all-MiniLM-L6-v2 (384 dimensions, mean pooling, L2-normalised) run by
 /// ONNX Runtime through fastembed, loaded from local files only.
@@ -114,7 +120,7 @@ pub struct OnnxEmbedder {
     /// fastembed needs `&mut` to run a batch; one batch at a time.
     model: Mutex<fastembed::TextEmbedding>,
     /// The model's WordPiece tokenizer without truncation nor padding.
-    counter: TokenCounterFn,
+    spans: TokenSpansFn,
     id: String,
     dims: usize,
     batch_size: usize,
@@ -205,10 +211,15 @@ impl OnnxEmbedder {
             })?;
         let mut tokenizer = model.tokenizer.clone();
         tokenizer.with_padding(None);
-        let counter: TokenCounterFn = match tokenizer.with_truncation(None) {
-            Ok(_) => {
-                Box::new(move |text: &str| tokenizer.encode(text, false).ok().map(|e| e.len()))
-            }
+        // The tokenizer fastembed runs truncates at MAX_MODEL_TOKENS (special tokens
+        // included, longest first, no stride): what is past that is never seen. This copy
+        // neither truncates nor pads, so that texts can be counted and cut into passages
+        // that fit.
+        let spans: TokenSpansFn = match tokenizer.with_truncation(None) {
+            Ok(_) => Box::new(move |text: &str| {
+                let encoding = tokenizer.encode(text, false).ok()?;
+                Some(encoding.get_offsets().to_vec())
+            }),
             Err(e) => {
                 tracing::warn!("cannot configure the tokenizer for counting: {e}");
                 Box::new(|_: &str| None)
@@ -226,7 +237,7 @@ impl OnnxEmbedder {
         }
         Ok(OnnxEmbedder {
             model: Mutex::new(model),
-            counter,
+            spans,
             id: format!("all-MiniLM-L6-v2/{fingerprint}"),
             dims,
             batch_size: DEFAULT_BATCH_SIZE,
@@ -286,7 +297,11 @@ impl Embedder for OnnxEmbedder {
     }
 
     fn count_tokens(&self, text: &str) -> Option<usize> {
-        (self.counter)(text)
+        (self.spans)(text).map(|s| s.len())
+    }
+
+    fn token_spans(&self, text: &str) -> Option<Vec<(usize, usize)>> {
+        (self.spans)(text)
     }
 }
 

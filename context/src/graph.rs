@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 
+use crate::chunk::{Embedded, PassageSource, embed_passages};
 use crate::error::{Error, Result};
 use crate::model::{Direction, Edge, EdgeType, NewNode, Node, NodeId, NodeType, ProjectId};
 use crate::store::{
@@ -82,25 +83,6 @@ fn id_prefix(id: &NodeId) -> Vec<u8> {
     let mut k = id.as_str().as_bytes().to_vec();
     k.push(0);
     k
-}
-
-/// Longest text (bytes) given to the embedding model per node: it reads 256 tokens at
-/// most, and tokenizing more is wasted time.
-const EMBED_TEXT_BYTES: usize = 2000;
-
-/// The text a node's embedding is computed from.
-pub(crate) fn embed_text(title: &str, body: &str, tags: &[String]) -> String {
-    let mut s = String::with_capacity(title.len() + body.len() + 16);
-    s.push_str(title);
-    if !tags.is_empty() {
-        s.push_str(" [");
-        s.push_str(&tags.join(", "));
-        s.push(']');
-    }
-    s.push('\n');
-    s.push_str(body);
-    truncate_at_char(&mut s, EMBED_TEXT_BYTES);
-    s
 }
 
 pub(crate) fn truncate_at_char(s: &mut String, max: usize) {
@@ -189,7 +171,9 @@ impl Store {
                     tp.insert(by_project_key(&node.project, node.node_type, id), &[])?;
                     let vkey = vector_key(&node.project, id);
                     match embeddings.as_ref().and_then(|e| e.get(i)) {
-                        Some(v) => tv.insert(vkey, vectors::encode(node.node_type, v))?,
+                        Some((passages, v)) => {
+                            tv.insert(vkey, vectors::encode(node.node_type, passages, v))?
+                        }
                         // A stale vector is worse than none: a reindex computes it.
                         None => tv.remove(vkey)?,
                     };
@@ -209,7 +193,7 @@ impl Store {
             self.inner.vectors.apply(
                 &node.project,
                 &node.id,
-                v.map(|v| (node.node_type, v.as_slice())),
+                v.map(|(_, v)| (node.node_type, v.as_slice())),
             );
         }
         self.index_after_write(&ids, last_seq);
@@ -217,9 +201,11 @@ impl Store {
         Ok(stored)
     }
 
-    /// Embeddings for `nodes` when a model is available (`None` without one: the nodes are
-    /// stored without vectors, and hybrid search uses BM25 for them).
-    fn embed_nodes(&self, nodes: &[NewNode]) -> Result<Option<Vec<Vec<f32>>>> {
+    /// The passages of `nodes` and their embeddings when a model is available (`None`
+    /// without one: the nodes are stored without vectors, and hybrid search uses BM25 for
+    /// them). A node's passages cut its searched text (a file's content, with its summary
+    /// body as one more passage) or else its body.
+    fn embed_nodes(&self, nodes: &[NewNode]) -> Result<Option<Vec<Embedded>>> {
         let embedder = match self.embedder() {
             Ok(e) => e,
             Err(reason) => {
@@ -234,18 +220,16 @@ impl Store {
                 return Ok(None);
             }
         };
-        let texts: Vec<String> =
-            nodes.iter().map(|n| embed_text(&n.title, &n.body, &n.tags)).collect();
-        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        let vectors = embedder.embed(&refs)?;
-        if vectors.len() != nodes.len() {
-            return Err(Error::Embedding(format!(
-                "{} vectors for {} texts",
-                vectors.len(),
-                nodes.len()
-            )));
-        }
-        Ok(Some(vectors))
+        let sources: Vec<PassageSource<'_>> = nodes
+            .iter()
+            .map(|n| PassageSource {
+                title: n.title.trim(),
+                tags: &n.tags,
+                text: n.content.as_deref().unwrap_or(&n.body),
+                summary: n.content.as_ref().map(|_| n.body.as_str()),
+            })
+            .collect();
+        Ok(Some(embed_passages(embedder.as_ref(), &sources)?))
     }
 
     /// A node by id.

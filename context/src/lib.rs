@@ -4,8 +4,9 @@
 //! One [`Store`] per data folder (`<data_dir>/store/`): a sled database holding a graph of
 //! [`Node`]s and [`Edge`]s (plus the runtime's [`Collection`]s of JSON documents), and a
 //! tantivy BM25 index beside it that is repaired from the graph whenever it falls behind.
-//! Nodes are embedded with all-MiniLM-L6-v2 ([`OnnxEmbedder`]) when the model is installed;
-//! search is BM25, vector, or both fused with Reciprocal Rank Fusion ([`SearchQuery`]).
+//! Nodes are embedded with all-MiniLM-L6-v2 ([`OnnxEmbedder`]) when the model is installed,
+//! as overlapping passages that fit the model's window ([`Passage`]); search is BM25,
+//! vector, or both fused ([`SearchQuery`], [`Fusion`]).
 //!
 //! ```no_run
 //! use troupe_context::{Store, StoreOptions, SearchQuery, TaskRecord};
@@ -24,6 +25,7 @@
 //! Everything here is synchronous and may block (disk, the embedding model): the runtime
 //! decides where it runs (`spawn_blocking`, a `SyncArbiter`).
 
+mod chunk;
 mod collection;
 mod embed;
 mod error;
@@ -38,6 +40,7 @@ mod search;
 mod store;
 mod vectors;
 
+pub use chunk::Passage;
 pub use collection::{CasConflict, Collection};
 #[cfg(any(test, feature = "test-utils"))]
 pub use embed::HashEmbedder;
@@ -59,7 +62,7 @@ pub use project::{
     LanguageShare, ProjectInfo, ScanReport, file_node_id, project_id_for, project_id_of_canonical,
 };
 pub use search::{
-    DEFAULT_RRF_K, FoundBy, GraphHop, Ranked, Recency, SearchHit, SearchMode, SearchQuery,
-    SearchResults,
+    DEFAULT_FUSION, DEFAULT_RRF_K, FoundBy, Fusion, GraphHop, Ranked, Recency, SearchHit,
+    SearchMode, SearchQuery, SearchResults,
 };
 pub use store::{LockWait, ReindexReport, Stats, Store, StoreOptions};

@@ -1,5 +1,7 @@
-//! Search: BM25 (tantivy), vector (cosine over the project's matrix), and hybrid
-//! (Reciprocal Rank Fusion of both, optional recency weighting, one-hop graph expansion).
+//! Search: BM25 (tantivy), vector (cosine of a node's best passage over the project's
+//! matrix), and hybrid (both fused — a convex combination of normalised scores by
+//! default, see [`Fusion`] — then optional recency weighting and one-hop graph expansion;
+//! a node whose title is the query stays first through all of it).
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -9,6 +11,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use chrono::Utc;
 use serde::Serialize;
 
+use crate::chunk::Passage;
 use crate::error::{Error, Result};
 use crate::graph::Scope;
 use crate::model::{Direction, EdgeType, Node, NodeId, NodeType, ProjectId};
@@ -77,8 +80,8 @@ pub struct SearchQuery {
     pub mode: SearchMode,
     /// Hits returned.
     pub limit: usize,
-    /// RRF's `k`: larger flattens the difference between ranks (60 is the usual choice).
-    pub rrf_k: f64,
+    /// How hybrid mode fuses the two lists.
+    pub fusion: Fusion,
     /// Optional recency weighting.
     pub recency: Option<Recency>,
     /// Add the one-hop neighbours of the top hits (`None`: yes in hybrid mode, no in the
@@ -86,8 +89,124 @@ pub struct SearchQuery {
     pub expand: Option<bool>,
 }
 
-/// Default RRF `k`.
+/// Default RRF `k` (for [`Fusion::Rrf`]).
 pub const DEFAULT_RRF_K: f64 = 60.0;
+
+/// How hybrid search fuses the BM25 list and the vector list.
+///
+/// Measured on two public corpora (docs/BENCHMARKS.md, "Retrieval quality on public
+/// corpora"): a convex combination of normalised scores with BM25's share 0.2, chosen on
+/// one corpus (Debian package descriptions) and checked on the other (Python pydoc pages),
+/// beat both single retrievers and every RRF setting tried on both, on all queries and on
+/// the hard ones. (BM25's scores, divided by the best, fall off much faster than min-max
+/// normalised cosines: a share of 0.2 still gives BM25 a large say.)
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Fusion {
+    /// Weighted Reciprocal Rank Fusion: a hit scores `w / (k + rank)` in each list it is
+    /// in, with `w` = `bm25_weight` for BM25 and `1 - bm25_weight` for the vectors (0.5 is
+    /// textbook RRF).
+    Rrf {
+        /// Larger flattens the difference between ranks.
+        k: f64,
+        /// BM25's share, 0..=1.
+        bm25_weight: f64,
+    },
+    /// Convex combination over the union of both lists: `bm25_weight × bm25 / best bm25 +
+    /// (1 - bm25_weight) × cosine min-max normalised over the candidates`. A BM25 hit the
+    /// vector list missed gets its exact cosine; a vector hit BM25 missed scores 0 there.
+    Convex {
+        /// BM25's share, 0..=1 (0 re-ranks both lists' candidates by cosine alone).
+        bm25_weight: f64,
+    },
+    /// [`Fusion::Convex`] with BM25's share from the query's length: `short` for queries
+    /// of at most two words (names, identifiers), `long` for eight words or more (natural
+    /// language), linear in between.
+    Adaptive {
+        /// BM25's share for short queries.
+        short: f64,
+        /// BM25's share for long queries.
+        long: f64,
+    },
+}
+
+/// What hybrid search uses unless told otherwise (see [`Fusion`]).
+pub const DEFAULT_FUSION: Fusion = Fusion::Convex { bm25_weight: 0.2 };
+
+impl Fusion {
+    fn validate(&self) -> Result<()> {
+        let share = |w: f64| w.is_finite() && (0.0..=1.0).contains(&w);
+        let ok = match *self {
+            Fusion::Rrf { k, bm25_weight } => k.is_finite() && k >= 0.0 && share(bm25_weight),
+            Fusion::Convex { bm25_weight } => share(bm25_weight),
+            Fusion::Adaptive { short, long } => share(short) && share(long),
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::InvalidInput(format!(
+                "bad fusion settings {self:?}: weights must be in 0..=1 and RRF k ≥ 0"
+            )))
+        }
+    }
+
+    /// BM25's share for `query` (for RRF and convex, their fixed share).
+    pub fn bm25_weight(&self, query: &str) -> f64 {
+        match *self {
+            Fusion::Rrf { bm25_weight, .. } | Fusion::Convex { bm25_weight } => bm25_weight,
+            Fusion::Adaptive { short, long } => {
+                // Words as typed: an identifier like `ORT_DYLIB_PATH` is one.
+                let words = query
+                    .split_whitespace()
+                    .filter(|w| w.chars().any(char::is_alphanumeric))
+                    .count();
+                let t = ((words as f64 - 2.0) / 6.0).clamp(0.0, 1.0);
+                short + (long - short) * t
+            }
+        }
+    }
+
+    /// A short description, e.g. `convex(bm25 0.20)`.
+    pub fn describe(&self) -> String {
+        match *self {
+            Fusion::Rrf { k, bm25_weight } => format!("rrf(k {k}, bm25 {bm25_weight:.2})"),
+            Fusion::Convex { bm25_weight } => format!("convex(bm25 {bm25_weight:.2})"),
+            Fusion::Adaptive { short, long } => {
+                format!("adaptive(bm25 {short:.2} short … {long:.2} long)")
+            }
+        }
+    }
+}
+
+impl FromStr for Fusion {
+    type Err = Error;
+    /// `convex`, `convex:0.7`, `rrf`, `rrf:60`, `rrf:60:0.7`, `adaptive`,
+    /// `adaptive:0.8:0.5`.
+    fn from_str(s: &str) -> Result<Fusion> {
+        let parts: Vec<&str> = s.trim().split(':').collect();
+        let num = |i: usize, default: f64| -> Result<f64> {
+            match parts.get(i) {
+                None => Ok(default),
+                Some(x) => x.trim().parse::<f64>().map_err(|_| {
+                    Error::InvalidInput(format!("{x:?} in fusion {s:?} is not a number"))
+                }),
+            }
+        };
+        let fusion = match parts[0].trim().to_ascii_lowercase().as_str() {
+            "convex" => Fusion::Convex { bm25_weight: num(1, 0.2)? },
+            "rrf" => Fusion::Rrf { k: num(1, DEFAULT_RRF_K)?, bm25_weight: num(2, 0.5)? },
+            "adaptive" => Fusion::Adaptive { short: num(1, 0.6)?, long: num(2, 0.2)? },
+            _ => {
+                return Err(Error::InvalidInput(format!(
+                    "unknown fusion {s:?}; expected convex[:W], rrf[:K[:W]] or adaptive[:SHORT:LONG] \
+                     (W = BM25's share, 0..=1)"
+                )));
+            }
+        };
+        fusion.validate()?;
+        Ok(fusion)
+    }
+}
 
 /// How many top hits graph expansion starts from.
 const EXPAND_FROM: usize = 3;
@@ -105,7 +224,7 @@ impl SearchQuery {
             types: Vec::new(),
             mode: SearchMode::Hybrid,
             limit: 10,
-            rrf_k: DEFAULT_RRF_K,
+            fusion: DEFAULT_FUSION,
             recency: None,
             expand: None,
         }
@@ -129,9 +248,15 @@ impl SearchQuery {
         self
     }
 
-    /// RRF with this `k`.
+    /// Fuse with textbook Reciprocal Rank Fusion with this `k`.
     pub fn rrf_k(mut self, k: f64) -> SearchQuery {
-        self.rrf_k = k;
+        self.fusion = Fusion::Rrf { k, bm25_weight: 0.5 };
+        self
+    }
+
+    /// Fuse this way in hybrid mode.
+    pub fn fusion(mut self, fusion: Fusion) -> SearchQuery {
+        self.fusion = fusion;
         self
     }
 
@@ -179,6 +304,13 @@ pub struct FoundBy {
     /// Reached by graph expansion.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub graph: Option<GraphHop>,
+    /// Cosine similarity of its best passage, also when the vector list did not reach it
+    /// (hybrid mode computes it for BM25's hits).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cosine: Option<f32>,
+    /// Its title is the query (such a hit is put first in hybrid mode).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub exact_title: bool,
 }
 
 impl FoundBy {
@@ -203,11 +335,16 @@ impl FoundBy {
 pub struct SearchHit {
     /// The node.
     pub node: Node,
-    /// The final score (RRF in hybrid mode; the retriever's score otherwise; times the
-    /// recency factor when asked).
+    /// The final score (the fused score in hybrid mode; the retriever's score otherwise;
+    /// times the recency factor when asked).
     pub score: f64,
-    /// Which retrievers found it.
+    /// Which retrievers found it, at which ranks and scores.
     pub found_by: FoundBy,
+    /// Its best-matching passage for the query (when it has vectors).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub passage: Option<Passage>,
+    /// That passage's text (whitespace collapsed), else the start of its body.
+    pub snippet: String,
 }
 
 /// The results of a search.
@@ -220,14 +357,93 @@ pub struct SearchResults {
     /// Why the search did less than asked (no model installed, …).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub warning: Option<String>,
+    /// How the lists were fused (hybrid mode only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fusion: Option<String>,
 }
+
+/// One candidate of a hybrid search before fusion.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Candidate {
+    pub id: NodeId,
+    pub found_by: FoundBy,
+    /// Its best passage's index, when it has vectors.
+    pub passage: Option<usize>,
+}
+
+/// Fused scores of `candidates` (same order). `bm25_weight` is BM25's share.
+pub(crate) fn fuse(candidates: &[Candidate], fusion: &Fusion, bm25_weight: f64) -> Vec<f64> {
+    match *fusion {
+        Fusion::Rrf { k, .. } => candidates
+            .iter()
+            .map(|c| {
+                let b = c.found_by.bm25.map_or(0.0, |r| 1.0 / (k + r.rank as f64));
+                let v = c.found_by.vector.map_or(0.0, |r| 1.0 / (k + r.rank as f64));
+                bm25_weight * b + (1.0 - bm25_weight) * v
+            })
+            .collect(),
+        Fusion::Convex { .. } | Fusion::Adaptive { .. } => {
+            let best_bm25 = candidates
+                .iter()
+                .filter_map(|c| c.found_by.bm25.map(|r| f64::from(r.score)))
+                .fold(0.0f64, f64::max);
+            let cosines = candidates.iter().filter_map(|c| c.found_by.cosine.map(f64::from));
+            let (lo, hi) = cosines
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| (lo.min(x), hi.max(x)));
+            candidates
+                .iter()
+                .map(|c| {
+                    let b = match c.found_by.bm25 {
+                        Some(r) if best_bm25 > 0.0 => f64::from(r.score) / best_bm25,
+                        _ => 0.0,
+                    };
+                    let v = match c.found_by.cosine.map(f64::from) {
+                        Some(x) if hi > lo => (x - lo) / (hi - lo),
+                        Some(_) => 1.0,
+                        None => 0.0,
+                    };
+                    bm25_weight * b + (1.0 - bm25_weight) * v
+                })
+                .collect()
+        }
+    }
+}
+
+/// Words of a title or query, lowercased, for the exact-title check.
+fn title_words(s: &str) -> Vec<String> {
+    s.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect()
+}
+
+/// Whether `query` names `node`: its title, or (a file) its file name with or without the
+/// extension, word for word.
+pub(crate) fn is_exact_title(query: &[String], node: &Node) -> bool {
+    if query.is_empty() {
+        return false;
+    }
+    if title_words(&node.title) == query {
+        return true;
+    }
+    if node.node_type == NodeType::File {
+        let name = node.title.rsplit('/').next().unwrap_or(&node.title);
+        let stem = name.rsplit_once('.').map_or(name, |(s, _)| s);
+        return title_words(name) == query || title_words(stem) == query;
+    }
+    false
+}
+
+/// How deep in BM25's list hybrid search looks for exact-title hits past the cut.
+const EXACT_TITLE_DEPTH: usize = 10;
+
+/// Longest snippet (bytes).
+const SNIPPET_BYTES: usize = 2000;
 
 impl Store {
     /// Search. Everything returned belongs to `query.scope`.
     pub fn search(&self, query: &SearchQuery) -> Result<SearchResults> {
-        if !query.rrf_k.is_finite() || query.rrf_k < 0.0 {
-            return Err(Error::InvalidInput(format!("RRF k must be ≥ 0, not {}", query.rrf_k)));
-        }
+        query.fusion.validate()?;
         if let Some(r) = query.recency
             && !(r.half_life_days > 0.0 && (0.0..=1.0).contains(&r.weight))
         {
@@ -237,7 +453,12 @@ impl Store {
         }
         self.ensure_index_current()?;
         if query.limit == 0 || query.text.trim().is_empty() {
-            return Ok(SearchResults { hits: Vec::new(), mode: query.mode, warning: None });
+            return Ok(SearchResults {
+                hits: Vec::new(),
+                mode: query.mode,
+                warning: None,
+                fusion: None,
+            });
         }
         let depth = (query.limit * 3).max(50);
         let mut warning = None;
@@ -266,13 +487,14 @@ impl Store {
             }
             self.inner.index.search(&query.text, query.scope.project(), &query.types, depth)
         };
-        let run_vector = || -> Result<Vec<(NodeId, f32)>> {
+        let run_vector = || -> Result<(Vec<f32>, Vec<VectorHit>)> {
             match &embedder {
                 Some(e) => {
                     let q = e.embed(&[query.text.as_str()])?.pop().unwrap_or_default();
-                    self.vector_search(&q, &query.scope, &query.types, depth)
+                    let hits = self.vector_search(&q, &query.scope, &query.types, depth)?;
+                    Ok((q, hits))
                 }
-                None => Ok(Vec::new()),
+                None => Ok((Vec::new(), Vec::new())),
             }
         };
         // Hybrid: keywords on a second thread while this one embeds the query and scans.
@@ -288,38 +510,107 @@ impl Store {
         } else {
             (run_bm25(), run_vector())
         };
-        let (bm25, vector) = (bm25?, vector?);
+        let (bm25, (query_vector, vector)) = (bm25?, vector?);
 
-        // Fuse.
-        let mut found: HashMap<NodeId, (f64, FoundBy)> = HashMap::new();
-        let fuse = mode == SearchMode::Hybrid;
+        // The candidates: both lists, by node.
+        let mut candidates: Vec<Candidate> = Vec::with_capacity(bm25.len() + vector.len());
+        let mut at: HashMap<NodeId, usize> = HashMap::new();
         for (i, (id, s)) in bm25.iter().enumerate() {
-            let e = found.entry(id.clone()).or_default();
-            e.1.bm25 = Some(Ranked { rank: i + 1, score: *s });
-            e.0 += if fuse { 1.0 / (query.rrf_k + (i + 1) as f64) } else { f64::from(*s) };
+            at.insert(id.clone(), candidates.len());
+            candidates.push(Candidate {
+                id: id.clone(),
+                found_by: FoundBy {
+                    bm25: Some(Ranked { rank: i + 1, score: *s }),
+                    ..FoundBy::default()
+                },
+                passage: None,
+            });
         }
-        for (i, (id, s)) in vector.iter().enumerate() {
-            let e = found.entry(id.clone()).or_default();
-            e.1.vector = Some(Ranked { rank: i + 1, score: *s });
-            e.0 += if fuse { 1.0 / (query.rrf_k + (i + 1) as f64) } else { f64::from(*s) };
+        for (i, hit) in vector.iter().enumerate() {
+            let slot = *at.entry(hit.id.clone()).or_insert_with(|| {
+                candidates.push(Candidate {
+                    id: hit.id.clone(),
+                    found_by: FoundBy::default(),
+                    passage: None,
+                });
+                candidates.len() - 1
+            });
+            let c = &mut candidates[slot];
+            c.found_by.vector = Some(Ranked { rank: i + 1, score: hit.score });
+            c.found_by.cosine = Some(hit.score);
+            c.passage = Some(hit.passage);
         }
-        let mut candidates: Vec<(NodeId, f64, FoundBy)> =
-            found.into_iter().map(|(id, (score, by))| (id, score, by)).collect();
-        candidates.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        // Without recency weighting the order is final: read only the nodes that can make
-        // the cut (graph neighbours added later score below the hit they come from).
+        let fused = mode == SearchMode::Hybrid;
+        if fused && !query_vector.is_empty() {
+            // BM25's hits the vector list did not reach: their exact cosine and passage.
+            for c in candidates.iter_mut().filter(|c| c.found_by.cosine.is_none()) {
+                let project = match &query.scope {
+                    Scope::Project(p) => p.clone(),
+                    Scope::All => match self.get_node(&c.id)? {
+                        Some(n) => n.project,
+                        None => continue,
+                    },
+                };
+                if let Some((passage, cosine)) =
+                    self.best_passage(&project, &c.id, &query_vector)?
+                {
+                    c.found_by.cosine = Some(cosine);
+                    c.passage = Some(passage);
+                }
+            }
+        }
+        let scores: Vec<f64> = if fused {
+            fuse(&candidates, &query.fusion, query.fusion.bm25_weight(&query.text))
+        } else {
+            candidates
+                .iter()
+                .map(|c| {
+                    let r = c.found_by.bm25.or(c.found_by.vector);
+                    r.map_or(0.0, |r| f64::from(r.score))
+                })
+                .collect()
+        };
+        let mut order: Vec<usize> = (0..candidates.len()).collect();
+        order.sort_by(|&a, &b| {
+            scores[b].total_cmp(&scores[a]).then_with(|| candidates[a].id.cmp(&candidates[b].id))
+        });
+        let query_words = title_words(&query.text);
+        // Without recency weighting the order is final, but for exact-title hits, which
+        // may be anywhere in the lists: read the nodes that can make the cut, and look for
+        // exact titles among the rest (graph neighbours added later score below the hit
+        // they come from).
         let wanted = if query.recency.is_some() { usize::MAX } else { query.limit };
         let mut hits: Vec<SearchHit> = Vec::with_capacity(query.limit.min(candidates.len()));
-        for (id, score, found_by) in candidates {
-            if hits.len() >= wanted {
-                break;
+        for i in order {
+            let c = &candidates[i];
+            // Past the cut only BM25's best few can still be exact-title hits.
+            if hits.len() >= wanted
+                && !(fused && c.found_by.bm25.is_some_and(|r| r.rank <= EXACT_TITLE_DEPTH))
+            {
+                continue;
             }
             // The index and matrices only hold nodes in scope; check anyway, so that a
             // node of another project can never be returned.
-            if let Some(node) = self.get_node(&id)?
-                && query.scope.contains(&node.project)
-            {
-                hits.push(SearchHit { node, score, found_by });
+            let Some(node) = self.get_node(&c.id)? else { continue };
+            if !query.scope.contains(&node.project) {
+                continue;
+            }
+            let exact = fused && is_exact_title(&query_words, &node);
+            if hits.len() >= wanted && !exact {
+                continue;
+            }
+            let mut found_by = c.found_by.clone();
+            found_by.exact_title = exact;
+            hits.push(SearchHit {
+                node,
+                score: scores[i],
+                found_by,
+                passage: None,
+                snippet: String::new(),
+            });
+            if let Some(p) = c.passage {
+                let h = hits.len() - 1;
+                hits[h].passage = self.passage_span(&hits[h].node, p)?;
             }
         }
         if let Some(r) = query.recency {
@@ -335,7 +626,62 @@ impl Store {
             sort_hits(&mut hits);
         }
         hits.truncate(query.limit);
-        Ok(SearchResults { hits, mode, warning })
+        for h in &mut hits {
+            h.snippet = self.snippet(&h.node, h.passage)?;
+        }
+        let fusion = fused.then(|| query.fusion.describe());
+        Ok(SearchResults { hits, mode, warning, fusion })
+    }
+
+    /// A node's best passage for `query` and its cosine, from its stored vectors.
+    fn best_passage(
+        &self,
+        project: &ProjectId,
+        id: &NodeId,
+        query: &[f32],
+    ) -> Result<Option<(usize, f32)>> {
+        let key = crate::store::vector_key(project, id);
+        Ok(self
+            .trees()
+            .vectors
+            .get(key)?
+            .and_then(|bytes| vectors::decode(&bytes))
+            .and_then(|stored| stored.best(query)))
+    }
+
+    /// Where passage `index` of `node` lies (nodes embedded before passages have none).
+    fn passage_span(&self, node: &Node, index: usize) -> Result<Option<Passage>> {
+        let key = crate::store::vector_key(&node.project, &node.id);
+        Ok(self
+            .trees()
+            .vectors
+            .get(key)?
+            .and_then(|bytes| vectors::decode(&bytes))
+            .and_then(|stored| stored.passages.get(index).copied()))
+    }
+
+    /// The text of a hit's passage (whitespace collapsed, cut to [`SNIPPET_BYTES`]), or
+    /// the start of its body.
+    fn snippet(&self, node: &Node, passage: Option<Passage>) -> Result<String> {
+        let passage = passage.filter(|p| !p.is_summary());
+        let content = match passage {
+            Some(_) => self
+                .trees()
+                .content
+                .get(node.id.as_str())?
+                .map(|c| String::from_utf8_lossy(&c).into_owned()),
+            None => None,
+        };
+        let source = content.as_deref().unwrap_or(&node.body);
+        let text = match passage {
+            Some(p) if p.start <= p.end && source.get(p.start..p.end).is_some() => {
+                &source[p.start..p.end]
+            }
+            _ => source,
+        };
+        let mut out = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        crate::graph::truncate_at_char(&mut out, SNIPPET_BYTES);
+        Ok(out)
     }
 
     /// Add the neighbours of the top hits that are not hits yet.
@@ -363,6 +709,8 @@ impl Store {
                         ..FoundBy::default()
                     },
                     node,
+                    passage: None,
+                    snippet: String::new(),
                 });
             }
         }
@@ -370,14 +718,14 @@ impl Store {
         Ok(())
     }
 
-    /// The `k` nodes most similar to `query` in `scope`, best first.
+    /// The `k` nodes whose best passage is most similar to `query` in `scope`, best first.
     pub(crate) fn vector_search(
         &self,
         query: &[f32],
         scope: &Scope,
         types: &[NodeType],
         k: usize,
-    ) -> Result<Vec<(NodeId, f32)>> {
+    ) -> Result<Vec<VectorHit>> {
         let projects: Vec<ProjectId> = match scope {
             Scope::Project(p) => vec![p.clone()],
             Scope::All => self.project_ids()?,
@@ -392,19 +740,20 @@ impl Store {
                 let matrix = matrix.read().unwrap_or_else(PoisonError::into_inner);
                 matrix.top_k(query, types, oversampled)
             };
-            for (id, approx) in candidates {
-                let exact = match self.trees().vectors.get(crate::store::vector_key(p, &id))? {
-                    Some(bytes) => match vectors::decode(&bytes) {
-                        Some((_, v)) if v.len() == query.len() => vectors::dot(&v, query),
-                        _ => approx,
-                    },
-                    // Deleted since the scan.
-                    None => continue,
-                };
-                all.push((id, exact));
+            for (id, approx, passage) in candidates {
+                let (passage, score) =
+                    match self.trees().vectors.get(crate::store::vector_key(p, &id))? {
+                        Some(bytes) => match vectors::decode(&bytes).and_then(|s| s.best(query)) {
+                            Some(best) => best,
+                            None => (passage, approx),
+                        },
+                        // Deleted since the scan.
+                        None => continue,
+                    };
+                all.push(VectorHit { id, score, passage });
             }
         }
-        all.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        all.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
         all.truncate(k);
         Ok(all)
     }
@@ -429,7 +778,9 @@ impl Store {
             let (k, v) = item?;
             let id = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
             match vectors::decode(&v) {
-                Some((t, vector)) => matrix.upsert(&NodeId::from_trusted(id), t, &vector),
+                Some(stored) => {
+                    matrix.upsert(&NodeId::from_trusted(id), stored.node_type, &stored.vectors)
+                }
                 None => tracing::warn!("skipping an undecodable vector of node {id}"),
             }
         }
@@ -437,8 +788,23 @@ impl Store {
     }
 }
 
+/// A node found by vector search: its best passage's cosine.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct VectorHit {
+    pub id: NodeId,
+    pub score: f32,
+    pub passage: usize,
+}
+
+/// Exact-title hits first, then by score.
 fn sort_hits(hits: &mut [SearchHit]) {
-    hits.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.node.id.cmp(&b.node.id)));
+    hits.sort_by(|a, b| {
+        b.found_by
+            .exact_title
+            .cmp(&a.found_by.exact_title)
+            .then_with(|| b.score.total_cmp(&a.score))
+            .then_with(|| a.node.id.cmp(&b.node.id))
+    });
 }
 
 #[cfg(test)]
@@ -453,12 +819,198 @@ mod tests {
         assert!("fuzzy".parse::<SearchMode>().is_err());
     }
 
+    fn id(s: &str) -> NodeId {
+        NodeId::new(s).unwrap()
+    }
+
+    /// Candidates as `search` builds them from a BM25 list and a vector list (cosines of
+    /// the vector hits only, as when no vectors exist for the others).
+    fn candidates(bm25: &[(&str, f32)], vector: &[(&str, f32)]) -> Vec<Candidate> {
+        let mut out: Vec<Candidate> = Vec::new();
+        for (i, (n, s)) in bm25.iter().enumerate() {
+            out.push(Candidate {
+                id: id(n),
+                found_by: FoundBy {
+                    bm25: Some(Ranked { rank: i + 1, score: *s }),
+                    ..FoundBy::default()
+                },
+                passage: None,
+            });
+        }
+        for (i, (n, s)) in vector.iter().enumerate() {
+            let pos = match out.iter().position(|c| c.id.as_str() == *n) {
+                Some(p) => p,
+                None => {
+                    out.push(Candidate { id: id(n), found_by: FoundBy::default(), passage: None });
+                    out.len() - 1
+                }
+            };
+            out[pos].found_by.vector = Some(Ranked { rank: i + 1, score: *s });
+            out[pos].found_by.cosine = Some(*s);
+        }
+        out
+    }
+
+    fn ranking(c: &[Candidate], fusion: Fusion, query: &str) -> Vec<String> {
+        let scores = fuse(c, &fusion, fusion.bm25_weight(query));
+        let mut order: Vec<usize> = (0..c.len()).collect();
+        order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then_with(|| c[a].id.cmp(&c[b].id)));
+        order.into_iter().map(|i| c[i].id.to_string()).collect()
+    }
+
+    const FUSIONS: [Fusion; 4] = [
+        Fusion::Rrf { k: 60.0, bm25_weight: 0.5 },
+        Fusion::Rrf { k: 10.0, bm25_weight: 0.8 },
+        Fusion::Convex { bm25_weight: 0.6 },
+        Fusion::Adaptive { short: 0.8, long: 0.4 },
+    ];
+
+    #[test]
+    fn with_one_list_empty_hybrid_keeps_the_other_lists_order() {
+        let bm25 = [("a", 9.0), ("b", 7.5), ("c", 3.0), ("d", 0.5)];
+        let vector = [("x", 0.8), ("y", 0.61), ("z", 0.6), ("w", 0.1)];
+        for f in FUSIONS {
+            for q in ["rate", "how do we limit the rate of calls to the provider api"] {
+                assert_eq!(ranking(&candidates(&bm25, &[]), f, q), ["a", "b", "c", "d"], "{f:?}");
+                assert_eq!(ranking(&candidates(&[], &vector), f, q), ["x", "y", "z", "w"], "{f:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_hit_both_lists_rank_first_is_first_and_weights_decide_disagreements() {
+        // "both" is first in both lists; "kw" is second by keywords, "sem" by meaning.
+        let c = candidates(
+            &[("both", 10.0), ("kw", 9.0), ("sem", 1.0)],
+            &[("both", 0.9), ("sem", 0.85), ("kw", 0.3)],
+        );
+        for f in FUSIONS {
+            assert_eq!(ranking(&c, f, "rate limit")[0], "both", "{f:?}");
+        }
+        let lean_bm25 = Fusion::Convex { bm25_weight: 0.9 };
+        let lean_vector = Fusion::Convex { bm25_weight: 0.1 };
+        assert_eq!(ranking(&c, lean_bm25, "q")[1], "kw");
+        assert_eq!(ranking(&c, lean_vector, "q")[1], "sem");
+        // Adaptive: a one-word query leans on BM25, a long one on the vectors.
+        let adaptive = Fusion::Adaptive { short: 0.9, long: 0.1 };
+        assert_eq!(ranking(&c, adaptive, "limit")[1], "kw");
+        assert_eq!(
+            ranking(&c, adaptive, "how do we keep the provider from refusing calls")[1],
+            "sem"
+        );
+    }
+
+    #[test]
+    fn adaptive_weight_slides_with_query_length() {
+        let f = Fusion::Adaptive { short: 0.8, long: 0.4 };
+        assert_eq!(f.bm25_weight("ORT_DYLIB_PATH"), 0.8);
+        assert_eq!(f.bm25_weight("rate limit"), 0.8);
+        assert!((f.bm25_weight("limit the rate of calls") - 0.6).abs() < 1e-9);
+        assert_eq!(f.bm25_weight("how do we stop the provider from refusing our calls today"), 0.4);
+    }
+
+    #[test]
+    fn fusion_settings_parse_and_bad_ones_say_what_is_wrong() {
+        assert_eq!("convex".parse::<Fusion>().unwrap(), Fusion::Convex { bm25_weight: 0.2 });
+        assert_eq!("convex:0.3".parse::<Fusion>().unwrap(), Fusion::Convex { bm25_weight: 0.3 });
+        assert_eq!("rrf".parse::<Fusion>().unwrap(), Fusion::Rrf { k: 60.0, bm25_weight: 0.5 });
+        assert_eq!(
+            "RRF:20:0.7".parse::<Fusion>().unwrap(),
+            Fusion::Rrf { k: 20.0, bm25_weight: 0.7 }
+        );
+        assert_eq!(
+            "adaptive:0.9:0.4".parse::<Fusion>().unwrap(),
+            Fusion::Adaptive { short: 0.9, long: 0.4 }
+        );
+        let e = "convex:1.5".parse::<Fusion>().unwrap_err().to_string();
+        assert!(e.contains("0..=1"), "{e}");
+        let e = "convex:lots".parse::<Fusion>().unwrap_err().to_string();
+        assert!(e.contains("not a number"), "{e}");
+        let e = "magic".parse::<Fusion>().unwrap_err().to_string();
+        assert!(e.contains("expected convex"), "{e}");
+        assert!("rrf:-1".parse::<Fusion>().is_err());
+    }
+
+    #[test]
+    fn exact_titles_are_recognised_by_words_and_file_names() {
+        let p = ProjectId::new("p").unwrap();
+        let node = |t: NodeType, title: &str| Node {
+            id: id("n"),
+            project: p.clone(),
+            node_type: t,
+            title: title.into(),
+            body: String::new(),
+            tags: Vec::new(),
+            metadata: serde_json::json!({}),
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+        };
+        let q = |s: &str| title_words(s);
+        assert!(is_exact_title(&q("rate limiter"), &node(NodeType::Concept, "Rate Limiter")));
+        assert!(is_exact_title(&q("rate-limiter!"), &node(NodeType::Concept, "Rate limiter")));
+        assert!(!is_exact_title(&q("rate"), &node(NodeType::Concept, "Rate limiter")));
+        let file = node(NodeType::File, "context/src/search.rs");
+        assert!(is_exact_title(&q("search.rs"), &file));
+        assert!(is_exact_title(&q("search"), &file));
+        assert!(is_exact_title(&q("context/src/search.rs"), &file));
+        assert!(!is_exact_title(&q("src"), &file));
+        assert!(!is_exact_title(&q(""), &file));
+    }
+
+    #[test]
+    fn reindex_upgrades_vectors_from_before_passages() {
+        use crate::embed::{Embedder, HashEmbedder};
+        use crate::model::NewNode;
+        use crate::store::{StoreOptions, vector_key};
+
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            Store::open(dir.path(), StoreOptions::with_embedder(Arc::new(HashEmbedder::new(64))))
+                .unwrap();
+        let p = ProjectId::new("p").unwrap();
+        let head = "lantern meadow orchard ".repeat(150);
+        let body = format!("{head}\nzebra quagga okapi giraffe");
+        let node = store.upsert_node(NewNode::new(&p, NodeType::Concept, "Notes", &body)).unwrap();
+        let key = vector_key(&p, &node.id);
+        let stored = |store: &Store| {
+            vectors::decode(&store.trees().vectors.get(&key).unwrap().unwrap()).unwrap()
+        };
+        let fresh = stored(&store);
+        assert_eq!(fresh.scheme, vectors::SCHEME);
+        assert!(fresh.passages.len() > 1, "{:?}", fresh.passages);
+
+        // Make it a store written before passages: one vector of the title and the head.
+        let embedder = HashEmbedder::new(64);
+        let old = embedder.embed(&[&format!("Notes\n{}", &body[..2000])]).unwrap().remove(0);
+        store.trees().vectors.insert(&key, vectors::encode_v1(NodeType::Concept, &old)).unwrap();
+        store.inner.vectors.clear();
+        let q = SearchQuery::new("zebra quagga okapi", &p).mode(SearchMode::Vector);
+        let before = store.search(&q).unwrap();
+        // Old vectors still search, without a passage to show.
+        assert_eq!(before.hits[0].node.id, node.id);
+        assert_eq!(before.hits[0].passage, None);
+
+        let report = store.reindex(&crate::progress::NoProgress).unwrap();
+        assert_eq!(report.embedded, 1);
+        let upgraded = stored(&store);
+        assert_eq!(upgraded.scheme, vectors::SCHEME);
+        assert_eq!(upgraded.passages, fresh.passages);
+        let after = store.search(&q).unwrap();
+        assert!(after.hits[0].found_by.cosine > before.hits[0].found_by.cosine);
+        assert_eq!(after.hits[0].passage.map(|p| p.end), Some(body.len()));
+        assert!(after.hits[0].snippet.ends_with("zebra quagga okapi giraffe"));
+        // Nothing is left to upgrade.
+        assert_eq!(store.reindex(&crate::progress::NoProgress).unwrap().embedded, 0);
+    }
+
     #[test]
     fn found_by_label() {
         let f = FoundBy {
             bm25: Some(Ranked { rank: 1, score: 2.0 }),
             vector: Some(Ranked { rank: 3, score: 0.5 }),
             graph: None,
+            cosine: Some(0.5),
+            exact_title: false,
         };
         assert_eq!(f.label(), "bm25+vector");
         assert_eq!(FoundBy::default().label(), "");

@@ -191,7 +191,7 @@ const REINDEX_BATCH: usize = 64;
 pub struct ReindexReport {
     /// Nodes in the rebuilt index.
     pub indexed: u64,
-    /// Nodes that got a new embedding.
+    /// Nodes that got new embeddings (missing, or of an older passage scheme).
     pub embedded: u64,
     /// Why no embeddings were computed, when none could be.
     pub embeddings_unavailable: Option<String>,
@@ -557,7 +557,8 @@ impl Store {
     }
 
     /// Rebuild the search index from the graph and compute the embeddings nodes lack (all
-    /// of them after a model change). Safe to run any time; writes wait meanwhile.
+    /// of them after a model change) or hold in an older passage scheme (which upgrades a
+    /// store written before passages). Safe to run any time; writes wait meanwhile.
     pub fn reindex(&self, progress: &dyn Progress) -> Result<ReindexReport> {
         let embedder = self.embedder();
         let _guard = self.write_guard();
@@ -573,29 +574,49 @@ impl Store {
             }
         };
         let t = self.trees();
-        let mut missing: Vec<Node> = Vec::new();
+        // Nodes without vectors, and nodes whose vectors predate passages (one vector of
+        // the head of the node): an older store is upgraded here.
+        let mut stale: Vec<Node> = Vec::new();
         for item in t.nodes.iter() {
             let (k, v) = item?;
             let id = NodeId::from_trusted(String::from_utf8_lossy(&k).into_owned());
             let node = decode_node(&id, &v)?;
-            if !t.vectors.contains_key(vector_key(&node.project, &node.id))? {
-                missing.push(node);
+            let current = t
+                .vectors
+                .get(vector_key(&node.project, &node.id))?
+                .and_then(|bytes| crate::vectors::decode(&bytes))
+                .is_some_and(|s| s.scheme >= crate::vectors::SCHEME);
+            if !current {
+                stale.push(node);
             }
         }
-        progress.start("embedding", missing.len() as u64);
+        progress.start("embedding", stale.len() as u64);
         let mut embedded = 0u64;
-        for chunk in missing.chunks(REINDEX_BATCH) {
-            let texts: Vec<String> = chunk
+        for chunk in stale.chunks(REINDEX_BATCH) {
+            let contents: Vec<Option<String>> = chunk
                 .iter()
-                .map(|n| crate::graph::embed_text(&n.title, &n.body, &n.tags))
+                .map(|n| {
+                    t.content
+                        .get(n.id.as_str())
+                        .map(|c| c.map(|c| String::from_utf8_lossy(&c).into_owned()))
+                })
+                .collect::<std::result::Result<_, _>>()?;
+            let sources: Vec<crate::chunk::PassageSource<'_>> = chunk
+                .iter()
+                .zip(&contents)
+                .map(|(n, c)| crate::chunk::PassageSource {
+                    title: &n.title,
+                    tags: &n.tags,
+                    text: c.as_deref().unwrap_or(&n.body),
+                    summary: c.as_ref().map(|_| n.body.as_str()),
+                })
                 .collect();
-            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-            let vectors = embedder.embed(&refs)?;
+            let vectors = crate::chunk::embed_passages(embedder.as_ref(), &sources)?;
             let mut batch = sled::Batch::default();
-            for (node, v) in chunk.iter().zip(&vectors) {
+            for (node, (passages, v)) in chunk.iter().zip(&vectors) {
                 batch.insert(
                     vector_key(&node.project, &node.id),
-                    crate::vectors::encode(node.node_type, v),
+                    crate::vectors::encode(node.node_type, passages, v),
                 );
             }
             t.vectors.apply_batch(batch)?;

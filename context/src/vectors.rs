@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
+use crate::chunk::Passage;
 use crate::model::{NodeId, NodeType, ProjectId};
 
 /// Scale `v` to unit length (a zero vector stays zero).
@@ -41,8 +42,69 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     sum
 }
 
-/// Encode a vector for storage: node type code, then little-endian `f32`s.
-pub(crate) fn encode(node_type: NodeType, v: &[f32]) -> Vec<u8> {
+/// The passage scheme stored vectors are computed with (see `crate::chunk`). Vectors of an
+/// older scheme (scheme 1: one vector per node, of its title and the head of its body)
+/// still search, and `Store::reindex` recomputes them.
+pub(crate) const SCHEME: u8 = 2;
+/// Set on the first byte of a scheme ≥ 2 value (node type codes are far below it).
+const PASSAGES_FLAG: u8 = 0x80;
+
+/// A node's stored vectors.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Stored {
+    pub node_type: NodeType,
+    /// The passage scheme they were computed with.
+    pub scheme: u8,
+    /// Where each vector's passage lies in the node's text (empty for scheme 1).
+    pub passages: Vec<Passage>,
+    /// One per passage (one for scheme 1).
+    pub vectors: Vec<Vec<f32>>,
+}
+
+impl Stored {
+    /// The best passage for `query`: its index and exact cosine.
+    pub(crate) fn best(&self, query: &[f32]) -> Option<(usize, f32)> {
+        self.vectors
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.len() == query.len())
+            .map(|(i, v)| (i, dot(v, query)))
+            .max_by(|a, b| a.1.total_cmp(&b.1).then_with(|| b.0.cmp(&a.0)))
+    }
+}
+
+/// Encode a node's passage vectors for storage: node type code with [`PASSAGES_FLAG`],
+/// [`SCHEME`], passage count (u16), dimensions (u16), each passage's start and end (u32),
+/// then the vectors' little-endian `f32`s.
+pub(crate) fn encode(node_type: NodeType, passages: &[Passage], vectors: &[Vec<f32>]) -> Vec<u8> {
+    let n = vectors.len().min(passages.len()).min(usize::from(u16::MAX));
+    let dims = vectors.first().map_or(0, Vec::len).min(usize::from(u16::MAX));
+    let mut out = Vec::with_capacity(6 + n * (8 + dims * 4));
+    out.push(node_type.code() | PASSAGES_FLAG);
+    out.push(SCHEME);
+    out.extend_from_slice(&(n as u16).to_le_bytes());
+    out.extend_from_slice(&(dims as u16).to_le_bytes());
+    for p in &passages[..n] {
+        out.extend_from_slice(&u32::try_from(p.start).unwrap_or(u32::MAX).to_le_bytes());
+        out.extend_from_slice(&u32::try_from(p.end).unwrap_or(u32::MAX).to_le_bytes());
+    }
+    for v in &vectors[..n] {
+        for x in v.iter().take(dims) {
+            out.extend_from_slice(&x.to_le_bytes());
+        }
+        // A vector of another size would shift every later one: pad (never happens with
+        // one embedder).
+        for _ in v.len()..dims {
+            out.extend_from_slice(&0f32.to_le_bytes());
+        }
+    }
+    out
+}
+
+/// Encode one vector in the scheme-1 layout (type code, then `f32`s): what stores
+/// written before passages hold.
+#[cfg(test)]
+pub(crate) fn encode_v1(node_type: NodeType, v: &[f32]) -> Vec<u8> {
     let mut out = Vec::with_capacity(1 + v.len() * 4);
     out.push(node_type.code());
     for x in v {
@@ -51,15 +113,47 @@ pub(crate) fn encode(node_type: NodeType, v: &[f32]) -> Vec<u8> {
     out
 }
 
-/// Decode what [`encode`] wrote.
-pub(crate) fn decode(bytes: &[u8]) -> Option<(NodeType, Vec<f32>)> {
-    let (&code, rest) = bytes.split_first()?;
-    if rest.len() % 4 != 0 {
+fn floats(bytes: &[u8]) -> Vec<f32> {
+    bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+}
+
+/// Decode what [`encode`] (or a scheme-1 writer) wrote.
+pub(crate) fn decode(bytes: &[u8]) -> Option<Stored> {
+    let (&first, rest) = bytes.split_first()?;
+    if first & PASSAGES_FLAG == 0 {
+        if rest.len() % 4 != 0 {
+            return None;
+        }
+        let node_type = NodeType::from_code(first)?;
+        return Some(Stored {
+            node_type,
+            scheme: 1,
+            passages: Vec::new(),
+            vectors: vec![floats(rest)],
+        });
+    }
+    let node_type = NodeType::from_code(first & !PASSAGES_FLAG)?;
+    let (&scheme, rest) = rest.split_first()?;
+    if rest.len() < 4 {
         return None;
     }
-    let node_type = NodeType::from_code(code)?;
-    let v = rest.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-    Some((node_type, v))
+    let n = usize::from(u16::from_le_bytes([rest[0], rest[1]]));
+    let dims = usize::from(u16::from_le_bytes([rest[2], rest[3]]));
+    let rest = &rest[4..];
+    if rest.len() != n * 8 + n * dims * 4 {
+        return None;
+    }
+    let (spans, data) = rest.split_at(n * 8);
+    let passages = spans
+        .chunks_exact(8)
+        .map(|c| Passage {
+            start: u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as usize,
+            end: u32::from_le_bytes([c[4], c[5], c[6], c[7]]) as usize,
+        })
+        .collect();
+    let vectors =
+        if dims == 0 { Vec::new() } else { data.chunks_exact(dims * 4).map(floats).collect() };
+    Some(Stored { node_type, scheme, passages, vectors })
 }
 
 /// Scalar quantisation: `v ≈ q × scale` with `q` in -127..=127.
@@ -96,17 +190,20 @@ pub(crate) fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
 /// Rows above which a scan is split over two threads.
 const PARALLEL_ROWS: usize = 32_768;
 
-/// One project's vectors, quantised to `i8` (a quarter of the memory and of the memory
-/// traffic of `f32`, which is what bounds a brute-force scan). The exact `f32` vectors stay
-/// in sled; [`crate::Store`] rescores the best candidates with them.
+/// One project's vectors, one row per passage, quantised to `i8` (a quarter of the memory
+/// and of the memory traffic of `f32`, which is what bounds a brute-force scan). The exact
+/// `f32` vectors stay in sled; [`crate::Store`] rescores the best candidates with them.
 #[derive(Debug, Default)]
 pub(crate) struct ProjectVectors {
     dims: usize,
+    /// Per row: the node, its passage index, its type.
     ids: Vec<NodeId>,
+    passages: Vec<u32>,
     types: Vec<NodeType>,
     quant: Vec<i8>,
     scales: Vec<f32>,
-    rows: HashMap<NodeId, usize>,
+    /// A node's rows.
+    rows: HashMap<NodeId, Vec<usize>>,
 }
 
 impl ProjectVectors {
@@ -114,62 +211,77 @@ impl ProjectVectors {
         ProjectVectors { dims, ..ProjectVectors::default() }
     }
 
+    /// Rows (passages) held.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.ids.len()
     }
 
-    /// Add or replace a row (vectors of another dimension are ignored: they belong to
-    /// another model and are recomputed by a reindex).
-    pub(crate) fn upsert(&mut self, id: &NodeId, node_type: NodeType, v: &[f32]) {
-        if v.len() != self.dims {
-            self.remove(id);
-            return;
+    /// Set a node's rows to these passage vectors (vectors of another dimension are
+    /// ignored: they belong to another model and are recomputed by a reindex).
+    pub(crate) fn upsert(&mut self, id: &NodeId, node_type: NodeType, vectors: &[Vec<f32>]) {
+        self.remove(id);
+        let mut rows = Vec::with_capacity(vectors.len());
+        for (i, v) in vectors.iter().enumerate() {
+            if v.len() != self.dims {
+                continue;
+            }
+            let (q, scale) = quantise(v);
+            rows.push(self.ids.len());
+            self.ids.push(id.clone());
+            self.passages.push(u32::try_from(i).unwrap_or(u32::MAX));
+            self.types.push(node_type);
+            self.scales.push(scale);
+            self.quant.extend_from_slice(&q);
         }
-        let (q, scale) = quantise(v);
-        match self.rows.get(id) {
-            Some(&row) => {
-                self.types[row] = node_type;
-                self.scales[row] = scale;
-                self.quant[row * self.dims..(row + 1) * self.dims].copy_from_slice(&q);
-            }
-            None => {
-                self.rows.insert(id.clone(), self.ids.len());
-                self.ids.push(id.clone());
-                self.types.push(node_type);
-                self.scales.push(scale);
-                self.quant.extend_from_slice(&q);
-            }
+        if !rows.is_empty() {
+            self.rows.insert(id.clone(), rows);
         }
     }
 
-    /// Remove a row (the last row moves into its place).
+    /// Remove a node's rows (the last rows move into their places).
     pub(crate) fn remove(&mut self, id: &NodeId) {
-        let Some(row) = self.rows.remove(id) else { return };
-        let last = self.ids.len() - 1;
-        if row != last {
-            let moved = self.ids[last].clone();
-            self.ids.swap(row, last);
-            self.types.swap(row, last);
-            self.scales.swap(row, last);
-            let d = self.dims;
-            self.quant.copy_within(last * d..(last + 1) * d, row * d);
-            self.rows.insert(moved, row);
+        let Some(mut rows) = self.rows.remove(id) else { return };
+        rows.sort_unstable_by(|a, b| b.cmp(a));
+        let d = self.dims;
+        for row in rows {
+            // Rows go highest first, so the last row is never one of this node's.
+            let last = self.ids.len() - 1;
+            if row != last {
+                let moved = self.ids[last].clone();
+                self.ids.swap(row, last);
+                self.passages.swap(row, last);
+                self.types.swap(row, last);
+                self.scales.swap(row, last);
+                self.quant.copy_within(last * d..(last + 1) * d, row * d);
+                if let Some(r) =
+                    self.rows.get_mut(&moved).and_then(|rs| rs.iter_mut().find(|r| **r == last))
+                {
+                    *r = row;
+                }
+            }
+            self.ids.pop();
+            self.passages.pop();
+            self.types.pop();
+            self.scales.pop();
+            self.quant.truncate(last * d);
         }
-        self.ids.pop();
-        self.types.pop();
-        self.scales.pop();
-        self.quant.truncate(last * self.dims);
     }
 
-    /// The `k` rows with the highest approximate (quantised) similarity to `query`, best
-    /// first, among `types` (all when empty).
-    pub(crate) fn top_k(&self, query: &[f32], types: &[NodeType], k: usize) -> Vec<(NodeId, f32)> {
+    /// The `k` nodes whose best passage has the highest approximate (quantised) similarity
+    /// to `query`, best first, among `types` (all when empty): node, score, passage index.
+    pub(crate) fn top_k(
+        &self,
+        query: &[f32],
+        types: &[NodeType],
+        k: usize,
+    ) -> Vec<(NodeId, f32, usize)> {
         if k == 0 || query.len() != self.dims || self.ids.is_empty() {
             return Vec::new();
         }
         let (q, q_scale) = quantise(query);
         let n = self.ids.len();
+        let same = |a: usize, b: usize| self.ids[a] == self.ids[b];
         let scan = |from: usize, to: usize| {
             let mut top = TopK::new(k);
             for row in from..to {
@@ -178,31 +290,34 @@ impl ProjectVectors {
                 }
                 let chunk = &self.quant[row * self.dims..(row + 1) * self.dims];
                 let score = dot_i8(chunk, &q) as f32 * self.scales[row] * q_scale;
-                top.push(row, score);
+                top.push(row, score, same);
             }
             top.into_sorted()
         };
         let threads = std::thread::available_parallelism().map_or(1, |p| p.get()).min(2);
-        let mut best = if n >= PARALLEL_ROWS && threads > 1 {
+        let best = if n >= PARALLEL_ROWS && threads > 1 {
             let mid = n / 2;
-            let (mut a, b) = std::thread::scope(|s| {
+            let (a, b) = std::thread::scope(|s| {
                 let upper = s.spawn(|| scan(mid, n));
                 let lower = scan(0, mid);
                 (lower, upper.join().unwrap_or_default())
             });
-            a.extend(b);
-            a.sort_by(|x, y| y.1.total_cmp(&x.1));
-            a.truncate(k);
-            a
+            // A node may have passages in both halves: keep its best.
+            let mut merged = TopK::new(k);
+            for (row, score) in a.into_iter().chain(b) {
+                merged.push(row, score, same);
+            }
+            merged.into_sorted()
         } else {
             scan(0, n)
         };
-        best.truncate(k);
-        best.into_iter().map(|(row, s)| (self.ids[row].clone(), s)).collect()
+        best.into_iter()
+            .map(|(row, s)| (self.ids[row].clone(), s, self.passages[row] as usize))
+            .collect()
     }
 }
 
-/// The best `k` of a stream of scored rows.
+/// The best `k` of a stream of scored rows, one per node (a node's best row).
 struct TopK {
     k: usize,
     items: Vec<(usize, f32)>,
@@ -215,15 +330,29 @@ impl TopK {
         TopK { k, items: Vec::with_capacity(k), worst: 0 }
     }
 
-    fn push(&mut self, row: usize, score: f32) {
-        if self.items.len() < self.k {
+    /// Offer `row`; `same(a, b)` says whether rows `a` and `b` are passages of one node.
+    fn push(&mut self, row: usize, score: f32, same: impl Fn(usize, usize) -> bool) {
+        let full = self.items.len() >= self.k;
+        if full && score <= self.items[self.worst].1 {
+            return;
+        }
+        if let Some(pos) = self.items.iter().position(|it| same(it.0, row)) {
+            if score > self.items[pos].1 {
+                self.items[pos] = (row, score);
+                if full {
+                    self.find_worst();
+                }
+            }
+            return;
+        }
+        if full {
+            self.items[self.worst] = (row, score);
+            self.find_worst();
+        } else {
             self.items.push((row, score));
             if self.items.len() == self.k {
                 self.find_worst();
             }
-        } else if score > self.items[self.worst].1 {
-            self.items[self.worst] = (row, score);
-            self.find_worst();
         }
     }
 
@@ -273,7 +402,7 @@ impl VectorCache {
         &self,
         project: &ProjectId,
         id: &NodeId,
-        change: Option<(NodeType, &[f32])>,
+        change: Option<(NodeType, &[Vec<f32>])>,
     ) {
         let Some(p) = self.get(project) else { return };
         let mut p = p.write().unwrap_or_else(PoisonError::into_inner);
@@ -310,11 +439,36 @@ mod tests {
 
     #[test]
     fn encode_decode_round_trip_and_reject_garbage() {
-        let v = vec![0.25, -1.5, 3.0];
-        assert_eq!(decode(&encode(NodeType::Decision, &v)), Some((NodeType::Decision, v)));
+        let vs = vec![vec![0.25, -1.5, 3.0], vec![1.0, 0.0, -0.5]];
+        let ps = vec![Passage { start: 0, end: 10 }, Passage { start: 8, end: 20 }];
+        let stored = decode(&encode(NodeType::Decision, &ps, &vs)).unwrap();
+        assert_eq!(
+            stored,
+            Stored { node_type: NodeType::Decision, scheme: SCHEME, passages: ps, vectors: vs }
+        );
+        // The layout stores written before passages hold: one vector, scheme 1.
+        let old = decode(&encode_v1(NodeType::Task, &[0.5, 0.5])).unwrap();
+        assert_eq!((old.scheme, old.vectors, old.passages), (1, vec![vec![0.5, 0.5]], vec![]));
         assert_eq!(decode(&[]), None);
         assert_eq!(decode(&[0, 1, 2]), None);
-        assert_eq!(decode(&[200, 0, 0, 0, 0]), None);
+        assert_eq!(decode(&[60, 0, 0, 0, 0]), None);
+        // A passage value cut short.
+        let mut cut = encode(NodeType::Task, &[Passage { start: 0, end: 1 }], &[vec![1.0, 2.0]]);
+        cut.pop();
+        assert_eq!(decode(&cut), None);
+    }
+
+    #[test]
+    fn the_best_passage_wins() {
+        let stored = Stored {
+            node_type: NodeType::File,
+            scheme: SCHEME,
+            passages: vec![Passage { start: 0, end: 1 }, Passage { start: 1, end: 2 }],
+            vectors: vec![vec![1.0, 0.0], vec![0.0, 1.0]],
+        };
+        assert_eq!(stored.best(&[0.2, 0.9]), Some((1, 0.9)));
+        assert_eq!(stored.best(&[0.9, 0.2]), Some((0, 0.9)));
+        assert_eq!(stored.best(&[1.0]), None);
     }
 
     #[test]
@@ -343,10 +497,18 @@ mod tests {
     #[test]
     fn top_k_keeps_the_best_in_order() {
         let mut t = TopK::new(3);
+        let distinct = |a: usize, b: usize| a == b;
         for (row, s) in [(0, 0.1), (1, 0.9), (2, 0.5), (3, 0.7), (4, 0.2), (5, 0.95)] {
-            t.push(row, s);
+            t.push(row, s, distinct);
         }
         assert_eq!(t.into_sorted(), vec![(5, 0.95), (1, 0.9), (3, 0.7)]);
+        // Rows of one node (same tens digit) count once, with their best score.
+        let node = |a: usize, b: usize| a / 10 == b / 10;
+        let mut t = TopK::new(2);
+        for (row, s) in [(10, 0.5), (11, 0.9), (20, 0.6), (12, 0.7), (30, 0.8), (21, 0.95)] {
+            t.push(row, s, node);
+        }
+        assert_eq!(t.into_sorted(), vec![(21, 0.95), (11, 0.9)]);
     }
 
     #[test]
@@ -356,7 +518,7 @@ mod tests {
         for i in 0..PARALLEL_ROWS + 100 {
             let v: Vec<f32> =
                 (0..dims).map(|d| ((i * 7 + d * 13) % 101) as f32 / 101.0 - 0.5).collect();
-            p.upsert(&id(&format!("n{i}")), NodeType::Task, &v);
+            p.upsert(&id(&format!("n{i}")), NodeType::Task, &[v]);
         }
         let query: Vec<f32> = (0..dims).map(|d| d as f32 / 8.0 - 0.4).collect();
         let top = p.top_k(&query, &[], 10);
@@ -374,13 +536,13 @@ mod tests {
     #[test]
     fn upsert_remove_and_top_k_keep_rows_consistent() {
         let mut p = ProjectVectors::new(2);
-        p.upsert(&id("a"), NodeType::Task, &[1.0, 0.0]);
-        p.upsert(&id("b"), NodeType::File, &[0.0, 1.0]);
-        p.upsert(&id("c"), NodeType::Task, &[0.7, 0.7]);
-        p.upsert(&id("a"), NodeType::Task, &[0.6, 0.8]);
+        p.upsert(&id("a"), NodeType::Task, &[vec![1.0, 0.0]]);
+        p.upsert(&id("b"), NodeType::File, &[vec![0.0, 1.0]]);
+        p.upsert(&id("c"), NodeType::Task, &[vec![0.7, 0.7]]);
+        p.upsert(&id("a"), NodeType::Task, &[vec![0.6, 0.8]]);
         assert_eq!(p.len(), 3);
         let top = p.top_k(&[0.0, 1.0], &[], 3);
-        let ids: Vec<&str> = top.iter().map(|(i, _)| i.as_str()).collect();
+        let ids: Vec<&str> = top.iter().map(|(i, _, _)| i.as_str()).collect();
         assert_eq!(ids, ["b", "a", "c"]);
         p.remove(&id("b"));
         p.remove(&id("missing"));
@@ -388,10 +550,35 @@ mod tests {
         let top = p.top_k(&[0.0, 1.0], &[NodeType::Task], 1);
         assert_eq!(top[0].0.as_str(), "a");
         assert!(p.top_k(&[0.0, 1.0], &[NodeType::File], 5).is_empty());
-        // A vector of the wrong size removes the row instead of corrupting the matrix.
-        p.upsert(&id("c"), NodeType::Task, &[1.0]);
+        // A vector of the wrong size is no row instead of corrupting the matrix.
+        p.upsert(&id("c"), NodeType::Task, &[vec![1.0]]);
         assert_eq!(p.len(), 1);
         assert!(p.top_k(&[1.0], &[], 1).is_empty());
+    }
+
+    #[test]
+    fn a_node_with_many_passages_is_one_hit_scored_by_its_best_passage() {
+        let mut p = ProjectVectors::new(2);
+        // "long" has three passages; only the last is about the query.
+        p.upsert(&id("long"), NodeType::File, &[vec![1.0, 0.0], vec![0.8, 0.6], vec![0.0, 1.0]]);
+        p.upsert(&id("short"), NodeType::File, &[vec![0.6, 0.8]]);
+        p.upsert(&id("other"), NodeType::File, &[vec![1.0, 0.0]]);
+        assert_eq!(p.len(), 5);
+        let top = p.top_k(&[0.0, 1.0], &[], 2);
+        assert_eq!(top.len(), 2);
+        assert_eq!((top[0].0.as_str(), top[0].2), ("long", 2));
+        assert_eq!((top[1].0.as_str(), top[1].2), ("short", 0));
+        // Removing a node with passages keeps the others' rows right.
+        p.remove(&id("long"));
+        assert_eq!(p.len(), 2);
+        let top = p.top_k(&[1.0, 0.0], &[], 5);
+        let ids: Vec<&str> = top.iter().map(|(i, _, _)| i.as_str()).collect();
+        assert_eq!(ids, ["other", "short"]);
+        // Re-upserting with fewer passages drops the old ones.
+        p.upsert(&id("short"), NodeType::File, &[vec![1.0, 0.0], vec![0.0, 1.0]]);
+        p.upsert(&id("short"), NodeType::File, &[vec![0.0, 1.0]]);
+        assert_eq!(p.len(), 2);
+        assert_eq!(p.top_k(&[0.0, 1.0], &[], 1)[0].0.as_str(), "short");
     }
 }
 
@@ -415,7 +602,7 @@ mod timing {
                     (x >> 40) as f32 / (1u64 << 24) as f32 - 0.5
                 })
                 .collect();
-            p.upsert(&NodeId::new(format!("n{i}")).unwrap(), NodeType::Task, &v);
+            p.upsert(&NodeId::new(format!("n{i}")).unwrap(), NodeType::Task, &[v]);
         }
         let q: Vec<f32> = (0..dims).map(|d| d as f32 / 384.0 - 0.5).collect();
         for _ in 0..3 {

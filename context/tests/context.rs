@@ -1724,6 +1724,104 @@ mod ranking {
         assert!(matches!(store.search(&bad), Err(Error::InvalidInput(_))));
     }
 
+    /// Words that say nothing about circuit breakers, `n` of them.
+    fn filler(n: usize) -> String {
+        const WORDS: [&str; 12] = [
+            "garden", "teapot", "violin", "harbour", "pebble", "lantern", "meadow", "orchard",
+            "saddle", "quilt", "compass", "thimble",
+        ];
+        (0..n).map(|i| WORDS[(i * 7 + i / 12) % WORDS.len()]).collect::<Vec<_>>().join(" ")
+    }
+
+    #[test]
+    fn a_long_node_is_found_by_its_matching_passage_which_is_the_snippet() {
+        let dir = TempDir::new().unwrap();
+        let store = hash_store(dir.path());
+        let p = project("p");
+        // The subject is only in the last of several passages: a vector of the head alone
+        // (what was embedded before passages) would look like the distractors'.
+        let ending = "The circuit breaker opens after five failures and probes again later.";
+        let body = format!("{}\n\n{ending}", filler(700));
+        let long = add(&store, &p, NodeType::Concept, "Notes", &body);
+        for i in 0..5 {
+            add(&store, &p, NodeType::Concept, &format!("Notes {i}"), &filler(150 + i));
+        }
+        let r = store
+            .search(
+                &SearchQuery::new("circuit breaker opens after failures", &p)
+                    .mode(SearchMode::Vector)
+                    .limit(3),
+            )
+            .unwrap();
+        let hit = &r.hits[0];
+        assert_eq!(hit.node.id, long);
+        let passage = hit.passage.expect("a passage");
+        assert!(passage.start > 0, "not the head: {passage:?}");
+        assert_eq!(passage.end, body.len());
+        assert!(hit.snippet.contains("circuit breaker opens"), "{}", hit.snippet);
+        // The node's score is its best passage's.
+        assert_eq!(hit.found_by.cosine, hit.found_by.vector.map(|v| v.score));
+        // Hybrid names the same passage; BM25 alone has none, and shows the body's start.
+        let r = store.search(&SearchQuery::new("circuit breaker", &p).limit(3)).unwrap();
+        assert_eq!(r.hits[0].node.id, long);
+        assert!(r.hits[0].snippet.contains("circuit breaker"), "{}", r.hits[0].snippet);
+        let r = store
+            .search(&SearchQuery::new("circuit breaker", &p).mode(SearchMode::Bm25).limit(3))
+            .unwrap();
+        assert_eq!(r.hits[0].passage, None);
+        assert!(r.hits[0].snippet.starts_with("garden"), "{}", r.hits[0].snippet);
+    }
+
+    #[test]
+    fn an_exact_title_match_stays_first_through_recency_and_graph_expansion() {
+        let dir = TempDir::new().unwrap();
+        let store = hash_store(dir.path());
+        let p = project("p");
+        let exact = store
+            .upsert_node(
+                NewNode::new(&p, NodeType::Concept, "Rate limiter", "Token bucket.")
+                    .at(Utc::now() - Duration::days(400)),
+            )
+            .unwrap()
+            .id;
+        let mut others = Vec::new();
+        for i in 0..6 {
+            others.push(add(
+                &store,
+                &p,
+                NodeType::Task,
+                &format!("Rate limiter rate limiter tuning {i}"),
+                "rate limiter limits the rate; the limiter of rates, rate limiting limiter",
+            ));
+        }
+        // The top other hits have many neighbours for expansion to add.
+        for (i, o) in others.iter().enumerate() {
+            let n = add(&store, &p, NodeType::Pattern, &format!("Neighbour {i}"), "backoff");
+            store.link(o, &n, EdgeType::RelatedTo, 1.0, json!(null)).unwrap();
+        }
+        let q = SearchQuery::new("rate limiter", &p).limit(5);
+        // Recency alone would sink a 400-day-old node below everything.
+        let r =
+            store.search(&q.clone().recency(Recency { half_life_days: 1.0, weight: 1.0 })).unwrap();
+        assert_eq!(r.hits[0].node.id, exact);
+        assert!(r.hits[0].found_by.exact_title);
+        assert!(r.hits[0].score < r.hits[1].score, "it is first by the rule, not the score");
+        assert!(!r.hits[1..].iter().any(|h| h.found_by.exact_title));
+        for fusion in ["rrf", "convex:0.9", "convex:0.0", "adaptive"] {
+            let r = store.search(&q.clone().fusion(fusion.parse().unwrap())).unwrap();
+            assert_eq!(r.hits[0].node.id, exact, "{fusion}");
+        }
+        // Single retrievers stay pure: no rule applies there.
+        let r = store
+            .search(
+                &q.clone()
+                    .mode(SearchMode::Bm25)
+                    .recency(Recency { half_life_days: 1.0, weight: 1.0 }),
+            )
+            .unwrap();
+        assert_ne!(r.hits[0].node.id, exact);
+    }
+
     #[test]
     fn ensure_project_scans_once() {
         let project_dir = TempDir::new().unwrap();

@@ -11,8 +11,8 @@ use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use troupe_context::{
-    Direction, EdgeType, EmbeddingStatus, NewNode, NodeType, Progress, ProjectId, Scope,
-    SearchMode, SearchQuery, Store, StoreOptions, project_id_for,
+    Direction, EdgeType, EmbeddingStatus, Fusion, NewNode, NodeType, Progress, ProjectId, Scope,
+    SearchHit, SearchMode, SearchQuery, Store, StoreOptions, project_id_for,
 };
 use troupe_workflows::Config;
 
@@ -67,7 +67,8 @@ pub enum ContextCommand {
     Stats(ScopeArgs),
     /// Delete a node, a whole project, or the nodes of a type older than a date
     Forget(ForgetArgs),
-    /// Rebuild the search index from the graph and compute missing embeddings
+    /// Rebuild the search index from the graph and compute missing embeddings (and upgrade
+    /// embeddings from before passages)
     Reindex {
         /// Print the report as JSON
         #[arg(long)]
@@ -103,9 +104,18 @@ pub struct SearchArgs {
     /// Hits to show
     #[arg(long, default_value_t = 10)]
     pub limit: usize,
-    /// Reciprocal Rank Fusion's k (hybrid mode)
-    #[arg(long, default_value_t = troupe_context::DEFAULT_RRF_K)]
-    pub rrf_k: f64,
+    /// How hybrid mode fuses BM25 and vectors: convex[:W] (normalised scores, W = BM25's
+    /// share), rrf[:K[:W]] (reciprocal rank fusion), adaptive[:SHORT:LONG] (BM25's share by
+    /// query length) [default: convex:0.2]
+    #[arg(long, value_name = "F", value_parser = parse_fusion, conflicts_with = "rrf_k")]
+    pub fusion: Option<Fusion>,
+    /// Fuse with textbook Reciprocal Rank Fusion with this k (same as --fusion rrf:K)
+    #[arg(long, value_name = "K")]
+    pub rrf_k: Option<f64>,
+    /// Show why each hit ranked where it did: its BM25 rank and score, its vector rank and
+    /// cosine, the fused score, and the passage that matched
+    #[arg(long)]
+    pub explain: bool,
     /// Do not add graph neighbours of the top hits
     #[arg(long)]
     pub no_expand: bool,
@@ -165,6 +175,10 @@ fn parse_node_type(s: &str) -> std::result::Result<NodeType, String> {
 }
 
 fn parse_edge_type(s: &str) -> std::result::Result<EdgeType, String> {
+    s.parse().map_err(|e: troupe_context::Error| e.to_string())
+}
+
+fn parse_fusion(s: &str) -> std::result::Result<Fusion, String> {
     s.parse().map_err(|e: troupe_context::Error| e.to_string())
 }
 
@@ -289,7 +303,7 @@ pub fn context_command(config: &Config, args: ContextArgs) -> Result<u8> {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 println!(
-                    "Indexed {} nodes; computed {} embeddings.",
+                    "Indexed {} nodes; embedded {} (missing, or embedded before passages).",
                     report.indexed, report.embedded
                 );
                 if let Some(why) = report.embeddings_unavailable {
@@ -345,8 +359,13 @@ fn search(store: &Store, config: &Config, a: SearchArgs) -> Result<u8> {
     let mut query = SearchQuery::new(&a.query, scope.clone())
         .mode(a.mode)
         .types(a.types.iter().copied())
-        .limit(a.limit)
-        .rrf_k(a.rrf_k);
+        .limit(a.limit);
+    if let Some(f) = a.fusion {
+        query = query.fusion(f);
+    }
+    if let Some(k) = a.rrf_k {
+        query = query.rrf_k(k);
+    }
     if a.no_expand {
         query = query.expand(false);
     }
@@ -366,11 +385,17 @@ fn search(store: &Store, config: &Config, a: SearchArgs) -> Result<u8> {
                     "title": h.node.title,
                     "score": h.score,
                     "found_by": h.found_by,
-                    "snippet": one_line(&h.node.body, 160),
+                    "bm25_rank": h.found_by.bm25.map(|r| r.rank),
+                    "vector_rank": h.found_by.vector.map(|r| r.rank),
+                    "passage": h.passage,
+                    "snippet": h.snippet,
                 })
             })
             .collect();
-        let out = json!({ "query": a.query, "mode": results.mode, "warning": results.warning, "hits": hits });
+        let out = json!({
+            "query": a.query, "mode": results.mode, "fusion": results.fusion,
+            "warning": results.warning, "hits": hits,
+        });
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(exit::OK);
     }
@@ -381,8 +406,9 @@ fn search(store: &Store, config: &Config, a: SearchArgs) -> Result<u8> {
         },
         Scope::All => "all projects".to_string(),
     };
+    let fusion = results.fusion.as_deref().map(|f| format!(", fused by {f}")).unwrap_or_default();
     println!(
-        "{} search in {where_} for {:?}: {} hit(s)",
+        "{} search in {where_} for {:?}{fusion}: {} hit(s)",
         results.mode.as_str(),
         a.query,
         results.hits.len()
@@ -392,6 +418,12 @@ fn search(store: &Store, config: &Config, a: SearchArgs) -> Result<u8> {
             && store.project(p)?.is_none()
         {
             println!("This project was never scanned: run `troupe context scan` first.");
+        }
+        return Ok(exit::OK);
+    }
+    if a.explain {
+        for (i, h) in results.hits.iter().enumerate() {
+            print!("{}", explain(i + 1, h));
         }
         return Ok(exit::OK);
     }
@@ -408,6 +440,54 @@ fn search(store: &Store, config: &Config, a: SearchArgs) -> Result<u8> {
     }
     print!("{}", t.render());
     Ok(exit::OK)
+}
+
+/// One hit of `context search --explain`: what it is, then why it ranked there.
+fn explain(n: usize, h: &SearchHit) -> String {
+    let f = &h.found_by;
+    let bm25 = match f.bm25 {
+        Some(r) => format!("bm25 rank {} (score {:.3})", r.rank, r.score),
+        None => "bm25 rank – (not in its list)".to_string(),
+    };
+    let vector = match (f.vector, f.cosine) {
+        (Some(r), _) => format!("vector rank {} (cosine {:.3})", r.rank, r.score),
+        (None, Some(c)) => format!("vector rank – (cosine {c:.3}, below its list)"),
+        (None, None) => "vector rank – (no vectors)".to_string(),
+    };
+    let mut why = format!("{bm25} · {vector} · fused score {:.4}", h.score);
+    if f.exact_title {
+        why.push_str(" · exact title match, kept first");
+    }
+    if let Some(g) = &f.graph {
+        why.push_str(&format!(" · graph neighbour of {} ({})", short(g.from.as_str()), g.edge));
+    }
+    let mut out = format!(
+        "{n:>2}. {} {}  {}\n    {why}\n",
+        h.node.node_type,
+        one_line(&h.node.title, 70),
+        short(h.node.id.as_str())
+    );
+    if !h.snippet.is_empty() {
+        let place =
+            h.passage.map(|p| format!(" (bytes {}–{})", p.start, p.end)).unwrap_or_default();
+        out.push_str(&format!("    passage{place}:\n"));
+        // The whole passage (a few hundred words at most), wrapped.
+        let mut line = String::new();
+        for word in h.snippet.split_whitespace() {
+            if !line.is_empty() && line.len() + word.len() > 96 {
+                out.push_str(&format!("      {line}\n"));
+                line.clear();
+            }
+            if !line.is_empty() {
+                line.push(' ');
+            }
+            line.push_str(word);
+        }
+        if !line.is_empty() {
+            out.push_str(&format!("      {line}\n"));
+        }
+    }
+    out
 }
 
 fn add(store: &Store, config: &Config, a: AddArgs) -> Result<u8> {
