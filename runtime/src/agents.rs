@@ -33,6 +33,11 @@ pub struct Call {
 #[rtype(result = "Option<u32>")]
 pub struct ContextWindow;
 
+/// Ask the agent to count a text's tokens with its model's own tokenizer.
+#[derive(Debug, Message)]
+#[rtype(result = "Option<u64>")]
+pub struct CountTokens(pub String);
+
 /// The actor of one agent.
 #[derive(Debug)]
 pub struct AgentActor {
@@ -57,6 +62,15 @@ impl Handler<ContextWindow> for AgentActor {
     fn handle(&mut self, _: ContextWindow, _ctx: &mut Context<Self>) -> Self::Result {
         let agent = self.agent.clone();
         Box::pin(async move { agent.context_window(&CallContext::new()).await })
+    }
+}
+
+impl Handler<CountTokens> for AgentActor {
+    type Result = ResponseFuture<Option<u64>>;
+
+    fn handle(&mut self, msg: CountTokens, _ctx: &mut Context<Self>) -> Self::Result {
+        let agent = self.agent.clone();
+        Box::pin(async move { agent.count_tokens(&msg.0, &CallContext::new()).await })
     }
 }
 
@@ -128,6 +142,12 @@ impl AgentPool {
     pub async fn context_window(&self, name: &str) -> Option<u32> {
         let (addr, _) = self.actors.get(name)?;
         addr.send(ContextWindow).await.ok().flatten()
+    }
+
+    /// `text`'s tokens by `name`'s model's own tokenizer, when it offers one.
+    pub async fn count_tokens(&self, name: &str, text: &str) -> Option<u64> {
+        let (addr, _) = self.actors.get(name)?;
+        addr.send(CountTokens(text.to_string())).await.ok().flatten()
     }
 
     /// Call `name` with `request`, inside the current span.

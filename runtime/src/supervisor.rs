@@ -90,6 +90,8 @@ enum StepStop {
     Store(String),
     /// The call could cross a budget, so it was not made.
     Budget(String),
+    /// The prompt cannot fit the model's context window.
+    Unfit(String),
 }
 
 fn emit(events: &broadcast::Sender<RunEvent>, event: RunEvent) {
@@ -366,6 +368,7 @@ async fn drive_run(job: RunJob, cancel: CancellationToken, run_span: Span) {
                         }
                         Err(StepStop::Store(e)) => break End::Failed(e),
                         Err(StepStop::Budget(reason)) => break End::Budget(reason),
+                        Err(StepStop::Unfit(e)) => break End::Failed(e),
                     }
                     record.iterations = engine.position().iteration.max(record.iterations);
                 }
@@ -698,16 +701,19 @@ async fn run_step(
             }
         }
     }
-    // Known secrets are masked before the prompt goes anywhere: to the agent, the store,
-    // the audit trail.
-    let prompt = shared.redactor.redact_string(template.render(&vars));
-
     // The answer's room and temperature: the step's own, else the agent's configured ones
     // (the adapter fills those in), else troupe's `max_output_tokens`.
     let step_config = &record.workflow.steps[pos.step];
     let agent_max = shared.config.agent(&plan.agent).and_then(|a| a.max_tokens);
+    let max_answer = step_config.max_tokens.or(agent_max).unwrap_or(shared.max_tokens);
+    // The prompt fits the model's window (its least important parts cut or left out), and
+    // known secrets are masked before it goes anywhere: the agent, the store, the audit trail.
+    let fitted = fit_prompt(shared, &plan.agent, template, &vars, max_answer)
+        .await
+        .map_err(StepStop::Unfit)?;
+    let prompt = shared.redactor.redact_string(fitted.prompt.clone());
     let mut options = GenerationOptions {
-        max_tokens: Some(step_config.max_tokens.or(agent_max).unwrap_or(shared.max_tokens)),
+        max_tokens: Some(max_answer),
         temperature: step_config.temperature,
         ..Default::default()
     };
@@ -748,6 +754,14 @@ async fn run_step(
     let mut caller = Caller::new(shared, record, pos, plan.role, candidates, workdir, cancel)
         .streaming(events)
         .with_context_nodes(context.nodes.clone());
+    if !fitted.left_out.is_empty() {
+        caller.announce(format!(
+            "the prompt was fitted to {}'s context window ({} tokens): {}",
+            plan.agent,
+            fitted.tokens,
+            fitted.left_out.join("; ")
+        ));
+    }
 
     // Budgets are checked before anything is written or sent: a call that could cross one
     // is not made.
@@ -1097,4 +1111,37 @@ fn prompt_vars<'a>(
         ("agent", plan.agent.clone()),
         ("role", plan.role.to_string()),
     ])
+}
+
+/// Render a step's prompt so it fits `agent`'s context window with room for `max_answer`
+/// tokens: estimated first, then checked with the model's own tokenizer where the server has
+/// one (a prompt the server would reject for its size is never sent). Without a known window
+/// (CLI agents, remote APIs that do not say) the prompt is rendered whole.
+async fn fit_prompt(
+    shared: &Arc<Shared>,
+    agent: &str,
+    template: &troupe_workflows::template::Template,
+    vars: &BTreeMap<&str, String>,
+    max_answer: u32,
+) -> Result<crate::prompt::Fitted, String> {
+    let Some(budget) = crate::prompt::budget_for(shared, agent, max_answer).await else {
+        let prompt = template.render(vars);
+        let tokens = crate::prompt::estimate(&prompt);
+        return Ok(crate::prompt::Fitted { prompt, left_out: Vec::new(), tokens });
+    };
+    let mut aim = budget;
+    for _ in 0..3 {
+        let fitted = crate::prompt::fit(template, vars, aim, &crate::prompt::estimate)?;
+        match shared.agents.count_tokens(agent, &fitted.prompt).await {
+            None => return Ok(fitted),
+            Some(real) if real <= budget => {
+                return Ok(crate::prompt::Fitted { tokens: real, ..fitted });
+            }
+            // The estimate was low for this text: aim lower by the ratio seen.
+            Some(real) => aim = (aim * budget / real.max(1)).saturating_sub(16),
+        }
+    }
+    Err(format!(
+        "the prompt for {agent} could not be made to fit its context window ({budget} tokens for the prompt)"
+    ))
 }
