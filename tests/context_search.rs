@@ -14,6 +14,7 @@ fn troupe(home: &Path, cwd: &Path, args: &[&str]) -> Output {
         .args(args)
         .current_dir(cwd)
         .env("TROUPE_HOME", home)
+        .env("TROUPE_ASSETS", home.join("assets"))
         .env("HOME", home)
         .env("XDG_CONFIG_HOME", home.join("config"))
         .env_remove("TROUPE_CONFIG")
@@ -32,14 +33,15 @@ fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-/// The installed assets (`$TROUPE_HOME/assets`, default `~/.local/share/troupe/assets`).
+/// The installed assets (`$TROUPE_ASSETS`, default `~/.local/share/troupe/assets`).
 fn real_assets() -> PathBuf {
-    let home = std::env::var_os("TROUPE_HOME")
+    let assets = std::env::var_os("TROUPE_ASSETS")
         .filter(|h| !h.is_empty())
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share/troupe")))
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share/troupe/assets"))
+        })
         .expect("no HOME");
-    let assets = home.join("assets");
     assert!(
         assets.join("embedding").join("model.onnx").is_file(),
         "the embedding model is not installed under {}: run `scripts/setup.sh --assets-only`",
