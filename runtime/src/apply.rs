@@ -64,6 +64,7 @@ pub(crate) async fn apply_run(
     record.workspace = Some(ws);
     shared.store.put_run(&record)?;
     shared.audit.append(&record.id, AuditEvent::ChangeApplied { files, commit });
+    refresh_memory(shared, &record).await;
     Ok(record)
 }
 
@@ -79,6 +80,7 @@ pub(crate) async fn revert_run(shared: &Arc<Shared>, mut record: RunRecord) -> R
     record.workspace = Some(ws);
     shared.store.put_run(&record)?;
     shared.audit.append(&record.id, AuditEvent::ChangeReverted { files });
+    refresh_memory(shared, &record).await;
     Ok(record)
 }
 
@@ -90,4 +92,20 @@ pub(crate) async fn discard_run(shared: &Arc<Shared>, mut record: RunRecord) -> 
     record.workspace = None;
     shared.store.put_run(&record)?;
     Ok(record)
+}
+
+/// Bring the memory's notes of the project's files up to date after its files changed; a
+/// failure is logged, the apply or revert stands.
+async fn refresh_memory(shared: &Arc<Shared>, record: &RunRecord) {
+    let memory = shared.memory.clone();
+    let project = record.project_path.clone();
+    match tokio::task::spawn_blocking(move || memory.refresh_files(&project)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(run = %record.id, error = %e, "cannot re-index the changed files")
+        }
+        Err(e) => {
+            tracing::warn!(run = %record.id, error = %e, "re-indexing the changed files died")
+        }
+    }
 }

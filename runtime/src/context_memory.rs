@@ -78,6 +78,12 @@ impl Memory for ContextMemory {
         })
     }
 
+    fn refresh_files(&self, project_path: &Path) -> Result<()> {
+        // The scan is incremental: only files that changed are stored again.
+        self.store.scan_project(project_path, &troupe_context::NoProgress)?;
+        Ok(())
+    }
+
     fn record_run(&self, outcome: &RunOutcome) -> Result<String> {
         let project = ProjectId::new(&outcome.project_id)?;
         let summary: String = outcome.output.chars().take(OUTCOME_CHARS).collect();
@@ -90,7 +96,7 @@ impl Memory for ContextMemory {
                 agent: outcome.agents.first().cloned(),
                 workflow: Some(outcome.workflow.clone()),
                 run_id: Some(outcome.run_id.clone()),
-                files: Vec::new(),
+                files: outcome.files.clone(),
                 tags: vec![outcome.workflow.clone()],
             },
         )?;

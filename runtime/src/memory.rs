@@ -43,6 +43,9 @@ pub struct RunOutcome {
     pub findings: Vec<Finding>,
     /// Memory nodes that were put into its prompts.
     pub context_nodes: Vec<String>,
+    /// The files its change touches, relative to the project: the task is linked to them.
+    #[serde(default)]
+    pub files: Vec<String>,
 }
 
 /// The project memory, as the runtime uses it.
@@ -61,4 +64,11 @@ pub trait Memory: Send + Sync + std::fmt::Debug {
     /// Store a finished run: its task and outcome, the mistakes and decisions its reviews
     /// named, linked with edges. Returns the id of the task node.
     fn record_run(&self, outcome: &RunOutcome) -> Result<String>;
+
+    /// The project's files changed on disk (a run's change was applied or reverted): bring
+    /// the memory's file notes up to date. The default does nothing.
+    fn refresh_files(&self, project_path: &Path) -> Result<()> {
+        let _ = project_path;
+        Ok(())
+    }
 }

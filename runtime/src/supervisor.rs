@@ -459,6 +459,7 @@ async fn drive_run(job: RunJob, cancel: CancellationToken, run_span: Span) {
             agents: dedup(answered_by),
             findings,
             context_nodes: dedup(context_nodes),
+            files: project_files(&record),
         };
         let memory = shared.memory.clone();
         match tokio::task::spawn_blocking(move || memory.record_run(&outcome)).await {
@@ -1144,4 +1145,22 @@ async fn fit_prompt(
     Err(format!(
         "the prompt for {agent} could not be made to fit its context window ({budget} tokens for the prompt)"
     ))
+}
+
+/// The run's changed files relative to the project (the workspace's paths are relative to
+/// its repository, which may hold the project in a subfolder).
+fn project_files(record: &RunRecord) -> Vec<String> {
+    let prefix = record
+        .workspace
+        .as_ref()
+        .and_then(|w| w.checkout.as_ref().and_then(|top| w.dir.strip_prefix(top).ok()))
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
+    record
+        .files
+        .iter()
+        .map(|f| {
+            f.path.strip_prefix(&prefix).unwrap_or(&f.path).to_string_lossy().replace('\\', "/")
+        })
+        .collect()
 }

@@ -1024,6 +1024,9 @@ async fn a_run_fixes_the_bug_in_its_workspace_and_leaves_the_project_alone() {
     assert_eq!(passed, [false, true]);
     let (_, steps) = w.h.runtime.run(&record.id).unwrap();
     assert!(steps[0].change.as_ref().unwrap().commit.is_some());
+    // The memory learns which files the task changed (its task node links to them).
+    let outcomes = w.h.memory.outcomes.lock().unwrap().clone();
+    assert_eq!(outcomes[0].files, ["calc.py"]);
 }
 
 #[actix::test]

@@ -322,7 +322,40 @@ pub async fn run_checks(loaded: &LoadedConfig) -> Vec<Check> {
         ),
     });
     out.push(telemetry_check(&TelemetryPlan::from_env(&config.telemetry_options())));
+    out.push(validators_check(config).await);
     out
+}
+
+/// The validators a run in this project would use: configured, detected, or none (then
+/// reviews are unverified).
+async fn validators_check(config: &Config) -> Check {
+    let v = match config.workflow(&config.settings.default_workflow) {
+        Some(w) => config.validate_for(w),
+        None => config.validate.clone(),
+    };
+    if !v.enabled {
+        return check("validators", Status::Ok, "turned off in [validate]");
+    }
+    if !v.commands.is_empty() {
+        return check("validators", Status::Ok, format!("configured: {}", v.commands.join(", ")));
+    }
+    let project = config.project_path();
+    let dir = project.clone();
+    match tokio::task::spawn_blocking(move || troupe_change::validate::detect(&dir)).await {
+        Ok(Some(d)) => check(
+            "validators",
+            Status::Ok,
+            format!("detected in {}: {} ({})", project.display(), d.commands.join(", "), d.reason),
+        ),
+        _ => check(
+            "validators",
+            Status::Warn,
+            format!(
+                "none detected in {}: reviews of changes there will be unverified; set [validate] commands",
+                project.display()
+            ),
+        ),
+    }
 }
 
 /// Where trace spans go (the plan is not acted on: no connection is opened).

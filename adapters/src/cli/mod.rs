@@ -132,7 +132,8 @@ impl CliAgent {
                 if !stdin {
                     a.push("{prompt}");
                 }
-                a.extend(["--output-format", "json"]);
+                // Non-interactive edits in its working folder (the run's workspace).
+                a.extend(["--output-format", "json", "--permission-mode", "acceptEdits"]);
                 if model {
                     a.extend(["--model", "{model}"]);
                 }
@@ -159,7 +160,8 @@ impl CliAgent {
                 if !stdin {
                     a.extend(["-p", "{prompt}"]);
                 }
-                a.extend(["--output-format", "json"]);
+                // Edits are approved without asking; shell commands are not.
+                a.extend(["--output-format", "json", "--approval-mode", "auto_edit"]);
                 if model {
                     a.extend(["-m", "{model}"]);
                 }
@@ -324,7 +326,7 @@ mod tests {
     #[test]
     fn vendor_invocations() {
         let (a, s) = agent("claude", None).argv("hi", "/w").unwrap();
-        assert_eq!(a, ["-p", "hi", "--output-format", "json"]);
+        assert_eq!(a, ["-p", "hi", "--output-format", "json", "--permission-mode", "acceptEdits"]);
         assert!(!s);
         let (a, _) = agent("codex", Some("o3")).argv("hi", "/w").unwrap();
         assert_eq!(
@@ -343,7 +345,7 @@ mod tests {
             ]
         );
         let (a, _) = agent("gemini", None).argv("hi", "/w").unwrap();
-        assert_eq!(a, ["-p", "hi", "--output-format", "json"]);
+        assert_eq!(a, ["-p", "hi", "--output-format", "json", "--approval-mode", "auto_edit"]);
         let (a, _) = agent("copilot", None).argv("hi", "/w").unwrap();
         assert_eq!(a, ["-p", "hi", "-s", "--allow-all-tools"]);
         let (a, _) = agent("/opt/tool", None).argv("hi", "/w").unwrap();

@@ -96,7 +96,10 @@ async fn wait_group_dead(pgid: i32) -> bool {
 async fn claude_print_mode_json() {
     let f = Fixture::new("claude", CliFlavor::Claude, "ok");
     let r = f.call("Say hi").await.unwrap();
-    assert_eq!(f.argv(), ["-p", "Say hi", "--output-format", "json"]);
+    assert_eq!(
+        f.argv(),
+        ["-p", "Say hi", "--output-format", "json", "--permission-mode", "acceptEdits"]
+    );
     assert_eq!(r.text, "Hello from claude");
     assert_eq!((r.usage.prompt_tokens, r.usage.completion_tokens), (16, 5));
     assert!(!r.usage_estimated);
@@ -166,7 +169,19 @@ async fn gemini_prompt_mode_json() {
     let mut f = Fixture::new("gemini", CliFlavor::Gemini, "ok");
     f.cfg.model = Some("gemini-2.5-flash".into());
     let r = f.call("Review").await.unwrap();
-    assert_eq!(f.argv(), ["-p", "Review", "--output-format", "json", "-m", "gemini-2.5-flash"]);
+    assert_eq!(
+        f.argv(),
+        [
+            "-p",
+            "Review",
+            "--output-format",
+            "json",
+            "--approval-mode",
+            "auto_edit",
+            "-m",
+            "gemini-2.5-flash"
+        ]
+    );
     assert_eq!(r.text, "Hello from gemini");
     assert_eq!((r.usage.prompt_tokens, r.usage.completion_tokens), (9, 4));
     let f = Fixture::new("gemini", CliFlavor::Gemini, "error-json");
