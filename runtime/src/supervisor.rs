@@ -438,6 +438,19 @@ async fn drive_run(job: RunJob, cancel: CancellationToken, run_span: Span) {
     if record.apply && record.state == RunState::Completed {
         apply_change(&shared, &mut record, &events).await;
     }
+    // The trail's last entry is written before the record says the run ended, so whoever
+    // sees it ended reads a complete trail.
+    shared.audit.append(
+        &run_id,
+        AuditEvent::RunFinished {
+            state: record.state,
+            reason: record.finish_reason,
+            iterations: record.iterations,
+            tokens: record.tokens,
+            cost: record.cost,
+            error: record.error.clone(),
+        },
+    );
     if let Err(e) = shared.store.put_run(&record) {
         tracing::error!(run = %run_id, error = %e, "cannot persist the run's end");
     }
@@ -470,17 +483,6 @@ async fn drive_run(job: RunJob, cancel: CancellationToken, run_span: Span) {
             Err(e) => tracing::warn!(run = %run_id, error = %e, "storing the run in memory died"),
         }
     }
-    shared.audit.append(
-        &run_id,
-        AuditEvent::RunFinished {
-            state: record.state,
-            reason: record.finish_reason,
-            iterations: record.iterations,
-            tokens: record.tokens,
-            cost: record.cost,
-            error: record.error.clone(),
-        },
-    );
     emit(&events, crate::events::run_finished(&record));
     let _ = done.send(record);
 }
