@@ -832,6 +832,7 @@ async fn run_step(
             &shown,
             &mut step,
             &mut caller,
+            last_check,
             cancel,
             edits_by_answer,
         )
@@ -1017,6 +1018,7 @@ async fn change_of_step(
     shown: &[String],
     step: &mut StepRecord,
     caller: &mut Caller<'_>,
+    last_check: Option<&CheckRecord>,
     cancel: &CancellationToken,
     edits_by_answer: bool,
 ) -> Result<Option<StepChange>, String> {
@@ -1042,8 +1044,15 @@ async fn change_of_step(
             caller.used(step.tokens, step.cost);
             let mut again = request.clone();
             again.messages.push(Message::assistant(answer.clone()));
+            // An answer that repeated the file unchanged would be repeated again at the same
+            // temperature: that re-ask samples, and says what still fails.
+            let unchanged = problems.contains("changes nothing");
+            let failing = if unchanged { failing_assertions(last_check) } else { String::new() };
+            if unchanged {
+                again.options.temperature = Some(shared.config.edits.candidate_temperature);
+            }
             again.messages.push(Message::user(format!(
-                "{problems}\n\nAnswer again with only the corrected edits, in the same format."
+                "{problems}{failing}\n\nAnswer again with only the corrected edits, in the same format."
             )));
             if let Ok(a) = caller.call(&again).await {
                 step.tokens.add(a.tokens);
@@ -1165,4 +1174,28 @@ fn project_files(record: &RunRecord) -> Vec<String> {
             f.path.strip_prefix(&prefix).unwrap_or(&f.path).to_string_lossy().replace('\\', "/")
         })
         .collect()
+}
+
+/// The failing tests and their assertions from the latest check, for a re-ask ("" when the
+/// checks passed or none ran).
+fn failing_assertions(last_check: Option<&CheckRecord>) -> String {
+    let Some(report) = last_check.and_then(|c| c.report.as_ref()).filter(|r| !r.passed()) else {
+        return String::new();
+    };
+    let mut lines = Vec::new();
+    for r in report.results.iter().filter(|r| !r.passed()) {
+        lines.extend(r.failing.iter().map(|t| format!("- failing: {t}")));
+        lines.extend(
+            troupe_change::validate::assertion_lines(&r.output)
+                .into_iter()
+                .map(|a| format!("  {a}")),
+        );
+    }
+    if lines.is_empty() {
+        return String::new();
+    }
+    format!(
+        "\n\nThe code as it is still fails these tests; change it so they pass:\n{}",
+        lines.join("\n")
+    )
 }

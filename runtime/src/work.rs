@@ -345,7 +345,7 @@ pub(crate) async fn check(
     let mut report = validate::run(&ws.dir, &record.validators, &opts, cancel).await;
     // Test output can print anything, secrets included; and paths read better relative to
     // the project (the workspace's folder means nothing to the model or the user).
-    let prefix = format!("{}/", ws.dir.display());
+    let prefix = format!("{}/", ws.dir.display().to_string().trim_end_matches('/'));
     for r in &mut report.results {
         let output = std::mem::take(&mut r.output).replace(&prefix, "");
         r.output = shared.redactor.redact_string(output);
