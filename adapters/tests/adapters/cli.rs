@@ -120,6 +120,8 @@ async fn claude_with_a_model_and_system_prompt() {
             "# Instructions\n\nYou are careful\n\n# Task\n\nFix it",
             "--output-format",
             "json",
+            "--permission-mode",
+            "acceptEdits",
             "--model",
             "opus"
         ]
