@@ -140,7 +140,13 @@ fn plan_file(
                         ),
                     )));
                 }
-                text = content.replace("\r\n", "\n");
+                let content = content.replace("\r\n", "\n");
+                // Small models often answer with only the function they changed; for a
+                // Python file that keeps the other definitions instead of deleting them.
+                text = match (&old, rel.ends_with(".py")) {
+                    (Some(_), true) => merge_python_definitions(&text, &content).unwrap_or(content),
+                    _ => content,
+                };
             }
             Edit::Replace { search, replace, .. } => {
                 match replace_once(&text, search, replace, old.is_some()) {
@@ -507,4 +513,158 @@ fn write_atomically(target: &Path, content: &str, existed: bool) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// The top-level blocks of a Python file: `(name, first line, end line exclusive)` for each
+/// `def`/`async def`/`class` at column 0 (decorators included), and whether anything else
+/// but imports, a docstring, comments and blank lines stands at the top level.
+fn python_blocks(text: &str) -> (Vec<(String, usize, usize)>, bool) {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut blocks: Vec<(String, usize, usize)> = Vec::new();
+    let mut other = false;
+    let mut i = 0;
+    let mut in_doc = false;
+    while i < lines.len() {
+        let line = lines[i];
+        let top = !line.starts_with([' ', '\t']) && !line.trim().is_empty();
+        if in_doc {
+            if line.contains("\"\"\"") || line.contains("\'\'\'") {
+                in_doc = false;
+            }
+            i += 1;
+            continue;
+        }
+        if !top || line.starts_with('#') {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        let mut head = i;
+        while lines[head].starts_with('@') && head + 1 < lines.len() {
+            head += 1;
+        }
+        let def = lines[head]
+            .strip_prefix("async def ")
+            .or_else(|| lines[head].strip_prefix("def "))
+            .or_else(|| lines[head].strip_prefix("class "));
+        if let Some(rest) = def {
+            let name: String =
+                rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+            let mut end = head + 1;
+            while end < lines.len() {
+                let l = lines[end];
+                if !l.trim().is_empty() && !l.starts_with([' ', '\t']) && !l.starts_with('#') {
+                    break;
+                }
+                end += 1;
+            }
+            // Trailing blank lines belong to the gap, not the block.
+            while end > head + 1 && lines[end - 1].trim().is_empty() {
+                end -= 1;
+            }
+            blocks.push((name, start, end));
+            i = end;
+            continue;
+        }
+        let t = line.trim_start();
+        if t.starts_with("import ") || t.starts_with("from ") {
+        } else if t.starts_with("\"\"\"") || t.starts_with("\'\'\'") {
+            let quote = &t[..3];
+            in_doc = !t[3..].contains(quote);
+        } else {
+            other = true;
+        }
+        i += 1;
+    }
+    (blocks, other)
+}
+
+/// When `new` (a "whole file" answer) holds only some of the top-level definitions of the
+/// Python file `old` and nothing else but imports, put each of them in place of the old one
+/// and keep the rest. `None` when `new` is a real whole file (it defines everything `old`
+/// does, or has other top-level code) or holds nothing of `old`.
+fn merge_python_definitions(old: &str, new: &str) -> Option<String> {
+    let (old_blocks, _) = python_blocks(old);
+    let (new_blocks, new_other) = python_blocks(new);
+    if new_other || new_blocks.is_empty() {
+        return None;
+    }
+    let old_names: Vec<&str> = old_blocks.iter().map(|(n, _, _)| n.as_str()).collect();
+    let kept_all = old_names.iter().all(|n| new_blocks.iter().any(|(m, _, _)| m == n));
+    let known = new_blocks.iter().any(|(m, _, _)| old_names.contains(&m.as_str()));
+    if kept_all || !known {
+        return None;
+    }
+    let old_lines: Vec<&str> = old.lines().collect();
+    let new_lines: Vec<&str> = new.lines().collect();
+    let block_text = |(_, a, b): &(String, usize, usize)| new_lines[*a..*b].join("\n");
+    let mut out: Vec<String> = Vec::new();
+    let mut at = 0;
+    for (name, a, b) in &old_blocks {
+        out.extend(old_lines[at..*a].iter().map(|l| l.to_string()));
+        match new_blocks.iter().find(|(m, _, _)| m == name) {
+            Some(nb) => out.push(block_text(nb)),
+            None => out.extend(old_lines[*a..*b].iter().map(|l| l.to_string())),
+        }
+        at = *b;
+    }
+    out.extend(old_lines[at..].iter().map(|l| l.to_string()));
+    // New definitions the old file did not have go at its end; new imports at its top.
+    for nb in new_blocks.iter().filter(|(m, _, _)| !old_names.contains(&m.as_str())) {
+        out.push(String::new());
+        out.push(String::new());
+        out.push(block_text(nb));
+    }
+    let imports: Vec<&str> = new_lines
+        .iter()
+        .copied()
+        .filter(|l| (l.starts_with("import ") || l.starts_with("from ")) && !old_lines.contains(l))
+        .collect();
+    let mut merged = out.join("\n");
+    if !imports.is_empty() {
+        merged = format!("{}\n{merged}", imports.join("\n"));
+    }
+    if old.ends_with('\n') {
+        merged.push('\n');
+    }
+    Some(merged)
+}
+
+#[cfg(test)]
+mod merge_tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::merge_python_definitions;
+
+    const OLD: &str = "\"\"\"Words.\"\"\"\n\n\ndef word_count(text):\n    return len(text.split(\" \"))\n\n\ndef truncate(text, limit):\n    if len(text) <= limit:\n        return text\n    return text[: limit - 3] + \"...\"\n";
+
+    #[test]
+    fn an_answer_with_only_the_changed_function_keeps_the_others() {
+        let new = "def word_count(text):\n    return len(text.split())\n";
+        let merged = merge_python_definitions(OLD, new).unwrap();
+        assert_eq!(merged, OLD.replace("text.split(\" \")", "text.split()"));
+    }
+
+    #[test]
+    fn a_real_whole_file_is_not_merged() {
+        let whole = OLD.replace("text.split(\" \")", "text.split()");
+        assert_eq!(merge_python_definitions(OLD, &whole), None);
+        // Other top-level code: a real file, taken as it is.
+        assert_eq!(
+            merge_python_definitions(OLD, "x = 1\ndef word_count(t):\n    return 0\n"),
+            None
+        );
+        // Nothing of the old file: a new file's content, taken as it is.
+        assert_eq!(merge_python_definitions(OLD, "def other():\n    return 0\n"), None);
+    }
+
+    #[test]
+    fn new_imports_and_new_functions_are_added() {
+        let new =
+            "import re\n\ndef word_count(text):\n    return len(re.findall(r\"\\S+\", text))\n";
+        let merged = merge_python_definitions(OLD, new).unwrap();
+        assert!(merged.starts_with("import re\n"), "{merged}");
+        assert!(merged.contains("def truncate(text, limit):"), "{merged}");
+        assert!(merged.contains("re.findall"), "{merged}");
+    }
 }
