@@ -225,7 +225,9 @@ impl Engine {
     }
 
     fn review_failed(&self) -> bool {
-        self.verdict.as_ref().is_some_and(|v| !v.passes(self.max_suggestions))
+        let backed = self.check == Some(true)
+            && self.verdict.as_ref().is_some_and(|v| v.status == VerdictStatus::Approved);
+        (!backed && self.verdict.as_ref().is_some_and(|v| !v.passes(self.max_suggestions)))
             || (self.verdict.is_some() && self.check == Some(false))
     }
 
@@ -254,8 +256,13 @@ impl Engine {
             StepOutcome::Completed { output } => {
                 if role == Role::Review {
                     let v = parse_verdict(output);
-                    self.reviewed_this_iteration =
-                        Some(v.passes(self.max_suggestions) && self.check != Some(false));
+                    // An approval backed by passing checks stands even when the reviewer
+                    // lists "errors" beside it (small models describe the bug that was fixed);
+                    // without evidence the stricter reading holds.
+                    let backed = self.check == Some(true) && v.status == VerdictStatus::Approved;
+                    self.reviewed_this_iteration = Some(
+                        (backed || v.passes(self.max_suggestions)) && self.check != Some(false),
+                    );
                     self.verdict = Some(v.clone());
                     verdict_out = Some(v);
                 } else {
@@ -387,6 +394,26 @@ mod tests {
         let Next::Done(f) = engine.next() else { panic!("expected the end") };
         assert!(f.success);
         assert_eq!(f.reason, FinishReason::ReviewPassed);
+    }
+
+    #[test]
+    fn an_approval_backed_by_passing_checks_stands_despite_listed_errors() {
+        const APPROVE_WITH_ERROR: &str = r#"{"verdict":"approved","findings":[{"severity":"error","message":"word_count returned 1 for empty text"}]}"#;
+        let run = |check: Option<bool>| {
+            let mut engine = Engine::new(default_workflow(), 3);
+            let Next::Run(p) = engine.next() else { panic!("expected a step") };
+            engine.record(p.pos, &StepOutcome::Completed { output: "code".into() });
+            if let Some(c) = check {
+                engine.record_check(c);
+            }
+            let Next::Run(p) = engine.next() else { panic!("expected a step") };
+            engine.record(p.pos, &StepOutcome::Completed { output: APPROVE_WITH_ERROR.into() });
+            engine.next()
+        };
+        // With passing checks: the refine is skipped, the run passes.
+        assert!(matches!(run(Some(true)), Next::Skip { .. }));
+        // Without evidence: an approval that lists an error does not pass.
+        assert!(matches!(run(None), Next::Run(p) if p.role == Role::Refine));
     }
 
     #[test]
