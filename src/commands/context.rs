@@ -104,9 +104,9 @@ pub struct SearchArgs {
     /// Hits to show
     #[arg(long, default_value_t = 10)]
     pub limit: usize,
-    /// How hybrid mode fuses BM25 and vectors: convex[:W] (normalised scores, W = BM25's
-    /// share), rrf[:K[:W]] (reciprocal rank fusion), adaptive[:SHORT:LONG] (BM25's share by
-    /// query length) [default: convex:0.2]
+    /// How hybrid mode fuses BM25 and vectors: `convex`, `convex:W` (normalised scores, W =
+    /// BM25's share), `rrf`, `rrf:K`, `rrf:K:W` (reciprocal rank fusion), `adaptive`,
+    /// `adaptive:SHORT:LONG` (BM25's share by query length) (default: convex:0.2)
     #[arg(long, value_name = "F", value_parser = parse_fusion, conflicts_with = "rrf_k")]
     pub fusion: Option<Fusion>,
     /// Fuse with textbook Reciprocal Rank Fusion with this k (same as --fusion rrf:K)
