@@ -94,7 +94,13 @@ fn the_sample_task_ends_green_offline_and_passes_checks_it_never_saw() {
         project.join("tests/test_hidden_words.py"),
     )
     .unwrap();
-    assert!(unittest(&project), "the hidden checks pass");
+    if !unittest(&project) {
+        let diff = troupe(&["runs", "diff", &id]);
+        panic!(
+            "the hidden checks fail on the run's change:\n{}",
+            String::from_utf8_lossy(&diff.stdout)
+        );
+    }
     std::fs::remove_file(project.join("tests/test_hidden_words.py")).unwrap();
 
     let out = troupe(&["runs", "revert", &id]);
