@@ -222,6 +222,18 @@ fn harness_audited(
     memory: Arc<FakeMemory>,
     audit: AuditLog,
 ) -> Harness {
+    harness_full(config, agents, backend, memory, audit, None)
+}
+
+/// The harness with everything chosen: `workspaces` makes runs work in their own workspace.
+fn harness_full(
+    config: Config,
+    agents: &[(&str, Arc<Scripted>)],
+    backend: Arc<MemoryBackend>,
+    memory: Arc<FakeMemory>,
+    audit: AuditLog,
+    workspaces: Option<std::path::PathBuf>,
+) -> Harness {
     let redactor = audit.redactor().clone();
     let agents: BTreeMap<String, Arc<dyn Agent>> =
         agents.iter().map(|(n, a)| (n.to_string(), a.clone() as Arc<dyn Agent>)).collect();
@@ -237,7 +249,7 @@ fn harness_audited(
         context: None,
         audit,
         redactor,
-        workspaces: None,
+        workspaces,
     })
     .unwrap();
     Harness { runtime, memory, backend, project: tempfile::tempdir().unwrap() }
@@ -960,31 +972,15 @@ fn ws_harness_with(
     config.edits.candidates = candidates;
     config.workflows.get_mut("irr").unwrap().max_iterations = max_iterations;
     let data = tempfile::tempdir().unwrap();
-    let agents: BTreeMap<String, Arc<dyn Agent>> =
-        agents.iter().map(|(n, a)| (n.to_string(), a.clone() as Arc<dyn Agent>)).collect();
-    let backend = Arc::new(MemoryBackend::default());
-    let memory = Arc::new(FakeMemory::default());
-    let runtime = Runtime::new(RuntimeParts {
+    let h = harness_full(
         config,
-        config_path: None,
         agents,
-        memory: memory.clone(),
-        backend: backend.clone() as Arc<dyn Backend>,
-        metrics: Metrics::new().unwrap(),
-        max_tokens: 512,
-        registry: None,
-        context: None,
-        audit: AuditLog::default(),
-        redactor: Redactor::default(),
-        workspaces: Some(data.path().join("workspaces")),
-    })
-    .unwrap();
-    let repo = buggy_repo();
-    WsHarness {
-        h: Harness { runtime, memory, backend, project: tempfile::tempdir().unwrap() },
-        repo,
-        _data: data,
-    }
+        Arc::new(MemoryBackend::default()),
+        Arc::new(FakeMemory::default()),
+        AuditLog::default(),
+        Some(data.path().join("workspaces")),
+    );
+    WsHarness { h, repo: buggy_repo(), _data: data }
 }
 
 async fn run_in_repo(w: &WsHarness, task: &str) -> troupe_runtime::RunRecord {
