@@ -429,6 +429,27 @@ impl Runtime {
         Ok(done)
     }
 
+    /// The workflow a task runs through: the one asked for, else the configured default —
+    /// or, offline with a default that needs agents off this machine, `offline-default`
+    /// (with the note that says so). Front-ends show this name, so they name what runs.
+    pub fn workflow_for(&self, requested: Option<&str>, offline: bool) -> (String, Option<String>) {
+        if let Some(w) = requested {
+            return (w.to_string(), None);
+        }
+        let config = &self.shared.config;
+        let default = config.settings.default_workflow.clone();
+        let needs_cloud = config.workflow(&default).is_some_and(|w| {
+            config.agents_of(w).iter().any(|a| config.agent(a).is_some_and(|c| !c.is_local()))
+        });
+        if offline && needs_cloud && config.workflow(OFFLINE_WORKFLOW).is_some() {
+            let note = format!(
+                "offline: the default workflow `{default}` needs agents off this machine; using `{OFFLINE_WORKFLOW}`"
+            );
+            return (OFFLINE_WORKFLOW.to_string(), Some(note));
+        }
+        (default, None)
+    }
+
     /// Start a run. It waits for a slot when `max_concurrent_runs` are running.
     pub async fn submit(&self, req: RunRequest) -> Result<RunHandle> {
         // A known secret never reaches an agent, the store or the memory.
@@ -452,27 +473,8 @@ impl Runtime {
             .map_err(|e| Error::Join(e.to_string()))??;
 
         let mut notes = Vec::new();
-        let requested = match &req.workflow {
-            Some(w) => w.clone(),
-            None => {
-                let default = config.settings.default_workflow.clone();
-                // Offline, with a default that needs the cloud: the offline workflow.
-                let needs_cloud = config.workflow(&default).is_some_and(|w| {
-                    config
-                        .agents_of(w)
-                        .iter()
-                        .any(|a| config.agent(a).is_some_and(|c| !c.is_local()))
-                });
-                if offline && needs_cloud && config.workflow(OFFLINE_WORKFLOW).is_some() {
-                    notes.push(format!(
-                        "offline: the default workflow `{default}` needs agents off this machine; using `{OFFLINE_WORKFLOW}`"
-                    ));
-                    OFFLINE_WORKFLOW.to_string()
-                } else {
-                    default
-                }
-            }
-        };
+        let (requested, note) = self.workflow_for(req.workflow.as_deref(), offline);
+        notes.extend(note);
         let (workflow_name, mut workflow) = match config.workflow(&requested) {
             Some(w) if requested != DYNAMIC_WORKFLOW => (requested.clone(), w.clone()),
             _ if requested == DYNAMIC_WORKFLOW => (DYNAMIC_WORKFLOW.to_string(), empty_workflow()),

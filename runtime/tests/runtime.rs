@@ -1133,3 +1133,14 @@ async fn a_step_that_changes_nothing_while_the_checks_fail_gets_candidates_too()
     assert_eq!(change.candidate, 1, "{change:?}");
     assert!(change.commit.is_some());
 }
+
+#[actix::test]
+async fn the_workflow_that_runs_is_named_before_the_run() {
+    let h = harness(config(), &[]);
+    // Offline, the built-in default (cloud CLI agents) gives way to offline-default.
+    let (name, note) = h.runtime.workflow_for(None, true);
+    assert_eq!(name, "offline-default");
+    assert!(note.unwrap().contains("needs agents off this machine"));
+    assert_eq!(h.runtime.workflow_for(None, false), ("default".to_string(), None));
+    assert_eq!(h.runtime.workflow_for(Some("irr"), true), ("irr".to_string(), None));
+}

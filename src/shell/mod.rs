@@ -60,9 +60,7 @@ pub struct Session {
 impl Session {
     /// The workflow tasks run through now.
     pub fn workflow_name(&self) -> String {
-        self.workflow
-            .clone()
-            .unwrap_or_else(|| self.runtime.config().settings.default_workflow.clone())
+        self.runtime.workflow_for(self.workflow.as_deref(), self.offline()).0
     }
 
     /// Whether agents off this machine are refused.
