@@ -13,7 +13,8 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-const TASK: &str = "word_count in textkit/words.py returns 1 for an empty string and counts \
+const TASK: &str = "word_count in textkit/words.py must count words separated by any whitespace \
+                    (spaces, tabs, newlines), but it returns 1 for an empty string and counts \
                     repeated spaces as words; fix it so the tests pass";
 
 fn copy_dir(from: &Path, to: &Path) {
