@@ -13,6 +13,9 @@ class WordCountTest(unittest.TestCase):
     def test_repeated_spaces_do_not_make_words(self):
         self.assertEqual(word_count("hello   world"), 2)
 
+    def test_a_tab_separates_words(self):
+        self.assertEqual(word_count("hello\tworld"), 2)
+
 
 class TruncateTest(unittest.TestCase):
     def test_short_text_is_kept(self):
