@@ -46,10 +46,7 @@ pub(crate) async fn file_budget_chars(shared: &Arc<Shared>, agent: &str) -> usiz
     if config.kind == AgentKind::Cli {
         return 0; // a CLI agent reads the files itself
     }
-    let window = match config.context_tokens {
-        Some(t) => t as usize,
-        None => shared.agents.context_window(agent).await.map_or(DEFAULT_WINDOW, |w| w as usize),
-    };
+    let window = window_of(shared, agent).await.map_or(DEFAULT_WINDOW, |w| w as usize);
     let answer = config.max_tokens.unwrap_or(shared.max_tokens) as usize;
     let tokens = window.saturating_sub(answer + PROMPT_OVERHEAD_TOKENS);
     (tokens * CHARS_PER_TOKEN).min(MAX_FILE_CHARS)
@@ -137,15 +134,19 @@ fn cut(text: &str, max: usize) -> String {
 /// else an estimate. `None` when the agent's window is unknown (CLI agents, remote APIs
 /// that do not say): no fitting then.
 pub(crate) async fn budget_for(shared: &Arc<Shared>, agent: &str, max_answer: u32) -> Option<u64> {
-    let config = shared.config.agent(agent)?;
-    if config.kind == AgentKind::Cli {
+    if shared.config.agent(agent)?.kind == AgentKind::Cli {
         return None;
     }
-    let window = match config.context_tokens {
-        Some(t) => t,
-        None => shared.agents.context_window(agent).await?,
-    };
+    let window = window_of(shared, agent).await?;
     Some(u64::from(window).saturating_sub(u64::from(max_answer) + MARGIN_TOKENS))
+}
+
+/// `agent`'s context window: the configured `context_tokens`, else what its server reports.
+async fn window_of(shared: &Arc<Shared>, agent: &str) -> Option<u32> {
+    match shared.config.agent(agent)?.context_tokens {
+        Some(t) => Some(t),
+        None => shared.agents.context_window(agent).await,
+    }
 }
 
 /// An estimate of `text`'s tokens when the model's tokenizer is not at hand.

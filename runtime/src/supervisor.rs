@@ -971,7 +971,7 @@ async fn sample_candidates(
         let Ok(answer) = caller.call(&again).await else { continue };
         step.tokens.add(answer.tokens);
         step.cost += answer.cost;
-        let outcome = crate::work::apply_answer(&dir, &answer.text, shown, &policy).await?;
+        let (outcome, _) = crate::work::apply_answer(&dir, &answer.text, shown, &policy).await?;
         let message = format!("{}:{} (candidate {i})", plan.agent, plan.role);
         let Some(commit) = crate::work::commit(ws, message).await? else { continue };
         let check = crate::work::check(shared, record, plan.pos, events, cancel).await?;
@@ -1028,9 +1028,10 @@ async fn change_of_step(
     let mut reasked = false;
     if edits_by_answer {
         let answer = step.response.clone().unwrap_or_default();
-        let first = crate::work::apply_answer(&dir, &answer, shown, &policy).await?;
+        let (first, code_without_files) =
+            crate::work::apply_answer(&dir, &answer, shown, &policy).await?;
         let problems = first.problems().or_else(|| {
-            crate::work::code_without_files(&answer).then(|| {
+            code_without_files.then(|| {
                 "Your answer has code but no file path before it, so nothing could be applied. \
                  Put the file's path on a line by itself before each code block."
                     .to_string()
@@ -1057,7 +1058,7 @@ async fn change_of_step(
             if let Ok(a) = caller.call(&again).await {
                 step.tokens.add(a.tokens);
                 step.cost += a.cost;
-                let second = crate::work::apply_answer(&dir, &a.text, shown, &policy).await?;
+                let (second, _) = crate::work::apply_answer(&dir, &a.text, shown, &policy).await?;
                 if let Some(first) = outcome.as_mut() {
                     first.changed.extend(second.changed);
                     first.refused = second.refused;

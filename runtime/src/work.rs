@@ -244,29 +244,24 @@ pub(crate) fn edit_instructions(format: EditFormat, files: &[PromptFile]) -> Str
 }
 
 /// What an answer's edits did to the workspace. `shown` are the paths the model was shown
-/// (a bare file name it wrote is matched to one of them).
+/// (a bare file name it wrote is matched to one of them). The flag says the answer shows
+/// code in a fence but holds no edit at all (no file named), so it is worth asking again.
 pub(crate) async fn apply_answer(
     dir: &Path,
     answer: &str,
     shown: &[String],
     policy: &Policy,
-) -> Result<EditOutcome, String> {
+) -> Result<(EditOutcome, bool), String> {
     let dir = dir.to_path_buf();
     let answer = answer.to_string();
     let shown = shown.to_vec();
     let policy = policy.clone();
     blocking(move || {
-        edit::apply_answer(&dir, &answer, &shown, &policy)
-            .map(|(_, outcome)| outcome)
-            .map_err(|e| format!("cannot write the edits: {e}"))
+        let (edits, outcome) = edit::apply_answer(&dir, &answer, &shown, &policy)
+            .map_err(|e| format!("cannot write the edits: {e}"))?;
+        Ok((outcome, edits.is_empty() && answer.contains("```")))
     })
     .await
-}
-
-/// Whether an answer that carries no edit at all should be asked again: it shows code in a
-/// fence but names no file, so nothing could be applied.
-pub(crate) fn code_without_files(answer: &str) -> bool {
-    answer.contains("```") && edit::parse(answer).is_empty()
 }
 
 /// Commit what changed in the workspace since its last commit.

@@ -59,6 +59,14 @@ fn repository_top(git: &Git) -> Result<Option<PathBuf>> {
     }
 }
 
+/// A commit of the working tree as it is (HEAD plus uncommitted and untracked files, without
+/// `exclude`), on top of HEAD, made without touching the user's index.
+fn snapshot_commit(git: &Git, exclude: &[PathBuf], message: &str) -> Result<String> {
+    let head = resolve(git, "HEAD")?;
+    let tree = snapshot_tree(git, head.as_deref(), exclude)?;
+    commit_tree(git, &tree, head.as_deref(), message)
+}
+
 /// A worktree of the user's repository at a snapshot of HEAD plus uncommitted changes.
 fn worktree(
     project: &Path,
@@ -68,10 +76,8 @@ fn worktree(
     exclude: &[PathBuf],
 ) -> Result<Workspace> {
     let git = Git::new(top);
-    let head = resolve(&git, "HEAD")?;
-    let tree = snapshot_tree(&git, head.as_deref(), exclude)?;
     let message = format!("troupe: snapshot for run {run_id} (HEAD and uncommitted changes)");
-    let base = commit_tree(&git, &tree, head.as_deref(), &message)?;
+    let base = snapshot_commit(&git, exclude, &message)?;
     let checkout = folder.join(name_of(top));
     // Another troupe may take the same branch name between the check and the add (two runs
     // started in the same millisecond share a short id): then the next free name.
@@ -143,10 +149,7 @@ fn in_place_workspace(
     exclude: &[PathBuf],
 ) -> Result<Workspace> {
     let git = Git::new(top);
-    let head = resolve(&git, "HEAD")?;
-    let tree = snapshot_tree(&git, head.as_deref(), exclude)?;
-    let message = format!("troupe: checkpoint before run {run_id}");
-    let base = commit_tree(&git, &tree, head.as_deref(), &message)?;
+    let base = snapshot_commit(&git, exclude, &format!("troupe: checkpoint before run {run_id}"))?;
     git.run(["update-ref", &checkpoint_ref(run_id), &base])?;
     git.run(["update-ref", &runs_ref(run_id), &base])?;
     Ok(Workspace {
