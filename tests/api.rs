@@ -5,20 +5,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Server, parse_sse, write_script};
+use common::{Server, World, parse_sse, write_script};
 use serde_json::{Value, json};
-
-/// A data folder, a project and a configuration whose agents are scripts.
-struct World {
-    dir: tempfile::TempDir,
-    home: PathBuf,
-    project: PathBuf,
-    config: PathBuf,
-}
 
 fn config_text(dir: &Path) -> String {
     format!(
@@ -69,20 +61,17 @@ steps = [{{ agent = "sleeper", role = "implement" }}]
 }
 
 fn world() -> World {
-    let dir = tempfile::tempdir().unwrap();
-    let home = dir.path().join("home");
-    let project = dir.path().join("project");
-    std::fs::create_dir_all(&home).unwrap();
-    std::fs::create_dir_all(&project).unwrap();
+    let w = World::new();
+    let dir = &w.dir;
     write_script(&dir.path().join("coder.sh"), "sleep 0.2\necho 'def hello(): return \"hello\"'\n");
     write_script(
         &dir.path().join("reviewer.sh"),
         "echo '{\"verdict\": \"approved\", \"findings\": []}'\n",
     );
     write_script(&dir.path().join("sleeper.sh"), "echo starting\nexec sleep 60\n");
-    let config = dir.path().join("troupe.toml");
+    let config = w.config.clone();
     std::fs::write(&config, config_text(dir.path())).unwrap();
-    World { dir, home, project, config }
+    w
 }
 
 /// Start `troupe serve` for `w` on a free loopback port (unless `extra` has `--addr`).

@@ -10,6 +10,50 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// A test's folders: a temporary root holding a data folder (`home`, created), a project
+/// folder (created) and the path of the configuration file (`troupe.toml`, which the test
+/// writes).
+pub struct World {
+    pub dir: tempfile::TempDir,
+    pub home: PathBuf,
+    pub project: PathBuf,
+    pub config: PathBuf,
+}
+
+impl World {
+    /// Fresh folders.
+    pub fn new() -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("home");
+        let project = dir.path().join("project");
+        std::fs::create_dir_all(&home).unwrap();
+        std::fs::create_dir_all(&project).unwrap();
+        let config = dir.path().join("troupe.toml");
+        World { dir, home, project, config }
+    }
+
+    /// `name` in the root folder (next to `home` and `project`).
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+/// Run `troupe ARGS` in `cwd` with `home` as its data folder (and as `$HOME`, so no user
+/// configuration is read), no configuration file named, no `RUST_LOG`.
+pub fn troupe_in(home: &Path, cwd: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_troupe"))
+        .args(args)
+        .current_dir(cwd)
+        .env("TROUPE_HOME", home)
+        .env("TROUPE_ASSETS", home.join("assets"))
+        .env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env_remove("TROUPE_CONFIG")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap()
+}
+
 /// Write an executable `/bin/sh` script (a CLI agent, for tests).
 pub fn write_script(path: &Path, body: &str) {
     use std::os::unix::fs::PermissionsExt;
