@@ -76,18 +76,9 @@ fn world() -> World {
 
 /// Start `troupe serve` for `w` on a free loopback port (unless `extra` has `--addr`).
 fn serve(w: &World, extra: &[&str], env: &[(&str, &str)]) -> Server {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_troupe"));
-    cmd.arg("--config")
-        .arg(&w.config)
-        .arg("serve")
-        .args(["--grace-secs", "1"])
-        .args(if extra.contains(&"--addr") { &[][..] } else { &["--addr", "127.0.0.1:0"][..] })
-        .args(extra)
-        .current_dir(&w.project)
-        .env("TROUPE_HOME", &w.home)
-        .env("TROUPE_ASSETS", w.home.join("assets"))
-        .env_remove("TROUPE_API_TOKEN")
-        .env_remove("RUST_LOG");
+    let mut cmd = w.troupe(&["serve", "--grace-secs", "1"]);
+    cmd.args(if extra.contains(&"--addr") { &[][..] } else { &["--addr", "127.0.0.1:0"][..] })
+        .args(extra);
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -611,12 +602,7 @@ async fn the_openapi_document_passes_a_standard_validator() {
 /// find the run in the list.
 #[tokio::test]
 async fn a_run_against_the_real_local_model() {
-    let assets = common::installed_assets();
-    assert!(
-        assets.join("llama/llama-server").exists() && assets.join("models").exists(),
-        "the local model server is not installed in {}; run `scripts/setup.sh --assets-only`",
-        assets.display()
-    );
+    let assets = common::local_model_assets();
     let w = world();
     std::os::unix::fs::symlink(&assets, w.home.join("assets")).unwrap();
     std::fs::write(

@@ -76,16 +76,8 @@ fn world() -> World {
 }
 
 fn troupe_cmd(w: &World, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_troupe"));
-    c.arg("--config")
-        .arg(&w.config)
-        .args(args)
-        .current_dir(&w.project)
-        .env("TROUPE_HOME", &w.home)
-        .env_remove("TROUPE_API_TOKEN")
-        .env_remove("TROUPE_CONFIG")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null());
+    let mut c = w.troupe(args);
+    c.env_remove("TROUPE_ASSETS").stdin(Stdio::null());
     git_env(&mut c, &w.home);
     c
 }

@@ -7,7 +7,7 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use common::{World, write_script};
 use serde_json::Value;
@@ -79,17 +79,9 @@ steps = [{{ agent = "failing", role = "implement" }}]
 }
 
 fn troupe(w: &World, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_troupe"))
-        .arg("--config")
-        .arg(&w.config)
-        .args(args)
-        .current_dir(&w.project)
-        .env("TROUPE_HOME", &w.home)
-        .env("TROUPE_ASSETS", w.home.join("assets"))
+    w.troupe(args)
         .env("MY_SERVICE_TOKEN", BY_NAME)
         .env("DEPLOY_PASSPHRASE", NAMED)
-        .env_remove("TROUPE_CONFIG")
-        .env_remove("RUST_LOG")
         .output()
         .unwrap()
 }
@@ -119,7 +111,7 @@ fn secrets_never_appear_in_logs_output_or_the_audit_trail() {
     assert!(all.contains("[REDACTED]"), "the agent's answer is masked, not dropped:\n{all}");
     assert_no_secret("`troupe -vvv run`", &all);
     // Not even the agent got them: the prompt it was given was masked.
-    let given = std::fs::read_to_string(&w.path("calls.log")).unwrap();
+    let given = std::fs::read_to_string(w.path("calls.log")).unwrap();
     assert!(given.contains("[REDACTED]"), "{given}");
     assert_no_secret("the prompt given to the agent", &given);
 
@@ -284,7 +276,7 @@ fn a_run_over_budget_makes_no_call_and_says_so() {
     let runs: Value = serde_json::from_slice(&troupe(&w, &["runs", "--json"]).stdout).unwrap();
     assert_eq!(runs[0]["state"], "completed");
     assert_eq!(runs[0]["budget"]["tokens"], 100000);
-    std::fs::remove_file(&w.path("calls.log")).unwrap();
+    std::fs::remove_file(w.path("calls.log")).unwrap();
 
     // A budget in the configuration applies to every run.
     let config = std::fs::read_to_string(&w.config).unwrap();

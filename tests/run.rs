@@ -271,12 +271,7 @@ fn a_second_process_gets_a_clear_message_while_the_store_is_held() {
 /// run on the same project gets the first one's memory in its prompt.
 #[test]
 fn offline_runs_against_the_real_local_model_and_remember() {
-    let assets = common::installed_assets();
-    assert!(
-        assets.join("llama/llama-server").exists() && assets.join("models").exists(),
-        "the local model server is not installed in {}; run `scripts/setup.sh --assets-only`",
-        assets.display()
-    );
+    let assets = common::local_model_assets();
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");
     let project = dir.path().join("project");

@@ -76,17 +76,8 @@ steps = [{{ agent = "once", role = "implement" }}]
 
 /// A troupe command in the world (not run yet).
 fn troupe_cmd(w: &World, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_troupe"));
-    c.arg("--config")
-        .arg(&w.config)
-        .args(args)
-        .current_dir(&w.project)
-        .env("TROUPE_HOME", &w.home)
-        .env("TROUPE_ASSETS", w.home.join("assets"))
-        .env_remove("TROUPE_API_TOKEN")
-        .env_remove("TROUPE_CONFIG")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null());
+    let mut c = w.troupe(args);
+    c.stdin(Stdio::null());
     c
 }
 

@@ -114,7 +114,7 @@ fn piped_tasks_run_and_follow_ups_see_the_conversation() {
         .unwrap();
     assert!(!notes.stdout.is_empty(), "no note mentions the first task");
     // The second task's prompt carries the first turn; the continued line is one task.
-    let prompts = std::fs::read_to_string(&w.path("prompts.log")).unwrap();
+    let prompts = std::fs::read_to_string(w.path("prompts.log")).unwrap();
     let second = prompts.split("=====").nth(1).unwrap();
     assert!(second.contains("now add tests \nfor it"), "{second}");
     assert!(second.contains("write the parser"), "{second}");
@@ -230,7 +230,7 @@ fn in_a_terminal_tab_completes_and_ctrl_c_cancels_the_running_task() {
     // The history file kept what was typed.
     let history = std::fs::read_to_string(w.home.join("shell_history.txt")).unwrap();
     assert!(history.contains("wait forever"), "{history}");
-    let prompts = std::fs::read_to_string(&w.path("prompts.log")).unwrap();
+    let prompts = std::fs::read_to_string(w.path("prompts.log")).unwrap();
     assert!(prompts.contains("first line \nsecond line"), "{prompts}");
 }
 
@@ -238,12 +238,7 @@ fn in_a_terminal_tab_completes_and_ctrl_c_cancels_the_running_task() {
 /// on demand: a whole piped session of two tasks, the second seeing the first.
 #[test]
 fn a_session_against_the_real_local_model() {
-    let assets = common::installed_assets();
-    assert!(
-        assets.join("llama/llama-server").exists() && assets.join("models").exists(),
-        "the local model server is not installed in {}; run `scripts/setup.sh --assets-only`",
-        assets.display()
-    );
+    let assets = common::local_model_assets();
     let w = world();
     std::os::unix::fs::symlink(&assets, w.home.join("assets")).unwrap();
     std::fs::write(

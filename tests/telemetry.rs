@@ -9,7 +9,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -163,17 +163,8 @@ steps = [
 }
 
 fn troupe(w: &World, env: &[(&str, &str)], args: &[&str]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_troupe"));
-    c.arg("--config")
-        .arg(&w.config)
-        .args(args)
-        .current_dir(&w.project)
-        .env("TROUPE_HOME", &w.home)
-        .env("TROUPE_ASSETS", w.home.join("assets"))
-        .env("XDG_CONFIG_HOME", w.home.join("config"))
-        .env_remove("TROUPE_CONFIG")
-        .env_remove("TROUPE_TELEMETRY_ENDPOINT")
-        .env_remove("RUST_LOG");
+    let mut c = w.troupe(args);
+    c.env("XDG_CONFIG_HOME", w.home.join("config")).env_remove("TROUPE_TELEMETRY_ENDPOINT");
     for v in OTEL_VARS {
         c.env_remove(v);
     }

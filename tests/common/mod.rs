@@ -32,6 +32,22 @@ impl World {
         World { dir, home, project, config }
     }
 
+    /// `troupe --config CONFIG ARGS` in the project with `home` as its data folder (and
+    /// `home/assets` as its assets), no API token, no `RUST_LOG` (not run yet).
+    pub fn troupe(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_troupe"));
+        c.arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .current_dir(&self.project)
+            .env("TROUPE_HOME", &self.home)
+            .env("TROUPE_ASSETS", self.home.join("assets"))
+            .env_remove("TROUPE_API_TOKEN")
+            .env_remove("TROUPE_CONFIG")
+            .env_remove("RUST_LOG");
+        c
+    }
+
     /// `name` in the root folder (next to `home` and `project`).
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
@@ -247,10 +263,21 @@ startup_timeout_secs = 60
     out
 }
 
+/// The installed offline assets with the local model server and models; fails saying what
+/// to run when they are not installed.
+pub fn local_model_assets() -> PathBuf {
+    let assets = installed_assets();
+    assert!(
+        assets.join("llama/llama-server").exists() && assets.join("models").exists(),
+        "the local model server is not installed in {}; run `scripts/setup.sh --assets-only`",
+        assets.display()
+    );
+    assets
+}
+
 /// Where `scripts/setup.sh` installed the offline assets, as troupe finds them by default:
 /// `$TROUPE_ASSETS`, else the user's data folder's `troupe/assets`. Tests link it into their
 /// own data folders and point `TROUPE_ASSETS` there; nothing is installed twice.
-#[allow(dead_code)] // not every test binary uses it
 pub fn installed_assets() -> PathBuf {
     if let Some(dir) = std::env::var_os("TROUPE_ASSETS").filter(|v| !v.is_empty()) {
         return PathBuf::from(dir);
