@@ -115,7 +115,7 @@ async fn drive_run(job: RunJob, cancel: CancellationToken, run_span: Span) {
     metrics.add_active_run("in_progress", 1);
     record.state = RunState::InProgress;
     record.started_at.get_or_insert_with(Utc::now);
-    if let Err(e) = shared.store.put_run(&record) {
+    if let Err(e) = shared.store.put_run(&record).await {
         tracing::error!(run = %run_id, error = %e, "cannot persist the run");
     }
     // A dynamic workflow is planned once; the plan is persisted so a resume follows it.
@@ -134,7 +134,7 @@ async fn drive_run(job: RunJob, cancel: CancellationToken, run_span: Span) {
         record.plan_notes.extend(planned.notes.iter().cloned());
         record.tokens.add(planned.tokens);
         record.cost += planned.cost;
-        if let Err(e) = shared.store.put_run(&record) {
+        if let Err(e) = shared.store.put_run(&record).await {
             tracing::error!(run = %run_id, error = %e, "cannot persist the plan");
         }
         emit(
@@ -149,7 +149,7 @@ async fn drive_run(job: RunJob, cancel: CancellationToken, run_span: Span) {
     // The run's workspace and validators (a resumed run continues in its workspace).
     let prepared = crate::work::prepare(&shared, &mut record).await;
     if prepared.is_ok()
-        && let Err(e) = shared.store.put_run(&record)
+        && let Err(e) = shared.store.put_run(&record).await
     {
         tracing::error!(run = %run_id, error = %e, "cannot persist the run's workspace");
     }
@@ -253,7 +253,7 @@ async fn drive_run(job: RunJob, cancel: CancellationToken, run_span: Span) {
                     let span = telemetry::step_span(&run_id, pos, rec.role, &rec.agent);
                     telemetry::record_step(&span, &rec, None);
                     drop(span);
-                    if let Err(e) = shared.store.put_step(&rec) {
+                    if let Err(e) = shared.store.put_step(&rec).await {
                         break End::Failed(format!("cannot persist step: {e}"));
                     }
                     shared
@@ -324,7 +324,7 @@ async fn drive_run(job: RunJob, cancel: CancellationToken, run_span: Span) {
                             // loses nothing either way: resume sums the stored steps.)
                             if step.answered_by.is_some()
                                 && project_budgets
-                                && let Err(e) = shared.store.put_run(&record)
+                                && let Err(e) = shared.store.put_run(&record).await
                             {
                                 break End::Failed(format!("cannot persist the run: {e}"));
                             }
@@ -451,7 +451,7 @@ async fn drive_run(job: RunJob, cancel: CancellationToken, run_span: Span) {
             error: record.error.clone(),
         },
     );
-    if let Err(e) = shared.store.put_run(&record) {
+    if let Err(e) = shared.store.put_run(&record).await {
         tracing::error!(run = %run_id, error = %e, "cannot persist the run's end");
     }
     telemetry::record_run(&run_span, &record);
@@ -773,9 +773,11 @@ async fn run_step(
         Err(Failure::Refused { reason, .. }) => return Err(StepStop::Budget(reason)),
         Err(Failure::Failed { error, .. }) => return Err(StepStop::Store(error)),
     };
-    shared
+    // The running step is written while the agent works; it is on disk before the step's
+    // end is (below).
+    let running = shared
         .store
-        .put_step(&step)
+        .put_step_soon(&step)
         .map_err(|e| StepStop::Store(format!("cannot persist step: {e}")))?;
     emit(
         events,
@@ -883,17 +885,15 @@ async fn run_step(
     step.latency_ms = started.elapsed().as_millis() as u64;
     shared.metrics.record_step(plan.role.as_str(), started.elapsed());
     telemetry::record_step(span, &step, error_class);
-    shared
-        .store
-        .put_step(&step)
-        .map_err(|e| StepStop::Store(format!("cannot persist step: {e}")))?;
-    if step.change.as_ref().is_some_and(|c| c.commit.is_some()) {
-        // The workspace's new head is on disk before anything runs on it.
-        shared
-            .store
-            .put_run(record)
-            .map_err(|e| StepStop::Store(format!("cannot persist the run: {e}")))?;
-    }
+    // With a new commit, the workspace's new head (in the run) is on disk with the step,
+    // before anything runs on it.
+    running.wait().await.map_err(|e| StepStop::Store(format!("cannot persist step: {e}")))?;
+    let stored = if step.change.as_ref().is_some_and(|c| c.commit.is_some()) {
+        shared.store.put_step_and_run(&step, record).await
+    } else {
+        shared.store.put_step(&step).await
+    };
+    stored.map_err(|e| StepStop::Store(format!("cannot persist step: {e}")))?;
     if let Some(reason) = refused {
         return Err(StepStop::Budget(reason));
     }
@@ -1002,6 +1002,7 @@ async fn sample_candidates(
     shared
         .store
         .put_check(&first)
+        .await
         .map_err(|e| format!("cannot persist the validators' run: {e}"))?;
     step.change = Some(change);
     Ok(Some(first))

@@ -301,7 +301,7 @@ pub async fn run_events(state: Data, req: HttpRequest, id: web::Path<String>) ->
 
 /// `POST /api/runs/{id}/cancel`.
 pub async fn cancel(state: Data, id: web::Path<String>) -> ApiResult {
-    let record = state.runtime.cancel(&id)?;
+    let record = state.runtime.cancel(&id).await?;
     Ok(HttpResponse::Accepted().json(json!({ "run_id": record.id, "cancelling": true })))
 }
 
