@@ -4,7 +4,9 @@
 use std::io::{IsTerminal, Write};
 
 use anyhow::Result;
+use troupe_adapters::config::Role;
 use troupe_runtime::{RunEvent, RunRecord, RunState, StepState};
+use troupe_workflows::verdict::stream::ReviewStream;
 
 use super::{secs, short_id};
 
@@ -15,12 +17,19 @@ pub struct EventPrinter {
     json: bool,
     color: bool,
     in_chunk: bool,
+    /// The review being answered: its verdict and findings are shown, not its raw JSON.
+    review: Option<ReviewStream>,
 }
 
 impl EventPrinter {
     /// A printer for standard output; `json` prints each event as a JSON line instead.
     pub fn new(json: bool) -> EventPrinter {
-        EventPrinter { json, color: std::io::stdout().is_terminal() && !json, in_chunk: false }
+        EventPrinter {
+            json,
+            color: std::io::stdout().is_terminal() && !json,
+            in_chunk: false,
+            review: None,
+        }
     }
 
     fn dim(&self, s: &str) -> String {
@@ -29,6 +38,12 @@ impl EventPrinter {
 
     fn bold(&self, s: &str) -> String {
         if self.color { format!("\x1b[1m{s}\x1b[0m") } else { s.to_string() }
+    }
+
+    fn review_lines(&self, lines: Vec<String>) {
+        for l in lines {
+            println!("  {l}");
+        }
     }
 
     fn end_chunk(&mut self) {
@@ -120,12 +135,18 @@ impl EventPrinter {
                 }
             }
             RunEvent::StepStarted { pos, role, agent, .. } => {
+                self.review = (*role == Role::Review).then(ReviewStream::new);
                 println!(
                     "\n{}",
                     self.bold(&format!("▶ [{}.{}] {role} · {agent}", pos.iteration, pos.step + 1))
                 );
             }
             RunEvent::Chunk { text, .. } => {
+                if let Some(r) = self.review.as_mut() {
+                    let lines = r.push(text);
+                    self.review_lines(lines);
+                    return Ok(false);
+                }
                 print!("{text}");
                 self.in_chunk = !text.ends_with('\n');
                 let _ = std::io::stdout().flush();
@@ -147,6 +168,9 @@ impl EventPrinter {
                 note,
                 ..
             } => {
+                if let Some(mut r) = self.review.take() {
+                    self.review_lines(r.finish());
+                }
                 self.end_chunk();
                 let mark = match state {
                     StepState::Completed => "✔",
