@@ -4,7 +4,9 @@
 use std::io::{IsTerminal, Write};
 
 use anyhow::Result;
+use troupe_adapters::config::Role;
 use troupe_runtime::{RunEvent, RunRecord, RunState, StepState};
+use troupe_workflows::verdict::stream::ReviewStream;
 
 use super::{secs, short_id};
 
@@ -14,6 +16,8 @@ pub struct EventPrinter {
     json: bool,
     color: bool,
     in_chunk: bool,
+    /// The review being answered: its verdict and findings are shown, not its raw JSON.
+    review: Option<ReviewStream>,
     out: Box<dyn Write + Send>,
 }
 
@@ -32,7 +36,7 @@ impl EventPrinter {
 
     /// A printer writing to `out`, with colour or without.
     pub fn to(out: Box<dyn Write + Send>, json: bool, color: bool) -> EventPrinter {
-        EventPrinter { json, color, in_chunk: false, out }
+        EventPrinter { json, color, in_chunk: false, review: None, out }
     }
 
     fn dim(&self, s: &str) -> String {
@@ -41,6 +45,13 @@ impl EventPrinter {
 
     fn bold(&self, s: &str) -> String {
         if self.color { format!("\x1b[1m{s}\x1b[0m") } else { s.to_string() }
+    }
+
+    fn review_lines(&mut self, lines: Vec<String>) -> std::io::Result<()> {
+        for l in lines {
+            writeln!(self.out, "  {l}")?;
+        }
+        Ok(())
     }
 
     fn end_chunk(&mut self) -> std::io::Result<()> {
@@ -138,6 +149,7 @@ impl EventPrinter {
                 }
             }
             RunEvent::StepStarted { pos, role, agent, .. } => {
+                self.review = (*role == Role::Review).then(ReviewStream::new);
                 writeln!(
                     self.out,
                     "\n{}",
@@ -145,6 +157,11 @@ impl EventPrinter {
                 )?;
             }
             RunEvent::Chunk { text, .. } => {
+                if let Some(r) = self.review.as_mut() {
+                    let lines = r.push(text);
+                    self.review_lines(lines)?;
+                    return Ok(false);
+                }
                 write!(self.out, "{text}")?;
                 self.in_chunk = !text.ends_with('\n');
                 self.out.flush()?;
@@ -166,6 +183,9 @@ impl EventPrinter {
                 note,
                 ..
             } => {
+                if let Some(mut r) = self.review.take() {
+                    self.review_lines(r.finish())?;
+                }
                 self.end_chunk()?;
                 let mark = match state {
                     StepState::Completed => "✔",
