@@ -4,24 +4,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
+use common::troupe;
 use serde_json::Value;
-
-fn troupe(home: &Path, cwd: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_troupe"))
-        .args(args)
-        .current_dir(cwd)
-        .env("TROUPE_HOME", home)
-        .env("TROUPE_ASSETS", home.join("assets"))
-        .env("HOME", home)
-        .env("XDG_CONFIG_HOME", home.join("config"))
-        .env_remove("TROUPE_CONFIG")
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap()
-}
 
 fn stdout(o: &Output) -> String {
     assert!(
@@ -33,15 +22,9 @@ fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-/// The installed assets (`$TROUPE_ASSETS`, default `~/.local/share/troupe/assets`).
+/// The installed assets, or a failure saying how to install the model.
 fn real_assets() -> PathBuf {
-    let assets = std::env::var_os("TROUPE_ASSETS")
-        .filter(|h| !h.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share/troupe/assets"))
-        })
-        .expect("no HOME");
+    let assets = common::installed_assets();
     assert!(
         assets.join("embedding").join("model.onnx").is_file(),
         "the embedding model is not installed under {}: run `scripts/setup.sh --assets-only`",

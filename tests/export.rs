@@ -3,30 +3,30 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use common::troupe;
 use serde_json::Value;
 use troupe_context::{EdgeType, NewNode, NodeType, Store, StoreOptions, project_id_for};
-
-fn troupe(home: &Path, cwd: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_troupe"))
-        .args(args)
-        .current_dir(cwd)
-        .env("TROUPE_HOME", home)
-        .env("TROUPE_ASSETS", home.join("assets"))
-        .env("HOME", home)
-        .env("XDG_CONFIG_HOME", home.join("config"))
-        .env_remove("TROUPE_CONFIG")
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap()
-}
 
 fn json_of(o: &Output) -> Value {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     serde_json::from_slice(&o.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stdout)))
+}
+
+/// `troupe export obsidian DIR ARGS… --json` in the world's project folder: its summary.
+fn export_json(w: &World, dir: &Path, args: &[&str]) -> Value {
+    let dir = dir.to_str().unwrap();
+    let all: Vec<&str> = ["export", "obsidian", dir]
+        .into_iter()
+        .chain(args.iter().copied())
+        .chain(["--json"])
+        .collect();
+    json_of(&troupe(&w.home, &w.project, &all))
 }
 
 struct World {
@@ -72,7 +72,7 @@ fn world() -> World {
 fn export_obsidian_writes_a_vault_and_a_second_export_rewrites_nothing() {
     let w = world();
     let vault = w.vault.to_str().unwrap();
-    let s = json_of(&troupe(&w.home, &w.project, &["export", "obsidian", vault, "--json"]));
+    let s = export_json(&w, &w.vault, &[]);
     assert_eq!(s["notes"], 4);
     assert_eq!(s["written"], 4);
     assert_eq!(s["links"], 3);
@@ -99,7 +99,7 @@ fn export_obsidian_writes_a_vault_and_a_second_export_rewrites_nothing() {
     assert!(task.contains("### Causes\n\n- [[Mistakes/Off by one|Off by one]]"), "{task}");
     assert!(!w.home.join("etc").exists() && !w.vault.join("../etc").exists());
 
-    let s = json_of(&troupe(&w.home, &w.project, &["export", "obsidian", vault, "--json"]));
+    let s = export_json(&w, &w.vault, &[]);
     assert_eq!((s["written"].as_u64(), s["unchanged"].as_u64()), (Some(0), Some(4)));
 
     // The human summary.
@@ -116,49 +116,18 @@ fn export_obsidian_writes_a_vault_and_a_second_export_rewrites_nothing() {
 fn export_obsidian_filters_by_project_type_and_date() {
     let w = world();
     let vault = w.vault.to_str().unwrap();
-    let s = json_of(&troupe(
-        &w.home,
-        &w.project,
-        &["export", "obsidian", vault, "--types", "decisions,task", "--json"],
-    ));
+    let s = export_json(&w, &w.vault, &["--types", "decisions,task"]);
     assert_eq!((s["notes"].as_u64(), s["links"].as_u64()), (Some(2), Some(1)));
     assert!(!w.vault.join("Mistakes").exists());
 
     // Another folder's vault: every project; the notes of the earlier selection that are
     // outside the new one are not there.
     let all = w.vault.with_file_name("all");
-    let s = json_of(&troupe(
-        &w.home,
-        &w.project,
-        &["export", "obsidian", all.to_str().unwrap(), "--all-projects", "--since", "1d", "--json"],
-    ));
+    let s = export_json(&w, &all, &["--all-projects", "--since", "1d"]);
     assert_eq!((s["notes"].as_u64(), s["projects"].as_u64()), (Some(5), Some(2)));
-    let s = json_of(&troupe(
-        &w.home,
-        &w.project,
-        &[
-            "export",
-            "obsidian",
-            all.to_str().unwrap(),
-            "--project",
-            w.other.to_str().unwrap(),
-            "--json",
-        ],
-    ));
+    let s = export_json(&w, &all, &["--project", w.other.to_str().unwrap()]);
     assert_eq!((s["notes"].as_u64(), s["removed"].as_u64()), (Some(1), Some(4)));
-    let s = json_of(&troupe(
-        &w.home,
-        &w.project,
-        &[
-            "export",
-            "obsidian",
-            all.to_str().unwrap(),
-            "--all-projects",
-            "--since",
-            "2999-01-01",
-            "--json",
-        ],
-    ));
+    let s = export_json(&w, &all, &["--all-projects", "--since", "2999-01-01"]);
     assert_eq!(s["notes"], 0);
 
     // Usage errors.

@@ -335,7 +335,7 @@ impl HashEmbedder {
                 v[(h >> 1) as usize % self.dims] += 0.25 * if h & 1 == 0 { 1.0 } else { -1.0 };
             }
         }
-        crate::vectors::normalise(&mut v);
+        crate::similarity::normalise(&mut v);
         v
     }
 }

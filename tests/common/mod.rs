@@ -10,6 +10,22 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// Run the `troupe` binary in `cwd` with `args`, in the temporary `home` (`TROUPE_HOME`,
+/// `HOME`, `XDG_CONFIG_HOME` and `TROUPE_ASSETS` under it; no `TROUPE_CONFIG`, no `RUST_LOG`).
+pub fn troupe(home: &Path, cwd: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_troupe"))
+        .args(args)
+        .current_dir(cwd)
+        .env("TROUPE_HOME", home)
+        .env("TROUPE_ASSETS", home.join("assets"))
+        .env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env_remove("TROUPE_CONFIG")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap()
+}
+
 /// Write an executable `/bin/sh` script (a CLI agent, for tests).
 pub fn write_script(path: &Path, body: &str) {
     use std::os::unix::fs::PermissionsExt;
