@@ -27,11 +27,13 @@ mod planner;
 mod prompt;
 mod runtime;
 mod settings;
+mod shared;
 pub mod store;
 pub mod supervisor;
 mod telemetry;
 pub mod usage;
 mod work;
+pub mod writer;
 
 pub use budget::MIN_ANSWER_TOKENS;
 pub use error::{Error, Result};

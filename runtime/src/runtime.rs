@@ -3,41 +3,34 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use actix::prelude::*;
 use chrono::Utc;
 use tokio::sync::{Semaphore, broadcast, oneshot};
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 use troupe_adapters::agent::Agent;
 use troupe_adapters::registry::AgentRegistry;
 use troupe_observability::Metrics;
 use troupe_observability::redact::Redactor;
 use troupe_workflows::config::DYNAMIC_WORKFLOW;
-use troupe_workflows::engine::{Engine, StepOutcome, StepPos};
-use troupe_workflows::template::{Template, Templates, load_file, resolve_prompt_path};
+use troupe_workflows::template::{Templates, load_file, resolve_prompt_path};
 use troupe_workflows::{Config, WorkflowConfig};
 
 use crate::agents::AgentPool;
 use crate::audit::AuditLog;
 use crate::error::{Error, Result};
-use crate::memory::{ContextBlock, Memory};
+use crate::memory::Memory;
 use crate::model::{
-    Budget, CheckRecord, RunEvent, RunRecord, RunRequest, RunState, RunStats, StepRecord,
-    StepState, Tokens, UsageReport,
+    Budget, RunEvent, RunRecord, RunRequest, RunState, RunStats, StepRecord, Tokens, UsageReport,
 };
+use crate::shared::Shared;
 use crate::store::{Backend, RunStore};
-use crate::supervisor::{Cancel, RunJob, Supervisor};
+use crate::supervisor::{Cancel, RunJob, Supervisor, cancel_pending};
 
 /// How many events a slow subscriber may fall behind before it misses some.
 const EVENT_BUFFER: usize = 4096;
 /// The workflow offline mode uses when the default one needs agents off this machine.
 const OFFLINE_WORKFLOW: &str = "offline-default";
-/// Earlier turns of a conversation put into a prompt.
-const CONVERSATION_TURNS: usize = 5;
-/// Characters of an earlier turn's answer kept in the conversation.
-const TURN_CHARS: usize = 1500;
 
 /// What the runtime is built from. The binary assembles it from the configuration: agents
 /// from `troupe-adapters`, memory and the record backend from `troupe-context`.
@@ -78,107 +71,6 @@ struct LiveRun {
     addr: Option<Addr<Supervisor>>,
 }
 
-/// What every run shares.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub config: Config,
-    pub config_path: Option<PathBuf>,
-    pub agents: AgentPool,
-    pub templates: Templates,
-    pub step_templates: HashMap<PathBuf, Template>,
-    pub memory: Arc<dyn Memory>,
-    pub store: RunStore,
-    pub metrics: Arc<Metrics>,
-    pub breakers: Arc<Mutex<BTreeMap<String, bool>>>,
-    pub max_tokens: u32,
-    pub registry: Option<Arc<AgentRegistry>>,
-    pub context: Option<troupe_context::Store>,
-    pub audit: AuditLog,
-    pub redactor: Redactor,
-    pub workspaces: Option<PathBuf>,
-    live: Mutex<HashMap<String, LiveRun>>,
-}
-
-impl Shared {
-    /// The relevant memory for a step of `record` (empty, with a warning, on failure).
-    pub(crate) async fn context_for(&self, record: &RunRecord) -> ContextBlock {
-        let memory = self.memory.clone();
-        let project = record.project_id.clone();
-        let task = record.task.clone();
-        let budget = self.config.settings.context_token_budget;
-        let span = crate::telemetry::context_span(&record.id, task.chars().count(), budget);
-        let started = Instant::now();
-        let result =
-            tokio::task::spawn_blocking(move || memory.relevant_context(&project, &task, budget))
-                .instrument(span.clone())
-                .await;
-        self.metrics.record_context_search("hybrid", started.elapsed());
-        let (nodes, tokens, ok) = match &result {
-            Ok(Ok(block)) => (block.nodes.len(), block.tokens, true),
-            _ => (0, 0, false),
-        };
-        crate::telemetry::record_context(&span, nodes, tokens, started.elapsed(), ok);
-        match result {
-            Ok(Ok(block)) => block,
-            Ok(Err(e)) => {
-                tracing::warn!(run = %record.id, error = %e, "no project memory for this step");
-                ContextBlock::default()
-            }
-            Err(e) => {
-                tracing::warn!(run = %record.id, error = %e, "the memory search died");
-                ContextBlock::default()
-            }
-        }
-    }
-
-    /// The template of the step at `pos`: its own prompt file, else its role's.
-    /// (`None` only if a role had no template, which the built-ins rule out.)
-    pub(crate) fn template_for(&self, record: &RunRecord, pos: StepPos) -> Option<&Template> {
-        let step = &record.workflow.steps[pos.step];
-        step.prompt
-            .as_ref()
-            .and_then(|p| {
-                self.step_templates.get(&resolve_prompt_path(p, self.config_path.as_deref()))
-            })
-            .or_else(|| self.templates.get(step.role))
-    }
-
-    /// Earlier turns of the run's conversation, for the prompt.
-    pub(crate) fn conversation_text(&self, record: &RunRecord) -> String {
-        let Some(conv) = &record.conversation else { return String::new() };
-        let Ok(runs) = self.store.conversation(conv) else { return String::new() };
-        let turns: Vec<_> = runs
-            .into_iter()
-            .filter(|r| r.id != record.id && r.created_at < record.created_at)
-            .collect();
-        let skip = turns.len().saturating_sub(CONVERSATION_TURNS);
-        let mut out = String::new();
-        for r in turns.into_iter().skip(skip) {
-            let answer = r.output.or(r.error).unwrap_or_default();
-            let answer: String = answer.chars().take(TURN_CHARS).collect();
-            out.push_str(&format!("User: {}\nResult ({}): {}\n\n", r.task, r.state, answer.trim()));
-        }
-        out.trim_end().to_string()
-    }
-
-    /// Whether an agent's breaker is open: from the registry when there is one, else as
-    /// last reported by the agent's events.
-    pub(crate) fn breaker_open(&self, agent: &str) -> bool {
-        if let Some(state) =
-            self.registry.as_ref().and_then(|r| r.breaker(agent)).map(|b| b.state())
-        {
-            return matches!(state, troupe_adapters::resilience::BreakerState::Open { .. });
-        }
-        self.breakers.lock().ok().and_then(|b| b.get(agent).copied()).unwrap_or(false)
-    }
-
-    fn remove_live(&self, id: &str) {
-        if let Ok(mut live) = self.live.lock() {
-            live.remove(id);
-        }
-    }
-}
-
 /// A run started by [`Runtime::submit`] or [`Runtime::resume`].
 #[derive(Debug)]
 pub struct RunHandle {
@@ -203,6 +95,8 @@ impl RunHandle {
 pub struct Runtime {
     shared: Arc<Shared>,
     slots: Arc<Semaphore>,
+    /// The runs executing in this process, by id.
+    live: Arc<Mutex<HashMap<String, LiveRun>>>,
 }
 
 impl Runtime {
@@ -259,7 +153,7 @@ impl Runtime {
         if !errors.is_empty() {
             return Err(Error::Templates(errors.join("\n")));
         }
-        let store = RunStore::new(backend);
+        let store = RunStore::new(backend)?;
         seed_metrics(&store, &metrics);
         let slots = Arc::new(Semaphore::new(config.settings.max_concurrent_runs.max(1)));
         let shared = Arc::new(Shared {
@@ -278,9 +172,8 @@ impl Runtime {
             audit,
             redactor,
             workspaces,
-            live: Mutex::new(HashMap::new()),
         });
-        Ok(Runtime { shared, slots })
+        Ok(Runtime { shared, slots, live: Arc::new(Mutex::new(HashMap::new())) })
     }
 
     /// The run records.
@@ -301,6 +194,25 @@ impl Runtime {
     /// Whether an agent's breaker is open.
     pub fn breaker_open(&self, agent: &str) -> bool {
         self.shared.breaker_open(agent)
+    }
+
+    /// Whether the agent `name` can be called now (offline as `offline` says): what the
+    /// configuration says, then whether its adapter was built and its breaker is closed.
+    /// `None` for an agent the configuration does not name.
+    pub fn availability(&self, name: &str, offline: bool) -> Option<troupe_adapters::Availability> {
+        use troupe_adapters::Availability as A;
+        let agent = self.shared.config.agent(name)?;
+        let of_config = A::of(agent, offline);
+        if !of_config.is_usable() {
+            return Some(of_config);
+        }
+        if let Some(e) = self.registry().and_then(|r| r.broken().get(name)) {
+            return Some(A::Unusable(e.to_string()));
+        }
+        if self.breaker_open(name) {
+            return Some(A::BreakerOpen);
+        }
+        Some(of_config)
     }
 
     /// The adapter registry (breaker states, managed servers), when the runtime was opened
@@ -325,7 +237,7 @@ impl Runtime {
     /// [`Runtime::resume`]).
     pub fn interrupted(&self) -> Result<Vec<RunRecord>> {
         let live: Vec<String> =
-            self.shared.live.lock().map(|l| l.keys().cloned().collect()).unwrap_or_default();
+            self.live.lock().map(|l| l.keys().cloned().collect()).unwrap_or_default();
         Ok(self.shared.store.interrupted()?.into_iter().filter(|r| !live.contains(&r.id)).collect())
     }
 
@@ -362,7 +274,7 @@ impl Runtime {
 
     /// Ids of the runs executing in this process.
     pub fn live_runs(&self) -> Vec<String> {
-        self.shared.live.lock().map(|l| l.keys().cloned().collect()).unwrap_or_default()
+        self.live.lock().map(|l| l.keys().cloned().collect()).unwrap_or_default()
     }
 
     fn ended_run(&self, id: &str) -> Result<RunRecord> {
@@ -475,18 +387,11 @@ impl Runtime {
         let mut notes = Vec::new();
         let (requested, note) = self.workflow_for(req.workflow.as_deref(), offline);
         notes.extend(note);
+        // A typo must not quietly become a planned run (a planner call, other agents).
+        config.check_workflow(&requested).map_err(|e| Error::Invalid(e.to_string()))?;
         let (workflow_name, mut workflow) = match config.workflow(&requested) {
             Some(w) if requested != DYNAMIC_WORKFLOW => (requested.clone(), w.clone()),
-            _ if requested == DYNAMIC_WORKFLOW => (DYNAMIC_WORKFLOW.to_string(), empty_workflow()),
-            // A typo must not quietly become a planned run (a planner call, other agents).
-            _ => {
-                let mut names: Vec<&str> = config.workflows.keys().map(String::as_str).collect();
-                names.push(DYNAMIC_WORKFLOW);
-                return Err(Error::Invalid(format!(
-                    "no workflow named `{requested}`; there are: {} (`{DYNAMIC_WORKFLOW}` plans one for the task)",
-                    names.join(", ")
-                )));
-            }
+            _ => (DYNAMIC_WORKFLOW.to_string(), empty_workflow()),
         };
         if let Some(n) = req.max_iterations {
             if n == 0 {
@@ -552,7 +457,7 @@ impl Runtime {
             apply: req.apply,
             verified: None,
         };
-        self.shared.store.put_run(&record)?;
+        self.shared.store.put_run(&record).await?;
         Ok(self.launch(record, Vec::new()))
     }
 
@@ -600,7 +505,7 @@ impl Runtime {
         if let Some(c) = budget.cost {
             record.budget.cost = Some(c);
         }
-        self.shared.store.put_run(&record)?;
+        self.shared.store.put_run(&record).await?;
         Ok(self.launch(record, steps))
     }
 
@@ -610,7 +515,7 @@ impl Runtime {
         let cancel = CancellationToken::new();
         let id = record.id.clone();
         let handle_id = id.clone();
-        if let Ok(mut live) = self.shared.live.lock() {
+        if let Ok(mut live) = self.live.lock() {
             live.insert(
                 id.clone(),
                 LiveRun { cancel: cancel.clone(), events: tx.clone(), addr: None },
@@ -619,6 +524,7 @@ impl Runtime {
         self.shared.metrics.add_active_run("pending", 1);
         let shared = self.shared.clone();
         let slots = self.slots.clone();
+        let lives = self.live.clone();
         actix::spawn(async move {
             let permit = tokio::select! {
                 p = slots.acquire_owned() => p.ok(),
@@ -637,17 +543,21 @@ impl Runtime {
                 cancel_pending(job).await;
             } else {
                 let addr = Supervisor::new(job, cancel.clone()).start();
-                if let Ok(mut live) = shared.live.lock()
+                if let Ok(mut live) = lives.lock()
                     && let Some(l) = live.get_mut(&id)
                 {
                     l.addr = Some(addr);
                 }
             }
             if let Ok(final_record) = inner_rx.await {
-                shared.remove_live(&id);
+                if let Ok(mut live) = lives.lock() {
+                    live.remove(&id);
+                }
                 let _ = done_tx.send(final_record);
             } else {
-                shared.remove_live(&id);
+                if let Ok(mut live) = lives.lock() {
+                    live.remove(&id);
+                }
             }
         });
         RunHandle { id: handle_id, events: rx, done: done_rx }
@@ -656,10 +566,10 @@ impl Runtime {
     /// Cancel a run: a running one stops its current step (killing a CLI agent's process
     /// group) and is marked cancelled; one left behind by another process is marked
     /// cancelled in the store.
-    pub fn cancel(&self, id: &str) -> Result<RunRecord> {
+    pub async fn cancel(&self, id: &str) -> Result<RunRecord> {
         let record =
             self.shared.store.find_run(id)?.ok_or_else(|| Error::NoSuchRun(id.to_string()))?;
-        let live = self.shared.live.lock().ok().and_then(|l| l.get(&record.id).cloned());
+        let live = self.live.lock().ok().and_then(|l| l.get(&record.id).cloned());
         match live {
             Some(l) => {
                 l.cancel.cancel();
@@ -668,13 +578,13 @@ impl Runtime {
                 }
                 Ok(record)
             }
-            None => self.shared.store.cancel_stored(&record.id),
+            None => self.shared.store.cancel_stored(&record.id).await,
         }
     }
 
     /// The live events of a run executing in this process.
     pub fn subscribe(&self, id: &str) -> Option<broadcast::Receiver<RunEvent>> {
-        self.shared.live.lock().ok().and_then(|l| l.get(id).map(|r| r.events.subscribe()))
+        self.live.lock().ok().and_then(|l| l.get(id).map(|r| r.events.subscribe()))
     }
 
     /// A stored run with its steps.
@@ -695,71 +605,11 @@ fn empty_workflow() -> WorkflowConfig {
     }
 }
 
-/// Seed the agents' call counters from stored steps, so routing knows their history.
+/// Seed the agents' call counters from the stored steps' calls (an index of small keys,
+/// not the steps), so routing knows their history.
 fn seed_metrics(store: &RunStore, metrics: &Metrics) {
-    let Ok(runs) = store.runs() else { return };
-    for run in runs {
-        let Ok(steps) = store.steps(&run.id) else { continue };
-        for s in steps {
-            let (agent, outcome) = match s.state {
-                StepState::Completed => {
-                    (s.answered_by.unwrap_or(s.agent), troupe_observability::metrics::SUCCESS)
-                }
-                StepState::Failed => (s.agent, "failed"),
-                _ => continue,
-            };
-            metrics.record_call(&agent, outcome, std::time::Duration::from_millis(s.latency_ms));
-        }
+    let Ok(calls) = store.calls() else { return };
+    for (agent, outcome, latency_ms) in calls {
+        metrics.record_call(&agent, &outcome, std::time::Duration::from_millis(latency_ms));
     }
-}
-
-/// Replay a run's stored steps into a fresh engine: completed and skipped steps are
-/// recorded; the first step that did not end (running, failed, cancelled) runs again.
-pub(crate) fn replay(
-    workflow: WorkflowConfig,
-    max_suggestions: usize,
-    steps: &[StepRecord],
-    checks: &[CheckRecord],
-) -> Engine {
-    let mut engine = Engine::new(workflow, max_suggestions);
-    let mut checks = checks.iter().filter(|c| c.state == StepState::Completed).peekable();
-    for s in steps {
-        if s.pos != engine.position() {
-            break;
-        }
-        let outcome = match (s.state, &s.response) {
-            (StepState::Completed, Some(text)) => StepOutcome::Completed { output: text.clone() },
-            (StepState::Skipped, _) => StepOutcome::Skipped,
-            _ => break,
-        };
-        // A check made before this step (e.g. before a review) counts before it.
-        while let Some(c) = checks.next_if(|c| c.after < s.pos) {
-            engine.record_check(c.passed());
-        }
-        engine.record(s.pos, &outcome);
-        while let Some(c) = checks.next_if(|c| c.after == s.pos) {
-            engine.record_check(c.passed());
-        }
-    }
-    engine
-}
-
-async fn cancel_pending(job: RunJob) {
-    let mut record = job.record;
-    record.state = RunState::Cancelled;
-    record.finished_at = Some(Utc::now());
-    record.error = Some("cancelled before it started".into());
-    let _ = job.shared.store.put_run(&record);
-    job.shared.metrics.add_active_run("pending", -1);
-    job.shared.metrics.record_run_finished("cancelled");
-    let _ = job.events.send(RunEvent::RunFinished {
-        run_id: record.id.clone(),
-        state: RunState::Cancelled,
-        reason: None,
-        iterations: 0,
-        tokens: Tokens::default(),
-        cost: 0.0,
-        error: record.error.clone(),
-    });
-    let _ = job.done.send(record);
 }

@@ -21,7 +21,7 @@ use troupe_workflows::engine::StepPos;
 
 use crate::audit::AuditEvent;
 use crate::model::{CheckRecord, RunEvent, RunRecord, StepChange, StepState};
-use crate::runtime::Shared;
+use crate::shared::Shared;
 
 /// Files larger than this are never put into a prompt whole.
 const MAX_PROMPT_FILE_BYTES: u64 = 48 * 1024;
@@ -329,6 +329,7 @@ pub(crate) async fn check(
     shared
         .store
         .put_check(&check)
+        .await
         .map_err(|e| format!("cannot persist the validators' run: {e}"))?;
     for e in crate::events::check_events(&check) {
         let _ = events.send(e);
@@ -361,6 +362,7 @@ pub(crate) async fn check(
     shared
         .store
         .put_check(&check)
+        .await
         .map_err(|e| format!("cannot persist the validators' run: {e}"))?;
     if let Some(e) = crate::events::check_events(&check).into_iter().nth(1) {
         let _ = events.send(e);
