@@ -355,6 +355,10 @@ fn search_section(words: &Words, real: &Arc<OnnxEmbedder>, p: &ProjectId, quick:
             n as f64 / took.as_secs_f64()
         ));
         for mode in [SearchMode::Bm25, SearchMode::Vector, SearchMode::Hybrid] {
+            if std::env::var("BENCH_MODES").is_ok_and(|m| !m.split(',').any(|x| x == mode.as_str()))
+            {
+                continue;
+            }
             let run = |q: &str| {
                 store
                     .search(&SearchQuery::new(q, Scope::Project(p.clone())).mode(mode).limit(10))

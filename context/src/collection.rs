@@ -94,7 +94,7 @@ impl Collection {
             }
         }
         self.tree.apply_batch(batch)?;
-        self.store.flush()
+        self.flush()
     }
 
     /// Store `value` under `key` only if the key is absent; whether it was stored.

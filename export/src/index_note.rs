@@ -72,19 +72,9 @@ pub(crate) fn index_note(
         let counts: Vec<String> =
             counts.iter().map(|(t, c)| format!("{} {c}", folder(*t).to_lowercase())).collect();
         let _ = writeln!(out, "- Notes: {}", counts.join(", "));
-        let mut recent: Vec<&&Placed> = notes.iter().collect();
-        recent.sort_by(|a, b| {
-            b.node.updated_at.cmp(&a.node.updated_at).then_with(|| a.node.id.cmp(&b.node.id))
-        });
-        for p in recent.iter().filter(|p| p.node.node_type != NodeType::File).take(5) {
-            let _ = writeln!(
-                out,
-                "- {} · {} · {}",
-                p.node.updated_at.format("%Y-%m-%d"),
-                p.node.node_type.as_str(),
-                p.link()
-            );
-        }
+        let recent = newest_first(notes.iter().copied());
+        let not_files = recent.into_iter().filter(|p| p.node.node_type != NodeType::File);
+        activity(&mut out, not_files.take(5), "%Y-%m-%d");
     }
 
     // Most connected.
@@ -105,24 +95,35 @@ pub(crate) fn index_note(
     }
 
     // Recent activity.
-    let mut recent: Vec<&Placed> = placed.iter().collect();
-    recent.sort_by(|a, b| {
-        b.node.updated_at.cmp(&a.node.updated_at).then_with(|| a.node.id.cmp(&b.node.id))
-    });
+    let recent = newest_first(placed.iter());
     out.push_str("\n## Recent activity\n\n");
     if recent.is_empty() {
         out.push_str("Nothing exported.\n");
     }
-    for p in recent.iter().take(INDEX_TOP) {
+    activity(&mut out, recent.into_iter().take(INDEX_TOP), "%Y-%m-%d %H:%M");
+    out.push_str(END);
+    out.push('\n');
+    (front, out)
+}
+
+/// Notes by last update, newest first (ties by id).
+fn newest_first<'a>(notes: impl Iterator<Item = &'a Placed>) -> Vec<&'a Placed> {
+    let mut v: Vec<&Placed> = notes.collect();
+    v.sort_by(|a, b| {
+        b.node.updated_at.cmp(&a.node.updated_at).then_with(|| a.node.id.cmp(&b.node.id))
+    });
+    v
+}
+
+/// One line per note: when (in `date_format`), its type, a link to it.
+fn activity<'a>(out: &mut String, notes: impl Iterator<Item = &'a Placed>, date_format: &str) {
+    for p in notes {
         let _ = writeln!(
             out,
             "- {} · {} · {}",
-            p.node.updated_at.format("%Y-%m-%d %H:%M"),
+            p.node.updated_at.format(date_format),
             p.node.node_type.as_str(),
             p.link()
         );
     }
-    out.push_str(END);
-    out.push('\n');
-    (front, out)
 }
