@@ -662,8 +662,9 @@ mod lock {
         }
     }
 
-    #[test]
-    fn a_second_process_is_told_who_holds_the_store() {
+    /// Another process (this test binary running `lock::holder`) holding a store in a new
+    /// folder, once it says it is ready.
+    fn holder_process() -> (TempDir, std::process::Child) {
         let dir = TempDir::new().unwrap();
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args(["--exact", "lock::holder", "--ignored", "--nocapture", "--test-threads=1"])
@@ -673,6 +674,12 @@ mod lock {
             .spawn()
             .unwrap();
         wait_for(&dir.path().join("ready"), &mut child);
+        (dir, child)
+    }
+
+    #[test]
+    fn a_second_process_is_told_who_holds_the_store() {
+        let (dir, mut child) = holder_process();
 
         let err = Store::open(dir.path(), StoreOptions::without_embeddings()).unwrap_err();
         let text = err.to_string();
@@ -703,15 +710,7 @@ mod lock {
 
     #[test]
     fn a_waiting_open_names_the_holder_then_gets_the_store_once_it_closes() {
-        let dir = TempDir::new().unwrap();
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "lock::holder", "--ignored", "--nocapture", "--test-threads=1"])
-            .env(DIR_VAR, dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        wait_for(&dir.path().join("ready"), &mut child);
+        let (dir, mut child) = holder_process();
 
         // A short bound: gives up, naming the holder and how long it waited.
         let short = LockWait {
