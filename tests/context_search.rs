@@ -22,15 +22,9 @@ fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-/// The installed assets (`$TROUPE_ASSETS`, default `~/.local/share/troupe/assets`).
+/// The installed assets, or a failure saying how to install the model.
 fn real_assets() -> PathBuf {
-    let assets = std::env::var_os("TROUPE_ASSETS")
-        .filter(|h| !h.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share/troupe/assets"))
-        })
-        .expect("no HOME");
+    let assets = common::installed_assets();
     assert!(
         assets.join("embedding").join("model.onnx").is_file(),
         "the embedding model is not installed under {}: run `scripts/setup.sh --assets-only`",

@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use common::troupe_in as troupe;
@@ -16,6 +16,17 @@ fn json_of(o: &Output) -> Value {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     serde_json::from_slice(&o.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stdout)))
+}
+
+/// `troupe export obsidian DIR ARGS… --json` in the world's project folder: its summary.
+fn export_json(w: &World, dir: &Path, args: &[&str]) -> Value {
+    let dir = dir.to_str().unwrap();
+    let all: Vec<&str> = ["export", "obsidian", dir]
+        .into_iter()
+        .chain(args.iter().copied())
+        .chain(["--json"])
+        .collect();
+    json_of(&troupe(&w.home, &w.project, &all))
 }
 
 struct World {
@@ -61,7 +72,7 @@ fn world() -> World {
 fn export_obsidian_writes_a_vault_and_a_second_export_rewrites_nothing() {
     let w = world();
     let vault = w.vault.to_str().unwrap();
-    let s = json_of(&troupe(&w.home, &w.project, &["export", "obsidian", vault, "--json"]));
+    let s = export_json(&w, &w.vault, &[]);
     assert_eq!(s["notes"], 4);
     assert_eq!(s["written"], 4);
     assert_eq!(s["links"], 3);
@@ -88,7 +99,7 @@ fn export_obsidian_writes_a_vault_and_a_second_export_rewrites_nothing() {
     assert!(task.contains("### Causes\n\n- [[Mistakes/Off by one|Off by one]]"), "{task}");
     assert!(!w.home.join("etc").exists() && !w.vault.join("../etc").exists());
 
-    let s = json_of(&troupe(&w.home, &w.project, &["export", "obsidian", vault, "--json"]));
+    let s = export_json(&w, &w.vault, &[]);
     assert_eq!((s["written"].as_u64(), s["unchanged"].as_u64()), (Some(0), Some(4)));
 
     // The human summary.
@@ -105,49 +116,18 @@ fn export_obsidian_writes_a_vault_and_a_second_export_rewrites_nothing() {
 fn export_obsidian_filters_by_project_type_and_date() {
     let w = world();
     let vault = w.vault.to_str().unwrap();
-    let s = json_of(&troupe(
-        &w.home,
-        &w.project,
-        &["export", "obsidian", vault, "--types", "decisions,task", "--json"],
-    ));
+    let s = export_json(&w, &w.vault, &["--types", "decisions,task"]);
     assert_eq!((s["notes"].as_u64(), s["links"].as_u64()), (Some(2), Some(1)));
     assert!(!w.vault.join("Mistakes").exists());
 
     // Another folder's vault: every project; the notes of the earlier selection that are
     // outside the new one are not there.
     let all = w.vault.with_file_name("all");
-    let s = json_of(&troupe(
-        &w.home,
-        &w.project,
-        &["export", "obsidian", all.to_str().unwrap(), "--all-projects", "--since", "1d", "--json"],
-    ));
+    let s = export_json(&w, &all, &["--all-projects", "--since", "1d"]);
     assert_eq!((s["notes"].as_u64(), s["projects"].as_u64()), (Some(5), Some(2)));
-    let s = json_of(&troupe(
-        &w.home,
-        &w.project,
-        &[
-            "export",
-            "obsidian",
-            all.to_str().unwrap(),
-            "--project",
-            w.other.to_str().unwrap(),
-            "--json",
-        ],
-    ));
+    let s = export_json(&w, &all, &["--project", w.other.to_str().unwrap()]);
     assert_eq!((s["notes"].as_u64(), s["removed"].as_u64()), (Some(1), Some(4)));
-    let s = json_of(&troupe(
-        &w.home,
-        &w.project,
-        &[
-            "export",
-            "obsidian",
-            all.to_str().unwrap(),
-            "--all-projects",
-            "--since",
-            "2999-01-01",
-            "--json",
-        ],
-    ));
+    let s = export_json(&w, &all, &["--all-projects", "--since", "2999-01-01"]);
     assert_eq!(s["notes"], 0);
 
     // Usage errors.

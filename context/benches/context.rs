@@ -11,11 +11,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::{Known, KnownVectors, assets_dir, load};
 use troupe_context::{
     Embedder, NewNode, NodeType, OnnxEmbedder, ProjectId, Scope, SearchMode, SearchQuery, Store,
     StoreOptions,
@@ -130,38 +133,19 @@ fn embed_text(title: &str, body: &str) -> String {
     format!("{title}\n{body}")
 }
 
-/// Real model for queries, precomputed vectors for the bulk of a large corpus.
-#[derive(Debug)]
-struct Precomputed {
-    real: Arc<OnnxEmbedder>,
-    vectors: Mutex<HashMap<String, Vec<f32>>>,
-}
-
-impl Embedder for Precomputed {
-    fn model_id(&self) -> &str {
-        self.real.model_id()
-    }
-    fn dims(&self) -> usize {
-        self.real.dims()
-    }
-    fn embed(&self, texts: &[&str]) -> troupe_context::Result<Vec<Vec<f32>>> {
-        let known = self.vectors.lock().unwrap();
-        if texts.iter().all(|t| known.contains_key(*t)) {
-            return Ok(texts.iter().map(|t| known[*t].clone()).collect());
-        }
-        drop(known);
-        self.real.embed(texts)
-    }
-    fn count_tokens(&self, text: &str) -> Option<usize> {
-        self.real.count_tokens(text)
-    }
-    fn token_spans(&self, text: &str) -> Option<Vec<(usize, usize)>> {
-        self.real.token_spans(text)
-    }
-}
-
-fn load() -> String {
-    std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim().to_string()
+/// CPU time this process used so far, all threads (the model's included), from
+/// `/proc/self/stat` (in clock ticks of 10 ms: divide a long run's total, not one query's).
+/// Unlike wall-clock latency it hardly depends on what else the machine runs.
+fn process_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start after the last `)`.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks: u64 = [11, 12].iter().filter_map(|&i| fields.get(i)?.parse::<u64>().ok()).sum();
+    Duration::from_millis(ticks * 10)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -171,30 +155,6 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 fn ms(d: Duration) -> String {
     format!("{:.2}", d.as_secs_f64() * 1000.0)
-}
-
-fn dir_size(path: &Path) -> u64 {
-    let mut total = 0;
-    if let Ok(entries) = std::fs::read_dir(path) {
-        for e in entries.flatten() {
-            match e.metadata() {
-                Ok(m) if m.is_dir() => total += dir_size(&e.path()),
-                Ok(m) => total += m.len(),
-                Err(_) => {}
-            }
-        }
-    }
-    total
-}
-
-fn assets_dir() -> PathBuf {
-    let home = std::env::var_os("TROUPE_HOME").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(std::env::var_os("HOME").unwrap()).join(".local/share/troupe")
-    });
-    let assets = home.join("assets");
-    let missing = troupe_context::EmbeddingAssets::in_assets_dir(&assets).missing();
-    assert!(missing.is_empty(), "embedding model missing: run `scripts/setup.sh --assets-only`");
-    assets
 }
 
 fn ingest(
@@ -221,7 +181,11 @@ fn main() {
         return;
     }
     let quick = std::env::args().any(|a| a == "--quick");
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
+    // BENCH_VOCABULARY=<folder> reads the words elsewhere: two builds compared side by
+    // side then search the same corpus with the same queries.
+    let repo = std::env::var_os("BENCH_VOCABULARY")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf());
     let words = Words::new(vocabulary(&repo));
     let assets = assets_dir();
     let real = Arc::new(OnnxEmbedder::from_assets_dir(&assets).unwrap());
@@ -285,7 +249,7 @@ fn ingest_section(words: &Words, real: &Arc<OnnxEmbedder>, p: &ProjectId, quick:
     let dir2 = tempfile::tempdir().unwrap();
     let store = Store::open(dir2.path(), StoreOptions::without_embeddings()).unwrap();
     let without = ingest(&store, p, &plain_docs, 256);
-    let plain_disk = dir_size(store.root());
+    let plain_disk = store.stats(&Scope::All).unwrap().disk_bytes;
     drop(store);
     let rate = |n: usize, d: Duration| n as f64 / d.as_secs_f64();
     println!(
@@ -354,8 +318,10 @@ fn search_section(words: &Words, real: &Arc<OnnxEmbedder>, p: &ProjectId, quick:
         "\n## Search latency ({} queries per mode, limit 10, after 20 warm-up queries; vector and hybrid include embedding the query)",
         queries.len()
     );
-    println!("| nodes | mode | p50 (ms) | p99 (ms) | mean (ms) |");
-    println!("|---:|---|---:|---:|---:|");
+    println!(
+        "| nodes | mode | p50 (ms) | p99 (ms) | mean (ms) | CPU per query (ms, all threads) |"
+    );
+    println!("|---:|---|---:|---:|---:|---:|");
     let mut disk_lines = Vec::new();
     for &n in &sizes {
         let mut rng = Rng(n as u64);
@@ -377,11 +343,11 @@ fn search_section(words: &Words, real: &Arc<OnnxEmbedder>, p: &ProjectId, quick:
             vectors.insert(embed_text(&title, body), v);
             docs.push((*t, title, body.clone()));
         }
-        let embedder = Arc::new(Precomputed { real: real.clone(), vectors: Mutex::new(vectors) });
+        let embedder = Arc::new(KnownVectors::new(real.clone(), vectors, Known::Given));
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), StoreOptions::with_embedder(embedder)).unwrap();
         let took = ingest(&store, p, &docs, 1000);
-        let disk = dir_size(store.root());
+        let disk = store.stats(&Scope::All).unwrap().disk_bytes;
         disk_lines.push(format!(
             "| {n} | {:.1} | {:.1} | {:.0} |",
             disk as f64 / 1048576.0,
@@ -389,6 +355,10 @@ fn search_section(words: &Words, real: &Arc<OnnxEmbedder>, p: &ProjectId, quick:
             n as f64 / took.as_secs_f64()
         ));
         for mode in [SearchMode::Bm25, SearchMode::Vector, SearchMode::Hybrid] {
+            if std::env::var("BENCH_MODES").is_ok_and(|m| !m.split(',').any(|x| x == mode.as_str()))
+            {
+                continue;
+            }
             let run = |q: &str| {
                 store
                     .search(&SearchQuery::new(q, Scope::Project(p.clone())).mode(mode).limit(10))
@@ -397,6 +367,7 @@ fn search_section(words: &Words, real: &Arc<OnnxEmbedder>, p: &ProjectId, quick:
             for q in queries.iter().take(20) {
                 run(q);
             }
+            let cpu_before = process_cpu();
             let mut times: Vec<Duration> = queries
                 .iter()
                 .map(|q| {
@@ -407,14 +378,16 @@ fn search_section(words: &Words, real: &Arc<OnnxEmbedder>, p: &ProjectId, quick:
                     t
                 })
                 .collect();
+            let cpu = process_cpu().saturating_sub(cpu_before) / queries.len() as u32;
             times.sort();
             let mean = times.iter().sum::<Duration>() / times.len() as u32;
             println!(
-                "| {n} | {} | {} | {} | {} |",
+                "| {n} | {} | {} | {} | {} | {} |",
                 mode.as_str(),
                 ms(percentile(&times, 0.5)),
                 ms(percentile(&times, 0.99)),
-                ms(mean)
+                ms(mean),
+                ms(cpu)
             );
         }
     }

@@ -13,52 +13,18 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use std::sync::Mutex;
-
+use common::{Known, KnownVectors, assets_dir, load};
 use troupe_context::{
-    Embedder, Fusion, NoProgress, NodeType, OnnxEmbedder, ProjectId, Scope, SearchMode,
-    SearchQuery, Store, StoreOptions,
+    Fusion, NoProgress, NodeType, OnnxEmbedder, ProjectId, Scope, SearchMode, SearchQuery, Store,
+    StoreOptions,
 };
-
-/// The real model, remembering the vectors of single texts (queries), so that trying many
-/// fusions does not embed each query again. Everything else is the model's own.
-#[derive(Debug)]
-struct QueryCache {
-    real: Arc<OnnxEmbedder>,
-    seen: Mutex<HashMap<String, Vec<f32>>>,
-}
-
-impl Embedder for QueryCache {
-    fn model_id(&self) -> &str {
-        self.real.model_id()
-    }
-    fn dims(&self) -> usize {
-        self.real.dims()
-    }
-    fn embed(&self, texts: &[&str]) -> troupe_context::Result<Vec<Vec<f32>>> {
-        if let [one] = texts
-            && let Some(v) = self.seen.lock().unwrap().get(*one)
-        {
-            return Ok(vec![v.clone()]);
-        }
-        let out = self.real.embed(texts)?;
-        if let ([one], [v]) = (texts, out.as_slice()) {
-            self.seen.lock().unwrap().insert((*one).to_string(), v.clone());
-        }
-        Ok(out)
-    }
-    fn count_tokens(&self, text: &str) -> Option<usize> {
-        self.real.count_tokens(text)
-    }
-    fn token_spans(&self, text: &str) -> Option<Vec<(usize, usize)>> {
-        self.real.token_spans(text)
-    }
-}
 
 /// The ranked file names (other nodes by id) of `query` in `mode` with `fusion`.
 fn ranked(
@@ -178,20 +144,6 @@ impl Sums {
     }
 }
 
-fn assets_dir() -> PathBuf {
-    let home = std::env::var_os("TROUPE_HOME").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(std::env::var_os("HOME").unwrap()).join(".local/share/troupe")
-    });
-    let assets = home.join("assets");
-    let missing = troupe_context::EmbeddingAssets::in_assets_dir(&assets).missing();
-    assert!(missing.is_empty(), "embedding model missing: run `scripts/setup.sh --assets-only`");
-    assets
-}
-
-fn load() -> String {
-    std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim().to_string()
-}
-
 /// The corpora folder, generated on first use.
 fn corpora(repo: &Path) -> PathBuf {
     let dir = std::env::var_os("RETRIEVAL_CORPORA")
@@ -221,7 +173,7 @@ fn main() {
     let root = corpora(&repo);
     let only: Option<String> = std::env::var("RETRIEVAL_ONLY").ok();
     let real = Arc::new(OnnxEmbedder::from_assets_dir(&assets_dir()).unwrap());
-    let embedder = Arc::new(QueryCache { real, seen: Mutex::new(HashMap::new()) });
+    let embedder = Arc::new(KnownVectors::new(real, HashMap::new(), Known::Queries));
     let try_candidates = std::env::var_os("RETRIEVAL_CANDIDATES").is_some();
     println!("# Retrieval quality (troupe-context)");
     println!("load average at start: {}", load());

@@ -65,7 +65,7 @@ pub(crate) fn prefix(title: &str, tags: &[String]) -> String {
         s.push_str(&tags.join(", "));
         s.push(']');
     }
-    crate::graph::truncate_at_char(&mut s, MAX_PREFIX_BYTES);
+    crate::text::truncate_at_char(&mut s, MAX_PREFIX_BYTES);
     s
 }
 
@@ -153,7 +153,7 @@ pub(crate) fn embed_passages(
             // is a compact description of it: one more passage, with an empty span.
             if let Some(summary) = n.summary.filter(|s| !s.trim().is_empty()) {
                 let mut text = format!("{}\n{}", prefix(n.title, n.tags), summary.trim());
-                crate::graph::truncate_at_char(&mut text, SUMMARY_BYTES);
+                crate::text::truncate_at_char(&mut text, SUMMARY_BYTES);
                 p.spans.insert(0, Passage::SUMMARY);
                 p.texts.insert(0, text);
             }

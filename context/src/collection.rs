@@ -9,7 +9,6 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
-use crate::store::Store;
 
 /// Longest collection name.
 const MAX_NAME: usize = 64;
@@ -17,7 +16,8 @@ const MAX_NAME: usize = 64;
 /// A named set of JSON documents by key. Cheap to clone.
 #[derive(Clone)]
 pub struct Collection {
-    store: Store,
+    /// The store's database: flushed after every write, and the source of sequence keys.
+    db: sled::Db,
     tree: sled::Tree,
     name: String,
 }
@@ -36,7 +36,8 @@ pub struct CasConflict {
 }
 
 impl Collection {
-    pub(crate) fn open(store: Store, name: &str) -> Result<Collection> {
+    /// The collection `name` in `db` (its tree is `doc/<name>`).
+    pub(crate) fn open(db: &sled::Db, name: &str) -> Result<Collection> {
         let valid = !name.is_empty()
             && name.len() <= MAX_NAME
             && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
@@ -45,8 +46,13 @@ impl Collection {
                 "collection name {name:?} must be 1–{MAX_NAME} characters of a-z, A-Z, 0-9, _ - ."
             )));
         }
-        let tree = store.inner.db.open_tree(format!("doc/{name}"))?;
-        Ok(Collection { store, tree, name: name.to_string() })
+        let tree = db.open_tree(format!("doc/{name}"))?;
+        Ok(Collection { db: db.clone(), tree, name: name.to_string() })
+    }
+
+    fn flush(&self) -> Result<()> {
+        self.db.flush()?;
+        Ok(())
     }
 
     /// The collection's name.
@@ -72,7 +78,7 @@ impl Collection {
         Self::check_key(key)?;
         let bytes = serde_json::to_vec(value)?;
         self.tree.insert(key, bytes)?;
-        self.store.flush()
+        self.flush()
     }
 
     /// Apply `writes` in order — `(key, Some(value))` stores, `(key, None)` removes — as one
@@ -88,7 +94,7 @@ impl Collection {
             }
         }
         self.tree.apply_batch(batch)?;
-        self.store.flush()
+        self.flush()
     }
 
     /// Store `value` under `key` only if the key is absent; whether it was stored.
@@ -97,7 +103,7 @@ impl Collection {
         let bytes = serde_json::to_vec(value)?;
         let stored = self.tree.compare_and_swap(key, None as Option<&[u8]>, Some(bytes))?.is_ok();
         if stored {
-            self.store.flush()?;
+            self.flush()?;
         }
         Ok(stored)
     }
@@ -108,13 +114,13 @@ impl Collection {
     pub fn append<T: Serialize + ?Sized>(&self, value: &T) -> Result<String> {
         let bytes = serde_json::to_vec(value)?;
         loop {
-            let key = format!("{:020}", self.store.inner.db.generate_id()?);
+            let key = format!("{:020}", self.db.generate_id()?);
             if self
                 .tree
                 .compare_and_swap(&key, None as Option<&[u8]>, Some(bytes.as_slice()))?
                 .is_ok()
             {
-                self.store.flush()?;
+                self.flush()?;
                 return Ok(key);
             }
         }
@@ -149,7 +155,7 @@ impl Collection {
             }
             // Swap against the exact bytes read; if they changed meanwhile, look again.
             if self.tree.compare_and_swap(key, raw, new.clone())?.is_ok() {
-                self.store.flush()?;
+                self.flush()?;
                 return Ok(Ok(()));
             }
         }
@@ -170,7 +176,7 @@ impl Collection {
             let next = f(current);
             let bytes = next.as_ref().map(serde_json::to_vec).transpose()?;
             if self.tree.compare_and_swap(key, raw, bytes)?.is_ok() {
-                self.store.flush()?;
+                self.flush()?;
                 return Ok(next);
             }
         }
@@ -179,7 +185,7 @@ impl Collection {
     /// Remove `key`; the value it had.
     pub fn remove<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
         let old = self.tree.remove(key)?;
-        self.store.flush()?;
+        self.flush()?;
         old.map(|b| self.decode(key.as_bytes(), &b)).transpose()
     }
 

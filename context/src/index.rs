@@ -195,22 +195,15 @@ impl SearchIndex {
         changes: &[(NodeId, Option<IndexDoc<'_>>)],
         watermark: &Watermark,
     ) -> Result<()> {
-        let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        let result = (|| {
+        self.write(watermark, |writer| {
             for (id, doc) in changes {
                 writer.delete_term(Term::from_field_text(self.fields.id, id.as_str()));
                 if let Some(doc) = doc {
                     writer.add_document(self.document(doc))?;
                 }
             }
-            commit(&mut writer, watermark)
-        })();
-        if result.is_err() {
-            let _ = writer.rollback();
-        }
-        result?;
-        self.reader.reload()?;
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Replace the whole index with `docs` and commit with `watermark`. `each` is called
@@ -224,15 +217,25 @@ impl SearchIndex {
     where
         I: Iterator<Item = Result<IndexDoc<'a>>>,
     {
-        let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        let result = (|| {
+        self.write(watermark, |writer| {
             writer.delete_all_documents()?;
             for doc in docs {
                 writer.add_document(self.document(&doc?))?;
                 each();
             }
-            commit(&mut writer, watermark)
-        })();
+            Ok(())
+        })
+    }
+
+    /// Make the changes `f` makes and commit them with `watermark`, all or nothing (a
+    /// failure rolls the writer back), then let searches see them.
+    fn write(
+        &self,
+        watermark: &Watermark,
+        f: impl FnOnce(&mut IndexWriter) -> Result<()>,
+    ) -> Result<()> {
+        let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let result = f(&mut writer).and_then(|()| commit(&mut writer, watermark));
         if result.is_err() {
             let _ = writer.rollback();
         }

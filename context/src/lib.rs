@@ -31,13 +31,17 @@ mod embed;
 mod error;
 mod graph;
 mod index;
+mod keys;
 mod memory;
 mod model;
-pub mod obsidian;
+mod nodes;
 mod progress;
 mod project;
 mod search;
+mod similarity;
 mod store;
+mod sync;
+mod text;
 mod vectors;
 
 pub use chunk::Passage;
@@ -49,13 +53,12 @@ pub use embed::{
     SETUP_HINT,
 };
 pub use error::{Error, Owner, Result};
-pub use graph::Scope;
 pub use memory::{
     ContextBlock, DecisionRecord, MistakeRecord, PatternRecord, TaskRecord, TokenCounting,
     TurnRecord, UsedNode,
 };
 pub use model::{
-    Direction, Edge, EdgeType, MAX_ID_LEN, NewNode, Node, NodeId, NodeType, ProjectId,
+    Direction, Edge, EdgeType, MAX_ID_LEN, NewNode, Node, NodeId, NodeType, ProjectId, Scope,
 };
 pub use progress::{NoProgress, Progress};
 pub use project::{

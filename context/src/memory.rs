@@ -7,11 +7,11 @@ use std::collections::HashSet;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::graph::{Scope, truncate_at_char};
-use crate::model::{Direction, EdgeType, NewNode, Node, NodeId, NodeType, ProjectId};
+use crate::model::{Direction, EdgeType, NewNode, Node, NodeId, NodeType, ProjectId, Scope};
 use crate::project::file_node_id;
 use crate::search::{Recency, SearchQuery};
 use crate::store::Store;
+use crate::text::truncate_at_char;
 
 /// A task that was run, and how it went.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -295,7 +295,7 @@ impl Store {
         }
         let key = format!("conversation/{}/{}", project, turn.conversation);
         let previous = self
-            .trees()
+            .graph()
             .meta
             .get(&key)?
             .map(|v| NodeId::from_trusted(String::from_utf8_lossy(&v).into_owned()))
@@ -307,7 +307,7 @@ impl Store {
                 .with_tags([turn.role.clone()])
                 .with_metadata(metadata),
         )?;
-        self.trees().meta.insert(key, node.id.as_str().as_bytes())?;
+        self.graph().meta.insert(key, node.id.as_str().as_bytes())?;
         self.flush()?;
         let mut edges = Vec::new();
         if let Some(prev) = &previous {

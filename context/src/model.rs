@@ -355,6 +355,40 @@ pub struct Edge {
     pub created_at: DateTime<Utc>,
 }
 
+/// Which projects a query covers.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// One project (the normal case).
+    Project(ProjectId),
+    /// Every project (only when asked for explicitly).
+    All,
+}
+
+impl Scope {
+    pub(crate) fn project(&self) -> Option<&ProjectId> {
+        match self {
+            Scope::Project(p) => Some(p),
+            Scope::All => None,
+        }
+    }
+
+    pub(crate) fn contains(&self, project: &ProjectId) -> bool {
+        self.project().is_none_or(|p| p == project)
+    }
+}
+
+impl From<ProjectId> for Scope {
+    fn from(p: ProjectId) -> Scope {
+        Scope::Project(p)
+    }
+}
+
+impl From<&ProjectId> for Scope {
+    fn from(p: &ProjectId) -> Scope {
+        Scope::Project(p.clone())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

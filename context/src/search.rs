@@ -13,9 +13,9 @@ use serde::Serialize;
 
 use crate::chunk::Passage;
 use crate::error::{Error, Result};
-use crate::graph::Scope;
-use crate::model::{Direction, EdgeType, Node, NodeId, NodeType, ProjectId};
-use crate::store::{Store, project_prefix};
+use crate::keys::{project_prefix, vector_key};
+use crate::model::{Direction, EdgeType, Node, NodeId, NodeType, ProjectId, Scope};
+use crate::store::Store;
 use crate::vectors::{self, ProjectVectors};
 
 /// Which retrievers a search uses.
@@ -369,8 +369,8 @@ pub struct SearchResults {
 pub(crate) struct Candidate {
     pub id: NodeId,
     pub found_by: FoundBy,
-    /// Its best passage's index, when it has vectors.
-    pub passage: Option<usize>,
+    /// Where its best passage lies, when it has vectors (and they have passages).
+    pub passage: Option<Passage>,
 }
 
 /// Fused scores of `candidates` (same order). `bm25_weight` is BM25's share.
@@ -540,11 +540,12 @@ impl Store {
             let c = &mut candidates[slot];
             c.found_by.vector = Some(Ranked { rank: i + 1, score: hit.score });
             c.found_by.cosine = Some(hit.score);
-            c.passage = Some(hit.passage);
+            c.passage = hit.passage;
         }
         let fused = mode == SearchMode::Hybrid;
         if fused && !query_vector.is_empty() {
             // BM25's hits the vector list did not reach: their exact cosine and passage.
+            let mut scratch = Vec::new();
             for c in candidates.iter_mut().filter(|c| c.found_by.cosine.is_none()) {
                 let project = match &query.scope {
                     Scope::Project(p) => p.clone(),
@@ -553,11 +554,12 @@ impl Store {
                         None => continue,
                     },
                 };
-                if let Some((passage, cosine)) =
-                    self.best_passage(&project, &c.id, &query_vector)?
+                let stored = self.graph().vectors.get(vector_key(&project, &c.id))?;
+                if let Some((_, passage, cosine)) = stored
+                    .and_then(|bytes| vectors::best_stored(&bytes, &query_vector, &mut scratch))
                 {
                     c.found_by.cosine = Some(cosine);
-                    c.passage = Some(passage);
+                    c.passage = passage;
                 }
             }
         }
@@ -607,13 +609,9 @@ impl Store {
                 node,
                 score: scores[i],
                 found_by,
-                passage: None,
+                passage: c.passage,
                 snippet: String::new(),
             });
-            if let Some(p) = c.passage {
-                let h = hits.len() - 1;
-                hits[h].passage = self.passage_span(&hits[h].node, p)?;
-            }
         }
         if let Some(r) = query.recency {
             let now = Utc::now();
@@ -635,40 +633,13 @@ impl Store {
         Ok(SearchResults { hits, mode, warning, fusion })
     }
 
-    /// A node's best passage for `query` and its cosine, from its stored vectors.
-    fn best_passage(
-        &self,
-        project: &ProjectId,
-        id: &NodeId,
-        query: &[f32],
-    ) -> Result<Option<(usize, f32)>> {
-        let key = crate::store::vector_key(project, id);
-        Ok(self
-            .trees()
-            .vectors
-            .get(key)?
-            .and_then(|bytes| vectors::decode(&bytes))
-            .and_then(|stored| stored.best(query)))
-    }
-
-    /// Where passage `index` of `node` lies (nodes embedded before passages have none).
-    fn passage_span(&self, node: &Node, index: usize) -> Result<Option<Passage>> {
-        let key = crate::store::vector_key(&node.project, &node.id);
-        Ok(self
-            .trees()
-            .vectors
-            .get(key)?
-            .and_then(|bytes| vectors::decode(&bytes))
-            .and_then(|stored| stored.passages.get(index).copied()))
-    }
-
     /// The text of a hit's passage (whitespace collapsed, cut to [`SNIPPET_BYTES`]), or
     /// the start of its body.
     fn snippet(&self, node: &Node, passage: Option<Passage>) -> Result<String> {
         let passage = passage.filter(|p| !p.is_summary());
         let content = match passage {
             Some(_) => self
-                .trees()
+                .graph()
                 .content
                 .get(node.id.as_str())?
                 .map(|c| String::from_utf8_lossy(&c).into_owned()),
@@ -682,7 +653,7 @@ impl Store {
             _ => source,
         };
         let mut out = text.split_whitespace().collect::<Vec<_>>().join(" ");
-        crate::graph::truncate_at_char(&mut out, SNIPPET_BYTES);
+        crate::text::truncate_at_char(&mut out, SNIPPET_BYTES);
         Ok(out)
     }
 
@@ -736,22 +707,22 @@ impl Store {
         // stored f32 vectors decides the order.
         let oversampled = k * 2 + 16;
         let mut all = Vec::new();
+        let mut scratch = Vec::new();
         for p in &projects {
             let matrix = self.project_vectors(p)?;
             let candidates = {
                 let matrix = matrix.read().unwrap_or_else(PoisonError::into_inner);
                 matrix.top_k(query, types, oversampled)
             };
-            for (id, approx, passage) in candidates {
-                let (passage, score) =
-                    match self.trees().vectors.get(crate::store::vector_key(p, &id))? {
-                        Some(bytes) => match vectors::decode(&bytes).and_then(|s| s.best(query)) {
-                            Some(best) => best,
-                            None => (passage, approx),
-                        },
-                        // Deleted since the scan.
-                        None => continue,
-                    };
+            for (id, approx, _) in candidates {
+                let (passage, score) = match self.graph().vectors.get(vector_key(p, &id))? {
+                    Some(bytes) => match vectors::best_stored(&bytes, query, &mut scratch) {
+                        Some((_, passage, score)) => (passage, score),
+                        None => (None, approx),
+                    },
+                    // Deleted since the scan.
+                    None => continue,
+                };
                 all.push(VectorHit { id, score, passage });
             }
         }
@@ -776,7 +747,7 @@ impl Store {
         }
         let prefix = project_prefix(project);
         let mut matrix = ProjectVectors::new(dims);
-        for item in self.trees().vectors.scan_prefix(&prefix) {
+        for item in self.graph().vectors.scan_prefix(&prefix) {
             let (k, v) = item?;
             let id = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
             match vectors::decode(&v) {
@@ -795,7 +766,8 @@ impl Store {
 pub(crate) struct VectorHit {
     pub id: NodeId,
     pub score: f32,
-    pub passage: usize,
+    /// Where its best passage lies (none for vectors stored before passages).
+    pub passage: Option<Passage>,
 }
 
 /// Exact-title hits first, then by score.
@@ -961,9 +933,10 @@ mod tests {
 
     #[test]
     fn reindex_upgrades_vectors_from_before_passages() {
+        use crate::StoreOptions;
         use crate::embed::{Embedder, HashEmbedder};
+        use crate::keys::vector_key;
         use crate::model::NewNode;
-        use crate::store::{StoreOptions, vector_key};
 
         let dir = tempfile::tempdir().unwrap();
         let store =
@@ -975,7 +948,7 @@ mod tests {
         let node = store.upsert_node(NewNode::new(&p, NodeType::Concept, "Notes", &body)).unwrap();
         let key = vector_key(&p, &node.id);
         let stored = |store: &Store| {
-            vectors::decode(&store.trees().vectors.get(&key).unwrap().unwrap()).unwrap()
+            vectors::decode(&store.graph().vectors.get(&key).unwrap().unwrap()).unwrap()
         };
         let fresh = stored(&store);
         assert_eq!(fresh.scheme, vectors::SCHEME);
@@ -984,7 +957,7 @@ mod tests {
         // Make it a store written before passages: one vector of the title and the head.
         let embedder = HashEmbedder::new(64);
         let old = embedder.embed(&[&format!("Notes\n{}", &body[..2000])]).unwrap().remove(0);
-        store.trees().vectors.insert(&key, vectors::encode_v1(NodeType::Concept, &old)).unwrap();
+        store.graph().vectors.insert(&key, vectors::encode_v1(NodeType::Concept, &old)).unwrap();
         store.inner.vectors.clear();
         let q = SearchQuery::new("zebra quagga okapi", &p).mode(SearchMode::Vector);
         let before = store.search(&q).unwrap();

@@ -1,17 +1,25 @@
 //! The store: one sled database and the tantivy index beside it, in `<data_dir>/store/`.
+//!
+//! [`Store`] composes the parts, each its own type that knows nothing of the others: the
+//! [`Graph`] (the sled trees, `graph.rs`), the BM25 [`SearchIndex`] (`index.rs`), the
+//! in-memory vector matrices ([`VectorCache`], `vectors.rs`), the embedder and the
+//! runtime's [`crate::Collection`]s. Here: opening, the embedding model check and stats;
+//! keeping the index in step with the graph and reindexing are `sync.rs`. The public API lives
+//! beside the part it is about (`nodes.rs`, `search.rs`, `memory.rs`, `project.rs`).
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use serde::Serialize;
-use sled::Transactional;
 
+use crate::collection::Collection;
 use crate::embed::{Embedder, EmbedderSlot, EmbedderSource, EmbeddingStatus};
 use crate::error::{Error, Owner, Result};
-use crate::index::{IndexDoc, SearchIndex, Watermark};
-use crate::model::{Node, NodeId, NodeType};
-use crate::progress::Progress;
+use crate::graph::Graph;
+use crate::index::SearchIndex;
+use crate::keys::{decode_seq, encode_seq, id_prefix, project_prefix, split_by_project_key};
+use crate::model::{NodeId, NodeType, ProjectId, Scope};
 use crate::vectors::VectorCache;
 
 /// How to open a [`Store`].
@@ -52,27 +60,6 @@ impl StoreOptions {
         self.skip_index_updates = true;
         self
     }
-}
-
-/// sled trees (the graph's "tables"). Keys use `\0` as separator: ids never contain it.
-#[derive(Debug, Clone)]
-pub(crate) struct Trees {
-    /// node id → `Node` (JSON).
-    pub nodes: sled::Tree,
-    /// project `\0` type code, node id → (): a project's nodes by type.
-    pub by_project: sled::Tree,
-    /// from `\0` edge code, to → `EdgeValue` (JSON).
-    pub edges_out: sled::Tree,
-    /// to `\0` edge code, from → (): the mirror, for incoming edges.
-    pub edges_in: sled::Tree,
-    /// project `\0` node id → type code, `f32` LE…: the node's embedding.
-    pub vectors: sled::Tree,
-    /// node id → searched-only text (a file's content).
-    pub content: sled::Tree,
-    /// sequence (u64 BE) → node id: the node changes the index may not have yet.
-    pub changes: sled::Tree,
-    /// Store-wide facts: `store_id`, `format`, `embedding_model`.
-    pub meta: sled::Tree,
 }
 
 /// The on-disk format this code writes; refuse newer ones.
@@ -150,7 +137,7 @@ pub(crate) struct Inner {
     pub root: PathBuf,
     /// Dropped first, while the database lock is still held.
     _owner: OwnerFile,
-    pub trees: Trees,
+    pub graph: Graph,
     pub db: sled::Db,
     pub index: SearchIndex,
     pub store_id: String,
@@ -164,7 +151,7 @@ pub(crate) struct Inner {
     /// The "no embeddings, BM25 only" warning was logged.
     pub degraded_warned: AtomicBool,
     /// Test fault injection: graph writes are not indexed.
-    skip_index_updates: bool,
+    pub skip_index_updates: bool,
     /// The loaded model was compared with the one the stored vectors come from.
     model_checked: std::sync::OnceLock<()>,
 }
@@ -182,9 +169,6 @@ impl std::fmt::Debug for Store {
         f.debug_struct("Store").field("root", &self.inner.root).finish_non_exhaustive()
     }
 }
-
-/// Nodes embedded per batch by [`Store::reindex`].
-const REINDEX_BATCH: usize = 64;
 
 /// What [`Store::reindex`] did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -279,24 +263,15 @@ impl Store {
             Err(e) => return Err(e.into()),
         };
         let owner = OwnerFile::write(owner_path);
-        let trees = Trees {
-            nodes: db.open_tree("nodes")?,
-            by_project: db.open_tree("by_project")?,
-            edges_out: db.open_tree("edges_out")?,
-            edges_in: db.open_tree("edges_in")?,
-            vectors: db.open_tree("vectors")?,
-            content: db.open_tree("content")?,
-            changes: db.open_tree("changes")?,
-            meta: db.open_tree("meta")?,
-        };
-        let store_id = store_id(&trees.meta)?;
+        let graph = Graph::open(&db)?;
+        let store_id = store_id(&graph.meta)?;
         db.flush()?;
         let (index, watermark) = SearchIndex::open(&root.join("index"))?;
         let store = Store {
             inner: Arc::new(Inner {
                 root: root.to_path_buf(),
                 _owner: owner,
-                trees,
+                graph,
                 db,
                 index,
                 store_id,
@@ -309,7 +284,7 @@ impl Store {
                 skip_index_updates: options.skip_index_updates,
             }),
         };
-        let pruned = match store.inner.trees.meta.get("pruned_upto")? {
+        let pruned = match store.inner.graph.meta.get("pruned_upto")? {
             Some(v) => decode_seq(&v)?,
             None => 0,
         };
@@ -325,7 +300,7 @@ impl Store {
                 }
             }
             _ => {
-                if !store.inner.trees.nodes.is_empty() || store.inner.index.num_docs() > 0 {
+                if !store.inner.graph.nodes.is_empty() || store.inner.index.num_docs() > 0 {
                     tracing::info!(
                         "search index missing or from elsewhere; rebuilding it from the graph"
                     );
@@ -351,8 +326,9 @@ impl Store {
         &self.inner.root
     }
 
-    pub(crate) fn trees(&self) -> &Trees {
-        &self.inner.trees
+    /// The graph's trees.
+    pub(crate) fn graph(&self) -> &Graph {
+        &self.inner.graph
     }
 
     pub(crate) fn write_guard(&self) -> MutexGuard<'_, ()> {
@@ -380,7 +356,7 @@ impl Store {
     /// that vector search sees only comparable vectors and a reindex recomputes them.
     fn check_embedding_model(&self, model: &str) -> Result<()> {
         let _guard = self.write_guard();
-        let t = self.trees();
+        let t = self.graph();
         let stored = t.meta.get("embedding_model")?;
         match stored {
             Some(m) if m.as_ref() != model.as_bytes() => {
@@ -409,236 +385,16 @@ impl Store {
         self.inner.embedder.status(true)
     }
 
-    /// Apply the logged changes above `seq` to the index. Returns how many nodes changed.
-    pub(crate) fn replay_changes(&self, seq: u64) -> Result<usize> {
-        let _guard = self.write_guard();
-        self.replay_changes_locked(seq)
-    }
-
-    fn replay_changes_locked(&self, seq: u64) -> Result<usize> {
-        let t = self.trees();
-        let mut ids: Vec<NodeId> = Vec::new();
-        let mut last = seq;
-        for item in t.changes.range(seq.saturating_add(1).to_be_bytes()..) {
-            let (k, v) = item?;
-            last = last.max(decode_seq(&k)?);
-            let id = NodeId::from_trusted(String::from_utf8_lossy(&v).into_owned());
-            if !ids.contains(&id) {
-                ids.push(id);
-            }
-        }
-        if last == seq {
-            self.inner.index_behind.store(false, Ordering::SeqCst);
-            return Ok(0);
-        }
-        self.index_nodes(&ids, last)?;
-        Ok(ids.len())
-    }
-
-    /// Bring the index up to date with `ids` (their current state in the graph) and record
-    /// `seq` as applied. On failure the changes stay logged and are replayed later.
-    pub(crate) fn index_nodes(&self, ids: &[NodeId], seq: u64) -> Result<()> {
-        let t = self.trees();
-        let mut nodes: Vec<(NodeId, Option<NodeWithContent>)> = Vec::with_capacity(ids.len());
-        for id in ids {
-            let node = match t.nodes.get(id.as_str())? {
-                Some(bytes) => {
-                    let node = decode_node(id, &bytes)?;
-                    let content = t
-                        .content
-                        .get(id.as_str())?
-                        .map(|c| String::from_utf8_lossy(&c).into_owned());
-                    Some((node, content))
-                }
-                None => None,
-            };
-            nodes.push((id.clone(), node));
-        }
-        let changes: Vec<(NodeId, Option<IndexDoc<'_>>)> = nodes
-            .iter()
-            .map(|(id, n)| {
-                (id.clone(), n.as_ref().map(|(node, content)| index_doc(node, content.as_deref())))
-            })
-            .collect();
-        match self.inner.index.apply(&changes, &Watermark::new(&self.inner.store_id, seq)) {
-            Ok(()) => {
-                self.inner.index_behind.store(false, Ordering::SeqCst);
-                self.prune_changes(seq)?;
-                Ok(())
-            }
-            Err(e) => {
-                self.inner.index_behind.store(true, Ordering::SeqCst);
-                Err(e)
-            }
-        }
-    }
-
-    /// After a graph write: index it, or remember that the index is behind. The graph
-    /// write is durable either way, so an index failure is logged, not returned.
-    pub(crate) fn index_after_write(&self, ids: &[NodeId], seq: u64) {
-        if self.inner.skip_index_updates {
-            return;
-        }
-        if self.inner.index_behind.load(Ordering::SeqCst) {
-            // Earlier changes are pending too: replay them all, in order.
-            let from = self.inner.index.watermark().map(|w| w.seq).unwrap_or(0);
-            if let Err(e) = self.replay_changes_locked(from) {
-                tracing::error!("search index update failed; will retry: {e}");
-            }
-            return;
-        }
-        if let Err(e) = self.index_nodes(ids, seq) {
-            tracing::error!("search index update failed; will retry: {e}");
-        }
-    }
-
-    /// Replay pending changes if an earlier index update failed.
-    pub(crate) fn ensure_index_current(&self) -> Result<()> {
-        if self.inner.index_behind.load(Ordering::SeqCst) {
-            let from = self.inner.index.watermark().map(|w| w.seq).unwrap_or(0);
-            self.replay_changes(from)?;
-        }
-        Ok(())
-    }
-
-    /// Forget the logged changes up to `upto` (the index has them), remembering how far
-    /// the log was pruned: an index older than that cannot be repaired by replay.
-    fn prune_changes(&self, upto: u64) -> Result<()> {
-        let t = self.trees();
-        let mut keys = Vec::new();
-        for item in t.changes.range(..=upto.to_be_bytes()).keys() {
-            keys.push(item?);
-        }
-        (&t.changes, &t.meta).transaction(|(tc, tm)| {
-            let old = match tm.get("pruned_upto")? {
-                Some(v) => decode_seq(&v)
-                    .map_err(sled::transaction::ConflictableTransactionError::Abort)?,
-                None => 0,
-            };
-            tm.insert("pruned_upto", &old.max(upto).to_be_bytes())?;
-            for k in &keys {
-                tc.remove(k)?;
-            }
-            Ok(())
-        })?;
-        Ok(())
-    }
-
-    /// Rebuild the whole index from the graph. Call with the write guard held.
-    pub(crate) fn rebuild_index(&self, progress: &dyn Progress) -> Result<u64> {
-        let t = self.trees();
-        // Every change logged so far gets a lower sequence number, and is in the graph
-        // state read below.
-        let seq = self.inner.db.generate_id()?;
-        let total = t.nodes.len() as u64;
-        progress.start("indexing", total);
-        let mut docs: Vec<(Node, Option<String>)> = Vec::new();
-        for item in t.nodes.iter() {
-            let (k, v) = item?;
-            let id = NodeId::from_trusted(String::from_utf8_lossy(&k).into_owned());
-            let node = decode_node(&id, &v)?;
-            let content = t.content.get(&k)?.map(|c| String::from_utf8_lossy(&c).into_owned());
-            docs.push((node, content));
-        }
-        let mut count = 0u64;
-        let mut each = || {
-            count += 1;
-            progress.advance(1);
-        };
-        self.inner.index.rebuild(
-            docs.iter().map(|(n, c)| Ok(index_doc(n, c.as_deref()))),
-            &Watermark::new(&self.inner.store_id, seq),
-            &mut each,
-        )?;
-        progress.finish();
-        self.inner.index_behind.store(false, Ordering::SeqCst);
-        self.prune_changes(seq)?;
-        Ok(total)
-    }
-
-    /// Rebuild the search index from the graph and compute the embeddings nodes lack (all
-    /// of them after a model change) or hold in an older passage scheme (which upgrades a
-    /// store written before passages). Safe to run any time; writes wait meanwhile.
-    pub fn reindex(&self, progress: &dyn Progress) -> Result<ReindexReport> {
-        let embedder = self.embedder();
-        let _guard = self.write_guard();
-        let indexed = self.rebuild_index(progress)?;
-        let embedder = match embedder {
-            Ok(e) => e,
-            Err(reason) => {
-                return Ok(ReindexReport {
-                    indexed,
-                    embedded: 0,
-                    embeddings_unavailable: Some(reason),
-                });
-            }
-        };
-        let t = self.trees();
-        // Nodes without vectors, and nodes whose vectors predate passages (one vector of
-        // the head of the node): an older store is upgraded here.
-        let mut stale: Vec<Node> = Vec::new();
-        for item in t.nodes.iter() {
-            let (k, v) = item?;
-            let id = NodeId::from_trusted(String::from_utf8_lossy(&k).into_owned());
-            let node = decode_node(&id, &v)?;
-            let current = t
-                .vectors
-                .get(vector_key(&node.project, &node.id))?
-                .and_then(|bytes| crate::vectors::decode(&bytes))
-                .is_some_and(|s| s.scheme >= crate::vectors::SCHEME);
-            if !current {
-                stale.push(node);
-            }
-        }
-        progress.start("embedding", stale.len() as u64);
-        let mut embedded = 0u64;
-        for chunk in stale.chunks(REINDEX_BATCH) {
-            let contents: Vec<Option<String>> = chunk
-                .iter()
-                .map(|n| {
-                    t.content
-                        .get(n.id.as_str())
-                        .map(|c| c.map(|c| String::from_utf8_lossy(&c).into_owned()))
-                })
-                .collect::<std::result::Result<_, _>>()?;
-            let sources: Vec<crate::chunk::PassageSource<'_>> = chunk
-                .iter()
-                .zip(&contents)
-                .map(|(n, c)| crate::chunk::PassageSource {
-                    title: &n.title,
-                    tags: &n.tags,
-                    text: c.as_deref().unwrap_or(&n.body),
-                    summary: c.as_ref().map(|_| n.body.as_str()),
-                })
-                .collect();
-            let vectors = crate::chunk::embed_passages(embedder.as_ref(), &sources)?;
-            let mut batch = sled::Batch::default();
-            for (node, (passages, v)) in chunk.iter().zip(&vectors) {
-                batch.insert(
-                    vector_key(&node.project, &node.id),
-                    crate::vectors::encode(node.node_type, passages, v),
-                );
-            }
-            t.vectors.apply_batch(batch)?;
-            self.flush()?;
-            embedded += chunk.len() as u64;
-            progress.advance(chunk.len() as u64);
-        }
-        progress.finish();
-        self.inner.vectors.clear();
-        Ok(ReindexReport { indexed, embedded, embeddings_unavailable: None })
-    }
-
     /// Counts of nodes, edges, vectors and disk use, for one project or all.
-    pub fn stats(&self, scope: &crate::Scope) -> Result<Stats> {
-        let t = self.trees();
+    pub fn stats(&self, scope: &Scope) -> Result<Stats> {
+        let t = self.graph();
         let mut nodes = std::collections::BTreeMap::new();
         let mut total = 0u64;
         let mut edges = 0u64;
         let mut projects = std::collections::BTreeSet::new();
         let prefix = match scope {
-            crate::Scope::Project(p) => project_prefix(p),
-            crate::Scope::All => Vec::new(),
+            Scope::Project(p) => project_prefix(p),
+            Scope::All => Vec::new(),
         };
         for item in t.by_project.scan_prefix(&prefix) {
             let (k, _) = item?;
@@ -646,9 +402,8 @@ impl Store {
             projects.insert(project.to_string());
             *nodes.entry(node_type).or_insert(0u64) += 1;
             total += 1;
-            let mut out = id.as_bytes().to_vec();
-            out.push(0);
-            edges += t.edges_out.scan_prefix(&out).count() as u64;
+            let id = NodeId::from_trusted(id.to_string());
+            edges += t.edges_out.scan_prefix(id_prefix(&id)).count() as u64;
         }
         let embedded = t.vectors.scan_prefix(&prefix).count() as u64;
         let index_pending = t.changes.len() as u64;
@@ -666,25 +421,13 @@ impl Store {
     }
 
     /// Every project with at least one node.
-    pub fn project_ids(&self) -> Result<Vec<crate::ProjectId>> {
-        let mut out = Vec::new();
-        let mut start: Vec<u8> = Vec::new();
-        while let Some(k) = self.trees().by_project.range(start.clone()..).keys().next() {
-            let k = k?;
-            let Some(sep) = k.iter().position(|b| *b == 0) else { break };
-            out.push(crate::ProjectId::from_trusted(
-                String::from_utf8_lossy(&k[..sep]).into_owned(),
-            ));
-            // Keys are `project \0 …`: `project \1` is past all of them.
-            start = k[..sep].to_vec();
-            start.push(1);
-        }
-        Ok(out)
+    pub fn project_ids(&self) -> Result<Vec<ProjectId>> {
+        self.graph().project_ids()
     }
 
     /// A named collection of JSON documents (see [`crate::Collection`]).
-    pub fn collection(&self, name: &str) -> Result<crate::Collection> {
-        crate::collection::Collection::open(self.clone(), name)
+    pub fn collection(&self, name: &str) -> Result<Collection> {
+        Collection::open(&self.inner.db, name)
     }
 
     /// Write everything to disk now (every write already does this before returning).
@@ -703,7 +446,7 @@ fn store_id(meta: &sled::Tree) -> Result<String> {
             )));
         }
     } else {
-        meta.insert("format", &FORMAT.to_be_bytes())?;
+        meta.insert("format", &encode_seq(FORMAT))?;
     }
     if let Some(id) = meta.get("store_id")? {
         return Ok(String::from_utf8_lossy(&id).into_owned());
@@ -711,65 +454,6 @@ fn store_id(meta: &sled::Tree) -> Result<String> {
     let id = uuid::Uuid::new_v4().to_string();
     meta.insert("store_id", id.as_bytes())?;
     Ok(id)
-}
-
-/// A node and its searched-only text.
-type NodeWithContent = (Node, Option<String>);
-
-pub(crate) fn decode_seq(bytes: &[u8]) -> Result<u64> {
-    let arr: [u8; 8] =
-        bytes.try_into().map_err(|_| Error::corrupt("sequence number", "not 8 bytes"))?;
-    Ok(u64::from_be_bytes(arr))
-}
-
-pub(crate) fn decode_node(id: &NodeId, bytes: &[u8]) -> Result<Node> {
-    serde_json::from_slice(bytes).map_err(|e| Error::corrupt(format!("node {id}"), e))
-}
-
-pub(crate) fn index_doc<'a>(node: &'a Node, content: Option<&'a str>) -> IndexDoc<'a> {
-    IndexDoc {
-        id: &node.id,
-        project: &node.project,
-        node_type: node.node_type,
-        title: &node.title,
-        body: &node.body,
-        tags: &node.tags,
-        content,
-    }
-}
-
-/// `project \0`: the prefix of a project's keys in `by_project` and `vectors`.
-pub(crate) fn project_prefix(project: &crate::ProjectId) -> Vec<u8> {
-    let mut k = project.as_str().as_bytes().to_vec();
-    k.push(0);
-    k
-}
-
-/// `project \0 type-code id`.
-pub(crate) fn by_project_key(
-    project: &crate::ProjectId,
-    node_type: NodeType,
-    id: &NodeId,
-) -> Vec<u8> {
-    let mut k = project_prefix(project);
-    k.push(node_type.code());
-    k.extend_from_slice(id.as_str().as_bytes());
-    k
-}
-
-pub(crate) fn split_by_project_key(key: &[u8]) -> Option<(&str, NodeType, &str)> {
-    let sep = key.iter().position(|b| *b == 0)?;
-    let project = std::str::from_utf8(&key[..sep]).ok()?;
-    let code = *key.get(sep + 1)?;
-    let id = std::str::from_utf8(key.get(sep + 2..)?).ok()?;
-    Some((project, NodeType::from_code(code)?, id))
-}
-
-/// `project \0 id`.
-pub(crate) fn vector_key(project: &crate::ProjectId, id: &NodeId) -> Vec<u8> {
-    let mut k = project_prefix(project);
-    k.extend_from_slice(id.as_str().as_bytes());
-    k
 }
 
 pub(crate) fn dir_size(path: &Path) -> u64 {

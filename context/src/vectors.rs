@@ -10,37 +10,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use crate::chunk::Passage;
 use crate::model::{NodeId, NodeType, ProjectId};
-
-/// Scale `v` to unit length (a zero vector stays zero).
-#[cfg(any(test, feature = "test-utils"))]
-pub(crate) fn normalise(v: &mut [f32]) {
-    let norm = dot(v, v).sqrt();
-    if norm > 0.0 {
-        for x in v.iter_mut() {
-            *x /= norm;
-        }
-    }
-}
-
-/// Dot product with eight independent accumulators, so the compiler vectorises it.
-pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut acc = [0f32; 8];
-    let chunks_a = a.chunks_exact(8);
-    let chunks_b = b.chunks_exact(8);
-    let (rest_a, rest_b) = (chunks_a.remainder(), chunks_b.remainder());
-    for (ca, cb) in chunks_a.zip(chunks_b) {
-        for i in 0..8 {
-            acc[i] += ca[i] * cb[i];
-        }
-    }
-    let mut sum: f32 = acc.iter().sum();
-    for (x, y) in rest_a.iter().zip(rest_b) {
-        sum += x * y;
-    }
-    sum
-}
+use crate::similarity::{dot, dot_i8, quantise};
 
 /// The passage scheme stored vectors are computed with (see `crate::chunk`). Vectors of an
 /// older scheme (scheme 1: one vector per node, of its title and the head of its body)
@@ -59,18 +29,6 @@ pub(crate) struct Stored {
     pub passages: Vec<Passage>,
     /// One per passage (one for scheme 1).
     pub vectors: Vec<Vec<f32>>,
-}
-
-impl Stored {
-    /// The best passage for `query`: its index and exact cosine.
-    pub(crate) fn best(&self, query: &[f32]) -> Option<(usize, f32)> {
-        self.vectors
-            .iter()
-            .enumerate()
-            .filter(|(_, v)| v.len() == query.len())
-            .map(|(i, v)| (i, dot(v, query)))
-            .max_by(|a, b| a.1.total_cmp(&b.1).then_with(|| b.0.cmp(&a.0)))
-    }
 }
 
 /// Encode a node's passage vectors for storage: node type code with [`PASSAGES_FLAG`],
@@ -117,6 +75,59 @@ fn floats(bytes: &[u8]) -> Vec<f32> {
     bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
 }
 
+/// A node's best passage for `query` straight from its stored bytes (what
+/// `decode(bytes)?.best(query)` gives, plus the passage's span, without decoding every
+/// vector into its own allocation): its index, where it lies (none for scheme 1) and
+/// its exact cosine. `scratch` is reused between calls.
+pub(crate) fn best_stored(
+    bytes: &[u8],
+    query: &[f32],
+    scratch: &mut Vec<f32>,
+) -> Option<(usize, Option<Passage>, f32)> {
+    let (&first, rest) = bytes.split_first()?;
+    if first & PASSAGES_FLAG == 0 {
+        NodeType::from_code(first)?;
+        if rest.len() % 4 != 0 || rest.len() / 4 != query.len() {
+            return None;
+        }
+        fill_floats(scratch, rest);
+        return Some((0, None, dot(scratch, query)));
+    }
+    NodeType::from_code(first & !PASSAGES_FLAG)?;
+    let (_scheme, rest) = rest.split_first()?;
+    if rest.len() < 4 {
+        return None;
+    }
+    let n = usize::from(u16::from_le_bytes([rest[0], rest[1]]));
+    let dims = usize::from(u16::from_le_bytes([rest[2], rest[3]]));
+    let rest = &rest[4..];
+    if dims == 0 || dims != query.len() || rest.len() != n * 8 + n * dims * 4 {
+        return None;
+    }
+    let (spans, data) = rest.split_at(n * 8);
+    let mut best: Option<(usize, f32)> = None;
+    for (i, v) in data.chunks_exact(dims * 4).enumerate() {
+        fill_floats(scratch, v);
+        let score = dot(scratch, query);
+        // Ties keep the first passage, as `Stored::best` does.
+        if best.is_none_or(|(_, b)| score.total_cmp(&b).is_gt()) {
+            best = Some((i, score));
+        }
+    }
+    let (i, score) = best?;
+    let c = spans.get(i * 8..i * 8 + 8)?;
+    let span = Passage {
+        start: u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as usize,
+        end: u32::from_le_bytes([c[4], c[5], c[6], c[7]]) as usize,
+    };
+    Some((i, Some(span), score))
+}
+
+fn fill_floats(out: &mut Vec<f32>, bytes: &[u8]) {
+    out.clear();
+    out.extend(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])));
+}
+
 /// Decode what [`encode`] (or a scheme-1 writer) wrote.
 pub(crate) fn decode(bytes: &[u8]) -> Option<Stored> {
     let (&first, rest) = bytes.split_first()?;
@@ -156,37 +167,6 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Stored> {
     Some(Stored { node_type, scheme, passages, vectors })
 }
 
-/// Scalar quantisation: `v ≈ q × scale` with `q` in -127..=127.
-pub(crate) fn quantise(v: &[f32]) -> (Vec<i8>, f32) {
-    let max = v.iter().fold(0f32, |m, x| m.max(x.abs()));
-    if max == 0.0 || !max.is_finite() {
-        return (vec![0; v.len()], 0.0);
-    }
-    let scale = max / 127.0;
-    (v.iter().map(|x| (x / scale).round().clamp(-127.0, 127.0) as i8).collect(), scale)
-}
-
-/// Integer dot product with sixteen independent accumulators (vectorised by the compiler).
-/// 384 × 127 × 127 fits an `i32` many times over.
-pub(crate) fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut acc = [0i32; 16];
-    let chunks_a = a.chunks_exact(16);
-    let chunks_b = b.chunks_exact(16);
-    let (rest_a, rest_b) = (chunks_a.remainder(), chunks_b.remainder());
-    for (ca, cb) in chunks_a.zip(chunks_b) {
-        for i in 0..16 {
-            acc[i] += i32::from(ca[i]) * i32::from(cb[i]);
-        }
-    }
-    let mut sum: i32 = acc.iter().sum();
-    for (x, y) in rest_a.iter().zip(rest_b) {
-        sum += i32::from(*x) * i32::from(*y);
-    }
-    sum
-}
-
 /// Rows above which a scan is split over two threads.
 const PARALLEL_ROWS: usize = 32_768;
 
@@ -196,8 +176,10 @@ const PARALLEL_ROWS: usize = 32_768;
 #[derive(Debug, Default)]
 pub(crate) struct ProjectVectors {
     dims: usize,
-    /// Per row: the node, its passage index, its type.
+    /// Per row: the node, a hash of its id (compared before the id itself: the scan asks
+    /// "same node?" often), its passage index, its type.
     ids: Vec<NodeId>,
+    id_hashes: Vec<u64>,
     passages: Vec<u32>,
     types: Vec<NodeType>,
     quant: Vec<i8>,
@@ -221,6 +203,12 @@ impl ProjectVectors {
     /// ignored: they belong to another model and are recomputed by a reindex).
     pub(crate) fn upsert(&mut self, id: &NodeId, node_type: NodeType, vectors: &[Vec<f32>]) {
         self.remove(id);
+        let id_hash = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            id.hash(&mut h);
+            h.finish()
+        };
         let mut rows = Vec::with_capacity(vectors.len());
         for (i, v) in vectors.iter().enumerate() {
             if v.len() != self.dims {
@@ -229,6 +217,7 @@ impl ProjectVectors {
             let (q, scale) = quantise(v);
             rows.push(self.ids.len());
             self.ids.push(id.clone());
+            self.id_hashes.push(id_hash);
             self.passages.push(u32::try_from(i).unwrap_or(u32::MAX));
             self.types.push(node_type);
             self.scales.push(scale);
@@ -250,6 +239,7 @@ impl ProjectVectors {
             if row != last {
                 let moved = self.ids[last].clone();
                 self.ids.swap(row, last);
+                self.id_hashes.swap(row, last);
                 self.passages.swap(row, last);
                 self.types.swap(row, last);
                 self.scales.swap(row, last);
@@ -261,6 +251,7 @@ impl ProjectVectors {
                 }
             }
             self.ids.pop();
+            self.id_hashes.pop();
             self.passages.pop();
             self.types.pop();
             self.scales.pop();
@@ -281,7 +272,9 @@ impl ProjectVectors {
         }
         let (q, q_scale) = quantise(query);
         let n = self.ids.len();
-        let same = |a: usize, b: usize| self.ids[a] == self.ids[b];
+        let same = |a: usize, b: usize| {
+            self.id_hashes[a] == self.id_hashes[b] && self.ids[a] == self.ids[b]
+        };
         let scan = |from: usize, to: usize| {
             let mut top = TopK::new(k);
             for row in from..to {
@@ -430,14 +423,6 @@ mod tests {
     }
 
     #[test]
-    fn dot_matches_the_naive_sum_for_odd_lengths() {
-        let a: Vec<f32> = (0..19).map(|i| i as f32 * 0.5).collect();
-        let b: Vec<f32> = (0..19).map(|i| 1.0 - i as f32 * 0.1).collect();
-        let naive: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
-        assert!((dot(&a, &b) - naive).abs() < 1e-3);
-    }
-
-    #[test]
     fn encode_decode_round_trip_and_reject_garbage() {
         let vs = vec![vec![0.25, -1.5, 3.0], vec![1.0, 0.0, -0.5]];
         let ps = vec![Passage { start: 0, end: 10 }, Passage { start: 8, end: 20 }];
@@ -459,39 +444,32 @@ mod tests {
     }
 
     #[test]
-    fn the_best_passage_wins() {
-        let stored = Stored {
-            node_type: NodeType::File,
-            scheme: SCHEME,
-            passages: vec![Passage { start: 0, end: 1 }, Passage { start: 1, end: 2 }],
-            vectors: vec![vec![1.0, 0.0], vec![0.0, 1.0]],
-        };
-        assert_eq!(stored.best(&[0.2, 0.9]), Some((1, 0.9)));
-        assert_eq!(stored.best(&[0.9, 0.2]), Some((0, 0.9)));
-        assert_eq!(stored.best(&[1.0]), None);
-    }
-
-    #[test]
-    fn quantised_dot_products_track_the_exact_ones() {
-        let mut rng = 12345u64;
-        let mut next = || {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            (rng >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-        };
-        for _ in 0..50 {
-            let mut a: Vec<f32> = (0..384).map(|_| next()).collect();
-            let mut b: Vec<f32> = (0..384).map(|_| next()).collect();
-            normalise(&mut a);
-            normalise(&mut b);
-            let (qa, sa) = quantise(&a);
-            let (qb, sb) = quantise(&b);
-            let approx = dot_i8(&qa, &qb) as f32 * sa * sb;
-            assert!((approx - dot(&a, &b)).abs() < 0.01, "{approx} vs {}", dot(&a, &b));
-        }
-        assert_eq!(quantise(&[0.0, 0.0]), (vec![0, 0], 0.0));
-        assert_eq!(dot_i8(&[127; 19], &[-127; 19]), -127 * 127 * 19);
+    fn the_best_passage_wins_read_straight_from_the_stored_bytes() {
+        let passages = vec![Passage { start: 0, end: 1 }, Passage { start: 1, end: 2 }];
+        let bytes = encode(NodeType::File, &passages, &[vec![1.0, 0.0], vec![0.0, 1.0]]);
+        let mut scratch = Vec::new();
+        assert_eq!(
+            best_stored(&bytes, &[0.2, 0.9], &mut scratch),
+            Some((1, Some(passages[1]), 0.9))
+        );
+        assert_eq!(
+            best_stored(&bytes, &[0.9, 0.2], &mut scratch),
+            Some((0, Some(passages[0]), 0.9))
+        );
+        // Ties keep the first passage.
+        assert_eq!(
+            best_stored(&bytes, &[0.5, 0.5], &mut scratch),
+            Some((0, Some(passages[0]), 0.5))
+        );
+        // A query of another size, and garbage, have no best passage.
+        assert_eq!(best_stored(&bytes, &[1.0], &mut scratch), None);
+        assert_eq!(best_stored(&bytes[..bytes.len() - 1], &[0.2, 0.9], &mut scratch), None);
+        assert_eq!(best_stored(&[], &[0.2, 0.9], &mut scratch), None);
+        // A vector stored before passages: one vector, no span.
+        let v1 = encode_v1(NodeType::Task, &[0.6, 0.8]);
+        let (i, span, score) = best_stored(&v1, &[0.6, 0.8], &mut scratch).unwrap();
+        assert_eq!((i, span), (0, None));
+        assert!((score - 1.0).abs() < 1e-6);
     }
 
     #[test]

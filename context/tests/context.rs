@@ -27,6 +27,26 @@ fn add(store: &Store, p: &ProjectId, t: NodeType, title: &str, body: &str) -> No
     store.upsert_node(NewNode::new(p, t, title, body)).unwrap().id
 }
 
+/// A store with the hashing embedder in a fresh folder, and project `p`.
+fn hash_project() -> (TempDir, Store, ProjectId) {
+    let dir = TempDir::new().unwrap();
+    let store = hash_store(dir.path());
+    (dir, store, project("p"))
+}
+
+/// Add a node last updated `days` days ago.
+fn add_aged(
+    store: &Store,
+    p: &ProjectId,
+    t: NodeType,
+    title: &str,
+    body: &str,
+    days: i64,
+) -> NodeId {
+    let node = NewNode::new(p, t, title, body).at(Utc::now() - Duration::days(days));
+    store.upsert_node(node).unwrap().id
+}
+
 fn ids(results: &troupe_context::SearchResults) -> Vec<NodeId> {
     results.hits.iter().map(|h| h.node.id.clone()).collect()
 }
@@ -60,9 +80,7 @@ mod graph {
 
     #[test]
     fn upsert_keeps_edges_and_created_at_and_rejects_a_project_change() {
-        let dir = TempDir::new().unwrap();
-        let store = hash_store(dir.path());
-        let p = project("p");
+        let (_dir, store, p) = hash_project();
         let a = store
             .upsert_node(NewNode::new(&p, NodeType::Task, "Add rate limiting", "first"))
             .unwrap();
@@ -96,9 +114,7 @@ mod graph {
 
     #[test]
     fn changing_a_nodes_type_moves_it_between_type_listings() {
-        let dir = TempDir::new().unwrap();
-        let store = hash_store(dir.path());
-        let p = project("p");
+        let (_dir, store, p) = hash_project();
         let id = add(&store, &p, NodeType::Concept, "Idempotency", "same effect twice");
         store
             .upsert_node(
@@ -120,9 +136,7 @@ mod graph {
 
     #[test]
     fn delete_removes_every_edge_touching_the_node_in_both_directions() {
-        let dir = TempDir::new().unwrap();
-        let store = hash_store(dir.path());
-        let p = project("p");
+        let (_dir, store, p) = hash_project();
         let a = add(&store, &p, NodeType::Task, "a", "");
         let b = add(&store, &p, NodeType::Mistake, "b", "");
         let c = add(&store, &p, NodeType::Pattern, "c", "");
@@ -148,9 +162,7 @@ mod graph {
 
     #[test]
     fn neighbours_by_type_and_direction() {
-        let dir = TempDir::new().unwrap();
-        let store = hash_store(dir.path());
-        let p = project("p");
+        let (_dir, store, p) = hash_project();
         let task = add(&store, &p, NodeType::Task, "task", "");
         let m = add(&store, &p, NodeType::Mistake, "mistake", "");
         let fix = add(&store, &p, NodeType::Task, "fix", "");
@@ -193,9 +205,7 @@ mod graph {
 
     #[test]
     fn bad_input_is_refused_with_a_reason() {
-        let dir = TempDir::new().unwrap();
-        let store = hash_store(dir.path());
-        let p = project("p");
+        let (_dir, store, p) = hash_project();
         let a = add(&store, &p, NodeType::Task, "a", "");
         let missing = NodeId::new("nope").unwrap();
         assert!(matches!(
@@ -227,9 +237,7 @@ mod graph {
 
     #[test]
     fn ids_resolve_from_unique_prefixes() {
-        let dir = TempDir::new().unwrap();
-        let store = hash_store(dir.path());
-        let p = project("p");
+        let (_dir, store, p) = hash_project();
         for id in ["abc-1", "abc-2", "xyz-1"] {
             store
                 .upsert_node(
@@ -654,8 +662,9 @@ mod lock {
         }
     }
 
-    #[test]
-    fn a_second_process_is_told_who_holds_the_store() {
+    /// Another process (this test binary running `lock::holder`) holding a store in a new
+    /// folder, once it says it is ready.
+    fn holder_process() -> (TempDir, std::process::Child) {
         let dir = TempDir::new().unwrap();
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args(["--exact", "lock::holder", "--ignored", "--nocapture", "--test-threads=1"])
@@ -665,6 +674,12 @@ mod lock {
             .spawn()
             .unwrap();
         wait_for(&dir.path().join("ready"), &mut child);
+        (dir, child)
+    }
+
+    #[test]
+    fn a_second_process_is_told_who_holds_the_store() {
+        let (dir, mut child) = holder_process();
 
         let err = Store::open(dir.path(), StoreOptions::without_embeddings()).unwrap_err();
         let text = err.to_string();
@@ -695,15 +710,7 @@ mod lock {
 
     #[test]
     fn a_waiting_open_names_the_holder_then_gets_the_store_once_it_closes() {
-        let dir = TempDir::new().unwrap();
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "lock::holder", "--ignored", "--nocapture", "--test-threads=1"])
-            .env(DIR_VAR, dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        wait_for(&dir.path().join("ready"), &mut child);
+        let (dir, mut child) = holder_process();
 
         // A short bound: gives up, naming the holder and how long it waited.
         let short = LockWait {
@@ -1106,9 +1113,7 @@ mod memory {
 
     #[test]
     fn records_are_linked_with_the_right_edges() {
-        let dir = TempDir::new().unwrap();
-        let store = hash_store(dir.path());
-        let p = project("p");
+        let (_dir, store, p) = hash_project();
         let t = task(&store, &p, "Add rate limiting", "token bucket per agent");
         let node = store.node(&t).unwrap();
         assert_eq!(node.node_type, NodeType::Task);
@@ -1210,9 +1215,7 @@ mod memory {
 
     #[test]
     fn a_record_pointing_at_a_missing_node_stores_nothing() {
-        let dir = TempDir::new().unwrap();
-        let store = hash_store(dir.path());
-        let p = project("p");
+        let (_dir, store, p) = hash_project();
         let e = store
             .store_mistake(
                 &p,
@@ -1233,9 +1236,7 @@ mod memory {
 
     #[test]
     fn relevant_context_fits_every_budget_and_names_its_nodes() {
-        let dir = TempDir::new().unwrap();
-        let store = hash_store(dir.path());
-        let p = project("p");
+        let (_dir, store, p) = hash_project();
         for i in 0..12 {
             task(
                 &store,
@@ -1273,9 +1274,7 @@ mod memory {
 
     #[test]
     fn relevant_context_drops_duplicates_and_superseded_decisions() {
-        let dir = TempDir::new().unwrap();
-        let store = hash_store(dir.path());
-        let p = project("p");
+        let (_dir, store, p) = hash_project();
         let a = task(&store, &p, "Cache the embeddings", "kept vectors in memory");
         let b = task(&store, &p, "Cache the embeddings", "kept vectors in memory");
         let old = store
@@ -1616,9 +1615,7 @@ mod api {
     fn the_store_and_collections_can_be_shared_across_threads() {
         assert_send_sync::<Store>();
         assert_send_sync::<troupe_context::Collection>();
-        let dir = TempDir::new().unwrap();
-        let store = hash_store(dir.path());
-        let p = project("p");
+        let (_dir, store, p) = hash_project();
         let handles: Vec<_> = (0..4)
             .map(|t| {
                 let store = store.clone();
@@ -1660,9 +1657,7 @@ mod ranking {
 
     #[test]
     fn graph_expansion_adds_neighbours_of_top_hits_in_hybrid_mode_only() {
-        let dir = TempDir::new().unwrap();
-        let store = hash_store(dir.path());
-        let p = project("p");
+        let (_dir, store, p) = hash_project();
         let hit = add(&store, &p, NodeType::Mistake, "Retry storm", "everyone retried at once");
         let fix = add(&store, &p, NodeType::Task, "Jittered backoff", "spread the reconnects");
         let unrelated = add(&store, &p, NodeType::Concept, "Colour scheme", "teal and orange");
@@ -1693,16 +1688,9 @@ mod ranking {
 
     #[test]
     fn recency_weighting_prefers_the_newer_of_two_equal_memories() {
-        let dir = TempDir::new().unwrap();
-        let store = hash_store(dir.path());
-        let p = project("p");
-        let old = store
-            .upsert_node(
-                NewNode::new(&p, NodeType::Decision, "Cache policy", "evict after an hour")
-                    .at(Utc::now() - Duration::days(200)),
-            )
-            .unwrap()
-            .id;
+        let (_dir, store, p) = hash_project();
+        let old =
+            add_aged(&store, &p, NodeType::Decision, "Cache policy", "evict after an hour", 200);
         let new = store
             .upsert_node(NewNode::new(
                 &p,
@@ -1735,9 +1723,7 @@ mod ranking {
 
     #[test]
     fn a_long_node_is_found_by_its_matching_passage_which_is_the_snippet() {
-        let dir = TempDir::new().unwrap();
-        let store = hash_store(dir.path());
-        let p = project("p");
+        let (_dir, store, p) = hash_project();
         // The subject is only in the last of several passages: a vector of the head alone
         // (what was embedded before passages) would look like the distractors'.
         let ending = "The circuit breaker opens after five failures and probes again later.";
@@ -1774,16 +1760,8 @@ mod ranking {
 
     #[test]
     fn an_exact_title_match_stays_first_through_recency_and_graph_expansion() {
-        let dir = TempDir::new().unwrap();
-        let store = hash_store(dir.path());
-        let p = project("p");
-        let exact = store
-            .upsert_node(
-                NewNode::new(&p, NodeType::Concept, "Rate limiter", "Token bucket.")
-                    .at(Utc::now() - Duration::days(400)),
-            )
-            .unwrap()
-            .id;
+        let (_dir, store, p) = hash_project();
+        let exact = add_aged(&store, &p, NodeType::Concept, "Rate limiter", "Token bucket.", 400);
         let mut others = Vec::new();
         for i in 0..6 {
             others.push(add(

@@ -1,13 +1,13 @@
 //! `troupe export …`: the project memory in other tools' formats. Today: an Obsidian vault
-//! (`troupe export obsidian DIR`), written by [`troupe_context::obsidian::export`].
+//! (`troupe export obsidian DIR`), written by [`troupe_export::export`].
 
 use std::path::PathBuf;
 
 use anyhow::{Context as _, Result};
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
-use troupe_context::obsidian::{self, ExportOptions, ExportSummary};
 use troupe_context::{NodeType, Scope, StoreOptions};
+use troupe_export::{ExportOptions, ExportSummary};
 use troupe_workflows::Config;
 
 use super::exit;
@@ -75,7 +75,7 @@ fn export_obsidian(config: &Config, args: ObsidianArgs) -> Result<u8> {
     };
     let mut options = ExportOptions::new(&args.dir, scope).types(args.types);
     options.since = args.since;
-    let summary = obsidian::export(&store, &options)
+    let summary = troupe_export::export(&store, &options)
         .with_context(|| format!("cannot export to {}", args.dir.display()))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
@@ -111,7 +111,7 @@ fn print_summary(s: &ExportSummary) {
     let by_type: Vec<String> = s
         .by_type
         .iter()
-        .map(|(t, n)| format!("{} {n}", obsidian::folder(*t).to_lowercase()))
+        .map(|(t, n)| format!("{} {n}", troupe_export::folder(*t).to_lowercase()))
         .collect();
     println!("{}", by_type.join(" · "));
     println!(

@@ -1,7 +1,7 @@
 //! The shell's slash commands.
 
 use anyhow::Result;
-use troupe_context::{Scope, SearchQuery, obsidian, project_id_for};
+use troupe_context::{Scope, SearchQuery, project_id_for};
 use troupe_workflows::config::DYNAMIC_WORKFLOW;
 
 use super::{Flow, SHELL_OFFLINE, Session, new_conversation};
@@ -348,8 +348,8 @@ async fn export(session: &mut Session, rest: &str) -> Flow {
             return Flow::Continue;
         }
     };
-    let options = obsidian::ExportOptions::new(dir, Scope::Project(id));
-    match tokio::task::spawn_blocking(move || obsidian::export(&store, &options)).await {
+    let options = troupe_export::ExportOptions::new(dir, Scope::Project(id));
+    match tokio::task::spawn_blocking(move || troupe_export::export(&store, &options)).await {
         Ok(Ok(s)) => println!(
             "Exported {} note(s) to {}: {} written, {} unchanged, {} removed, {} link(s). Open the folder as a vault in Obsidian.",
             s.notes,

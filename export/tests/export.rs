@@ -9,12 +9,12 @@ use std::path::{Path, PathBuf};
 use chrono::{Duration, SecondsFormat, Utc};
 use serde_json::json;
 use tempfile::TempDir;
-use troupe_context::obsidian::{
-    self, BEGIN, END, ExportOptions, INDEX, MANIFEST, MAX_STEM_BYTES, export, folder, link_heading,
-    obsidian_tag,
-};
 use troupe_context::{
     Direction, EdgeType, NewNode, Node, NodeId, NodeType, ProjectId, Scope, Store, StoreOptions,
+};
+use troupe_export::{
+    BEGIN, END, ExportOptions, INDEX, MANIFEST, MAX_STEM_BYTES, export, folder, link_heading,
+    obsidian_tag,
 };
 use yaml_rust2::{Yaml, YamlLoader};
 
@@ -713,7 +713,7 @@ fn summary_serialises_for_json_output() {
     let v = serde_json::to_value(&s).unwrap();
     assert_eq!(v["notes"], json!(1));
     assert_eq!(v["by_type"]["task"], json!(1));
-    assert_eq!(obsidian::folder(NodeType::CodeSnippet), "Code Snippets");
+    assert_eq!(troupe_export::folder(NodeType::CodeSnippet), "Code Snippets");
 }
 
 #[test]
