@@ -422,6 +422,35 @@ async fn cancelling_stops_the_running_step_and_marks_the_run() {
     assert!(h.memory.outcomes.lock().unwrap().is_empty(), "a cancelled run teaches nothing");
 }
 
+/// A run waiting for its slot is cancelled by the same one message as a running one: it
+/// never starts, and its slot-holder is unaffected until cancelled in turn.
+#[actix::test]
+async fn a_run_waiting_for_its_slot_is_cancelled_before_it_starts() {
+    let mut c = config();
+    c.settings.max_concurrent_runs = 1;
+    let coder = Scripted::new("coder", &[Act::Hang, Act::Say("never")]);
+    let h = harness(c, &[("coder", coder.clone()), ("reviewer", Scripted::new("reviewer", &[]))]);
+    let mut first = h.runtime.submit(request(&h, "first", "irr")).await.unwrap();
+    loop {
+        if let Ok(RunEvent::StepStarted { .. }) = first.events.recv().await {
+            break;
+        }
+    }
+    let second = h.runtime.submit(request(&h, "second", "irr")).await.unwrap();
+    assert_eq!(h.runtime.live_runs().len(), 2);
+    h.runtime.cancel(&second.id).unwrap();
+    let record =
+        tokio::time::timeout(Duration::from_secs(10), second.wait()).await.unwrap().unwrap();
+    assert_eq!(record.state, RunState::Cancelled);
+    assert_eq!(record.error.as_deref(), Some("cancelled before it started"));
+    assert_eq!(h.runtime.run(&record.id).unwrap().1.len(), 0, "it never ran a step");
+    assert_eq!(h.runtime.live_runs(), vec![first.id.clone()]);
+    h.runtime.cancel(&first.id).unwrap();
+    assert_eq!(first.wait().await.unwrap().state, RunState::Cancelled);
+    assert!(h.runtime.live_runs().is_empty());
+    assert_eq!(coder.prompts().len(), 1, "only the first run called the agent");
+}
+
 #[actix::test]
 async fn resume_continues_after_the_last_completed_step_without_repeating_it() {
     let backend = Arc::new(MemoryBackend::default());

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Span;
 use troupe_adapters::agent::{AgentRequest, GenerationOptions, OutputFormat};
 use troupe_adapters::config::{AgentKind, Role};
-use troupe_workflows::engine::StepPlan;
+use troupe_workflows::engine::{StepPlan, StepPos};
 
 use super::change::{change_of_step, sample_candidates};
 use super::{StepStop, emit};
@@ -168,28 +168,9 @@ pub(super) async fn run_step(
     let request = AgentRequest::prompt(prompt.clone()).with_options(options);
 
     let mut step = StepRecord {
-        run_id: run_id.clone(),
-        pos,
-        role: plan.role,
-        agent: plan.agent.clone(),
-        answered_by: None,
-        model: None,
-        state: StepState::Running,
-        prompt,
         context_nodes: context.nodes.clone(),
-        response: None,
-        verdict: None,
-        note: None,
-        tokens: Tokens::default(),
-        cost: 0.0,
-        tokens_estimated: false,
-        retries: 0,
-        fallback_from: Vec::new(),
-        started_at: Utc::now(),
-        finished_at: None,
-        latency_ms: 0,
-        change: None,
         unverified,
+        ..new_step(&run_id, pos, plan.role, &plan.agent, prompt)
     };
 
     // The step's agent, then the step's own fallbacks (each with its own fallback chain).
@@ -403,4 +384,38 @@ async fn fit_prompt(
     Err(format!(
         "the prompt for {agent} could not be made to fit its context window ({budget} tokens for the prompt)"
     ))
+}
+
+/// A step's record as it starts: `running`, with its prompt, nothing used yet.
+pub(super) fn new_step(
+    run_id: &str,
+    pos: StepPos,
+    role: Role,
+    agent: &str,
+    prompt: String,
+) -> StepRecord {
+    StepRecord {
+        run_id: run_id.to_string(),
+        pos,
+        role,
+        agent: agent.to_string(),
+        answered_by: None,
+        model: None,
+        state: StepState::Running,
+        prompt,
+        context_nodes: Vec::new(),
+        response: None,
+        verdict: None,
+        note: None,
+        tokens: Tokens::default(),
+        cost: 0.0,
+        tokens_estimated: false,
+        retries: 0,
+        fallback_from: Vec::new(),
+        started_at: Utc::now(),
+        finished_at: None,
+        latency_ms: 0,
+        change: None,
+        unverified: false,
+    }
 }
