@@ -21,6 +21,7 @@ use troupe_adapters::config::{AgentConfig, AgentKind, Role};
 use troupe_adapters::error::AdapterError;
 use troupe_observability::Metrics;
 use troupe_observability::redact::Redactor;
+use troupe_runtime::agents::AgentSource;
 use troupe_runtime::audit::AuditLog;
 use troupe_runtime::{
     Backend, ContextBlock, Memory, MemoryBackend, RunOutcome, RunRequest, RunState, Runtime,
@@ -103,7 +104,7 @@ fn runtime_audited(
     Runtime::new(RuntimeParts {
         config,
         config_path: None,
-        agents: BTreeMap::from([("instant".to_string(), agent)]),
+        agents: BTreeMap::from([("instant".to_string(), AgentSource::shared(agent))]),
         memory: Arc::new(NoMemory),
         backend,
         metrics: Metrics::new().unwrap(),

@@ -2,11 +2,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use chrono::Utc;
 use tokio::sync::{Semaphore, broadcast, oneshot};
-use troupe_adapters::agent::Agent;
 use troupe_adapters::registry::AgentRegistry;
 use troupe_observability::Metrics;
 use troupe_observability::redact::Redactor;
@@ -14,7 +13,7 @@ use troupe_workflows::config::DYNAMIC_WORKFLOW;
 use troupe_workflows::template::{Templates, load_file, resolve_prompt_path};
 use troupe_workflows::{Config, WorkflowConfig};
 
-use crate::agents::AgentPool;
+use crate::agents::{AgentPool, AgentSource};
 use crate::audit::AuditLog;
 use crate::error::{Error, Result};
 use crate::memory::Memory;
@@ -39,8 +38,9 @@ pub struct RuntimeParts {
     pub config: Config,
     /// The configuration file, for resolving step prompt files.
     pub config_path: Option<PathBuf>,
-    /// Every configured agent's full adapter stack, by name.
-    pub agents: BTreeMap<String, Arc<dyn Agent>>,
+    /// Every configured agent's source, by name: its actor builds the agent's stack from
+    /// it when it starts and again after a panic.
+    pub agents: BTreeMap<String, AgentSource>,
     /// The project memory.
     pub memory: Arc<dyn Memory>,
     /// Where run records live.
@@ -145,6 +145,24 @@ impl Runtime {
             return Err(Error::Templates(errors.join("\n")));
         }
         let store = RunStore::new(backend);
+        // The breakers are the one home of their state; the gauge reads them when scraped.
+        if let Some(r) = registry.clone() {
+            metrics.read_breakers_from(move || {
+                use troupe_adapters::resilience::BreakerState;
+                use troupe_observability::metrics::BreakerGauge;
+                r.breaker_states()
+                    .into_iter()
+                    .map(|(agent, state)| {
+                        let gauge = match state {
+                            BreakerState::Closed { .. } => BreakerGauge::Closed,
+                            BreakerState::HalfOpen => BreakerGauge::HalfOpen,
+                            BreakerState::Open { .. } => BreakerGauge::Open,
+                        };
+                        (agent, gauge)
+                    })
+                    .collect()
+            });
+        }
         seed_metrics(&store, &metrics);
         let slots = Arc::new(Semaphore::new(config.settings.max_concurrent_runs.max(1)));
         let shared = Arc::new(Shared {
@@ -156,7 +174,6 @@ impl Runtime {
             memory,
             store,
             metrics,
-            breakers: Arc::new(Mutex::new(BTreeMap::new())),
             max_tokens,
             registry,
             context,

@@ -15,6 +15,7 @@ use troupe_adapters::config::{AgentConfig, AgentKind, Role};
 use troupe_adapters::error::AdapterError;
 use troupe_observability::Metrics;
 use troupe_observability::redact::Redactor;
+use troupe_runtime::agents::AgentSource;
 use troupe_runtime::audit::{AuditEvent, AuditLog};
 use troupe_runtime::{
     Backend, ContextBlock, Memory, MemoryBackend, RunEvent, RunOutcome, RunRequest, RunState,
@@ -235,8 +236,10 @@ fn harness_full(
     workspaces: Option<std::path::PathBuf>,
 ) -> Harness {
     let redactor = audit.redactor().clone();
-    let agents: BTreeMap<String, Arc<dyn Agent>> =
-        agents.iter().map(|(n, a)| (n.to_string(), a.clone() as Arc<dyn Agent>)).collect();
+    let agents: BTreeMap<String, AgentSource> = agents
+        .iter()
+        .map(|(n, a)| (n.to_string(), AgentSource::shared(a.clone() as Arc<dyn Agent>)))
+        .collect();
     let runtime = Runtime::new(RuntimeParts {
         config,
         config_path: None,

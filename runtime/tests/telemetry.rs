@@ -120,13 +120,14 @@ fn harness_with(config: Config, agents: Vec<ScriptedAgent>) -> Harness {
             limiters: Some(Arc::new(LimiterRegistry::default())),
             ..Default::default()
         },
-        &move |name: &str, _: &AgentConfig| {
+        move |name: &str, _: &AgentConfig| {
             Ok(scripted
                 .get(name)
                 .cloned()
                 .unwrap_or_else(|| Arc::new(ScriptedAgent::new(name)) as Arc<dyn Agent>))
         },
     );
+    let registry = Arc::new(registry);
     let agents = troupe_runtime::agents_of(&registry);
     let backend = Arc::new(MemoryBackend::default());
     let runtime = Runtime::new(RuntimeParts {
@@ -137,7 +138,7 @@ fn harness_with(config: Config, agents: Vec<ScriptedAgent>) -> Harness {
         backend: backend.clone() as Arc<dyn Backend>,
         metrics: Metrics::new().unwrap(),
         max_tokens: 256,
-        registry: Some(Arc::new(registry)),
+        registry: Some(registry),
         context: None,
         audit: Default::default(),
         redactor: Default::default(),

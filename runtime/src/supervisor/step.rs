@@ -173,12 +173,11 @@ pub(super) async fn run_step(
         ..new_step(&run_id, pos, plan.role, &plan.agent, prompt)
     };
 
-    // The step's agent, then the step's own fallbacks (each with its own fallback chain).
-    let mut candidates = vec![plan.agent.clone()];
-    candidates.extend(plan.fallback.iter().cloned());
-    let mut caller = Caller::new(shared, record, pos, plan.role, candidates, workdir, cancel)
-        .streaming(events)
-        .with_context_nodes(context.nodes.clone());
+    // The step's agent, then its fallback chain (the agent's own fallbacks, the step's).
+    let mut caller =
+        Caller::new(shared, record, pos, plan.role, &plan.agent, &plan.fallback, workdir, cancel)
+            .streaming(events)
+            .with_context_nodes(context.nodes.clone());
     if !fitted.left_out.is_empty() {
         caller.announce(format!(
             "the prompt was fitted to {}'s context window ({} tokens): {}",
