@@ -616,17 +616,7 @@ async fn bad_requests_are_refused_clearly() {
 #[actix::test]
 async fn conversation_turns_reach_follow_up_prompts() {
     let coder = scripted("coder", &[Act::Say("first answer"), Act::Say("second answer")]);
-    let mut c = config();
-    c.workflows.insert(
-        "one".into(),
-        WorkflowConfig {
-            description: None,
-            max_iterations: 1,
-            validate: None,
-            steps: vec![StepConfig::new("coder", Role::Implement)],
-        },
-    );
-    let h = harness(c, &[("coder", coder.clone())]);
+    let h = harness(config_with_one(), &[("coder", coder.clone())]);
     let mut req = request(&h, "first task", "one");
     req.conversation = Some("conv-1".into());
     h.runtime.submit(req.clone()).await.unwrap().wait().await.unwrap();

@@ -12,7 +12,7 @@ use troupe_adapters::agent::{AgentRequest, GenerationOptions, OutputFormat};
 use troupe_adapters::config::{AgentKind, Role};
 use troupe_workflows::engine::{StepPlan, StepPos};
 
-use super::change::{change_of_step, sample_candidates};
+use super::change::{WorkStep, change_of_step, sample_candidates};
 use super::{StepStop, emit};
 use crate::call::{Caller, Failure};
 use crate::model::{CheckRecord, RunEvent, RunRecord, StepRecord, StepState, Tokens};
@@ -242,30 +242,20 @@ pub(super) async fn run_step(
         }
     }
 
+    let work =
+        WorkStep { shared, plan, request: &request, shown: &shown, last_check, events, cancel };
     // The step's change: edits from the answer (asked again once when they do not apply),
     // then a commit in the workspace.
     if step.state == StepState::Completed && work_step && record.workspace.is_some() {
-        let change = match change_of_step(
-            shared,
-            record,
-            plan,
-            &request,
-            &shown,
-            &mut step,
-            &mut caller,
-            last_check,
-            cancel,
-            edits_by_answer,
-        )
-        .await
-        {
-            Ok(c) => c,
-            Err(e) => {
-                step.state = StepState::Failed;
-                step.note = Some(e);
-                None
-            }
-        };
+        let change =
+            match change_of_step(&work, record, &mut step, &mut caller, edits_by_answer).await {
+                Ok(c) => c,
+                Err(e) => {
+                    step.state = StepState::Failed;
+                    step.note = Some(e);
+                    None
+                }
+            };
         if let Some(change) = change {
             emit(events, RunEvent::Changed { run_id: run_id.clone(), pos, change: change.clone() });
             step.change = Some(change);
@@ -279,20 +269,7 @@ pub(super) async fn run_step(
         && step.change.is_some()
         && !record.validators.is_empty()
     {
-        match sample_candidates(
-            shared,
-            record,
-            plan,
-            &request,
-            &shown,
-            &mut step,
-            &mut caller,
-            last_check,
-            events,
-            cancel,
-        )
-        .await
-        {
+        match sample_candidates(&work, record, &mut step, &mut caller).await {
             Ok(c) => checked = c,
             Err(e) => {
                 step.state = StepState::Failed;
