@@ -33,6 +33,7 @@ pub mod supervisor;
 mod telemetry;
 pub mod usage;
 mod work;
+pub mod writer;
 
 pub use budget::MIN_ANSWER_TOKENS;
 pub use error::{Error, Result};

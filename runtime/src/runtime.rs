@@ -18,8 +18,7 @@ use crate::audit::AuditLog;
 use crate::error::{Error, Result};
 use crate::memory::Memory;
 use crate::model::{
-    Budget, RunEvent, RunRecord, RunRequest, RunState, RunStats, StepRecord, StepState, Tokens,
-    UsageReport,
+    Budget, RunEvent, RunRecord, RunRequest, RunState, RunStats, StepRecord, Tokens, UsageReport,
 };
 use crate::shared::Shared;
 use crate::store::{Backend, RunStore};
@@ -144,7 +143,7 @@ impl Runtime {
         if !errors.is_empty() {
             return Err(Error::Templates(errors.join("\n")));
         }
-        let store = RunStore::new(backend);
+        let store = RunStore::new(backend)?;
         // The breakers are the one home of their state; the gauge reads them when scraped.
         if let Some(r) = registry.clone() {
             metrics.read_breakers_from(move || {
@@ -202,6 +201,25 @@ impl Runtime {
     /// Whether an agent's breaker is open.
     pub fn breaker_open(&self, agent: &str) -> bool {
         self.shared.breaker_open(agent)
+    }
+
+    /// Whether the agent `name` can be called now (offline as `offline` says): what the
+    /// configuration says, then whether its adapter was built and its breaker is closed.
+    /// `None` for an agent the configuration does not name.
+    pub fn availability(&self, name: &str, offline: bool) -> Option<troupe_adapters::Availability> {
+        use troupe_adapters::Availability as A;
+        let agent = self.shared.config.agent(name)?;
+        let of_config = A::of(agent, offline);
+        if !of_config.is_usable() {
+            return Some(of_config);
+        }
+        if let Some(e) = self.registry().and_then(|r| r.broken().get(name)) {
+            return Some(A::Unusable(e.to_string()));
+        }
+        if self.breaker_open(name) {
+            return Some(A::BreakerOpen);
+        }
+        Some(of_config)
     }
 
     /// The adapter registry (breaker states, managed servers), when the runtime was opened
@@ -380,18 +398,11 @@ impl Runtime {
         let mut notes = Vec::new();
         let (requested, note) = self.workflow_for(req.workflow.as_deref(), offline);
         notes.extend(note);
+        // A typo must not quietly become a planned run (a planner call, other agents).
+        config.check_workflow(&requested).map_err(|e| Error::Invalid(e.to_string()))?;
         let (workflow_name, mut workflow) = match config.workflow(&requested) {
             Some(w) if requested != DYNAMIC_WORKFLOW => (requested.clone(), w.clone()),
-            _ if requested == DYNAMIC_WORKFLOW => (DYNAMIC_WORKFLOW.to_string(), empty_workflow()),
-            // A typo must not quietly become a planned run (a planner call, other agents).
-            _ => {
-                let mut names: Vec<&str> = config.workflows.keys().map(String::as_str).collect();
-                names.push(DYNAMIC_WORKFLOW);
-                return Err(Error::Invalid(format!(
-                    "no workflow named `{requested}`; there are: {} (`{DYNAMIC_WORKFLOW}` plans one for the task)",
-                    names.join(", ")
-                )));
-            }
+            _ => (DYNAMIC_WORKFLOW.to_string(), empty_workflow()),
         };
         if let Some(n) = req.max_iterations {
             if n == 0 {
@@ -457,7 +468,7 @@ impl Runtime {
             apply: req.apply,
             verified: None,
         };
-        self.launch(record, Vec::new())
+        self.launch(record, Vec::new()).await
     }
 
     /// Continue a run that did not finish (interrupted by a crash, failed or cancelled) from
@@ -504,29 +515,29 @@ impl Runtime {
         if let Some(c) = budget.cost {
             record.budget.cost = Some(c);
         }
-        self.launch(record, steps)
+        self.launch(record, steps).await
     }
 
     /// Hand the run to a new Supervisor, which writes it (`pending`) and owns it from then.
-    fn launch(&self, record: RunRecord, steps: Vec<StepRecord>) -> Result<RunHandle> {
+    async fn launch(&self, record: RunRecord, steps: Vec<StepRecord>) -> Result<RunHandle> {
         let (events, rx) = broadcast::channel(EVENT_BUFFER);
         let (done, done_rx) = oneshot::channel();
         let id = record.id.clone();
         let job = RunJob { shared: self.shared.clone(), record, steps, events };
-        crate::supervisor::launch(job, self.slots.clone(), &self.live, done)?;
+        crate::supervisor::launch(job, self.slots.clone(), &self.live, done).await?;
         Ok(RunHandle { id, events: rx, done: done_rx })
     }
 
     /// Cancel a run: a running one stops its current step (killing a CLI agent's process
     /// group) and is marked cancelled by its Supervisor (one message); one left behind by
     /// another process is marked cancelled in the store.
-    pub fn cancel(&self, id: &str) -> Result<RunRecord> {
+    pub async fn cancel(&self, id: &str) -> Result<RunRecord> {
         let record =
             self.shared.store.find_run(id)?.ok_or_else(|| Error::NoSuchRun(id.to_string()))?;
         if self.live.cancel(&record.id) {
             Ok(record)
         } else {
-            self.shared.store.cancel_stored(&record.id)
+            self.shared.store.cancel_stored(&record.id).await
         }
     }
 
@@ -553,20 +564,11 @@ fn empty_workflow() -> WorkflowConfig {
     }
 }
 
-/// Seed the agents' call counters from stored steps, so routing knows their history.
+/// Seed the agents' call counters from the stored steps' calls (an index of small keys,
+/// not the steps), so routing knows their history.
 fn seed_metrics(store: &RunStore, metrics: &Metrics) {
-    let Ok(runs) = store.runs() else { return };
-    for run in runs {
-        let Ok(steps) = store.steps(&run.id) else { continue };
-        for s in steps {
-            let (agent, outcome) = match s.state {
-                StepState::Completed => {
-                    (s.answered_by.unwrap_or(s.agent), troupe_observability::metrics::SUCCESS)
-                }
-                StepState::Failed => (s.agent, "failed"),
-                _ => continue,
-            };
-            metrics.record_call(&agent, outcome, std::time::Duration::from_millis(s.latency_ms));
-        }
+    let Ok(calls) = store.calls() else { return };
+    for (agent, outcome, latency_ms) in calls {
+        metrics.record_call(&agent, &outcome, std::time::Duration::from_millis(latency_ms));
     }
 }

@@ -363,7 +363,7 @@ async fn cancelling_stops_the_running_step_and_marks_the_run() {
             break;
         }
     }
-    h.runtime.cancel(&handle.id).unwrap();
+    h.runtime.cancel(&handle.id).await.unwrap();
     let id = handle.id.clone();
     let record =
         tokio::time::timeout(Duration::from_secs(10), handle.wait()).await.unwrap().unwrap();
@@ -389,14 +389,14 @@ async fn a_run_waiting_for_its_slot_is_cancelled_before_it_starts() {
     }
     let second = h.runtime.submit(request(&h, "second", "irr")).await.unwrap();
     assert_eq!(h.runtime.live_runs().len(), 2);
-    h.runtime.cancel(&second.id).unwrap();
+    h.runtime.cancel(&second.id).await.unwrap();
     let record =
         tokio::time::timeout(Duration::from_secs(10), second.wait()).await.unwrap().unwrap();
     assert_eq!(record.state, RunState::Cancelled);
     assert_eq!(record.error.as_deref(), Some("cancelled before it started"));
     assert_eq!(h.runtime.run(&record.id).unwrap().1.len(), 0, "it never ran a step");
     assert_eq!(h.runtime.live_runs(), vec![first.id.clone()]);
-    h.runtime.cancel(&first.id).unwrap();
+    h.runtime.cancel(&first.id).await.unwrap();
     assert_eq!(first.wait().await.unwrap().state, RunState::Cancelled);
     assert!(h.runtime.live_runs().is_empty());
     assert_eq!(coder.prompts().len(), 1, "only the first run called the agent");
@@ -424,7 +424,7 @@ async fn resume_continues_after_the_last_completed_step_without_repeating_it() {
             break;
         }
     }
-    h.runtime.cancel(&handle.id).unwrap();
+    h.runtime.cancel(&handle.id).await.unwrap();
     let id = handle.id.clone();
     handle.wait().await.unwrap();
     assert_eq!(coder.prompts().len(), 1);
@@ -457,7 +457,7 @@ async fn interrupted_runs_are_found_on_start_up() {
     let mut record =
         h.runtime.submit(request(&h, "task", "irr")).await.unwrap().wait().await.unwrap();
     record.state = RunState::InProgress;
-    h.runtime.store().put_run(&record).unwrap();
+    h.runtime.store().put_run(&record).await.unwrap();
     let h2 = harness_with(config(), &[], backend, Arc::new(FakeMemory::default()));
     let interrupted = h2.runtime.interrupted().unwrap();
     assert_eq!(interrupted.len(), 1);

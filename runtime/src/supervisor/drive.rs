@@ -64,7 +64,7 @@ impl Run {
         shared.metrics.add_active_run("in_progress", 1);
         record.state = RunState::InProgress;
         record.started_at.get_or_insert_with(Utc::now);
-        if let Err(e) = shared.store.put_run(&record) {
+        if let Err(e) = shared.store.put_run(&record).await {
             tracing::error!(run = %run_id, error = %e, "cannot persist the run");
         }
         // A dynamic workflow is planned once; the plan is persisted so a resume follows it.
@@ -74,7 +74,7 @@ impl Run {
         // The run's workspace and validators (a resumed run continues in its workspace).
         let prepared = crate::work::prepare(&shared, &mut record).await;
         if prepared.is_ok()
-            && let Err(e) = shared.store.put_run(&record)
+            && let Err(e) = shared.store.put_run(&record).await
         {
             tracing::error!(run = %run_id, error = %e, "cannot persist the run's workspace");
         }
@@ -149,7 +149,7 @@ impl Run {
             return Some(End::Cancelled);
         }
         match self.engine.next() {
-            Next::Skip { pos, reason } => self.skip(pos, reason).err(),
+            Next::Skip { pos, reason } => self.skip(pos, reason).await.err(),
             Next::Run(plan) => {
                 let end = self.run(&plan).await.err();
                 self.record.iterations =
@@ -182,7 +182,7 @@ impl Run {
     }
 
     /// Record a step the engine skips.
-    fn skip(&mut self, pos: StepPos, reason: String) -> Result<(), End> {
+    async fn skip(&mut self, pos: StepPos, reason: String) -> Result<(), End> {
         let step = &self.engine.workflow().steps[pos.step];
         let now = Utc::now();
         let rec = StepRecord {
@@ -197,6 +197,7 @@ impl Run {
         self.shared
             .store
             .put_step(&rec)
+            .await
             .map_err(|e| End::Failed(format!("cannot persist step: {e}")))?;
         self.shared.audit.append(&self.record.id, AuditEvent::StepSkipped { pos, reason });
         self.engine.record(pos, &StepOutcome::Skipped);
@@ -246,6 +247,7 @@ impl Run {
             shared
                 .store
                 .put_run(&self.record)
+                .await
                 .map_err(|e| End::Failed(format!("cannot persist the run: {e}")))?;
         }
         if step.state == StepState::Cancelled {
@@ -294,7 +296,7 @@ async fn plan(
     record.plan_notes.extend(planned.notes.iter().cloned());
     record.tokens.add(planned.tokens);
     record.cost += planned.cost;
-    if let Err(e) = shared.store.put_run(record) {
+    if let Err(e) = shared.store.put_run(record).await {
         tracing::error!(run = %record.id, error = %e, "cannot persist the plan");
     }
     emit(

@@ -97,7 +97,7 @@ impl Run {
                 error: record.error.clone(),
             },
         );
-        if let Err(e) = shared.store.put_run(&record) {
+        if let Err(e) = shared.store.put_run(&record).await {
             tracing::error!(run = %record.id, error = %e, "cannot persist the run's end");
         }
         crate::telemetry::record_run(&span, &record);
@@ -137,12 +137,12 @@ impl Run {
 }
 
 /// End a run that was cancelled while it waited for its slot.
-pub(super) fn cancel_pending(job: RunJob) -> RunRecord {
+pub(super) async fn cancel_pending(job: RunJob) -> RunRecord {
     let mut record = job.record;
     record.state = RunState::Cancelled;
     record.finished_at = Some(Utc::now());
     record.error = Some("cancelled before it started".into());
-    if let Err(e) = job.shared.store.put_run(&record) {
+    if let Err(e) = job.shared.store.put_run(&record).await {
         tracing::error!(run = %record.id, error = %e, "cannot persist the run's end");
     }
     job.shared.metrics.add_active_run("pending", -1);

@@ -95,13 +95,13 @@ impl LiveRuns {
 /// Start a run's supervisor: it writes the run's record (`pending`, so the run is on disk
 /// before this returns), waits for a slot in `slots`, drives the run and sends its final
 /// record to `done`.
-pub(crate) fn launch(
+pub(crate) async fn launch(
     job: RunJob,
     slots: Arc<Semaphore>,
     live: &LiveRuns,
     done: oneshot::Sender<RunRecord>,
 ) -> Result<()> {
-    job.shared.store.put_run(&job.record)?;
+    job.shared.store.put_run(&job.record).await?;
     job.shared.metrics.add_active_run("pending", 1);
     let live = live.clone();
     Supervisor::create(move |ctx| {
@@ -197,8 +197,8 @@ impl Supervisor {
     /// A run cancelled while it waited for its slot.
     fn cancelled_before_start(&mut self, ctx: &mut Context<Self>) {
         let Some(job) = self.job.take() else { return ctx.stop() };
-        let record = finish::cancel_pending(job);
-        self.deliver(record, ctx);
+        let cancelled = finish::cancel_pending(job).into_actor(self);
+        ctx.spawn(cancelled.map(|record, act, ctx| act.deliver(record, ctx)));
     }
 
     /// The run has ended: it leaves the live runs and its final record goes to its handle.
