@@ -86,17 +86,12 @@ impl Run {
         }
         // The trail's last entry is written before the record says the run ended, so whoever
         // sees it ended reads a complete trail.
-        shared.audit.append(
-            &record.id,
-            AuditEvent::RunFinished {
-                state: record.state,
-                reason: record.finish_reason,
-                iterations: record.iterations,
-                tokens: record.tokens,
-                cost: record.cost,
-                error: record.error.clone(),
-            },
-        );
+        if let RunEvent::RunFinished { state, reason, iterations, tokens, cost, error, .. } =
+            crate::events::run_finished(&record)
+        {
+            let end = AuditEvent::RunFinished { state, reason, iterations, tokens, cost, error };
+            shared.audit.append(&record.id, end);
+        }
         if let Err(e) = shared.store.put_run(&record).await {
             tracing::error!(run = %record.id, error = %e, "cannot persist the run's end");
         }
