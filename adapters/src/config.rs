@@ -532,6 +532,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_fallback_chain_is_the_agents_own_then_the_steps_each_once() {
+        let mut agents = BTreeMap::new();
+        let with = |fallback: &[&str]| {
+            let mut a = AgentConfig::new(AgentKind::Llamacpp);
+            a.fallback = fallback.iter().map(|f| f.to_string()).collect();
+            a
+        };
+        agents.insert("a".to_string(), with(&["x", "b"]));
+        agents.insert("b".to_string(), with(&["y", "a"]));
+        agents.insert("x".to_string(), with(&[]));
+        agents.insert("y".to_string(), with(&[]));
+        let mut off = with(&[]);
+        off.enabled = false;
+        agents.insert("off".to_string(), off);
+        let chain = fallback_chain(&agents, "a", &["off".to_string(), "b".to_string()]);
+        assert_eq!(chain, ["a", "x", "b", "y"]);
+        assert_eq!(fallback_chain(&agents, "x", &[]), ["x"]);
+    }
+
+    #[test]
     fn loopback_urls_are_recognised() {
         assert!(is_loopback_url("http://127.0.0.1:8080/v1"));
         assert!(is_loopback_url("http://127.3.4.5/v1"));
