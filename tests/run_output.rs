@@ -65,28 +65,31 @@ fn normalise(text: &str, dir: &Path) -> String {
     for line in text.lines() {
         let words: Vec<String> = line
             .split(' ')
-            .map(|w| {
-                let core = w.trim_matches(|c: char| !c.is_ascii_alphanumeric());
-                let is_id = core.len() >= 13
-                    && core.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
-                    && core.contains('-');
-                let is_secs = core.len() >= 2
-                    && core.ends_with('s')
-                    && core[..core.len() - 1].chars().all(|c| c.is_ascii_digit() || c == '.')
-                    && core.contains('.');
-                if is_id {
-                    w.replace(core, "<id>")
-                } else if is_secs {
-                    w.replace(core, "<secs>")
-                } else {
-                    w.to_string()
-                }
-            })
+            .map(|w| w.split('/').map(placeholder).collect::<Vec<_>>().join("/"))
             .collect();
         out.push_str(words.join(" ").trim_end());
         out.push('\n');
     }
     out
+}
+
+/// One word (or one segment of a path) with an id or a duration replaced by a placeholder.
+fn placeholder(w: &str) -> String {
+    let core = w.trim_matches(|c: char| !c.is_ascii_alphanumeric());
+    let is_id = core.len() >= 13
+        && core.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
+        && core.contains('-');
+    let is_secs = core.len() >= 2
+        && core.ends_with('s')
+        && core[..core.len() - 1].chars().all(|c| c.is_ascii_digit() || c == '.')
+        && core.contains('.');
+    if is_id {
+        w.replace(core, "<id>")
+    } else if is_secs {
+        w.replace(core, "<secs>")
+    } else {
+        w.to_string()
+    }
 }
 
 fn golden(name: &str, actual: &str) {
