@@ -91,7 +91,7 @@ fn registry(
     };
     match factory {
         None => AgentRegistry::build(configs, options),
-        Some(fake) => AgentRegistry::build_with(configs, options, &move |_, _| Ok(fake.clone())),
+        Some(fake) => AgentRegistry::build_with(configs, options, move |_, _| Ok(fake.clone())),
     }
 }
 

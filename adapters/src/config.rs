@@ -328,6 +328,10 @@ pub struct AgentConfig {
     /// or its breaker is open.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fallback: Vec<String>,
+    /// At most this many calls to the agent at once (1 for a local server with one slot);
+    /// the others wait their turn. None: no bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrent_calls: Option<u32>,
     /// Disabled agents are listed but never called.
     #[serde(default = "default_true")]
     pub enabled: bool,
@@ -419,6 +423,7 @@ impl AgentConfig {
             retry: RetryConfig::default(),
             breaker: BreakerConfig::default(),
             fallback: Vec::new(),
+            max_concurrent_calls: None,
             enabled: true,
             server: None,
             price: None,
@@ -484,6 +489,29 @@ impl AgentConfig {
     }
 }
 
+/// The agents a call to `agent` may end at, in the order they are tried: the agent, its
+/// own `fallback` chain, then each of the step's `fallbacks` followed by its own chain.
+/// Each agent once; disabled fallbacks are left out (unknown ones stay: calling them says
+/// what is wrong). The one statement of that order: the runtime's call path and
+/// `AgentRegistry::with_fallbacks` both follow it.
+pub fn fallback_chain(
+    agents: &BTreeMap<String, AgentConfig>,
+    agent: &str,
+    step_fallbacks: &[String],
+) -> Vec<String> {
+    let mut chain = vec![agent.to_string()];
+    let own = |name: &str| agents.get(name).map(|c| c.fallback.clone()).unwrap_or_default();
+    for head in std::iter::once(agent).chain(step_fallbacks.iter().map(String::as_str)) {
+        for name in std::iter::once(head.to_string()).chain(own(head)) {
+            let disabled = agents.get(&name).is_some_and(|c| !c.enabled);
+            if !chain.contains(&name) && !disabled {
+                chain.push(name);
+            }
+        }
+    }
+    chain
+}
+
 /// Whether a URL's host is `localhost` or a loopback IP address.
 pub fn is_loopback_url(url: &str) -> bool {
     let Ok(parsed) = url::Url::parse(url) else {
@@ -502,6 +530,26 @@ pub fn is_loopback_url(url: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_fallback_chain_is_the_agents_own_then_the_steps_each_once() {
+        let mut agents = BTreeMap::new();
+        let with = |fallback: &[&str]| {
+            let mut a = AgentConfig::new(AgentKind::Llamacpp);
+            a.fallback = fallback.iter().map(|f| f.to_string()).collect();
+            a
+        };
+        agents.insert("a".to_string(), with(&["x", "b"]));
+        agents.insert("b".to_string(), with(&["y", "a"]));
+        agents.insert("x".to_string(), with(&[]));
+        agents.insert("y".to_string(), with(&[]));
+        let mut off = with(&[]);
+        off.enabled = false;
+        agents.insert("off".to_string(), off);
+        let chain = fallback_chain(&agents, "a", &["off".to_string(), "b".to_string()]);
+        assert_eq!(chain, ["a", "x", "b", "y"]);
+        assert_eq!(fallback_chain(&agents, "x", &[]), ["x"]);
+    }
 
     #[test]
     fn loopback_urls_are_recognised() {

@@ -67,6 +67,8 @@ pub fn build_adapter(name: &str, cfg: &AgentConfig) -> Result<Arc<dyn Agent>> {
 struct Built {
     /// The adapter, with its managed server but no resilience.
     adapter: Arc<dyn Agent>,
+    /// Its managed server, shared with every agent at the same address.
+    server: Option<Arc<ManagedServer>>,
     /// Call span, offline guard, breaker, retry and rate limit around the adapter (no
     /// fallback).
     stack: Arc<dyn Agent>,
@@ -82,6 +84,18 @@ pub struct AgentRegistry {
     broken: BTreeMap<String, AdapterError>,
     servers: ServerPool,
     offline: OfflineMode,
+    /// Makes the bare adapters: kept so that [`AgentRegistry::fresh`] can make new ones.
+    factory: Factory,
+    limiters: Option<Arc<LimiterRegistry>>,
+}
+
+/// The registry's [`AdapterFactory`].
+struct Factory(Box<AdapterFactory>);
+
+impl std::fmt::Debug for Factory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdapterFactory")
+    }
 }
 
 impl AgentRegistry {
@@ -90,7 +104,7 @@ impl AgentRegistry {
         agents: &BTreeMap<String, AgentConfig>,
         options: RegistryOptions,
     ) -> AgentRegistry {
-        AgentRegistry::build_with(agents, options, &build_adapter)
+        AgentRegistry::build_with(agents, options, build_adapter)
     }
 
     /// Build every agent of `agents`, making the bare adapters with `factory` (tests use it
@@ -98,42 +112,71 @@ impl AgentRegistry {
     pub fn build_with(
         agents: &BTreeMap<String, AgentConfig>,
         options: RegistryOptions,
-        factory: &AdapterFactory,
+        factory: impl Fn(&str, &AgentConfig) -> Result<Arc<dyn Agent>> + Send + Sync + 'static,
     ) -> AgentRegistry {
-        let limiters = options.limiters.clone();
-        let limiters: &LimiterRegistry = match &limiters {
-            Some(l) => l,
-            None => LimiterRegistry::global(),
+        let mut registry = AgentRegistry {
+            configs: agents.clone(),
+            built: BTreeMap::new(),
+            broken: BTreeMap::new(),
+            servers: ServerPool::default(),
+            offline: options.offline,
+            factory: Factory(Box::new(factory)),
+            limiters: options.limiters,
         };
-        let mut servers = ServerPool::default();
-        let mut built = BTreeMap::new();
-        let mut broken = BTreeMap::new();
         for (name, cfg) in agents {
-            let adapter = factory(name, cfg).and_then(|a| {
-                Ok(match servers.server_for(name, cfg, &options.assets_dir)? {
-                    Some(server) => Arc::new(WithServer::new(a, server)) as Arc<dyn Agent>,
-                    None => a,
-                })
+            let adapter = (registry.factory.0)(name, cfg).and_then(|a| {
+                let server = registry.servers.server_for(name, cfg, &options.assets_dir)?;
+                Ok((a, server))
             });
-            let adapter = match adapter {
+            let (adapter, server) = match adapter {
                 Ok(a) => a,
                 Err(e) => {
                     tracing::warn!(agent = %name, error = %e, "agent not available");
-                    broken.insert(name.clone(), e);
+                    registry.broken.insert(name.clone(), e);
                     continue;
                 }
             };
-            let limited: Arc<dyn Agent> =
-                Arc::new(RateLimit::new(adapter.clone(), limiters.get(name, &cfg.rate_limit)));
-            let retried: Arc<dyn Agent> = Arc::new(Retry::new(limited, cfg.retry.clone()));
+            let adapter = with_server(adapter, server.as_ref());
             let breaker = Arc::new(CircuitBreaker::new(name, &cfg.breaker));
-            let guarded: Arc<dyn Agent> = Arc::new(Breaker::new(retried, breaker.clone()));
-            let offline: Arc<dyn Agent> =
-                Arc::new(OfflineGuard::new(guarded, options.offline.clone()));
-            let stack: Arc<dyn Agent> = Arc::new(Traced::new(offline));
-            built.insert(name.clone(), Built { adapter, stack, breaker });
+            let stack = registry.wrap(name, cfg, adapter.clone(), &breaker);
+            registry.built.insert(name.clone(), Built { adapter, server, stack, breaker });
         }
-        AgentRegistry { configs: agents.clone(), built, broken, servers, offline: options.offline }
+        registry
+    }
+
+    /// The resilience layers around `adapter`: call span, offline guard, `breaker`, retry,
+    /// rate limit.
+    fn wrap(
+        &self,
+        name: &str,
+        cfg: &AgentConfig,
+        adapter: Arc<dyn Agent>,
+        breaker: &Arc<CircuitBreaker>,
+    ) -> Arc<dyn Agent> {
+        let limiters: &LimiterRegistry = match &self.limiters {
+            Some(l) => l,
+            None => LimiterRegistry::global(),
+        };
+        let limited: Arc<dyn Agent> =
+            Arc::new(RateLimit::new(adapter, limiters.get(name, &cfg.rate_limit)));
+        let retried: Arc<dyn Agent> = Arc::new(Retry::new(limited, cfg.retry.clone()));
+        let guarded: Arc<dyn Agent> = Arc::new(Breaker::new(retried, breaker.clone()));
+        let offline: Arc<dyn Agent> = Arc::new(OfflineGuard::new(guarded, self.offline.clone()));
+        Arc::new(Traced::new(offline))
+    }
+
+    /// A new instance of agent `name`'s stack (no fallbacks): a fresh adapter from its
+    /// configuration, around the same managed server, rate limiter and circuit breaker (the
+    /// breaker's state is the agent's, not the instance's). What an agent's actor is
+    /// restarted with after its adapter panicked.
+    pub fn fresh(&self, name: &str) -> Result<Arc<dyn Agent>> {
+        self.stack(name)?;
+        let (cfg, built) = match (self.configs.get(name), self.built.get(name)) {
+            (Some(c), Some(b)) => (c, b),
+            _ => return Err(self.unknown(name)),
+        };
+        let adapter = with_server((self.factory.0)(name, cfg)?, built.server.as_ref());
+        Ok(self.wrap(name, cfg, adapter, &built.breaker))
     }
 
     fn unknown(&self, name: &str) -> AdapterError {
@@ -144,7 +187,9 @@ impl AgentRegistry {
         }
     }
 
-    fn stack(&self, name: &str) -> Result<Arc<dyn Agent>> {
+    /// The agent `name` with its whole stack but no fallbacks: the error says why it cannot
+    /// be used (unknown, disabled, could not be built).
+    pub fn stack(&self, name: &str) -> Result<Arc<dyn Agent>> {
         let cfg = self.configs.get(name).ok_or_else(|| self.unknown(name))?;
         if !cfg.enabled {
             return Err(AdapterError::Config {
@@ -163,19 +208,14 @@ impl AgentRegistry {
         self.with_fallbacks(name, &[])
     }
 
-    /// The agent `name` with its whole stack; when it fails, the agents of `extra` (a
-    /// workflow step's fallbacks) and then the agent's own fallbacks, each once, in order.
-    /// Disabled or unbuildable fallbacks are skipped; the primary must be usable.
+    /// The agent `name` with its whole stack; when it fails, the agents of its
+    /// [`fallback_chain`](crate::config::fallback_chain) with `extra` (a workflow step's
+    /// fallbacks), each once, in order. Unbuildable fallbacks are skipped; the primary must
+    /// be usable. (For calls outside a run; a run's calls go through each agent's actor.)
     pub fn with_fallbacks(&self, name: &str, extra: &[String]) -> Result<Arc<dyn Agent>> {
         let primary = self.stack(name)?;
-        let own = self.configs.get(name).map(|c| c.fallback.as_slice()).unwrap_or(&[]);
-        let mut seen = vec![name.to_string()];
         let mut chain = Vec::new();
-        for f in extra.iter().chain(own) {
-            if seen.contains(f) {
-                continue;
-            }
-            seen.push(f.clone());
+        for f in crate::config::fallback_chain(&self.configs, name, extra).iter().skip(1) {
             match self.stack(f) {
                 Ok(a) => chain.push(a),
                 Err(e) => {
@@ -231,6 +271,13 @@ impl AgentRegistry {
     /// Stop every managed server troupe started (also done when the registry is dropped).
     pub async fn shutdown(&self) {
         self.servers.stop_all().await;
+    }
+}
+
+fn with_server(adapter: Arc<dyn Agent>, server: Option<&Arc<ManagedServer>>) -> Arc<dyn Agent> {
+    match server {
+        Some(server) => Arc::new(WithServer::new(adapter, server.clone())),
+        None => adapter,
     }
 }
 

@@ -23,6 +23,39 @@ pub enum BreakerGauge {
     Open = 2,
 }
 
+/// Reads agents' breaker states for the `troupe_breaker_state` gauge.
+type BreakerSource = dyn Fn() -> Vec<(String, BreakerGauge)> + Send + Sync;
+
+/// The breaker gauge: set by hand, or read from the breakers at each collection.
+#[derive(Clone)]
+struct BreakerStates {
+    gauge: IntGaugeVec,
+    source: Arc<std::sync::RwLock<Option<Arc<BreakerSource>>>>,
+}
+
+impl std::fmt::Debug for BreakerStates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BreakerStates").finish_non_exhaustive()
+    }
+}
+
+impl prometheus::core::Collector for BreakerStates {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        self.gauge.desc()
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        let source = self.source.read().ok().and_then(|s| s.clone());
+        if let Some(source) = source {
+            self.gauge.reset();
+            for (agent, state) in source() {
+                self.gauge.with_label_values(&[agent.as_str()]).set(state as i64);
+            }
+        }
+        self.gauge.collect()
+    }
+}
+
 /// Why metrics could not be set up.
 #[derive(Debug, thiserror::Error)]
 #[error("metrics registry: {0}")]
@@ -38,7 +71,7 @@ pub struct Metrics {
     agent_cost: CounterVec,
     retries: IntCounterVec,
     fallbacks: IntCounterVec,
-    breaker_state: IntGaugeVec,
+    breaker_state: BreakerStates,
     rate_limit_wait: CounterVec,
     runs_finished: IntCounterVec,
     runs_active: IntGaugeVec,
@@ -113,13 +146,16 @@ impl Metrics {
                 ),
                 &["from", "to"]
             )?),
-            breaker_state: reg!(IntGaugeVec::new(
-                Opts::new(
-                    "troupe_breaker_state",
-                    "Circuit breaker per agent: 0 closed, 1 half-open, 2 open"
-                ),
-                &["agent"]
-            )?),
+            breaker_state: reg!(BreakerStates {
+                gauge: IntGaugeVec::new(
+                    Opts::new(
+                        "troupe_breaker_state",
+                        "Circuit breaker per agent: 0 closed, 1 half-open, 2 open"
+                    ),
+                    &["agent"]
+                )?,
+                source: Arc::default(),
+            }),
             rate_limit_wait: reg!(CounterVec::new(
                 Opts::new(
                     "troupe_rate_limit_wait_seconds_total",
@@ -202,9 +238,22 @@ impl Metrics {
         self.fallbacks.with_label_values(&[from, to]).inc();
     }
 
-    /// Set an agent's breaker state.
+    /// Set an agent's breaker state (when no source is read, see
+    /// [`Metrics::read_breakers_from`]).
     pub fn set_breaker(&self, agent: &str, state: BreakerGauge) {
-        self.breaker_state.with_label_values(&[agent]).set(state as i64);
+        self.breaker_state.gauge.with_label_values(&[agent]).set(state as i64);
+    }
+
+    /// Read the breakers' states from `source` whenever the metrics are collected: the
+    /// breakers stay the one home of their state, and the gauge says what they say now
+    /// (an open breaker whose recovery time has passed reads half-open without a call).
+    pub fn read_breakers_from(
+        &self,
+        source: impl Fn() -> Vec<(String, BreakerGauge)> + Send + Sync + 'static,
+    ) {
+        if let Ok(mut s) = self.breaker_state.source.write() {
+            *s = Some(Arc::new(source));
+        }
     }
 
     /// Record time spent waiting for a rate limit.
@@ -332,10 +381,22 @@ mod tests {
     }
 
     #[test]
+    fn the_breaker_gauge_reads_its_source_at_each_collection() {
+        let m = Metrics::new().unwrap();
+        let state = Arc::new(std::sync::Mutex::new(BreakerGauge::Closed));
+        let s = state.clone();
+        m.read_breakers_from(move || vec![("local".to_string(), *s.lock().unwrap())]);
+        assert!(m.render().contains("troupe_breaker_state{agent=\"local\"} 0"));
+        *state.lock().unwrap() = BreakerGauge::Open;
+        assert!(m.render().contains("troupe_breaker_state{agent=\"local\"} 2"));
+    }
+
+    #[test]
     fn registries_are_independent() {
         let a = Metrics::new().unwrap();
         let b = Metrics::new().unwrap();
         a.record_call("x", SUCCESS, Duration::ZERO);
-        assert_eq!(b.agent_stats("x"), (0, 0));
+        assert_eq!(a.agent_stats("x"), (1, 1), "the call counts where it was recorded");
+        assert_eq!(b.agent_stats("x"), (0, 0), "and nowhere else");
     }
 }

@@ -28,6 +28,7 @@ use troupe_adapters::config::{AgentConfig, AgentKind, Role};
 use troupe_adapters::error::AdapterError;
 use troupe_observability::Metrics;
 use troupe_observability::redact::Redactor;
+use troupe_runtime::agents::AgentSource;
 use troupe_runtime::audit::AuditLog;
 use troupe_runtime::{
     Backend, ContextBlock, Memory, MemoryBackend, RunOutcome, RunRequest, RunState, Runtime,
@@ -124,7 +125,7 @@ fn runtime_audited(
     let rt = Runtime::new(RuntimeParts {
         config,
         config_path: None,
-        agents: BTreeMap::from([("instant".to_string(), agent)]),
+        agents: BTreeMap::from([("instant".to_string(), AgentSource::shared(agent))]),
         memory: Arc::new(NoMemory),
         backend,
         metrics: Metrics::new().unwrap(),

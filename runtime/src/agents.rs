@@ -1,19 +1,66 @@
-//! One actor per configured agent, wrapping its adapter stack.
+//! One actor per configured agent: it owns its agent's stack and is the only way the runtime
+//! calls it.
 //!
-//! A panicking adapter does not take the process down: the call's future is run under
-//! `catch_unwind`, the caller gets [`AdapterError::Failed`], and the actor stops so its
-//! actix supervisor restarts it fresh ([`AgentActor::restarting`]).
+//! The actor builds its stack from an [`AgentSource`] when it starts and builds a fresh one
+//! whenever it is restarted: a panicking adapter does not take the process down — the call's
+//! future runs under `catch_unwind`, its caller gets [`AdapterError::Failed`], and the actor
+//! stops, so its actix supervisor restarts it and the (possibly broken) instance is dropped.
+//! Calls still under way on the old instance end with a clear error; later calls reach the
+//! fresh one. When the agent's configuration bounds its concurrent calls
+//! (`max_concurrent_calls`, e.g. 1 for a local server with one slot), the actor admits that
+//! many at a time and queues the rest.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use actix::prelude::*;
 use futures::FutureExt;
+use tokio::sync::Semaphore;
 use tracing::Instrument;
 use troupe_adapters::agent::{Agent, AgentRequest, AgentResponse, CallContext};
 use troupe_adapters::error::AdapterError;
+
+/// Builds an agent's stack: once when its actor starts and again after every restart.
+pub type BuildAgent = dyn Fn() -> Arc<dyn Agent> + Send + Sync;
+
+/// Where an agent actor gets its stack from, and how many calls it admits at once.
+#[derive(Clone)]
+pub struct AgentSource {
+    build: Arc<BuildAgent>,
+    max_calls: Option<usize>,
+}
+
+impl fmt::Debug for AgentSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AgentSource").field("max_calls", &self.max_calls).finish_non_exhaustive()
+    }
+}
+
+impl AgentSource {
+    /// A source that calls `build` for every (re)start: a restart gets a fresh instance.
+    pub fn new(build: impl Fn() -> Arc<dyn Agent> + Send + Sync + 'static) -> AgentSource {
+        AgentSource { build: Arc::new(build), max_calls: None }
+    }
+
+    /// A source that hands out the same instance every time (a restart keeps it): for an
+    /// agent that has no configuration to be rebuilt from (tests, examples).
+    pub fn shared(agent: Arc<dyn Agent>) -> AgentSource {
+        AgentSource::new(move || agent.clone())
+    }
+
+    /// At most `n` calls at once (at least 1); the others wait their turn in the actor.
+    pub fn with_max_calls(mut self, n: Option<usize>) -> AgentSource {
+        self.max_calls = n.map(|n| n.max(1));
+        self
+    }
+
+    fn build(&self) -> Arc<dyn Agent> {
+        (self.build)()
+    }
+}
 
 /// Ask the agent to answer a request.
 #[derive(Debug, Message)]
@@ -41,8 +88,21 @@ pub struct CountTokens(pub String);
 /// The actor of one agent.
 #[derive(Debug)]
 pub struct AgentActor {
+    name: String,
+    source: AgentSource,
+    /// The stack calls go to: built from `source` at start and after each restart.
     agent: Arc<dyn Agent>,
+    /// Admits `max_calls` calls at once (none: no bound). Kept across restarts: the bound
+    /// is the agent's, not the instance's.
+    slots: Option<Arc<Semaphore>>,
     restarts: Arc<AtomicU64>,
+}
+
+impl AgentActor {
+    fn new(name: String, source: AgentSource, restarts: Arc<AtomicU64>) -> AgentActor {
+        let slots = source.max_calls.map(|n| Arc::new(Semaphore::new(n)));
+        AgentActor { name, agent: source.build(), source, slots, restarts }
+    }
 }
 
 impl Actor for AgentActor {
@@ -51,8 +111,10 @@ impl Actor for AgentActor {
 
 impl Supervised for AgentActor {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
+        // A fresh stack: the instance that panicked may be in any state.
+        self.agent = self.source.build();
         self.restarts.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(agent = self.agent.name(), "agent actor restarted after a panic");
+        tracing::warn!(agent = %self.name, "agent actor restarted with a fresh adapter after a panic");
     }
 }
 
@@ -79,9 +141,20 @@ impl Handler<Call> for AgentActor {
 
     fn handle(&mut self, msg: Call, _ctx: &mut Context<Self>) -> Self::Result {
         let agent = self.agent.clone();
-        let name = agent.name().to_string();
+        let slots = self.slots.clone();
+        let name = self.name.clone();
         let Call { request, ctx, span } = msg;
         let fut = async move {
+            // Waiting for a slot ends when the call is cancelled.
+            let _permit = match &slots {
+                Some(s) => tokio::select! {
+                    p = s.clone().acquire_owned() => p.ok(),
+                    _ = ctx.cancel.cancelled() => {
+                        return (Err(AdapterError::cancelled(&name)), false);
+                    }
+                },
+                None => None,
+            };
             match AssertUnwindSafe(agent.call(&request, &ctx)).catch_unwind().await {
                 Ok(result) => (result, false),
                 Err(panic) => {
@@ -93,7 +166,9 @@ impl Handler<Call> for AgentActor {
                     tracing::error!(agent = %name, panic = %what, "agent panicked");
                     let err = AdapterError::Failed {
                         agent: name.clone(),
-                        message: format!("the agent panicked ({what}); it was restarted"),
+                        message: format!(
+                            "the agent panicked ({what}); it was restarted with a fresh adapter"
+                        ),
                     };
                     (Err(err), true)
                 }
@@ -102,6 +177,7 @@ impl Handler<Call> for AgentActor {
         .instrument(span);
         Box::pin(fut.into_actor(self).map(|(result, panicked), _act, ctx| {
             if panicked {
+                // Stopping a supervised actor restarts it: `restarting` builds a fresh stack.
                 ctx.stop();
             }
             result
@@ -117,12 +193,13 @@ pub struct AgentPool {
 
 impl AgentPool {
     /// Start one supervised actor per agent (on the current actix arbiter).
-    pub fn start(agents: impl IntoIterator<Item = (String, Arc<dyn Agent>)>) -> AgentPool {
+    pub fn start(agents: impl IntoIterator<Item = (String, AgentSource)>) -> AgentPool {
         let mut actors = BTreeMap::new();
-        for (name, agent) in agents {
+        for (name, source) in agents {
             let restarts = Arc::new(AtomicU64::new(0));
             let r = restarts.clone();
-            let addr = actix::Supervisor::start(move |_| AgentActor { agent, restarts: r });
+            let n = name.clone();
+            let addr = actix::Supervisor::start(move |_| AgentActor::new(n, source, r));
             actors.insert(name, (addr, restarts));
         }
         AgentPool { actors }
@@ -165,9 +242,13 @@ impl AgentPool {
         };
         match addr.send(Call { request, ctx, span: tracing::Span::current() }).await {
             Ok(result) => result,
+            // The actor restarted under this call (another call into the agent panicked):
+            // the call was dropped with the instance.
             Err(e) => Err(AdapterError::Failed {
                 agent: name.to_string(),
-                message: format!("the agent's actor is not running ({e}); try again"),
+                message: format!(
+                    "the agent was restarted while this call was under way ({e}); try again"
+                ),
             }),
         }
     }

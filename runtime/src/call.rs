@@ -9,7 +9,6 @@
 //! fallbacks, breaker changes, rate-limit waits). A second copy of this sequence drifts —
 //! the planner's copy once lost the retry and fallback metrics — so there is none.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -18,7 +17,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, Span};
 use troupe_adapters::agent::{AgentEvent, AgentRequest, CallContext, ChunkSink, EventSink};
-use troupe_adapters::config::Role;
+use troupe_adapters::config::{Role, fallback_chain};
 use troupe_adapters::error::AdapterError;
 use troupe_observability::redact::StreamRedactor;
 use troupe_workflows::engine::StepPos;
@@ -78,7 +77,8 @@ pub(crate) struct Caller<'a> {
     run: RunRecord,
     pos: StepPos,
     role: Role,
-    /// The agent, then the step's own fallbacks (each with its own fallback chain).
+    /// The agents tried in order: the agent's [`fallback_chain`] (its own fallbacks, then
+    /// the step's, each with theirs) — the one fallback mechanism of a run.
     candidates: Vec<String>,
     context_nodes: Vec<String>,
     workdir: PathBuf,
@@ -90,16 +90,30 @@ pub(crate) struct Caller<'a> {
 
 impl<'a> Caller<'a> {
     /// A caller for `pos` of `run` (whose tokens and cost so far count against its budget),
-    /// trying `candidates` in order, in `workdir`.
+    /// calling `agent` and, when it fails in a way worth trying elsewhere, the rest of its
+    /// [`fallback_chain`] with the step's `step_fallbacks` — each through its own actor —
+    /// in `workdir`. Fallbacks that cannot be built (disabled, misconfigured) are left out.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         shared: &'a Arc<Shared>,
         run: &RunRecord,
         pos: StepPos,
         role: Role,
-        candidates: Vec<String>,
+        agent: &str,
+        step_fallbacks: &[String],
         workdir: PathBuf,
         cancel: &CancellationToken,
     ) -> Caller<'a> {
+        let usable = |name: &String| {
+            shared.agents.contains(name)
+                && shared.registry.as_ref().is_none_or(|r| r.stack(name).is_ok())
+        };
+        let candidates = fallback_chain(&shared.config.agents, agent, step_fallbacks)
+            .into_iter()
+            .enumerate()
+            .filter(|(i, name)| *i == 0 || usable(name))
+            .map(|(_, name)| name)
+            .collect();
         Caller {
             shared,
             run: run.clone(),
@@ -231,15 +245,9 @@ impl<'a> Caller<'a> {
                 for _ in 0..resp.retries() {
                     shared.metrics.record_retry(&resp.agent);
                 }
-                for f in &resp.failed {
-                    shared.metrics.record_fallback(&f.agent, &resp.agent);
-                }
                 let answer = Answer {
                     retries: resp.retries(),
-                    fallback_from: failed
-                        .into_iter()
-                        .chain(resp.failed.iter().map(|f| f.agent.clone()))
-                        .collect(),
+                    fallback_from: failed,
                     agent: resp.agent,
                     model: resp.model,
                     text: shared.redactor.redact_string(resp.text),
@@ -294,7 +302,6 @@ impl<'a> Caller<'a> {
         let shared = self.shared;
         let pos = self.pos;
         let run_id = self.run.id.clone();
-        let breakers = shared.breakers.clone();
         let metrics = shared.metrics.clone();
         let audit = shared.audit.clone();
         let redactor = shared.redactor.clone();
@@ -303,7 +310,7 @@ impl<'a> Caller<'a> {
             .with_cancel(self.cancel.child_token())
             .with_workdir(self.workdir.clone())
             .with_events(EventSink::new(move |e: &AgentEvent| {
-                note_agent_event(&breakers, &metrics, e);
+                note_agent_event(&metrics, e);
                 let message = redactor.redact_string(e.to_string());
                 audit.append(&run_id, AuditEvent::Agent { pos, message: message.clone() });
                 if let Some(events) = &agent_events {
@@ -370,34 +377,10 @@ impl<'a> Caller<'a> {
     }
 }
 
-/// Track breaker states (for routing) and metrics from an adapter event.
-pub(crate) fn note_agent_event(
-    breakers: &Arc<Mutex<BTreeMap<String, bool>>>,
-    metrics: &troupe_observability::Metrics,
-    event: &AgentEvent,
-) {
-    use troupe_observability::metrics::BreakerGauge;
-    let set = |agent: &str, open: bool| {
-        if let Ok(mut b) = breakers.lock() {
-            b.insert(agent.to_string(), open);
-        }
-    };
-    match event {
-        AgentEvent::BreakerOpened { agent, .. } => {
-            set(agent, true);
-            metrics.set_breaker(agent, BreakerGauge::Open);
-        }
-        AgentEvent::BreakerHalfOpen { agent } => {
-            set(agent, false);
-            metrics.set_breaker(agent, BreakerGauge::HalfOpen);
-        }
-        AgentEvent::BreakerClosed { agent } => {
-            set(agent, false);
-            metrics.set_breaker(agent, BreakerGauge::Closed);
-        }
-        AgentEvent::RateLimitWait { agent, wait_ms } => {
-            metrics.record_rate_limit_wait(agent, std::time::Duration::from_millis(*wait_ms));
-        }
-        _ => {}
+/// Metrics from an adapter event (breaker states are not among them: the gauge reads the
+/// breakers themselves).
+pub(crate) fn note_agent_event(metrics: &troupe_observability::Metrics, event: &AgentEvent) {
+    if let AgentEvent::RateLimitWait { agent, wait_ms } = event {
+        metrics.record_rate_limit_wait(agent, std::time::Duration::from_millis(*wait_ms));
     }
 }

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use serde_json::Value;
 use troupe_adapters::agent::{Agent, AgentInfo, AgentRequest, AgentResponse, CallContext};
+use troupe_adapters::config::AgentConfig;
 use troupe_adapters::error::AdapterError;
 use troupe_adapters::registry::{AgentRegistry, RegistryOptions};
 use troupe_adapters::resilience::OfflineMode;
@@ -17,6 +18,7 @@ use troupe_context::{Collection, LockWait, Owner, Store, StoreOptions};
 use troupe_observability::Metrics;
 use troupe_workflows::Config;
 
+use crate::agents::AgentSource;
 use crate::audit::AuditLog;
 use crate::context_memory::ContextMemory;
 use crate::error::Result;
@@ -116,30 +118,41 @@ pub fn open_waiting(
     Ok(runtime)
 }
 
-/// Every configured agent's stack (with its own fallback chain); an agent that cannot be
-/// built (disabled, misconfigured) answers every call with the reason.
-pub fn agents_of(registry: &AgentRegistry) -> BTreeMap<String, Arc<dyn Agent>> {
+/// Every configured agent as its actor's source: each (re)start builds a fresh stack from
+/// the agent's configuration ([`AgentRegistry::fresh`]: a new adapter around the same
+/// breaker, limiter and managed server), bounded by its `max_concurrent_calls`. An agent
+/// that cannot be built (disabled, misconfigured) answers every call with the reason.
+/// Fallbacks are not part of a stack: the runtime's call path tries the chain, each agent
+/// through its own actor.
+pub fn agents_of(registry: &Arc<AgentRegistry>) -> BTreeMap<String, AgentSource> {
     registry
         .configs()
         .iter()
         .map(|(name, cfg)| {
-            let agent = registry.agent(name).unwrap_or_else(|error| {
-                // Traced like the others: its refusals are `troupe.call` spans too.
-                let unusable = Arc::new(Unusable {
-                    info: AgentInfo {
-                        name: name.clone(),
-                        kind: cfg.kind.to_string(),
-                        model: cfg.model.clone(),
-                        endpoint: cfg.endpoint(),
-                        local: cfg.is_local(),
-                    },
-                    error,
-                });
-                Arc::new(Traced::new(unusable)) as Arc<dyn Agent>
-            });
-            (name.clone(), agent)
+            let (registry, n, c) = (registry.clone(), name.clone(), cfg.clone());
+            let source = AgentSource::new(move || {
+                registry.fresh(&n).unwrap_or_else(|error| unusable(&n, &c, error))
+            })
+            .with_max_calls(cfg.max_concurrent_calls.map(|n| n as usize));
+            (name.clone(), source)
         })
         .collect()
+}
+
+/// An agent that answers every call with `error`, traced like the others (its refusals
+/// are `troupe.call` spans too).
+fn unusable(name: &str, cfg: &AgentConfig, error: AdapterError) -> Arc<dyn Agent> {
+    let unusable = Arc::new(Unusable {
+        info: AgentInfo {
+            name: name.to_string(),
+            kind: cfg.kind.to_string(),
+            model: cfg.model.clone(),
+            endpoint: cfg.endpoint(),
+            local: cfg.is_local(),
+        },
+        error,
+    });
+    Arc::new(Traced::new(unusable))
 }
 
 /// An agent that cannot be used, and why.

@@ -196,7 +196,8 @@ async fn plan_with(
         record,
         pos,
         Role::Plan,
-        vec![planner.clone()],
+        &planner,
+        &[],
         record.project_path.clone(),
         cancel,
     )

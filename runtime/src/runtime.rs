@@ -2,13 +2,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use actix::prelude::*;
 use chrono::Utc;
 use tokio::sync::{Semaphore, broadcast, oneshot};
-use tokio_util::sync::CancellationToken;
-use troupe_adapters::agent::Agent;
 use troupe_adapters::registry::AgentRegistry;
 use troupe_observability::Metrics;
 use troupe_observability::redact::Redactor;
@@ -16,7 +13,7 @@ use troupe_workflows::config::DYNAMIC_WORKFLOW;
 use troupe_workflows::template::{Templates, load_file, resolve_prompt_path};
 use troupe_workflows::{Config, WorkflowConfig};
 
-use crate::agents::AgentPool;
+use crate::agents::{AgentPool, AgentSource};
 use crate::audit::AuditLog;
 use crate::error::{Error, Result};
 use crate::memory::Memory;
@@ -25,7 +22,7 @@ use crate::model::{
 };
 use crate::shared::Shared;
 use crate::store::{Backend, RunStore};
-use crate::supervisor::{Cancel, RunJob, Supervisor, cancel_pending};
+use crate::supervisor::{LiveRuns, RunJob};
 
 /// How many events a slow subscriber may fall behind before it misses some.
 const EVENT_BUFFER: usize = 4096;
@@ -40,8 +37,9 @@ pub struct RuntimeParts {
     pub config: Config,
     /// The configuration file, for resolving step prompt files.
     pub config_path: Option<PathBuf>,
-    /// Every configured agent's full adapter stack, by name.
-    pub agents: BTreeMap<String, Arc<dyn Agent>>,
+    /// Every configured agent's source, by name: its actor builds the agent's stack from
+    /// it when it starts and again after a panic.
+    pub agents: BTreeMap<String, AgentSource>,
     /// The project memory.
     pub memory: Arc<dyn Memory>,
     /// Where run records live.
@@ -61,14 +59,6 @@ pub struct RuntimeParts {
     /// Where runs' workspaces are made (`<data>/workspaces`); `None`: runs work in the
     /// project folder and produce text only (in-memory runtimes in tests).
     pub workspaces: Option<PathBuf>,
-}
-
-/// A run that is executing in this process.
-#[derive(Debug, Clone)]
-struct LiveRun {
-    cancel: CancellationToken,
-    events: broadcast::Sender<RunEvent>,
-    addr: Option<Addr<Supervisor>>,
 }
 
 /// A run started by [`Runtime::submit`] or [`Runtime::resume`].
@@ -95,8 +85,8 @@ impl RunHandle {
 pub struct Runtime {
     shared: Arc<Shared>,
     slots: Arc<Semaphore>,
-    /// The runs executing in this process, by id.
-    live: Arc<Mutex<HashMap<String, LiveRun>>>,
+    /// The runs executing in this process.
+    live: LiveRuns,
 }
 
 impl Runtime {
@@ -154,6 +144,24 @@ impl Runtime {
             return Err(Error::Templates(errors.join("\n")));
         }
         let store = RunStore::new(backend)?;
+        // The breakers are the one home of their state; the gauge reads them when scraped.
+        if let Some(r) = registry.clone() {
+            metrics.read_breakers_from(move || {
+                use troupe_adapters::resilience::BreakerState;
+                use troupe_observability::metrics::BreakerGauge;
+                r.breaker_states()
+                    .into_iter()
+                    .map(|(agent, state)| {
+                        let gauge = match state {
+                            BreakerState::Closed { .. } => BreakerGauge::Closed,
+                            BreakerState::HalfOpen => BreakerGauge::HalfOpen,
+                            BreakerState::Open { .. } => BreakerGauge::Open,
+                        };
+                        (agent, gauge)
+                    })
+                    .collect()
+            });
+        }
         seed_metrics(&store, &metrics);
         let slots = Arc::new(Semaphore::new(config.settings.max_concurrent_runs.max(1)));
         let shared = Arc::new(Shared {
@@ -165,7 +173,6 @@ impl Runtime {
             memory,
             store,
             metrics,
-            breakers: Arc::new(Mutex::new(BTreeMap::new())),
             max_tokens,
             registry,
             context,
@@ -173,7 +180,7 @@ impl Runtime {
             redactor,
             workspaces,
         });
-        Ok(Runtime { shared, slots, live: Arc::new(Mutex::new(HashMap::new())) })
+        Ok(Runtime { shared, slots, live: LiveRuns::default() })
     }
 
     /// The run records.
@@ -236,9 +243,13 @@ impl Runtime {
     /// Runs a previous process left pending or in progress (resume them with
     /// [`Runtime::resume`]).
     pub fn interrupted(&self) -> Result<Vec<RunRecord>> {
-        let live: Vec<String> =
-            self.live.lock().map(|l| l.keys().cloned().collect()).unwrap_or_default();
-        Ok(self.shared.store.interrupted()?.into_iter().filter(|r| !live.contains(&r.id)).collect())
+        Ok(self
+            .shared
+            .store
+            .interrupted()?
+            .into_iter()
+            .filter(|r| !self.live.contains(&r.id))
+            .collect())
     }
 
     /// Counts by state and average duration.
@@ -274,13 +285,13 @@ impl Runtime {
 
     /// Ids of the runs executing in this process.
     pub fn live_runs(&self) -> Vec<String> {
-        self.live.lock().map(|l| l.keys().cloned().collect()).unwrap_or_default()
+        self.live.ids()
     }
 
     fn ended_run(&self, id: &str) -> Result<RunRecord> {
         let record =
             self.shared.store.find_run(id)?.ok_or_else(|| Error::NoSuchRun(id.to_string()))?;
-        if !record.state.is_final() || self.live_runs().contains(&record.id) {
+        if !record.state.is_final() || self.live.contains(&record.id) {
             return Err(Error::WrongState {
                 id: record.id,
                 state: record.state,
@@ -457,8 +468,7 @@ impl Runtime {
             apply: req.apply,
             verified: None,
         };
-        self.shared.store.put_run(&record).await?;
-        Ok(self.launch(record, Vec::new()))
+        self.launch(record, Vec::new()).await
     }
 
     /// Continue a run that did not finish (interrupted by a crash, failed or cancelled) from
@@ -472,7 +482,7 @@ impl Runtime {
     pub async fn resume_with(&self, id: &str, budget: Budget) -> Result<RunHandle> {
         let mut record =
             self.shared.store.find_run(id)?.ok_or_else(|| Error::NoSuchRun(id.to_string()))?;
-        if self.live_runs().contains(&record.id) {
+        if self.live.contains(&record.id) {
             return Err(Error::WrongState {
                 id: record.id,
                 state: record.state,
@@ -505,86 +515,35 @@ impl Runtime {
         if let Some(c) = budget.cost {
             record.budget.cost = Some(c);
         }
-        self.shared.store.put_run(&record).await?;
-        Ok(self.launch(record, steps))
+        self.launch(record, steps).await
     }
 
-    fn launch(&self, record: RunRecord, steps: Vec<StepRecord>) -> RunHandle {
-        let (tx, rx) = broadcast::channel(EVENT_BUFFER);
-        let (done_tx, done_rx) = oneshot::channel();
-        let cancel = CancellationToken::new();
+    /// Hand the run to a new Supervisor, which writes it (`pending`) and owns it from then.
+    async fn launch(&self, record: RunRecord, steps: Vec<StepRecord>) -> Result<RunHandle> {
+        let (events, rx) = broadcast::channel(EVENT_BUFFER);
+        let (done, done_rx) = oneshot::channel();
         let id = record.id.clone();
-        let handle_id = id.clone();
-        if let Ok(mut live) = self.live.lock() {
-            live.insert(
-                id.clone(),
-                LiveRun { cancel: cancel.clone(), events: tx.clone(), addr: None },
-            );
-        }
-        self.shared.metrics.add_active_run("pending", 1);
-        let shared = self.shared.clone();
-        let slots = self.slots.clone();
-        let lives = self.live.clone();
-        actix::spawn(async move {
-            let permit = tokio::select! {
-                p = slots.acquire_owned() => p.ok(),
-                _ = cancel.cancelled() => None,
-            };
-            let (inner_tx, inner_rx) = oneshot::channel();
-            let job = RunJob {
-                shared: shared.clone(),
-                record,
-                steps,
-                events: tx,
-                done: inner_tx,
-                permit,
-            };
-            if cancel.is_cancelled() {
-                cancel_pending(job).await;
-            } else {
-                let addr = Supervisor::new(job, cancel.clone()).start();
-                if let Ok(mut live) = lives.lock()
-                    && let Some(l) = live.get_mut(&id)
-                {
-                    l.addr = Some(addr);
-                }
-            }
-            if let Ok(final_record) = inner_rx.await {
-                if let Ok(mut live) = lives.lock() {
-                    live.remove(&id);
-                }
-                let _ = done_tx.send(final_record);
-            } else {
-                if let Ok(mut live) = lives.lock() {
-                    live.remove(&id);
-                }
-            }
-        });
-        RunHandle { id: handle_id, events: rx, done: done_rx }
+        let job = RunJob { shared: self.shared.clone(), record, steps, events };
+        crate::supervisor::launch(job, self.slots.clone(), &self.live, done).await?;
+        Ok(RunHandle { id, events: rx, done: done_rx })
     }
 
     /// Cancel a run: a running one stops its current step (killing a CLI agent's process
-    /// group) and is marked cancelled; one left behind by another process is marked
-    /// cancelled in the store.
+    /// group) and is marked cancelled by its Supervisor (one message); one left behind by
+    /// another process is marked cancelled in the store.
     pub async fn cancel(&self, id: &str) -> Result<RunRecord> {
         let record =
             self.shared.store.find_run(id)?.ok_or_else(|| Error::NoSuchRun(id.to_string()))?;
-        let live = self.live.lock().ok().and_then(|l| l.get(&record.id).cloned());
-        match live {
-            Some(l) => {
-                l.cancel.cancel();
-                if let Some(addr) = l.addr {
-                    addr.do_send(Cancel);
-                }
-                Ok(record)
-            }
-            None => self.shared.store.cancel_stored(&record.id).await,
+        if self.live.cancel(&record.id) {
+            Ok(record)
+        } else {
+            self.shared.store.cancel_stored(&record.id).await
         }
     }
 
     /// The live events of a run executing in this process.
     pub fn subscribe(&self, id: &str) -> Option<broadcast::Receiver<RunEvent>> {
-        self.live.lock().ok().and_then(|l| l.get(id).map(|r| r.events.subscribe()))
+        self.live.subscribe(id)
     }
 
     /// A stored run with its steps.

@@ -3,9 +3,9 @@
 //! Its own module so that the runtime's parts (the supervisor, the call path, budgets, the
 //! planner, work) can use it without importing the façade that starts them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use tracing::Instrument;
@@ -38,7 +38,6 @@ pub(crate) struct Shared {
     pub memory: Arc<dyn Memory>,
     pub store: RunStore,
     pub metrics: Arc<Metrics>,
-    pub breakers: Arc<Mutex<BTreeMap<String, bool>>>,
     pub max_tokens: u32,
     pub registry: Option<Arc<AgentRegistry>>,
     pub context: Option<troupe_context::Store>,
@@ -109,14 +108,11 @@ impl Shared {
         out.trim_end().to_string()
     }
 
-    /// Whether an agent's breaker is open: from the registry when there is one, else as
-    /// last reported by the agent's events.
+    /// Whether an agent's breaker is open, as its breaker (in the registry) says now.
+    /// Without a registry (agents given directly, in tests) there are no breakers.
     pub(crate) fn breaker_open(&self, agent: &str) -> bool {
-        if let Some(state) =
-            self.registry.as_ref().and_then(|r| r.breaker(agent)).map(|b| b.state())
-        {
-            return matches!(state, troupe_adapters::resilience::BreakerState::Open { .. });
-        }
-        self.breakers.lock().ok().and_then(|b| b.get(agent).copied()).unwrap_or(false)
+        self.registry.as_ref().and_then(|r| r.breaker(agent)).is_some_and(|b| {
+            matches!(b.state(), troupe_adapters::resilience::BreakerState::Open { .. })
+        })
     }
 }

@@ -4,17 +4,18 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
-use troupe_adapters::agent::{Agent, AgentInfo, AgentRequest, AgentResponse, CallContext};
+use troupe_adapters::agent::{Agent, Usage};
 use troupe_adapters::config::{AgentConfig, AgentKind, Role};
 use troupe_adapters::error::AdapterError;
+use troupe_adapters::testing::{ScriptedAgent, Step};
 use troupe_observability::Metrics;
 use troupe_observability::redact::Redactor;
+use troupe_runtime::agents::AgentSource;
 use troupe_runtime::audit::{AuditEvent, AuditLog};
 use troupe_runtime::{
     Backend, ContextBlock, Memory, MemoryBackend, RunEvent, RunOutcome, RunRequest, RunState,
@@ -41,82 +42,30 @@ enum Act {
     Hang,
 }
 
-#[derive(Debug)]
-struct Scripted {
-    info: AgentInfo,
-    script: Mutex<VecDeque<Act>>,
-    prompts: Mutex<Vec<String>>,
-    /// Each call's `max_tokens` and estimated prompt tokens.
-    asked: Mutex<Vec<(Option<u32>, u64)>>,
-}
-
-impl Scripted {
-    fn new(name: &str, script: &[Act]) -> Arc<Scripted> {
-        Arc::new(Scripted {
-            info: AgentInfo {
-                name: name.into(),
-                kind: "test".into(),
-                model: Some("scripted".into()),
-                endpoint: "memory".into(),
-                local: true,
-            },
-            script: Mutex::new(script.iter().cloned().collect()),
-            prompts: Mutex::new(Vec::new()),
-            asked: Mutex::new(Vec::new()),
-        })
-    }
-
-    fn prompts(&self) -> Vec<String> {
-        self.prompts.lock().unwrap().clone()
-    }
-}
-
-#[async_trait]
-impl Agent for Scripted {
-    fn info(&self) -> &AgentInfo {
-        &self.info
-    }
-
-    async fn call(
-        &self,
-        request: &AgentRequest,
-        ctx: &CallContext,
-    ) -> Result<AgentResponse, AdapterError> {
-        self.prompts.lock().unwrap().push(request.render_prompt());
-        self.asked.lock().unwrap().push((request.options.max_tokens, request.estimated_tokens()));
-        let act = self.script.lock().unwrap().pop_front().unwrap_or(Act::Say("(script ended)"));
-        match act {
-            Act::Say(text) => {
-                for word in text.split_inclusive(' ') {
-                    ctx.chunk(word);
-                }
-                let mut r = AgentResponse::new(&self.info.name, text);
-                r.usage.prompt_tokens = 10;
-                r.usage.completion_tokens = 5;
-                r.model = Some("scripted".into());
-                Ok(r)
-            }
+/// The scripted agents of these tests: `adapters`' one [`ScriptedAgent`] playing `acts`,
+/// then "(script ended)" for every later call.
+fn scripted(name: &str, acts: &[Act]) -> Arc<ScriptedAgent> {
+    let used = |prompt, completion| Usage { prompt_tokens: prompt, completion_tokens: completion };
+    let words = |text: &str| text.split_inclusive(' ').map(String::from).collect::<Vec<_>>();
+    let mut agent = ScriptedAgent::new(name);
+    for act in acts.iter().cloned().chain([Act::Say("(script ended)")]) {
+        agent = match act {
+            Act::Say(text) => agent.then(Step::AnswerUsing(words(text), used(10, 5))),
             Act::Trickle(text) => {
-                for c in text.chars() {
-                    ctx.chunk(&c.to_string());
-                }
-                Ok(AgentResponse::new(&self.info.name, text))
+                agent.then(Step::AnswerUsing(text.chars().map(String::from).collect(), used(0, 0)))
             }
-            Act::Used(text, completion) => {
-                ctx.chunk(text);
-                let mut r = AgentResponse::new(&self.info.name, text);
-                r.usage.prompt_tokens = 10;
-                r.usage.completion_tokens = completion;
-                Ok(r)
-            }
-            Act::Fail => Err(AdapterError::transient(&self.info.name, "connection reset")),
-            Act::Panic => panic!("scripted panic"),
-            Act::Hang => {
-                ctx.cancel.cancelled().await;
-                Err(AdapterError::cancelled(&self.info.name))
-            }
-        }
+            Act::Used(text, completion) => agent.then_answer_using(text, 10, completion),
+            Act::Fail => agent.then_fail(AdapterError::transient(name, "connection reset")),
+            Act::Panic => agent.then_panic(),
+            Act::Hang => agent.then_hang(),
+        };
     }
+    Arc::new(agent)
+}
+
+/// Each call's `max_tokens` and estimated prompt tokens.
+fn asked(agent: &ScriptedAgent) -> Vec<(Option<u32>, u64)> {
+    agent.calls().iter().map(|r| (r.options.max_tokens, r.estimated_tokens())).collect()
 }
 
 /// Memory that returns a fixed block and records what runs taught it.
@@ -197,7 +146,7 @@ struct Harness {
     project: tempfile::TempDir,
 }
 
-fn harness(config: Config, agents: &[(&str, Arc<Scripted>)]) -> Harness {
+fn harness(config: Config, agents: &[(&str, Arc<ScriptedAgent>)]) -> Harness {
     harness_with(
         config,
         agents,
@@ -208,7 +157,7 @@ fn harness(config: Config, agents: &[(&str, Arc<Scripted>)]) -> Harness {
 
 fn harness_with(
     config: Config,
-    agents: &[(&str, Arc<Scripted>)],
+    agents: &[(&str, Arc<ScriptedAgent>)],
     backend: Arc<MemoryBackend>,
     memory: Arc<FakeMemory>,
 ) -> Harness {
@@ -217,7 +166,7 @@ fn harness_with(
 
 fn harness_audited(
     config: Config,
-    agents: &[(&str, Arc<Scripted>)],
+    agents: &[(&str, Arc<ScriptedAgent>)],
     backend: Arc<MemoryBackend>,
     memory: Arc<FakeMemory>,
     audit: AuditLog,
@@ -228,15 +177,17 @@ fn harness_audited(
 /// The harness with everything chosen: `workspaces` makes runs work in their own workspace.
 fn harness_full(
     config: Config,
-    agents: &[(&str, Arc<Scripted>)],
+    agents: &[(&str, Arc<ScriptedAgent>)],
     backend: Arc<MemoryBackend>,
     memory: Arc<FakeMemory>,
     audit: AuditLog,
     workspaces: Option<std::path::PathBuf>,
 ) -> Harness {
     let redactor = audit.redactor().clone();
-    let agents: BTreeMap<String, Arc<dyn Agent>> =
-        agents.iter().map(|(n, a)| (n.to_string(), a.clone() as Arc<dyn Agent>)).collect();
+    let agents: BTreeMap<String, AgentSource> = agents
+        .iter()
+        .map(|(n, a)| (n.to_string(), AgentSource::shared(a.clone() as Arc<dyn Agent>)))
+        .collect();
     let runtime = Runtime::new(RuntimeParts {
         config,
         config_path: None,
@@ -266,8 +217,8 @@ fn request(h: &Harness, task: &str, workflow: &str) -> RunRequest {
 
 #[actix::test]
 async fn approval_ends_the_run_and_everything_is_persisted() {
-    let coder = Scripted::new("coder", &[Act::Say("fn reverse() {}")]);
-    let reviewer = Scripted::new("reviewer", &[Act::Say(APPROVE)]);
+    let coder = scripted("coder", &[Act::Say("fn reverse() {}")]);
+    let reviewer = scripted("reviewer", &[Act::Say(APPROVE)]);
     let h = harness(config(), &[("coder", coder.clone()), ("reviewer", reviewer.clone())]);
     let mut handle = h.runtime.submit(request(&h, "reverse a string", "irr")).await.unwrap();
     let mut events = Vec::new();
@@ -326,8 +277,8 @@ async fn approval_ends_the_run_and_everything_is_persisted() {
 
 #[actix::test]
 async fn changes_requested_iterates_with_the_findings_in_the_prompt() {
-    let coder = Scripted::new("coder", &[Act::Say("v1"), Act::Say("v2"), Act::Say("v3")]);
-    let reviewer = Scripted::new("reviewer", &[Act::Say(REJECT), Act::Say(APPROVE)]);
+    let coder = scripted("coder", &[Act::Say("v1"), Act::Say("v2"), Act::Say("v3")]);
+    let reviewer = scripted("reviewer", &[Act::Say(REJECT), Act::Say(APPROVE)]);
     let h = harness(config(), &[("coder", coder.clone()), ("reviewer", reviewer)]);
     let handle = h.runtime.submit(request(&h, "task", "irr")).await.unwrap();
     let record = handle.wait().await.unwrap();
@@ -345,8 +296,8 @@ async fn changes_requested_iterates_with_the_findings_in_the_prompt() {
 
 #[actix::test]
 async fn max_iterations_without_approval_fails_the_run() {
-    let coder = Scripted::new("coder", &[Act::Say("v1"), Act::Say("v2")]);
-    let reviewer = Scripted::new("reviewer", &[Act::Say(REJECT)]);
+    let coder = scripted("coder", &[Act::Say("v1"), Act::Say("v2")]);
+    let reviewer = scripted("reviewer", &[Act::Say(REJECT)]);
     let h = harness(config(), &[("coder", coder), ("reviewer", reviewer)]);
     let mut req = request(&h, "task", "irr");
     req.max_iterations = Some(1);
@@ -359,9 +310,9 @@ async fn max_iterations_without_approval_fails_the_run() {
 async fn a_step_fallback_answers_when_the_agent_fails() {
     let mut c = config();
     c.workflows.get_mut("irr").unwrap().steps[0].fallback = vec!["spare".into()];
-    let coder = Scripted::new("coder", &[Act::Fail]);
-    let spare = Scripted::new("spare", &[Act::Say("from spare")]);
-    let reviewer = Scripted::new("reviewer", &[Act::Say(APPROVE)]);
+    let coder = scripted("coder", &[Act::Fail]);
+    let spare = scripted("spare", &[Act::Say("from spare")]);
+    let reviewer = scripted("reviewer", &[Act::Say(APPROVE)]);
     let h = harness(c, &[("coder", coder), ("spare", spare), ("reviewer", reviewer)]);
     let handle = h.runtime.submit(request(&h, "task", "irr")).await.unwrap();
     let id = handle.id.clone();
@@ -380,8 +331,8 @@ async fn a_step_fallback_answers_when_the_agent_fails() {
 
 #[actix::test]
 async fn a_failing_step_fails_the_run_cleanly() {
-    let coder = Scripted::new("coder", &[Act::Fail]);
-    let h = harness(config(), &[("coder", coder), ("reviewer", Scripted::new("reviewer", &[]))]);
+    let coder = scripted("coder", &[Act::Fail]);
+    let h = harness(config(), &[("coder", coder), ("reviewer", scripted("reviewer", &[]))]);
     let record = h.runtime.submit(request(&h, "task", "irr")).await.unwrap().wait().await.unwrap();
     assert_eq!(record.state, RunState::Failed);
     assert!(record.error.unwrap().contains("connection reset"));
@@ -389,8 +340,8 @@ async fn a_failing_step_fails_the_run_cleanly() {
 
 #[actix::test]
 async fn a_panicking_agent_fails_the_step_and_is_restarted() {
-    let coder = Scripted::new("coder", &[Act::Panic, Act::Say("v1")]);
-    let reviewer = Scripted::new("reviewer", &[Act::Say(APPROVE)]);
+    let coder = scripted("coder", &[Act::Panic, Act::Say("v1")]);
+    let reviewer = scripted("reviewer", &[Act::Say(APPROVE)]);
     let h = harness(config(), &[("coder", coder), ("reviewer", reviewer)]);
     let record = h.runtime.submit(request(&h, "task", "irr")).await.unwrap().wait().await.unwrap();
     assert_eq!(record.state, RunState::Failed);
@@ -403,8 +354,8 @@ async fn a_panicking_agent_fails_the_step_and_is_restarted() {
 
 #[actix::test]
 async fn cancelling_stops_the_running_step_and_marks_the_run() {
-    let coder = Scripted::new("coder", &[Act::Hang]);
-    let h = harness(config(), &[("coder", coder), ("reviewer", Scripted::new("reviewer", &[]))]);
+    let coder = scripted("coder", &[Act::Hang]);
+    let h = harness(config(), &[("coder", coder), ("reviewer", scripted("reviewer", &[]))]);
     let mut handle = h.runtime.submit(request(&h, "task", "irr")).await.unwrap();
     // Wait until the step started, then cancel.
     loop {
@@ -422,14 +373,43 @@ async fn cancelling_stops_the_running_step_and_marks_the_run() {
     assert!(h.memory.outcomes.lock().unwrap().is_empty(), "a cancelled run teaches nothing");
 }
 
+/// A run waiting for its slot is cancelled by the same one message as a running one: it
+/// never starts, and its slot-holder is unaffected until cancelled in turn.
+#[actix::test]
+async fn a_run_waiting_for_its_slot_is_cancelled_before_it_starts() {
+    let mut c = config();
+    c.settings.max_concurrent_runs = 1;
+    let coder = scripted("coder", &[Act::Hang, Act::Say("never")]);
+    let h = harness(c, &[("coder", coder.clone()), ("reviewer", scripted("reviewer", &[]))]);
+    let mut first = h.runtime.submit(request(&h, "first", "irr")).await.unwrap();
+    loop {
+        if let Ok(RunEvent::StepStarted { .. }) = first.events.recv().await {
+            break;
+        }
+    }
+    let second = h.runtime.submit(request(&h, "second", "irr")).await.unwrap();
+    assert_eq!(h.runtime.live_runs().len(), 2);
+    h.runtime.cancel(&second.id).await.unwrap();
+    let record =
+        tokio::time::timeout(Duration::from_secs(10), second.wait()).await.unwrap().unwrap();
+    assert_eq!(record.state, RunState::Cancelled);
+    assert_eq!(record.error.as_deref(), Some("cancelled before it started"));
+    assert_eq!(h.runtime.run(&record.id).unwrap().1.len(), 0, "it never ran a step");
+    assert_eq!(h.runtime.live_runs(), vec![first.id.clone()]);
+    h.runtime.cancel(&first.id).await.unwrap();
+    assert_eq!(first.wait().await.unwrap().state, RunState::Cancelled);
+    assert!(h.runtime.live_runs().is_empty());
+    assert_eq!(coder.prompts().len(), 1, "only the first run called the agent");
+}
+
 #[actix::test]
 async fn resume_continues_after_the_last_completed_step_without_repeating_it() {
     let backend = Arc::new(MemoryBackend::default());
     let memory = Arc::new(FakeMemory::default());
     // First process: the coder answers, then the reviewer hangs and the run is "killed"
     // (cancelled here; a crash leaves the step `running`, which resume treats the same).
-    let coder = Scripted::new("coder", &[Act::Say("v1")]);
-    let reviewer = Scripted::new("reviewer", &[Act::Hang]);
+    let coder = scripted("coder", &[Act::Say("v1")]);
+    let reviewer = scripted("reviewer", &[Act::Hang]);
     let h = harness_with(
         config(),
         &[("coder", coder.clone()), ("reviewer", reviewer)],
@@ -450,8 +430,8 @@ async fn resume_continues_after_the_last_completed_step_without_repeating_it() {
     assert_eq!(coder.prompts().len(), 1);
 
     // Second process over the same store: resume.
-    let coder2 = Scripted::new("coder", &[Act::Say("should not run")]);
-    let reviewer2 = Scripted::new("reviewer", &[Act::Say(APPROVE)]);
+    let coder2 = scripted("coder", &[Act::Say("should not run")]);
+    let reviewer2 = scripted("reviewer", &[Act::Say(APPROVE)]);
     let h2 = harness_with(
         config(),
         &[("coder", coder2.clone()), ("reviewer", reviewer2.clone())],
@@ -487,8 +467,8 @@ async fn interrupted_runs_are_found_on_start_up() {
 #[actix::test]
 async fn a_dynamic_workflow_is_planned_validated_and_run() {
     let plan = r#"{"steps": [{"role": "implement", "agent": "coder", "why": "writes code"}, {"role": "review", "agent": "ghost", "why": "?"}]}"#;
-    let planner = Scripted::new("reviewer", &[Act::Say(plan), Act::Say(APPROVE)]);
-    let coder = Scripted::new("coder", &[Act::Say("v1")]);
+    let planner = scripted("reviewer", &[Act::Say(plan), Act::Say(APPROVE)]);
+    let coder = scripted("coder", &[Act::Say("v1")]);
     let mut c = config();
     c.settings.planner_agent = Some("reviewer".into());
     let h = harness(c, &[("coder", coder), ("reviewer", planner.clone())]);
@@ -516,7 +496,7 @@ async fn a_dynamic_workflow_is_planned_validated_and_run() {
 
 #[actix::test]
 async fn the_planner_is_not_called_past_the_budget() {
-    let planner = Scripted::new("reviewer", &[Act::Say("{}")]);
+    let planner = scripted("reviewer", &[Act::Say("{}")]);
     let mut c = config();
     c.settings.planner_agent = Some("reviewer".into());
     let h = harness(c, &[("reviewer", planner.clone())]);
@@ -534,11 +514,9 @@ async fn the_planner_is_not_called_past_the_budget() {
 
 #[actix::test]
 async fn garbage_plans_fall_back_to_the_default_workflow() {
-    let planner = Scripted::new(
-        "reviewer",
-        &[Act::Say("no idea"), Act::Say("still none"), Act::Say(APPROVE)],
-    );
-    let coder = Scripted::new("coder", &[Act::Say("v1")]);
+    let planner =
+        scripted("reviewer", &[Act::Say("no idea"), Act::Say("still none"), Act::Say(APPROVE)]);
+    let coder = scripted("coder", &[Act::Say("v1")]);
     let mut c = config();
     c.settings.planner_agent = Some("reviewer".into());
     c.settings.default_workflow = "irr".into();
@@ -562,12 +540,10 @@ async fn routing_skips_agents_with_a_poor_measured_success_rate() {
     let mut c = config();
     c.settings.planner_agent = Some("reviewer".into());
     let plan = r#"{"steps": [{"role": "implement", "agent": "coder"}]}"#;
-    let planner = Scripted::new("reviewer", &[Act::Say(plan)]);
-    let spare = Scripted::new("spare", &[Act::Say("from spare")]);
-    let h = harness(
-        c,
-        &[("coder", Scripted::new("coder", &[])), ("spare", spare), ("reviewer", planner)],
-    );
+    let planner = scripted("reviewer", &[Act::Say(plan)]);
+    let spare = scripted("spare", &[Act::Say("from spare")]);
+    let h =
+        harness(c, &[("coder", scripted("coder", &[])), ("spare", spare), ("reviewer", planner)]);
     // The coder has failed 8 of 10 calls.
     let m = h.runtime.metrics();
     for i in 0..10 {
@@ -600,7 +576,7 @@ async fn many_runs_at_once_respect_the_concurrency_cap() {
         },
     );
     let script: Vec<Act> = (0..40).map(|_| Act::Say("ok")).collect();
-    let h = harness(c, &[("coder", Scripted::new("coder", &script))]);
+    let h = harness(c, &[("coder", scripted("coder", &script))]);
     let mut handles = Vec::new();
     for i in 0..40 {
         handles.push(h.runtime.submit(request(&h, &format!("task {i}"), "one")).await.unwrap());
@@ -639,18 +615,8 @@ async fn bad_requests_are_refused_clearly() {
 
 #[actix::test]
 async fn conversation_turns_reach_follow_up_prompts() {
-    let coder = Scripted::new("coder", &[Act::Say("first answer"), Act::Say("second answer")]);
-    let mut c = config();
-    c.workflows.insert(
-        "one".into(),
-        WorkflowConfig {
-            description: None,
-            max_iterations: 1,
-            validate: None,
-            steps: vec![StepConfig::new("coder", Role::Implement)],
-        },
-    );
-    let h = harness(c, &[("coder", coder.clone())]);
+    let coder = scripted("coder", &[Act::Say("first answer"), Act::Say("second answer")]);
+    let h = harness(config_with_one(), &[("coder", coder.clone())]);
     let mut req = request(&h, "first task", "one");
     req.conversation = Some("conv-1".into());
     h.runtime.submit(req.clone()).await.unwrap().wait().await.unwrap();
@@ -680,7 +646,7 @@ fn config_with_one() -> Config {
 
 #[actix::test]
 async fn a_prompt_that_cannot_fit_the_budget_is_never_sent() {
-    let coder = Scripted::new("coder", &[Act::Say("code")]);
+    let coder = scripted("coder", &[Act::Say("code")]);
     let dir = tempfile::tempdir().unwrap();
     let audit = AuditLog::new(Some(dir.path().to_path_buf()), Redactor::default());
     let h = harness_audited(
@@ -728,8 +694,8 @@ async fn a_prompt_that_cannot_fit_the_budget_is_never_sent() {
 async fn a_run_stops_before_the_call_that_would_cross_its_budget() {
     // The coder (as a CLI agent might) answers at great length: 4,990 of a 5,000-token
     // budget are gone after the first call, so the review is never sent.
-    let coder = Scripted::new("coder", &[Act::Used("code", 4980)]);
-    let reviewer = Scripted::new("reviewer", &[Act::Say(APPROVE)]);
+    let coder = scripted("coder", &[Act::Used("code", 4980)]);
+    let reviewer = scripted("reviewer", &[Act::Say(APPROVE)]);
     let h = harness(config(), &[("coder", coder.clone()), ("reviewer", reviewer.clone())]);
     let mut req = request(&h, "reverse a string", "irr");
     req.budget_tokens = Some(5000);
@@ -741,7 +707,7 @@ async fn a_run_stops_before_the_call_that_would_cross_its_budget() {
     let error = record.error.unwrap();
     assert!(error.contains("the run's token budget is 5000 tokens; 4990 are used"), "{error}");
     // The first call had room for a whole answer, so it was not capped.
-    assert_eq!(coder.asked.lock().unwrap()[0].0, Some(512));
+    assert_eq!(asked(&coder)[0].0, Some(512));
     let (_, steps) = h.runtime.run(&record.id).unwrap();
     assert_eq!(steps.len(), 1);
     assert_eq!(steps[0].state, StepState::Completed);
@@ -749,13 +715,13 @@ async fn a_run_stops_before_the_call_that_would_cross_its_budget() {
 
 #[actix::test]
 async fn an_answer_is_capped_to_what_is_left_of_the_budget() {
-    let coder = Scripted::new("coder", &[Act::Say("code")]);
+    let coder = scripted("coder", &[Act::Say("code")]);
     let h = harness(config_with_one(), &[("coder", coder.clone())]);
     let mut req = request(&h, "reverse a string", "one");
     req.budget_tokens = Some(400);
     let record = h.runtime.submit(req).await.unwrap().wait().await.unwrap();
     assert_eq!(record.state, RunState::Completed, "{:?}", record.error);
-    let (max_tokens, estimate) = coder.asked.lock().unwrap()[0];
+    let (max_tokens, estimate) = asked(&coder)[0];
     assert!(estimate < 380, "the prompt must leave room for an answer: {estimate}");
     // 400 minus the prompt is less than the 512 asked for, so the answer is capped.
     assert_eq!(max_tokens, Some(400 - estimate as u32));
@@ -766,7 +732,7 @@ async fn cost_is_recorded_per_call_and_a_cost_budget_caps_the_answer() {
     let mut c = config_with_one();
     c.agents.get_mut("coder").unwrap().price =
         Some(troupe_adapters::config::PriceConfig { prompt_per_1k: 1.0, completion_per_1k: 2.0 });
-    let coder = Scripted::new("coder", &[Act::Used("code", 200)]);
+    let coder = scripted("coder", &[Act::Used("code", 200)]);
     let h = harness(c, &[("coder", coder.clone())]);
     let mut req = request(&h, "reverse a string", "one");
     req.budget_cost = Some(1.0);
@@ -777,7 +743,7 @@ async fn cost_is_recorded_per_call_and_a_cost_budget_caps_the_answer() {
     let (_, steps) = h.runtime.run(&record.id).unwrap();
     assert!((steps[0].cost - 0.41).abs() < 1e-9);
     // What is left after the prompt's estimated cost, in completion tokens.
-    let (max_tokens, estimate) = coder.asked.lock().unwrap()[0];
+    let (max_tokens, estimate) = asked(&coder)[0];
     let room = (1.0 - estimate as f64 * 0.001) / 0.002;
     assert!(room < 512.0, "the cost budget must be what caps the answer: {room}");
     assert!((f64::from(max_tokens.unwrap()) - room).abs() <= 1.0, "{max_tokens:?} vs {room}");
@@ -788,7 +754,7 @@ async fn cost_is_recorded_per_call_and_a_cost_budget_caps_the_answer() {
 async fn a_project_budget_spans_runs() {
     let mut c = config_with_one();
     c.settings.project_token_budget = Some(3000);
-    let coder = Scripted::new("coder", &[Act::Used("code", 2985), Act::Say("more code")]);
+    let coder = scripted("coder", &[Act::Used("code", 2985), Act::Say("more code")]);
     let h = harness(c, &[("coder", coder.clone())]);
     let first = h.runtime.submit(request(&h, "one", "one")).await.unwrap().wait().await.unwrap();
     assert_eq!(first.state, RunState::Completed);
@@ -813,8 +779,8 @@ async fn a_project_budget_spans_runs() {
 async fn secrets_never_reach_agents_records_events_or_the_audit_trail() {
     const SECRET: &str = "sk-live-0123456789abcdef";
     // Streamed a character at a time: the secret is split across many chunks.
-    let coder = Scripted::new("coder", &[Act::Trickle("use sk-live-0123456789abcdef as the key")]);
-    let reviewer = Scripted::new("reviewer", &[Act::Say(APPROVE)]);
+    let coder = scripted("coder", &[Act::Trickle("use sk-live-0123456789abcdef as the key")]);
+    let reviewer = scripted("reviewer", &[Act::Say(APPROVE)]);
     let dir = tempfile::tempdir().unwrap();
     let audit = AuditLog::new(Some(dir.path().to_path_buf()), Redactor::new([SECRET]));
     let h = harness_audited(
@@ -875,8 +841,8 @@ async fn secrets_never_reach_agents_records_events_or_the_audit_trail() {
 async fn step_fallbacks_are_in_the_audit_trail() {
     let mut c = config_with_one();
     c.workflows.get_mut("one").unwrap().steps[0].fallback = vec!["spare".into()];
-    let coder = Scripted::new("coder", &[Act::Fail]);
-    let spare = Scripted::new("spare", &[Act::Say("spare code")]);
+    let coder = scripted("coder", &[Act::Fail]);
+    let spare = scripted("spare", &[Act::Say("spare code")]);
     let dir = tempfile::tempdir().unwrap();
     let audit = AuditLog::new(Some(dir.path().to_path_buf()), Redactor::default());
     let h = harness_audited(
@@ -912,8 +878,8 @@ async fn step_fallbacks_are_in_the_audit_trail() {
 async fn a_project_budget_counts_the_running_run_itself() {
     let mut c = config();
     c.settings.project_token_budget = Some(3000);
-    let coder = Scripted::new("coder", &[Act::Used("code", 2985)]);
-    let reviewer = Scripted::new("reviewer", &[Act::Say(APPROVE)]);
+    let coder = scripted("coder", &[Act::Used("code", 2985)]);
+    let reviewer = scripted("reviewer", &[Act::Say(APPROVE)]);
     let h = harness(c, &[("coder", coder.clone()), ("reviewer", reviewer.clone())]);
     let run = h.runtime.submit(request(&h, "one", "irr")).await.unwrap().wait().await.unwrap();
     assert_eq!(run.state, RunState::BudgetExceeded, "{:?}", run.error);
@@ -959,12 +925,12 @@ struct WsHarness {
     _data: tempfile::TempDir,
 }
 
-fn ws_harness(agents: &[(&str, Arc<Scripted>)], max_iterations: u32) -> WsHarness {
+fn ws_harness(agents: &[(&str, Arc<ScriptedAgent>)], max_iterations: u32) -> WsHarness {
     ws_harness_with(agents, max_iterations, 0)
 }
 
 fn ws_harness_with(
-    agents: &[(&str, Arc<Scripted>)],
+    agents: &[(&str, Arc<ScriptedAgent>)],
     max_iterations: u32,
     candidates: u32,
 ) -> WsHarness {
@@ -995,8 +961,8 @@ async fn run_in_repo(w: &WsHarness, task: &str) -> troupe_runtime::RunRecord {
 
 #[actix::test]
 async fn a_run_fixes_the_bug_in_its_workspace_and_leaves_the_project_alone() {
-    let coder = Scripted::new("coder", &[Act::Say(FIX)]);
-    let reviewer = Scripted::new("reviewer", &[Act::Say(APPROVE)]);
+    let coder = scripted("coder", &[Act::Say(FIX)]);
+    let reviewer = scripted("reviewer", &[Act::Say(APPROVE)]);
     let w = ws_harness(&[("coder", coder.clone()), ("reviewer", reviewer.clone())], 2);
     let record = run_in_repo(&w, "add() subtracts; make it add").await;
     assert_eq!(record.state, RunState::Completed, "{:?}", record.error);
@@ -1029,8 +995,8 @@ async fn a_run_fixes_the_bug_in_its_workspace_and_leaves_the_project_alone() {
 async fn failing_checks_outweigh_an_approving_review() {
     // The coder's "fix" changes nothing that matters; the reviewer approves anyway.
     let wrong = "calc.py\n```python\ndef add(a, b):\n    return b - a\n```\n";
-    let coder = Scripted::new("coder", &[Act::Say(wrong), Act::Say(wrong), Act::Say(wrong)]);
-    let reviewer = Scripted::new("reviewer", &[Act::Say(APPROVE)]);
+    let coder = scripted("coder", &[Act::Say(wrong), Act::Say(wrong), Act::Say(wrong)]);
+    let reviewer = scripted("reviewer", &[Act::Say(APPROVE)]);
     let w = ws_harness(&[("coder", coder.clone()), ("reviewer", reviewer)], 1);
     let record = run_in_repo(&w, "add() subtracts; make it add").await;
     assert_eq!(record.state, RunState::Failed);
@@ -1050,8 +1016,8 @@ async fn failing_checks_outweigh_an_approving_review() {
 #[actix::test]
 async fn an_edit_that_does_not_apply_is_asked_again_once() {
     let bad = "calc.py\n```python\n<<<<<<< SEARCH\ndef plus(a, b):\n=======\ndef add(a, b):\n>>>>>>> REPLACE\n```\n";
-    let coder = Scripted::new("coder", &[Act::Say(bad), Act::Say(FIX)]);
-    let reviewer = Scripted::new("reviewer", &[Act::Say(APPROVE)]);
+    let coder = scripted("coder", &[Act::Say(bad), Act::Say(FIX)]);
+    let reviewer = scripted("reviewer", &[Act::Say(APPROVE)]);
     let w = ws_harness(&[("coder", coder.clone()), ("reviewer", reviewer)], 1);
     let record = run_in_repo(&w, "add() subtracts; make it add").await;
     assert_eq!(record.state, RunState::Completed, "{:?}", record.error);
@@ -1066,8 +1032,8 @@ async fn an_edit_that_does_not_apply_is_asked_again_once() {
 #[actix::test]
 async fn a_hostile_edit_is_refused_and_never_written() {
     let hostile = "../escaped.py\n```python\nprint('out')\n```\n\n.git/config\n```\n[core]\n```\n";
-    let coder = Scripted::new("coder", &[Act::Say(hostile), Act::Say(hostile)]);
-    let reviewer = Scripted::new("reviewer", &[Act::Say(APPROVE)]);
+    let coder = scripted("coder", &[Act::Say(hostile), Act::Say(hostile)]);
+    let reviewer = scripted("reviewer", &[Act::Say(APPROVE)]);
     let w = ws_harness(&[("coder", coder), ("reviewer", reviewer)], 1);
     let record = run_in_repo(&w, "add() subtracts; make it add").await;
     assert_ne!(record.state, RunState::Completed);
@@ -1083,8 +1049,8 @@ async fn a_hostile_edit_is_refused_and_never_written() {
 #[actix::test]
 async fn when_the_checks_fail_another_sampled_answer_that_passes_is_kept() {
     let wrong = "calc.py\n```python\ndef add(a, b):\n    return b - a\n```\n";
-    let coder = Scripted::new("coder", &[Act::Say(wrong), Act::Say(wrong), Act::Say(FIX)]);
-    let reviewer = Scripted::new("reviewer", &[Act::Say(APPROVE)]);
+    let coder = scripted("coder", &[Act::Say(wrong), Act::Say(wrong), Act::Say(FIX)]);
+    let reviewer = scripted("reviewer", &[Act::Say(APPROVE)]);
     let w = ws_harness_with(&[("coder", coder.clone()), ("reviewer", reviewer)], 1, 2);
     let record = run_in_repo(&w, "add() subtracts; make it add").await;
     assert_eq!(record.state, RunState::Completed, "{:?}", record.error);
@@ -1102,8 +1068,8 @@ async fn when_the_checks_fail_another_sampled_answer_that_passes_is_kept() {
 async fn when_no_candidate_passes_the_first_answer_stands() {
     let wrong = "calc.py\n```python\ndef add(a, b):\n    return b - a\n```\n";
     let other = "calc.py\n```python\ndef add(a, b):\n    return a * b\n```\n";
-    let coder = Scripted::new("coder", &[Act::Say(wrong), Act::Say(other), Act::Say(other)]);
-    let reviewer = Scripted::new("reviewer", &[Act::Say(APPROVE)]);
+    let coder = scripted("coder", &[Act::Say(wrong), Act::Say(other), Act::Say(other)]);
+    let reviewer = scripted("reviewer", &[Act::Say(APPROVE)]);
     let w = ws_harness_with(&[("coder", coder.clone()), ("reviewer", reviewer)], 1, 2);
     let record = run_in_repo(&w, "add() subtracts; make it add").await;
     assert_eq!(record.state, RunState::Failed);
@@ -1122,8 +1088,8 @@ fn tokens_of(step: &troupe_runtime::StepRecord) -> u64 {
 async fn a_step_that_changes_nothing_while_the_checks_fail_gets_candidates_too() {
     let same = "calc.py\n```python\ndef add(a, b):\n    return a - b\n```\n";
     // The first answer changes nothing, and so does its re-ask; the first candidate fixes it.
-    let coder = Scripted::new("coder", &[Act::Say(same), Act::Say(same), Act::Say(FIX)]);
-    let reviewer = Scripted::new("reviewer", &[Act::Say(APPROVE)]);
+    let coder = scripted("coder", &[Act::Say(same), Act::Say(same), Act::Say(FIX)]);
+    let reviewer = scripted("reviewer", &[Act::Say(APPROVE)]);
     let w = ws_harness_with(&[("coder", coder.clone()), ("reviewer", reviewer)], 1, 2);
     let record = run_in_repo(&w, "add() subtracts; make it add").await;
     assert_eq!(record.state, RunState::Completed, "{:?}", record.error);

@@ -143,7 +143,10 @@ fn runtime(config: Config, agent: Arc<Sleeper>, backend: Arc<dyn Backend>) -> Ru
     Runtime::new(RuntimeParts {
         config,
         config_path: None,
-        agents: BTreeMap::from([("coder".to_string(), agent as Arc<dyn Agent>)]),
+        agents: BTreeMap::from([(
+            "coder".to_string(),
+            troupe_runtime::agents::AgentSource::shared(agent as Arc<dyn Agent>),
+        )]),
         memory: Arc::new(NoMemory),
         backend,
         metrics: Metrics::new().unwrap(),

@@ -119,13 +119,14 @@ fn harness_with(config: Config, agents: Vec<ScriptedAgent>) -> Harness {
             limiters: Some(Arc::new(LimiterRegistry::default())),
             ..Default::default()
         },
-        &move |name: &str, _: &AgentConfig| {
+        move |name: &str, _: &AgentConfig| {
             Ok(scripted
                 .get(name)
                 .cloned()
                 .unwrap_or_else(|| Arc::new(ScriptedAgent::new(name)) as Arc<dyn Agent>))
         },
     );
+    let registry = Arc::new(registry);
     let agents = troupe_runtime::agents_of(&registry);
     let runtime = Runtime::new(RuntimeParts {
         config,
@@ -135,7 +136,7 @@ fn harness_with(config: Config, agents: Vec<ScriptedAgent>) -> Harness {
         backend: Arc::new(MemoryBackend::default()) as Arc<dyn Backend>,
         metrics: Metrics::new().unwrap(),
         max_tokens: 256,
-        registry: Some(Arc::new(registry)),
+        registry: Some(registry),
         context: None,
         audit: Default::default(),
         redactor: Default::default(),

@@ -2,6 +2,10 @@
 //! asked, and [`MockServer`], a real HTTP server speaking the OpenAI or Ollama API with
 //! injectable faults.
 //!
+//! [`ScriptedAgent`] is the one scripted agent of every crate's tests: it answers (in
+//! chunks, with estimated or exact usage), fails, panics or hangs until cancelled, as its
+//! script says.
+//!
 //! ```
 //! # async fn demo() {
 //! use troupe_adapters::testing::ScriptedAgent;
@@ -23,6 +27,7 @@ pub use mock_server::{Fault, MockApi, MockServer, Recorded};
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -36,8 +41,14 @@ use crate::error::{AdapterError, Result};
 pub enum Step {
     /// Answer with this text, streamed in these pieces.
     Answer(Vec<String>),
+    /// Answer with this text, streamed in these pieces, reporting exactly this usage.
+    AnswerUsing(Vec<String>, Usage),
     /// Fail with this error.
     Fail(AdapterError),
+    /// Panic with this message (what an adapter bug looks like to its caller).
+    Panic(String),
+    /// Wait until the call is cancelled, then fail as cancelled.
+    Hang,
 }
 
 /// An agent that plays a script: each call takes the next step; the last step repeats.
@@ -50,6 +61,9 @@ pub struct ScriptedAgent {
     calls: Mutex<Vec<(AgentRequest, Instant)>>,
     window: Option<u32>,
     chars_per_token: Option<usize>,
+    /// Calls under way now, and the most there ever were at once.
+    in_flight: AtomicUsize,
+    peak: AtomicUsize,
 }
 
 impl ScriptedAgent {
@@ -69,6 +83,8 @@ impl ScriptedAgent {
             calls: Mutex::new(Vec::new()),
             window: None,
             chars_per_token: None,
+            in_flight: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
         }
     }
 
@@ -114,6 +130,22 @@ impl ScriptedAgent {
         self.then(Step::Answer(chunks.iter().map(|c| c.to_string()).collect()))
     }
 
+    /// Then answer `text` (in one chunk), reporting `prompt` and `completion` tokens.
+    pub fn then_answer_using(self, text: &str, prompt: u64, completion: u64) -> ScriptedAgent {
+        let usage = Usage { prompt_tokens: prompt, completion_tokens: completion };
+        self.then(Step::AnswerUsing(vec![text.to_string()], usage))
+    }
+
+    /// Then panic.
+    pub fn then_panic(self) -> ScriptedAgent {
+        self.then(Step::Panic("scripted panic".to_string()))
+    }
+
+    /// Then wait until cancelled.
+    pub fn then_hang(self) -> ScriptedAgent {
+        self.then(Step::Hang)
+    }
+
     /// Then fail with `error`.
     pub fn then_fail(self, error: AdapterError) -> ScriptedAgent {
         self.then(Step::Fail(error))
@@ -125,6 +157,12 @@ impl ScriptedAgent {
         self
     }
 
+    /// The prompts received, in order, as the agent saw them
+    /// ([`AgentRequest::render_prompt`]).
+    pub fn prompts(&self) -> Vec<String> {
+        self.calls().iter().map(AgentRequest::render_prompt).collect()
+    }
+
     /// The requests received, in order.
     pub fn calls(&self) -> Vec<AgentRequest> {
         self.calls
@@ -133,6 +171,11 @@ impl ScriptedAgent {
             .iter()
             .map(|(r, _)| r.clone())
             .collect()
+    }
+
+    /// The most calls that were under way at once.
+    pub fn peak_calls(&self) -> usize {
+        self.peak.load(Ordering::SeqCst)
     }
 
     /// When each request arrived (tokio's clock).
@@ -169,6 +212,16 @@ impl Agent for ScriptedAgent {
     }
 
     async fn call(&self, req: &AgentRequest, ctx: &CallContext) -> Result<AgentResponse> {
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak.fetch_max(now, Ordering::SeqCst);
+        let result = self.play(req, ctx).await;
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        result
+    }
+}
+
+impl ScriptedAgent {
+    async fn play(&self, req: &AgentRequest, ctx: &CallContext) -> Result<AgentResponse> {
         let started = Instant::now();
         self.calls.lock().unwrap_or_else(|e| e.into_inner()).push((req.clone(), started));
         let step = self.next_step();
@@ -179,22 +232,30 @@ impl Agent for ScriptedAgent {
                 _ = tokio::time::sleep(self.delay) => {}
             }
         }
-        match step {
-            Step::Fail(e) => Err(e),
-            Step::Answer(chunks) => {
-                for c in &chunks {
-                    ctx.chunk(c);
-                }
-                let text: String = chunks.concat();
-                let mut r = AgentResponse::new(&self.info.name, text.clone());
-                r.usage = Usage {
-                    prompt_tokens: req.estimated_tokens(),
-                    completion_tokens: (text.len() as u64).div_ceil(4),
-                };
-                r.model = self.info.model.clone();
-                r.latency = started.elapsed();
-                Ok(r)
+        let (chunks, usage) = match step {
+            Step::Fail(e) => return Err(e),
+            #[allow(clippy::panic)]
+            Step::Panic(message) => panic!("{message}"),
+            Step::Hang => {
+                ctx.cancel.cancelled().await;
+                return Err(AdapterError::cancelled(&self.info.name));
             }
+            Step::AnswerUsing(chunks, usage) => (chunks, usage),
+            Step::Answer(chunks) => {
+                let usage = Usage {
+                    prompt_tokens: req.estimated_tokens(),
+                    completion_tokens: (chunks.concat().len() as u64).div_ceil(4),
+                };
+                (chunks, usage)
+            }
+        };
+        for c in &chunks {
+            ctx.chunk(c);
         }
+        let mut r = AgentResponse::new(&self.info.name, chunks.concat());
+        r.usage = usage;
+        r.model = self.info.model.clone();
+        r.latency = started.elapsed();
+        Ok(r)
     }
 }

@@ -143,7 +143,7 @@ async fn offline_mode_opens_no_connection_to_remote_agents() {
 }
 
 #[tokio::test]
-async fn step_fallbacks_come_first_and_bad_agents_are_explained() {
+async fn the_agents_own_fallbacks_come_before_the_steps_and_bad_agents_are_explained() {
     let a = MockServer::start(MockApi::OpenAi).await.unwrap();
     let b = MockServer::start(MockApi::OpenAi).await.unwrap();
     let c = MockServer::start(MockApi::OpenAi).await.unwrap();
@@ -163,11 +163,10 @@ async fn step_fallbacks_come_first_and_bad_agents_are_explained() {
     let agent = registry.with_fallbacks("a", &["off".into(), "b".into()]).unwrap();
     let r =
         bounded(20, agent.call(&AgentRequest::prompt("hi"), &CallContext::new())).await.unwrap();
-    assert_eq!(
-        r.agent, "b",
-        "the step's fallback (the disabled one skipped) before the agent's own"
-    );
-    assert!(c.requests().is_empty());
+    // The one order (`config::fallback_chain`, as docs/CONFIGURATION.md states it and a
+    // run's call path walks it): the agent's own chain, then the step's fallbacks.
+    assert_eq!(r.agent, "c", "the agent's own fallback before the step's");
+    assert!(b.requests().is_empty());
 
     let e = registry.agent("off").unwrap_err();
     assert!(e.to_string().contains("disabled"), "{e}");

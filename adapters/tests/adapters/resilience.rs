@@ -536,7 +536,7 @@ async fn stacked_wrappers_keep_the_primary_failing_and_recover_later() {
         Ok(if name == "primary" { p.clone() } else { b.clone() })
     };
     let options = RegistryOptions { limiters: Some(Default::default()), ..Default::default() };
-    let registry = AgentRegistry::build_with(&configs, options, &factory);
+    let registry = AgentRegistry::build_with(&configs, options, factory);
     let agent = registry.agent("primary").unwrap();
 
     // Two calls, two attempts each: the primary fails 4 times, the breaker opens.

@@ -12,23 +12,30 @@ use crate::audit::AuditEvent;
 use crate::call::Caller;
 use crate::model::{CheckRecord, RunEvent, RunRecord, StepChange, StepRecord};
 use crate::shared::Shared;
+/// What a work step's change is made from: the step, the request its answer came from, the
+/// files shown with it, the latest check.
+#[derive(Clone, Copy)]
+pub(super) struct WorkStep<'a> {
+    pub shared: &'a Arc<Shared>,
+    pub plan: &'a StepPlan,
+    pub request: &'a AgentRequest,
+    pub shown: &'a [String],
+    pub last_check: Option<&'a CheckRecord>,
+    pub events: &'a broadcast::Sender<RunEvent>,
+    pub cancel: &'a CancellationToken,
+}
+
 /// Check a work step's change; when it fails and `[edits] candidates` allows, sample more
 /// answers from the step's start at `candidate_temperature`, each applied, committed and
 /// checked, and keep the first that passes — else go back to the first answer. Returns the
 /// check of the change that is kept.
-#[allow(clippy::too_many_arguments)]
 pub(super) async fn sample_candidates(
-    shared: &Arc<Shared>,
+    w: &WorkStep<'_>,
     record: &mut RunRecord,
-    plan: &StepPlan,
-    request: &AgentRequest,
-    shown: &[String],
     step: &mut StepRecord,
     caller: &mut Caller<'_>,
-    last_check: Option<&CheckRecord>,
-    events: &broadcast::Sender<RunEvent>,
-    cancel: &CancellationToken,
 ) -> Result<Option<CheckRecord>, String> {
+    let WorkStep { shared, plan, request, shown, last_check, events, cancel } = *w;
     let (Some(change), Some(head)) =
         (step.change.clone(), record.workspace.as_ref().map(|w| w.head.clone()))
     else {
@@ -121,19 +128,14 @@ pub(super) async fn sample_candidates(
 
 /// Apply a work step's answer to the workspace (HTTP models; a CLI agent edited the files
 /// itself), ask once more when edits did not apply, and commit what changed.
-#[allow(clippy::too_many_arguments)]
 pub(super) async fn change_of_step(
-    shared: &Arc<Shared>,
+    w: &WorkStep<'_>,
     record: &mut RunRecord,
-    plan: &StepPlan,
-    request: &AgentRequest,
-    shown: &[String],
     step: &mut StepRecord,
     caller: &mut Caller<'_>,
-    last_check: Option<&CheckRecord>,
-    cancel: &CancellationToken,
     edits_by_answer: bool,
 ) -> Result<Option<StepChange>, String> {
+    let WorkStep { shared, plan, request, shown, last_check, cancel, .. } = *w;
     let Some(dir) = record.workspace.as_ref().map(|w| w.dir.clone()) else { return Ok(None) };
     let policy = crate::settings::edit_policy(&shared.config);
     let mut outcome = None;

@@ -1,15 +1,151 @@
-//! A run's end: its change's outcome, the final record, the memory taught.
+//! A run's end: the last check, its change's outcome, the final record, the memory taught.
 
 use std::sync::Arc;
 
 use chrono::Utc;
 use tokio::sync::broadcast;
-use troupe_workflows::engine::StepPos;
+use troupe_workflows::engine::{FinishReason, StepPos};
 
+use super::drive::Run;
 use super::{RunJob, emit};
 use crate::audit::AuditEvent;
-use crate::model::{CheckRecord, RunEvent, RunRecord, RunState, Tokens};
+use crate::model::{CheckRecord, RunEvent, RunRecord, RunState};
 use crate::shared::Shared;
+
+/// How a run ended.
+#[derive(Debug)]
+pub(super) enum End {
+    Cancelled,
+    Failed(String),
+    Budget(String),
+    Done(troupe_workflows::engine::Finish),
+}
+
+impl Run {
+    /// End the run: a change that moved since the validators last ran is checked once more
+    /// (a run is green only when they pass), the record says how it ended (written after
+    /// the audit trail's last entry), the slot is given back, the memory taught. Returns
+    /// the final record.
+    pub(super) async fn finish(mut self, end: End) -> RunRecord {
+        let end = match end {
+            End::Done(mut f) if f.success => {
+                let last = self.engine.position();
+                match stale_check(&self.record, self.last_check.as_ref(), last) {
+                    Some(after) => match self.check(after).await {
+                        Ok(c) => {
+                            if !c.passed() {
+                                f.success = false;
+                                f.reason = FinishReason::ValidatorsFailed;
+                            }
+                            End::Done(f)
+                        }
+                        Err(e) => End::Failed(e),
+                    },
+                    None => End::Done(f),
+                }
+            }
+            other => other,
+        };
+        let Run { shared, mut record, events, span, permit, last_check, .. } = self;
+        finish_change(&mut record, last_check.as_ref()).await;
+        record.finished_at = Some(Utc::now());
+        match end {
+            End::Cancelled => {
+                record.state = RunState::Cancelled;
+                record.error = Some("cancelled".into());
+            }
+            End::Failed(e) => {
+                record.state = RunState::Failed;
+                record.error = Some(e);
+            }
+            End::Budget(reason) => {
+                record.state = RunState::BudgetExceeded;
+                record.error = Some(format!("budget exceeded: {reason}"));
+            }
+            End::Done(f) => {
+                record.iterations = f.iterations;
+                record.finish_reason = Some(f.reason);
+                record.output = f.output.clone();
+                record.state = if f.success { RunState::Completed } else { RunState::Failed };
+                if f.reason == FinishReason::MaxIterations {
+                    record.error = Some(format!(
+                        "the review still asked for changes after {} iteration(s)",
+                        f.iterations
+                    ));
+                } else if f.reason == FinishReason::ValidatorsFailed {
+                    record.error = Some(format!(
+                        "the project's checks still fail after {} iteration(s): {}",
+                        f.iterations,
+                        record.validation.as_ref().map(|r| r.summary()).unwrap_or_default()
+                    ));
+                }
+            }
+        }
+        if record.apply && record.state == RunState::Completed {
+            apply_change(&shared, &mut record, &events).await;
+        }
+        // The trail's last entry is written before the record says the run ended, so whoever
+        // sees it ended reads a complete trail.
+        if let RunEvent::RunFinished { state, reason, iterations, tokens, cost, error, .. } =
+            crate::events::run_finished(&record)
+        {
+            let end = AuditEvent::RunFinished { state, reason, iterations, tokens, cost, error };
+            shared.audit.append(&record.id, end);
+        }
+        if let Err(e) = shared.store.put_run(&record).await {
+            tracing::error!(run = %record.id, error = %e, "cannot persist the run's end");
+        }
+        crate::telemetry::record_run(&span, &record);
+        shared.metrics.add_active_run("in_progress", -1);
+        shared.metrics.record_run_finished(record.state.as_str());
+        drop(permit);
+
+        // Teach the memory (not for cancelled runs: they taught nothing).
+        if record.state != RunState::Cancelled {
+            let outcome = crate::memory::RunOutcome {
+                run_id: record.id.clone(),
+                project_id: record.project_id.clone(),
+                conversation: record.conversation.clone(),
+                task: record.task.clone(),
+                workflow: record.workflow_name.clone(),
+                success: record.state == RunState::Completed,
+                output: record.output.clone().or_else(|| record.error.clone()).unwrap_or_default(),
+                agents: dedup(self.answered_by),
+                findings: self.findings,
+                context_nodes: dedup(self.context_nodes),
+                files: project_files(&record),
+            };
+            let memory = shared.memory.clone();
+            match tokio::task::spawn_blocking(move || memory.record_run(&outcome)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(run = %record.id, error = %e, "cannot store the run in memory")
+                }
+                Err(e) => {
+                    tracing::warn!(run = %record.id, error = %e, "storing the run in memory died")
+                }
+            }
+        }
+        emit(&events, crate::events::run_finished(&record));
+        record
+    }
+}
+
+/// End a run that was cancelled while it waited for its slot.
+pub(super) async fn cancel_pending(job: RunJob) -> RunRecord {
+    let mut record = job.record;
+    record.state = RunState::Cancelled;
+    record.finished_at = Some(Utc::now());
+    record.error = Some("cancelled before it started".into());
+    if let Err(e) = job.shared.store.put_run(&record).await {
+        tracing::error!(run = %record.id, error = %e, "cannot persist the run's end");
+    }
+    job.shared.metrics.add_active_run("pending", -1);
+    job.shared.metrics.record_run_finished("cancelled");
+    emit(&job.events, crate::events::run_finished(&record));
+    record
+}
+
 /// Where the validators must run before the step at `pos` (or at the end): the step before
 /// it, when the run has validators and its change moved since they last ran (or they never
 /// ran). `None` when no check is due.
@@ -34,14 +170,7 @@ pub(super) fn stale_check(
 
 /// Put the change's outcome into the record: the files it touches, the latest validators'
 /// results, whether the result is backed by evidence.
-pub(super) async fn finish_change(
-    shared: &Arc<Shared>,
-    record: &mut RunRecord,
-    last_check: Option<&CheckRecord>,
-    finish: &End,
-    events: &broadcast::Sender<RunEvent>,
-) {
-    let _ = (shared, events, finish);
+async fn finish_change(record: &mut RunRecord, last_check: Option<&CheckRecord>) {
     if let Some(ws) = &record.workspace {
         match crate::work::diff(ws).await {
             Ok(change) => record.files = change.files,
@@ -56,7 +185,7 @@ pub(super) async fn finish_change(
 
 /// Apply a green run's change to the project (`--apply`); a refusal is reported, and the
 /// change stays in the workspace for `troupe runs apply`.
-pub(super) async fn apply_change(
+async fn apply_change(
     shared: &Arc<Shared>,
     record: &mut RunRecord,
     events: &broadcast::Sender<RunEvent>,
@@ -90,15 +219,7 @@ pub(super) async fn apply_change(
     }
 }
 
-/// How the step loop ended.
-pub(super) enum End {
-    Cancelled,
-    Failed(String),
-    Budget(String),
-    Done(troupe_workflows::engine::Finish),
-}
-
-pub(super) fn dedup(mut v: Vec<String>) -> Vec<String> {
+fn dedup(mut v: Vec<String>) -> Vec<String> {
     let mut seen = std::collections::BTreeSet::new();
     v.retain(|x| seen.insert(x.clone()));
     v
@@ -106,7 +227,7 @@ pub(super) fn dedup(mut v: Vec<String>) -> Vec<String> {
 
 /// The run's changed files relative to the project (the workspace's paths are relative to
 /// its repository, which may hold the project in a subfolder).
-pub(super) fn project_files(record: &RunRecord) -> Vec<String> {
+fn project_files(record: &RunRecord) -> Vec<String> {
     let prefix = record
         .workspace
         .as_ref()
@@ -120,25 +241,4 @@ pub(super) fn project_files(record: &RunRecord) -> Vec<String> {
             f.path.strip_prefix(&prefix).unwrap_or(&f.path).to_string_lossy().replace('\\', "/")
         })
         .collect()
-}
-
-/// End a run that was cancelled while it waited for a slot.
-pub(crate) async fn cancel_pending(job: RunJob) {
-    let mut record = job.record;
-    record.state = RunState::Cancelled;
-    record.finished_at = Some(Utc::now());
-    record.error = Some("cancelled before it started".into());
-    let _ = job.shared.store.put_run(&record).await;
-    job.shared.metrics.add_active_run("pending", -1);
-    job.shared.metrics.record_run_finished("cancelled");
-    let _ = job.events.send(RunEvent::RunFinished {
-        run_id: record.id.clone(),
-        state: RunState::Cancelled,
-        reason: None,
-        iterations: 0,
-        tokens: Tokens::default(),
-        cost: 0.0,
-        error: record.error.clone(),
-    });
-    let _ = job.done.send(record);
 }

@@ -1,4 +1,4 @@
-//! The Supervisor: one actor per run, driving its workflow step by step.
+//! The Supervisor: one actor per run, owning the run's state and driving its workflow.
 //!
 //! For each step: build the prompt (role template, the project's relevant memory, the
 //! conversation so far, the previous step's output, the latest review's findings), write
@@ -6,9 +6,16 @@
 //! stream its answer as events, write the step as ended, and tell the engine. A crash at any
 //! point leaves the store consistent: a `running` step is simply run again on resume.
 //!
-//! `drive.rs` is the loop over the engine's decisions, `step.rs` one step (prompt, call,
-//! record), `change.rs` a work step's change (edits, re-ask, candidates), `finish.rs` the
-//! run's end (final checks, record, memory), `replay.rs` the engine rebuilt from stored steps.
+//! The actor owns the run ([`drive::Run`]: its record, engine, latest check, what it will
+//! teach the memory) and is the only writer of the run's record from the moment it is
+//! submitted to its end. It goes one turn at a time: each turn's future borrows the run and
+//! hands it back, so the actor keeps handling messages while a step runs. Cancellation is
+//! one message ([`Cancel`]); the final record goes straight to the run's handle.
+//!
+//! `drive.rs` holds the run's state, its start and one turn of the engine, `step.rs` one
+//! step (prompt, call, record), `change.rs` a work step's change (edits, re-ask,
+//! candidates), `finish.rs` the run's end (final checks, record, memory), `replay.rs` the
+//! engine rebuilt from stored steps.
 
 mod change;
 mod drive;
@@ -16,58 +23,191 @@ mod finish;
 mod replay;
 mod step;
 
-pub(crate) use finish::cancel_pending;
-
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use actix::prelude::*;
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, oneshot};
 use tokio_util::sync::CancellationToken;
-use troupe_adapters::config::Role;
+use tracing::Instrument;
 
+use self::drive::Run;
+use self::finish::End;
+use crate::error::Result;
 use crate::model::{RunEvent, RunRecord, StepRecord};
 use crate::shared::Shared;
 
-/// Cancel the run.
+/// Cancel the run: the step under way stops (a CLI agent's process group is killed), a run
+/// still waiting for its slot never starts; either way the run ends `cancelled`.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct Cancel;
 
-/// The actor of one run.
-#[derive(Debug)]
-pub struct Supervisor {
-    job: Option<RunJob>,
-    cancel: CancellationToken,
-}
-
-/// Everything a run needs to go.
+/// A run and what it needs to go.
 #[derive(Debug)]
 pub(crate) struct RunJob {
     pub shared: Arc<Shared>,
+    /// The run, `pending` (new, or prepared for a resume).
     pub record: RunRecord,
     /// Steps stored by earlier attempts (empty for a new run), replayed into the engine.
     pub steps: Vec<StepRecord>,
     pub events: broadcast::Sender<RunEvent>,
-    pub done: oneshot::Sender<RunRecord>,
-    pub permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
-impl Supervisor {
-    pub(crate) fn new(job: RunJob, cancel: CancellationToken) -> Supervisor {
-        Supervisor { job: Some(job), cancel }
+/// The runs executing in this process: their supervisors and event streams, by run id.
+/// A supervisor adds itself when it is made and removes itself when its run has ended.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct LiveRuns(Arc<Mutex<HashMap<String, LiveRun>>>);
+
+#[derive(Debug, Clone)]
+struct LiveRun {
+    supervisor: Addr<Supervisor>,
+    events: broadcast::Sender<RunEvent>,
+}
+
+impl LiveRuns {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, LiveRun>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// The ids of the live runs.
+    pub(crate) fn ids(&self) -> Vec<String> {
+        self.lock().keys().cloned().collect()
+    }
+
+    /// Whether `id` runs in this process.
+    pub(crate) fn contains(&self, id: &str) -> bool {
+        self.lock().contains_key(id)
+    }
+
+    /// The live events of run `id`.
+    pub(crate) fn subscribe(&self, id: &str) -> Option<broadcast::Receiver<RunEvent>> {
+        self.lock().get(id).map(|r| r.events.subscribe())
+    }
+
+    /// Ask run `id`'s supervisor to cancel it; `false` when it does not run here.
+    pub(crate) fn cancel(&self, id: &str) -> bool {
+        let supervisor = self.lock().get(id).map(|r| r.supervisor.clone());
+        supervisor.map(|s| s.do_send(Cancel)).is_some()
+    }
+}
+
+/// Start a run's supervisor: it writes the run's record (`pending`, so the run is on disk
+/// before this returns), waits for a slot in `slots`, drives the run and sends its final
+/// record to `done`.
+pub(crate) async fn launch(
+    job: RunJob,
+    slots: Arc<Semaphore>,
+    live: &LiveRuns,
+    done: oneshot::Sender<RunRecord>,
+) -> Result<()> {
+    job.shared.store.put_run(&job.record).await?;
+    job.shared.metrics.add_active_run("pending", 1);
+    let live = live.clone();
+    Supervisor::create(move |ctx| {
+        live.lock().insert(
+            job.record.id.clone(),
+            LiveRun { supervisor: ctx.address(), events: job.events.clone() },
+        );
+        Supervisor {
+            job: Some(job),
+            run: None,
+            cancel: CancellationToken::new(),
+            slots,
+            live,
+            done: Some(done),
+        }
+    });
+    Ok(())
+}
+
+/// The actor of one run.
+#[derive(Debug)]
+pub struct Supervisor {
+    /// The run before it starts.
+    job: Option<RunJob>,
+    /// The run between turns (a turn's future holds it while the turn runs).
+    run: Option<Run>,
+    /// Stops what the run is doing; cancelled only by this actor, on [`Cancel`].
+    cancel: CancellationToken,
+    slots: Arc<Semaphore>,
+    live: LiveRuns,
+    /// Where the final record goes.
+    done: Option<oneshot::Sender<RunRecord>>,
 }
 
 impl Actor for Supervisor {
     type Context = Context<Self>;
 
+    /// Wait for a slot (or a [`Cancel`]), then start the run.
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let Some(job) = self.job.take() else {
-            ctx.stop();
-            return;
-        };
+        let slots = self.slots.clone();
         let cancel = self.cancel.clone();
-        ctx.spawn(drive::drive(job, cancel).into_actor(self).map(|_, _, ctx| ctx.stop()));
+        let slot = async move {
+            tokio::select! {
+                p = slots.acquire_owned() => p.ok(),
+                _ = cancel.cancelled() => None,
+            }
+        };
+        ctx.spawn(slot.into_actor(self).map(|permit, act, ctx| match permit {
+            Some(permit) if !act.cancel.is_cancelled() => act.start(permit, ctx),
+            _ => act.cancelled_before_start(ctx),
+        }));
+    }
+}
+
+impl Supervisor {
+    fn start(&mut self, permit: OwnedSemaphorePermit, ctx: &mut Context<Self>) {
+        let Some(job) = self.job.take() else { return ctx.stop() };
+        let span = crate::telemetry::run_span(&job.record);
+        let start = Run::start(job, self.cancel.clone(), Some(permit), span.clone());
+        ctx.spawn(start.instrument(span).into_actor(self).map(|(run, end), act, ctx| {
+            act.run = Some(run);
+            act.after_turn(end, ctx);
+        }));
+    }
+
+    /// Take the next turn, or end the run.
+    fn after_turn(&mut self, end: Option<End>, ctx: &mut Context<Self>) {
+        let Some(mut run) = self.run.take() else { return ctx.stop() };
+        match end {
+            Some(end) => {
+                let span = run.span.clone();
+                ctx.spawn(
+                    run.finish(end)
+                        .instrument(span)
+                        .into_actor(self)
+                        .map(|record, act, ctx| act.deliver(record, ctx)),
+                );
+            }
+            None => {
+                let span = run.span.clone();
+                let turn = async move {
+                    let end = run.turn().await;
+                    (run, end)
+                };
+                ctx.spawn(turn.instrument(span).into_actor(self).map(|(run, end), act, ctx| {
+                    act.run = Some(run);
+                    act.after_turn(end, ctx);
+                }));
+            }
+        }
+    }
+
+    /// A run cancelled while it waited for its slot.
+    fn cancelled_before_start(&mut self, ctx: &mut Context<Self>) {
+        let Some(job) = self.job.take() else { return ctx.stop() };
+        let cancelled = finish::cancel_pending(job).into_actor(self);
+        ctx.spawn(cancelled.map(|record, act, ctx| act.deliver(record, ctx)));
+    }
+
+    /// The run has ended: it leaves the live runs and its final record goes to its handle.
+    fn deliver(&mut self, record: RunRecord, ctx: &mut Context<Self>) {
+        self.live.lock().remove(&record.id);
+        if let Some(done) = self.done.take() {
+            let _ = done.send(record);
+        }
+        ctx.stop();
     }
 }
 
@@ -77,10 +217,6 @@ impl Handler<Cancel> for Supervisor {
     fn handle(&mut self, _: Cancel, _: &mut Context<Self>) {
         self.cancel.cancel();
     }
-}
-
-pub(super) fn step_label(agent: &str, role: Role) -> String {
-    format!("{agent}:{role}")
 }
 
 /// Why a step could not be run to an end.

@@ -10,9 +10,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::Span;
 use troupe_adapters::agent::{AgentRequest, GenerationOptions, OutputFormat};
 use troupe_adapters::config::{AgentKind, Role};
-use troupe_workflows::engine::StepPlan;
+use troupe_workflows::engine::{StepPlan, StepPos};
 
-use super::change::{change_of_step, sample_candidates};
+use super::change::{WorkStep, change_of_step, sample_candidates};
 use super::{StepStop, emit};
 use crate::call::{Caller, Failure};
 use crate::model::{CheckRecord, RunEvent, RunRecord, StepRecord, StepState, Tokens};
@@ -168,36 +168,16 @@ pub(super) async fn run_step(
     let request = AgentRequest::prompt(prompt.clone()).with_options(options);
 
     let mut step = StepRecord {
-        run_id: run_id.clone(),
-        pos,
-        role: plan.role,
-        agent: plan.agent.clone(),
-        answered_by: None,
-        model: None,
-        state: StepState::Running,
-        prompt,
         context_nodes: context.nodes.clone(),
-        response: None,
-        verdict: None,
-        note: None,
-        tokens: Tokens::default(),
-        cost: 0.0,
-        tokens_estimated: false,
-        retries: 0,
-        fallback_from: Vec::new(),
-        started_at: Utc::now(),
-        finished_at: None,
-        latency_ms: 0,
-        change: None,
         unverified,
+        ..new_step(&run_id, pos, plan.role, &plan.agent, prompt)
     };
 
-    // The step's agent, then the step's own fallbacks (each with its own fallback chain).
-    let mut candidates = vec![plan.agent.clone()];
-    candidates.extend(plan.fallback.iter().cloned());
-    let mut caller = Caller::new(shared, record, pos, plan.role, candidates, workdir, cancel)
-        .streaming(events)
-        .with_context_nodes(context.nodes.clone());
+    // The step's agent, then its fallback chain (the agent's own fallbacks, the step's).
+    let mut caller =
+        Caller::new(shared, record, pos, plan.role, &plan.agent, &plan.fallback, workdir, cancel)
+            .streaming(events)
+            .with_context_nodes(context.nodes.clone());
     if !fitted.left_out.is_empty() {
         caller.announce(format!(
             "the prompt was fitted to {}'s context window ({} tokens): {}",
@@ -264,30 +244,20 @@ pub(super) async fn run_step(
         }
     }
 
+    let work =
+        WorkStep { shared, plan, request: &request, shown: &shown, last_check, events, cancel };
     // The step's change: edits from the answer (asked again once when they do not apply),
     // then a commit in the workspace.
     if step.state == StepState::Completed && work_step && record.workspace.is_some() {
-        let change = match change_of_step(
-            shared,
-            record,
-            plan,
-            &request,
-            &shown,
-            &mut step,
-            &mut caller,
-            last_check,
-            cancel,
-            edits_by_answer,
-        )
-        .await
-        {
-            Ok(c) => c,
-            Err(e) => {
-                step.state = StepState::Failed;
-                step.note = Some(e);
-                None
-            }
-        };
+        let change =
+            match change_of_step(&work, record, &mut step, &mut caller, edits_by_answer).await {
+                Ok(c) => c,
+                Err(e) => {
+                    step.state = StepState::Failed;
+                    step.note = Some(e);
+                    None
+                }
+            };
         if let Some(change) = change {
             emit(events, RunEvent::Changed { run_id: run_id.clone(), pos, change: change.clone() });
             step.change = Some(change);
@@ -301,20 +271,7 @@ pub(super) async fn run_step(
         && step.change.is_some()
         && !record.validators.is_empty()
     {
-        match sample_candidates(
-            shared,
-            record,
-            plan,
-            &request,
-            &shown,
-            &mut step,
-            &mut caller,
-            last_check,
-            events,
-            cancel,
-        )
-        .await
-        {
+        match sample_candidates(&work, record, &mut step, &mut caller).await {
             Ok(c) => checked = c,
             Err(e) => {
                 step.state = StepState::Failed;
@@ -403,4 +360,38 @@ async fn fit_prompt(
     Err(format!(
         "the prompt for {agent} could not be made to fit its context window ({budget} tokens for the prompt)"
     ))
+}
+
+/// A step's record as it starts: `running`, with its prompt, nothing used yet.
+pub(super) fn new_step(
+    run_id: &str,
+    pos: StepPos,
+    role: Role,
+    agent: &str,
+    prompt: String,
+) -> StepRecord {
+    StepRecord {
+        run_id: run_id.to_string(),
+        pos,
+        role,
+        agent: agent.to_string(),
+        answered_by: None,
+        model: None,
+        state: StepState::Running,
+        prompt,
+        context_nodes: Vec::new(),
+        response: None,
+        verdict: None,
+        note: None,
+        tokens: Tokens::default(),
+        cost: 0.0,
+        tokens_estimated: false,
+        retries: 0,
+        fallback_from: Vec::new(),
+        started_at: Utc::now(),
+        finished_at: None,
+        latency_ms: 0,
+        change: None,
+        unverified: false,
+    }
 }

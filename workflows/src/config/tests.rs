@@ -570,6 +570,7 @@ max_tokens = 0
 stop = ["END", ""]
 seed = 7
 context_tokens = 100
+max_concurrent_calls = 0
 
 [agents.gpt]
 kind = "openai"
@@ -593,12 +594,16 @@ steps = [{ agent = "coder", role = "implement", temperature = -1.0, max_tokens =
     assert!(has("troupe.toml:9:14: error", "max_tokens must be at least 1"), "{msgs:#?}");
     assert!(has("troupe.toml:10:16: error", "stop sequence must not be empty"), "{msgs:#?}");
     assert!(has("troupe.toml:12:18: error", "context_tokens must be from 256"), "{msgs:#?}");
-    assert!(has("troupe.toml:18:9: warning", "top_k is not part of the OpenAI API"), "{msgs:#?}");
     assert!(
-        has("troupe.toml:21:", "step 1: temperature must be from 0 to 2, found -1"),
+        has("troupe.toml:13:24: error", "max_concurrent_calls must be at least 1"),
         "{msgs:#?}"
     );
-    assert!(has("troupe.toml:21:", "step 1: max_tokens must be at least 1"), "{msgs:#?}");
+    assert!(has("troupe.toml:19:9: warning", "top_k is not part of the OpenAI API"), "{msgs:#?}");
+    assert!(
+        has("troupe.toml:22:", "step 1: temperature must be from 0 to 2, found -1"),
+        "{msgs:#?}"
+    );
+    assert!(has("troupe.toml:22:", "step 1: max_tokens must be at least 1"), "{msgs:#?}");
     assert!(!msgs.iter().any(|m| m.contains("top_p") || m.contains("repeat_penalty")), "{msgs:#?}");
     let coder = loaded.config.agent("coder").unwrap();
     assert_eq!((coder.top_k, coder.seed), (Some(40), Some(7)));

@@ -328,6 +328,14 @@ impl Validator<'_> {
                 format!("{what}: context_tokens must be from 256 to 10000000, found {c}"),
             );
         }
+        if agent.max_concurrent_calls == Some(0) {
+            self.error(
+                &at("max_concurrent_calls"),
+                format!(
+                    "{what}: max_concurrent_calls must be at least 1 (leave it out for no bound)"
+                ),
+            );
+        }
         if let (Some(c), Some(m)) = (agent.context_tokens, agent.max_tokens)
             && m >= c
         {
