@@ -60,7 +60,7 @@ fn the_debug_check_sees_debug_text() {
 
 /// Replace what changes from run to run (ids, times, folders) with placeholders.
 fn normalise(text: &str, dir: &Path) -> String {
-    let text = text.replace(&dir.display().to_string(), "<dir>");
+    let text = without_uuids(&text.replace(&dir.display().to_string(), "<dir>"));
     let mut out = String::new();
     for line in text.lines() {
         let words: Vec<String> = line
@@ -85,6 +85,30 @@ fn normalise(text: &str, dir: &Path) -> String {
             .collect();
         out.push_str(words.join(" ").trim_end());
         out.push('\n');
+    }
+    out
+}
+
+/// `text` with every UUID (8-4-4-4-12 hex digits) replaced by `<id>`.
+fn without_uuids(text: &str) -> String {
+    let is_uuid = |w: &[u8]| {
+        w.len() == 36
+            && w.iter().enumerate().all(|(i, c)| {
+                if [8, 13, 18, 23].contains(&i) { *c == b'-' } else { c.is_ascii_hexdigit() }
+            })
+    };
+    let bytes = text.as_bytes();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if i + 36 <= bytes.len() && is_uuid(&bytes[i..i + 36]) {
+            out.push_str("<id>");
+            i += 36;
+        } else {
+            let c = text[i..].chars().next().unwrap();
+            out.push(c);
+            i += c.len_utf8();
+        }
     }
     out
 }
