@@ -10,6 +10,7 @@ pub mod stream;
 /// What the reviewer decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(utoipa::ToSchema)]
 pub enum VerdictStatus {
     /// The work is good.
     Approved,
@@ -20,6 +21,7 @@ pub enum VerdictStatus {
 /// How serious a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(utoipa::ToSchema)]
 pub enum FindingSeverity {
     /// Nice to have.
     Suggestion,
@@ -30,7 +32,7 @@ pub enum FindingSeverity {
 }
 
 /// One thing the reviewer pointed out.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Finding {
     /// How serious it is.
     pub severity: FindingSeverity,
@@ -44,6 +46,7 @@ pub struct Finding {
 /// How a verdict was read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(utoipa::ToSchema)]
 pub enum VerdictSource {
     /// From a JSON object in the answer.
     Json,
@@ -54,7 +57,7 @@ pub enum VerdictSource {
 }
 
 /// A parsed review.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Verdict {
     /// Approved or changes requested.
     pub status: VerdictStatus,
