@@ -126,6 +126,7 @@ pub fn folder(node_type: NodeType) -> &'static str {
         NodeType::File => "Files",
         NodeType::Concept => "Concepts",
         NodeType::Project => "Projects",
+        NodeType::Plan => "Plans",
     }
 }
 
@@ -140,6 +141,7 @@ pub fn colour(node_type: NodeType) -> u32 {
         NodeType::CodeSnippet => 0x9E9E9E,  // grey
         NodeType::Concept => 0xCDDC39,      // lime
         NodeType::Project => 0xFFC107,      // amber
+        NodeType::Plan => 0x3F51B5,         // indigo
         NodeType::File => 0x607D8B,         // blue grey
         NodeType::Preference => 0x009688,   // teal
     }
