@@ -14,6 +14,7 @@
 mod change;
 mod events;
 mod openapi;
+mod plans;
 mod routes;
 pub mod serve_file;
 
@@ -66,6 +67,8 @@ pub struct ServeArgs {
 pub struct AppState {
     /// The runtime.
     pub runtime: Runtime,
+    /// Plans, run by this server's queue.
+    pub plans: troupe_plans::Plans,
     /// Where the configuration came from (the file `PUT /api/config` replaces).
     pub source: ConfigSource,
     /// When the server started.
@@ -267,6 +270,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(resource("/runs/{id}/apply").route(web::post().to(change::apply)))
             .service(resource("/runs/{id}/revert").route(web::post().to(change::revert)))
             .service(resource("/runs/{id}/discard").route(web::post().to(change::discard)))
+            .configure(plans::routes)
             .service(resource("/status").route(web::get().to(routes::status)))
             .service(
                 resource("/config")
@@ -354,8 +358,23 @@ pub fn serve(config: Config, source: ConfigSource, args: ServeArgs) -> Result<u8
             return Ok(exit::FAILED);
         };
         crate::commands::run::note_interrupted(&runtime);
+        let plans = match troupe_plans::Plans::open(runtime.clone()) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("troupe: {e}");
+                runtime.shutdown().await;
+                return Ok(exit::FAILED);
+            }
+        };
+        // The durable queue: plans a previous server left running go on.
+        match plans.recover() {
+            Ok(ids) if !ids.is_empty() => eprintln!("troupe: going on with {} running plan(s)", ids.len()),
+            Ok(_) => {}
+            Err(e) => eprintln!("troupe: cannot read the stored plans: {e}"),
+        }
         let state = web::Data::new(AppState {
             runtime: runtime.clone(),
+            plans,
             source,
             started: Instant::now(),
             logs: Arc::new(RunLogs::default()),
