@@ -9,7 +9,7 @@ use troupe_change::workspace::{Change, Workspace};
 use crate::audit::AuditEvent;
 use crate::error::{Error, Result};
 use crate::model::RunRecord;
-use crate::runtime::Shared;
+use crate::shared::Shared;
 
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> troupe_change::Result<T> + Send + 'static,

@@ -17,7 +17,7 @@ use troupe_adapters::config::AgentKind;
 use troupe_workflows::Config;
 
 use crate::model::{RunRecord, Tokens};
-use crate::runtime::Shared;
+use crate::shared::Shared;
 
 /// Less room than this for an answer is no room: the call is not made.
 pub const MIN_ANSWER_TOKENS: u64 = 16;

@@ -25,7 +25,7 @@ use troupe_workflows::engine::StepPos;
 
 use crate::audit::AuditEvent;
 use crate::model::{RunEvent, RunRecord, Tokens};
-use crate::runtime::Shared;
+use crate::shared::Shared;
 
 /// What came back from a call that answered.
 #[derive(Debug, Clone)]

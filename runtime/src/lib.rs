@@ -28,6 +28,7 @@ mod planner;
 mod prompt;
 mod runtime;
 mod settings;
+mod shared;
 pub mod store;
 pub mod supervisor;
 mod telemetry;

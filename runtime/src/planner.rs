@@ -13,7 +13,7 @@ use troupe_workflows::plan::{AgentCandidate, RoutingPolicy, parse_plan, plan_to_
 
 use crate::call::{Caller, Failure};
 use crate::model::{RunRecord, Tokens};
-use crate::runtime::Shared;
+use crate::shared::Shared;
 
 /// The outcome of planning.
 #[derive(Debug, Clone)]

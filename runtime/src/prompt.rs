@@ -13,7 +13,7 @@ use std::sync::Arc;
 use troupe_adapters::config::AgentKind;
 use troupe_workflows::template::Template;
 
-use crate::runtime::Shared;
+use crate::shared::Shared;
 
 /// Characters per token assumed when sizing prompt parts (code runs ~3–4).
 const CHARS_PER_TOKEN: usize = 3;

@@ -3,41 +3,35 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use actix::prelude::*;
 use chrono::Utc;
 use tokio::sync::{Semaphore, broadcast, oneshot};
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 use troupe_adapters::agent::Agent;
 use troupe_adapters::registry::AgentRegistry;
 use troupe_observability::Metrics;
 use troupe_observability::redact::Redactor;
 use troupe_workflows::config::DYNAMIC_WORKFLOW;
-use troupe_workflows::engine::{Engine, StepOutcome, StepPos};
-use troupe_workflows::template::{Template, Templates, load_file, resolve_prompt_path};
+use troupe_workflows::template::{Templates, load_file, resolve_prompt_path};
 use troupe_workflows::{Config, WorkflowConfig};
 
 use crate::agents::AgentPool;
 use crate::audit::AuditLog;
 use crate::error::{Error, Result};
-use crate::memory::{ContextBlock, Memory};
+use crate::memory::Memory;
 use crate::model::{
-    Budget, CheckRecord, RunEvent, RunRecord, RunRequest, RunState, RunStats, StepRecord,
-    StepState, Tokens, UsageReport,
+    Budget, RunEvent, RunRecord, RunRequest, RunState, RunStats, StepRecord, StepState, Tokens,
+    UsageReport,
 };
+use crate::shared::Shared;
 use crate::store::{Backend, RunStore};
-use crate::supervisor::{Cancel, RunJob, Supervisor};
+use crate::supervisor::{Cancel, RunJob, Supervisor, cancel_pending};
 
 /// How many events a slow subscriber may fall behind before it misses some.
 const EVENT_BUFFER: usize = 4096;
 /// The workflow offline mode uses when the default one needs agents off this machine.
 const OFFLINE_WORKFLOW: &str = "offline-default";
-/// Earlier turns of a conversation put into a prompt.
-const CONVERSATION_TURNS: usize = 5;
-/// Characters of an earlier turn's answer kept in the conversation.
-const TURN_CHARS: usize = 1500;
 
 /// What the runtime is built from. The binary assembles it from the configuration: agents
 /// from `troupe-adapters`, memory and the record backend from `troupe-context`.
@@ -78,107 +72,6 @@ struct LiveRun {
     addr: Option<Addr<Supervisor>>,
 }
 
-/// What every run shares.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub config: Config,
-    pub config_path: Option<PathBuf>,
-    pub agents: AgentPool,
-    pub templates: Templates,
-    pub step_templates: HashMap<PathBuf, Template>,
-    pub memory: Arc<dyn Memory>,
-    pub store: RunStore,
-    pub metrics: Arc<Metrics>,
-    pub breakers: Arc<Mutex<BTreeMap<String, bool>>>,
-    pub max_tokens: u32,
-    pub registry: Option<Arc<AgentRegistry>>,
-    pub context: Option<troupe_context::Store>,
-    pub audit: AuditLog,
-    pub redactor: Redactor,
-    pub workspaces: Option<PathBuf>,
-    live: Mutex<HashMap<String, LiveRun>>,
-}
-
-impl Shared {
-    /// The relevant memory for a step of `record` (empty, with a warning, on failure).
-    pub(crate) async fn context_for(&self, record: &RunRecord) -> ContextBlock {
-        let memory = self.memory.clone();
-        let project = record.project_id.clone();
-        let task = record.task.clone();
-        let budget = self.config.settings.context_token_budget;
-        let span = crate::telemetry::context_span(&record.id, task.chars().count(), budget);
-        let started = Instant::now();
-        let result =
-            tokio::task::spawn_blocking(move || memory.relevant_context(&project, &task, budget))
-                .instrument(span.clone())
-                .await;
-        self.metrics.record_context_search("hybrid", started.elapsed());
-        let (nodes, tokens, ok) = match &result {
-            Ok(Ok(block)) => (block.nodes.len(), block.tokens, true),
-            _ => (0, 0, false),
-        };
-        crate::telemetry::record_context(&span, nodes, tokens, started.elapsed(), ok);
-        match result {
-            Ok(Ok(block)) => block,
-            Ok(Err(e)) => {
-                tracing::warn!(run = %record.id, error = %e, "no project memory for this step");
-                ContextBlock::default()
-            }
-            Err(e) => {
-                tracing::warn!(run = %record.id, error = %e, "the memory search died");
-                ContextBlock::default()
-            }
-        }
-    }
-
-    /// The template of the step at `pos`: its own prompt file, else its role's.
-    /// (`None` only if a role had no template, which the built-ins rule out.)
-    pub(crate) fn template_for(&self, record: &RunRecord, pos: StepPos) -> Option<&Template> {
-        let step = &record.workflow.steps[pos.step];
-        step.prompt
-            .as_ref()
-            .and_then(|p| {
-                self.step_templates.get(&resolve_prompt_path(p, self.config_path.as_deref()))
-            })
-            .or_else(|| self.templates.get(step.role))
-    }
-
-    /// Earlier turns of the run's conversation, for the prompt.
-    pub(crate) fn conversation_text(&self, record: &RunRecord) -> String {
-        let Some(conv) = &record.conversation else { return String::new() };
-        let Ok(runs) = self.store.conversation(conv) else { return String::new() };
-        let turns: Vec<_> = runs
-            .into_iter()
-            .filter(|r| r.id != record.id && r.created_at < record.created_at)
-            .collect();
-        let skip = turns.len().saturating_sub(CONVERSATION_TURNS);
-        let mut out = String::new();
-        for r in turns.into_iter().skip(skip) {
-            let answer = r.output.or(r.error).unwrap_or_default();
-            let answer: String = answer.chars().take(TURN_CHARS).collect();
-            out.push_str(&format!("User: {}\nResult ({}): {}\n\n", r.task, r.state, answer.trim()));
-        }
-        out.trim_end().to_string()
-    }
-
-    /// Whether an agent's breaker is open: from the registry when there is one, else as
-    /// last reported by the agent's events.
-    pub(crate) fn breaker_open(&self, agent: &str) -> bool {
-        if let Some(state) =
-            self.registry.as_ref().and_then(|r| r.breaker(agent)).map(|b| b.state())
-        {
-            return matches!(state, troupe_adapters::resilience::BreakerState::Open { .. });
-        }
-        self.breakers.lock().ok().and_then(|b| b.get(agent).copied()).unwrap_or(false)
-    }
-
-    fn remove_live(&self, id: &str) {
-        if let Ok(mut live) = self.live.lock() {
-            live.remove(id);
-        }
-    }
-}
-
 /// A run started by [`Runtime::submit`] or [`Runtime::resume`].
 #[derive(Debug)]
 pub struct RunHandle {
@@ -203,6 +96,8 @@ impl RunHandle {
 pub struct Runtime {
     shared: Arc<Shared>,
     slots: Arc<Semaphore>,
+    /// The runs executing in this process, by id.
+    live: Arc<Mutex<HashMap<String, LiveRun>>>,
 }
 
 impl Runtime {
@@ -278,9 +173,8 @@ impl Runtime {
             audit,
             redactor,
             workspaces,
-            live: Mutex::new(HashMap::new()),
         });
-        Ok(Runtime { shared, slots })
+        Ok(Runtime { shared, slots, live: Arc::new(Mutex::new(HashMap::new())) })
     }
 
     pub(crate) fn shared(&self) -> &Arc<Shared> {
@@ -329,7 +223,7 @@ impl Runtime {
     /// [`Runtime::resume`]).
     pub fn interrupted(&self) -> Result<Vec<RunRecord>> {
         let live: Vec<String> =
-            self.shared.live.lock().map(|l| l.keys().cloned().collect()).unwrap_or_default();
+            self.live.lock().map(|l| l.keys().cloned().collect()).unwrap_or_default();
         Ok(self.shared.store.interrupted()?.into_iter().filter(|r| !live.contains(&r.id)).collect())
     }
 
@@ -371,7 +265,7 @@ impl Runtime {
 
     /// Ids of the runs executing in this process.
     pub fn live_runs(&self) -> Vec<String> {
-        self.shared.live.lock().map(|l| l.keys().cloned().collect()).unwrap_or_default()
+        self.live.lock().map(|l| l.keys().cloned().collect()).unwrap_or_default()
     }
 
     fn ended_run(&self, id: &str) -> Result<RunRecord> {
@@ -636,7 +530,7 @@ impl Runtime {
         let cancel = CancellationToken::new();
         let id = record.id.clone();
         let handle_id = id.clone();
-        if let Ok(mut live) = self.shared.live.lock() {
+        if let Ok(mut live) = self.live.lock() {
             live.insert(
                 id.clone(),
                 LiveRun { cancel: cancel.clone(), events: tx.clone(), addr: None },
@@ -645,6 +539,7 @@ impl Runtime {
         self.shared.metrics.add_active_run("pending", 1);
         let shared = self.shared.clone();
         let slots = self.slots.clone();
+        let lives = self.live.clone();
         actix::spawn(async move {
             let permit = tokio::select! {
                 p = slots.acquire_owned() => p.ok(),
@@ -663,17 +558,21 @@ impl Runtime {
                 cancel_pending(job).await;
             } else {
                 let addr = Supervisor::new(job, cancel.clone()).start();
-                if let Ok(mut live) = shared.live.lock()
+                if let Ok(mut live) = lives.lock()
                     && let Some(l) = live.get_mut(&id)
                 {
                     l.addr = Some(addr);
                 }
             }
             if let Ok(final_record) = inner_rx.await {
-                shared.remove_live(&id);
+                if let Ok(mut live) = lives.lock() {
+                    live.remove(&id);
+                }
                 let _ = done_tx.send(final_record);
             } else {
-                shared.remove_live(&id);
+                if let Ok(mut live) = lives.lock() {
+                    live.remove(&id);
+                }
             }
         });
         RunHandle { id: handle_id, events: rx, done: done_rx }
@@ -685,7 +584,7 @@ impl Runtime {
     pub fn cancel(&self, id: &str) -> Result<RunRecord> {
         let record =
             self.shared.store.find_run(id)?.ok_or_else(|| Error::NoSuchRun(id.to_string()))?;
-        let live = self.shared.live.lock().ok().and_then(|l| l.get(&record.id).cloned());
+        let live = self.live.lock().ok().and_then(|l| l.get(&record.id).cloned());
         match live {
             Some(l) => {
                 l.cancel.cancel();
@@ -700,7 +599,7 @@ impl Runtime {
 
     /// The live events of a run executing in this process.
     pub fn subscribe(&self, id: &str) -> Option<broadcast::Receiver<RunEvent>> {
-        self.shared.live.lock().ok().and_then(|l| l.get(id).map(|r| r.events.subscribe()))
+        self.live.lock().ok().and_then(|l| l.get(id).map(|r| r.events.subscribe()))
     }
 
     /// A stored run with its steps.
@@ -737,55 +636,4 @@ fn seed_metrics(store: &RunStore, metrics: &Metrics) {
             metrics.record_call(&agent, outcome, std::time::Duration::from_millis(s.latency_ms));
         }
     }
-}
-
-/// Replay a run's stored steps into a fresh engine: completed and skipped steps are
-/// recorded; the first step that did not end (running, failed, cancelled) runs again.
-pub(crate) fn replay(
-    workflow: WorkflowConfig,
-    max_suggestions: usize,
-    steps: &[StepRecord],
-    checks: &[CheckRecord],
-) -> Engine {
-    let mut engine = Engine::new(workflow, max_suggestions);
-    let mut checks = checks.iter().filter(|c| c.state == StepState::Completed).peekable();
-    for s in steps {
-        if s.pos != engine.position() {
-            break;
-        }
-        let outcome = match (s.state, &s.response) {
-            (StepState::Completed, Some(text)) => StepOutcome::Completed { output: text.clone() },
-            (StepState::Skipped, _) => StepOutcome::Skipped,
-            _ => break,
-        };
-        // A check made before this step (e.g. before a review) counts before it.
-        while let Some(c) = checks.next_if(|c| c.after < s.pos) {
-            engine.record_check(c.passed());
-        }
-        engine.record(s.pos, &outcome);
-        while let Some(c) = checks.next_if(|c| c.after == s.pos) {
-            engine.record_check(c.passed());
-        }
-    }
-    engine
-}
-
-async fn cancel_pending(job: RunJob) {
-    let mut record = job.record;
-    record.state = RunState::Cancelled;
-    record.finished_at = Some(Utc::now());
-    record.error = Some("cancelled before it started".into());
-    let _ = job.shared.store.put_run(&record);
-    job.shared.metrics.add_active_run("pending", -1);
-    job.shared.metrics.record_run_finished("cancelled");
-    let _ = job.events.send(RunEvent::RunFinished {
-        run_id: record.id.clone(),
-        state: RunState::Cancelled,
-        reason: None,
-        iterations: 0,
-        tokens: Tokens::default(),
-        cost: 0.0,
-        error: record.error.clone(),
-    });
-    let _ = job.done.send(record);
 }

@@ -21,7 +21,7 @@ use troupe_workflows::engine::StepPos;
 
 use crate::audit::AuditEvent;
 use crate::model::{CheckRecord, RunEvent, RunRecord, StepChange, StepState};
-use crate::runtime::Shared;
+use crate::shared::Shared;
 
 /// Files larger than this are never put into a prompt whole.
 const MAX_PROMPT_FILE_BYTES: u64 = 48 * 1024;
