@@ -13,7 +13,8 @@ use troupe_workflows::engine::StepPos;
 use crate::call::{Caller, Failure};
 use crate::error::{Error, Result};
 use crate::model::{Budget, RunRecord, RunState, Tokens};
-use crate::runtime::{Runtime, Shared};
+use crate::runtime::Runtime;
+use crate::shared::Shared;
 
 /// A call to make.
 #[derive(Debug, Clone, Default)]

@@ -224,6 +224,14 @@ pub fn document() -> Value {
     });
     if let Some(schemas) = doc["components"]["schemas"].as_object_mut() {
         schemas.insert("Change".into(), change_schema());
+        if let Value::Object(plans) = super::plans::openapi_schemas() {
+            schemas.extend(plans);
+        }
+    }
+    if let (Some(all), Value::Object(plans)) =
+        (doc["paths"].as_object_mut(), super::plans::openapi_paths(&secured))
+    {
+        all.extend(plans);
     }
     if let (Some(all), Value::Object(change)) =
         (doc["paths"].as_object_mut(), change_paths(&secured))

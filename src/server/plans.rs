@@ -280,3 +280,81 @@ fn optional_body<T: Default + serde::de::DeserializeOwned>(body: &web::Bytes) ->
     serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request("bad_json", format!("the body is not valid: {e}")))
 }
+
+/// The OpenAPI description of the plan routes (merged into the document by `openapi.rs`).
+pub fn openapi_paths(secured: &serde_json::Value) -> serde_json::Value {
+    let plan = json!({ "$ref": "#/components/schemas/Plan" });
+    let ok = |d: &str| json!({ "description": d, "content": { "application/json": { "schema": plan.clone() } } });
+    let err = |d: &str| json!({ "description": d, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } });
+    let id = json!({ "name": "id", "in": "path", "required": true, "description": "The plan's id or a unique prefix of it", "schema": { "type": "string" } });
+    let action = |summary: &str| {
+        json!({ "post": {
+        "summary": summary, "security": secured, "parameters": [id.clone()],
+        "responses": { "200": ok("The plan"), "404": err("No such plan"), "409": err("Not in this state (code wrong_state)"), "401": err("Token missing or wrong") }
+    } })
+    };
+    json!({
+        "/api/plans": {
+            "get": { "summary": "Every plan, oldest first", "security": secured,
+                "responses": { "200": { "description": "Plans", "content": { "application/json": { "schema": { "type": "array", "items": plan.clone() } } } }, "401": err("Token missing or wrong") } },
+            "post": { "summary": "A planner turns a spec into a draft plan (validated; re-asked once when invalid)", "security": secured,
+                "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object", "required": ["spec"], "additionalProperties": false, "properties": {
+                    "spec": { "type": "string" }, "project": { "type": "string" }, "planner": { "type": "string" },
+                    "offline": { "type": "boolean" }, "approve": { "type": "boolean", "description": "Approve it at once" } } } } } },
+                "responses": { "201": ok("The new plan"), "400": err("Empty spec"), "502": err("The planner gave no valid plan twice (code planner_failed; `problems` and the raw `answer`)"), "401": err("Token missing or wrong") } }
+        },
+        "/api/plans/{id}": {
+            "get": { "summary": "A plan (JSON, or its Markdown with format=markdown)", "security": secured,
+                "parameters": [id.clone(), { "name": "format", "in": "query", "schema": { "type": "string", "enum": ["json", "markdown"] } }],
+                "responses": { "200": ok("The plan"), "404": err("No such plan"), "401": err("Token missing or wrong") } },
+            "put": { "summary": "Replace the plan's text (a new version, a draft again)", "security": secured, "parameters": [id.clone()],
+                "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object", "required": ["spec"], "properties": { "spec": { "$ref": "#/components/schemas/PlanSpec" } } } } } },
+                "responses": { "200": ok("The plan"), "400": err("Not a valid plan (code invalid_plan, with `problems`)"), "404": err("No such plan"), "409": err("The plan has started"), "401": err("Token missing or wrong") } }
+        },
+        "/api/plans/{id}/revise": { "post": { "summary": "The planner revises the plan with feedback (a new version)", "security": secured, "parameters": [id.clone()],
+            "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object", "required": ["feedback"], "properties": { "feedback": { "type": "string" } } } } } },
+            "responses": { "200": ok("The revised plan"), "404": err("No such plan"), "409": err("The plan has started"), "502": err("The planner gave no valid plan (code planner_failed)"), "401": err("Token missing or wrong") } } },
+        "/api/plans/{id}/approve": action("Approve a plan: it may run"),
+        "/api/plans/{id}/reject": action("Reject a plan: it never runs"),
+        "/api/plans/{id}/pause": action("Start no new task (running ones finish and merge)"),
+        "/api/plans/{id}/resume": action("Go on with a paused plan"),
+        "/api/plans/{id}/run": { "post": { "summary": "Run an approved plan: tasks in dependency order, up to `concurrency` at once; the server goes on with it after a restart", "security": secured, "parameters": [id.clone()],
+            "requestBody": { "required": false, "content": { "application/json": { "schema": { "type": "object", "properties": { "concurrency": { "type": "integer", "minimum": 1 } } } } } },
+            "responses": { "202": ok("Started"), "404": err("No such plan"), "409": err("Not approved (nothing runs before approval), rejected or done (code wrong_state)"), "401": err("Token missing or wrong") } } },
+        "/api/plans/{id}/tasks/{task}/{action}": { "post": { "summary": "`retry` a failed or conflicting task, or `skip` a task", "security": secured,
+            "parameters": [id.clone(), { "name": "task", "in": "path", "required": true, "schema": { "type": "string" } }, { "name": "action", "in": "path", "required": true, "schema": { "type": "string", "enum": ["retry", "skip"] } }],
+            "responses": { "200": ok("The plan"), "404": err("No such plan or task"), "409": err("The task cannot do that in its state"), "401": err("Token missing or wrong") } } },
+        "/api/plans/{id}/diff": { "get": { "summary": "The plan's combined change (its integration branch against its base)", "security": secured, "parameters": [id.clone()],
+            "responses": { "200": { "description": "The change", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Change" } } } }, "404": err("No such plan"), "409": err("The plan has not started"), "401": err("Token missing or wrong") } } },
+        "/api/plans/{id}/apply": { "post": { "summary": "Bring the combined change into the project, all or nothing; with `commit`, also commit it", "security": secured, "parameters": [id.clone()],
+            "requestBody": { "required": false, "content": { "application/json": { "schema": { "type": "object", "additionalProperties": false, "properties": { "commit": { "type": "boolean" } } } } } },
+            "responses": { "200": ok("Applied"), "404": err("No such plan"), "409": err("Not done, or the change conflicts with the project (code conflict, files named)"), "401": err("Token missing or wrong") } } },
+        "/api/plans/{id}/events": { "get": { "summary": "Server-Sent Events: `plan_state` now, then `plan_state` and `task_state` events while the plan runs here", "security": secured, "parameters": [id],
+            "responses": { "200": { "description": "text/event-stream", "content": { "text/event-stream": { "schema": { "type": "string" } } } }, "404": err("No such plan"), "401": err("Token missing or wrong") } } }
+    })
+}
+
+/// The schemas of plans.
+pub fn openapi_schemas() -> serde_json::Value {
+    json!({
+        "PlanSpec": { "type": "object", "required": ["title", "goal", "tasks"], "properties": {
+            "title": { "type": "string" }, "goal": { "type": "string" },
+            "tasks": { "type": "array", "items": { "type": "object", "required": ["id", "description"], "properties": {
+                "id": { "type": "string" }, "description": { "type": "string" },
+                "acceptance": { "type": "array", "items": { "type": "string" } },
+                "files": { "type": "array", "items": { "type": "string" } },
+                "after": { "type": "array", "items": { "type": "string" }, "description": "Ids of tasks that must be green first" },
+                "workflow": { "type": "string" } } } } } },
+        "Plan": { "type": "object", "properties": {
+            "id": { "type": "string" }, "spec_text": { "type": "string" }, "project": { "type": "string" },
+            "state": { "type": "string", "enum": ["draft", "approved", "rejected", "running", "paused", "done", "failed"] },
+            "spec": { "$ref": "#/components/schemas/PlanSpec" },
+            "revisions": { "type": "array", "items": { "type": "object" } },
+            "tasks": { "type": "object", "additionalProperties": { "type": "object", "properties": {
+                "state": { "type": "string", "enum": ["pending", "queued", "running", "green", "failed", "blocked", "conflict", "skipped"] },
+                "run_id": { "type": "string" }, "runs": { "type": "array", "items": { "type": "string" } },
+                "reason": { "type": "string" }, "files": { "type": "array", "items": { "type": "string" } }, "merged": { "type": "string" } } } },
+            "concurrency": { "type": "integer" }, "integration": { "type": "object", "description": "The integration branch's workspace" },
+            "error": { "type": "string" } } }
+    })
+}
