@@ -116,6 +116,7 @@ report() {
   check "$assets/embedding/tokenizer.json" "embedding tokenizer"
   check "$assets/llama/llama-server" "llama.cpp server"
   check "$assets/models/SmolLM2-135M-Instruct.Q4_1.gguf" "smollm2-135m (flow tests)"
+  check "$pypi/openapi-spec-validator/openapi_spec_validator" "OpenAPI validator (API tests)"
   local entry name file prefix version parts bytes sha needed
   for entry in "${chunked_models[@]}"; do
     IFS='|' read -r name file prefix version parts bytes sha needed <<<"$entry"
@@ -253,6 +254,38 @@ for entry in "${chunked_models[@]}"; do
     install_chunked_model "$name" "$file" "$prefix" "$version" "$parts" "$bytes" "$sha"
   fi
 done
+
+# --- tools the tests run ------------------------------------------------------------------
+# A standard OpenAPI 3 validator for the API's document (tests/api.rs runs it), with its
+# dependencies, in its own folder (used through PYTHONPATH; nothing else sees it).
+osv=openapi-spec-validator==0.9.0
+dest=$pypi/openapi-spec-validator
+if [ -f "$dest/.installed-$osv" ]; then
+  say "OpenAPI validator: already installed ($osv)"
+else
+  say "OpenAPI validator: installing $osv from PyPI"
+  rm -rf "$dest.tmp"
+  python3 -m pip install --quiet --disable-pip-version-check --no-compile --target "$dest.tmp" "$osv" \
+    || { rm -rf "$dest.tmp"; fail "pip could not install $osv. Is PyPI reachable (pip config, proxy)? Run again once it is."; }
+  rm -rf "$dest"
+  mv "$dest.tmp" "$dest"
+  touch "$dest/.installed-$osv"
+fi
+
+# cargo-deny (licenses, bans and sources of the dependency tree; scripts/test.sh runs it),
+# built from crates.io once into the assets folder.
+deny_version=0.20.2
+deny=$assets/tools/cargo-deny
+if [ -x "$deny/bin/cargo-deny" ] && [ -f "$deny/.installed-$deny_version" ]; then
+  say "cargo-deny: already installed ($deny_version)"
+elif command -v cargo >/dev/null; then
+  say "cargo-deny: building $deny_version from crates.io (once; a few minutes)"
+  cargo install --quiet --locked --root "$deny" --version "$deny_version" cargo-deny \
+    || fail "cargo could not install cargo-deny $deny_version. Is crates.io reachable? Run again once it is."
+  touch "$deny/.installed-$deny_version"
+else
+  say "cargo-deny: skipped (no cargo on this machine)"
+fi
 
 report
 [ $missing = 0 ] || fail "some assets are missing (see above)"

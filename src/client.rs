@@ -1,6 +1,6 @@
 //! A small client for troupe's own HTTP API on this machine: `troupe runs` and `troupe run`
 //! use it while a `troupe serve` holds the store (found through its `serve.json`). It sends
-//! the bearer token when one is configured ([`crate::server::resolve_token`]).
+//! the bearer token when one is configured ([`crate::serve_file::resolve_token`]).
 
 use std::time::Duration;
 
@@ -10,7 +10,7 @@ use serde_json::Value;
 use troupe_change::workspace::Change;
 use troupe_runtime::{CheckRecord, RunRecord, RunStats, StepRecord};
 
-use crate::server::ServeFile;
+use crate::serve_file::ServeFile;
 
 /// How long to wait for a connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -265,14 +265,14 @@ impl Client {
         project: Option<&std::path::Path>,
         since: Option<chrono::DateTime<chrono::Utc>>,
     ) -> Result<troupe_runtime::UsageReport, ClientError> {
-        let mut query: Vec<String> = Vec::new();
+        let mut query = url::form_urlencoded::Serializer::new(String::new());
         if let Some(p) = project {
-            query.push(format!("project={}", segment(&p.display().to_string())));
+            query.append_pair("project", &p.display().to_string());
         }
         if let Some(s) = since {
-            query.push(format!("since={}", segment(&s.to_rfc3339())));
+            query.append_pair("since", &s.to_rfc3339());
         }
-        let path = format!("/api/usage?{}", query.join("&"));
+        let path = format!("/api/usage?{}", query.finish());
         self.json(self.request(reqwest::Method::GET, &path)).await
     }
 
@@ -295,21 +295,17 @@ impl Client {
             rb = rb.header("Last-Event-ID", last.to_string());
         }
         let resp = self.send(rb).await?;
-        Ok(EventStream { resp, parser: SseParser::default(), client: self.clone() })
+        Ok(EventStream::new(resp, self.clone()))
     }
 }
 
+/// What a path segment escapes: everything but letters, digits, `-` and `_`.
+const SEGMENT: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_');
+
 /// A run id as one path segment (ids are UUIDs; anything else is escaped).
 pub fn segment(id: &str) -> String {
-    id.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
+    percent_encoding::utf8_percent_encode(id, SEGMENT).to_string()
 }
 
 /// One Server-Sent Event.
@@ -323,84 +319,52 @@ pub struct SseEvent {
     pub data: String,
 }
 
-/// An open event stream.
-#[derive(Debug)]
+type Events = std::pin::Pin<
+    Box<
+        dyn futures::Stream<
+                Item = Result<
+                    eventsource_stream::Event,
+                    eventsource_stream::EventStreamError<reqwest::Error>,
+                >,
+            > + Send,
+    >,
+>;
+
+/// An open event stream, parsed by `eventsource-stream`.
 pub struct EventStream {
-    resp: reqwest::Response,
-    parser: SseParser,
+    events: Events,
     client: Client,
 }
 
+impl std::fmt::Debug for EventStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventStream").field("server", &self.client.base).finish_non_exhaustive()
+    }
+}
+
+/// Our event from the parser's: the id is the event's index in the run.
+fn sse_event(e: eventsource_stream::Event) -> SseEvent {
+    SseEvent { id: e.id.trim().parse().ok(), event: e.event, data: e.data }
+}
+
 impl EventStream {
+    fn new(resp: reqwest::Response, client: Client) -> EventStream {
+        use eventsource_stream::Eventsource;
+        EventStream { events: Box::pin(resp.bytes_stream().eventsource()), client }
+    }
+
     /// The next event; `None` when the server ended the stream.
     pub async fn next(&mut self) -> Result<Option<SseEvent>, ClientError> {
-        loop {
-            if let Some(e) = self.parser.next_event() {
-                return Ok(Some(e));
-            }
-            match self.resp.chunk().await {
-                Ok(Some(bytes)) => self.parser.push(&bytes),
-                Ok(None) => return Ok(None),
-                Err(e) => return Err(self.client.unreachable(&e)),
-            }
+        use eventsource_stream::EventStreamError as E;
+        match futures::StreamExt::next(&mut self.events).await {
+            None => Ok(None),
+            Some(Ok(e)) => Ok(Some(sse_event(e))),
+            Some(Err(E::Transport(e))) => Err(self.client.unreachable(&e)),
+            Some(Err(e)) => Err(ClientError::Protocol(format!(
+                "`troupe serve` at {} sent an event stream this client cannot read: {e}",
+                self.client.base
+            ))),
         }
-    }
-}
-
-/// Splits a byte stream into Server-Sent Events (the `text/event-stream` format: `field:
-/// value` lines, a blank line ends an event, `:` starts a comment).
-#[derive(Debug, Default)]
-struct SseParser {
-    pending: Vec<u8>,
-    id: Option<u64>,
-    event: Option<String>,
-    data: Option<String>,
-    ready: std::collections::VecDeque<SseEvent>,
-}
-
-impl SseParser {
-    fn push(&mut self, bytes: &[u8]) {
-        self.pending.extend_from_slice(bytes);
-        while let Some(end) = self.pending.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = self.pending.drain(..=end).collect();
-            let line = String::from_utf8_lossy(&line);
-            self.line(line.trim_end_matches(['\n', '\r']));
-        }
-    }
-
-    fn line(&mut self, line: &str) {
-        if line.is_empty() {
-            if let Some(data) = self.data.take() {
-                self.ready.push_back(SseEvent {
-                    id: self.id,
-                    event: self.event.take().unwrap_or_else(|| "message".into()),
-                    data,
-                });
-            }
-            self.event = None;
-            return;
-        }
-        if line.starts_with(':') {
-            return;
-        }
-        let (field, value) = line.split_once(':').unwrap_or((line, ""));
-        let value = value.strip_prefix(' ').unwrap_or(value);
-        match field {
-            "id" => self.id = value.trim().parse().ok(),
-            "event" => self.event = Some(value.to_string()),
-            "data" => match &mut self.data {
-                Some(d) => {
-                    d.push('\n');
-                    d.push_str(value);
-                }
-                None => self.data = Some(value.to_string()),
-            },
-            _ => {}
-        }
-    }
-
-    fn next_event(&mut self) -> Option<SseEvent> {
-        self.ready.pop_front()
     }
 }
 
@@ -408,21 +372,24 @@ impl SseParser {
 mod tests {
     use super::*;
 
-    #[test]
-    fn events_split_across_chunks_and_comments_are_skipped() {
-        let mut p = SseParser::default();
-        p.push(b": keep-alive\n\nid: 0\nevent: chunk\nda");
-        assert_eq!(p.next_event(), None);
-        p.push(b"ta: {\"a\":1}\r\n\r\nid: 1\nevent: run_finished\ndata: x\ndata: y\n\n");
+    #[tokio::test]
+    async fn events_split_across_chunks_and_comments_are_skipped() {
+        use eventsource_stream::Eventsource;
+        use futures::StreamExt;
+        let chunks: [&'static [u8]; 2] = [
+            b": keep-alive\n\nid: 0\nevent: chunk\nda",
+            b"ta: {\"a\":1}\r\n\r\nid: 1\nevent: run_finished\ndata: x\ndata: y\n\n",
+        ];
+        let stream = futures::stream::iter(chunks.map(Ok::<_, std::convert::Infallible>));
+        let events: Vec<SseEvent> =
+            stream.eventsource().map(|e| sse_event(e.unwrap())).collect().await;
         assert_eq!(
-            p.next_event(),
-            Some(SseEvent { id: Some(0), event: "chunk".into(), data: "{\"a\":1}".into() })
+            events,
+            [
+                SseEvent { id: Some(0), event: "chunk".into(), data: "{\"a\":1}".into() },
+                SseEvent { id: Some(1), event: "run_finished".into(), data: "x\ny".into() },
+            ]
         );
-        assert_eq!(
-            p.next_event(),
-            Some(SseEvent { id: Some(1), event: "run_finished".into(), data: "x\ny".into() })
-        );
-        assert_eq!(p.next_event(), None);
     }
 
     #[test]

@@ -3,9 +3,13 @@
 mod cli;
 mod client;
 mod commands;
-mod output;
+mod exit;
+mod open;
+mod render;
+mod serve_file;
 mod server;
 mod shell;
+mod time;
 
 use std::process::ExitCode;
 
@@ -14,7 +18,7 @@ use troupe_observability::{LogFormat, LogOptions, TelemetryGuard, TelemetryPlan}
 use troupe_workflows::Config;
 
 use crate::cli::{Cli, Command, LogFormatArg};
-use crate::commands::{code, exit};
+use crate::exit::code;
 
 fn main() -> ExitCode {
     quiet_broken_pipe();

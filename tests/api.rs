@@ -586,6 +586,42 @@ async fn sigterm_cancels_running_runs_after_the_grace_period() {
     assert_eq!(v["live"], false);
 }
 
+/// The served document passes a standard OpenAPI validator (`openapi-spec-validator` from
+/// PyPI, installed by `scripts/setup.sh --assets-only`), and gives every answer a type.
+#[tokio::test]
+async fn the_openapi_document_passes_a_standard_validator() {
+    let validator = common::installed_assets().join("pypi/openapi-spec-validator");
+    assert!(
+        validator.join("openapi_spec_validator").is_dir(),
+        "the OpenAPI validator is not installed in {}; run `scripts/setup.sh --assets-only`",
+        validator.display()
+    );
+    let w = world();
+    let s = serve(&w, &[], &[]);
+    let (status, doc) = s.get("/api/openapi.json").await;
+    assert_eq!(status, 200);
+    assert_eq!(doc["components"]["schemas"]["RunRecord"]["type"], "object", "{doc}");
+    let file = w.dir.path().join("openapi.json");
+    std::fs::write(&file, doc.to_string()).unwrap();
+    let run = |file: &Path| {
+        Command::new("python3")
+            .args(["-m", "openapi_spec_validator"])
+            .arg(file)
+            .env("PYTHONPATH", &validator)
+            .output()
+            .expect("python3 runs")
+    };
+    let out = run(&file);
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "the document is not valid OpenAPI:\n{text}");
+    // The validator does fail a broken document (a path without its parameter declared).
+    let mut broken = doc.clone();
+    broken["paths"]["/api/runs/{id}"]["get"]["parameters"] = serde_json::json!([]);
+    std::fs::write(&file, broken.to_string()).unwrap();
+    assert!(!run(&file).status.success(), "the validator accepted a broken document");
+}
+
 /// The real local llama.cpp server behind the API: execute, follow the stream live, and
 /// find the run in the list.
 #[tokio::test]

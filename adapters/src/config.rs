@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 /// The transport an agent speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[derive(utoipa::ToSchema)]
 pub enum AgentKind {
     /// A coding-agent CLI run as a subprocess (Claude Code, Codex, Gemini, Copilot or any
     /// other program), one process per request.
@@ -56,6 +57,7 @@ impl fmt::Display for AgentKind {
 /// What a workflow step (or an agent, as its strength) does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[derive(utoipa::ToSchema)]
 pub enum Role {
     /// Write the code or the answer.
     #[serde(alias = "implementation", alias = "implementer", alias = "code")]

@@ -15,6 +15,7 @@
 //! - [`telemetry`]: the trace spans of calls, attempts and fallbacks (emitted only).
 
 pub mod agent;
+pub mod availability;
 pub mod catalog;
 pub mod cli;
 pub mod config;
@@ -34,6 +35,7 @@ pub use agent::{
     Agent, AgentEvent, AgentInfo, AgentRequest, AgentResponse, CallContext, ChunkSink, EventSink,
     GenerationOptions, Message, MessageRole, OutputFormat, Usage,
 };
+pub use availability::Availability;
 pub use config::{AgentConfig, AgentKind, CliFlavor, Role};
 pub use error::{AdapterError, AgentFailure, Result};
 /// Cancels a call ([`CallContext::cancel`]); re-exported so callers need not name tokio-util.

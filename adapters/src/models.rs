@@ -13,7 +13,7 @@ use crate::error::{AdapterError, Result};
 use crate::http::{LlamaHealth, ModelInfo, OllamaClient, OpenAiAgent, PullProgress};
 
 /// One local model server, and the agents that use it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct LocalEndpoint {
     /// The server root (`http://127.0.0.1:8765`).
     pub url: String,
@@ -29,7 +29,7 @@ pub struct LocalEndpoint {
 }
 
 /// What `troupe models status` reports for one endpoint.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct EndpointStatus {
     /// The endpoint.
     pub endpoint: LocalEndpoint,

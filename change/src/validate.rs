@@ -47,6 +47,7 @@ impl Default for Options {
 /// How one command ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+#[derive(utoipa::ToSchema)]
 pub enum Outcome {
     /// Exit status 0.
     Passed,
@@ -80,7 +81,7 @@ impl fmt::Display for Outcome {
 }
 
 /// One command's result.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CommandResult {
     /// The command as configured.
     pub command: String,
@@ -117,7 +118,7 @@ fn seconds(ms: u64) -> String {
 }
 
 /// The results of one run of the validators.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Report {
     /// One result per command, in order (commands after a cancellation are not run).
     pub results: Vec<CommandResult>,

@@ -36,6 +36,7 @@ use crate::git::Git;
 /// Which kind of workspace a run has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(utoipa::ToSchema)]
 pub enum WorkspaceKind {
     /// A git worktree of the user's repository on the branch `troupe/<short-run-id>`.
     Worktree,
@@ -46,7 +47,7 @@ pub enum WorkspaceKind {
 }
 
 /// A run's workspace. Stored in the run record as JSON; every method works from these fields.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Workspace {
     /// The kind.
     pub kind: WorkspaceKind,
@@ -77,7 +78,7 @@ pub struct Workspace {
 }
 
 /// A change applied to the user's tree: what revert needs to undo it safely.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Applied {
     /// When.
     pub at: chrono::DateTime<chrono::Utc>,
@@ -91,6 +92,7 @@ pub struct Applied {
     /// Each file's content id (`git hash-object`) right after the apply, `None` for a removed
     /// file: revert refuses when a file no longer matches.
     #[serde(default)]
+    #[schema(value_type = Vec<Vec<String>>)]
     pub after: Vec<(PathBuf, Option<String>)>,
 }
 

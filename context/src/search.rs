@@ -275,7 +275,7 @@ impl SearchQuery {
 
 /// A retriever's view of a hit: its rank there (1 = best) and raw score (BM25 score, or
 /// cosine similarity).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Ranked {
     /// 1-based rank.
     pub rank: usize,
@@ -284,16 +284,18 @@ pub struct Ranked {
 }
 
 /// How a hit was reached through the graph.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct GraphHop {
     /// The hit it is a neighbour of.
+    #[schema(value_type = String)]
     pub from: NodeId,
     /// The edge between them.
+    #[schema(value_type = String)]
     pub edge: EdgeType,
 }
 
 /// Which retrievers found a hit.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct FoundBy {
     /// Found by BM25.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use troupe_change::workspace::Workspace;
 
 /// A plan as written: a title, a goal and tasks.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlanSpec {
     /// A short title.
@@ -23,7 +23,7 @@ pub struct PlanSpec {
 }
 
 /// One task of a plan: one run.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TaskSpec {
     /// A short id (`add-parser`), unique in the plan.
@@ -45,7 +45,7 @@ pub struct TaskSpec {
 }
 
 /// Where a plan is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PlanState {
     /// Written, waiting for approval (edit, revise, approve or reject it).
@@ -91,7 +91,9 @@ impl std::fmt::Display for PlanState {
 }
 
 /// Where a task is.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskState {
     /// Waiting for the tasks it comes after.
@@ -146,7 +148,7 @@ impl std::fmt::Display for TaskState {
 }
 
 /// What troupe knows about a task's execution.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TaskStatus {
     /// Its state.
     pub state: TaskState,
@@ -168,7 +170,7 @@ pub struct TaskStatus {
 }
 
 /// One version of a plan's text.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Revision {
     /// 1, 2, …
     pub version: u32,
@@ -181,7 +183,7 @@ pub struct Revision {
 }
 
 /// A plan, as stored.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Plan {
     /// Its id (time-ordered).
     pub id: String,
@@ -321,7 +323,7 @@ impl Ord for TaskState {
 }
 
 /// Something that happened to a plan (for the server's event stream and front-ends).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum PlanEvent {
     /// The plan's state changed.

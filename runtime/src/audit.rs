@@ -33,7 +33,7 @@ pub fn audit_dir(data_dir: &Path) -> PathBuf {
 }
 
 /// One thing that happened in a run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditEntry {
     /// When.
     pub at: DateTime<Utc>,
@@ -47,6 +47,7 @@ pub struct AuditEntry {
 /// What an [`AuditEntry`] records.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
+#[derive(utoipa::ToSchema)]
 pub enum AuditEvent {
     /// The run started, or was resumed.
     RunStarted {

@@ -15,6 +15,7 @@ use troupe_workflows::verdict::Verdict;
 /// budget_exceeded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(utoipa::ToSchema)]
 pub enum RunState {
     /// Created, waiting for a slot (the global cap on concurrent runs).
     Pending,
@@ -59,7 +60,7 @@ impl std::fmt::Display for RunState {
 }
 
 /// Token use.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Tokens {
     /// Prompt tokens.
     pub prompt: u64,
@@ -127,7 +128,7 @@ pub struct RunRequest {
 }
 
 /// Limits on what a run may use; checked before each call.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Budget {
     /// Most tokens (prompt + completion) over all the run's calls.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -145,7 +146,7 @@ impl Budget {
 }
 
 /// A run, as persisted.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RunRecord {
     /// The run's id (time-ordered).
     pub id: String,
@@ -251,6 +252,7 @@ impl RunRecord {
 /// A step's lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(utoipa::ToSchema)]
 pub enum StepState {
     /// The call is under way (a crash leaves it here; resume runs it again).
     Running,
@@ -265,7 +267,7 @@ pub enum StepState {
 }
 
 /// One step of a run, as persisted: written when it starts (with its prompt) and when it ends.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StepRecord {
     /// The run.
     pub run_id: String,
@@ -328,7 +330,7 @@ pub struct StepRecord {
 }
 
 /// What a step changed in the run's workspace.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StepChange {
     /// The commit in the workspace holding the step's change (none when nothing changed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -387,7 +389,7 @@ impl StepChange {
 }
 
 /// A run of the validators (a `validate` step), after the step at `after`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CheckRecord {
     /// The run.
     pub run_id: String,
@@ -419,6 +421,7 @@ impl CheckRecord {
 /// Something that happened in a run, for front-ends (the shell, SSE, `troupe run`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[derive(utoipa::ToSchema)]
 pub enum RunEvent {
     /// The run started (or resumed).
     RunStarted {
@@ -576,7 +579,7 @@ impl RunEvent {
 }
 
 /// Counts and timings over the stored runs.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RunStats {
     /// Runs by state.
     pub by_state: std::collections::BTreeMap<String, u64>,
@@ -590,7 +593,7 @@ pub struct RunStats {
 }
 
 /// Tokens, cost and calls of one slice of the history (a project, an agent, a run).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UsageTotals {
     /// Runs counted.
     pub runs: u64,
@@ -612,7 +615,7 @@ impl UsageTotals {
 }
 
 /// Usage of a run, in a [`UsageReport`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RunUsage {
     /// The run.
     pub run_id: String,
@@ -629,7 +632,7 @@ pub struct RunUsage {
 }
 
 /// Tokens and cost per project, per agent and per run (`troupe usage`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UsageReport {
     /// Only runs created at or after this.
     #[serde(default, skip_serializing_if = "Option::is_none")]

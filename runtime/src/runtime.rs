@@ -201,6 +201,25 @@ impl Runtime {
         self.shared.breaker_open(agent)
     }
 
+    /// Whether the agent `name` can be called now (offline as `offline` says): what the
+    /// configuration says, then whether its adapter was built and its breaker is closed.
+    /// `None` for an agent the configuration does not name.
+    pub fn availability(&self, name: &str, offline: bool) -> Option<troupe_adapters::Availability> {
+        use troupe_adapters::Availability as A;
+        let agent = self.shared.config.agent(name)?;
+        let of_config = A::of(agent, offline);
+        if !of_config.is_usable() {
+            return Some(of_config);
+        }
+        if let Some(e) = self.registry().and_then(|r| r.broken().get(name)) {
+            return Some(A::Unusable(e.to_string()));
+        }
+        if self.breaker_open(name) {
+            return Some(A::BreakerOpen);
+        }
+        Some(of_config)
+    }
+
     /// The adapter registry (breaker states, managed servers), when the runtime was opened
     /// from configuration.
     pub fn registry(&self) -> Option<&Arc<AgentRegistry>> {
@@ -378,18 +397,11 @@ impl Runtime {
         let mut notes = Vec::new();
         let (requested, note) = self.workflow_for(req.workflow.as_deref(), offline);
         notes.extend(note);
+        // A typo must not quietly become a planned run (a planner call, other agents).
+        config.check_workflow(&requested).map_err(|e| Error::Invalid(e.to_string()))?;
         let (workflow_name, mut workflow) = match config.workflow(&requested) {
             Some(w) if requested != DYNAMIC_WORKFLOW => (requested.clone(), w.clone()),
-            _ if requested == DYNAMIC_WORKFLOW => (DYNAMIC_WORKFLOW.to_string(), empty_workflow()),
-            // A typo must not quietly become a planned run (a planner call, other agents).
-            _ => {
-                let mut names: Vec<&str> = config.workflows.keys().map(String::as_str).collect();
-                names.push(DYNAMIC_WORKFLOW);
-                return Err(Error::Invalid(format!(
-                    "no workflow named `{requested}`; there are: {} (`{DYNAMIC_WORKFLOW}` plans one for the task)",
-                    names.join(", ")
-                )));
-            }
+            _ => (DYNAMIC_WORKFLOW.to_string(), empty_workflow()),
         };
         if let Some(n) = req.max_iterations {
             if n == 0 {

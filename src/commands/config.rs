@@ -5,13 +5,13 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use serde_json::json;
-use troupe_adapters::config::AgentKind;
-use troupe_adapters::which::find_program;
+use troupe_adapters::Availability;
 use troupe_workflows::config::{ConfigSource, INIT_TEMPLATE, LoadedConfig, Severity};
 use troupe_workflows::{Config, Problems};
 
 use super::exit;
-use crate::output::Table;
+use crate::render::Table;
+use crate::render::config::{self as view, AgentView};
 
 /// `troupe init`: write the commented template; never overwrite without `force`.
 pub fn init(path: &Path, force: bool) -> Result<u8> {
@@ -71,44 +71,13 @@ pub fn validate(loaded: &LoadedConfig, json: bool) -> Result<u8> {
     Ok(if errors == 0 { exit::OK } else { exit::FAILED })
 }
 
-fn availability(config: &Config, name: &str, offline: bool) -> String {
-    let Some(agent) = config.agent(name) else { return String::new() };
-    if !agent.enabled {
-        return "disabled".into();
-    }
-    if offline && !agent.is_local() {
-        return "refused (offline)".into();
-    }
-    match agent.kind {
-        AgentKind::Cli => match agent.command.as_deref().and_then(find_program) {
-            Some(_) => "installed".into(),
-            None => "not installed".into(),
-        },
-        _ if agent.server.is_some() => "managed server".into(),
-        _ => "http".into(),
-    }
-}
-
 /// `troupe agents`.
 pub fn agents(config: &Config, offline: bool, json: bool) -> Result<u8> {
     if json {
         let list: Vec<_> = config
             .agents
             .iter()
-            .map(|(name, a)| {
-                json!({
-                    "name": name,
-                    "kind": a.kind,
-                    "role": a.role,
-                    "enabled": a.enabled,
-                    "local": a.is_local(),
-                    "availability": availability(config, name, offline),
-                    "endpoint": a.endpoint(),
-                    "model": a.model,
-                    "fallback": a.fallback,
-                    "description": a.description,
-                })
-            })
+            .map(|(name, a)| AgentView::new(name, a, &Availability::of(a, offline)))
             .collect();
         println!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(exit::OK);
@@ -119,7 +88,7 @@ pub fn agents(config: &Config, offline: bool, json: bool) -> Result<u8> {
             name.clone(),
             a.kind.to_string(),
             a.role.map(|r| r.to_string()).unwrap_or_default(),
-            availability(config, name, offline),
+            Availability::of(a, offline).to_string(),
             a.model.clone().unwrap_or_default(),
             a.endpoint(),
             a.fallback.join(", "),
@@ -129,27 +98,10 @@ pub fn agents(config: &Config, offline: bool, json: bool) -> Result<u8> {
     Ok(exit::OK)
 }
 
-/// The workflows as JSON, for `troupe workflows --json` and `GET /api/workflows`.
-pub fn workflows_json(config: &Config) -> Vec<serde_json::Value> {
-    config
-        .workflows
-        .iter()
-        .map(|(name, w)| {
-            json!({
-                "name": name,
-                "description": w.description,
-                "max_iterations": w.max_iterations,
-                "default": *name == config.settings.default_workflow,
-                "steps": w.steps,
-            })
-        })
-        .collect()
-}
-
 /// `troupe workflows`.
 pub fn workflows(config: &Config, json: bool) -> Result<u8> {
     if json {
-        println!("{}", serde_json::to_string_pretty(&workflows_json(config))?);
+        println!("{}", serde_json::to_string_pretty(&view::workflows(config))?);
         return Ok(exit::OK);
     }
     let mut t = Table::new(&["NAME", "ITER", "STEPS", "DESCRIPTION"]);

@@ -17,7 +17,8 @@ use troupe_context::{
 use troupe_workflows::Config;
 
 use super::exit;
-use crate::output::Table;
+use crate::render::Table;
+use crate::render::context::HitView;
 
 /// `troupe context`.
 #[derive(Debug, Args)]
@@ -377,19 +378,12 @@ fn search(store: &Store, config: &Config, a: SearchArgs) -> Result<u8> {
         let hits: Vec<_> = results
             .hits
             .iter()
-            .map(|h| {
-                json!({
-                    "id": h.node.id,
-                    "project": h.node.project,
-                    "type": h.node.node_type,
-                    "title": h.node.title,
-                    "score": h.score,
-                    "found_by": h.found_by,
-                    "bm25_rank": h.found_by.bm25.map(|r| r.rank),
-                    "vector_rank": h.found_by.vector.map(|r| r.rank),
-                    "passage": h.passage,
-                    "snippet": h.snippet,
-                })
+            .map(|h| CliHit {
+                hit: HitView::new(h),
+                bm25_rank: h.found_by.bm25.map(|r| r.rank),
+                vector_rank: h.found_by.vector.map(|r| r.rank),
+                passage: h.passage.as_ref(),
+                snippet: &h.snippet,
             })
             .collect();
         let out = json!({
@@ -440,6 +434,17 @@ fn search(store: &Store, config: &Config, a: SearchArgs) -> Result<u8> {
     }
     print!("{}", t.render());
     Ok(exit::OK)
+}
+
+/// A hit as `context search --json` prints it: the shared view and how it ranked.
+#[derive(Debug, serde::Serialize)]
+struct CliHit<'a> {
+    #[serde(flatten)]
+    hit: HitView,
+    bm25_rank: Option<usize>,
+    vector_rank: Option<usize>,
+    passage: Option<&'a troupe_context::Passage>,
+    snippet: &'a str,
 }
 
 /// One hit of `context search --explain`: what it is, then why it ranked there.

@@ -13,7 +13,7 @@ use troupe_adapters::{AdapterError, AgentConfig, CallContext, CancellationToken}
 use troupe_workflows::Config;
 
 use super::exit;
-use crate::output::Table;
+use crate::render::Table;
 
 /// A context cancelled by Ctrl-C.
 fn interruptible() -> CallContext {

@@ -13,6 +13,7 @@ use troupe_workflows::config::ConfigSource;
 use super::exit;
 use crate::cli::{PlanArgs, PlanCommand};
 use crate::client::{Client, segment};
+use crate::render::plan::{commit_message, mark, short, status_text};
 
 /// How long a planner's turn through the server may take.
 const PLANNER_WAIT: Duration = Duration::from_secs(1800);
@@ -260,18 +261,6 @@ fn plan_error(plans: &Plans, e: troupe_plans::Error) -> String {
         .to_string();
     }
     e.to_string()
-}
-
-/// The commit message of `plan apply --commit`.
-pub fn commit_message(plan: &Plan) -> String {
-    let tasks: Vec<String> = plan
-        .spec
-        .tasks
-        .iter()
-        .filter(|t| plan.task_state(&t.id) == TaskState::Green)
-        .map(|t| format!("- {}: {}", t.id, t.description.lines().next().unwrap_or("")))
-        .collect();
-    format!("{}\n\n{}\n\n{}", plan.spec.title, plan.spec.goal.trim(), tasks.join("\n"))
 }
 
 /// `troupe plan …`.
@@ -536,51 +525,6 @@ fn status(plan: &Plan, json: bool) -> u8 {
         print!("{}", status_text(plan));
     }
     exit::OK
-}
-
-/// The task graph: one line per task in dependency order, with its state and what it
-/// comes after.
-pub fn status_text(plan: &Plan) -> String {
-    let mut out = format!("plan {} · {} · {}\n", plan.short_id(), plan.state, plan.spec.title);
-    let order = troupe_plans::validate::order(&plan.spec).unwrap_or_default();
-    for id in order {
-        let Some(t) = plan.task(&id) else { continue };
-        let s = plan.tasks.get(&id).cloned().unwrap_or_default();
-        let after = if t.after.is_empty() {
-            String::new()
-        } else {
-            format!("  ← {}", t.after.join(", "))
-        };
-        let run = s.run_id.as_deref().map(|r| format!("  run {}", short(r))).unwrap_or_default();
-        out.push_str(&format!(
-            "  {} {:<9} {}{after}{run}\n",
-            mark(s.state),
-            s.state.as_str(),
-            t.id
-        ));
-        if let Some(r) = &s.reason {
-            out.push_str(&format!("      {r}\n"));
-        }
-    }
-    if let Some(e) = &plan.error {
-        out.push_str(&format!("  stopped: {e}\n"));
-    }
-    out
-}
-
-fn mark(state: TaskState) -> &'static str {
-    match state {
-        TaskState::Green => "✓",
-        TaskState::Skipped => "-",
-        TaskState::Running => "▶",
-        TaskState::Failed | TaskState::Conflict => "✗",
-        TaskState::Blocked => "⊘",
-        TaskState::Pending | TaskState::Queued => "·",
-    }
-}
-
-fn short(id: &str) -> String {
-    id.chars().filter(|c| *c != '-').take(12).collect()
 }
 
 fn print_task(task: &str, state: TaskState, run: Option<&str>, reason: Option<&str>) {

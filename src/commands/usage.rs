@@ -6,9 +6,8 @@ use troupe_workflows::Config;
 use troupe_workflows::config::ConfigSource;
 
 use super::exit;
-use super::run::short_id;
 use crate::cli::UsageArgs;
-use crate::output::Table;
+use crate::render::{Table, short_id};
 
 /// How many runs the text report lists.
 const RUNS_SHOWN: usize = 20;

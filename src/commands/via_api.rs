@@ -13,13 +13,11 @@ use troupe_workflows::Config;
 
 use super::change::{self, ApplyMode, Target};
 use super::exit;
-use super::run::{
-    EventPrinter, exit_code, print_cleanup_plan, print_run, print_runs, print_stats, short_id,
-};
+use super::run::{exit_code, print_cleanup_plan, print_run, print_runs, print_stats};
 use crate::cli::{RunArgs, RunsArgs, RunsCommand};
 use crate::client::{Client, ClientError};
-use crate::server::ServeFile;
-use crate::server::serve_file::{self, holder_command};
+use crate::render::{EventPrinter, short_id};
+use crate::serve_file::{self, ServeFile, holder_command};
 
 /// How many times a lost event stream is reopened before giving up.
 const RECONNECTS: u32 = 6;
@@ -50,7 +48,7 @@ pub fn find_server(data_dir: &Path) -> Option<ServeFile> {
 /// A client for `server` with the configured token; `None` (after saying why) when the
 /// server needs a token and none is configured.
 pub(crate) fn client(config: &Config, server: &ServeFile) -> Result<Option<Client>> {
-    let token = crate::server::resolve_token(None, config);
+    let token = crate::serve_file::resolve_token(None, config);
     if server.token_required && token.is_none() {
         let named = config
             .settings

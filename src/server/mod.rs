@@ -11,12 +11,17 @@
 //! `troupe runs` / `troupe run` in another terminal go through the API instead of failing
 //! on the store this process holds.
 
+mod agents;
 mod change;
+mod config;
+mod context;
+mod error;
 mod events;
+mod health;
 mod openapi;
 mod plans;
 mod routes;
-pub mod serve_file;
+mod runs;
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
@@ -28,18 +33,17 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::middleware::Next;
-use actix_web::{HttpResponse, ResponseError, web};
+use actix_web::{ResponseError, web};
 use anyhow::Result;
 use clap::Args;
-use serde_json::json;
 use troupe_runtime::Runtime;
 use troupe_workflows::Config;
 use troupe_workflows::config::ConfigSource;
 
-use crate::commands::exit;
+use crate::exit;
+use crate::serve_file::{self, ServeFile, resolve_token};
 
 pub use events::RunLogs;
-pub use serve_file::ServeFile;
 
 /// Largest JSON request body.
 const JSON_LIMIT: usize = 256 * 1024;
@@ -81,115 +85,12 @@ pub struct AppState {
     pub config_replaced: AtomicBool,
 }
 
-/// An API failure: an HTTP status, a stable code and a message for people.
-#[derive(Debug)]
-pub struct ApiError {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-    /// Extra fields of the error object (the problems of an invalid configuration).
-    extra: Option<serde_json::Value>,
-}
+pub use error::ApiError;
 
-impl ApiError {
-    /// An error.
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into(), extra: None }
-    }
-
-    /// 400 with `code`.
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::BAD_REQUEST, code, message)
-    }
-
-    /// 500.
-    pub fn internal(message: impl std::fmt::Display) -> ApiError {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message.to_string())
-    }
-
-    /// With extra fields in the error object.
-    pub fn with(mut self, extra: serde_json::Value) -> ApiError {
-        self.extra = Some(extra);
-        self
-    }
-}
-
-impl std::fmt::Display for ApiError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.code, self.message)
-    }
-}
-
-impl ResponseError for ApiError {
-    fn status_code(&self) -> StatusCode {
-        self.status
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        let mut error = json!({ "code": self.code, "message": self.message });
-        if let (Some(obj), Some(serde_json::Value::Object(extra))) =
-            (error.as_object_mut(), self.extra.as_ref())
-        {
-            for (k, v) in extra {
-                obj.insert(k.clone(), v.clone());
-            }
-        }
-        // An error may quote what came back from an agent or a file: no secret leaves.
-        troupe_observability::redact::global().redact_json(&mut error);
-        let mut resp = HttpResponse::build(self.status);
-        if self.status == StatusCode::UNAUTHORIZED {
-            resp.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
-        }
-        resp.json(json!({ "error": error }))
-    }
-}
-
-impl From<troupe_runtime::Error> for ApiError {
-    fn from(e: troupe_runtime::Error) -> ApiError {
-        use troupe_runtime::Error as E;
-        match &e {
-            E::NoSuchRun(_) => ApiError::new(StatusCode::NOT_FOUND, "no_such_run", e.to_string()),
-            E::WrongState { .. } => {
-                ApiError::new(StatusCode::CONFLICT, "wrong_state", e.to_string())
-            }
-            E::Invalid(_) => ApiError::bad_request("invalid_request", e.to_string()),
-            E::Change(c) => {
-                use troupe_change::Error as C;
-                let code = match c {
-                    C::Conflict { .. } | C::ChangedSinceApply { .. } => "conflict",
-                    C::StagedChanges { .. } => "staged_changes",
-                    C::AlreadyApplied { .. } => "already_applied",
-                    C::NotApplied => "not_applied",
-                    C::NothingToApply => "nothing_to_apply",
-                    C::CommitOutsideRepository { .. } => "not_a_repository",
-                    C::Missing { .. } => "workspace_missing",
-                    _ => return ApiError::internal(e),
-                };
-                ApiError::new(StatusCode::CONFLICT, code, e.to_string())
-            }
-            _ => ApiError::internal(e),
-        }
-    }
-}
-
-/// The API's bearer token: `explicit` (serve's `--token`), else `$TROUPE_API_TOKEN`, else
-/// the variable `settings.api_token_env` names; blank counts as unset. The one place both
-/// the server (which requires it) and troupe's own client (which sends it) get it from.
-pub fn resolve_token(explicit: Option<String>, config: &Config) -> Option<String> {
-    let nonblank = |t: &String| !t.trim().is_empty();
-    explicit
-        .filter(nonblank)
-        .or_else(|| std::env::var("TROUPE_API_TOKEN").ok().filter(nonblank))
-        .or_else(|| {
-            let name = config.settings.api_token_env.as_deref()?;
-            std::env::var(name).ok().filter(nonblank)
-        })
-}
-
-/// Compare without stopping at the first difference.
+/// Compare in constant time (for tokens of the same length).
 fn same_token(given: &str, expected: &str) -> bool {
-    let (a, b) = (given.as_bytes(), expected.as_bytes());
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
+    use subtle::ConstantTimeEq;
+    given.as_bytes().ct_eq(expected.as_bytes()).into()
 }
 
 /// The bearer-token check in front of `/api` and `/metrics`.
@@ -243,72 +144,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     }))
     .app_data(web::PathConfig::default().error_handler(|err, _| {
         ApiError::bad_request("bad_path", format!("bad path: {err}")).into()
-    }))
-    .service(resource("/health").route(web::get().to(routes::health)))
-    .service(resource("/ready").route(web::get().to(routes::ready)))
-    .service(
-        web::scope("/metrics")
-            .wrap(actix_web::middleware::from_fn(require_token))
-            .service(resource("").route(web::get().to(routes::metrics))),
-    )
-    .service(
-        web::scope("/api")
-            .wrap(actix_web::middleware::from_fn(require_token))
-            .service(resource("/agents").route(web::get().to(routes::agents)))
-            .service(resource("/workflows").route(web::get().to(routes::workflows)))
-            .service(resource("/execute").route(web::post().to(routes::execute)))
-            .service(resource("/runs").route(web::get().to(routes::runs)))
-            // Before `/runs/{id}`, which would take `stats` for an id.
-            .service(resource("/runs/stats").route(web::get().to(routes::run_stats)))
-            .service(resource("/runs/{id}").route(web::get().to(routes::run)))
-            .service(resource("/runs/{id}/events").route(web::get().to(routes::run_events)))
-            .service(resource("/runs/{id}/cancel").route(web::post().to(routes::cancel)))
-            .service(resource("/runs/{id}/audit").route(web::get().to(routes::run_audit)))
-            .service(resource("/usage").route(web::get().to(routes::usage)))
-            .service(resource("/runs/{id}/resume").route(web::post().to(routes::resume)))
-            .service(resource("/runs/{id}/diff").route(web::get().to(change::diff)))
-            .service(resource("/runs/{id}/apply").route(web::post().to(change::apply)))
-            .service(resource("/runs/{id}/revert").route(web::post().to(change::revert)))
-            .service(resource("/runs/{id}/discard").route(web::post().to(change::discard)))
-            .configure(plans::routes)
-            .service(resource("/status").route(web::get().to(routes::status)))
-            .service(
-                resource("/config")
-                    .route(web::get().to(routes::get_config))
-                    .route(web::put().to(routes::put_config)),
-            )
-            .service(resource("/models/status").route(web::get().to(routes::models_status)))
-            .service(resource("/context/search").route(web::get().to(routes::context_search)))
-            .service(resource("/openapi.json").route(web::get().to(routes::openapi)))
-            .default_service(web::to(not_found)),
-    )
-    .default_service(web::to(not_found));
-}
-
-fn resource(path: &str) -> actix_web::Resource {
-    web::resource(path).default_service(web::to(method_not_allowed))
-}
-
-async fn not_found(req: actix_web::HttpRequest) -> HttpResponse {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "not_found",
-        format!(
-            "no route {} {}; the routes are listed at /api/openapi.json",
-            req.method(),
-            req.path()
-        ),
-    )
-    .error_response()
-}
-
-async fn method_not_allowed(req: actix_web::HttpRequest) -> HttpResponse {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        format!("{} is not allowed on {}", req.method(), req.path()),
-    )
-    .error_response()
+    }));
+    routes::register(cfg);
 }
 
 /// Every socket address `addr` names (a host name may name several).
@@ -354,10 +191,10 @@ pub fn serve(config: Config, source: ConfigSource, args: ServeArgs) -> Result<u8
     let offline = config.settings.offline;
     let grace = Duration::from_secs(args.grace_secs);
     actix_rt::System::new().block_on(async move {
-        let Some(runtime) = crate::commands::open_runtime(config, &source, offline) else {
+        let Some(runtime) = crate::open::open_runtime(config, &source, offline) else {
             return Ok(exit::FAILED);
         };
-        crate::commands::run::note_interrupted(&runtime);
+        crate::open::note_interrupted(&runtime);
         let plans = match troupe_plans::Plans::open(runtime.clone()) {
             Ok(p) => p,
             Err(e) => {
@@ -368,7 +205,9 @@ pub fn serve(config: Config, source: ConfigSource, args: ServeArgs) -> Result<u8
         };
         // The durable queue: plans a previous server left running go on.
         match plans.recover() {
-            Ok(ids) if !ids.is_empty() => eprintln!("troupe: going on with {} running plan(s)", ids.len()),
+            Ok(ids) if !ids.is_empty() => {
+                eprintln!("troupe: going on with {} running plan(s)", ids.len());
+            }
             Ok(_) => {}
             Err(e) => eprintln!("troupe: cannot read the stored plans: {e}"),
         }

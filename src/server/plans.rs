@@ -9,23 +9,12 @@ use serde::Deserialize;
 use serde_json::json;
 use troupe_plans::{NewPlan, PlanEvent, PlanSpec, PlanState};
 
+use super::error::ErrorBody;
 use super::{ApiError, AppState};
+use troupe_plans::Plan;
 
 type Data = web::Data<AppState>;
 type ApiResult<T = HttpResponse> = Result<T, ApiError>;
-
-/// The routes, under the `/api` scope.
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/plans").route(web::get().to(list)).route(web::post().to(create)))
-        .service(web::resource("/plans/{id}").route(web::get().to(show)).route(web::put().to(edit)))
-        .service(web::resource("/plans/{id}/revise").route(web::post().to(revise)))
-        .service(web::resource("/plans/{id}/run").route(web::post().to(run)))
-        .service(web::resource("/plans/{id}/diff").route(web::get().to(diff)))
-        .service(web::resource("/plans/{id}/apply").route(web::post().to(apply)))
-        .service(web::resource("/plans/{id}/events").route(web::get().to(events)))
-        .service(web::resource("/plans/{id}/tasks/{task}/{action}").route(web::post().to(task)))
-        .service(web::resource("/plans/{id}/{action}").route(web::post().to(act)));
-}
 
 impl From<troupe_plans::Error> for ApiError {
     fn from(e: troupe_plans::Error) -> ApiError {
@@ -51,7 +40,7 @@ impl From<troupe_plans::Error> for ApiError {
 }
 
 /// Body of `POST /api/plans`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewPlanBody {
     /// The spec, in the user's words.
@@ -71,12 +60,20 @@ pub struct NewPlanBody {
 }
 
 /// `GET /api/plans`: every plan, oldest first.
+#[utoipa::path(get, path = "/api/plans", operation_id = "plan_list", tag = "plans",
+    responses((status = 200, description = "Every plan, oldest first", body = Vec<Plan>)))]
 pub async fn list(state: Data) -> ApiResult {
     Ok(HttpResponse::Ok().json(state.plans.list()?))
 }
 
 /// `POST /api/plans` → the plan: the planner turns the spec into a draft (approved with
 /// `"approve": true`).
+#[utoipa::path(post, path = "/api/plans", operation_id = "plan_create", tag = "plans", request_body = NewPlanBody,
+    responses(
+        (status = 201, description = "The new plan (a draft, or approved with `approve`)", body = Plan),
+        (status = 400, description = "Empty spec", body = ErrorBody),
+        (status = 502, description = "The planner gave no valid plan after a re-ask (code planner_failed, with `problems` and the raw `answer`)", body = ErrorBody),
+    ))]
 pub async fn create(state: Data, body: web::Json<NewPlanBody>) -> ApiResult {
     let body = body.into_inner();
     if body.spec.trim().is_empty() {
@@ -96,6 +93,11 @@ pub async fn create(state: Data, body: web::Json<NewPlanBody>) -> ApiResult {
 }
 
 /// `GET /api/plans/{id}[?format=markdown]`: the plan (JSON, or its Markdown).
+#[utoipa::path(get, path = "/api/plans/{id}", operation_id = "plan_show", tag = "plans", params(PlanId, FormatQuery),
+    responses(
+        (status = 200, description = "The plan (JSON, or its Markdown with format=markdown)", content((Plan = "application/json"), (String = "text/markdown"))),
+        (status = 404, description = "No such plan", body = ErrorBody),
+    ))]
 pub async fn show(state: Data, id: web::Path<String>, q: web::Query<FormatQuery>) -> ApiResult {
     let plan = state.plans.get(&id)?;
     Ok(match q.format.as_deref() {
@@ -113,15 +115,17 @@ pub async fn show(state: Data, id: web::Path<String>, q: web::Query<FormatQuery>
 }
 
 /// Query of `GET /api/plans/{id}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct FormatQuery {
+    /// `json` (the default) or `markdown`.
     #[serde(default)]
     format: Option<String>,
 }
 
 /// Body of `PUT /api/plans/{id}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EditBody {
     /// The plan's new text.
@@ -129,12 +133,19 @@ pub struct EditBody {
 }
 
 /// `PUT /api/plans/{id}` `{"spec": …}` → the plan: a new version (a draft again).
+#[utoipa::path(put, path = "/api/plans/{id}", operation_id = "plan_edit", tag = "plans", params(PlanId), request_body = EditBody,
+    responses(
+        (status = 200, description = "A new version (a draft again)", body = Plan),
+        (status = 400, description = "Not a valid plan (code invalid_plan, with `problems`)", body = ErrorBody),
+        (status = 404, description = "No such plan", body = ErrorBody),
+        (status = 409, description = "The plan has started", body = ErrorBody),
+    ))]
 pub async fn edit(state: Data, id: web::Path<String>, body: web::Json<EditBody>) -> ApiResult {
     Ok(HttpResponse::Ok().json(state.plans.edit(&id, body.into_inner().spec)?))
 }
 
 /// Body of `POST /api/plans/{id}/revise`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReviseBody {
     /// What to change.
@@ -142,12 +153,19 @@ pub struct ReviseBody {
 }
 
 /// `POST /api/plans/{id}/revise` `{"feedback": "…"}` → the plan revised by the planner.
+#[utoipa::path(post, path = "/api/plans/{id}/revise", operation_id = "plan_revise", tag = "plans", params(PlanId), request_body = ReviseBody,
+    responses(
+        (status = 200, description = "The revised plan (a new version, a draft again)", body = Plan),
+        (status = 404, description = "No such plan", body = ErrorBody),
+        (status = 409, description = "The plan has started", body = ErrorBody),
+        (status = 502, description = "The planner gave no valid plan (code planner_failed)", body = ErrorBody),
+    ))]
 pub async fn revise(state: Data, id: web::Path<String>, body: web::Json<ReviseBody>) -> ApiResult {
     Ok(HttpResponse::Ok().json(state.plans.revise(&id, &body.feedback).await?))
 }
 
 /// Body of `POST /api/plans/{id}/run`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunBody {
     /// How many tasks run at once.
@@ -157,12 +175,25 @@ pub struct RunBody {
 
 /// `POST /api/plans/{id}/run` → the plan: an approved plan starts (this server runs it,
 /// and after a restart goes on with it).
+#[utoipa::path(post, path = "/api/plans/{id}/run", operation_id = "plan_run", tag = "plans", params(PlanId),
+    request_body(content = Option<RunBody>, description = "Optional: how many tasks run at once"),
+    responses(
+        (status = 202, description = "Started: tasks run in dependency order; the server goes on with the plan after a restart", body = Plan),
+        (status = 404, description = "No such plan", body = ErrorBody),
+        (status = 409, description = "Not approved (nothing runs before approval), rejected or done (code wrong_state)", body = ErrorBody),
+    ))]
 pub async fn run(state: Data, id: web::Path<String>, body: web::Bytes) -> ApiResult {
     let body: RunBody = optional_body(&body)?;
     Ok(HttpResponse::Accepted().json(state.plans.run(&id, body.concurrency)?))
 }
 
 /// `POST /api/plans/{id}/{approve|reject|pause|resume}` → the plan.
+#[utoipa::path(post, path = "/api/plans/{id}/{action}", operation_id = "plan_act", tag = "plans", params(PlanId, ("action" = String, Path, description = "approve, reject, pause or resume")),
+    responses(
+        (status = 200, description = "The plan", body = Plan),
+        (status = 404, description = "No such plan or action", body = ErrorBody),
+        (status = 409, description = "Not in this state (code wrong_state)", body = ErrorBody),
+    ))]
 pub async fn act(state: Data, path: web::Path<(String, String)>) -> ApiResult {
     let (id, action) = path.into_inner();
     let plan = match action.as_str() {
@@ -184,6 +215,13 @@ pub async fn act(state: Data, path: web::Path<(String, String)>) -> ApiResult {
 }
 
 /// `POST /api/plans/{id}/tasks/{task}/{retry|skip}` → the plan.
+#[utoipa::path(post, path = "/api/plans/{id}/tasks/{task}/{action}", operation_id = "plan_task", tag = "plans",
+    params(PlanId, ("task" = String, Path, description = "The task's id"), ("action" = String, Path, description = "retry or skip")),
+    responses(
+        (status = 200, description = "The plan", body = Plan),
+        (status = 404, description = "No such plan, task or action", body = ErrorBody),
+        (status = 409, description = "The task cannot do that in its state", body = ErrorBody),
+    ))]
 pub async fn task(state: Data, path: web::Path<(String, String, String)>) -> ApiResult {
     let (id, task, action) = path.into_inner();
     let plan = match action.as_str() {
@@ -201,12 +239,18 @@ pub async fn task(state: Data, path: web::Path<(String, String, String)>) -> Api
 }
 
 /// `GET /api/plans/{id}/diff`: the integration branch's change.
+#[utoipa::path(get, path = "/api/plans/{id}/diff", operation_id = "plan_diff", tag = "plans", params(PlanId),
+    responses(
+        (status = 200, description = "The integration branch's change against its base", body = troupe_change::workspace::Change),
+        (status = 404, description = "No such plan", body = ErrorBody),
+        (status = 409, description = "The plan has not started", body = ErrorBody),
+    ))]
 pub async fn diff(state: Data, id: web::Path<String>) -> ApiResult {
     Ok(HttpResponse::Ok().json(state.plans.diff(&id).await?))
 }
 
 /// Body of `POST /api/plans/{id}/apply`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApplyBody {
     /// Also commit it on the project's current branch.
@@ -216,10 +260,17 @@ pub struct ApplyBody {
 
 /// `POST /api/plans/{id}/apply` `{"commit": bool}` → the plan: the combined change in the
 /// project (all or nothing).
+#[utoipa::path(post, path = "/api/plans/{id}/apply", operation_id = "plan_apply", tag = "plans", params(PlanId),
+    request_body(content = Option<ApplyBody>, description = "Optional: also commit it"),
+    responses(
+        (status = 200, description = "Applied: the plan, its integration workspace's `applied` set", body = Plan),
+        (status = 404, description = "No such plan", body = ErrorBody),
+        (status = 409, description = "Not done, or the change does not apply (code conflict, files named)", body = ErrorBody),
+    ))]
 pub async fn apply(state: Data, id: web::Path<String>, body: web::Bytes) -> ApiResult {
     let body: ApplyBody = optional_body(&body)?;
     let message = match body.commit {
-        true => Some(crate::commands::plan::commit_message(&state.plans.get(&id)?)),
+        true => Some(crate::render::plan::commit_message(&state.plans.get(&id)?)),
         false => None,
     };
     Ok(HttpResponse::Ok().json(state.plans.apply(&id, message).await?))
@@ -227,6 +278,11 @@ pub async fn apply(state: Data, id: web::Path<String>, body: web::Bytes) -> ApiR
 
 /// `GET /api/plans/{id}/events`: the plan's state now, then its plan and task events as
 /// they happen, until its scheduler here stops (immediately when it does not run here).
+#[utoipa::path(get, path = "/api/plans/{id}/events", operation_id = "plan_events", tag = "plans", params(PlanId),
+    responses(
+        (status = 200, description = "Server-Sent Events: `plan_state` now, then `plan_state` and `task_state` events (PlanEvent) while the plan runs in this server", content_type = "text/event-stream", body = String),
+        (status = 404, description = "No such plan", body = ErrorBody),
+    ))]
 pub async fn events(state: Data, id: web::Path<String>) -> ApiResult {
     let plan = state.plans.get(&id)?;
     let rx = state.plans.subscribe();
@@ -258,6 +314,15 @@ pub async fn events(state: Data, id: web::Path<String>) -> ApiResult {
         .streaming(head.chain(rest)))
 }
 
+/// A plan's id in a path.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct PlanId {
+    /// The plan's id or a unique prefix of it.
+    #[allow(dead_code)]
+    id: String,
+}
+
 fn event_plan(e: &PlanEvent) -> &str {
     match e {
         PlanEvent::PlanState { plan_id, .. } | PlanEvent::TaskState { plan_id, .. } => plan_id,
@@ -279,82 +344,4 @@ fn optional_body<T: Default + serde::de::DeserializeOwned>(body: &web::Bytes) ->
     }
     serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request("bad_json", format!("the body is not valid: {e}")))
-}
-
-/// The OpenAPI description of the plan routes (merged into the document by `openapi.rs`).
-pub fn openapi_paths(secured: &serde_json::Value) -> serde_json::Value {
-    let plan = json!({ "$ref": "#/components/schemas/Plan" });
-    let ok = |d: &str| json!({ "description": d, "content": { "application/json": { "schema": plan.clone() } } });
-    let err = |d: &str| json!({ "description": d, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } });
-    let id = json!({ "name": "id", "in": "path", "required": true, "description": "The plan's id or a unique prefix of it", "schema": { "type": "string" } });
-    let action = |summary: &str| {
-        json!({ "post": {
-        "summary": summary, "security": secured, "parameters": [id.clone()],
-        "responses": { "200": ok("The plan"), "404": err("No such plan"), "409": err("Not in this state (code wrong_state)"), "401": err("Token missing or wrong") }
-    } })
-    };
-    json!({
-        "/api/plans": {
-            "get": { "summary": "Every plan, oldest first", "security": secured,
-                "responses": { "200": { "description": "Plans", "content": { "application/json": { "schema": { "type": "array", "items": plan.clone() } } } }, "401": err("Token missing or wrong") } },
-            "post": { "summary": "A planner turns a spec into a draft plan (validated; re-asked once when invalid)", "security": secured,
-                "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object", "required": ["spec"], "additionalProperties": false, "properties": {
-                    "spec": { "type": "string" }, "project": { "type": "string" }, "planner": { "type": "string" },
-                    "offline": { "type": "boolean" }, "approve": { "type": "boolean", "description": "Approve it at once" } } } } } },
-                "responses": { "201": ok("The new plan"), "400": err("Empty spec"), "502": err("The planner gave no valid plan twice (code planner_failed; `problems` and the raw `answer`)"), "401": err("Token missing or wrong") } }
-        },
-        "/api/plans/{id}": {
-            "get": { "summary": "A plan (JSON, or its Markdown with format=markdown)", "security": secured,
-                "parameters": [id.clone(), { "name": "format", "in": "query", "schema": { "type": "string", "enum": ["json", "markdown"] } }],
-                "responses": { "200": ok("The plan"), "404": err("No such plan"), "401": err("Token missing or wrong") } },
-            "put": { "summary": "Replace the plan's text (a new version, a draft again)", "security": secured, "parameters": [id.clone()],
-                "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object", "required": ["spec"], "properties": { "spec": { "$ref": "#/components/schemas/PlanSpec" } } } } } },
-                "responses": { "200": ok("The plan"), "400": err("Not a valid plan (code invalid_plan, with `problems`)"), "404": err("No such plan"), "409": err("The plan has started"), "401": err("Token missing or wrong") } }
-        },
-        "/api/plans/{id}/revise": { "post": { "summary": "The planner revises the plan with feedback (a new version)", "security": secured, "parameters": [id.clone()],
-            "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object", "required": ["feedback"], "properties": { "feedback": { "type": "string" } } } } } },
-            "responses": { "200": ok("The revised plan"), "404": err("No such plan"), "409": err("The plan has started"), "502": err("The planner gave no valid plan (code planner_failed)"), "401": err("Token missing or wrong") } } },
-        "/api/plans/{id}/approve": action("Approve a plan: it may run"),
-        "/api/plans/{id}/reject": action("Reject a plan: it never runs"),
-        "/api/plans/{id}/pause": action("Start no new task (running ones finish and merge)"),
-        "/api/plans/{id}/resume": action("Go on with a paused plan"),
-        "/api/plans/{id}/run": { "post": { "summary": "Run an approved plan: tasks in dependency order, up to `concurrency` at once; the server goes on with it after a restart", "security": secured, "parameters": [id.clone()],
-            "requestBody": { "required": false, "content": { "application/json": { "schema": { "type": "object", "properties": { "concurrency": { "type": "integer", "minimum": 1 } } } } } },
-            "responses": { "202": ok("Started"), "404": err("No such plan"), "409": err("Not approved (nothing runs before approval), rejected or done (code wrong_state)"), "401": err("Token missing or wrong") } } },
-        "/api/plans/{id}/tasks/{task}/{action}": { "post": { "summary": "`retry` a failed or conflicting task, or `skip` a task", "security": secured,
-            "parameters": [id.clone(), { "name": "task", "in": "path", "required": true, "schema": { "type": "string" } }, { "name": "action", "in": "path", "required": true, "schema": { "type": "string", "enum": ["retry", "skip"] } }],
-            "responses": { "200": ok("The plan"), "404": err("No such plan or task"), "409": err("The task cannot do that in its state"), "401": err("Token missing or wrong") } } },
-        "/api/plans/{id}/diff": { "get": { "summary": "The plan's combined change (its integration branch against its base)", "security": secured, "parameters": [id.clone()],
-            "responses": { "200": { "description": "The change", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Change" } } } }, "404": err("No such plan"), "409": err("The plan has not started"), "401": err("Token missing or wrong") } } },
-        "/api/plans/{id}/apply": { "post": { "summary": "Bring the combined change into the project, all or nothing; with `commit`, also commit it", "security": secured, "parameters": [id.clone()],
-            "requestBody": { "required": false, "content": { "application/json": { "schema": { "type": "object", "additionalProperties": false, "properties": { "commit": { "type": "boolean" } } } } } },
-            "responses": { "200": ok("Applied"), "404": err("No such plan"), "409": err("Not done, or the change conflicts with the project (code conflict, files named)"), "401": err("Token missing or wrong") } } },
-        "/api/plans/{id}/events": { "get": { "summary": "Server-Sent Events: `plan_state` now, then `plan_state` and `task_state` events while the plan runs here", "security": secured, "parameters": [id],
-            "responses": { "200": { "description": "text/event-stream", "content": { "text/event-stream": { "schema": { "type": "string" } } } }, "404": err("No such plan"), "401": err("Token missing or wrong") } } }
-    })
-}
-
-/// The schemas of plans.
-pub fn openapi_schemas() -> serde_json::Value {
-    json!({
-        "PlanSpec": { "type": "object", "required": ["title", "goal", "tasks"], "properties": {
-            "title": { "type": "string" }, "goal": { "type": "string" },
-            "tasks": { "type": "array", "items": { "type": "object", "required": ["id", "description"], "properties": {
-                "id": { "type": "string" }, "description": { "type": "string" },
-                "acceptance": { "type": "array", "items": { "type": "string" } },
-                "files": { "type": "array", "items": { "type": "string" } },
-                "after": { "type": "array", "items": { "type": "string" }, "description": "Ids of tasks that must be green first" },
-                "workflow": { "type": "string" } } } } } },
-        "Plan": { "type": "object", "properties": {
-            "id": { "type": "string" }, "spec_text": { "type": "string" }, "project": { "type": "string" },
-            "state": { "type": "string", "enum": ["draft", "approved", "rejected", "running", "paused", "done", "failed"] },
-            "spec": { "$ref": "#/components/schemas/PlanSpec" },
-            "revisions": { "type": "array", "items": { "type": "object" } },
-            "tasks": { "type": "object", "additionalProperties": { "type": "object", "properties": {
-                "state": { "type": "string", "enum": ["pending", "queued", "running", "green", "failed", "blocked", "conflict", "skipped"] },
-                "run_id": { "type": "string" }, "runs": { "type": "array", "items": { "type": "string" } },
-                "reason": { "type": "string" }, "files": { "type": "array", "items": { "type": "string" } }, "merged": { "type": "string" } } } },
-            "concurrency": { "type": "integer" }, "integration": { "type": "object", "description": "The integration branch's workspace" },
-            "error": { "type": "string" } } }
-    })
 }

@@ -1,14 +1,11 @@
 //! The shell's slash commands.
 
 use anyhow::Result;
-use troupe_adapters::config::AgentKind;
-use troupe_adapters::which::find_program;
 use troupe_context::{Scope, SearchQuery, obsidian, project_id_for};
 use troupe_workflows::config::DYNAMIC_WORKFLOW;
 
 use super::{Flow, SHELL_OFFLINE, Session, new_conversation};
-use crate::commands::run::short_id;
-use crate::output::Table;
+use crate::render::{Table, short_id};
 
 /// Every command with its arguments and what it does, for `/help` and completion.
 pub const COMMANDS: &[(&str, &str, &str)] = &[
@@ -154,15 +151,8 @@ fn workflow(session: &mut Session, name: &str) -> Flow {
         return Flow::Continue;
     }
     let config = session.runtime.config();
-    if config.workflow(name).is_none() && name != DYNAMIC_WORKFLOW {
-        let names: Vec<&str> = config.workflows.keys().map(String::as_str).collect();
-        return usage(
-            session,
-            &format!(
-                "no workflow named `{name}`; there are: {}, {DYNAMIC_WORKFLOW}",
-                names.join(", ")
-            ),
-        );
+    if let Err(e) = config.check_workflow(name) {
+        return usage(session, &e.to_string());
     }
     session.workflow = Some(name.to_string());
     println!("workflow: {name}");
@@ -197,20 +187,7 @@ fn agents(session: &Session) {
     let offline = session.offline();
     let mut t = Table::new(&["NAME", "KIND", "ROLE", "STATUS", "SUCCESS", "MODEL"]);
     for (name, a) in &runtime.config().agents {
-        let status = if !a.enabled {
-            "disabled".to_string()
-        } else if offline && !a.is_local() {
-            "refused (offline)".into()
-        } else if runtime.registry().is_some_and(|r| r.broken().contains_key(name)) {
-            "unusable".into()
-        } else if a.kind == AgentKind::Cli && a.command.as_deref().and_then(find_program).is_none()
-        {
-            "not installed".into()
-        } else if runtime.breaker_open(name) {
-            "breaker open".into()
-        } else {
-            "ready".into()
-        };
+        let status = runtime.availability(name, offline).map(|a| a.to_string()).unwrap_or_default();
         let (calls, ok) = runtime.metrics().agent_stats(name);
         let success = if calls > 0 {
             format!("{:.0}% of {calls}", ok as f64 * 100.0 / calls as f64)

@@ -162,16 +162,15 @@ pub fn join_continued(text: &str) -> String {
 /// `troupe shell`.
 pub fn shell(config: Config, source: ConfigSource, args: ShellArgs) -> Result<u8> {
     if let Some(w) = &args.workflow
-        && config.workflow(w).is_none()
-        && w != troupe_workflows::config::DYNAMIC_WORKFLOW
+        && let Err(e) = config.check_workflow(w)
     {
-        eprintln!("troupe: no workflow named `{w}`; `troupe workflows` lists them");
+        eprintln!("troupe: {e}");
         return Ok(exit::USAGE);
     }
     let offline = config.settings.offline;
     let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     actix_rt::System::new().block_on(async move {
-        let Some(runtime) = crate::commands::open_runtime(config, &source, offline) else {
+        let Some(runtime) = crate::open::open_runtime(config, &source, offline) else {
             return Ok(exit::FAILED);
         };
         let mut session = Session {

@@ -151,21 +151,18 @@ pub fn wait_exit(child: &mut Child, limit: Duration) -> Option<i32> {
     }
 }
 
-/// Server-Sent Events as (event, data) pairs.
+/// Server-Sent Events as (event, data) pairs, parsed by `eventsource-stream` (what troupe's
+/// own client uses).
 pub fn parse_sse(text: &str) -> Vec<(String, Value)> {
-    text.split("\n\n")
-        .filter(|b| !b.trim().is_empty())
-        .map(|block| {
-            let mut event = String::new();
-            let mut data = Value::Null;
-            for line in block.lines() {
-                if let Some(e) = line.strip_prefix("event: ") {
-                    event = e.to_string();
-                } else if let Some(d) = line.strip_prefix("data: ") {
-                    data = serde_json::from_str(d).unwrap();
-                }
-            }
-            (event, data)
+    use eventsource_stream::Eventsource;
+    use futures::StreamExt;
+    let bytes =
+        futures::stream::iter([Ok::<_, std::convert::Infallible>(text.as_bytes().to_vec())]);
+    futures::executor::block_on(bytes.eventsource().collect::<Vec<_>>())
+        .into_iter()
+        .map(|e| {
+            let e = e.unwrap();
+            (e.event, serde_json::from_str(&e.data).unwrap())
         })
         .collect()
 }

@@ -20,7 +20,19 @@ use crate::config::{StepCondition, WorkflowConfig};
 use crate::verdict::{Verdict, VerdictStatus, parse_verdict};
 
 /// Where a step sits in a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 pub struct StepPos {
     /// The iteration, from 1.
     pub iteration: u32,
@@ -48,6 +60,7 @@ pub struct StepPlan {
 /// Why a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(utoipa::ToSchema)]
 pub enum FinishReason {
     /// The review passed.
     ReviewPassed,

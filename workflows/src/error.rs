@@ -25,6 +25,14 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A run or a session asked for a workflow the configuration does not have.
+    #[error("no workflow named `{name}`; there are: {} (`{}` plans one for the task)", known.join(", "), crate::config::DYNAMIC_WORKFLOW)]
+    UnknownWorkflow {
+        /// The name asked for.
+        name: String,
+        /// Every workflow that can be asked for, `dynamic` last.
+        known: Vec<String>,
+    },
     /// The configuration has errors; every one is listed.
     #[error("the configuration has {} error(s):\n{problems}", problems.errors().count())]
     Invalid {

@@ -8,6 +8,7 @@ use crate::extract::{json_objects, strip_reasoning};
 /// What the reviewer decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(utoipa::ToSchema)]
 pub enum VerdictStatus {
     /// The work is good.
     Approved,
@@ -18,6 +19,7 @@ pub enum VerdictStatus {
 /// How serious a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(utoipa::ToSchema)]
 pub enum FindingSeverity {
     /// Nice to have.
     Suggestion,
@@ -28,7 +30,7 @@ pub enum FindingSeverity {
 }
 
 /// One thing the reviewer pointed out.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Finding {
     /// How serious it is.
     pub severity: FindingSeverity,
@@ -42,6 +44,7 @@ pub struct Finding {
 /// How a verdict was read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(utoipa::ToSchema)]
 pub enum VerdictSource {
     /// From a JSON object in the answer.
     Json,
@@ -52,7 +55,7 @@ pub enum VerdictSource {
 }
 
 /// A parsed review.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Verdict {
     /// Approved or changes requested.
     pub status: VerdictStatus,

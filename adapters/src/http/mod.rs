@@ -14,7 +14,7 @@ mod openai;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use futures::StreamExt;
 use reqwest::header::HeaderMap;
@@ -548,57 +548,13 @@ pub(crate) fn parse_retry_after(headers: &HeaderMap, now: SystemTime) -> Option<
     {
         return Some(Duration::from_secs_f64(secs));
     }
-    let at = parse_http_date(v)?;
+    // An HTTP-date (RFC 9110: IMF-fixdate, and the obsolete RFC 850 and asctime forms).
+    let at = httpdate::parse_http_date(v).ok()?;
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
-/// An IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), the form RFC 9110 requires senders to
-/// use.
-pub(crate) fn parse_http_date(s: &str) -> Option<SystemTime> {
-    let rest = s.split_once(", ").map(|(_, r)| r).unwrap_or(s);
-    let mut parts = rest.split_whitespace();
-    let day: u32 = parts.next()?.parse().ok()?;
-    let month = match parts.next()? {
-        "Jan" => 1,
-        "Feb" => 2,
-        "Mar" => 3,
-        "Apr" => 4,
-        "May" => 5,
-        "Jun" => 6,
-        "Jul" => 7,
-        "Aug" => 8,
-        "Sep" => 9,
-        "Oct" => 10,
-        "Nov" => 11,
-        "Dec" => 12,
-        _ => return None,
-    };
-    let year: i64 = parts.next()?.parse().ok()?;
-    let mut hms = parts.next()?.split(':');
-    let h: u64 = hms.next()?.parse().ok()?;
-    let m: u64 = hms.next()?.parse().ok()?;
-    let sec: u64 = hms.next()?.parse().ok()?;
-    if parts.next()? != "GMT" || !(1..=31).contains(&day) || h > 23 || m > 59 || sec > 60 {
-        return None;
-    }
-    let days = days_from_civil(year, month, day);
-    let secs = u64::try_from(days).ok()? * 86_400 + h * 3600 + m * 60 + sec;
-    Some(UNIX_EPOCH + Duration::from_secs(secs))
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let m = i64::from(m);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 /// A model a server offers.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ModelInfo {
     /// Its name (what `model` must say).
     pub name: String,
@@ -608,41 +564,52 @@ pub struct ModelInfo {
     pub modified: Option<String>,
 }
 
-/// Splits a byte stream into lines (without `\n` or `\r\n`), for NDJSON and SSE.
-#[derive(Debug, Default)]
+/// Splits a byte stream into lines (without `\n` or `\r\n`), for NDJSON and SSE: tokio-util's
+/// [`LinesCodec`](tokio_util::codec::LinesCodec) fed chunk by chunk.
+#[derive(Debug)]
 pub(crate) struct LineSplitter {
-    buf: Vec<u8>,
+    codec: tokio_util::codec::LinesCodec,
+    buf: bytes::BytesMut,
 }
 
 /// The longest line a stream may send.
 const MAX_LINE: usize = 16 * 1024 * 1024;
 
+impl Default for LineSplitter {
+    fn default() -> LineSplitter {
+        LineSplitter {
+            codec: tokio_util::codec::LinesCodec::new_with_max_length(MAX_LINE),
+            buf: bytes::BytesMut::new(),
+        }
+    }
+}
+
+fn line_error(e: tokio_util::codec::LinesCodecError) -> String {
+    match e {
+        tokio_util::codec::LinesCodecError::MaxLineLengthExceeded => {
+            format!("a stream line is longer than {} MiB", MAX_LINE >> 20)
+        }
+        tokio_util::codec::LinesCodecError::Io(e) => format!("a stream line is not text: {e}"),
+    }
+}
+
 impl LineSplitter {
     /// Feed bytes; complete lines come out.
     pub fn push(&mut self, bytes: &[u8]) -> std::result::Result<Vec<String>, String> {
+        use tokio_util::codec::Decoder;
         self.buf.extend_from_slice(bytes);
         let mut lines = Vec::new();
-        let mut start = 0;
-        while let Some(pos) = self.buf[start..].iter().position(|&b| b == b'\n') {
-            let end = start + pos;
-            let line = &self.buf[start..end];
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            lines.push(String::from_utf8_lossy(line).into_owned());
-            start = end + 1;
-        }
-        self.buf.drain(..start);
-        if self.buf.len() > MAX_LINE {
-            return Err(format!("a stream line is longer than {} MiB", MAX_LINE >> 20));
+        while let Some(line) = self.codec.decode(&mut self.buf).map_err(line_error)? {
+            lines.push(line);
         }
         Ok(lines)
     }
 
     /// What is left when the stream ends (a last line without `\n`).
     pub fn finish(&mut self) -> Option<String> {
-        let rest = std::mem::take(&mut self.buf);
-        let rest = rest.strip_suffix(b"\r").unwrap_or(&rest);
-        (!rest.iter().all(u8::is_ascii_whitespace))
-            .then(|| String::from_utf8_lossy(rest).into_owned())
+        use tokio_util::codec::Decoder;
+        let rest = self.codec.decode_eof(&mut self.buf).ok().flatten()?;
+        (!rest.trim().is_empty()).then_some(rest)
     }
 }
 
@@ -735,8 +702,11 @@ impl Collected {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::time::UNIX_EPOCH;
+
     use reqwest::header::{HeaderValue, RETRY_AFTER};
+
+    use super::*;
 
     #[test]
     fn retry_after_seconds_and_http_dates() {

@@ -15,6 +15,7 @@ use crate::error::{AdapterError, Result};
 /// A breaker's state as callers and metrics see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
+#[derive(utoipa::ToSchema)]
 pub enum BreakerState {
     /// Calls pass; `failures` consecutive failures so far.
     Closed {

@@ -10,6 +10,7 @@ use crate::git::Git;
 /// How a file changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(utoipa::ToSchema)]
 pub enum FileStatus {
     /// A new file.
     Added,
@@ -22,7 +23,7 @@ pub enum FileStatus {
 }
 
 /// One file of a change.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FileStat {
     /// The path relative to the repository's top folder (the new path of a rename).
     pub path: PathBuf,
@@ -62,7 +63,7 @@ impl Commit {
 }
 
 /// A run's change: everything between its base snapshot and its latest commit.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Change {
     /// The base snapshot commit.
     pub base: String,

@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 /// Where the configuration file in use came from.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "from", content = "path", rename_all = "snake_case")]
+#[derive(utoipa::ToSchema)]
 pub enum ConfigSource {
     /// `--config FILE`.
     Flag(PathBuf),

@@ -76,6 +76,7 @@ impl Default for ValidateConfig {
 /// When validators run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(utoipa::ToSchema)]
 pub enum ValidateWhen {
     /// After every step that changed files.
     #[default]
@@ -87,6 +88,7 @@ pub enum ValidateWhen {
 /// A workflow's `validate = { … }`: each field set here wins over `[validate]`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[derive(utoipa::ToSchema)]
 pub struct ValidateOverride {
     /// Overrides `validate.enabled`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -337,6 +339,7 @@ impl Default for Settings {
 /// A `[workflows.NAME]` table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[derive(utoipa::ToSchema)]
 pub struct WorkflowConfig {
     /// What the workflow is for, shown in listings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -360,6 +363,7 @@ fn default_max_iterations() -> u32 {
 /// One step of a workflow.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[derive(utoipa::ToSchema)]
 pub struct StepConfig {
     /// The agent that runs the step.
     pub agent: String,
@@ -387,6 +391,7 @@ pub struct StepConfig {
 /// When a step runs within an iteration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(utoipa::ToSchema)]
 pub enum StepCondition {
     /// Every iteration.
     Always,
@@ -431,6 +436,7 @@ impl StepConfig {
 /// How bad a [`Problem`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[derive(utoipa::ToSchema)]
 pub enum Severity {
     /// Works, but probably not as meant.
     Warning,
@@ -441,6 +447,7 @@ pub enum Severity {
 /// Where a [`Problem`] was found: a file position, an environment variable, or the defaults.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
+#[derive(utoipa::ToSchema)]
 pub enum Location {
     /// A position in a configuration file (1-based line and column).
     File {
@@ -473,7 +480,7 @@ impl fmt::Display for Location {
 }
 
 /// One mistake in a configuration.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Problem {
     /// Error or warning.
     pub severity: Severity,
@@ -551,6 +558,17 @@ impl Config {
             Some(over) => over.over(&self.validate),
             None => self.validate.clone(),
         }
+    }
+
+    /// Whether `name` can be asked for: a configured workflow or `dynamic` (planned for each
+    /// task). The one check submit, the API and the shell make before a run.
+    pub fn check_workflow(&self, name: &str) -> crate::Result<()> {
+        if name == DYNAMIC_WORKFLOW || self.workflows.contains_key(name) {
+            return Ok(());
+        }
+        let mut known: Vec<String> = self.workflows.keys().cloned().collect();
+        known.push(DYNAMIC_WORKFLOW.to_string());
+        Err(crate::Error::UnknownWorkflow { name: name.to_string(), known })
     }
 
     /// The workflow named `name`.

@@ -1,7 +1,7 @@
 //! `serve.json` in the data folder: where a running `troupe serve` listens, so the other
 //! troupe commands on this machine can go through its API while it holds the store. It
 //! never holds the token (clients resolve that from their own configuration, see
-//! [`super::resolve_token`]).
+//! [`resolve_token`]).
 //!
 //! Written atomically once the server listens, removed when it shuts down. A reader trusts
 //! it only when its process is alive and is the one holding the store (the store's own
@@ -129,6 +129,23 @@ pub fn holder_command(command: &str) -> Option<&'static str> {
         "shell" => Some("shell"),
         _ => None,
     })
+}
+
+/// The API's bearer token: `explicit` (serve's `--token`), else `$TROUPE_API_TOKEN`, else
+/// the variable `settings.api_token_env` names; blank counts as unset. The one place both
+/// the server (which requires it) and troupe's own client (which sends it) get it from.
+pub fn resolve_token(
+    explicit: Option<String>,
+    config: &troupe_workflows::Config,
+) -> Option<String> {
+    let nonblank = |t: &String| !t.trim().is_empty();
+    explicit
+        .filter(nonblank)
+        .or_else(|| std::env::var("TROUPE_API_TOKEN").ok().filter(nonblank))
+        .or_else(|| {
+            let name = config.settings.api_token_env.as_deref()?;
+            std::env::var(name).ok().filter(nonblank)
+        })
 }
 
 #[cfg(test)]
