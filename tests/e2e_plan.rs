@@ -10,6 +10,8 @@
 
 mod common;
 
+use common::{copy_dir, git, unittest};
+
 use std::path::Path;
 use std::process::Command;
 
@@ -19,39 +21,6 @@ const SPEC: &str = "In the Python package textkit (textkit/words.py): first, wor
                     longest_word(text) to textkit/words.py that returns the longest word of text \
                     (the first one on a tie, \"\" for text without words), using the same notion \
                     of words, with a unittest for it in tests/test_words.py.";
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .args(["-c", "user.name=e2e", "-c", "user.email=e2e@localhost"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-fn unittest(dir: &Path) -> bool {
-    Command::new("python3")
-        .args(["-m", "unittest", "discover", "-s", "tests"])
-        .current_dir(dir)
-        .output()
-        .unwrap()
-        .status
-        .success()
-}
 
 #[test]
 #[ignore = "needs the 1.5B local model and many minutes; run with --ignored"]

@@ -7,11 +7,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Server, signal, wait_exit, write_script};
+use common::{Server, git, signal, wait_exit, write_script};
 use serde_json::Value;
 
 const PLAN: &str = r#"{"title": "Three files", "goal": "Write a, b and c", "tasks": [
@@ -24,16 +24,6 @@ struct World {
     home: PathBuf,
     project: PathBuf,
     config: PathBuf,
-}
-
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .args(["-c", "user.name=t", "-c", "user.email=t@t"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 fn world() -> World {
