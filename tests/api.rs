@@ -5,20 +5,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Server, parse_sse, write_script};
+use common::{Server, World, parse_sse, write_script};
 use serde_json::{Value, json};
-
-/// A data folder, a project and a configuration whose agents are scripts.
-struct World {
-    dir: tempfile::TempDir,
-    home: PathBuf,
-    project: PathBuf,
-    config: PathBuf,
-}
 
 fn config_text(dir: &Path) -> String {
     format!(
@@ -69,36 +61,24 @@ steps = [{{ agent = "sleeper", role = "implement" }}]
 }
 
 fn world() -> World {
-    let dir = tempfile::tempdir().unwrap();
-    let home = dir.path().join("home");
-    let project = dir.path().join("project");
-    std::fs::create_dir_all(&home).unwrap();
-    std::fs::create_dir_all(&project).unwrap();
+    let w = World::new();
+    let dir = &w.dir;
     write_script(&dir.path().join("coder.sh"), "sleep 0.2\necho 'def hello(): return \"hello\"'\n");
     write_script(
         &dir.path().join("reviewer.sh"),
         "echo '{\"verdict\": \"approved\", \"findings\": []}'\n",
     );
     write_script(&dir.path().join("sleeper.sh"), "echo starting\nexec sleep 60\n");
-    let config = dir.path().join("troupe.toml");
+    let config = w.config.clone();
     std::fs::write(&config, config_text(dir.path())).unwrap();
-    World { dir, home, project, config }
+    w
 }
 
 /// Start `troupe serve` for `w` on a free loopback port (unless `extra` has `--addr`).
 fn serve(w: &World, extra: &[&str], env: &[(&str, &str)]) -> Server {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_troupe"));
-    cmd.arg("--config")
-        .arg(&w.config)
-        .arg("serve")
-        .args(["--grace-secs", "1"])
-        .args(if extra.contains(&"--addr") { &[][..] } else { &["--addr", "127.0.0.1:0"][..] })
-        .args(extra)
-        .current_dir(&w.project)
-        .env("TROUPE_HOME", &w.home)
-        .env("TROUPE_ASSETS", w.home.join("assets"))
-        .env_remove("TROUPE_API_TOKEN")
-        .env_remove("RUST_LOG");
+    let mut cmd = w.troupe(&["serve", "--grace-secs", "1"]);
+    cmd.args(if extra.contains(&"--addr") { &[][..] } else { &["--addr", "127.0.0.1:0"][..] })
+        .args(extra);
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -626,12 +606,7 @@ async fn the_openapi_document_passes_a_standard_validator() {
 /// find the run in the list.
 #[tokio::test]
 async fn a_run_against_the_real_local_model() {
-    let assets = common::installed_assets();
-    assert!(
-        assets.join("llama/llama-server").exists() && assets.join("models").exists(),
-        "the local model server is not installed in {}; run `scripts/setup.sh --assets-only`",
-        assets.display()
-    );
+    let assets = common::local_model_assets();
     let w = world();
     std::os::unix::fs::symlink(&assets, w.home.join("assets")).unwrap();
     std::fs::write(

@@ -11,18 +11,11 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use common::{Pty, Server, write_script};
+use common::{Pty, Server, World, write_script};
 use serde_json::{Value, json};
 
 const ORIGINAL: &str = "line1\nline2\nline3\n";
 const CHANGED: &str = "line1\nCHANGED\nline3\n";
-
-struct World {
-    _dir: tempfile::TempDir,
-    home: PathBuf,
-    project: PathBuf,
-    config: PathBuf,
-}
 
 /// git with a fixed identity and no user or system configuration.
 fn git_env(c: &mut Command, home: &Path) {
@@ -46,12 +39,9 @@ fn git(w: &World, args: &[&str]) -> String {
 /// A git repository with `notes.txt` committed; the `coder` agent rewrites its second line
 /// (a task containing "explode" makes it exit 3 after the edit); the `sleeper` never ends.
 fn world() -> World {
-    let dir = tempfile::tempdir().unwrap();
+    let w = World::new();
+    let dir = &w.dir;
     let d = dir.path();
-    let home = d.join("home");
-    let project = d.join("project");
-    std::fs::create_dir_all(&home).unwrap();
-    std::fs::create_dir_all(&project).unwrap();
     write_script(
         &d.join("coder.sh"),
         &format!(
@@ -60,7 +50,7 @@ fn world() -> World {
         ),
     );
     write_script(&d.join("sleeper.sh"), "echo starting\nexec sleep 60\n");
-    let config = d.join("troupe.toml");
+    let config = w.config.clone();
     let agent = |name: &str| {
         format!(
             "[agents.{name}]\nkind = \"cli\"\ncommand = \"{}\"\nargs = [\"{{prompt}}\"]\nflavor = \"generic\"\nretry = {{ max_attempts = 1 }}\n\n",
@@ -78,7 +68,6 @@ fn world() -> World {
         ),
     )
     .unwrap();
-    let w = World { _dir: dir, home, project, config };
     git(&w, &["init", "-q", "-b", "main"]);
     std::fs::write(w.project.join("notes.txt"), ORIGINAL).unwrap();
     git(&w, &["add", "notes.txt"]);
@@ -87,16 +76,8 @@ fn world() -> World {
 }
 
 fn troupe_cmd(w: &World, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_troupe"));
-    c.arg("--config")
-        .arg(&w.config)
-        .args(args)
-        .current_dir(&w.project)
-        .env("TROUPE_HOME", &w.home)
-        .env_remove("TROUPE_API_TOKEN")
-        .env_remove("TROUPE_CONFIG")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null());
+    let mut c = w.troupe(args);
+    c.env_remove("TROUPE_ASSETS").stdin(Stdio::null());
     git_env(&mut c, &w.home);
     c
 }

@@ -4,24 +4,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
+use common::troupe_in as troupe;
 use serde_json::Value;
-
-fn troupe(home: &Path, cwd: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_troupe"))
-        .args(args)
-        .current_dir(cwd)
-        .env("TROUPE_HOME", home)
-        .env("TROUPE_ASSETS", home.join("assets"))
-        .env("HOME", home)
-        .env("XDG_CONFIG_HOME", home.join("config"))
-        .env_remove("TROUPE_CONFIG")
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap()
-}
 
 fn stdout(o: &Output) -> String {
     assert!(

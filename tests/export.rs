@@ -3,25 +3,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
+use std::path::PathBuf;
+use std::process::Output;
+
+use common::troupe_in as troupe;
 use serde_json::Value;
 use troupe_context::{EdgeType, NewNode, NodeType, Store, StoreOptions, project_id_for};
-
-fn troupe(home: &Path, cwd: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_troupe"))
-        .args(args)
-        .current_dir(cwd)
-        .env("TROUPE_HOME", home)
-        .env("TROUPE_ASSETS", home.join("assets"))
-        .env("HOME", home)
-        .env("XDG_CONFIG_HOME", home.join("config"))
-        .env_remove("TROUPE_CONFIG")
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap()
-}
 
 fn json_of(o: &Output) -> Value {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

@@ -7,9 +7,9 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
 
-use common::write_script;
+use common::{World, write_script};
 use serde_json::Value;
 
 /// Secrets of three kinds: a variable whose name says it is a secret, a variable the
@@ -19,22 +19,11 @@ const NAMED: &str = "pass-xyz-987654";
 const INLINE: &str = "key-inline-555555";
 const SECRETS: [&str; 3] = [BY_NAME, NAMED, INLINE];
 
-struct World {
-    _dir: tempfile::TempDir,
-    home: PathBuf,
-    project: PathBuf,
-    config: PathBuf,
-    calls: PathBuf,
-}
-
 /// A CLI agent that, like a careless tool, prints the secrets in its environment back,
 /// together with the prompt it was given.
 fn world() -> World {
-    let dir = tempfile::tempdir().unwrap();
-    let home = dir.path().join("home");
-    let project = dir.path().join("project");
-    std::fs::create_dir_all(&home).unwrap();
-    std::fs::create_dir_all(&project).unwrap();
+    let w = World::new();
+    let (dir, project) = (&w.dir, w.project.clone());
     // A project file holding a secret: scanned into the memory, masked.
     std::fs::write(project.join("deploy.toml"), format!("api_key = \"{INLINE}\"\n")).unwrap();
     let calls = dir.path().join("calls.log");
@@ -51,7 +40,7 @@ fn world() -> World {
         &dir.path().join("failing.sh"),
         "echo \"429 rate limit exceeded for key $SERVICE_API_KEY (token $MY_SERVICE_TOKEN)\" >&2\nexit 3\n",
     );
-    let config = dir.path().join("troupe.toml");
+    let config = w.config.clone();
     std::fs::write(
         &config,
         format!(
@@ -86,21 +75,13 @@ steps = [{{ agent = "failing", role = "implement" }}]
         ),
     )
     .unwrap();
-    World { _dir: dir, home, project, config, calls }
+    w
 }
 
 fn troupe(w: &World, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_troupe"))
-        .arg("--config")
-        .arg(&w.config)
-        .args(args)
-        .current_dir(&w.project)
-        .env("TROUPE_HOME", &w.home)
-        .env("TROUPE_ASSETS", w.home.join("assets"))
+    w.troupe(args)
         .env("MY_SERVICE_TOKEN", BY_NAME)
         .env("DEPLOY_PASSPHRASE", NAMED)
-        .env_remove("TROUPE_CONFIG")
-        .env_remove("RUST_LOG")
         .output()
         .unwrap()
 }
@@ -130,7 +111,7 @@ fn secrets_never_appear_in_logs_output_or_the_audit_trail() {
     assert!(all.contains("[REDACTED]"), "the agent's answer is masked, not dropped:\n{all}");
     assert_no_secret("`troupe -vvv run`", &all);
     // Not even the agent got them: the prompt it was given was masked.
-    let given = std::fs::read_to_string(&w.calls).unwrap();
+    let given = std::fs::read_to_string(w.path("calls.log")).unwrap();
     assert!(given.contains("[REDACTED]"), "{given}");
     assert_no_secret("the prompt given to the agent", &given);
 
@@ -280,7 +261,7 @@ fn a_run_over_budget_makes_no_call_and_says_so() {
     assert!(all.contains("⊘ budget exceeded"), "{all}");
     assert!(all.contains("the run's token budget is 50"), "{all}");
     assert!(all.contains("--budget-tokens"), "says what to do: {all}");
-    assert!(!w.calls.exists(), "the agent must not have been called");
+    assert!(!w.path("calls.log").exists(), "the agent must not have been called");
     let runs: Value = serde_json::from_slice(&troupe(&w, &["runs", "--json"]).stdout).unwrap();
     assert_eq!(runs[0]["state"], "budget_exceeded");
     assert_eq!(runs[0]["budget"]["tokens"], 50);
@@ -291,11 +272,11 @@ fn a_run_over_budget_makes_no_call_and_says_so() {
     // Resumed with a larger budget, it goes on and completes.
     let out = troupe(&w, &["runs", "resume", &id, "--budget-tokens", "100000"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(w.calls.exists());
+    assert!(w.path("calls.log").exists());
     let runs: Value = serde_json::from_slice(&troupe(&w, &["runs", "--json"]).stdout).unwrap();
     assert_eq!(runs[0]["state"], "completed");
     assert_eq!(runs[0]["budget"]["tokens"], 100000);
-    std::fs::remove_file(&w.calls).unwrap();
+    std::fs::remove_file(w.path("calls.log")).unwrap();
 
     // A budget in the configuration applies to every run.
     let config = std::fs::read_to_string(&w.config).unwrap();
@@ -307,10 +288,10 @@ fn a_run_over_budget_makes_no_call_and_says_so() {
     let out = troupe(&w, &["run", "--workflow", "leak", "write it"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("the run's token budget is 40"), "{}", text(&out));
-    assert!(!w.calls.exists());
+    assert!(!w.path("calls.log").exists());
 
     // A flag overrides it; a large enough budget lets the run through.
     let out = troupe(&w, &["run", "--workflow", "leak", "--budget-tokens", "100000", "write it"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(w.calls.exists());
+    assert!(w.path("calls.log").exists());
 }

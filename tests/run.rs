@@ -7,11 +7,11 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::write_script;
+use common::{World, write_script};
 use serde_json::Value;
 
 fn troupe_cmd(home: &Path, project: &Path, args: &[&str]) -> Command {
@@ -34,21 +34,9 @@ fn json_lines(out: &[u8]) -> Vec<Value> {
     String::from_utf8_lossy(out).lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
 }
 
-/// A workspace: data folder, project folder, config with two CLI agents made of scripts.
-struct World {
-    _dir: tempfile::TempDir,
-    home: PathBuf,
-    project: PathBuf,
-    config: PathBuf,
-    log: PathBuf,
-}
-
 fn world() -> World {
-    let dir = tempfile::tempdir().unwrap();
-    let home = dir.path().join("home");
-    let project = dir.path().join("project");
-    std::fs::create_dir_all(&home).unwrap();
-    std::fs::create_dir_all(&project).unwrap();
+    let w = World::new();
+    let (dir, project) = (&w.dir, w.project.clone());
     std::fs::write(project.join("main.py"), "print('hello')\n").unwrap();
     let log = dir.path().join("calls.log");
     let marker = dir.path().join("reviewer-hung-once");
@@ -67,7 +55,7 @@ fn world() -> World {
             marker = marker.display()
         ),
     );
-    let config = dir.path().join("troupe.toml");
+    let config = w.config.clone();
     std::fs::write(
         &config,
         format!(
@@ -98,7 +86,7 @@ steps = [
         ),
     )
     .unwrap();
-    World { _dir: dir, home, project, config, log }
+    w
 }
 
 /// SIGKILL a process group (`kill -s KILL -- -PGID`).
@@ -156,7 +144,7 @@ fn a_run_killed_mid_step_resumes_without_repeating_completed_steps() {
     // SIGKILL troupe and the hanging reviewer script.
     crash(pid);
     let _ = child.wait();
-    assert_eq!(calls(&w.log), ["coder", "reviewer"]);
+    assert_eq!(calls(&w.path("calls.log")), ["coder", "reviewer"]);
 
     // The store kept the run as unfinished, with the implement step completed.
     let o = troupe(&w.home, &w.project, &["--config", cfg, "runs", "show", &run_id, "--json"]);
@@ -178,7 +166,11 @@ fn a_run_killed_mid_step_resumes_without_repeating_completed_steps() {
     let record = lines.last().unwrap();
     assert_eq!(record["state"], "completed", "{record}");
     assert_eq!(record["resumed"], 1);
-    assert_eq!(calls(&w.log), ["coder", "reviewer", "reviewer"], "no completed step ran twice");
+    assert_eq!(
+        calls(&w.path("calls.log")),
+        ["coder", "reviewer", "reviewer"],
+        "no completed step ran twice"
+    );
 
     let o = troupe(&w.home, &w.project, &["--config", cfg, "runs", "show", &run_id, "--json"]);
     let shown: Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -236,7 +228,7 @@ fn runs_list_show_and_cancel_report_clearly() {
 fn a_second_process_gets_a_clear_message_while_the_store_is_held() {
     let w = world();
     let cfg = w.config.to_str().unwrap();
-    std::fs::remove_file(w.log.parent().unwrap().join("reviewer-hung-once")).ok();
+    std::fs::remove_file(w.path("calls.log").parent().unwrap().join("reviewer-hung-once")).ok();
     let mut child = troupe_cmd(
         &w.home,
         &w.project,
@@ -279,12 +271,7 @@ fn a_second_process_gets_a_clear_message_while_the_store_is_held() {
 /// run on the same project gets the first one's memory in its prompt.
 #[test]
 fn offline_runs_against_the_real_local_model_and_remember() {
-    let assets = common::installed_assets();
-    assert!(
-        assets.join("llama/llama-server").exists() && assets.join("models").exists(),
-        "the local model server is not installed in {}; run `scripts/setup.sh --assets-only`",
-        assets.display()
-    );
+    let assets = common::local_model_assets();
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");
     let project = dir.path().join("project");

@@ -7,26 +7,15 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Server, signal, wait_exit, write_script};
+use common::{Server, World, signal, wait_exit, write_script};
 use serde_json::{Value, json};
 
-struct World {
-    _dir: tempfile::TempDir,
-    home: PathBuf,
-    project: PathBuf,
-    config: PathBuf,
-}
-
 fn world() -> World {
-    let dir = tempfile::tempdir().unwrap();
-    let home = dir.path().join("home");
-    let project = dir.path().join("project");
-    std::fs::create_dir_all(&home).unwrap();
-    std::fs::create_dir_all(&project).unwrap();
+    let w = World::new();
+    let dir = &w.dir;
     let d = dir.path();
     write_script(&d.join("coder.sh"), "echo 'def hello(): return \"hello\"'\n");
     write_script(&d.join("reviewer.sh"), "echo '{\"verdict\": \"approved\", \"findings\": []}'\n");
@@ -47,7 +36,7 @@ fn world() -> World {
             d.join(format!("{name}.sh")).display()
         )
     };
-    let config = d.join("troupe.toml");
+    let config = w.config.clone();
     std::fs::write(
         &config,
         format!(
@@ -82,22 +71,13 @@ steps = [{{ agent = "once", role = "implement" }}]
         ),
     )
     .unwrap();
-    World { _dir: dir, home, project, config }
+    w
 }
 
 /// A troupe command in the world (not run yet).
 fn troupe_cmd(w: &World, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_troupe"));
-    c.arg("--config")
-        .arg(&w.config)
-        .args(args)
-        .current_dir(&w.project)
-        .env("TROUPE_HOME", &w.home)
-        .env("TROUPE_ASSETS", w.home.join("assets"))
-        .env_remove("TROUPE_API_TOKEN")
-        .env_remove("TROUPE_CONFIG")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null());
+    let mut c = w.troupe(args);
+    c.stdin(Stdio::null());
     c
 }
 

@@ -6,26 +6,14 @@
 mod common;
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use common::{Pty, write_script};
-
-struct World {
-    _dir: tempfile::TempDir,
-    home: PathBuf,
-    project: PathBuf,
-    config: PathBuf,
-    prompts: PathBuf,
-}
+use common::{Pty, World, write_script};
 
 fn world() -> World {
-    let dir = tempfile::tempdir().unwrap();
-    let home = dir.path().join("home");
-    let project = dir.path().join("project");
-    std::fs::create_dir_all(&home).unwrap();
-    std::fs::create_dir_all(&project).unwrap();
+    let w = World::new();
+    let dir = &w.dir;
     let prompts = dir.path().join("prompts.log");
     // The coder records every prompt it gets; a task containing "explode" fails.
     write_script(
@@ -36,7 +24,7 @@ fn world() -> World {
         ),
     );
     write_script(&dir.path().join("sleeper.sh"), "echo thinking\nexec sleep 60\n");
-    let config = dir.path().join("troupe.toml");
+    let config = w.config.clone();
     std::fs::write(
         &config,
         format!(
@@ -69,7 +57,7 @@ steps = [{{ agent = "sleeper", role = "implement" }}]
         ),
     )
     .unwrap();
-    World { _dir: dir, home, project, config, prompts }
+    w
 }
 
 fn shell_cmd(w: &World) -> Command {
@@ -126,7 +114,7 @@ fn piped_tasks_run_and_follow_ups_see_the_conversation() {
         .unwrap();
     assert!(!notes.stdout.is_empty(), "no note mentions the first task");
     // The second task's prompt carries the first turn; the continued line is one task.
-    let prompts = std::fs::read_to_string(&w.prompts).unwrap();
+    let prompts = std::fs::read_to_string(w.path("prompts.log")).unwrap();
     let second = prompts.split("=====").nth(1).unwrap();
     assert!(second.contains("now add tests \nfor it"), "{second}");
     assert!(second.contains("write the parser"), "{second}");
@@ -242,7 +230,7 @@ fn in_a_terminal_tab_completes_and_ctrl_c_cancels_the_running_task() {
     // The history file kept what was typed.
     let history = std::fs::read_to_string(w.home.join("shell_history.txt")).unwrap();
     assert!(history.contains("wait forever"), "{history}");
-    let prompts = std::fs::read_to_string(&w.prompts).unwrap();
+    let prompts = std::fs::read_to_string(w.path("prompts.log")).unwrap();
     assert!(prompts.contains("first line \nsecond line"), "{prompts}");
 }
 
@@ -250,12 +238,7 @@ fn in_a_terminal_tab_completes_and_ctrl_c_cancels_the_running_task() {
 /// on demand: a whole piped session of two tasks, the second seeing the first.
 #[test]
 fn a_session_against_the_real_local_model() {
-    let assets = common::installed_assets();
-    assert!(
-        assets.join("llama/llama-server").exists() && assets.join("models").exists(),
-        "the local model server is not installed in {}; run `scripts/setup.sh --assets-only`",
-        assets.display()
-    );
+    let assets = common::local_model_assets();
     let w = world();
     std::os::unix::fs::symlink(&assets, w.home.join("assets")).unwrap();
     std::fs::write(

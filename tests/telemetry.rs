@@ -9,12 +9,11 @@ mod common;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use common::write_script;
+use common::{World, write_script};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use opentelemetry_proto::tonic::trace::v1::Span;
@@ -125,25 +124,14 @@ fn text(span: &Span, key: &str) -> String {
     }
 }
 
-/// A data folder, a project, and a config with two CLI agents made of scripts.
-struct World {
-    _dir: tempfile::TempDir,
-    home: PathBuf,
-    project: PathBuf,
-    config: PathBuf,
-}
-
 fn world() -> World {
-    let dir = tempfile::tempdir().unwrap();
-    let home = dir.path().join("home");
-    let project = dir.path().join("project");
-    std::fs::create_dir_all(&home).unwrap();
-    std::fs::create_dir_all(&project).unwrap();
+    let w = World::new();
+    let dir = &w.dir;
     let coder = dir.path().join("coder.sh");
     let reviewer = dir.path().join("reviewer.sh");
     write_script(&coder, "echo 'def reverse(s): return s[::-1]'\n");
     write_script(&reviewer, "echo '{\"verdict\": \"approved\", \"findings\": []}'\n");
-    let config = dir.path().join("troupe.toml");
+    let config = w.config.clone();
     std::fs::write(
         &config,
         format!(
@@ -171,21 +159,12 @@ steps = [
         ),
     )
     .unwrap();
-    World { _dir: dir, home, project, config }
+    w
 }
 
 fn troupe(w: &World, env: &[(&str, &str)], args: &[&str]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_troupe"));
-    c.arg("--config")
-        .arg(&w.config)
-        .args(args)
-        .current_dir(&w.project)
-        .env("TROUPE_HOME", &w.home)
-        .env("TROUPE_ASSETS", w.home.join("assets"))
-        .env("XDG_CONFIG_HOME", w.home.join("config"))
-        .env_remove("TROUPE_CONFIG")
-        .env_remove("TROUPE_TELEMETRY_ENDPOINT")
-        .env_remove("RUST_LOG");
+    let mut c = w.troupe(args);
+    c.env("XDG_CONFIG_HOME", w.home.join("config")).env_remove("TROUPE_TELEMETRY_ENDPOINT");
     for v in OTEL_VARS {
         c.env_remove(v);
     }

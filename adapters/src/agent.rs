@@ -634,6 +634,37 @@ pub trait Agent: Send + Sync + fmt::Debug {
     }
 }
 
+/// A wrapper around one agent (rate limit, retry, breaker, tracing): it changes how a call
+/// is made and passes the rest (who it is, its context window, token counts) through to the
+/// agent it wraps. Every `Layer` is an [`Agent`].
+#[async_trait]
+pub trait Layer: Send + Sync + fmt::Debug {
+    /// The agent it wraps.
+    fn inner(&self) -> &dyn Agent;
+
+    /// One call, through this layer to [`Layer::inner`].
+    async fn call(&self, request: &AgentRequest, ctx: &CallContext) -> Result<AgentResponse>;
+}
+
+#[async_trait]
+impl<L: Layer> Agent for L {
+    fn info(&self) -> &AgentInfo {
+        self.inner().info()
+    }
+
+    async fn call(&self, request: &AgentRequest, ctx: &CallContext) -> Result<AgentResponse> {
+        Layer::call(self, request, ctx).await
+    }
+
+    async fn context_window(&self, ctx: &CallContext) -> Option<u32> {
+        self.inner().context_window(ctx).await
+    }
+
+    async fn count_tokens(&self, text: &str, ctx: &CallContext) -> Option<u64> {
+        self.inner().count_tokens(text, ctx).await
+    }
+}
+
 #[async_trait]
 impl<T: Agent + ?Sized> Agent for Arc<T> {
     fn info(&self) -> &AgentInfo {

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use tracing::field::Empty;
 use tracing::{Instrument, Span};
 
-use crate::agent::{Agent, AgentInfo, AgentRequest, AgentResponse, CallContext};
+use crate::agent::{Agent, AgentInfo, AgentRequest, AgentResponse, CallContext, Layer};
 use crate::error::{AdapterError, Result};
 
 /// The `outcome` of a call that answered.
@@ -137,17 +137,9 @@ impl Traced {
 }
 
 #[async_trait]
-impl Agent for Traced {
-    async fn context_window(&self, ctx: &CallContext) -> Option<u32> {
-        self.inner.context_window(ctx).await
-    }
-
-    async fn count_tokens(&self, text: &str, ctx: &CallContext) -> Option<u64> {
-        self.inner.count_tokens(text, ctx).await
-    }
-
-    fn info(&self) -> &AgentInfo {
-        self.inner.info()
+impl Layer for Traced {
+    fn inner(&self) -> &dyn Agent {
+        &*self.inner
     }
 
     async fn call(&self, req: &AgentRequest, ctx: &CallContext) -> Result<AgentResponse> {

@@ -75,6 +75,22 @@ impl Collection {
         self.store.flush()
     }
 
+    /// Apply `writes` in order — `(key, Some(value))` stores, `(key, None)` removes — as one
+    /// atomic batch, made durable by a single flush: for writers that group many small
+    /// writes (the runtime's record writer).
+    pub fn write_batch(&self, writes: &[(String, Option<serde_json::Value>)]) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for (key, value) in writes {
+            Self::check_key(key)?;
+            match value {
+                Some(v) => batch.insert(key.as_bytes(), serde_json::to_vec(v)?),
+                None => batch.remove(key.as_bytes()),
+            }
+        }
+        self.tree.apply_batch(batch)?;
+        self.store.flush()
+    }
+
     /// Store `value` under `key` only if the key is absent; whether it was stored.
     pub fn insert_new<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<bool> {
         Self::check_key(key)?;

@@ -62,7 +62,7 @@ pub(crate) async fn apply_run(
     let (files, commit) =
         ws.applied.as_ref().map(|a| (a.files.clone(), a.commit.clone())).unwrap_or_default();
     record.workspace = Some(ws);
-    shared.store.put_run(&record)?;
+    shared.store.put_run(&record).await?;
     shared.audit.append(&record.id, AuditEvent::ChangeApplied { files, commit });
     refresh_memory(shared, &record).await;
     Ok(record)
@@ -78,7 +78,7 @@ pub(crate) async fn revert_run(shared: &Arc<Shared>, mut record: RunRecord) -> R
     })
     .await?;
     record.workspace = Some(ws);
-    shared.store.put_run(&record)?;
+    shared.store.put_run(&record).await?;
     shared.audit.append(&record.id, AuditEvent::ChangeReverted { files });
     refresh_memory(shared, &record).await;
     Ok(record)
@@ -90,7 +90,7 @@ pub(crate) async fn discard_run(shared: &Arc<Shared>, mut record: RunRecord) -> 
     let ws = workspace_of(&record)?;
     blocking(move || ws.discard()).await?;
     record.workspace = None;
-    shared.store.put_run(&record)?;
+    shared.store.put_run(&record).await?;
     Ok(record)
 }
 

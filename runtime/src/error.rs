@@ -36,6 +36,11 @@ pub enum Error {
     /// files changed since, git missing, …).
     #[error(transparent)]
     Change(#[from] troupe_change::Error),
+    /// The run-record writer could not store records.
+    #[error(
+        "the run records could not be written: {0}; check the data folder's disk space and permissions"
+    )]
+    Write(String),
     /// A blocking task died.
     #[error("an internal task failed: {0}")]
     Join(String),

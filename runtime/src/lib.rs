@@ -34,6 +34,7 @@ pub mod supervisor;
 mod telemetry;
 pub mod usage;
 mod work;
+pub mod writer;
 
 pub use ask::{Ask, Asked};
 pub use budget::MIN_ANSWER_TOKENS;

@@ -26,7 +26,7 @@ use crate::store::Backend;
 /// The collection run records live in.
 pub const RUNS_COLLECTION: &str = "runs";
 
-/// Run records in a `troupe-context` collection (sled; every write flushed).
+/// Run records in a `troupe-context` collection (sled; every write, or batch, flushed).
 #[derive(Debug, Clone)]
 pub struct CollectionBackend(pub Collection);
 
@@ -46,6 +46,10 @@ impl Backend for CollectionBackend {
     fn remove(&self, key: &str) -> Result<()> {
         self.0.remove::<Value>(key)?;
         Ok(())
+    }
+
+    fn write(&self, writes: &[crate::writer::Write]) -> Result<()> {
+        Ok(self.0.write_batch(writes)?)
     }
 }
 

@@ -21,8 +21,7 @@ use crate::audit::AuditLog;
 use crate::error::{Error, Result};
 use crate::memory::Memory;
 use crate::model::{
-    Budget, RunEvent, RunRecord, RunRequest, RunState, RunStats, StepRecord, StepState, Tokens,
-    UsageReport,
+    Budget, RunEvent, RunRecord, RunRequest, RunState, RunStats, StepRecord, Tokens, UsageReport,
 };
 use crate::shared::Shared;
 use crate::store::{Backend, RunStore};
@@ -154,7 +153,7 @@ impl Runtime {
         if !errors.is_empty() {
             return Err(Error::Templates(errors.join("\n")));
         }
-        let store = RunStore::new(backend);
+        let store = RunStore::new(backend)?;
         seed_metrics(&store, &metrics);
         let slots = Arc::new(Semaphore::new(config.settings.max_concurrent_runs.max(1)));
         let shared = Arc::new(Shared {
@@ -484,7 +483,7 @@ impl Runtime {
             verified: None,
             base: req.base.clone(),
         };
-        self.shared.store.put_run(&record)?;
+        self.shared.store.put_run(&record).await?;
         Ok(self.launch(record, Vec::new()))
     }
 
@@ -532,7 +531,7 @@ impl Runtime {
         if let Some(c) = budget.cost {
             record.budget.cost = Some(c);
         }
-        self.shared.store.put_run(&record)?;
+        self.shared.store.put_run(&record).await?;
         Ok(self.launch(record, steps))
     }
 
@@ -593,7 +592,7 @@ impl Runtime {
     /// Cancel a run: a running one stops its current step (killing a CLI agent's process
     /// group) and is marked cancelled; one left behind by another process is marked
     /// cancelled in the store.
-    pub fn cancel(&self, id: &str) -> Result<RunRecord> {
+    pub async fn cancel(&self, id: &str) -> Result<RunRecord> {
         let record =
             self.shared.store.find_run(id)?.ok_or_else(|| Error::NoSuchRun(id.to_string()))?;
         let live = self.live.lock().ok().and_then(|l| l.get(&record.id).cloned());
@@ -605,7 +604,7 @@ impl Runtime {
                 }
                 Ok(record)
             }
-            None => self.shared.store.cancel_stored(&record.id),
+            None => self.shared.store.cancel_stored(&record.id).await,
         }
     }
 
@@ -632,20 +631,11 @@ fn empty_workflow() -> WorkflowConfig {
     }
 }
 
-/// Seed the agents' call counters from stored steps, so routing knows their history.
+/// Seed the agents' call counters from the stored steps' calls (an index of small keys,
+/// not the steps), so routing knows their history.
 fn seed_metrics(store: &RunStore, metrics: &Metrics) {
-    let Ok(runs) = store.runs() else { return };
-    for run in runs {
-        let Ok(steps) = store.steps(&run.id) else { continue };
-        for s in steps {
-            let (agent, outcome) = match s.state {
-                StepState::Completed => {
-                    (s.answered_by.unwrap_or(s.agent), troupe_observability::metrics::SUCCESS)
-                }
-                StepState::Failed => (s.agent, "failed"),
-                _ => continue,
-            };
-            metrics.record_call(&agent, outcome, std::time::Duration::from_millis(s.latency_ms));
-        }
+    let Ok(calls) = store.calls() else { return };
+    for (agent, outcome, latency_ms) in calls {
+        metrics.record_call(&agent, &outcome, std::time::Duration::from_millis(latency_ms));
     }
 }

@@ -335,6 +335,7 @@ pub(crate) async fn check(
     shared
         .store
         .put_check(&check)
+        .await
         .map_err(|e| format!("cannot persist the validators' run: {e}"))?;
     for e in crate::events::check_events(&check) {
         let _ = events.send(e);
@@ -367,6 +368,7 @@ pub(crate) async fn check(
     shared
         .store
         .put_check(&check)
+        .await
         .map_err(|e| format!("cannot persist the validators' run: {e}"))?;
     if let Some(e) = crate::events::check_events(&check).into_iter().nth(1) {
         let _ = events.send(e);

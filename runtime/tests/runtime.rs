@@ -412,7 +412,7 @@ async fn cancelling_stops_the_running_step_and_marks_the_run() {
             break;
         }
     }
-    h.runtime.cancel(&handle.id).unwrap();
+    h.runtime.cancel(&handle.id).await.unwrap();
     let id = handle.id.clone();
     let record =
         tokio::time::timeout(Duration::from_secs(10), handle.wait()).await.unwrap().unwrap();
@@ -444,7 +444,7 @@ async fn resume_continues_after_the_last_completed_step_without_repeating_it() {
             break;
         }
     }
-    h.runtime.cancel(&handle.id).unwrap();
+    h.runtime.cancel(&handle.id).await.unwrap();
     let id = handle.id.clone();
     handle.wait().await.unwrap();
     assert_eq!(coder.prompts().len(), 1);
@@ -477,7 +477,7 @@ async fn interrupted_runs_are_found_on_start_up() {
     let mut record =
         h.runtime.submit(request(&h, "task", "irr")).await.unwrap().wait().await.unwrap();
     record.state = RunState::InProgress;
-    h.runtime.store().put_run(&record).unwrap();
+    h.runtime.store().put_run(&record).await.unwrap();
     let h2 = harness_with(config(), &[], backend, Arc::new(FakeMemory::default()));
     let interrupted = h2.runtime.interrupted().unwrap();
     assert_eq!(interrupted.len(), 1);

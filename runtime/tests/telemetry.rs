@@ -99,7 +99,6 @@ fn config() -> Config {
 
 struct Harness {
     runtime: Runtime,
-    backend: Arc<MemoryBackend>,
     project: tempfile::TempDir,
 }
 
@@ -128,13 +127,12 @@ fn harness_with(config: Config, agents: Vec<ScriptedAgent>) -> Harness {
         },
     );
     let agents = troupe_runtime::agents_of(&registry);
-    let backend = Arc::new(MemoryBackend::default());
     let runtime = Runtime::new(RuntimeParts {
         config,
         config_path: None,
         agents,
         memory: Arc::new(TwoNodes),
-        backend: backend.clone() as Arc<dyn Backend>,
+        backend: Arc::new(MemoryBackend::default()) as Arc<dyn Backend>,
         metrics: Metrics::new().unwrap(),
         max_tokens: 256,
         registry: Some(Arc::new(registry)),
@@ -144,7 +142,7 @@ fn harness_with(config: Config, agents: Vec<ScriptedAgent>) -> Harness {
         workspaces: None,
     })
     .unwrap();
-    Harness { runtime, backend, project: tempfile::tempdir().unwrap() }
+    Harness { runtime, project: tempfile::tempdir().unwrap() }
 }
 
 /// Run `TASK` through `workflow`; the record, its stored steps and its trace's spans.
@@ -158,8 +156,7 @@ async fn run(h: &Harness, workflow: &str) -> (RunRecord, Vec<StepRecord>, Vec<Sp
     };
     let handle = h.runtime.submit(request).await.unwrap();
     let record = handle.wait().await.unwrap();
-    let store = troupe_runtime::RunStore::new(h.backend.clone() as Arc<dyn Backend>);
-    let steps = store.steps(&record.id).unwrap();
+    let steps = h.runtime.store().steps(&record.id).unwrap();
     // The run span ends just after the record is handed over: wait for it.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {

@@ -33,7 +33,7 @@ pub async fn follow(runtime: &Runtime, mut handle: RunHandle, json: bool) -> Res
                 }
                 cancelled = true;
                 eprintln!("\ntroupe: cancelling run {} (Ctrl-C again to exit now)", short_id(&id));
-                let _ = runtime.cancel(&id);
+                let _ = runtime.cancel(&id).await;
                 ctrl_c = Box::pin(tokio::signal::ctrl_c());
                 continue;
             }
@@ -382,7 +382,7 @@ pub async fn cleanup(runtime: &Runtime, days: u32, dry_run: bool) -> Result<u8> 
         );
         return Ok(exit::FAILED);
     }
-    let removed = runtime.store().cleanup(before)?;
+    let removed = runtime.store().cleanup(before).await?;
     println!(
         "removed {removed} run(s) that ended more than {days} day(s) ago, and {} workspace(s)",
         with_workspace.len()
@@ -391,8 +391,8 @@ pub async fn cleanup(runtime: &Runtime, days: u32, dry_run: bool) -> Result<u8> 
 }
 
 /// `troupe runs cancel ID`.
-pub fn cancel(runtime: &Runtime, id: &str) -> Result<u8> {
-    match runtime.cancel(id) {
+pub async fn cancel(runtime: &Runtime, id: &str) -> Result<u8> {
+    match runtime.cancel(id).await {
         Ok(r) => {
             println!("run {} cancelled", r.id);
             Ok(exit::OK)
@@ -491,7 +491,7 @@ pub fn runs_command(config: Config, source: ConfigSource, args: RunsArgs) -> Res
             Some(RunsCommand::Show { id, prompts, json }) => {
                 show(&runtime, &id, prompts, json || args.json)
             }
-            Some(RunsCommand::Cancel { id }) => cancel(&runtime, &id),
+            Some(RunsCommand::Cancel { id }) => cancel(&runtime, &id).await,
             Some(RunsCommand::Audit { .. }) => Ok(exit::OK), // handled without the store
             Some(RunsCommand::Stats(f)) => stats(&runtime, f.json || args.json),
             Some(RunsCommand::Cleanup { older_than, dry_run }) => {

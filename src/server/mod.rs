@@ -294,7 +294,7 @@ async fn drain(runtime: &Runtime, grace: Duration) {
     }
     eprintln!("troupe: cancelling {} running run(s)", live.len());
     for id in &live {
-        let _ = runtime.cancel(id);
+        let _ = runtime.cancel(id).await;
     }
     let deadline = Instant::now() + Duration::from_secs(5);
     while !runtime.live_runs().is_empty() && Instant::now() < deadline {

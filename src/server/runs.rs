@@ -274,7 +274,7 @@ pub struct Cancelling {
         (status = 409, description = "The run has already ended", body = super::error::ErrorBody),
     ))]
 pub async fn cancel(state: Data, id: web::Path<String>) -> ApiResult {
-    let record = state.runtime.cancel(&id)?;
+    let record = state.runtime.cancel(&id).await?;
     Ok(HttpResponse::Accepted().json(Cancelling { run_id: record.id, cancelling: true }))
 }
 

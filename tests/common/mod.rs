@@ -10,6 +10,66 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// A test's folders: a temporary root holding a data folder (`home`, created), a project
+/// folder (created) and the path of the configuration file (`troupe.toml`, which the test
+/// writes).
+pub struct World {
+    pub dir: tempfile::TempDir,
+    pub home: PathBuf,
+    pub project: PathBuf,
+    pub config: PathBuf,
+}
+
+impl World {
+    /// Fresh folders.
+    pub fn new() -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("home");
+        let project = dir.path().join("project");
+        std::fs::create_dir_all(&home).unwrap();
+        std::fs::create_dir_all(&project).unwrap();
+        let config = dir.path().join("troupe.toml");
+        World { dir, home, project, config }
+    }
+
+    /// `troupe --config CONFIG ARGS` in the project with `home` as its data folder (and
+    /// `home/assets` as its assets), no API token, no `RUST_LOG` (not run yet).
+    pub fn troupe(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_troupe"));
+        c.arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .current_dir(&self.project)
+            .env("TROUPE_HOME", &self.home)
+            .env("TROUPE_ASSETS", self.home.join("assets"))
+            .env_remove("TROUPE_API_TOKEN")
+            .env_remove("TROUPE_CONFIG")
+            .env_remove("RUST_LOG");
+        c
+    }
+
+    /// `name` in the root folder (next to `home` and `project`).
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+/// Run `troupe ARGS` in `cwd` with `home` as its data folder (and as `$HOME`, so no user
+/// configuration is read), no configuration file named, no `RUST_LOG`.
+pub fn troupe_in(home: &Path, cwd: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_troupe"))
+        .args(args)
+        .current_dir(cwd)
+        .env("TROUPE_HOME", home)
+        .env("TROUPE_ASSETS", home.join("assets"))
+        .env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env_remove("TROUPE_CONFIG")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap()
+}
+
 /// Write an executable `/bin/sh` script (a CLI agent, for tests).
 pub fn write_script(path: &Path, body: &str) {
     use std::os::unix::fs::PermissionsExt;
@@ -203,10 +263,21 @@ startup_timeout_secs = 60
     out
 }
 
+/// The installed offline assets with the local model server and models; fails saying what
+/// to run when they are not installed.
+pub fn local_model_assets() -> PathBuf {
+    let assets = installed_assets();
+    assert!(
+        assets.join("llama/llama-server").exists() && assets.join("models").exists(),
+        "the local model server is not installed in {}; run `scripts/setup.sh --assets-only`",
+        assets.display()
+    );
+    assets
+}
+
 /// Where `scripts/setup.sh` installed the offline assets, as troupe finds them by default:
 /// `$TROUPE_ASSETS`, else the user's data folder's `troupe/assets`. Tests link it into their
 /// own data folders and point `TROUPE_ASSETS` there; nothing is installed twice.
-#[allow(dead_code)] // not every test binary uses it
 pub fn installed_assets() -> PathBuf {
     if let Some(dir) = std::env::var_os("TROUPE_ASSETS").filter(|v| !v.is_empty()) {
         return PathBuf::from(dir);

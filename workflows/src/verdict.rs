@@ -5,6 +5,8 @@ use serde_json::Value;
 
 use crate::extract::{json_objects, strip_reasoning};
 
+pub mod stream;
+
 /// What the reviewer decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -553,6 +553,18 @@ pub(crate) fn parse_retry_after(headers: &HeaderMap, now: SystemTime) -> Option<
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
+/// A context window a server was asked for once: the number, or `None` (logged) when the
+/// server does not say.
+pub(crate) fn known_window(agent: &str, found: Result<&u32>) -> Option<u32> {
+    match found {
+        Ok(n) => Some(*n),
+        Err(e) => {
+            tracing::debug!(agent = %agent, error = %e, "context window unknown");
+            None
+        }
+    }
+}
+
 /// A model a server offers.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ModelInfo {

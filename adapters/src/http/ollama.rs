@@ -12,7 +12,7 @@ use tracing::Instrument;
 
 use super::generation;
 use super::openai::finish;
-use super::{Collected, Endpoint, LineSplitter, ModelInfo, classify_status, quote};
+use super::{Collected, Endpoint, LineSplitter, ModelInfo, classify_status, known_window, quote};
 use crate::agent::{
     Agent, AgentInfo, AgentRequest, AgentResponse, CallContext, GenerationOptions, MessageRole,
     OutputFormat, Usage,
@@ -384,13 +384,7 @@ impl Agent for OllamaAgent {
                 })
             })
             .await;
-        match found {
-            Ok(n) => Some(*n),
-            Err(e) => {
-                tracing::debug!(agent = %self.info.name, error = %e, "context window unknown");
-                None
-            }
-        }
+        known_window(&self.info.name, found)
     }
 
     async fn call(&self, req: &AgentRequest, ctx: &CallContext) -> Result<AgentResponse> {

@@ -9,7 +9,9 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::generation;
-use super::{Collected, Endpoint, ModelInfo, SseDecoder, SseItem, classify_status, quote};
+use super::{
+    Collected, Endpoint, ModelInfo, SseDecoder, SseItem, classify_status, known_window, quote,
+};
 use crate::agent::{
     Agent, AgentInfo, AgentRequest, AgentResponse, CallContext, GenerationOptions, OutputFormat,
     Usage,
@@ -348,13 +350,7 @@ impl Agent for OpenAiAgent {
 
     async fn context_window(&self, ctx: &CallContext) -> Option<u32> {
         let found = self.window.get_or_try_init(|| self.server_window(ctx)).await;
-        match found {
-            Ok(n) => Some(*n),
-            Err(e) => {
-                tracing::debug!(agent = %self.info.name, error = %e, "context window unknown");
-                None
-            }
-        }
+        known_window(&self.info.name, found)
     }
 
     async fn count_tokens(&self, text: &str, ctx: &CallContext) -> Option<u64> {

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::agent::{Agent, AgentEvent, AgentInfo, AgentRequest, AgentResponse, CallContext};
+use crate::agent::{Agent, AgentEvent, AgentRequest, AgentResponse, CallContext, Layer};
 use crate::config::BreakerConfig;
 use crate::error::{AdapterError, Result};
 
@@ -199,17 +199,9 @@ impl Breaker {
 }
 
 #[async_trait]
-impl Agent for Breaker {
-    async fn context_window(&self, ctx: &CallContext) -> Option<u32> {
-        self.inner.context_window(ctx).await
-    }
-
-    async fn count_tokens(&self, text: &str, ctx: &CallContext) -> Option<u64> {
-        self.inner.count_tokens(text, ctx).await
-    }
-
-    fn info(&self) -> &AgentInfo {
-        self.inner.info()
+impl Layer for Breaker {
+    fn inner(&self) -> &dyn Agent {
+        &*self.inner
     }
 
     async fn call(&self, req: &AgentRequest, ctx: &CallContext) -> Result<AgentResponse> {

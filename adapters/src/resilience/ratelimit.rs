@@ -12,7 +12,7 @@ use governor::middleware::NoOpMiddleware;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 
-use crate::agent::{Agent, AgentEvent, AgentInfo, AgentRequest, AgentResponse, CallContext};
+use crate::agent::{Agent, AgentEvent, AgentRequest, AgentResponse, CallContext, Layer};
 use crate::config::RateLimitConfig;
 use crate::error::{AdapterError, Result};
 
@@ -194,17 +194,9 @@ impl RateLimit {
 }
 
 #[async_trait]
-impl Agent for RateLimit {
-    async fn context_window(&self, ctx: &CallContext) -> Option<u32> {
-        self.inner.context_window(ctx).await
-    }
-
-    async fn count_tokens(&self, text: &str, ctx: &CallContext) -> Option<u64> {
-        self.inner.count_tokens(text, ctx).await
-    }
-
-    fn info(&self) -> &AgentInfo {
-        self.inner.info()
+impl Layer for RateLimit {
+    fn inner(&self) -> &dyn Agent {
+        &*self.inner
     }
 
     async fn call(&self, req: &AgentRequest, ctx: &CallContext) -> Result<AgentResponse> {

@@ -10,7 +10,7 @@ use backon::{ExponentialBuilder, Retryable};
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::agent::{Agent, AgentEvent, AgentInfo, AgentRequest, AgentResponse, CallContext};
+use crate::agent::{Agent, AgentEvent, AgentRequest, AgentResponse, CallContext, Layer};
 use crate::config::RetryConfig;
 use crate::error::{AdapterError, Result};
 use crate::telemetry;
@@ -40,17 +40,9 @@ impl Retry {
 }
 
 #[async_trait]
-impl Agent for Retry {
-    async fn context_window(&self, ctx: &CallContext) -> Option<u32> {
-        self.inner.context_window(ctx).await
-    }
-
-    async fn count_tokens(&self, text: &str, ctx: &CallContext) -> Option<u64> {
-        self.inner.count_tokens(text, ctx).await
-    }
-
-    fn info(&self) -> &AgentInfo {
-        self.inner.info()
+impl Layer for Retry {
+    fn inner(&self) -> &dyn Agent {
+        &*self.inner
     }
 
     async fn call(&self, req: &AgentRequest, ctx: &CallContext) -> Result<AgentResponse> {

@@ -113,6 +113,7 @@ pub(super) async fn sample_candidates(
     shared
         .store
         .put_check(&first)
+        .await
         .map_err(|e| format!("cannot persist the validators' run: {e}"))?;
     step.change = Some(change);
     Ok(Some(first))

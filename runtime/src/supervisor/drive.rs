@@ -31,7 +31,7 @@ async fn drive_run(job: RunJob, cancel: CancellationToken, run_span: Span) {
     metrics.add_active_run("in_progress", 1);
     record.state = RunState::InProgress;
     record.started_at.get_or_insert_with(Utc::now);
-    if let Err(e) = shared.store.put_run(&record) {
+    if let Err(e) = shared.store.put_run(&record).await {
         tracing::error!(run = %run_id, error = %e, "cannot persist the run");
     }
     // A dynamic workflow is planned once; the plan is persisted so a resume follows it.
@@ -50,7 +50,7 @@ async fn drive_run(job: RunJob, cancel: CancellationToken, run_span: Span) {
         record.plan_notes.extend(planned.notes.iter().cloned());
         record.tokens.add(planned.tokens);
         record.cost += planned.cost;
-        if let Err(e) = shared.store.put_run(&record) {
+        if let Err(e) = shared.store.put_run(&record).await {
             tracing::error!(run = %run_id, error = %e, "cannot persist the plan");
         }
         emit(
@@ -65,7 +65,7 @@ async fn drive_run(job: RunJob, cancel: CancellationToken, run_span: Span) {
     // The run's workspace and validators (a resumed run continues in its workspace).
     let prepared = crate::work::prepare(&shared, &mut record).await;
     if prepared.is_ok()
-        && let Err(e) = shared.store.put_run(&record)
+        && let Err(e) = shared.store.put_run(&record).await
     {
         tracing::error!(run = %run_id, error = %e, "cannot persist the run's workspace");
     }
@@ -169,7 +169,7 @@ async fn drive_run(job: RunJob, cancel: CancellationToken, run_span: Span) {
                     let span = telemetry::step_span(&run_id, pos, rec.role, &rec.agent);
                     telemetry::record_step(&span, &rec, None);
                     drop(span);
-                    if let Err(e) = shared.store.put_step(&rec) {
+                    if let Err(e) = shared.store.put_step(&rec).await {
                         break End::Failed(format!("cannot persist step: {e}"));
                     }
                     shared
@@ -240,7 +240,7 @@ async fn drive_run(job: RunJob, cancel: CancellationToken, run_span: Span) {
                             // loses nothing either way: resume sums the stored steps.)
                             if step.answered_by.is_some()
                                 && project_budgets
-                                && let Err(e) = shared.store.put_run(&record)
+                                && let Err(e) = shared.store.put_run(&record).await
                             {
                                 break End::Failed(format!("cannot persist the run: {e}"));
                             }
@@ -367,7 +367,7 @@ async fn drive_run(job: RunJob, cancel: CancellationToken, run_span: Span) {
             error: record.error.clone(),
         },
     );
-    if let Err(e) = shared.store.put_run(&record) {
+    if let Err(e) = shared.store.put_run(&record).await {
         tracing::error!(run = %run_id, error = %e, "cannot persist the run's end");
     }
     telemetry::record_run(&run_span, &record);

@@ -128,7 +128,7 @@ pub(crate) async fn cancel_pending(job: RunJob) {
     record.state = RunState::Cancelled;
     record.finished_at = Some(Utc::now());
     record.error = Some("cancelled before it started".into());
-    let _ = job.shared.store.put_run(&record);
+    let _ = job.shared.store.put_run(&record).await;
     job.shared.metrics.add_active_run("pending", -1);
     job.shared.metrics.record_run_finished("cancelled");
     let _ = job.events.send(RunEvent::RunFinished {

@@ -214,9 +214,11 @@ pub(super) async fn run_step(
         Err(Failure::Refused { reason, .. }) => return Err(StepStop::Budget(reason)),
         Err(Failure::Failed { error, .. }) => return Err(StepStop::Store(error)),
     };
-    shared
+    // The running step is written while the agent works; it is on disk before the step's
+    // end is (below).
+    let running = shared
         .store
-        .put_step(&step)
+        .put_step_soon(&step)
         .map_err(|e| StepStop::Store(format!("cannot persist step: {e}")))?;
     emit(
         events,
@@ -324,17 +326,15 @@ pub(super) async fn run_step(
     step.latency_ms = started.elapsed().as_millis() as u64;
     shared.metrics.record_step(plan.role.as_str(), started.elapsed());
     telemetry::record_step(span, &step, error_class);
-    shared
-        .store
-        .put_step(&step)
-        .map_err(|e| StepStop::Store(format!("cannot persist step: {e}")))?;
-    if step.change.as_ref().is_some_and(|c| c.commit.is_some()) {
-        // The workspace's new head is on disk before anything runs on it.
-        shared
-            .store
-            .put_run(record)
-            .map_err(|e| StepStop::Store(format!("cannot persist the run: {e}")))?;
-    }
+    running.wait().await.map_err(|e| StepStop::Store(format!("cannot persist step: {e}")))?;
+    // With a new commit, the workspace's new head (in the run) is on disk with the step,
+    // before anything runs on it.
+    let stored = if step.change.as_ref().is_some_and(|c| c.commit.is_some()) {
+        shared.store.put_step_and_run(&step, record).await
+    } else {
+        shared.store.put_step(&step).await
+    };
+    stored.map_err(|e| StepStop::Store(format!("cannot persist step: {e}")))?;
     if let Some(reason) = refused {
         return Err(StepStop::Budget(reason));
     }

@@ -1,8 +1,14 @@
-//! Durable run records: runs and their steps, each write flushed before it returns.
+//! Durable run records: runs and their steps, each write on disk before it returns.
 //!
 //! Keys are chosen so a prefix scan returns a run's steps in order:
 //! `runs/<run id>`, `steps/<run id>/<iteration:06>/<step:04>` and, for the validators'
-//! runs, `checks/<run id>/<iteration:06>/<step:04>` (the step whose change was checked).
+//! runs, `checks/<run id>/<iteration:06>/<step:04>` (the step whose change was checked);
+//! secondary keys under `idx/` ([`index`]) serve the reads made while runs execute.
+//!
+//! Writes are `async` and go through the one writer thread ([`crate::writer`]): the flush
+//! never runs on an async executor. Reads are synchronous point reads and prefix scans.
+
+mod index;
 
 use std::sync::Arc;
 
@@ -17,11 +23,24 @@ use crate::model::{
 };
 use troupe_workflows::engine::StepPos;
 
+use crate::writer::{Pending, Write, Writer};
+
 /// Where run records live: a durable key → JSON document map. The production backend is a
 /// `troupe-context` collection (sled); tests may use [`MemoryBackend`].
 pub trait Backend: Send + Sync + std::fmt::Debug {
     /// Store `value` at `key`, durably.
     fn put(&self, key: &str, value: &Value) -> Result<()>;
+    /// Apply `writes` in order (`None` removes the key), durably; the record writer calls
+    /// it with many writes at once. The default writes them one by one.
+    fn write(&self, writes: &[Write]) -> Result<()> {
+        for (key, value) in writes {
+            match value {
+                Some(v) => self.put(key, v)?,
+                None => self.remove(key)?,
+            }
+        }
+        Ok(())
+    }
     /// The value at `key`.
     fn get(&self, key: &str) -> Result<Option<Value>>;
     /// Every `(key, value)` whose key starts with `prefix`, in key order.
@@ -34,6 +53,7 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
 #[derive(Debug, Clone)]
 pub struct RunStore {
     backend: Arc<dyn Backend>,
+    writer: Writer,
 }
 
 fn step_key(run_id: &str, pos: StepPos) -> String {
@@ -44,6 +64,18 @@ fn check_key(run_id: &str, after: StepPos) -> String {
     format!("checks/{run_id}/{:06}/{:04}", after.iteration, after.step)
 }
 
+/// A run's record and its index keys.
+fn run_writes(run: &RunRecord) -> Result<Vec<Write>> {
+    let mut writes = vec![(format!("runs/{}", run.id), Some(encode(run)?))];
+    writes.extend(index::of_run(run));
+    Ok(writes)
+}
+
+/// A step's record and its index key.
+fn step_writes(step: &StepRecord) -> Result<Vec<Write>> {
+    Ok(vec![(step_key(&step.run_id, step.pos), Some(encode(step)?)), index::of_step(step)])
+}
+
 fn encode<T: Serialize>(v: &T) -> Result<Value> {
     Ok(serde_json::to_value(v)?)
 }
@@ -52,15 +84,34 @@ fn decode<T: DeserializeOwned>(v: Value) -> Result<T> {
     Ok(serde_json::from_value(v)?)
 }
 
+/// Write the index keys of every stored run and step, then the index's marker.
+fn build_index(backend: &dyn Backend) -> Result<()> {
+    let mut writes = Vec::new();
+    for (_, run) in backend.scan("runs/")? {
+        let run: RunRecord = decode(run)?;
+        writes.extend(index::of_run(&run));
+        for (_, step) in backend.scan(&format!("steps/{}/", run.id))? {
+            writes.push(index::of_step(&decode(step)?));
+        }
+    }
+    writes.push((index::MARKER.to_string(), Some(Value::from(index::VERSION))));
+    backend.write(&writes)
+}
+
 impl RunStore {
-    /// A store over `backend`.
-    pub fn new(backend: Arc<dyn Backend>) -> RunStore {
-        RunStore { backend }
+    /// A store over `backend`, with its writer thread; a store written before the index
+    /// existed is indexed first (once; the caller waits).
+    pub fn new(backend: Arc<dyn Backend>) -> Result<RunStore> {
+        if backend.get(index::MARKER)?.is_none() {
+            crate::writer::off_executor(|| build_index(backend.as_ref()))?;
+        }
+        let writer = Writer::start(&backend)?;
+        Ok(RunStore { backend, writer })
     }
 
-    /// Write a run.
-    pub fn put_run(&self, run: &RunRecord) -> Result<()> {
-        self.backend.put(&format!("runs/{}", run.id), &encode(run)?)
+    /// Write a run (and its index keys); on disk when it returns.
+    pub async fn put_run(&self, run: &RunRecord) -> Result<()> {
+        self.writer.write(run_writes(run)?).await
     }
 
     /// A run by id.
@@ -85,9 +136,23 @@ impl RunStore {
         self.backend.scan("runs/")?.into_iter().map(|(_, v)| decode(v)).collect()
     }
 
-    /// Write a step.
-    pub fn put_step(&self, step: &StepRecord) -> Result<()> {
-        self.backend.put(&step_key(&step.run_id, step.pos), &encode(step)?)
+    /// Write a step (and its index key); on disk when it returns.
+    pub async fn put_step(&self, step: &StepRecord) -> Result<()> {
+        self.writer.write(step_writes(step)?).await
+    }
+
+    /// Hand a step's record to the writer without waiting for the disk: for a step that
+    /// starts (a crash before it is on disk loses nothing — resume runs a step that did not
+    /// end again). Later writes land after it; wait on it before relying on it.
+    pub fn put_step_soon(&self, step: &StepRecord) -> Result<Pending> {
+        self.writer.send(step_writes(step)?)
+    }
+
+    /// Write a step and then its run, together; both on disk when it returns.
+    pub async fn put_step_and_run(&self, step: &StepRecord, run: &RunRecord) -> Result<()> {
+        let mut writes = step_writes(step)?;
+        writes.extend(run_writes(run)?);
+        self.writer.write(writes).await
     }
 
     /// A run's steps, in order.
@@ -99,9 +164,9 @@ impl RunStore {
             .collect()
     }
 
-    /// Write a run of the validators.
-    pub fn put_check(&self, check: &CheckRecord) -> Result<()> {
-        self.backend.put(&check_key(&check.run_id, check.after), &encode(check)?)
+    /// Write a run of the validators; on disk when it returns.
+    pub async fn put_check(&self, check: &CheckRecord) -> Result<()> {
+        self.writer.write(vec![(check_key(&check.run_id, check.after), Some(encode(check)?))]).await
     }
 
     /// A run's runs of the validators, in order.
@@ -119,19 +184,22 @@ impl RunStore {
     }
 
     /// Remove ended runs (and their steps) that finished before `before`. Returns how many.
-    pub fn cleanup(&self, before: chrono::DateTime<chrono::Utc>) -> Result<usize> {
+    pub async fn cleanup(&self, before: chrono::DateTime<chrono::Utc>) -> Result<usize> {
         let mut removed = 0;
+        let mut writes = Vec::new();
         for run in self.runs()? {
             if run.state.is_final() && run.finished_at.is_some_and(|f| f < before) {
-                for prefix in ["steps", "checks"] {
-                    for (key, _) in self.backend.scan(&format!("{prefix}/{}/", run.id))? {
-                        self.backend.remove(&key)?;
+                for prefix in ["steps/", "checks/", index::CALLS_PREFIX] {
+                    for (key, _) in self.backend.scan(&format!("{prefix}{}/", run.id))? {
+                        writes.push((key, None));
                     }
                 }
-                self.backend.remove(&format!("runs/{}", run.id))?;
+                writes.extend(index::keys_of_run(&run).into_iter().map(|k| (k, None)));
+                writes.push((format!("runs/{}", run.id), None));
                 removed += 1;
             }
         }
+        self.writer.write(writes).await?;
         Ok(removed)
     }
 
@@ -166,13 +234,11 @@ impl RunStore {
     ) -> Result<(Tokens, f64)> {
         let mut tokens = current.tokens;
         let mut cost = current.cost;
-        for run in self.runs()? {
-            if run.id != current.id
-                && run.project_id == current.project_id
-                && since.is_none_or(|s| run.created_at >= s)
-            {
-                tokens.add(run.tokens);
-                cost += run.cost;
+        for (key, entry) in self.backend.scan(&index::project_prefix(&current.project_id))? {
+            let entry: index::ProjectEntry = decode(entry)?;
+            if index::run_id_of(&key) != current.id && since.is_none_or(|s| entry.created_at >= s) {
+                tokens.add(entry.tokens);
+                cost += entry.cost;
             }
         }
         Ok((tokens, cost))
@@ -232,16 +298,29 @@ impl RunStore {
 
     /// The runs of a conversation, oldest first.
     pub fn conversation(&self, conversation: &str) -> Result<Vec<RunRecord>> {
-        Ok(self
-            .runs()?
+        let mut runs = Vec::new();
+        for (key, _) in self.backend.scan(&index::conversation_prefix(conversation))? {
+            runs.extend(self.run(index::run_id_of(&key))?);
+        }
+        Ok(runs)
+    }
+
+    /// Every ended step's call (agent, outcome, latency), oldest run first: what the
+    /// agents' call counters are seeded from.
+    pub fn calls(&self) -> Result<Vec<(String, String, u64)>> {
+        self.backend
+            .scan(index::CALLS_PREFIX)?
             .into_iter()
-            .filter(|r| r.conversation.as_deref() == Some(conversation))
-            .collect())
+            .map(|(_, v)| {
+                let c: index::CallEntry = decode(v)?;
+                Ok((c.agent, c.outcome, c.latency_ms))
+            })
+            .collect()
     }
 
     /// Mark a run that is not running anywhere as cancelled (for runs left behind by a
     /// crash that the user does not want to resume).
-    pub fn cancel_stored(&self, id: &str) -> Result<RunRecord> {
+    pub async fn cancel_stored(&self, id: &str) -> Result<RunRecord> {
         let mut run =
             self.run(id)?.ok_or_else(|| crate::error::Error::NoSuchRun(id.to_string()))?;
         if run.state.is_final() {
@@ -254,7 +333,7 @@ impl RunStore {
         run.state = RunState::Cancelled;
         run.finished_at = Some(chrono::Utc::now());
         run.error = Some("cancelled".into());
-        self.put_run(&run)?;
+        self.put_run(&run).await?;
         Ok(run)
     }
 }
