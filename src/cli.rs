@@ -58,6 +58,8 @@ pub enum Command {
     Run(RunArgs),
     /// List runs; show, resume or cancel one; diff, apply, revert or discard its change
     Runs(RunsArgs),
+    /// Plans: a spec becomes approved tasks with dependencies, run in order (`plan new "…"`)
+    Plan(PlanArgs),
     /// Write a commented troupe.toml to start from
     Init(InitArgs),
     /// The project memory: scan, search, add, show, link, stats, forget, reindex
@@ -183,6 +185,122 @@ pub struct RunsArgs {
     /// Print JSON instead of a table
     #[arg(long)]
     pub json: bool,
+}
+
+/// `troupe plan …`.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(subcommand)]
+    pub command: PlanCommand,
+}
+
+/// `troupe plan …`.
+#[derive(Debug, Subcommand)]
+pub enum PlanCommand {
+    /// Have a planner turn a spec into a plan of tasks (a draft to approve)
+    New {
+        /// The spec, in your words
+        #[arg(required_unless_present = "spec_file", conflicts_with = "spec_file")]
+        spec: Option<String>,
+        /// Read the spec from a file
+        #[arg(long = "spec", value_name = "FILE")]
+        spec_file: Option<PathBuf>,
+        /// The agent that plans [default: settings.planner_agent, else the best eligible]
+        #[arg(long, value_name = "AGENT")]
+        planner: Option<String>,
+        /// Approve the plan at once (it still runs only with `troupe plan run`)
+        #[arg(long)]
+        approve: bool,
+        /// The project folder [default: the configured project]
+        #[arg(long, value_name = "DIR")]
+        project: Option<PathBuf>,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a plan as Markdown (or JSON)
+    Show {
+        /// The plan's id (or a unique prefix of it)
+        id: String,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// List plans
+    List(JsonFlag),
+    /// Edit a plan's TOML in $EDITOR; it is checked when you close the editor
+    Edit {
+        /// The plan's id (or a unique prefix of it)
+        id: String,
+    },
+    /// Have the planner revise a plan with your feedback (a new version)
+    Revise {
+        /// The plan's id (or a unique prefix of it)
+        id: String,
+        /// What to change
+        feedback: String,
+    },
+    /// Approve a plan: it may run
+    Approve {
+        /// The plan's id (or a unique prefix of it)
+        id: String,
+    },
+    /// Reject a plan: it never runs
+    Reject {
+        /// The plan's id (or a unique prefix of it)
+        id: String,
+    },
+    /// Run an approved plan's tasks in dependency order and wait for the end
+    Run {
+        /// The plan's id (or a unique prefix of it)
+        id: String,
+        /// How many independent tasks run at once
+        #[arg(long, value_name = "N")]
+        concurrency: Option<usize>,
+        /// Start it and return (a running `troupe serve` goes on with it)
+        #[arg(long)]
+        detach: bool,
+    },
+    /// Run a failed or conflicting task again
+    Retry {
+        /// The plan's id (or a unique prefix of it)
+        id: String,
+        /// The task's id
+        task: String,
+    },
+    /// Skip a task; the tasks after it run without its change
+    Skip {
+        /// The plan's id (or a unique prefix of it)
+        id: String,
+        /// The task's id
+        task: String,
+    },
+    /// Start no new task until resumed (running ones finish)
+    Pause {
+        /// The plan's id (or a unique prefix of it)
+        id: String,
+    },
+    /// Go on with a paused plan and wait for the end
+    Resume {
+        /// The plan's id (or a unique prefix of it)
+        id: String,
+    },
+    /// Bring the plan's combined change (its integration branch) into your tree
+    Apply {
+        /// The plan's id (or a unique prefix of it)
+        id: String,
+        /// Also commit it on your current branch
+        #[arg(long)]
+        commit: bool,
+    },
+    /// The task graph with each task's state
+    Status {
+        /// The plan's id (or a unique prefix of it)
+        id: String,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `troupe runs …`.

@@ -146,6 +146,30 @@ impl Client {
         })
     }
 
+    /// A plan route (`/api/plans…`) with `body` as JSON when given; the answer's JSON.
+    /// Waits up to `timeout` (a planner's turn takes long).
+    pub async fn plans(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+        timeout: Duration,
+    ) -> Result<Value, ClientError> {
+        let mut rb = self.request(method, &format!("/api/plans{path}")).timeout(timeout);
+        if let Some(b) = body {
+            rb = rb.json(b);
+        }
+        let resp = self.send(rb).await?;
+        let bytes = resp.bytes().await.map_err(|e| self.unreachable(&e))?;
+        serde_json::from_slice(&bytes).map_err(|e| {
+            ClientError::Protocol(format!(
+                "`troupe serve` at {} answered a plan request with something this troupe does \
+                 not understand ({e}); are the server and this command the same version?",
+                self.base
+            ))
+        })
+    }
+
     /// `GET /api/runs`: every run, newest first.
     pub async fn runs(&self) -> Result<Vec<RunRecord>, ClientError> {
         self.json(self.request(reqwest::Method::GET, "/api/runs")).await
@@ -280,7 +304,7 @@ const SEGMENT: &percent_encoding::AsciiSet =
     &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_');
 
 /// A run id as one path segment (ids are UUIDs; anything else is escaped).
-fn segment(id: &str) -> String {
+pub fn segment(id: &str) -> String {
     percent_encoding::utf8_percent_encode(id, SEGMENT).to_string()
 }
 

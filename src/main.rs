@@ -125,6 +125,10 @@ fn run(cli: Cli, log: LogOptions) -> anyhow::Result<u8> {
             Ok((config, source)) => commands::run::runs_command(config, source, args),
             Err(c) => Ok(c),
         },
+        Command::Plan(args) => match commands::config::require_valid(loaded) {
+            Ok((config, source)) => commands::plan::plan_command(config, source, args),
+            Err(c) => Ok(c),
+        },
         Command::Models(args) => match commands::config::require_valid(loaded) {
             Ok((config, _)) => block_on(async move {
                 use crate::cli::ModelsCommand as M;

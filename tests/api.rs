@@ -155,6 +155,10 @@ async fn status_routes_answer_json() {
         "/api/models/status",
         "/api/context/search",
         "/api/openapi.json",
+        "/api/plans",
+        "/api/plans/{id}",
+        "/api/plans/{id}/run",
+        "/api/plans/{id}/events",
     ] {
         assert!(v["paths"].get(path).is_some(), "{path} is not described");
     }

@@ -10,45 +10,14 @@
 
 mod common;
 
+use common::{copy_dir, git, unittest};
+
 use std::path::Path;
 use std::process::Command;
 
 const TASK: &str = "word_count in textkit/words.py must count words separated by any whitespace \
                     (spaces, tabs, newlines), but it returns 1 for an empty string and counts \
                     repeated spaces as words; fix it so the tests pass";
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .args(["-c", "user.name=e2e", "-c", "user.email=e2e@localhost"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-fn unittest(dir: &Path) -> bool {
-    Command::new("python3")
-        .args(["-m", "unittest", "discover", "-s", "tests"])
-        .current_dir(dir)
-        .output()
-        .unwrap()
-        .status
-        .success()
-}
 
 #[test]
 #[ignore = "needs the 1.5B local model and several minutes; run with --ignored"]

@@ -20,6 +20,7 @@ mod apply;
 mod change;
 mod cleanup;
 mod create;
+mod merge;
 
 use std::path::{Path, PathBuf};
 
@@ -27,6 +28,7 @@ use serde::{Deserialize, Serialize};
 
 pub use change::{Change, Commit, FileStat, FileStatus};
 pub use cleanup::Listed;
+pub use merge::Merge;
 
 use crate::error::{Error, Result};
 use crate::git::Git;
@@ -123,6 +125,26 @@ impl Workspaces {
         exclude: &[PathBuf],
     ) -> Result<Workspace> {
         create::create(&self.root, project, run_id, in_place, exclude)
+    }
+
+    /// A new worktree workspace for `run_id` of the git repository `project` is in, on
+    /// `branch` (or `troupe/<short-run-id>`), starting at `from` — a commit of that
+    /// repository, e.g. a plan's integration branch — or, without it, at a snapshot of the
+    /// user's tree like [`Workspaces::create`]. A project outside git is
+    /// [`Error::NotARepository`].
+    pub fn create_branch(
+        &self,
+        project: &Path,
+        run_id: &str,
+        branch: Option<&str>,
+        from: Option<&str>,
+        exclude: &[PathBuf],
+    ) -> Result<Workspace> {
+        let start = match from {
+            Some(commit) => create::Start::Commit(commit),
+            None => create::Start::Snapshot,
+        };
+        create::create_worktree(&self.root, project, run_id, start, branch, exclude)
     }
 }
 

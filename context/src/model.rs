@@ -171,6 +171,8 @@ name_enum!(
         Concept => "concept",
         /// The project itself (from a scan): languages, frameworks, structure.
         Project => "project",
+        /// A plan: a spec broken into tasks run in order (`troupe plan`), with their outcomes.
+        Plan => "plan",
     }
 );
 
@@ -404,7 +406,7 @@ mod tests {
         for e in EdgeType::ALL {
             assert_eq!(e.as_str().parse::<EdgeType>().unwrap(), *e);
         }
-        assert_eq!(NodeType::ALL.len(), 10);
+        assert_eq!(NodeType::ALL.len(), 11);
         assert_eq!(EdgeType::ALL.len(), 12);
         assert_eq!("Code-Snippet".parse::<NodeType>().unwrap(), NodeType::CodeSnippet);
     }

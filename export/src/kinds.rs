@@ -27,6 +27,7 @@ pub const KINDS: &[NoteKind] = &[
     NoteKind { node_type: NodeType::File, folder: "Files", colour: 0x607D8B }, // blue grey
     NoteKind { node_type: NodeType::Concept, folder: "Concepts", colour: 0xCDDC39 }, // lime
     NoteKind { node_type: NodeType::Project, folder: "Projects", colour: 0xFFC107 }, // amber
+    NoteKind { node_type: NodeType::Plan, folder: "Plans", colour: 0x3F51B5 }, // indigo
 ];
 
 /// The folder of nodes without a row in [`KINDS`] (none today).

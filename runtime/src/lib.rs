@@ -14,6 +14,7 @@
 
 pub mod agents;
 mod apply;
+mod ask;
 pub mod audit;
 mod budget;
 mod call;
@@ -35,6 +36,7 @@ pub mod usage;
 mod work;
 pub mod writer;
 
+pub use ask::{Ask, Asked};
 pub use budget::MIN_ANSWER_TOKENS;
 pub use error::{Error, Result};
 pub use memory::{ContextBlock, Memory, RunOutcome};

@@ -117,6 +117,14 @@ pub struct RunRequest {
     /// Apply the change to the project when the run completes green.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub apply: bool,
+    /// The run's id, when the caller chose it (a plan records its task's run id before it
+    /// submits, so a crash in between cannot start the task twice). Must be new.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// A commit of the project's repository the workspace starts at (a plan's integration
+    /// branch) instead of a snapshot of the user's tree; git projects only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
 }
 
 /// Limits on what a run may use; checked before each call.
@@ -222,6 +230,10 @@ pub struct RunRecord {
     /// `Some(false)` when no validator ran (the review judged by reading: unverified).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verified: Option<bool>,
+    /// The commit the workspace starts at, when not a snapshot of the user's tree
+    /// ([`RunRequest::base`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
 }
 
 fn is_unset(b: &Budget) -> bool {

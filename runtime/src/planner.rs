@@ -65,6 +65,22 @@ pub(crate) fn policy(shared: &Shared, offline: bool) -> RoutingPolicy {
     }
 }
 
+/// The planner: `configured` if eligible, else an eligible `plan` agent, else the best
+/// eligible agent (preferring reviewers, which tend to follow instructions).
+pub(crate) fn pick_planner(
+    policy: &RoutingPolicy,
+    cands: &[AgentCandidate],
+    configured: Option<&str>,
+) -> Option<String> {
+    let eligible = policy.eligible(cands);
+    configured
+        .and_then(|p| eligible.iter().find(|c| c.name == p))
+        .or_else(|| eligible.iter().find(|c| c.role == Some(Role::Plan)))
+        .or_else(|| eligible.iter().find(|c| c.role == Some(Role::Review)))
+        .or_else(|| eligible.first())
+        .map(|c| c.name.clone())
+}
+
 fn plan_schema() -> serde_json::Value {
     serde_json::json!({
         "type": "object",
@@ -153,17 +169,8 @@ async fn plan_with(
         }
     };
 
-    // The planner: the configured one if eligible, else an eligible `plan` agent, else the
-    // best eligible agent (preferring reviewers, which tend to follow instructions).
-    let eligible = policy.eligible(&cands);
     let configured = shared.config.settings.planner_agent.as_deref();
-    let planner = configured
-        .and_then(|p| eligible.iter().find(|c| c.name == p))
-        .or_else(|| eligible.iter().find(|c| c.role == Some(Role::Plan)))
-        .or_else(|| eligible.iter().find(|c| c.role == Some(Role::Review)))
-        .or_else(|| eligible.first())
-        .map(|c| c.name.clone());
-    let Some(planner) = planner else {
+    let Some(planner) = pick_planner(&policy, &cands, configured) else {
         return fallback(&mut notes, "no agent is eligible to plan".into());
     };
     if let Some(p) = configured.filter(|p| *p != planner) {

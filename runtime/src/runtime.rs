@@ -183,6 +183,10 @@ impl Runtime {
         Ok(Runtime { shared, slots, live: LiveRuns::default() })
     }
 
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
     /// The run records.
     pub fn store(&self) -> &RunStore {
         &self.shared.store
@@ -276,6 +280,11 @@ impl Runtime {
     /// The secret masker every record, event and audit entry passes through.
     pub fn redactor(&self) -> &Redactor {
         &self.shared.redactor
+    }
+
+    /// Where runs' workspaces are made, when runs work in workspaces.
+    pub fn workspaces_dir(&self) -> Option<&std::path::Path> {
+        self.shared.workspaces.as_deref()
     }
 
     /// Where the audit trails are, if they are written.
@@ -433,8 +442,24 @@ impl Runtime {
             }
         }
 
+        let id = match &req.id {
+            Some(id) if id.trim().is_empty() || id.contains('/') => {
+                return Err(Error::Invalid(format!("`{id}` cannot be a run id")));
+            }
+            Some(id) if self.shared.store.run(id)?.is_some() => {
+                return Err(Error::Invalid(format!("a run with id `{id}` exists already")));
+            }
+            Some(id) => id.clone(),
+            None => uuid::Uuid::now_v7().to_string(),
+        };
+        if req.base.is_some() && req.in_place {
+            return Err(Error::Invalid(
+                "a run that starts at a given commit works in its own worktree, not in place"
+                    .into(),
+            ));
+        }
         let record = RunRecord {
-            id: uuid::Uuid::now_v7().to_string(),
+            id,
             task,
             workflow_name,
             workflow,
@@ -467,6 +492,7 @@ impl Runtime {
             no_validate: req.no_validate,
             apply: req.apply,
             verified: None,
+            base: req.base.clone(),
         };
         self.launch(record, Vec::new()).await
     }

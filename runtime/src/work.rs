@@ -64,10 +64,16 @@ pub(crate) async fn prepare(shared: &Arc<Shared>, record: &mut RunRecord) -> Res
         .into_iter()
         .filter(|d| d.starts_with(&project))
         .collect();
+    let base = record.base.clone();
     let ws = blocking(move || {
-        Workspaces::new(root)
-            .create(&project, &run_id, in_place, &exclude)
-            .map_err(|e| format!("cannot make the run's workspace: {e}"))
+        let workspaces = Workspaces::new(root);
+        match &base {
+            Some(commit) => {
+                workspaces.create_branch(&project, &run_id, None, Some(commit), &exclude)
+            }
+            None => workspaces.create(&project, &run_id, in_place, &exclude),
+        }
+        .map_err(|e| format!("cannot make the run's workspace: {e}"))
     })
     .await?;
 

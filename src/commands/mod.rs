@@ -8,6 +8,7 @@ pub mod doctor;
 pub mod export;
 pub mod local_models;
 pub mod models;
+pub mod plan;
 pub mod run;
 pub mod test_agent;
 pub mod usage;

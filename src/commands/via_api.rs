@@ -47,7 +47,7 @@ pub fn find_server(data_dir: &Path) -> Option<ServeFile> {
 
 /// A client for `server` with the configured token; `None` (after saying why) when the
 /// server needs a token and none is configured.
-fn client(config: &Config, server: &ServeFile) -> Result<Option<Client>> {
+pub(crate) fn client(config: &Config, server: &ServeFile) -> Result<Option<Client>> {
     let token = crate::serve_file::resolve_token(None, config);
     if server.token_required && token.is_none() {
         let named = config

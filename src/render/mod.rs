@@ -6,6 +6,7 @@ pub mod change;
 pub mod config;
 pub mod context;
 pub mod events;
+pub mod plan;
 pub mod table;
 
 pub use events::EventPrinter;

@@ -19,6 +19,7 @@ mod error;
 mod events;
 mod health;
 mod openapi;
+mod plans;
 mod routes;
 mod runs;
 
@@ -70,6 +71,8 @@ pub struct ServeArgs {
 pub struct AppState {
     /// The runtime.
     pub runtime: Runtime,
+    /// Plans, run by this server's queue.
+    pub plans: troupe_plans::Plans,
     /// Where the configuration came from (the file `PUT /api/config` replaces).
     pub source: ConfigSource,
     /// When the server started.
@@ -192,8 +195,25 @@ pub fn serve(config: Config, source: ConfigSource, args: ServeArgs) -> Result<u8
             return Ok(exit::FAILED);
         };
         crate::open::note_interrupted(&runtime);
+        let plans = match troupe_plans::Plans::open(runtime.clone()) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("troupe: {e}");
+                runtime.shutdown().await;
+                return Ok(exit::FAILED);
+            }
+        };
+        // The durable queue: plans a previous server left running go on.
+        match plans.recover() {
+            Ok(ids) if !ids.is_empty() => {
+                eprintln!("troupe: going on with {} running plan(s)", ids.len());
+            }
+            Ok(_) => {}
+            Err(e) => eprintln!("troupe: cannot read the stored plans: {e}"),
+        }
         let state = web::Data::new(AppState {
             runtime: runtime.clone(),
+            plans,
             source,
             started: Instant::now(),
             logs: Arc::new(RunLogs::default()),

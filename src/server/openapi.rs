@@ -7,7 +7,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{RefOr, Response, ResponseBuilder, content::ContentBuilder};
 
 use super::error::ErrorBody;
-use super::{agents, change, config, context, health, runs};
+use super::{agents, change, config, context, health, plans, runs};
 
 /// The document's routes and types.
 #[derive(OpenApi)]
@@ -40,9 +40,20 @@ use super::{agents, change, config, context, health, runs};
         config::get_config,
         config::put_config,
         context::context_search,
+        plans::list,
+        plans::create,
+        plans::show,
+        plans::edit,
+        plans::revise,
+        plans::run,
+        plans::act,
+        plans::task,
+        plans::diff,
+        plans::apply,
+        plans::events,
         openapi,
     ),
-    components(schemas(ErrorBody)),
+    components(schemas(ErrorBody, troupe_plans::PlanEvent)),
     modifiers(&Secured),
 )]
 struct Doc;

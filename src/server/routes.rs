@@ -4,7 +4,9 @@
 use actix_web::http::Method;
 use actix_web::{HttpResponse, ResponseError, web};
 
-use super::{ApiError, agents, change, config, context, health, openapi, require_token, runs};
+use super::{
+    ApiError, agents, change, config, context, health, openapi, plans, require_token, runs,
+};
 use actix_web::http::StatusCode;
 
 /// One route: its method, its full path (as the OpenAPI document writes it) and its handler.
@@ -54,6 +56,17 @@ pub fn table() -> Vec<Endpoint> {
         ep(M::GET, "/api/config", config::get_config),
         ep(M::PUT, "/api/config", config::put_config),
         ep(M::GET, "/api/context/search", context::context_search),
+        ep(M::GET, "/api/plans", plans::list),
+        ep(M::POST, "/api/plans", plans::create),
+        ep(M::GET, "/api/plans/{id}", plans::show),
+        ep(M::PUT, "/api/plans/{id}", plans::edit),
+        ep(M::POST, "/api/plans/{id}/revise", plans::revise),
+        ep(M::POST, "/api/plans/{id}/run", plans::run),
+        ep(M::GET, "/api/plans/{id}/diff", plans::diff),
+        ep(M::POST, "/api/plans/{id}/apply", plans::apply),
+        ep(M::GET, "/api/plans/{id}/events", plans::events),
+        ep(M::POST, "/api/plans/{id}/tasks/{task}/{action}", plans::task),
+        ep(M::POST, "/api/plans/{id}/{action}", plans::act),
         ep(M::GET, "/api/openapi.json", openapi::openapi),
     ]
 }

@@ -99,6 +99,7 @@ pub async fn execute(state: Data, body: web::Json<ExecuteBody>) -> ApiResult {
         in_place: body.in_place,
         no_validate: body.no_validate,
         apply: body.apply,
+        ..RunRequest::default()
     };
     let handle = state.runtime.submit(req).await?;
     Ok(started(&state, handle))

@@ -24,12 +24,63 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     ),
     ("/revert", "", "undo the last run's applied change"),
     ("/discard", "", "remove the last run's workspace and branch"),
+    (
+        "/plan",
+        "new SPEC|show ID|approve ID|run ID|status ID",
+        "plans: a spec becomes tasks run in order",
+    ),
     ("/usage", "[all]", "tokens (and cost) of this project's runs, per agent and run"),
     ("/export", "obsidian DIR", "export the project memory as an Obsidian vault"),
     ("/clear", "", "start a new conversation (follow-ups no longer see earlier tasks)"),
     ("/help", "", "this list"),
     ("/quit", "", "leave (Ctrl-D works too)"),
 ];
+
+/// `/plan new SPEC | show ID | approve ID | run ID | status ID`: the same as `troupe plan`.
+async fn plan(session: &mut Session, rest: &str) -> Result<Flow> {
+    use crate::cli::PlanCommand as P;
+    let (sub, arg) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+    let arg = arg.trim().to_string();
+    if arg.is_empty() {
+        return Ok(usage(
+            session,
+            "usage: /plan new SPEC | show ID | approve ID | run ID | status ID",
+        ));
+    }
+    let command = match sub {
+        "new" => P::New {
+            spec: Some(arg),
+            spec_file: None,
+            planner: None,
+            approve: false,
+            project: session.project.clone(),
+            json: false,
+        },
+        "show" => P::Show { id: arg, json: false },
+        "approve" => P::Approve { id: arg },
+        "run" => P::Run { id: arg, concurrency: None, detach: false },
+        "status" => P::Status { id: arg, json: false },
+        other => {
+            return Ok(usage(
+                session,
+                &format!("/plan takes new, show, approve, run or status, not {other:?}"),
+            ));
+        }
+    };
+    let plans = match troupe_plans::Plans::open(session.runtime.clone()) {
+        Ok(p) => p,
+        Err(e) => return Ok(usage(session, &e.to_string())),
+    };
+    let project =
+        session.project.clone().unwrap_or_else(|| session.runtime.config().project_path());
+    let target = crate::commands::plan::Target::Local(&plans);
+    let code = crate::commands::plan::run_plan_command(target, command, session.offline(), project)
+        .await?;
+    if code != crate::commands::exit::OK {
+        session.failed = true;
+    }
+    Ok(Flow::Continue)
+}
 
 fn usage(session: &mut Session, message: &str) -> Flow {
     eprintln!("troupe: {message}");
@@ -70,6 +121,7 @@ pub async fn dispatch(session: &mut Session, input: &str) -> Result<Flow> {
         "/usage" => usage_report(session, rest),
         "/diff" | "/apply" | "/revert" | "/discard" => change(session, cmd, rest).await?,
         "/export" => export(session, rest).await,
+        "/plan" => plan(session, rest).await?,
         "/clear" => {
             session.conversation = new_conversation();
             println!("New conversation: the next task starts fresh (the project memory stays).");

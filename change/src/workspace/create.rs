@@ -32,11 +32,54 @@ pub(super) fn create(
     })?;
     let folder = unique_folder(root, &run_id)?;
     let result = match top {
-        Some(top) => worktree(&project, &top, &folder, &run_id, &excluded(&top, root, exclude)),
+        Some(top) => {
+            let at = Start::Snapshot;
+            worktree(&project, &top, &folder, &run_id, at, None, &excluded(&top, root, exclude))
+        }
         None => copy(&project, &folder, &run_id, &excluded(&project, root, exclude)),
     };
     if result.is_err() {
         // Leave nothing half-made behind.
+        let _ = std::fs::remove_dir_all(&folder);
+    }
+    result
+}
+
+/// Where a worktree starts.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Start<'a> {
+    /// At a snapshot of the user's tree (HEAD plus uncommitted changes).
+    Snapshot,
+    /// At this commit of the user's repository.
+    Commit(&'a str),
+}
+
+/// A worktree workspace for `run_id` of `project`'s repository, starting at `start`, on
+/// `branch` (or `troupe/<short-run-id>`). A project outside git is refused.
+pub(super) fn create_worktree(
+    root: &Path,
+    project: &Path,
+    run_id: &str,
+    start: Start<'_>,
+    branch: Option<&str>,
+    exclude: &[PathBuf],
+) -> Result<Workspace> {
+    let project = std::fs::canonicalize(project)
+        .ok()
+        .filter(|p| p.is_dir())
+        .ok_or_else(|| Error::NotARepository { path: project.to_path_buf() })?;
+    let run_id = sanitize(run_id);
+    let Some(top) = repository_top(&Git::new(&project))? else {
+        return Err(Error::NotARepository { path: project });
+    };
+    std::fs::create_dir_all(root).map_err(|source| Error::Io {
+        what: format!("creating the workspace folder {}", root.display()),
+        source,
+    })?;
+    let folder = unique_folder(root, &run_id)?;
+    let exclude = excluded(&top, root, exclude);
+    let result = worktree(&project, &top, &folder, &run_id, start, branch, &exclude);
+    if result.is_err() {
         let _ = std::fs::remove_dir_all(&folder);
     }
     result
@@ -73,17 +116,33 @@ fn worktree(
     top: &Path,
     folder: &Path,
     run_id: &str,
+    start: Start<'_>,
+    branch: Option<&str>,
     exclude: &[PathBuf],
 ) -> Result<Workspace> {
     let git = Git::new(top);
-    let message = format!("troupe: snapshot for run {run_id} (HEAD and uncommitted changes)");
-    let base = snapshot_commit(&git, exclude, &message)?;
+    let base = match start {
+        Start::Snapshot => {
+            let message =
+                format!("troupe: snapshot for run {run_id} (HEAD and uncommitted changes)");
+            snapshot_commit(&git, exclude, &message)?
+        }
+        Start::Commit(commit) => resolve(&git, commit)?.ok_or_else(|| Error::Git {
+            command: format!("git rev-parse {commit}"),
+            stderr: "no such commit".into(),
+            hint: "the base commit is gone from the repository".into(),
+        })?,
+    };
     let checkout = folder.join(name_of(top));
     // Another troupe may take the same branch name between the check and the add (two runs
     // started in the same millisecond share a short id): then the next free name.
     let mut tries = 0;
     let branch = loop {
-        let branch = unique_branch(&git, run_id)?;
+        let branch = match branch {
+            Some(name) if tries == 0 => name.to_string(),
+            Some(name) => format!("{name}-{}", tries + 1),
+            None => unique_branch(&git, run_id)?,
+        };
         let add: [&std::ffi::OsStr; 7] = [
             "worktree".as_ref(),
             "add".as_ref(),

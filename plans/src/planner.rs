@@ -1,0 +1,129 @@
+//! The planner's turn: a spec (with the project's memory and a listing of its files) becomes
+//! a [`PlanSpec`]; an invalid answer is re-asked once with the problems named, then the
+//! planner fails with its raw answer kept. Revisions ask the same way, with the current plan
+//! and the person's feedback.
+
+use std::path::{Path, PathBuf};
+
+use troupe_runtime::{Ask, Runtime};
+
+use crate::error::{Error, Result};
+use crate::model::PlanSpec;
+use crate::validate;
+
+/// Most files listed in the prompt.
+const MAX_FILES: usize = 150;
+
+/// What to plan.
+#[derive(Debug, Clone, Default)]
+pub struct PlanRequest {
+    /// The spec, in the user's words.
+    pub spec: String,
+    /// The project folder.
+    pub project: PathBuf,
+    /// The planner agent; the runtime's pick when none.
+    pub planner: Option<String>,
+    /// Only local agents.
+    pub offline: bool,
+    /// A revision: the current plan and the feedback on it.
+    pub revise: Option<(PlanSpec, String)>,
+    /// The audit label (`plan-<id>`).
+    pub label: String,
+}
+
+/// Ask the planner for a plan; `(plan, the agent that answered)`.
+pub async fn plan(runtime: &Runtime, req: &PlanRequest) -> Result<(PlanSpec, String)> {
+    let context =
+        runtime.project_context(Some(req.project.clone()), &req.spec).await.unwrap_or_default();
+    let prompt = prompt(req, &context, &listing(&req.project));
+    let mut ask = Ask {
+        label: req.label.clone(),
+        agent: req.planner.clone(),
+        prompt: prompt.clone(),
+        project: Some(req.project.clone()),
+        offline: req.offline,
+        schema: Some(("plan".into(), validate::schema())),
+    };
+    let first = runtime.ask(ask.clone()).await?;
+    let problems = match validate::parse_answer(&first.text) {
+        Ok(spec) => return Ok((spec, first.agent)),
+        Err(p) => p,
+    };
+    tracing::info!(label = %req.label, problems = problems.len(), "the plan was invalid; asking again");
+    ask.agent = Some(first.agent.clone());
+    ask.prompt = format!(
+        "{prompt}\n\nYour previous answer was not a valid plan:\n{}\n\nYour previous answer was:\n{}\n\n\
+         Answer again with only the corrected JSON object.",
+        problems.iter().map(|p| format!("- {p}")).collect::<Vec<_>>().join("\n"),
+        first.text
+    );
+    let second = runtime.ask(ask).await?;
+    match validate::parse_answer(&second.text) {
+        Ok(spec) => Ok((spec, second.agent)),
+        Err(problems) => Err(Error::PlannerFailed {
+            agent: second.agent,
+            problems,
+            answer: second.text,
+            answer_file: None,
+        }),
+    }
+}
+
+fn prompt(req: &PlanRequest, context: &str, files: &str) -> String {
+    let mut p = String::from(
+        "You plan software work. Turn the spec below into a plan of small tasks, each one a \
+         change an AI coding agent makes and tests in one go. Give each task an id (short, \
+         lowercase, with dashes), a description that says exactly what to change, acceptance \
+         criteria a reviewer can check, the files it will likely touch, and `after`: the ids \
+         of tasks that must be done first (only when the task needs their change; independent \
+         tasks run at the same time). Use as few tasks as the work needs (1 to 6).\n\n\
+         Answer with only a JSON object like:\n\
+         {\"title\": \"…\", \"goal\": \"…\", \"tasks\": [{\"id\": \"add-parser\", \"description\": \"…\", \
+         \"acceptance\": [\"…\"], \"files\": [\"src/parser.py\"], \"after\": []}]}\n\n",
+    );
+    p.push_str(&format!("## Spec\n\n{}\n\n", req.spec.trim()));
+    if let Some((current, feedback)) = &req.revise {
+        let json = serde_json::to_string_pretty(current).unwrap_or_default();
+        p.push_str(&format!(
+            "## The current plan\n\n{json}\n\n## Feedback on it\n\n{}\n\nRevise the plan to address \
+             the feedback; keep what the feedback does not touch.\n\n",
+            feedback.trim()
+        ));
+    }
+    if !files.is_empty() {
+        p.push_str(&format!("## Files of the project\n\n{files}\n\n"));
+    }
+    if !context.trim().is_empty() {
+        p.push_str(&format!("## What the project memory knows\n\n{}\n", context.trim()));
+    }
+    p
+}
+
+/// The project's files (no hidden folders, no build or cache folders), one a line.
+fn listing(project: &Path) -> String {
+    let mut out = Vec::new();
+    let mut stack = vec![project.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let mut entries: Vec<_> = entries.flatten().collect();
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries.into_iter().rev() {
+            let name = e.file_name().to_string_lossy().to_string();
+            if name.starts_with('.')
+                || ["target", "node_modules", "__pycache__", "venv", "dist", "build"]
+                    .contains(&name.as_str())
+            {
+                continue;
+            }
+            let path = e.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Ok(rel) = path.strip_prefix(project) {
+                out.push(rel.display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out.truncate(MAX_FILES);
+    out.join("\n")
+}

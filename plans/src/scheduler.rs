@@ -1,0 +1,394 @@
+//! The scheduler of one plan: tasks become runs in dependency order, at most `concurrency`
+//! at once; each run's workspace starts at the integration branch `troupe/plan-<id>` as it
+//! is when the task starts; a green task is merged into that branch before the tasks after
+//! it start (a conflict marks it `conflict`, naming the files); a failed, conflicting or
+//! blocked task blocks the tasks after it.
+//!
+//! Durability: every state change is stored before anything acts on it. A task's run id is
+//! stored (state `running`) *before* its run is submitted with that id, so after a crash
+//! the scheduler finds the run — finished (its outcome is taken), interrupted (resumed with
+//! [`Runtime::resume`] from its last finished step) or never made (submitted with the same
+//! id) — and no task runs twice. A merge a crash interrupted is aborted and made again; one
+//! that happened is found in the branch and not made twice.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use futures::future::LocalBoxFuture;
+use futures::stream::FuturesUnordered;
+use tokio::sync::{Notify, watch};
+use troupe_change::workspace::{Merge, Workspaces};
+use troupe_runtime::{RunRecord, RunRequest, RunState, Runtime};
+
+use crate::error::{Error, Result};
+use crate::model::{Plan, PlanState, TaskSpec, TaskState};
+use crate::service::{Driver, Plans};
+
+type Finished = (String, Result<RunRecord>);
+
+/// Start the plan's scheduler in this process (or wake the one that runs).
+pub(crate) fn spawn(plans: &Plans, id: &str) {
+    let (done_tx, done_rx) = watch::channel(false);
+    let wake = Arc::new(Notify::new());
+    {
+        let Ok(mut drivers) = plans.inner.drivers.lock() else { return };
+        if let Some(d) = drivers.get(id) {
+            d.wake.notify_one();
+            return;
+        }
+        drivers.insert(id.to_string(), Driver { wake: wake.clone(), done: done_rx });
+    }
+    let plans = plans.clone();
+    let id = id.to_string();
+    actix::spawn(async move {
+        if let Err(e) = drive(&plans, &id, &wake).await {
+            tracing::warn!(plan = %id, error = %e, "the plan stopped");
+            let message = e.to_string();
+            let _ = plans.update(&id, |p| {
+                p.state = PlanState::Failed;
+                p.error = Some(message);
+                Ok(())
+            });
+        }
+        remember(&plans, &id).await;
+        if let Ok(mut d) = plans.inner.drivers.lock() {
+            d.remove(&id);
+        }
+        let _ = done_tx.send(true);
+    });
+}
+
+async fn drive(plans: &Plans, id: &str, wake: &Notify) -> Result<()> {
+    let runtime = plans.runtime().clone();
+    ensure_integration(plans, id).await?;
+    let mut running: FuturesUnordered<LocalBoxFuture<'static, Finished>> = FuturesUnordered::new();
+    // Tasks a previous process left running: find their runs again.
+    let plan = plans.get(id)?;
+    for t in &plan.spec.tasks {
+        let status = plan.tasks.get(&t.id).cloned().unwrap_or_default();
+        if let (TaskState::Running, Some(run_id)) = (status.state, status.run_id) {
+            running.push(follow(runtime.clone(), request(&plan, t)?, run_id, t.id.clone()));
+        }
+    }
+    loop {
+        let (plan, started) = plans.update(id, |p| {
+            reblock(p);
+            let mut started = Vec::new();
+            if p.state != PlanState::Running {
+                return Ok(started);
+            }
+            let order = crate::validate::order(&p.spec).map_err(|c| {
+                Error::Invalid(vec![format!("dependency cycle: {}", c.join(" → "))])
+            })?;
+            let index: BTreeMap<String, TaskSpec> =
+                p.spec.tasks.iter().map(|t| (t.id.clone(), t.clone())).collect();
+            for tid in &order {
+                let ready = index[tid].after.iter().all(|d| p.task_state(d).satisfies());
+                if let Some(s) = p.tasks.get_mut(tid)
+                    && s.state == TaskState::Pending
+                    && ready
+                {
+                    s.state = TaskState::Queued;
+                }
+            }
+            let in_flight = p.tasks.values().filter(|s| s.state == TaskState::Running).count();
+            let mut free = p.concurrency.max(1).saturating_sub(in_flight);
+            for tid in &order {
+                if free == 0 {
+                    break;
+                }
+                if let Some(s) = p.tasks.get_mut(tid)
+                    && s.state == TaskState::Queued
+                {
+                    let run_id = uuid::Uuid::now_v7().to_string();
+                    s.state = TaskState::Running;
+                    s.run_id = Some(run_id.clone());
+                    s.runs.push(run_id.clone());
+                    s.reason = None;
+                    started.push((tid.clone(), run_id));
+                    free -= 1;
+                }
+            }
+            Ok(started)
+        })?;
+        for (tid, run_id) in started {
+            let task = plan.task(&tid).cloned().unwrap_or_default();
+            running.push(follow(runtime.clone(), request(&plan, &task)?, run_id, tid));
+        }
+        if running.is_empty() {
+            finish(plans, id)?;
+            return Ok(());
+        }
+        tokio::select! {
+            Some((tid, outcome)) = running.next() => settle(plans, id, &tid, outcome).await?,
+            _ = wake.notified() => {}
+        }
+    }
+}
+
+/// A plan that ended (done or failed) into the project memory, when there is one.
+async fn remember(plans: &Plans, id: &str) {
+    let Some(store) = plans.runtime().context_store().cloned() else { return };
+    let Ok(plan) = plans.get(id) else { return };
+    if !matches!(plan.state, PlanState::Done | PlanState::Failed) {
+        return;
+    }
+    let recorded = tokio::task::spawn_blocking(move || crate::memory::record(&store, &plan)).await;
+    match recorded {
+        Ok(Ok(node)) => {
+            let _ = plans.update(id, |p| {
+                p.memory_node = Some(node);
+                Ok(())
+            });
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(plan = %id, error = %e, "the plan was not recorded in the project memory")
+        }
+        Err(e) => tracing::warn!(plan = %id, error = %e, "recording the plan died"),
+    }
+}
+
+/// The plan's end when nothing runs: done when every task is green or skipped, failed when
+/// one stops the rest; a paused plan stays paused.
+fn finish(plans: &Plans, id: &str) -> Result<()> {
+    plans.update(id, |p| {
+        if p.state != PlanState::Running {
+            return Ok(());
+        }
+        let stopped: Vec<String> = p
+            .spec
+            .tasks
+            .iter()
+            .filter(|t| matches!(p.task_state(&t.id), TaskState::Failed | TaskState::Conflict))
+            .map(|t| format!("`{}` {}", t.id, p.task_state(&t.id)))
+            .collect();
+        if p.spec.tasks.iter().all(|t| p.task_state(&t.id).satisfies()) {
+            p.state = PlanState::Done;
+        } else {
+            p.state = PlanState::Failed;
+            p.error = Some(if stopped.is_empty() {
+                "tasks are left that cannot start".into()
+            } else {
+                format!(
+                    "{} (retry with `troupe plan retry {} TASK`, or skip with `troupe plan skip`)",
+                    stopped.join(", "),
+                    p.short_id()
+                )
+            });
+        }
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// Mark tasks after a failed, conflicting or blocked task `blocked` (and free ones whose
+/// blockers were retried or skipped), in dependency order.
+pub(crate) fn reblock(p: &mut Plan) {
+    let Ok(order) = crate::validate::order(&p.spec) else { return };
+    for tid in order {
+        let Some(task) = p.task(&tid).cloned() else { continue };
+        let blocker = task.after.iter().find(|d| p.task_state(d).stops()).cloned();
+        if let Some(s) = p.tasks.get_mut(&tid) {
+            match (&blocker, s.state) {
+                (Some(b), TaskState::Pending | TaskState::Queued | TaskState::Blocked) => {
+                    s.state = TaskState::Blocked;
+                    s.reason = Some(format!("after `{b}`, which did not go green"));
+                }
+                (None, TaskState::Blocked) => {
+                    s.state = TaskState::Pending;
+                    s.reason = None;
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Take a task's ended run: merge a green one into the integration branch, else mark it
+/// failed.
+async fn settle(plans: &Plans, id: &str, tid: &str, outcome: Result<RunRecord>) -> Result<()> {
+    let record = match outcome {
+        Ok(r) => r,
+        Err(e) => {
+            let reason = e.to_string();
+            plans.update(id, |p| {
+                set(p, tid, TaskState::Failed, Some(reason), Vec::new());
+                Ok(())
+            })?;
+            return Ok(());
+        }
+    };
+    if record.state != RunState::Completed {
+        let reason = format!(
+            "run {} ended {}{}",
+            short(&record.id),
+            record.state,
+            record.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
+        );
+        plans.update(id, |p| {
+            set(p, tid, TaskState::Failed, Some(reason), Vec::new());
+            Ok(())
+        })?;
+        return Ok(());
+    }
+    let Some(head) = record.workspace.as_ref().map(|w| w.head.clone()) else {
+        plans.update(id, |p| {
+            let reason = "its run had no workspace to merge".to_string();
+            set(p, tid, TaskState::Failed, Some(reason), Vec::new());
+            Ok(())
+        })?;
+        return Ok(());
+    };
+    let plan = plans.get(id)?;
+    let Some(mut ws) = plan.integration.clone() else {
+        return Err(Error::Refused("the plan lost its integration branch".into()));
+    };
+    let message =
+        format!("troupe: plan {} task `{tid}` (run {})", plan.short_id(), short(&record.id));
+    let files: Vec<PathBuf> = record.files.iter().map(|f| f.path.clone()).collect();
+    let (ws, merged) =
+        tokio::task::spawn_blocking(move || ws.merge(&head, &message).map(|m| (ws, m)))
+            .await
+            .map_err(|e| Error::Refused(format!("the merge task died: {e}")))??;
+    plans.update(id, |p| {
+        p.integration = Some(ws);
+        match merged {
+            Merge::Merged { head } => {
+                set(p, tid, TaskState::Green, None, files);
+                if let Some(s) = p.tasks.get_mut(tid) {
+                    s.merged = Some(head);
+                }
+            }
+            Merge::Conflict { files } => {
+                let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+                let reason = format!(
+                    "its change conflicts with the integration branch in {}",
+                    names.join(", ")
+                );
+                set(p, tid, TaskState::Conflict, Some(reason), files);
+            }
+        }
+        reblock(p);
+        Ok(())
+    })?;
+    Ok(())
+}
+
+fn set(p: &mut Plan, tid: &str, state: TaskState, reason: Option<String>, files: Vec<PathBuf>) {
+    if let Some(s) = p.tasks.get_mut(tid) {
+        s.state = state;
+        s.reason = reason;
+        s.files = files;
+    }
+}
+
+/// The integration branch's worktree, made (from a snapshot of the user's tree) when the
+/// plan first runs.
+async fn ensure_integration(plans: &Plans, id: &str) -> Result<()> {
+    let plan = plans.get(id)?;
+    if plan.integration.as_ref().is_some_and(|w| w.exists()) {
+        return Ok(());
+    }
+    let Some(root) = plans.runtime().workspaces_dir().map(|p| p.to_path_buf()) else {
+        return Err(Error::Refused("plans need run workspaces; this runtime makes none".into()));
+    };
+    let data = plans.runtime().config().data_dir();
+    let exclude: Vec<PathBuf> = [data.canonicalize().unwrap_or(data)]
+        .into_iter()
+        .filter(|d| d.starts_with(&plan.project))
+        .collect();
+    let project = plan.project.clone();
+    let branch = plan.branch();
+    let label = format!("plan-{}", plan.id);
+    let ws = tokio::task::spawn_blocking(move || {
+        Workspaces::new(root).create_branch(&project, &label, Some(&branch), None, &exclude)
+    })
+    .await
+    .map_err(|e| Error::Refused(format!("the workspace task died: {e}")))?
+    .map_err(|e| match e {
+        troupe_change::Error::NotARepository { path } => Error::Refused(format!(
+            "{} is not in a git repository; a plan merges its tasks on a git branch. Run `git init` there (and commit) first",
+            path.display()
+        )),
+        e => Error::Change(e),
+    })?;
+    plans.update(id, |p| {
+        p.integration = Some(ws);
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// The run request of a task (its run starts at the integration branch's head).
+fn request(plan: &Plan, task: &TaskSpec) -> Result<RunRequest> {
+    let Some(ws) = &plan.integration else {
+        return Err(Error::Refused("the plan has no integration branch".into()));
+    };
+    let mut text = task.description.trim().to_string();
+    if !task.acceptance.is_empty() {
+        text.push_str("\n\nAcceptance criteria:\n");
+        for a in &task.acceptance {
+            text.push_str(&format!("- {a}\n"));
+        }
+    }
+    if !task.files.is_empty() {
+        text.push_str(&format!("\nFiles likely involved: {}\n", task.files.join(", ")));
+    }
+    text.push_str(&format!(
+        "\n(Task `{}` of the plan \"{}\": {})",
+        task.id,
+        plan.spec.title,
+        plan.spec.goal.trim()
+    ));
+    Ok(RunRequest {
+        task: text,
+        workflow: task.workflow.clone(),
+        offline: plan.offline,
+        project: Some(plan.project.clone()),
+        base: Some(ws.head.clone()),
+        ..RunRequest::default()
+    })
+}
+
+/// A task's run to its end: submitted with its recorded id when it does not exist yet,
+/// waited for when it runs in this process, its record when it ended, resumed when a
+/// previous process left it unfinished.
+fn follow(
+    runtime: Runtime,
+    mut req: RunRequest,
+    run_id: String,
+    tid: String,
+) -> LocalBoxFuture<'static, Finished> {
+    Box::pin(async move {
+        let outcome = async {
+            match runtime.store().run(&run_id)? {
+                None => {
+                    req.id = Some(run_id.clone());
+                    Ok(runtime.submit(req).await?.wait().await?)
+                }
+                Some(r) if r.state.is_final() => Ok(r),
+                Some(_) if runtime.live_runs().contains(&run_id) => {
+                    if let Some(mut events) = runtime.subscribe(&run_id) {
+                        while let Ok(e) = events.recv().await {
+                            if e.is_final() {
+                                break;
+                            }
+                        }
+                    }
+                    runtime.store().run(&run_id)?.ok_or_else(|| {
+                        Error::Runtime(troupe_runtime::Error::NoSuchRun(run_id.clone()))
+                    })
+                }
+                Some(_) => Ok(runtime.resume(&run_id).await?.wait().await?),
+            }
+        }
+        .await;
+        (tid, outcome)
+    })
+}
+
+fn short(id: &str) -> String {
+    id.chars().filter(|c| *c != '-').take(12).collect()
+}

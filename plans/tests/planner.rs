@@ -1,0 +1,113 @@
+//! The planner's turn with a scripted planner: a valid answer becomes a draft; an invalid
+//! one is re-asked once with the problems named; two invalid answers fail with the raw
+//! answer kept; a revision makes a new version and keeps the old one.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{Fixed, world};
+use troupe_adapters::agent::Agent;
+use troupe_plans::{Error, NewPlan, PlanState};
+
+const VALID: &str = r#"{"title": "Word count", "goal": "Count words", "tasks": [
+  {"id": "count", "description": "Add count_words", "acceptance": ["tabs separate words"], "files": ["textkit/core.py"], "after": []},
+  {"id": "cli", "description": "Expose it", "acceptance": ["prints the count"], "after": ["count"]}]}"#;
+const CYCLE: &str = r#"{"title": "W", "goal": "G", "tasks": [
+  {"id": "a", "description": "d", "acceptance": [], "after": ["b"]},
+  {"id": "b", "description": "d", "acceptance": [], "after": ["a"]}]}"#;
+const REVISED: &str = r#"{"title": "Word count", "goal": "Count words", "tasks": [
+  {"id": "count", "description": "Add count_words with tests", "acceptance": ["tests pass"], "after": []}]}"#;
+
+fn planner(p: &Arc<Fixed>) -> (&'static str, Arc<dyn Agent>) {
+    ("planner", p.clone() as Arc<dyn Agent>)
+}
+
+#[actix::test]
+async fn an_invalid_plan_is_asked_again_with_its_problems_named() {
+    let p = Fixed::new("planner", &[CYCLE, VALID], false);
+    let w = world(&[planner(&p)]);
+    let plan = w
+        .plans
+        .create(NewPlan {
+            spec: "count words".into(),
+            project: Some(w.project()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(plan.state, PlanState::Draft);
+    assert_eq!(plan.spec.tasks.len(), 2);
+    assert_eq!(plan.revisions[0].by, "planner planner");
+    let prompts = p.prompts.lock().unwrap().clone();
+    assert_eq!(prompts.len(), 2);
+    assert!(
+        prompts[0].contains("count words") && prompts[0].contains("README.md"),
+        "{}",
+        prompts[0]
+    );
+    assert!(prompts[1].contains("dependency cycle: a → b → a"), "{}", prompts[1]);
+    // Stored.
+    assert_eq!(w.plans.get(&plan.id).unwrap(), plan);
+}
+
+#[actix::test]
+async fn two_invalid_answers_fail_with_the_raw_answer_kept() {
+    let p =
+        Fixed::new("planner", &["I think you should add a function.", "{\"title\": \"x\"}"], false);
+    let w = world(&[planner(&p)]);
+    let err = w
+        .plans
+        .create(NewPlan {
+            spec: "count words".into(),
+            project: Some(w.project()),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    match err {
+        Error::PlannerFailed { agent, problems, answer, .. } => {
+            assert_eq!(agent, "planner");
+            assert_eq!(answer, "{\"title\": \"x\"}");
+            assert!(problems.contains(&"missing field `goal`".to_string()), "{problems:?}");
+        }
+        e => panic!("{e}"),
+    }
+    assert!(w.plans.list().unwrap().is_empty());
+}
+
+#[actix::test]
+async fn revise_and_edit_make_new_versions_and_need_approval_again() {
+    let p = Fixed::new("planner", &[VALID, REVISED], false);
+    let w = world(&[planner(&p)]);
+    let plan = w
+        .plans
+        .create(NewPlan {
+            spec: "count words".into(),
+            project: Some(w.project()),
+            approve: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(plan.state, PlanState::Approved);
+    let revised = w.plans.revise(&plan.id, "one task is enough").await.unwrap();
+    assert_eq!(revised.version(), 2);
+    assert_eq!(revised.state, PlanState::Draft);
+    assert_eq!(revised.spec.tasks.len(), 1);
+    assert_eq!(revised.revisions[0].spec.tasks.len(), 2, "the first version is kept");
+    assert!(revised.revisions[1].by.contains("one task is enough"));
+    let prompt = p.prompts.lock().unwrap()[1].clone();
+    assert!(prompt.contains("one task is enough") && prompt.contains("\"cli\""), "{prompt}");
+
+    // An edit that names an unknown task is refused; a good one is version 3.
+    let mut bad = revised.spec.clone();
+    bad.tasks[0].after = vec!["nope".into()];
+    let err = w.plans.edit(&plan.id, bad).unwrap_err();
+    assert!(err.to_string().contains("task `count` comes after unknown task `nope`"), "{err}");
+    let mut good = revised.spec.clone();
+    good.title = "Edited".into();
+    assert_eq!(w.plans.edit(&plan.id, good).unwrap().version(), 3);
+}

@@ -1,0 +1,185 @@
+//! Plans through real processes: `troupe plan new` with a scripted planner (a CLI agent
+//! made of a shell script), `troupe plan run` through a running `troupe serve`, the server
+//! killed with SIGKILL while a task runs, a new server that finishes the plan with no task
+//! run twice, and `troupe plan apply` landing the combined change.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Server, git, signal, wait_exit, write_script};
+use serde_json::Value;
+
+const PLAN: &str = r#"{"title": "Three files", "goal": "Write a, b and c", "tasks": [
+ {"id": "a", "description": "write a.txt", "acceptance": ["a.txt exists"], "after": []},
+ {"id": "b", "description": "write b.txt", "acceptance": ["b.txt exists"], "after": ["a"]},
+ {"id": "c", "description": "write c.txt", "acceptance": ["c.txt exists"], "after": ["b"]}]}"#;
+
+struct World {
+    dir: tempfile::TempDir,
+    home: PathBuf,
+    project: PathBuf,
+    config: PathBuf,
+}
+
+fn world() -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let home = d.join("home");
+    let project = d.join("project");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::create_dir_all(&project).unwrap();
+    std::fs::write(project.join("README.md"), "# demo\n").unwrap();
+    git(&project, &["init", "-q"]);
+    git(&project, &["add", "-A"]);
+    git(&project, &["commit", "-qm", "start"]);
+    std::fs::write(d.join("plan.json"), PLAN).unwrap();
+    write_script(&d.join("planner.sh"), &format!("cat '{}'\n", d.join("plan.json").display()));
+    // The coder writes `<task>.txt` in its workspace and logs each call; task `b` waits for
+    // the file `release`. Later tasks first: a prompt may quote earlier tasks (the memory).
+    let log = d.join("calls.log");
+    let release = d.join("release");
+    write_script(
+        &d.join("coder.sh"),
+        &format!(
+            "case \"$1\" in *'(Task `c`'*) t=c;; *'(Task `b`'*) t=b;; *'(Task `a`'*) t=a;; *) t=unknown;; esac\n\
+             echo \"$t\" >> '{log}'\n\
+             if [ \"$t\" = b ]; then while [ ! -e '{release}' ]; do sleep 0.1; done; fi\n\
+             echo \"$t\" > \"$t.txt\"\necho \"wrote $t.txt\"\n",
+            log = log.display(),
+            release = release.display()
+        ),
+    );
+    write_script(&d.join("reviewer.sh"), "echo '{\"verdict\": \"approved\", \"findings\": []}'\n");
+    let agent = |name: &str, role: &str| {
+        format!(
+            "[agents.{name}]\nkind = \"cli\"\ncommand = \"{}\"\nargs = [\"{{prompt}}\"]\nflavor = \"generic\"\nrole = \"{role}\"\nretry = {{ max_attempts = 1 }}\n\n",
+            d.join(format!("{name}.sh")).display()
+        )
+    };
+    let config = d.join("troupe.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[settings]\ndefault_workflow = \"scripted\"\nplanner_agent = \"planner\"\nmax_concurrent_runs = 4\n\n{}{}{}\
+             [workflows.scripted]\nmax_iterations = 1\nsteps = [\n  {{ agent = \"coder\", role = \"implement\" }},\n  {{ agent = \"reviewer\", role = \"review\" }},\n]\n",
+            agent("planner", "plan"),
+            agent("coder", "implement"),
+            agent("reviewer", "review"),
+        ),
+    )
+    .unwrap();
+    World { dir, home, project, config }
+}
+
+fn troupe_cmd(w: &World, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_troupe"));
+    c.arg("--config")
+        .arg(&w.config)
+        .args(args)
+        .current_dir(&w.project)
+        .env("TROUPE_HOME", &w.home)
+        .env("TROUPE_ASSETS", w.home.join("assets"))
+        .env_remove("TROUPE_API_TOKEN")
+        .env_remove("TROUPE_CONFIG")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null());
+    c
+}
+
+fn troupe(w: &World, args: &[&str]) -> Output {
+    troupe_cmd(w, args).output().unwrap()
+}
+
+fn serve(w: &World) -> Server {
+    let mut cmd = troupe_cmd(w, &["serve", "--grace-secs", "1", "--addr", "127.0.0.1:0"]);
+    cmd.env("TROUPE_STORE_WAIT_SECS", "30");
+    Server::spawn(cmd, None)
+}
+
+fn calls(w: &World) -> Vec<String> {
+    std::fs::read_to_string(w.dir.path().join("calls.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+async fn wait_plan(s: &Server, id: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let (status, v) = s.get(&format!("/api/plans/{id}")).await;
+        if status == 200 && pred(&v) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "the plan never got to {what}: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_survives_a_killed_server_and_no_task_runs_twice() {
+    let w = world();
+    // A plan from the scripted planner, approved at once (no server: in this process).
+    let out = troupe(&w, &["plan", "new", "write three files", "--approve", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = plan["id"].as_str().unwrap().to_string();
+    assert_eq!(plan["state"], "approved");
+    assert_eq!(plan["spec"]["tasks"].as_array().unwrap().len(), 3);
+
+    // Run it through the server; kill the server while `b` runs.
+    let server = serve(&w);
+    let out = troupe(&w, &["plan", "run", &id[..8], "--detach"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v =
+        wait_plan(&server, &id, "task b running", |v| v["tasks"]["b"]["state"] == "running").await;
+    assert_eq!(v["tasks"]["a"]["state"], "green");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !calls(&w).contains(&"b".to_string()) {
+        assert!(Instant::now() < deadline, "the coder was never called for b");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let b_run = v["tasks"]["b"]["run_id"].as_str().unwrap().to_string();
+    let mut server = server;
+    signal(server.pid(), "KILL");
+    wait_exit(&mut server.child, Duration::from_secs(10));
+    drop(server);
+
+    // A new server goes on with the plan by itself.
+    std::fs::write(w.dir.path().join("release"), "").unwrap();
+    let server = serve(&w);
+    let done = wait_plan(&server, &id, "its end", |v| v["state"] != "running").await;
+    assert_eq!(done["state"], "done", "{done}");
+    for t in ["a", "b", "c"] {
+        assert_eq!(done["tasks"][t]["state"], "green", "{done}");
+        assert_eq!(
+            done["tasks"][t]["runs"].as_array().unwrap().len(),
+            1,
+            "task {t} ran twice: {done}"
+        );
+    }
+    assert_eq!(done["tasks"]["b"]["run_id"], b_run.as_str(), "b's run was resumed, not replaced");
+    let (_, run) = server.get(&format!("/api/runs/{b_run}")).await;
+    assert_eq!(run["run"]["resumed"], 1, "{run}");
+    let calls = calls(&w);
+    assert_eq!(calls.iter().filter(|c| *c == "a").count(), 1, "{calls:?}");
+    assert_eq!(calls.iter().filter(|c| *c == "c").count(), 1, "{calls:?}");
+    let (_, runs) = server.get("/api/runs").await;
+    assert_eq!(runs.as_array().unwrap().len(), 3, "one run per task: {runs}");
+
+    // Status and apply go through the server; the combined change lands in the project.
+    let out = troupe(&w, &["plan", "status", &id[..8]]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.contains("✓ green     b  ← a"), "{text}");
+    let out = troupe(&w, &["plan", "apply", &id[..8]]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for f in ["a.txt", "b.txt", "c.txt"] {
+        assert!(w.project.join(f).exists(), "{f} was not applied");
+    }
+    server.stop();
+}
