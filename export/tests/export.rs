@@ -304,7 +304,12 @@ fn sample(store: &Store, p: &ProjectId) -> Vec<NodeId> {
         store,
         NewNode::new(p, NodeType::Preference, "Small commits", "One change per commit."),
     );
+    let plan = add(
+        store,
+        NewNode::new(p, NodeType::Plan, "Rate limits", "Plan: rate limits for every agent"),
+    );
     link(store, &task, &file, EdgeType::References);
+    link(store, &task, &plan, EdgeType::PartOf);
     link(store, &decision, &task, EdgeType::PartOf);
     link(store, &mistake, &task, EdgeType::CausedBy);
     link(store, &pattern, &task, EdgeType::DerivedFrom);
@@ -314,7 +319,7 @@ fn sample(store: &Store, p: &ProjectId) -> Vec<NodeId> {
     link(store, &decision, &concept, EdgeType::RelatedTo);
     link(store, &file, &proj, EdgeType::PartOf);
     store.link(&pattern, &concept, EdgeType::Mentions, 0.5, json!({"why": "x"})).unwrap();
-    vec![proj, file, task, decision, mistake, pattern, snippet, turn, concept, pref]
+    vec![proj, file, task, decision, mistake, pattern, snippet, turn, concept, pref, plan]
 }
 
 #[test]
@@ -325,12 +330,12 @@ fn round_trip_matches_the_graph() {
     let p = project("p1");
     sample(&store, &p);
     let summary = export(&store, &ExportOptions::new(vault.path(), &p)).unwrap();
-    assert_eq!(summary.notes, 10);
-    assert_eq!(summary.written, 10);
+    assert_eq!(summary.notes, 11);
+    assert_eq!(summary.written, 11);
     assert_eq!(summary.unchanged, 0);
-    assert_eq!(summary.links, 10);
+    assert_eq!(summary.links, 11);
     assert_eq!(summary.projects, 1);
-    assert_eq!(summary.by_type.len(), 10);
+    assert_eq!(summary.by_type.len(), 11);
     assert_vault_matches(&store, vault.path(), &all_nodes(&store, &Scope::All));
 
     // Folders per type, the index, the vault settings.
@@ -341,7 +346,7 @@ fn round_trip_matches_the_graph() {
     for section in ["## Notes by type", "## Projects", "## Most connected", "## Recent activity"] {
         assert!(index.contains(section), "{index}");
     }
-    assert!(index.contains("[[Tasks/Add rate limiting|Add rate limiting]] · 5 links"), "{index}");
+    assert!(index.contains("[[Tasks/Add rate limiting|Add rate limiting]] · 6 links"), "{index}");
     assert!(vault.path().join(".obsidian/app.json").is_file());
     let graph: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(vault.path().join(".obsidian/graph.json")).unwrap(),
