@@ -12,69 +12,48 @@ use crate::config::AgentKind;
 /// common prefix across calls). Other OpenAI-compatible servers may refuse fields they do
 /// not know, so they never receive the llama.cpp ones.
 pub(crate) fn openai_fields(body: &mut Value, o: &GenerationOptions, kind: AgentKind) {
-    let mut set = |k: &str, v: Value| body[k] = v;
-    if let Some(t) = o.temperature {
-        set("temperature", json!(t));
-    }
-    if let Some(p) = o.top_p {
-        set("top_p", json!(p));
-    }
-    if let Some(n) = o.max_tokens {
-        set("max_tokens", json!(n));
-    }
-    if !o.stop.is_empty() {
-        set("stop", json!(o.stop));
-    }
-    if let Some(s) = o.seed {
-        set("seed", json!(s));
-    }
+    let mut fields = shared_fields(o);
+    fields.push(("max_tokens", o.max_tokens.map(|n| json!(n))));
     if kind == AgentKind::Llamacpp {
-        if let Some(k) = o.top_k {
-            set("top_k", json!(k));
+        fields.extend(sampler_fields(o));
+        fields.push(("cache_prompt", Some(json!(true))));
+    }
+    for (k, v) in fields {
+        if let Some(v) = v {
+            body[k] = v;
         }
-        if let Some(p) = o.min_p {
-            set("min_p", json!(p));
-        }
-        if let Some(r) = o.repeat_penalty {
-            set("repeat_penalty", json!(r));
-        }
-        set("cache_prompt", json!(true));
     }
 }
 
 /// Ollama's `options` object for `o` (`num_predict`, `num_ctx`, …); empty when nothing is
 /// set.
 pub(crate) fn ollama_options(o: &GenerationOptions) -> Value {
-    let mut options = json!({});
-    let mut set = |k: &str, v: Value| options[k] = v;
-    if let Some(t) = o.temperature {
-        set("temperature", json!(t));
-    }
-    if let Some(p) = o.top_p {
-        set("top_p", json!(p));
-    }
-    if let Some(k) = o.top_k {
-        set("top_k", json!(k));
-    }
-    if let Some(p) = o.min_p {
-        set("min_p", json!(p));
-    }
-    if let Some(r) = o.repeat_penalty {
-        set("repeat_penalty", json!(r));
-    }
-    if let Some(n) = o.max_tokens {
-        set("num_predict", json!(n));
-    }
-    if !o.stop.is_empty() {
-        set("stop", json!(o.stop));
-    }
-    if let Some(s) = o.seed {
-        set("seed", json!(s));
-    }
-    if let Some(c) = o.context_tokens {
-        set("num_ctx", json!(c));
-    }
-    options
+    let mut fields = shared_fields(o);
+    fields.extend(sampler_fields(o));
+    fields.push(("num_predict", o.max_tokens.map(|n| json!(n))));
+    fields.push(("num_ctx", o.context_tokens.map(|c| json!(c))));
+    let options: serde_json::Map<String, Value> =
+        fields.into_iter().filter_map(|(k, v)| Some((k.to_string(), v?))).collect();
+    Value::Object(options)
+}
+
+/// The settings every endpoint names alike (unset ones as `None`).
+fn shared_fields(o: &GenerationOptions) -> Vec<(&'static str, Option<Value>)> {
+    vec![
+        ("temperature", o.temperature.map(|t| json!(t))),
+        ("top_p", o.top_p.map(|p| json!(p))),
+        ("stop", (!o.stop.is_empty()).then(|| json!(o.stop))),
+        ("seed", o.seed.map(|s| json!(s))),
+    ]
+}
+
+/// The llama.cpp sampler settings that Ollama also takes (unset ones as `None`).
+fn sampler_fields(o: &GenerationOptions) -> [(&'static str, Option<Value>); 3] {
+    [
+        ("top_k", o.top_k.map(|k| json!(k))),
+        ("min_p", o.min_p.map(|p| json!(p))),
+        ("repeat_penalty", o.repeat_penalty.map(|r| json!(r))),
+    ]
 }
 
 fn as_u32(v: Option<&Value>) -> Option<u32> {
