@@ -45,8 +45,26 @@ pub async fn plan(runtime: &Runtime, req: &PlanRequest) -> Result<(PlanSpec, Str
         schema: Some(("plan".into(), validate::schema())),
     };
     let first = runtime.ask(ask.clone()).await?;
+    // A valid plan that leaves out what the spec names is asked again once too; if the second
+    // answer is no valid plan, the first one stands.
+    let mut fallback = None;
     let problems = match validate::parse_answer(&first.text) {
-        Ok(spec) => return Ok((spec, first.agent)),
+        Ok(spec) => {
+            let missing = if req.revise.is_none() {
+                validate::uncovered(&req.spec, &spec)
+            } else {
+                Vec::new()
+            };
+            if missing.is_empty() {
+                return Ok((spec, first.agent));
+            }
+            let names = missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ");
+            fallback = Some(spec);
+            vec![format!(
+                "no task covers what the spec names: {names}; every part of the spec must be \
+                 part of some task (a fix the spec asks for first comes first)"
+            )]
+        }
         Err(p) => p,
     };
     tracing::info!(label = %req.label, problems = problems.len(), "the plan was invalid; asking again");
@@ -58,9 +76,10 @@ pub async fn plan(runtime: &Runtime, req: &PlanRequest) -> Result<(PlanSpec, Str
         first.text
     );
     let second = runtime.ask(ask).await?;
-    match validate::parse_answer(&second.text) {
-        Ok(spec) => Ok((spec, second.agent)),
-        Err(problems) => Err(Error::PlannerFailed {
+    match (validate::parse_answer(&second.text), fallback) {
+        (Ok(spec), _) => Ok((spec, second.agent)),
+        (Err(_), Some(spec)) => Ok((spec, first.agent)),
+        (Err(problems), None) => Err(Error::PlannerFailed {
             agent: second.agent,
             problems,
             answer: second.text,
@@ -76,7 +95,8 @@ fn prompt(req: &PlanRequest, context: &str, files: &str) -> String {
          lowercase, with dashes), a description that says exactly what to change, acceptance \
          criteria a reviewer can check, the files it will likely touch, and `after`: the ids \
          of tasks that must be done first (only when the task needs their change; independent \
-         tasks run at the same time). Use as few tasks as the work needs (1 to 6).\n\n\
+         tasks run at the same time). Use as few tasks as the work needs (1 to 6). Cover every \
+         part of the spec: each thing it asks for is part of some task, in the order it asks.\n\n\
          Answer with only a JSON object like:\n\
          {\"title\": \"…\", \"goal\": \"…\", \"tasks\": [{\"id\": \"add-parser\", \"description\": \"…\", \
          \"acceptance\": [\"…\"], \"files\": [\"src/parser.py\"], \"after\": []}]}\n\n",

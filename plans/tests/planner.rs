@@ -111,3 +111,48 @@ async fn revise_and_edit_make_new_versions_and_need_approval_again() {
     good.title = "Edited".into();
     assert_eq!(w.plans.edit(&plan.id, good).unwrap().version(), 3);
 }
+
+const SPEC_TWO_PARTS: &str =
+    "First fix word_count in textkit/words.py, then add longest_word(text) beside it.";
+const PARTIAL: &str = r#"{"title": "Longest word", "goal": "Add it", "tasks": [
+  {"id": "longest", "description": "Add longest_word", "acceptance": ["ties keep the first"], "files": ["textkit/words.py"], "after": []}]}"#;
+const WHOLE: &str = r#"{"title": "Words", "goal": "Fix and add", "tasks": [
+  {"id": "fix", "description": "Fix word_count", "acceptance": ["tabs separate words"], "files": ["textkit/words.py"], "after": []},
+  {"id": "longest", "description": "Add longest_word", "acceptance": ["ties keep the first"], "after": ["fix"]}]}"#;
+
+async fn plan_two_parts(answers: &[&str]) -> (troupe_plans::Plan, Vec<String>) {
+    let p = Fixed::new("planner", answers, false);
+    let w = world(&[planner(&p)]);
+    let plan = w
+        .plans
+        .create(NewPlan {
+            spec: SPEC_TWO_PARTS.into(),
+            project: Some(w.project()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let prompts = p.prompts.lock().unwrap().clone();
+    (plan, prompts)
+}
+
+#[actix::test]
+async fn a_plan_that_leaves_out_part_of_the_spec_is_asked_again() {
+    let (plan, prompts) = plan_two_parts(&[PARTIAL, WHOLE]).await;
+    assert_eq!(prompts.len(), 2);
+    assert!(
+        prompts[1].contains("no task covers what the spec names: `word_count`"),
+        "{}",
+        prompts[1]
+    );
+    let ids: Vec<&str> = plan.spec.tasks.iter().map(|t| t.id.as_str()).collect();
+    assert_eq!(ids, ["fix", "longest"]);
+}
+
+#[actix::test]
+async fn a_partial_plan_stands_when_the_second_answer_is_no_plan() {
+    let (plan, prompts) = plan_two_parts(&[PARTIAL, "Sorry, I cannot."]).await;
+    assert_eq!(prompts.len(), 2);
+    let ids: Vec<&str> = plan.spec.tasks.iter().map(|t| t.id.as_str()).collect();
+    assert_eq!(ids, ["longest"]);
+}
