@@ -5,7 +5,7 @@
 //! dependencies (`after`) and a suggested workflow — checked with exact errors
 //! ([`validate`]). A person reads it ([`render::markdown`]), edits it ([`render::toml`]),
 //! has it revised (versions are kept), approves or rejects it; nothing runs before
-//! approval. The [`scheduler`] runs the tasks of an approved plan as runs of the runtime in
+//! approval. The `scheduler` runs the tasks of an approved plan as runs of the runtime in
 //! dependency order, up to a concurrency limit, each in a workspace branched from the
 //! plan's integration branch `troupe/plan-<id>`, merging each green task there before the
 //! tasks after it start. Plans and task states live in the store ([`store`]), so a

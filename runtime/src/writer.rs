@@ -1,7 +1,7 @@
 //! The one thread that writes run records: async code hands it writes and awaits the
 //! acknowledgement, so no flush (an fsync) ever runs on an async executor.
 //!
-//! The thread takes every write that is waiting when it wakes up (up to [`MAX_BATCH`]) and
+//! The thread takes every write that is waiting when it wakes up (up to `MAX_BATCH`) and
 //! applies them as one batch with one flush, then acknowledges each: a caller's write is
 //! on disk when its `await` returns — a step is stored before the next step starts — while
 //! many concurrent runs share each fsync.

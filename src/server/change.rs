@@ -61,7 +61,7 @@ pub struct ApplyBody {
     /// Also commit the change on the project's current branch.
     #[serde(default)]
     commit: bool,
-    /// The commit's message [default: "troupe: <task's first line> (run <short id>)"].
+    /// The commit's message (default: `troupe: <task's first line> (run <short id>)`).
     #[serde(default)]
     message: Option<String>,
 }

@@ -3,7 +3,7 @@
 //! Keys are chosen so a prefix scan returns a run's steps in order:
 //! `runs/<run id>`, `steps/<run id>/<iteration:06>/<step:04>` and, for the validators'
 //! runs, `checks/<run id>/<iteration:06>/<step:04>` (the step whose change was checked);
-//! secondary keys under `idx/` ([`index`]) serve the reads made while runs execute.
+//! secondary keys under `idx/` (`index`) serve the reads made while runs execute.
 //!
 //! Writes are `async` and go through the one writer thread ([`crate::writer`]): the flush
 //! never runs on an async executor. Reads are synchronous point reads and prefix scans.

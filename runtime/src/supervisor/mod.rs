@@ -6,7 +6,7 @@
 //! stream its answer as events, write the step as ended, and tell the engine. A crash at any
 //! point leaves the store consistent: a `running` step is simply run again on resume.
 //!
-//! The actor owns the run ([`drive::Run`]: its record, engine, latest check, what it will
+//! The actor owns the run (`drive::Run`: its record, engine, latest check, what it will
 //! teach the memory) and is the only writer of the run's record from the moment it is
 //! submitted to its end. It goes one turn at a time: each turn's future borrows the run and
 //! hands it back, so the actor keeps handling messages while a step runs. Cancellation is

@@ -43,7 +43,7 @@ pub fn verdict_line(verdict: &Verdict) -> String {
     }
 }
 
-/// A finding as one line: "- [error] handle empty input".
+/// A finding as one line: `- [error] handle empty input`.
 pub fn finding_line(f: &Finding) -> String {
     let sev = match f.severity {
         FindingSeverity::Error => "error",
