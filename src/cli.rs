@@ -208,7 +208,7 @@ pub enum PlanCommand {
         /// The agent that plans [default: settings.planner_agent, else the best eligible]
         #[arg(long, value_name = "AGENT")]
         planner: Option<String>,
-        /// Approve the plan at once (it still runs only with `troupe plan run`)
+        /// Approve the plan at once (it runs with `troupe plan run`, or by itself under `troupe serve`)
         #[arg(long)]
         approve: bool,
         /// The project folder [default: the configured project]
@@ -240,7 +240,7 @@ pub enum PlanCommand {
         /// What to change
         feedback: String,
     },
-    /// Approve a plan: it may run
+    /// Approve a plan: it may run (a running `troupe serve` starts it at once)
     Approve {
         /// The plan's id (or a unique prefix of it)
         id: String,

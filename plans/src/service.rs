@@ -403,6 +403,52 @@ impl Plans {
         }
         Ok(started)
     }
+
+    /// The durable queue's daemon side (`troupe serve`): go on with the plans a previous
+    /// process left running, start the approved ones, and from now on start each plan the
+    /// moment it is approved. The ids started now.
+    pub fn serve_queue(&self) -> Result<Vec<String>> {
+        // Subscribed first, so an approval between the listing and the loop is not missed.
+        let mut events = self.subscribe();
+        let mut started = self.recover()?;
+        started.extend(self.start_approved()?);
+        let plans = self.clone();
+        actix::spawn(async move {
+            loop {
+                match events.recv().await {
+                    Ok(PlanEvent::PlanState { plan_id, state: PlanState::Approved }) => {
+                        if let Err(e) = plans.run(&plan_id, None) {
+                            tracing::warn!(plan = %plan_id, error = %e, "an approved plan did not start");
+                        }
+                    }
+                    Ok(_) => {}
+                    // Events were missed: look at the store instead.
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        let _ = plans.start_approved();
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        });
+        Ok(started)
+    }
+
+    /// Start every approved plan; one that cannot start is logged and left approved.
+    fn start_approved(&self) -> Result<Vec<String>> {
+        let mut started = Vec::new();
+        for plan in self.list()? {
+            if plan.state != PlanState::Approved {
+                continue;
+            }
+            match self.run(&plan.id, None) {
+                Ok(_) => started.push(plan.id),
+                Err(e) => {
+                    tracing::warn!(plan = %plan.id, error = %e, "an approved plan did not start")
+                }
+            }
+        }
+        Ok(started)
+    }
 }
 
 impl Inner {

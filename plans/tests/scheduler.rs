@@ -219,3 +219,31 @@ async fn a_paused_plan_starts_nothing_new_until_resumed() {
     assert_eq!(done.state, PlanState::Done);
     assert_eq!(c.calls(), vec!["a", "b"]);
 }
+
+#[actix::test]
+async fn a_serving_queue_starts_approved_plans_by_itself() {
+    let c = Coder::new(&[("a", write("a.txt", "A")), ("b", write("b.txt", "B"))], 1);
+    let w = world(&[coder(&c)]);
+    let approved = w.plans.create_from("spec", w.project(), spec(&[("a", &[])])).unwrap();
+    w.plans.approve(&approved.id).unwrap();
+    let draft = w.plans.create_from("spec", w.project(), spec(&[("b", &[])])).unwrap();
+
+    // At start: the approved plan runs, the draft does not.
+    assert_eq!(w.plans.serve_queue().unwrap(), vec![approved.id.clone()]);
+    assert_eq!(w.plans.wait(&approved.id).await.unwrap().state, PlanState::Done);
+    assert_eq!(w.plans.get(&draft.id).unwrap().state, PlanState::Draft);
+    assert_eq!(c.calls(), vec!["a"]);
+
+    // Approving a plan while the queue serves starts it.
+    w.plans.approve(&draft.id).unwrap();
+    for _ in 0..500 {
+        if w.plans.is_driving(&draft.id)
+            || w.plans.get(&draft.id).unwrap().state != PlanState::Approved
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(w.plans.wait(&draft.id).await.unwrap().state, PlanState::Done);
+    assert_eq!(c.calls(), vec!["a", "b"]);
+}

@@ -203,10 +203,11 @@ pub fn serve(config: Config, source: ConfigSource, args: ServeArgs) -> Result<u8
                 return Ok(exit::FAILED);
             }
         };
-        // The durable queue: plans a previous server left running go on.
-        match plans.recover() {
+        // The durable queue: plans a previous server left running go on, approved ones start
+        // (now, and whenever one is approved while the server runs).
+        match plans.serve_queue() {
             Ok(ids) if !ids.is_empty() => {
-                eprintln!("troupe: going on with {} running plan(s)", ids.len());
+                eprintln!("troupe: running {} plan(s) (left running or approved)", ids.len());
             }
             Ok(_) => {}
             Err(e) => eprintln!("troupe: cannot read the stored plans: {e}"),
