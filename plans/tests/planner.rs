@@ -8,9 +8,9 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{Fixed, world};
+use common::{Fixed, World, world};
 use troupe_adapters::agent::Agent;
-use troupe_plans::{Error, NewPlan, PlanState};
+use troupe_plans::{Error, NewPlan, Plan, PlanState};
 
 const VALID: &str = r#"{"title": "Word count", "goal": "Count words", "tasks": [
   {"id": "count", "description": "Add count_words", "acceptance": ["tabs separate words"], "files": ["textkit/core.py"], "after": []},
@@ -25,19 +25,30 @@ fn planner(p: &Arc<Fixed>) -> (&'static str, Arc<dyn Agent>) {
     ("planner", p.clone() as Arc<dyn Agent>)
 }
 
-#[actix::test]
-async fn an_invalid_plan_is_asked_again_with_its_problems_named() {
-    let p = Fixed::new("planner", &[CYCLE, VALID], false);
+/// A world whose planner answers `answers` in turn, and what `plan new SPEC` made of them.
+async fn create(
+    answers: &[&str],
+    spec: &str,
+    approve: bool,
+) -> (World, Arc<Fixed>, troupe_plans::Result<Plan>) {
+    let p = Fixed::new("planner", answers, false);
     let w = world(&[planner(&p)]);
     let plan = w
         .plans
         .create(NewPlan {
-            spec: "count words".into(),
+            spec: spec.into(),
             project: Some(w.project()),
+            approve,
             ..Default::default()
         })
-        .await
-        .unwrap();
+        .await;
+    (w, p, plan)
+}
+
+#[actix::test]
+async fn an_invalid_plan_is_asked_again_with_its_problems_named() {
+    let (w, p, plan) = create(&[CYCLE, VALID], "count words", false).await;
+    let plan = plan.unwrap();
     assert_eq!(plan.state, PlanState::Draft);
     assert_eq!(plan.spec.tasks.len(), 2);
     assert_eq!(plan.revisions[0].by, "planner planner");
@@ -55,18 +66,9 @@ async fn an_invalid_plan_is_asked_again_with_its_problems_named() {
 
 #[actix::test]
 async fn two_invalid_answers_fail_with_the_raw_answer_kept() {
-    let p =
-        Fixed::new("planner", &["I think you should add a function.", "{\"title\": \"x\"}"], false);
-    let w = world(&[planner(&p)]);
-    let err = w
-        .plans
-        .create(NewPlan {
-            spec: "count words".into(),
-            project: Some(w.project()),
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
+    let answers = ["I think you should add a function.", "{\"title\": \"x\"}"];
+    let (w, _, plan) = create(&answers, "count words", false).await;
+    let err = plan.unwrap_err();
     match err {
         Error::PlannerFailed { agent, problems, answer, .. } => {
             assert_eq!(agent, "planner");
@@ -80,18 +82,8 @@ async fn two_invalid_answers_fail_with_the_raw_answer_kept() {
 
 #[actix::test]
 async fn revise_and_edit_make_new_versions_and_need_approval_again() {
-    let p = Fixed::new("planner", &[VALID, REVISED], false);
-    let w = world(&[planner(&p)]);
-    let plan = w
-        .plans
-        .create(NewPlan {
-            spec: "count words".into(),
-            project: Some(w.project()),
-            approve: true,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let (w, p, plan) = create(&[VALID, REVISED], "count words", true).await;
+    let plan = plan.unwrap();
     assert_eq!(plan.state, PlanState::Approved);
     let revised = w.plans.revise(&plan.id, "one task is enough").await.unwrap();
     assert_eq!(revised.version(), 2);
@@ -120,20 +112,10 @@ const WHOLE: &str = r#"{"title": "Words", "goal": "Fix and add", "tasks": [
   {"id": "fix", "description": "Fix word_count", "acceptance": ["tabs separate words"], "files": ["textkit/words.py"], "after": []},
   {"id": "longest", "description": "Add longest_word", "acceptance": ["ties keep the first"], "after": ["fix"]}]}"#;
 
-async fn plan_two_parts(answers: &[&str]) -> (troupe_plans::Plan, Vec<String>) {
-    let p = Fixed::new("planner", answers, false);
-    let w = world(&[planner(&p)]);
-    let plan = w
-        .plans
-        .create(NewPlan {
-            spec: SPEC_TWO_PARTS.into(),
-            project: Some(w.project()),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+async fn plan_two_parts(answers: &[&str]) -> (Plan, Vec<String>) {
+    let (_w, p, plan) = create(answers, SPEC_TWO_PARTS, false).await;
     let prompts = p.prompts.lock().unwrap().clone();
-    (plan, prompts)
+    (plan.unwrap(), prompts)
 }
 
 #[actix::test]
