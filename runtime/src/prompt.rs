@@ -74,14 +74,7 @@ pub(crate) fn fit(
     let mut vars = vars.clone();
     let mut left_out: Vec<String> = Vec::new();
     let render = |vars: &BTreeMap<&str, String>, left_out: &[String]| {
-        let mut p = template.render(vars);
-        if !left_out.is_empty() {
-            p.push_str(&format!(
-                "\n\n(To fit the model's context window, this prompt leaves out or shortens: {}.)",
-                left_out.join("; ")
-            ));
-        }
-        p
+        with_note(template.render(vars), left_out)
     };
     let mut prompt = render(&vars, &left_out);
     let mut tokens = count(&prompt);
@@ -116,6 +109,33 @@ pub(crate) fn fit(
         ));
     }
     Ok(Fitted { prompt, left_out, tokens })
+}
+
+/// `template` rendered with every part in [`DROP_ORDER`] left out: the smallest prompt a step
+/// can have, for when counting with the model's own tokenizer keeps disagreeing with the
+/// estimate (text a tokenizer splits finely, like a model's repeated garbage).
+pub(crate) fn without_optional(template: &Template, vars: &BTreeMap<&str, String>) -> Fitted {
+    let mut vars = vars.clone();
+    let mut left_out = Vec::new();
+    for (name, what) in DROP_ORDER {
+        if vars.remove(name).is_some_and(|v| !v.trim().is_empty()) {
+            left_out.push(format!("{what} (left out)"));
+        }
+    }
+    let prompt = with_note(template.render(&vars), &left_out);
+    let tokens = estimate(&prompt);
+    Fitted { prompt, left_out, tokens }
+}
+
+/// `prompt` with a closing note naming what was left out or shortened, when anything was.
+fn with_note(mut prompt: String, left_out: &[String]) -> String {
+    if !left_out.is_empty() {
+        prompt.push_str(&format!(
+            "\n\n(To fit the model's context window, this prompt leaves out or shortens: {}.)",
+            left_out.join("; ")
+        ));
+    }
+    prompt
 }
 
 /// The head of `text`, at most `max` bytes, ending at a line, marked as cut.
@@ -172,6 +192,26 @@ mod tests {
 
     fn words(n: usize) -> String {
         (0..n).map(|i| format!("w{i}\n")).collect()
+    }
+
+    #[test]
+    fn without_optional_keeps_the_task_and_names_what_it_left_out() {
+        let vars = BTreeMap::from([
+            ("task", "fix it".to_string()),
+            ("conversation", "#!r+f\n".repeat(300)),
+            ("files", words(10)),
+            ("evidence", "   ".to_string()),
+        ]);
+        let f = without_optional(&template(), &vars);
+        assert!(f.prompt.contains("fix it"), "{}", f.prompt);
+        assert!(!f.prompt.contains("#!r+f") && !f.prompt.contains("w9"), "{}", f.prompt);
+        assert_eq!(
+            f.left_out,
+            ["the conversation so far (left out)", "the files (left out)"],
+            "blank parts are not named"
+        );
+        assert!(f.prompt.contains("leaves out or shortens: the conversation so far"));
+        assert_eq!(f.tokens, estimate(&f.prompt));
     }
 
     #[test]

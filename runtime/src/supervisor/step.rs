@@ -357,6 +357,13 @@ async fn fit_prompt(
             Some(real) => aim = (aim * budget / real.max(1)).saturating_sub(16),
         }
     }
+    // Still too big by the model's count: the prompt without any optional part.
+    let bare = crate::prompt::without_optional(template, vars);
+    if let Some(real) = shared.agents.count_tokens(agent, &bare.prompt).await
+        && real <= budget
+    {
+        return Ok(crate::prompt::Fitted { tokens: real, ..bare });
+    }
     Err(format!(
         "the prompt for {agent} could not be made to fit its context window ({budget} tokens for the prompt)"
     ))
