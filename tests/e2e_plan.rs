@@ -10,9 +10,8 @@
 
 mod common;
 
-use common::{copy_dir, git, unittest};
+use common::unittest;
 
-use std::path::Path;
 use std::process::Command;
 
 const SPEC: &str = "In the Python package textkit (textkit/words.py): first, word_count must count \
@@ -25,16 +24,8 @@ const SPEC: &str = "In the Python package textkit (textkit/words.py): first, wor
 #[test]
 #[ignore = "needs the 1.5B local model and many minutes; run with --ignored"]
 fn a_spec_becomes_a_plan_that_runs_green_offline_and_applies() {
-    let assets = common::installed_assets();
-    let model = assets.join("models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf");
-    assert!(model.exists(), "{} is missing: run scripts/setup.sh", model.display());
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let tmp = tempfile::tempdir().unwrap();
-    let project = tmp.path().join("sample");
-    copy_dir(&root.join("examples/sample-project"), &project);
-    git(&project, &["init", "-q"]);
-    git(&project, &["add", "-A"]);
-    git(&project, &["commit", "-qm", "sample"]);
+    let (assets, project) = common::sample_project_with_big_model(tmp.path());
     let home = tmp.path().join("home");
     let troupe = |args: &[&str]| {
         let out = Command::new(env!("CARGO_BIN_EXE_troupe"))

@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{copy_dir, git, unittest};
+use common::unittest;
 
 use std::path::Path;
 use std::process::Command;
@@ -22,16 +22,8 @@ const TASK: &str = "word_count in textkit/words.py must count words separated by
 #[test]
 #[ignore = "needs the 1.5B local model and several minutes; run with --ignored"]
 fn the_sample_task_ends_green_offline_and_passes_checks_it_never_saw() {
-    let assets = common::installed_assets();
-    let model = assets.join("models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf");
-    assert!(model.exists(), "{} is missing: run scripts/setup.sh", model.display());
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let tmp = tempfile::tempdir().unwrap();
-    let project = tmp.path().join("sample");
-    copy_dir(&root.join("examples/sample-project"), &project);
-    git(&project, &["init", "-q"]);
-    git(&project, &["add", "-A"]);
-    git(&project, &["commit", "-qm", "sample"]);
+    let (assets, project) = common::sample_project_with_big_model(tmp.path());
     assert!(!unittest(&project), "the sample's tests fail before the run");
     let home = tmp.path().join("home");
     let troupe = |args: &[&str]| {
@@ -60,7 +52,8 @@ fn the_sample_task_ends_green_offline_and_passes_checks_it_never_saw() {
     assert!(unittest(&project), "the project's own tests pass after apply");
     // The checks troupe never saw.
     std::fs::copy(
-        root.join("examples/sample-project-checks/test_hidden_words.py"),
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("examples/sample-project-checks/test_hidden_words.py"),
         project.join("tests/test_hidden_words.py"),
     )
     .unwrap();

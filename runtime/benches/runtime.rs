@@ -30,10 +30,8 @@ use troupe_observability::Metrics;
 use troupe_observability::redact::Redactor;
 use troupe_runtime::agents::AgentSource;
 use troupe_runtime::audit::AuditLog;
-use troupe_runtime::{
-    Backend, ContextBlock, Memory, MemoryBackend, RunOutcome, RunRequest, RunState, Runtime,
-    RuntimeParts,
-};
+use troupe_runtime::memory::NoMemory;
+use troupe_runtime::{Backend, MemoryBackend, RunRequest, RunState, Runtime, RuntimeParts};
 use troupe_workflows::config::{Config, StepConfig, WorkflowConfig};
 
 /// An agent that answers after `delay` (at once without one), adding the time its calls
@@ -63,21 +61,6 @@ impl Agent for Timed {
         }
         ctx.chunk("ok");
         Ok(AgentResponse::new(&self.info.name, "ok"))
-    }
-}
-
-#[derive(Debug)]
-struct NoMemory;
-
-impl Memory for NoMemory {
-    fn ensure_project(&self, _: &Path) -> troupe_runtime::Result<String> {
-        Ok("p".into())
-    }
-    fn relevant_context(&self, _: &str, _: &str, _: usize) -> troupe_runtime::Result<ContextBlock> {
-        Ok(ContextBlock::default())
-    }
-    fn record_run(&self, _: &RunOutcome) -> troupe_runtime::Result<String> {
-        Ok("t".into())
     }
 }
 

@@ -124,46 +124,30 @@ impl Runtime {
         let project_id = tokio::task::spawn_blocking(move || memory.ensure_project(&p))
             .await
             .map_err(|e| Error::Join(e.to_string()))??;
+        let budget = Budget {
+            tokens: config.settings.run_token_budget,
+            cost: config.settings.run_cost_budget,
+        };
+        let workflow = troupe_workflows::WorkflowConfig {
+            description: None,
+            steps: Vec::new(),
+            max_iterations: 1,
+            validate: None,
+        };
         Ok(RunRecord {
-            id: ask.label.clone(),
-            task: String::new(),
-            workflow_name: "ask".into(),
-            workflow: troupe_workflows::WorkflowConfig {
-                description: None,
-                steps: Vec::new(),
-                max_iterations: 1,
-                validate: None,
-            },
-            plan_notes: Vec::new(),
-            project_path,
-            project_id,
-            conversation: None,
             offline,
             state: RunState::InProgress,
-            created_at: Utc::now(),
             started_at: Some(Utc::now()),
-            finished_at: None,
-            iterations: 0,
-            finish_reason: None,
-            output: None,
-            error: None,
-            tokens: Tokens::default(),
-            cost: 0.0,
-            resumed: 0,
-            budget: Budget {
-                tokens: config.settings.run_token_budget,
-                cost: config.settings.run_cost_budget,
-            },
-            workspace: None,
-            validators: Vec::new(),
-            validators_source: None,
-            files: Vec::new(),
-            validation: None,
-            in_place: false,
             no_validate: true,
-            apply: false,
-            verified: None,
-            base: None,
+            ..RunRecord::pending(
+                ask.label.clone(),
+                String::new(),
+                "ask".into(),
+                workflow,
+                project_path,
+                project_id,
+                budget,
+            )
         })
     }
 }

@@ -39,7 +39,7 @@ pub mod writer;
 pub use ask::{Ask, Asked};
 pub use budget::MIN_ANSWER_TOKENS;
 pub use error::{Error, Result};
-pub use memory::{ContextBlock, Memory, RunOutcome};
+pub use memory::{ContextBlock, Memory, NoMemory, RunOutcome};
 pub use model::{
     Budget, CheckRecord, RunEvent, RunRecord, RunRequest, RunState, RunStats, RunUsage, StepChange,
     StepRecord, StepState, Tokens, UsageReport, UsageTotals,

@@ -72,3 +72,23 @@ pub trait Memory: Send + Sync + std::fmt::Debug {
         Ok(())
     }
 }
+
+/// A memory that remembers nothing: every folder is the project `project-1`, no context is
+/// relevant, and a run's outcome is acknowledged as the task `task-<run id>` and dropped. For
+/// embedding the runtime without a project memory, and for tests and benchmarks.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoMemory;
+
+impl Memory for NoMemory {
+    fn ensure_project(&self, _: &Path) -> Result<String> {
+        Ok("project-1".into())
+    }
+
+    fn relevant_context(&self, _: &str, _: &str, _: usize) -> Result<ContextBlock> {
+        Ok(ContextBlock::default())
+    }
+
+    fn record_run(&self, outcome: &RunOutcome) -> Result<String> {
+        Ok(format!("task-{}", outcome.run_id))
+    }
+}

@@ -241,6 +241,52 @@ fn is_unset(b: &Budget) -> bool {
 }
 
 impl RunRecord {
+    /// A run that has not started: `pending`, nothing used, no workspace or change yet, its
+    /// budget `budget`; the caller sets the rest of what its request asked for.
+    pub fn pending(
+        id: String,
+        task: String,
+        workflow_name: String,
+        workflow: WorkflowConfig,
+        project_path: PathBuf,
+        project_id: String,
+        budget: Budget,
+    ) -> RunRecord {
+        RunRecord {
+            id,
+            task,
+            workflow_name,
+            workflow,
+            plan_notes: Vec::new(),
+            project_path,
+            project_id,
+            conversation: None,
+            offline: false,
+            state: RunState::Pending,
+            created_at: Utc::now(),
+            started_at: None,
+            finished_at: None,
+            iterations: 0,
+            finish_reason: None,
+            output: None,
+            error: None,
+            tokens: Tokens::default(),
+            cost: 0.0,
+            resumed: 0,
+            budget,
+            workspace: None,
+            validators: Vec::new(),
+            validators_source: None,
+            files: Vec::new(),
+            validation: None,
+            in_place: false,
+            no_validate: false,
+            apply: false,
+            verified: None,
+            base: None,
+        }
+    }
+
     /// How long it ran (so far), in seconds.
     pub fn duration_secs(&self) -> Option<f64> {
         let start = self.started_at?;

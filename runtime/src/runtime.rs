@@ -458,41 +458,27 @@ impl Runtime {
                     .into(),
             ));
         }
+        let budget = Budget {
+            tokens: req.budget_tokens.or(config.settings.run_token_budget),
+            cost: req.budget_cost.or(config.settings.run_cost_budget),
+        };
         let record = RunRecord {
-            id,
-            task,
-            workflow_name,
-            workflow,
             plan_notes: notes,
-            project_path,
-            project_id,
             conversation: req.conversation.clone(),
             offline,
-            state: RunState::Pending,
-            created_at: Utc::now(),
-            started_at: None,
-            finished_at: None,
-            iterations: 0,
-            finish_reason: None,
-            output: None,
-            error: None,
-            tokens: Tokens::default(),
-            cost: 0.0,
-            resumed: 0,
-            budget: Budget {
-                tokens: req.budget_tokens.or(config.settings.run_token_budget),
-                cost: req.budget_cost.or(config.settings.run_cost_budget),
-            },
-            workspace: None,
-            validators: Vec::new(),
-            validators_source: None,
-            files: Vec::new(),
-            validation: None,
             in_place: req.in_place,
             no_validate: req.no_validate,
             apply: req.apply,
-            verified: None,
             base: req.base.clone(),
+            ..RunRecord::pending(
+                id,
+                task,
+                workflow_name,
+                workflow,
+                project_path,
+                project_id,
+                budget,
+            )
         };
         self.launch(record, Vec::new()).await
     }

@@ -19,11 +19,9 @@ use troupe_adapters::config::{AgentConfig, AgentKind, Role};
 use troupe_adapters::error::AdapterError;
 use troupe_observability::Metrics;
 use troupe_runtime::audit::AuditLog;
+use troupe_runtime::memory::NoMemory;
 use troupe_runtime::writer::WRITER_THREAD;
-use troupe_runtime::{
-    Backend, ContextBlock, Memory, MemoryBackend, RunOutcome, RunRequest, RunState, Runtime,
-    RuntimeParts,
-};
+use troupe_runtime::{Backend, MemoryBackend, RunRequest, RunState, Runtime, RuntimeParts};
 use troupe_workflows::config::{Config, StepConfig, WorkflowConfig};
 
 /// An agent that answers after `delay`, counting how many of its calls run at once.
@@ -67,21 +65,6 @@ impl Agent for Sleeper {
         r.usage.prompt_tokens = 10;
         r.usage.completion_tokens = 5;
         Ok(r)
-    }
-}
-
-#[derive(Debug)]
-struct NoMemory;
-
-impl Memory for NoMemory {
-    fn ensure_project(&self, _: &Path) -> troupe_runtime::Result<String> {
-        Ok("project-1".into())
-    }
-    fn relevant_context(&self, _: &str, _: &str, _: usize) -> troupe_runtime::Result<ContextBlock> {
-        Ok(ContextBlock::default())
-    }
-    fn record_run(&self, _: &RunOutcome) -> troupe_runtime::Result<String> {
-        Ok("t".into())
     }
 }
 

@@ -417,3 +417,19 @@ pub fn unittest(dir: &Path) -> bool {
         .status
         .success()
 }
+
+/// For the end-to-end tests with the 1.5B local model: the installed assets (failing when the
+/// model is missing) and a copy of `examples/sample-project` in `tmp/sample`, committed in a
+/// new git repository.
+pub fn sample_project_with_big_model(tmp: &Path) -> (PathBuf, PathBuf) {
+    let assets = installed_assets();
+    let model = assets.join("models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf");
+    assert!(model.exists(), "{} is missing: run scripts/setup.sh", model.display());
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let project = tmp.join("sample");
+    copy_dir(&root.join("examples/sample-project"), &project);
+    git(&project, &["init", "-q"]);
+    git(&project, &["add", "-A"]);
+    git(&project, &["commit", "-qm", "sample"]);
+    (assets, project)
+}

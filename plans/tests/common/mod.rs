@@ -16,9 +16,8 @@ use troupe_observability::Metrics;
 use troupe_plans::{PlanStore, Plans};
 use troupe_runtime::agents::AgentSource;
 use troupe_runtime::audit::AuditLog;
-use troupe_runtime::{
-    Backend, ContextBlock, Memory, MemoryBackend, RunOutcome, Runtime, RuntimeParts,
-};
+use troupe_runtime::memory::NoMemory;
+use troupe_runtime::{Backend, MemoryBackend, Runtime, RuntimeParts};
 use troupe_workflows::config::StepConfig;
 use troupe_workflows::{Config, WorkflowConfig};
 
@@ -181,21 +180,6 @@ impl Agent for Fixed {
             answers.pop().unwrap_or_else(|| "(no more answers)".into())
         };
         Ok(AgentResponse::new(&self.info.name, text))
-    }
-}
-
-#[derive(Debug, Default)]
-pub struct NoMemory;
-
-impl Memory for NoMemory {
-    fn ensure_project(&self, _: &Path) -> troupe_runtime::Result<String> {
-        Ok("project-1".into())
-    }
-    fn relevant_context(&self, _: &str, _: &str, _: usize) -> troupe_runtime::Result<ContextBlock> {
-        Ok(ContextBlock::default())
-    }
-    fn record_run(&self, o: &RunOutcome) -> troupe_runtime::Result<String> {
-        Ok(format!("task-{}", o.run_id))
     }
 }
 
