@@ -62,6 +62,10 @@ async fn an_invalid_plan_is_asked_again_with_its_problems_named() {
     assert!(prompts[1].contains("dependency cycle: a → b → a"), "{}", prompts[1]);
     // Stored.
     assert_eq!(w.plans.get(&plan.id).unwrap(), plan);
+    // Both planner calls are in `troupe usage`, marked as the planner's.
+    let usage = troupe_runtime::usage::usage_report(w.plans.runtime(), None, None).unwrap();
+    assert_eq!(usage.by_source.get("planner").map(|t| t.calls), Some(2), "{usage:?}");
+    assert_eq!(usage.by_agent.get("planner").map(|t| t.calls), Some(2), "{usage:?}");
 }
 
 #[actix::test]
