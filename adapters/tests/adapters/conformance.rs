@@ -327,6 +327,20 @@ pub async fn each_timeout_class_fires_within_its_bound(t: Target) {
     server.push_fault(Fault::Trickle(Duration::from_secs(29)));
     let r = agent.call(&request(), &CallContext::new()).await.unwrap();
     assert_eq!(r.text, "Hello, world");
+
+    // A local server reading the prompt sends only keep-alive comments, further apart than
+    // the idle bound: the first-byte bound still covers the reading (the comments do not end
+    // it), and still ends a reading that takes longer than it.
+    let keep_alive = idle + Duration::from_secs(1);
+    server
+        .push_fault(Fault::SlowPrompt { keep_alive, first_token: first - Duration::from_secs(1) });
+    let r = agent.call(&request(), &Captured::default().context()).await.unwrap();
+    assert_eq!(r.text, "Hello, world");
+    server.push_fault(Fault::SlowPrompt { keep_alive, first_token: first * 2 });
+    let started = tokio::time::Instant::now();
+    let e = agent.call(&request(), &Captured::default().context()).await.unwrap_err();
+    assert!(matches!(e, AdapterError::Timeout { phase: "first byte", .. }), "{e}");
+    assert!(started.elapsed() <= first + Duration::from_secs(1), "{e}");
 }
 
 pub async fn a_stream_cut_midway_is_transient(t: Target) {
