@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{AgentFailure, Result};
@@ -253,19 +253,32 @@ impl AgentRequest {
     }
 }
 
-/// Tokens a call used.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
-pub struct Usage {
+/// Token counts: what one call used, or the sum over many calls (a step, a run, a
+/// project). The one type for token usage in troupe: adapters report it, the runtime records
+/// and adds it up, the API and `troupe usage` show it.
+///
+/// Serialised as `{"prompt": …, "completion": …}`; the OpenAI-style names `prompt_tokens`
+/// and `completion_tokens` are read too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Tokens {
     /// Tokens of the prompt.
-    pub prompt_tokens: u64,
+    #[serde(alias = "prompt_tokens")]
+    pub prompt: u64,
     /// Tokens of the answer.
-    pub completion_tokens: u64,
+    #[serde(alias = "completion_tokens")]
+    pub completion: u64,
 }
 
-impl Usage {
+impl Tokens {
     /// Prompt plus completion tokens.
     pub fn total(&self) -> u64 {
-        self.prompt_tokens + self.completion_tokens
+        self.prompt + self.completion
+    }
+
+    /// Add another count.
+    pub fn add(&mut self, other: Tokens) {
+        self.prompt += other.prompt;
+        self.completion += other.completion;
     }
 }
 
@@ -275,7 +288,7 @@ pub struct AgentResponse {
     /// The answer.
     pub text: String,
     /// Tokens used (by the attempt that answered).
-    pub usage: Usage,
+    pub usage: Tokens,
     /// Whether [`AgentResponse::usage`] was estimated because the agent did not report it.
     pub usage_estimated: bool,
     /// Time from the call to the answer, retries and fallbacks included.
@@ -298,7 +311,7 @@ impl AgentResponse {
     pub fn new(agent: &str, text: impl Into<String>) -> AgentResponse {
         AgentResponse {
             text: text.into(),
-            usage: Usage::default(),
+            usage: Tokens::default(),
             usage_estimated: false,
             latency: Duration::ZERO,
             agent: agent.to_string(),

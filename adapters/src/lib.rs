@@ -33,7 +33,7 @@ pub mod which;
 
 pub use agent::{
     Agent, AgentEvent, AgentInfo, AgentRequest, AgentResponse, CallContext, ChunkSink, EventSink,
-    GenerationOptions, Layer, Message, MessageRole, OutputFormat, Usage,
+    GenerationOptions, Layer, Message, MessageRole, OutputFormat, Tokens,
 };
 pub use availability::Availability;
 pub use config::{AgentConfig, AgentKind, CliFlavor, Role};

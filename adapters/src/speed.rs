@@ -68,8 +68,8 @@ pub async fn measure(
     let first = first.lock().unwrap_or_else(|e| e.into_inner()).map(|t| t - started);
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     Ok(SpeedSample {
-        prompt_tokens: r.usage.prompt_tokens,
-        completion_tokens: r.usage.completion_tokens,
+        prompt_tokens: r.usage.prompt,
+        completion_tokens: r.usage.completion,
         first_token_ms: ms(first.unwrap_or(total)),
         total_ms: ms(total),
     })
