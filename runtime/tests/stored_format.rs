@@ -84,11 +84,3 @@ fn a_store_written_before_the_one_token_type_loads_with_its_counts() {
     let again = serde_json::to_value(&run).unwrap();
     assert_eq!(again["tokens"], json!({"prompt": 120, "completion": 45}));
 }
-
-#[test]
-fn token_counts_in_the_openai_style_names_are_read_too() {
-    let t: Tokens =
-        serde_json::from_str(r#"{"prompt_tokens": 7, "completion_tokens": 3}"#).unwrap();
-    assert_eq!(t, Tokens { prompt: 7, completion: 3 });
-    assert!(serde_json::from_str::<Tokens>(r#"{"prompt": 7}"#).is_err(), "both counts are needed");
-}

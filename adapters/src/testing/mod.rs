@@ -132,7 +132,7 @@ impl ScriptedAgent {
 
     /// Then answer `text` (in one chunk), reporting `prompt` and `completion` tokens.
     pub fn then_answer_using(self, text: &str, prompt: u64, completion: u64) -> ScriptedAgent {
-        let usage = Tokens { prompt: prompt, completion: completion };
+        let usage = Tokens { prompt, completion };
         self.then(Step::AnswerUsing(vec![text.to_string()], usage))
     }
 
