@@ -711,7 +711,7 @@ pub(crate) struct Collected {
     pub text: String,
     pub model: Option<String>,
     pub finish_reason: Option<String>,
-    pub usage: Option<crate::agent::Usage>,
+    pub usage: Option<crate::agent::Tokens>,
     pub done: bool,
     /// Whether any answer choice arrived (a stream of nothing but `[DONE]` is broken).
     pub answered: bool,

@@ -103,8 +103,8 @@ pub async fn answers_with_text_usage_and_model(t: Target) {
     assert_eq!(r.agent, "under-test");
     assert_eq!(r.model.as_deref(), Some("mock-model"));
     assert!(!r.usage_estimated);
-    assert_eq!(r.usage.prompt_tokens, 11);
-    assert!(r.usage.completion_tokens > 0);
+    assert_eq!(r.usage.prompt, 11);
+    assert!(r.usage.completion > 0);
     assert_eq!(r.attempts, 1);
     assert!(!r.fallback_used());
 
@@ -143,7 +143,7 @@ pub async fn streams_chunks_as_they_arrive(t: Target) {
     assert_eq!(cap.chunks(), ["Hel", "lo", " wor", "ld", "!"]);
     assert_eq!(r.text, "Hello world!");
     assert!(!r.usage_estimated, "usage must come from the stream");
-    assert_eq!(r.usage.prompt_tokens, 11);
+    assert_eq!(r.usage.prompt, 11);
     assert_eq!(r.finish_reason.as_deref(), Some("stop"));
     let body = prompt_body(&server);
     assert_eq!(body["stream"], true);
