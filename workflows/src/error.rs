@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::config::Problems;
+use crate::problem::Problems;
 
 /// What went wrong loading or using configuration and workflows.
 #[derive(Debug, thiserror::Error)]
@@ -26,12 +26,14 @@ pub enum Error {
         source: std::io::Error,
     },
     /// A run or a session asked for a workflow the configuration does not have.
-    #[error("no workflow named `{name}`; there are: {} (`{}` plans one for the task)", known.join(", "), crate::config::DYNAMIC_WORKFLOW)]
+    #[error("no workflow named `{name}`; there are: {} (`{planned}` plans one for the task)", known.join(", "))]
     UnknownWorkflow {
         /// The name asked for.
         name: String,
         /// Every workflow that can be asked for, `dynamic` last.
         known: Vec<String>,
+        /// The name that plans a workflow for the task (`dynamic`).
+        planned: &'static str,
     },
     /// The configuration has errors; every one is listed.
     #[error("the configuration has {} error(s):\n{problems}", problems.errors().count())]

@@ -7,6 +7,7 @@
 //!   overridable by file.
 //! - [`verdict`]: review verdicts parsed robustly from model output.
 //! - [`plan`]: the dynamic planner's routing policy and plan parsing.
+//! - [`problem`]: what is wrong with a configuration, with its file, line and column.
 //!
 //! This crate knows no transport and no actor system: the runtime drives it.
 
@@ -15,6 +16,7 @@ pub mod engine;
 pub mod error;
 pub mod extract;
 pub mod plan;
+pub mod problem;
 pub mod template;
 pub mod verdict;
 
