@@ -22,6 +22,7 @@ pub mod planner;
 pub mod render;
 mod scheduler;
 mod service;
+mod shared;
 pub mod store;
 pub mod validate;
 

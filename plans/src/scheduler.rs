@@ -24,48 +24,48 @@ use troupe_runtime::{RunRecord, RunRequest, RunState, Runtime};
 
 use crate::error::{Error, Result};
 use crate::model::{Plan, PlanState, TaskSpec, TaskState};
-use crate::service::{Driver, Plans};
+use crate::shared::{Driver, Shared};
 
 type Finished = (String, Result<RunRecord>);
 
 /// Start the plan's scheduler in this process (or wake the one that runs).
-pub(crate) fn spawn(plans: &Plans, id: &str) {
+pub(crate) fn spawn(shared: &Arc<Shared>, id: &str) {
     let (done_tx, done_rx) = watch::channel(false);
     let wake = Arc::new(Notify::new());
     {
-        let Ok(mut drivers) = plans.inner.drivers.lock() else { return };
+        let Ok(mut drivers) = shared.drivers.lock() else { return };
         if let Some(d) = drivers.get(id) {
             d.wake.notify_one();
             return;
         }
         drivers.insert(id.to_string(), Driver { wake: wake.clone(), done: done_rx });
     }
-    let plans = plans.clone();
+    let shared = shared.clone();
     let id = id.to_string();
     actix::spawn(async move {
-        if let Err(e) = drive(&plans, &id, &wake).await {
+        if let Err(e) = drive(&shared, &id, &wake).await {
             tracing::warn!(plan = %id, error = %e, "the plan stopped");
             let message = e.to_string();
-            let _ = plans.update(&id, |p| {
+            let _ = shared.update(&id, |p| {
                 p.state = PlanState::Failed;
                 p.error = Some(message);
                 Ok(())
             });
         }
-        remember(&plans, &id).await;
-        if let Ok(mut d) = plans.inner.drivers.lock() {
+        remember(&shared, &id).await;
+        if let Ok(mut d) = shared.drivers.lock() {
             d.remove(&id);
         }
         let _ = done_tx.send(true);
     });
 }
 
-async fn drive(plans: &Plans, id: &str, wake: &Notify) -> Result<()> {
-    let runtime = plans.runtime().clone();
-    ensure_integration(plans, id).await?;
+async fn drive(shared: &Shared, id: &str, wake: &Notify) -> Result<()> {
+    let runtime = shared.runtime.clone();
+    ensure_integration(shared, id).await?;
     let mut running: FuturesUnordered<LocalBoxFuture<'static, Finished>> = FuturesUnordered::new();
     // Tasks a previous process left running: find their runs again.
-    let plan = plans.get(id)?;
+    let plan = shared.get(id)?;
     for t in &plan.spec.tasks {
         let status = plan.tasks.get(&t.id).cloned().unwrap_or_default();
         if let (TaskState::Running, Some(run_id)) = (status.state, status.run_id) {
@@ -73,7 +73,7 @@ async fn drive(plans: &Plans, id: &str, wake: &Notify) -> Result<()> {
         }
     }
     loop {
-        let (plan, started) = plans.update(id, |p| {
+        let (plan, started) = shared.update(id, |p| {
             reblock(p);
             let mut started = Vec::new();
             if p.state != PlanState::Running {
@@ -118,27 +118,27 @@ async fn drive(plans: &Plans, id: &str, wake: &Notify) -> Result<()> {
             running.push(follow(runtime.clone(), request(&plan, &task)?, run_id, tid));
         }
         if running.is_empty() {
-            finish(plans, id)?;
+            finish(shared, id)?;
             return Ok(());
         }
         tokio::select! {
-            Some((tid, outcome)) = running.next() => settle(plans, id, &tid, outcome).await?,
+            Some((tid, outcome)) = running.next() => settle(shared, id, &tid, outcome).await?,
             _ = wake.notified() => {}
         }
     }
 }
 
 /// A plan that ended (done or failed) into the project memory, when there is one.
-async fn remember(plans: &Plans, id: &str) {
-    let Some(store) = plans.runtime().context_store().cloned() else { return };
-    let Ok(plan) = plans.get(id) else { return };
+async fn remember(shared: &Shared, id: &str) {
+    let Some(store) = shared.runtime.context_store().cloned() else { return };
+    let Ok(plan) = shared.get(id) else { return };
     if !matches!(plan.state, PlanState::Done | PlanState::Failed) {
         return;
     }
     let recorded = tokio::task::spawn_blocking(move || crate::memory::record(&store, &plan)).await;
     match recorded {
         Ok(Ok(node)) => {
-            let _ = plans.update(id, |p| {
+            let _ = shared.update(id, |p| {
                 p.memory_node = Some(node);
                 Ok(())
             });
@@ -152,8 +152,8 @@ async fn remember(plans: &Plans, id: &str) {
 
 /// The plan's end when nothing runs: done when every task is green or skipped, failed when
 /// one stops the rest; a paused plan stays paused.
-fn finish(plans: &Plans, id: &str) -> Result<()> {
-    plans.update(id, |p| {
+fn finish(shared: &Shared, id: &str) -> Result<()> {
+    shared.update(id, |p| {
         if p.state != PlanState::Running {
             return Ok(());
         }
@@ -208,12 +208,12 @@ pub(crate) fn reblock(p: &mut Plan) {
 
 /// Take a task's ended run: merge a green one into the integration branch, else mark it
 /// failed.
-async fn settle(plans: &Plans, id: &str, tid: &str, outcome: Result<RunRecord>) -> Result<()> {
+async fn settle(shared: &Shared, id: &str, tid: &str, outcome: Result<RunRecord>) -> Result<()> {
     let record = match outcome {
         Ok(r) => r,
         Err(e) => {
             let reason = e.to_string();
-            plans.update(id, |p| {
+            shared.update(id, |p| {
                 set(p, tid, TaskState::Failed, Some(reason), Vec::new());
                 Ok(())
             })?;
@@ -227,21 +227,21 @@ async fn settle(plans: &Plans, id: &str, tid: &str, outcome: Result<RunRecord>) 
             record.state,
             record.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
         );
-        plans.update(id, |p| {
+        shared.update(id, |p| {
             set(p, tid, TaskState::Failed, Some(reason), Vec::new());
             Ok(())
         })?;
         return Ok(());
     }
     let Some(head) = record.workspace.as_ref().map(|w| w.head.clone()) else {
-        plans.update(id, |p| {
+        shared.update(id, |p| {
             let reason = "its run had no workspace to merge".to_string();
             set(p, tid, TaskState::Failed, Some(reason), Vec::new());
             Ok(())
         })?;
         return Ok(());
     };
-    let plan = plans.get(id)?;
+    let plan = shared.get(id)?;
     let Some(mut ws) = plan.integration.clone() else {
         return Err(Error::Refused("the plan lost its integration branch".into()));
     };
@@ -252,7 +252,7 @@ async fn settle(plans: &Plans, id: &str, tid: &str, outcome: Result<RunRecord>) 
         tokio::task::spawn_blocking(move || ws.merge(&head, &message).map(|m| (ws, m)))
             .await
             .map_err(|e| Error::Refused(format!("the merge task died: {e}")))??;
-    plans.update(id, |p| {
+    shared.update(id, |p| {
         p.integration = Some(ws);
         match merged {
             Merge::Merged { head } => {
@@ -286,15 +286,15 @@ fn set(p: &mut Plan, tid: &str, state: TaskState, reason: Option<String>, files:
 
 /// The integration branch's worktree, made (from a snapshot of the user's tree) when the
 /// plan first runs.
-async fn ensure_integration(plans: &Plans, id: &str) -> Result<()> {
-    let plan = plans.get(id)?;
+async fn ensure_integration(shared: &Shared, id: &str) -> Result<()> {
+    let plan = shared.get(id)?;
     if plan.integration.as_ref().is_some_and(|w| w.exists()) {
         return Ok(());
     }
-    let Some(root) = plans.runtime().workspaces_dir().map(|p| p.to_path_buf()) else {
+    let Some(root) = shared.runtime.workspaces_dir().map(|p| p.to_path_buf()) else {
         return Err(Error::Refused("plans need run workspaces; this runtime makes none".into()));
     };
-    let data = plans.runtime().config().data_dir();
+    let data = shared.runtime.config().data_dir();
     let exclude: Vec<PathBuf> = [data.canonicalize().unwrap_or(data)]
         .into_iter()
         .filter(|d| d.starts_with(&plan.project))
@@ -314,7 +314,7 @@ async fn ensure_integration(plans: &Plans, id: &str) -> Result<()> {
         )),
         e => Error::Change(e),
     })?;
-    plans.update(id, |p| {
+    shared.update(id, |p| {
         p.integration = Some(ws);
         Ok(())
     })?;

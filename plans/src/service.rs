@@ -1,40 +1,19 @@
 //! [`Plans`]: the front-ends' handle on plans — make (by the planner), edit, revise,
-//! approve or reject, run (the [`scheduler`](crate::scheduler)), retry, skip, pause,
+//! approve or reject, run (the [`scheduler`]), retry, skip, pause,
 //! resume, apply. Every change is written to the store before it is announced.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use tokio::sync::{Notify, broadcast, watch};
+use tokio::sync::broadcast;
 use troupe_runtime::Runtime;
 
 use crate::error::{Error, Result};
 use crate::model::{Plan, PlanEvent, PlanSpec, PlanState, TaskState};
 use crate::planner::{self, PlanRequest};
+use crate::scheduler;
+use crate::shared::Shared;
 use crate::store::PlanStore;
-
-/// How many plan events a slow subscriber may fall behind.
-const EVENT_BUFFER: usize = 1024;
-
-/// A plan's running scheduler in this process.
-#[derive(Debug, Clone)]
-pub(crate) struct Driver {
-    /// Wakes the scheduler (pause, resume, retry, skip).
-    pub wake: Arc<Notify>,
-    /// Turns `true` when the scheduler stops.
-    pub done: watch::Receiver<bool>,
-}
-
-#[derive(Debug)]
-pub(crate) struct Inner {
-    pub runtime: Runtime,
-    pub store: PlanStore,
-    pub events: broadcast::Sender<PlanEvent>,
-    pub drivers: Mutex<HashMap<String, Driver>>,
-    /// Serialises read-modify-write of plan records.
-    pub write: Mutex<()>,
-}
 
 /// What to plan (`troupe plan new`).
 #[derive(Debug, Clone, Default)]
@@ -54,22 +33,13 @@ pub struct NewPlan {
 /// Plans over a runtime and a plan store.
 #[derive(Debug, Clone)]
 pub struct Plans {
-    pub(crate) inner: Arc<Inner>,
+    shared: Arc<Shared>,
 }
 
 impl Plans {
     /// Plans run by `runtime`, kept in `store`.
     pub fn new(runtime: Runtime, store: PlanStore) -> Plans {
-        let (events, _) = broadcast::channel(EVENT_BUFFER);
-        Plans {
-            inner: Arc::new(Inner {
-                runtime,
-                store,
-                events,
-                drivers: Mutex::new(HashMap::new()),
-                write: Mutex::new(()),
-            }),
-        }
+        Plans { shared: Arc::new(Shared::new(runtime, store)) }
     }
 
     /// Plans kept in the store `runtime` opened (its `plans` collection).
@@ -85,36 +55,36 @@ impl Plans {
 
     /// The runtime.
     pub fn runtime(&self) -> &Runtime {
-        &self.inner.runtime
+        &self.shared.runtime
     }
 
     /// The plan store.
     pub fn store(&self) -> &PlanStore {
-        &self.inner.store
+        &self.shared.store
     }
 
     /// Plan events, live.
     pub fn subscribe(&self) -> broadcast::Receiver<PlanEvent> {
-        self.inner.events.subscribe()
+        self.shared.events.subscribe()
     }
 
     /// A plan by id or prefix.
     pub fn get(&self, id: &str) -> Result<Plan> {
-        self.inner.store.get(id)
+        self.shared.store.get(id)
     }
 
     /// Every plan, oldest first.
     pub fn list(&self) -> Result<Vec<Plan>> {
-        self.inner.store.list()
+        self.shared.store.list()
     }
 
     /// Read, change and write a plan under the write lock; announces what changed.
-    pub(crate) fn update<T>(
+    fn update<T>(
         &self,
         id: &str,
         change: impl FnOnce(&mut Plan) -> Result<T>,
     ) -> Result<(Plan, T)> {
-        self.inner.update(id, change)
+        self.shared.update(id, change)
     }
 
     /// Ask the planner for a plan of `req.spec` and store it as a draft (approved with
@@ -141,8 +111,8 @@ impl Plans {
         if req.approve {
             plan.state = PlanState::Approved;
         }
-        self.inner.store.put(&plan)?;
-        self.inner.announce_plan(&plan);
+        self.shared.store.put(&plan)?;
+        self.shared.announce_plan(&plan);
         Ok(plan)
     }
 
@@ -153,7 +123,7 @@ impl Plans {
             Error::Refused(format!("the project folder {} cannot be used: {e}", project.display()))
         })?;
         let plan = Plan::new(spec_text, project, spec, "written");
-        self.inner.store.put(&plan)?;
+        self.shared.store.put(&plan)?;
         Ok(plan)
     }
 
@@ -232,7 +202,7 @@ impl Plans {
                 s => Err(wrong(p, s, "only a running plan can be paused")),
             })?
             .0;
-        self.inner.wake(&plan.id);
+        self.shared.wake(&plan.id);
         Ok(plan)
     }
 
@@ -279,7 +249,7 @@ impl Plans {
                 Ok(())
             })?
             .0;
-        crate::scheduler::spawn(self, &plan.id);
+        scheduler::spawn(&self.shared, &plan.id);
         Ok(plan)
     }
 
@@ -287,7 +257,7 @@ impl Plans {
     /// paused); the plan as it is then.
     pub async fn wait(&self, id: &str) -> Result<Plan> {
         let plan = self.get(id)?;
-        let driver = self.inner.drivers.lock().ok().and_then(|d| d.get(&plan.id).cloned());
+        let driver = self.shared.drivers.lock().ok().and_then(|d| d.get(&plan.id).cloned());
         if let Some(mut d) = driver {
             while !*d.done.borrow() {
                 if d.done.changed().await.is_err() {
@@ -300,7 +270,7 @@ impl Plans {
 
     /// Whether the plan's scheduler runs in this process.
     pub fn is_driving(&self, id: &str) -> bool {
-        self.inner.drivers.lock().is_ok_and(|d| d.contains_key(id))
+        self.shared.drivers.lock().is_ok_and(|d| d.contains_key(id))
     }
 
     /// Run a failed or conflicting task again (a new run, from the integration branch as it
@@ -319,7 +289,7 @@ impl Plans {
                 t.reason = None;
                 t.files.clear();
             }
-            crate::scheduler::reblock(p);
+            scheduler::reblock(p);
             Ok(())
         })?;
         self.continue_after_change(id)
@@ -338,7 +308,7 @@ impl Plans {
                 t.state = TaskState::Skipped;
                 t.reason = Some("skipped".into());
             }
-            crate::scheduler::reblock(p);
+            scheduler::reblock(p);
             Ok(())
         })?;
         self.continue_after_change(id)
@@ -397,7 +367,7 @@ impl Plans {
         let mut started = Vec::new();
         for plan in self.list()? {
             if plan.state == PlanState::Running && !self.is_driving(&plan.id) {
-                crate::scheduler::spawn(self, &plan.id);
+                scheduler::spawn(&self.shared, &plan.id);
                 started.push(plan.id);
             }
         }
@@ -448,52 +418,6 @@ impl Plans {
             }
         }
         Ok(started)
-    }
-}
-
-impl Inner {
-    pub(crate) fn update<T>(
-        &self,
-        id: &str,
-        change: impl FnOnce(&mut Plan) -> Result<T>,
-    ) -> Result<(Plan, T)> {
-        let (before, plan, out) = {
-            let _guard =
-                self.write.lock().map_err(|_| Error::Refused("a plan writer died".into()))?;
-            let mut plan = self.store.get(id)?;
-            let before = plan.clone();
-            let out = change(&mut plan)?;
-            plan.updated_at = chrono::Utc::now();
-            self.store.put(&plan)?;
-            (before, plan, out)
-        };
-        if before.state != plan.state {
-            self.announce_plan(&plan);
-        }
-        for (task, status) in &plan.tasks {
-            let old = before.tasks.get(task);
-            if old.map(|o| (o.state, &o.run_id)) != Some((status.state, &status.run_id)) {
-                let _ = self.events.send(PlanEvent::TaskState {
-                    plan_id: plan.id.clone(),
-                    task: task.clone(),
-                    state: status.state,
-                    run_id: status.run_id.clone(),
-                    reason: status.reason.clone(),
-                });
-            }
-        }
-        Ok((plan, out))
-    }
-
-    pub(crate) fn announce_plan(&self, plan: &Plan) {
-        let _ =
-            self.events.send(PlanEvent::PlanState { plan_id: plan.id.clone(), state: plan.state });
-    }
-
-    pub(crate) fn wake(&self, id: &str) {
-        if let Some(d) = self.drivers.lock().ok().and_then(|d| d.get(id).cloned()) {
-            d.wake.notify_one();
-        }
     }
 }
 
