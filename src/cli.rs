@@ -1,4 +1,9 @@
-//! The command line: every command, flag and its help text.
+//! The command line: every command, flag and its help text (the bigger groups' in
+//! [`context`] and [`export`]). A leaf: the commands, the shell and the server import their
+//! arguments from here; nothing here imports them.
+
+pub mod context;
+pub mod export;
 
 use std::path::PathBuf;
 
@@ -63,9 +68,9 @@ pub enum Command {
     /// Write a commented troupe.toml to start from
     Init(InitArgs),
     /// The project memory: scan, search, add, show, link, stats, forget, reindex
-    Context(crate::commands::context::ContextArgs),
+    Context(context::ContextArgs),
     /// Export the project memory: `export obsidian DIR` writes an Obsidian vault
-    Export(crate::commands::export::ExportArgs),
+    Export(export::ExportArgs),
     /// Check the configuration and print every problem with its file, line and column
     Validate(JsonFlag),
     /// List the configured agents
@@ -83,9 +88,9 @@ pub enum Command {
     /// Send one prompt to an agent through its full resilience stack, streaming the answer
     TestAgent(TestAgentArgs),
     /// An interactive session: tasks run through the current workflow, slash commands (/help)
-    Shell(crate::shell::ShellArgs),
+    Shell(ShellArgs),
     /// The HTTP API: start, follow (SSE) and cancel runs; agents, config, memory search
-    Serve(crate::server::ServeArgs),
+    Serve(ServeArgs),
     /// Print a shell completion script (e.g. `troupe completions bash > ~/.local/share/bash-completion/completions/troupe`)
     Completions {
         /// The shell
@@ -168,7 +173,7 @@ pub struct UsageArgs {
     pub project: Option<PathBuf>,
 
     /// Only runs created since then: a date (2026-11-01), an RFC 3339 time, or an age (7d, 12h)
-    #[arg(long, value_name = "WHEN", value_parser = crate::commands::parse_time)]
+    #[arg(long, value_name = "WHEN", value_parser = crate::time::parse_time)]
     pub since: Option<chrono::DateTime<chrono::Utc>>,
 
     /// Print JSON
@@ -398,24 +403,6 @@ pub enum RunsCommand {
     },
 }
 
-impl RunsCommand {
-    /// The change command this is, if it is one (`json` is `troupe runs --json`).
-    pub fn change_command(&self, json: bool) -> Option<crate::commands::change::ChangeCommand> {
-        use crate::commands::change::ChangeCommand as C;
-        Some(match self {
-            RunsCommand::Diff { id, stat, json: j } => {
-                C::Diff { id: id.clone(), stat: *stat, json: *j || json }
-            }
-            RunsCommand::Apply { id, commit, json: j } => {
-                C::Apply { id: id.clone(), commit: *commit, json: *j || json }
-            }
-            RunsCommand::Revert { id, json: j } => C::Revert { id: id.clone(), json: *j || json },
-            RunsCommand::Discard { id, json: j } => C::Discard { id: id.clone(), json: *j || json },
-            _ => return None,
-        })
-    }
-}
-
 /// `troupe models`.
 #[derive(Debug, Args)]
 pub struct ModelsArgs {
@@ -454,6 +441,34 @@ pub enum ModelsCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// `troupe shell`.
+#[derive(Debug, Args)]
+pub struct ShellArgs {
+    /// The workflow tasks run through [default: settings.default_workflow]
+    #[arg(long, short)]
+    pub workflow: Option<String>,
+
+    /// The project folder [default: settings.project_path, or the current directory]
+    #[arg(long, value_name = "PATH")]
+    pub project: Option<PathBuf>,
+}
+
+/// `troupe serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on; anything but loopback needs a token
+    #[arg(long, default_value = "127.0.0.1:5001", value_name = "HOST:PORT")]
+    pub addr: String,
+
+    /// Bearer token every /api route requires [default: $TROUPE_API_TOKEN]
+    #[arg(long, env = "TROUPE_API_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    pub token: Option<String>,
+
+    /// On SIGINT/SIGTERM, seconds running runs get to finish before they are cancelled
+    #[arg(long, default_value_t = 10, value_name = "SECS")]
+    pub grace_secs: u64,
 }
 
 /// `troupe test-agent`.

@@ -25,3 +25,18 @@ pub fn parse_time(s: &str) -> std::result::Result<DateTime<Utc>, String> {
     };
     Ok(Utc::now() - age)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn before_accepts_dates_times_and_ages() {
+        assert_eq!(parse_time("2025-01-31").unwrap().to_rfc3339(), "2025-01-31T00:00:00+00:00");
+        assert!(parse_time("2025-01-31T10:00:00+02:00").is_ok());
+        let a = parse_time("30d").unwrap();
+        assert!((Utc::now() - a).num_days() == 30);
+        assert!(parse_time("soon").is_err());
+        assert!(parse_time("3w").is_err());
+    }
+}

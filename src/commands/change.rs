@@ -10,6 +10,7 @@ use troupe_runtime::{RunRecord, RunState, Runtime};
 use troupe_workflows::Config;
 
 use super::exit;
+use crate::cli::RunsCommand;
 use crate::client::Client;
 use crate::render::change::{render_patch, render_stat};
 use crate::render::short_id;
@@ -156,6 +157,25 @@ pub enum ChangeCommand {
         /// Print the run record as JSON.
         json: bool,
     },
+}
+
+impl ChangeCommand {
+    /// The change command `troupe runs …` asks for, if it is one (`json` is
+    /// `troupe runs --json`).
+    pub fn from_runs(command: &RunsCommand, json: bool) -> Option<ChangeCommand> {
+        use ChangeCommand as C;
+        Some(match command {
+            RunsCommand::Diff { id, stat, json: j } => {
+                C::Diff { id: id.clone(), stat: *stat, json: *j || json }
+            }
+            RunsCommand::Apply { id, commit, json: j } => {
+                C::Apply { id: id.clone(), commit: *commit, json: *j || json }
+            }
+            RunsCommand::Revert { id, json: j } => C::Revert { id: id.clone(), json: *j || json },
+            RunsCommand::Discard { id, json: j } => C::Discard { id: id.clone(), json: *j || json },
+            _ => return None,
+        })
+    }
 }
 
 /// Run a change command against `target`; the exit code (1 when refused, with the reason on

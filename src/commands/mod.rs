@@ -16,4 +16,3 @@ pub mod via_api;
 
 pub(crate) use crate::exit;
 pub use crate::open::{open_runtime, open_store};
-pub use crate::time::parse_time;

@@ -502,7 +502,7 @@ pub fn runs_command(config: Config, source: ConfigSource, args: RunsArgs) -> Res
                 | RunsCommand::Apply { .. }
                 | RunsCommand::Revert { .. }
                 | RunsCommand::Discard { .. }),
-            ) => match c.change_command(args.json) {
+            ) => match change::ChangeCommand::from_runs(&c, args.json) {
                 Some(cmd) => change::run(Target::Local(&runtime), cmd).await,
                 None => Ok(exit::USAGE),
             },

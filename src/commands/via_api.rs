@@ -133,7 +133,9 @@ pub fn runs_command(config: &Config, server: &ServeFile, args: RunsArgs) -> Resu
                 | RunsCommand::Revert { .. }
                 | RunsCommand::Discard { .. }),
             ) => {
-                let Some(cmd) = c.change_command(args.json) else { return Ok(exit::USAGE) };
+                let Some(cmd) = change::ChangeCommand::from_runs(&c, args.json) else {
+                    return Ok(exit::USAGE);
+                };
                 return change::run(Target::Remote(&client), cmd).await;
             }
             // A dry run only reads: the server's records say what would go.

@@ -35,11 +35,11 @@ use actix_web::http::header;
 use actix_web::middleware::Next;
 use actix_web::{ResponseError, web};
 use anyhow::Result;
-use clap::Args;
 use troupe_runtime::Runtime;
 use troupe_workflows::Config;
 use troupe_workflows::config::ConfigSource;
 
+use crate::cli::ServeArgs;
 use crate::exit;
 use crate::serve_file::{self, ServeFile, resolve_token};
 
@@ -49,22 +49,6 @@ pub use events::RunLogs;
 const JSON_LIMIT: usize = 256 * 1024;
 /// Largest configuration body (`PUT /api/config`).
 const CONFIG_LIMIT: usize = 1024 * 1024;
-
-/// `troupe serve`.
-#[derive(Debug, Args)]
-pub struct ServeArgs {
-    /// Address to listen on; anything but loopback needs a token
-    #[arg(long, default_value = "127.0.0.1:5001", value_name = "HOST:PORT")]
-    pub addr: String,
-
-    /// Bearer token every /api route requires [default: $TROUPE_API_TOKEN]
-    #[arg(long, env = "TROUPE_API_TOKEN", hide_env_values = true, value_name = "TOKEN")]
-    pub token: Option<String>,
-
-    /// On SIGINT/SIGTERM, seconds running runs get to finish before they are cancelled
-    #[arg(long, default_value_t = 10, value_name = "SECS")]
-    pub grace_secs: u64,
-}
 
 /// What every request handler shares.
 #[derive(Debug)]

@@ -16,25 +16,13 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::Result;
-use clap::Args;
 use tokio::io::AsyncBufReadExt;
 use troupe_runtime::{RunRecord, RunRequest, RunState, Runtime};
 use troupe_workflows::Config;
 use troupe_workflows::config::ConfigSource;
 
+use crate::cli::ShellArgs;
 use crate::commands::exit;
-
-/// `troupe shell`.
-#[derive(Debug, Args)]
-pub struct ShellArgs {
-    /// The workflow tasks run through [default: settings.default_workflow]
-    #[arg(long, short)]
-    pub workflow: Option<String>,
-
-    /// The project folder [default: settings.project_path, or the current directory]
-    #[arg(long, value_name = "PATH")]
-    pub project: Option<PathBuf>,
-}
 
 /// A session's state.
 #[derive(Debug)]
