@@ -1,0 +1,195 @@
+#!/usr/bin/env python3
+"""Top-level modules of a crate that reference each other (issue #18: "no module imports one
+that imports it back").
+
+Run from the workspace root: `python3 scripts/module-cycles.py`. Prints one line per pair
+(`crate a <-> b`, with the files behind each direction) and exits 1 when there is any.
+
+A reference is any path outside comments and test modules that names another top-level
+module of the same crate: `crate::a::…`, a group `crate::{a, b::C}` (nested groups too),
+`super::…` chains that climb to the crate root (`super::a` in `src/x.rs`, `super::super::a`
+in `src/x/y.rs`), and items the crate root re-exports from a module (`crate::Error` when
+`lib.rs` says `pub use error::Error`). Files under `src/bin/` and the root file itself are
+not modules of the pair.
+"""
+
+import os
+import re
+import sys
+
+CRATES = ['observability', 'adapters', 'agent-config', 'context', 'export', 'workflows',
+          'runtime', 'change', 'plans', 'test-utils', '.']
+
+
+def module_path(src, path):
+    """The module a file is, as a list of names (`[]` for lib.rs/main.rs)."""
+    parts = os.path.relpath(path, src)[:-3].split(os.sep)
+    if parts[-1] in ('mod', 'lib', 'main'):
+        parts = parts[:-1]
+    return parts
+
+
+def blank_comments_and_strings(text):
+    """`text` with comments removed and string and char literals emptied."""
+    out, i, n = [], 0, len(text)
+    while i < n:
+        c = text[i]
+        if text.startswith('//', i):
+            j = text.find('\n', i)
+            i = n if j < 0 else j
+        elif text.startswith('/*', i):
+            depth, i = 1, i + 2
+            while i < n and depth:
+                if text.startswith('/*', i):
+                    depth, i = depth + 1, i + 2
+                elif text.startswith('*/', i):
+                    depth, i = depth - 1, i + 2
+                else:
+                    i += 1
+        elif (m := re.match(r'b?r(#*)"', text[i:i + 260])) and (i == 0 or not (text[i - 1].isalnum() or text[i - 1] == '_')):
+            close = '"' + m.group(1)
+            j = text.find(close, i + m.end())
+            out.append('""')
+            i = n if j < 0 else j + len(close)
+        elif c == '"':
+            j = i + 1
+            while j < n and text[j] != '"':
+                j += 2 if text[j] == '\\' else 1
+            out.append('""')
+            i = j + 1
+        elif c == "'" and (m := re.match(r"'(?:\\.[^']*|[^'\\])'", text[i:i + 12])):
+            out.append("' '")
+            i += m.end()
+        else:
+            out.append(c)
+            i += 1
+    return ''.join(out)
+
+
+def strip(text):
+    """The text without comments, string literals and test modules."""
+    text = blank_comments_and_strings(text)
+    # Test modules: `#[cfg(test)]` followed by `mod name {` … to its closing brace.
+    out, i = [], 0
+    for m in re.finditer(r'#\[cfg\(test\)\]\s*(?:#\[[^\]]*\]\s*)*(?:pub(?:\([^)]*\))?\s+)?mod\s+\w+\s*\{', text):
+        if m.start() < i:
+            continue
+        out.append(text[i:m.start()])
+        depth, j = 1, m.end()
+        while j < len(text) and depth:
+            depth += {'{': 1, '}': -1}.get(text[j], 0)
+            j += 1
+        i = j
+    out.append(text[i:])
+    return ''.join(out)
+
+
+def group_heads(text, start):
+    """The first names of the items of the `{…}` group that starts at `text[start]`."""
+    depth, j, item, heads = 0, start, '', []
+    while j < len(text):
+        c = text[j]
+        if c == '{':
+            depth += 1
+            if depth == 1:
+                j += 1
+                continue
+        elif c == '}':
+            depth -= 1
+            if depth == 0:
+                break
+        if depth == 1 and c == ',':
+            heads.append(item)
+            item = ''
+        elif depth >= 1:
+            item += c
+        j += 1
+    heads.append(item)
+    names = []
+    for h in heads:
+        m = re.match(r'\s*(?:r#)?([A-Za-z_][A-Za-z_0-9]*)', h)
+        if m:
+            names.append(m.group(1))
+    return names
+
+
+def root_names(text, here):
+    """The names at the crate root that `text` (the module `here`) refers to."""
+    names = []
+    for m in re.finditer(r'\bcrate::', text):
+        rest = text[m.end():]
+        if rest.startswith('{'):
+            names.extend(group_heads(text, m.end()))
+        else:
+            n = re.match(r'([A-Za-z_][A-Za-z_0-9]*)', rest)
+            if n:
+                names.append(n.group(1))
+    # `super::` chains that climb to the root.
+    for m in re.finditer(r'(?<![A-Za-z_0-9:])((?:super::)+)', text):
+        ups = m.group(1).count('super::')
+        if ups != len(here):
+            continue
+        rest = text[m.end():]
+        if rest.startswith('{'):
+            names.extend(group_heads(text, m.end()))
+        else:
+            n = re.match(r'([A-Za-z_][A-Za-z_0-9]*)', rest)
+            if n:
+                names.append(n.group(1))
+    return names
+
+
+def reexports(root_text):
+    """Names the crate root re-exports, mapped to the module they come from."""
+    out = {}
+    for m in re.finditer(r'\bpub(?:\([^)]*\))?\s+use\s+(?:self::|crate::)?([a-z_][a-z_0-9]*)::', root_text):
+        module = m.group(1)
+        rest = root_text[m.end():]
+        if rest.startswith('{'):
+            for n in group_heads(root_text, m.end()):
+                out[n] = module
+        else:
+            n = re.match(r'([A-Za-z_][A-Za-z_0-9]*)', rest)
+            if n:
+                out[n.group(1)] = module
+    return out
+
+
+def main():
+    found = 0
+    for crate in CRATES:
+        src = os.path.join(crate, 'src')
+        if not os.path.isdir(src):
+            continue
+        files = []
+        for dirpath, _, names in os.walk(src):
+            for f in names:
+                if f.endswith('.rs'):
+                    files.append(os.path.join(dirpath, f))
+        mods = {}
+        for p in files:
+            m = module_path(src, p)
+            if m and m[0] != 'bin':
+                mods[p] = m
+        tops = {m[0] for m in mods.values()}
+        root = next((os.path.join(src, r) for r in ('lib.rs', 'main.rs')
+                     if os.path.exists(os.path.join(src, r))), None)
+        exported = reexports(strip(open(root).read())) if root else {}
+        edges = {}
+        for p, here in mods.items():
+            for name in root_names(strip(open(p).read()), here):
+                target = name if name in tops else exported.get(name)
+                if target and target != here[0]:
+                    edges.setdefault(here[0], {}).setdefault(target, set()).add(
+                        os.path.relpath(p, src))
+        for a in sorted(edges):
+            for b in sorted(edges[a]):
+                if a < b and a in edges.get(b, {}):
+                    found += 1
+                    print(f'{crate} {a} <-> {b}    ({a}→{b}: {", ".join(sorted(edges[a][b]))}; '
+                          f'{b}→{a}: {", ".join(sorted(edges[b][a]))})')
+    return 1 if found else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
