@@ -16,6 +16,7 @@ pub mod agents;
 mod apply;
 mod ask;
 pub mod audit;
+pub mod backend;
 mod budget;
 mod call;
 pub mod context_memory;

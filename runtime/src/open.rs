@@ -50,7 +50,7 @@ impl Backend for CollectionBackend {
         Ok(())
     }
 
-    fn write(&self, writes: &[crate::writer::Write]) -> Result<()> {
+    fn write(&self, writes: &[crate::backend::Write]) -> Result<()> {
         Ok(self.0.write_batch(writes)?)
     }
 }

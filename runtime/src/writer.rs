@@ -9,19 +9,15 @@
 use std::sync::mpsc;
 use std::sync::{Arc, Weak};
 
-use serde_json::Value;
 use tokio::sync::oneshot;
 
+use crate::backend::{Backend, Write};
 use crate::error::{Error, Result};
-use crate::store::Backend;
 
 /// The writer thread's name (a test checks that writes happen on it).
 pub const WRITER_THREAD: &str = "troupe-store-writer";
 /// Most writes grouped under one flush.
 const MAX_BATCH: usize = 512;
-
-/// One write: store a value, or remove the key (`None`).
-pub type Write = (String, Option<Value>);
 
 struct Job {
     writes: Vec<Write>,

@@ -13,8 +13,8 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::backend::Write;
 use crate::model::{RunRecord, StepRecord, StepState, Tokens};
-use crate::writer::Write;
 
 /// The key saying which version of the index the store holds.
 pub(crate) const MARKER: &str = "meta/index";

@@ -23,31 +23,10 @@ use crate::model::{
 };
 use troupe_workflows::engine::StepPos;
 
-use crate::writer::{Pending, Write, Writer};
+use crate::backend::Write;
+use crate::writer::{Pending, Writer};
 
-/// Where run records live: a durable key → JSON document map. The production backend is a
-/// `troupe-context` collection (sled); tests may use [`MemoryBackend`].
-pub trait Backend: Send + Sync + std::fmt::Debug {
-    /// Store `value` at `key`, durably.
-    fn put(&self, key: &str, value: &Value) -> Result<()>;
-    /// Apply `writes` in order (`None` removes the key), durably; the record writer calls
-    /// it with many writes at once. The default writes them one by one.
-    fn write(&self, writes: &[Write]) -> Result<()> {
-        for (key, value) in writes {
-            match value {
-                Some(v) => self.put(key, v)?,
-                None => self.remove(key)?,
-            }
-        }
-        Ok(())
-    }
-    /// The value at `key`.
-    fn get(&self, key: &str) -> Result<Option<Value>>;
-    /// Every `(key, value)` whose key starts with `prefix`, in key order.
-    fn scan(&self, prefix: &str) -> Result<Vec<(String, Value)>>;
-    /// Remove `key`.
-    fn remove(&self, key: &str) -> Result<()>;
-}
+pub use crate::backend::Backend;
 
 /// Runs and steps.
 #[derive(Debug, Clone)]
