@@ -2,8 +2,8 @@
 # Run troupe's whole test suite on this machine, installing what the tests need first.
 #   scripts/test.sh
 # Steps: offline assets and test tools (scripts/setup.sh --assets-only), cargo-deny,
-# formatting, clippy with warnings as errors, rustdoc with warnings as errors, then every
-# test of every crate.
+# formatting, module cycles (scripts/module-cycles.py), clippy with warnings as errors,
+# rustdoc with warnings as errors, then every test of every crate.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # One assets folder for setup and every test, whatever TROUPE_HOME the tests use.
@@ -22,6 +22,9 @@ deny=$TROUPE_ASSETS/tools/cargo-deny/bin/cargo-deny
 
 step "formatting"
 cargo fmt --all --check
+
+step "module cycles: no module imports one that imports it back"
+python3 scripts/module-cycles.py
 
 step "clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
