@@ -106,7 +106,11 @@ fn run(cli: Cli, log: LogOptions) -> anyhow::Result<u8> {
             Err(c) => Ok(c),
         },
         Command::Usage(args) => match commands::config::require_valid(loaded) {
-            Ok((config, source)) => commands::usage::usage_command(config, source, args),
+            // Through a running `troupe serve` when there is one: it holds the store.
+            Ok((config, source)) => match commands::via_api::find_server(&config.data_dir()) {
+                Some(server) => commands::via_api::usage_command(&config, &server, &args),
+                None => commands::usage::usage_command(config, source, args),
+            },
             Err(c) => Ok(c),
         },
         Command::Workflows(f) => match commands::config::require_valid(loaded) {
@@ -114,7 +118,11 @@ fn run(cli: Cli, log: LogOptions) -> anyhow::Result<u8> {
             Err(c) => Ok(c),
         },
         Command::Run(args) => match commands::config::require_valid(loaded) {
-            Ok((config, source)) => commands::run::run_command(config, source, args),
+            // Through a running `troupe serve` when there is one: it holds the store.
+            Ok((config, source)) => match commands::via_api::find_server(&config.data_dir()) {
+                Some(server) => commands::via_api::run_command(&config, &server, args),
+                None => commands::run::run_command(config, source, args),
+            },
             Err(c) => Ok(c),
         },
         Command::Runs(crate::cli::RunsArgs {
@@ -122,7 +130,11 @@ fn run(cli: Cli, log: LogOptions) -> anyhow::Result<u8> {
             json: all_json,
         }) => commands::audit::audit_command(&loaded.config, &id, json || all_json),
         Command::Runs(args) => match commands::config::require_valid(loaded) {
-            Ok((config, source)) => commands::run::runs_command(config, source, args),
+            // Through a running `troupe serve` when there is one: it holds the store.
+            Ok((config, source)) => match commands::via_api::find_server(&config.data_dir()) {
+                Some(server) => commands::via_api::runs_command(&config, &server, args),
+                None => commands::run::runs_command(config, source, args),
+            },
             Err(c) => Ok(c),
         },
         Command::Plan(args) => match commands::config::require_valid(loaded) {

@@ -426,11 +426,9 @@ where
     })
 }
 
-/// `troupe run "task"`.
+/// `troupe run "task"` in this process (`main` sends it through a running `troupe serve`
+/// instead when there is one: `via_api`).
 pub fn run_command(config: Config, source: ConfigSource, args: RunArgs) -> Result<u8> {
-    if let Some(server) = super::via_api::find_server(&config.data_dir()) {
-        return super::via_api::run_command(&config, &server, args);
-    }
     let offline = config.settings.offline;
     let mode = change::apply_mode(&config);
     with_runtime(config, source, offline, |runtime| async move {
@@ -478,11 +476,9 @@ pub fn metrics_command(config: Config, source: ConfigSource) -> Result<u8> {
     })
 }
 
-/// `troupe runs …`.
+/// `troupe runs …` in this process (`main` sends it through a running `troupe serve`
+/// instead when there is one: `via_api`).
 pub fn runs_command(config: Config, source: ConfigSource, args: RunsArgs) -> Result<u8> {
-    if let Some(server) = super::via_api::find_server(&config.data_dir()) {
-        return super::via_api::runs_command(&config, &server, args);
-    }
     let offline = config.settings.offline;
     with_runtime(config, source, offline, |runtime| async move {
         match args.command {

@@ -12,11 +12,9 @@ use crate::render::{Table, short_id};
 /// How many runs the text report lists.
 const RUNS_SHOWN: usize = 20;
 
-/// `troupe usage [--project P] [--since WHEN] [--json]`.
+/// `troupe usage [--project P] [--since WHEN] [--json]` in this process (`main` sends it
+/// through a running `troupe serve` instead when there is one: `via_api`).
 pub fn usage_command(config: Config, source: ConfigSource, args: UsageArgs) -> Result<u8> {
-    if let Some(server) = super::via_api::find_server(&config.data_dir()) {
-        return super::via_api::usage_command(&config, &server, &args);
-    }
     let offline = config.settings.offline;
     super::run::with_runtime(
         config,
