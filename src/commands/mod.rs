@@ -6,7 +6,6 @@ pub mod config;
 pub mod context;
 pub mod doctor;
 pub mod export;
-pub mod local_models;
 pub mod models;
 pub mod plan;
 pub mod run;

@@ -13,7 +13,7 @@ use troupe_adapters::http::OpenAiAgent;
 use troupe_adapters::{AgentConfig, AgentKind, CallContext};
 use troupe_workflows::Config;
 
-use super::doctor::{Check, Status};
+use super::{Check, Status};
 
 /// Memory available now (`MemAvailable` of /proc/meminfo), in bytes.
 pub fn mem_available() -> Option<u64> {

@@ -1,4 +1,7 @@
-//! `troupe doctor`: is this machine ready, and if not, exactly what to do.
+//! `troupe doctor`: is this machine ready, and if not, exactly what to do (the local models
+//! in [`local_models`]).
+
+mod local_models;
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -253,7 +256,7 @@ pub async fn run_checks(loaded: &LoadedConfig) -> Vec<Check> {
         }
     }
     // The local models (issue 15): installed, size, window, memory, speed when running.
-    out.extend(super::local_models::checks(config, &needed).await);
+    out.extend(local_models::checks(config, &needed).await);
 
     // Reachability of local endpoints that are not managed (a managed one starts on demand).
     let ctx = CallContext::new();
