@@ -8,10 +8,10 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Serialize;
 use serde_json::{Value, json};
 use troupe_workflows::Config;
-use troupe_workflows::config::{ConfigSource, Location, Problem, Severity};
+use troupe_workflows::config::{ConfigSource, Location};
 
 use super::CONFIG_LIMIT;
-use super::error::ErrorBody;
+use super::error::{ErrorBody, ProblemView};
 use super::{ApiError, AppState};
 
 type Data = web::Data<AppState>;
@@ -52,33 +52,6 @@ pub struct ConfigView {
     /// tables redacted; `api_key_env` holds variable names only).
     #[schema(value_type = Object)]
     pub config: Value,
-}
-
-/// A configuration problem, with where it is.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct ProblemView {
-    /// `error` or `warning`.
-    pub severity: Severity,
-    /// Where it is.
-    pub location: Location,
-    /// Where it is, for people: `/home/me/troupe.toml:12:5`.
-    pub at: String,
-    /// What is wrong.
-    pub message: String,
-    /// The whole problem as one line.
-    pub text: String,
-}
-
-impl ProblemView {
-    fn new(p: &Problem) -> ProblemView {
-        ProblemView {
-            severity: p.severity,
-            location: p.location.clone(),
-            at: p.location.to_string(),
-            message: p.message.clone(),
-            text: p.to_string(),
-        }
-    }
 }
 
 /// The answer of `PUT /api/config`.

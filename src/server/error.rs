@@ -4,6 +4,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
+use troupe_workflows::config::{Location, Problem, Severity};
 
 /// An API failure: an HTTP status, a stable code and a message for people.
 #[derive(Debug)]
@@ -113,12 +114,41 @@ pub struct ErrorDetail {
     pub message: String,
     /// An invalid configuration's problems (`PUT /api/config`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub problems: Option<Vec<super::config::ProblemView>>,
+    pub problems: Option<Vec<ProblemView>>,
 }
 
 impl ErrorDetail {
     /// A detail without problems.
     pub fn new(code: &str, message: impl Into<String>) -> ErrorDetail {
         ErrorDetail { code: code.to_string(), message: message.into(), problems: None }
+    }
+}
+
+/// A configuration problem, with where it is (an invalid configuration's error lists them;
+/// `PUT /api/config` answers its warnings).
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct ProblemView {
+    /// `error` or `warning`.
+    pub severity: Severity,
+    /// Where it is.
+    pub location: Location,
+    /// Where it is, for people: `/home/me/troupe.toml:12:5`.
+    pub at: String,
+    /// What is wrong.
+    pub message: String,
+    /// The whole problem as one line.
+    pub text: String,
+}
+
+impl ProblemView {
+    /// The view of `p`.
+    pub fn new(p: &Problem) -> ProblemView {
+        ProblemView {
+            severity: p.severity,
+            location: p.location.clone(),
+            at: p.location.to_string(),
+            message: p.message.clone(),
+            text: p.to_string(),
+        }
     }
 }
