@@ -4,6 +4,8 @@ that imports it back").
 
 Run from the workspace root: `python3 scripts/module-cycles.py`. Prints one line per pair
 (`crate a <-> b`, with the files behind each direction) and exits 1 when there is any.
+With `--nested`, also sibling modules below the top level (`commands::run <-> commands::via_api`);
+a module and its own parent are not a pair.
 
 A reference is any path outside comments and test modules that names another top-level
 module of the same crate: `crate::a::…`, a group `crate::{a, b::C}` (nested groups too),
@@ -155,6 +157,82 @@ def reexports(root_text):
     return out
 
 
+def paths_at(text, start):
+    """Every path of the use-tree that starts at `text[start]` (after a `::`), as lists of
+    names: `a::b` → [[a, b]]; `{a, b::{c, d}}` → [[a], [b, c], [b, d]]."""
+    m = re.match(r'\s*((?:(?:r#)?[A-Za-z_][A-Za-z_0-9]*\s*::\s*)*)(\{|(?:r#)?[A-Za-z_][A-Za-z_0-9]*|\*)?', text[start:])
+    segs = [x for x in re.split(r'\s*::\s*', m.group(1).strip()) if x]
+    last = m.group(2)
+    if last == '{':
+        out = []
+        brace = start + m.end() - 1
+        depth, j, item_start = 0, brace, brace + 1
+        while j < len(text):
+            c = text[j]
+            if c == '{':
+                depth += 1
+            elif c == '}':
+                depth -= 1
+                if depth == 0:
+                    break
+            if depth == 1 and c == ',':
+                out.extend(segs + p for p in paths_at(text, item_start))
+                item_start = j + 1
+            j += 1
+        if text[item_start:j].strip():
+            out.extend(segs + p for p in paths_at(text, item_start))
+        return out or [segs]
+    if last and last != '*':
+        segs.append(last)
+    return [segs]
+
+
+def references(text, here):
+    """Absolute paths (lists of names from the crate root) that the module `here` names."""
+    out = []
+    for m in re.finditer(r'\bcrate::', text):
+        out.extend(paths_at(text, m.end()))
+    for m in re.finditer(r'(?<![A-Za-z_0-9:])((?:super::)+)', text):
+        ups = m.group(1).count('super::')
+        if ups > len(here):
+            continue
+        base = here[:len(here) - ups]
+        out.extend(base + p for p in paths_at(text, m.end()))
+    return out
+
+
+def sibling_pairs(crate, src, mods):
+    """Modules under the same parent (below the top level) that reference each other."""
+    known = {tuple(m) for m in mods.values()}
+    edges = {}
+    for p, here in mods.items():
+        for path in references(strip(open(p).read()), here):
+            # The longest prefix that is a module.
+            target = None
+            for k in range(len(path), 0, -1):
+                if tuple(path[:k]) in known:
+                    target = path[:k]
+                    break
+            if not target:
+                continue
+            lca = 0
+            while lca < min(len(here), len(target)) and here[lca] == target[lca]:
+                lca += 1
+            if lca == 0 or lca >= len(here) or lca >= len(target):
+                continue  # top level (reported above), or parent and child
+            a, b = tuple(here[:lca + 1]), tuple(target[:lca + 1])
+            edges.setdefault(a, {}).setdefault(b, set()).add(os.path.relpath(p, src))
+    found = 0
+    for a in sorted(edges):
+        for b in sorted(edges[a]):
+            if a < b and a in edges.get(b, {}):
+                found += 1
+                na, nb = '::'.join(a), '::'.join(b)
+                print(f'{crate} {na} <-> {nb}    ({", ".join(sorted(edges[a][b]))}; '
+                      f'{", ".join(sorted(edges[b][a]))})')
+    return found
+
+
 def main():
     found = 0
     for crate in CRATES:
@@ -188,6 +266,8 @@ def main():
                     found += 1
                     print(f'{crate} {a} <-> {b}    ({a}→{b}: {", ".join(sorted(edges[a][b]))}; '
                           f'{b}→{a}: {", ".join(sorted(edges[b][a]))})')
+        if '--nested' in sys.argv:
+            found += sibling_pairs(crate, src, mods)
     return 1 if found else 0
 
 
