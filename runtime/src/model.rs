@@ -104,6 +104,10 @@ pub struct RunRequest {
     /// branch) instead of a snapshot of the user's tree; git projects only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base: Option<String>,
+    /// Names the change must leave in the project's files (a plan's task expects the code
+    /// names it gives): checked with the validators, as `troupe-expect NAME…`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expect: Vec<String>,
 }
 
 /// Limits on what a run may use; checked before each call.
@@ -213,6 +217,9 @@ pub struct RunRecord {
     /// ([`RunRequest::base`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base: Option<String>,
+    /// Names the change must leave in the project's files ([`RunRequest::expect`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expect: Vec<String>,
 }
 
 fn is_unset(b: &Budget) -> bool {
@@ -263,6 +270,7 @@ impl RunRecord {
             apply: false,
             verified: None,
             base: None,
+            expect: Vec::new(),
         }
     }
 

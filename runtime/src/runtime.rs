@@ -470,6 +470,7 @@ impl Runtime {
             no_validate: req.no_validate,
             apply: req.apply,
             base: req.base.clone(),
+            expect: req.expect.clone(),
             ..RunRecord::pending(
                 id,
                 task,
