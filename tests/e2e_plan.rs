@@ -149,4 +149,7 @@ async fn a_spec_becomes_a_plan_that_survives_a_killed_server_runs_green_offline_
     let words = std::fs::read_to_string(w.project.join("textkit/words.py")).unwrap();
     eprintln!("textkit/words.py after apply:\n{words}");
     assert!(words.contains("def longest_word"), "{words}");
+    let tests = std::fs::read_to_string(w.project.join("tests/test_words.py")).unwrap();
+    eprintln!("tests/test_words.py after apply:\n{tests}");
+    assert!(tests.contains("longest_word"), "the spec asked for a unittest of longest_word");
 }
