@@ -13,6 +13,7 @@ use nix::unistd::Pid;
 use serde_json::{Value, json};
 use troupe_adapters::config::{AgentConfig, AgentKind, ManagedServerConfig};
 use troupe_adapters::registry::{AgentRegistry, RegistryOptions};
+use troupe_adapters::server::llama_server;
 use troupe_adapters::resilience::OfflineMode;
 use troupe_adapters::{
     AdapterError, AgentEvent, AgentRequest, CallContext, GenerationOptions, OutputFormat,
@@ -59,33 +60,12 @@ fn local_agent(port: u16) -> AgentConfig {
     a.base_url = Some(format!("http://127.0.0.1:{port}/v1"));
     a.model = Some("SmolLM2-135M-Instruct".into());
     a.timeout_secs = 120;
-    a.server = Some(ManagedServerConfig {
-        command: "{assets}/llama/llama-server".into(),
-        args: [
-            "-m",
-            "{assets}/models/SmolLM2-135M-Instruct.Q4_1.gguf",
-            "--host",
-            "{host}",
-            "--port",
-            "{port}",
-            "-t",
-            "1",
-            "-tb",
-            "2",
-            "-c",
-            "4096",
-            "-np",
-            "2",
-            "--no-webui",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect(),
-        env: BTreeMap::from([("LD_LIBRARY_PATH".to_string(), "{assets}/llama".to_string())]),
-        startup_timeout_secs: 90,
-        threads: None,
-        batch_threads: None,
-    });
+    // One decode and two prompt threads, whatever the machine.
+    let mut server = llama_server("SmolLM2-135M-Instruct.Q4_1.gguf", 4096, 2);
+    server.threads = Some(1);
+    server.batch_threads = Some(2);
+    server.startup_timeout_secs = 90;
+    a.server = Some(server);
     a
 }
 
@@ -204,10 +184,7 @@ async fn the_real_server_takes_generation_settings_and_counts_tokens() {
     let mut cfg = local_agent(port);
     if let Some(s) = cfg.server.as_mut() {
         // The machine picks the threads, as the built-in agents do.
-        for (flag, value) in [("-t", "{threads}"), ("-tb", "{batch_threads}")] {
-            let i = s.args.iter().position(|a| a == flag).unwrap();
-            s.args[i + 1] = value.into();
-        }
+        (s.threads, s.batch_threads) = (None, None);
     }
     cfg.max_tokens = Some(5);
     cfg.temperature = Some(1.0);
@@ -270,26 +247,8 @@ async fn the_small_coder_writes_a_string_reversal() {
     cfg.repeat_penalty = Some(1.1);
     cfg.max_tokens = Some(400);
     if let Some(s) = cfg.server.as_mut() {
-        s.args = [
-            "-m",
-            &format!("{{assets}}/models/{}", model.file),
-            "--host",
-            "{host}",
-            "--port",
-            "{port}",
-            "-t",
-            "{threads}",
-            "-tb",
-            "{batch_threads}",
-            "-c",
-            "8192",
-            "-np",
-            "1",
-            "--no-webui",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        // The built-in local-fast's server: its whole 8192-token window in one slot.
+        *s = ManagedServerConfig { startup_timeout_secs: 90, ..llama_server(model.file, 8192, 1) };
     }
     // Another model beside it, as local-code and local-fast run: two servers, both warm.
     let configs =
