@@ -13,8 +13,8 @@ use nix::unistd::Pid;
 use serde_json::{Value, json};
 use troupe_adapters::config::{AgentConfig, AgentKind, ManagedServerConfig};
 use troupe_adapters::registry::{AgentRegistry, RegistryOptions};
-use troupe_adapters::server::llama_server;
 use troupe_adapters::resilience::OfflineMode;
+use troupe_adapters::server::llama_server;
 use troupe_adapters::{
     AdapterError, AgentEvent, AgentRequest, CallContext, GenerationOptions, OutputFormat,
 };
@@ -48,6 +48,16 @@ fn require_assets() -> PathBuf {
         );
     }
     assets
+}
+
+/// The agents `configs` offline, with their servers from `assets`.
+fn offline_registry(configs: &BTreeMap<String, AgentConfig>, assets: PathBuf) -> AgentRegistry {
+    let options = RegistryOptions {
+        offline: OfflineMode::offline("test"),
+        assets_dir: assets,
+        limiters: None,
+    };
+    AgentRegistry::build(configs, options)
 }
 
 fn free_port() -> u16 {
@@ -191,14 +201,7 @@ async fn the_real_server_takes_generation_settings_and_counts_tokens() {
     cfg.seed = Some(42);
     cfg.repeat_penalty = Some(1.1);
     let configs = BTreeMap::from([("smol".to_string(), cfg)]);
-    let registry = AgentRegistry::build(
-        &configs,
-        RegistryOptions {
-            offline: OfflineMode::offline("test"),
-            assets_dir: assets,
-            limiters: None,
-        },
-    );
+    let registry = offline_registry(&configs, assets);
     let agent = registry.agent("smol").unwrap();
     let ctx = CallContext::new();
 
@@ -253,14 +256,7 @@ async fn the_small_coder_writes_a_string_reversal() {
     // Another model beside it, as local-code and local-fast run: two servers, both warm.
     let configs =
         BTreeMap::from([("fast".to_string(), cfg), ("smol".to_string(), local_agent(free_port()))]);
-    let registry = AgentRegistry::build(
-        &configs,
-        RegistryOptions {
-            offline: OfflineMode::offline("test"),
-            assets_dir: assets,
-            limiters: None,
-        },
-    );
+    let registry = offline_registry(&configs, assets);
     assert_eq!(registry.servers().count(), 2, "one server per model");
     let agent = registry.agent("fast").unwrap();
     let ctx = CallContext::new();
