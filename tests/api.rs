@@ -9,55 +9,27 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Server, World, parse_sse, write_script};
+use common::{Server, World, cli_agent, parse_sse, workflow, write_script};
 use serde_json::{Value, json};
 
 fn config_text(dir: &Path) -> String {
-    format!(
-        r#"[settings]
-default_workflow = "scripted"
-max_concurrent_runs = 8
-
-[agents.coder]
-kind = "cli"
-command = "{coder}"
-args = ["{{prompt}}"]
-flavor = "generic"
-env = {{ SECRET_TOKEN = "hunter2" }}
-
-[agents.reviewer]
-kind = "cli"
-command = "{reviewer}"
-args = ["{{prompt}}"]
-flavor = "generic"
-
-[agents.sleeper]
-kind = "cli"
-command = "{sleeper}"
-args = ["{{prompt}}"]
-flavor = "generic"
-
-[agents.remote]
+    [
+        "[settings]\ndefault_workflow = \"scripted\"\nmax_concurrent_runs = 8\n\n".to_string(),
+        cli_agent("coder", &dir.join("coder.sh"), "env = { SECRET_TOKEN = \"hunter2\" }\n"),
+        cli_agent("reviewer", &dir.join("reviewer.sh"), ""),
+        cli_agent("sleeper", &dir.join("sleeper.sh"), ""),
+        r#"[agents.remote]
 kind = "openai"
 base_url = "https://api.example.invalid/v1"
 model = "m"
 api_key_env = "REMOTE_API_KEY"
 
-[workflows.scripted]
-max_iterations = 1
-steps = [
-  {{ agent = "coder", role = "implement" }},
-  {{ agent = "reviewer", role = "review" }},
-]
-
-[workflows.slow]
-max_iterations = 1
-steps = [{{ agent = "sleeper", role = "implement" }}]
-"#,
-        coder = dir.join("coder.sh").display(),
-        reviewer = dir.join("reviewer.sh").display(),
-        sleeper = dir.join("sleeper.sh").display(),
-    )
+"#
+        .to_string(),
+        workflow("scripted", 1, &[("coder", "implement"), ("reviewer", "review")]),
+        workflow("slow", 1, &[("sleeper", "implement")]),
+    ]
+    .concat()
 }
 
 fn world() -> World {
@@ -673,21 +645,12 @@ async fn secrets_never_leave_through_the_api() {
     );
     let config = config_text(w.dir.path())
         .replace("[settings]\n", "[settings]\nsecret_env = [\"DEPLOY_PASSPHRASE\"]\n")
-        + &format!(
-            r#"
-[agents.leaky]
-kind = "cli"
-command = "{}"
-args = ["{{prompt}}"]
-flavor = "generic"
-env = {{ SECRET_TOKEN = "hunter2" }}
-
-[workflows.leak]
-max_iterations = 1
-steps = [{{ agent = "leaky", role = "implement" }}]
-"#,
-            w.dir.path().join("leaky.sh").display()
-        );
+        + &cli_agent(
+            "leaky",
+            &w.dir.path().join("leaky.sh"),
+            "env = { SECRET_TOKEN = \"hunter2\" }\n",
+        )
+        + &workflow("leak", 1, &[("leaky", "implement")]);
     std::fs::write(&w.config, config).unwrap();
     let s = serve(&w, &[], &[("MY_SERVICE_TOKEN", BY_NAME), ("DEPLOY_PASSPHRASE", NAMED)]);
     let task = format!("deploy with {BY_NAME}, {NAMED} and hunter2");

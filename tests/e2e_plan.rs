@@ -12,8 +12,6 @@ mod common;
 
 use common::unittest;
 
-use std::process::Command;
-
 const SPEC: &str = "In the Python package textkit (textkit/words.py): first, word_count must count \
                     words separated by any whitespace (spaces, tabs, newlines) and return 0 for an \
                     empty string, so tests/test_words.py passes. Then add a function \
@@ -25,25 +23,9 @@ const SPEC: &str = "In the Python package textkit (textkit/words.py): first, wor
 #[ignore = "needs the 1.5B local model and many minutes; run with --ignored"]
 fn a_spec_becomes_a_plan_that_runs_green_offline_and_applies() {
     let tmp = tempfile::tempdir().unwrap();
-    let (assets, project) = common::sample_project_with_big_model(tmp.path());
-    let home = tmp.path().join("home");
-    let troupe = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_troupe"))
-            .args(args)
-            .current_dir(&project)
-            .env("TROUPE_HOME", &home)
-            .env("TROUPE_ASSETS", &assets)
-            .env_remove("RUST_LOG")
-            .output()
-            .unwrap();
-        eprintln!(
-            "$ troupe {}\n{}{}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
-    };
+    let sample = common::Sample::new(tmp.path());
+    let project = sample.project.clone();
+    let troupe = |args: &[&str]| sample.troupe(args);
 
     let out = troupe(&["plan", "new", "--offline", "--approve", "--json", SPEC]);
     assert!(out.status.success(), "the local model gave no valid plan");

@@ -9,7 +9,7 @@ use std::io::Write;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use common::{Pty, World, write_script};
+use common::{Pty, World, cli_agent, workflow, write_script};
 
 fn world() -> World {
     let w = World::new();
@@ -25,38 +25,14 @@ fn world() -> World {
     );
     write_script(&dir.path().join("sleeper.sh"), "echo thinking\nexec sleep 60\n");
     let config = w.config.clone();
-    std::fs::write(
-        &config,
-        format!(
-            r#"[settings]
-default_workflow = "solo"
-
-[agents.coder]
-kind = "cli"
-command = "{coder}"
-args = ["{{prompt}}"]
-flavor = "generic"
-retry = {{ max_attempts = 1 }}
-
-[agents.sleeper]
-kind = "cli"
-command = "{sleeper}"
-args = ["{{prompt}}"]
-flavor = "generic"
-
-[workflows.solo]
-max_iterations = 1
-steps = [{{ agent = "coder", role = "implement" }}]
-
-[workflows.slow]
-max_iterations = 1
-steps = [{{ agent = "sleeper", role = "implement" }}]
-"#,
-            coder = dir.path().join("coder.sh").display(),
-            sleeper = dir.path().join("sleeper.sh").display(),
-        ),
-    )
-    .unwrap();
+    let text = [
+        "[settings]\ndefault_workflow = \"solo\"\n\n".to_string(),
+        cli_agent("coder", &dir.path().join("coder.sh"), "retry = { max_attempts = 1 }\n"),
+        cli_agent("sleeper", &dir.path().join("sleeper.sh"), ""),
+        workflow("solo", 1, &[("coder", "implement")]),
+        workflow("slow", 1, &[("sleeper", "implement")]),
+    ];
+    std::fs::write(&config, text.concat()).unwrap();
     w
 }
 

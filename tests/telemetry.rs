@@ -13,7 +13,7 @@ use std::process::Output;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use common::{World, write_script};
+use common::{World, cli_agent, workflow, write_script};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use opentelemetry_proto::tonic::trace::v1::Span;
@@ -132,33 +132,12 @@ fn world() -> World {
     write_script(&coder, "echo 'def reverse(s): return s[::-1]'\n");
     write_script(&reviewer, "echo '{\"verdict\": \"approved\", \"findings\": []}'\n");
     let config = w.config.clone();
-    std::fs::write(
-        &config,
-        format!(
-            r#"[agents.coder]
-kind = "cli"
-command = "{}"
-args = ["{{prompt}}"]
-flavor = "generic"
-
-[agents.reviewer]
-kind = "cli"
-command = "{}"
-args = ["{{prompt}}"]
-flavor = "generic"
-
-[workflows.scripted]
-max_iterations = 1
-steps = [
-  {{ agent = "coder", role = "implement" }},
-  {{ agent = "reviewer", role = "review" }},
-]
-"#,
-            coder.display(),
-            reviewer.display()
-        ),
-    )
-    .unwrap();
+    let text = [
+        cli_agent("coder", &coder, ""),
+        cli_agent("reviewer", &reviewer, ""),
+        workflow("scripted", 1, &[("coder", "implement"), ("reviewer", "review")]),
+    ];
+    std::fs::write(&config, text.concat()).unwrap();
     w
 }
 

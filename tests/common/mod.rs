@@ -70,6 +70,25 @@ pub fn troupe_in(home: &Path, cwd: &Path, args: &[&str]) -> std::process::Output
         .unwrap()
 }
 
+/// A configuration's `[agents.NAME]` table: a generic CLI agent running `script` with the
+/// prompt as its argument, followed by the TOML lines `extra` (`env`, `retry`, timeouts).
+pub fn cli_agent(name: &str, script: &Path, extra: &str) -> String {
+    format!(
+        "[agents.{name}]\nkind = \"cli\"\ncommand = \"{}\"\nargs = [\"{{prompt}}\"]\nflavor = \"generic\"\n{extra}\n",
+        script.display()
+    )
+}
+
+/// A configuration's `[workflows.NAME]` table: `steps` as (agent, role), at most
+/// `max_iterations` rounds.
+pub fn workflow(name: &str, max_iterations: u32, steps: &[(&str, &str)]) -> String {
+    let steps: String = steps
+        .iter()
+        .map(|(agent, role)| format!("  {{ agent = \"{agent}\", role = \"{role}\" }},\n"))
+        .collect();
+    format!("[workflows.{name}]\nmax_iterations = {max_iterations}\nsteps = [\n{steps}]\n\n")
+}
+
 /// Write an executable `/bin/sh` script (a CLI agent, for tests).
 pub fn write_script(path: &Path, body: &str) {
     use std::os::unix::fs::PermissionsExt;
@@ -266,10 +285,18 @@ startup_timeout_secs = 60
 /// The installed offline assets with the local model server and models; fails saying what
 /// to run when they are not installed.
 pub fn local_model_assets() -> PathBuf {
+    let assets = assets_with("llama/llama-server");
+    assets_with("models");
+    assets
+}
+
+/// The installed offline assets ([`installed_assets`]), which must hold `needed`: the test
+/// fails saying what to run when they do not.
+pub fn assets_with(needed: &str) -> PathBuf {
     let assets = installed_assets();
     assert!(
-        assets.join("llama/llama-server").exists() && assets.join("models").exists(),
-        "the local model server is not installed in {}; run `scripts/setup.sh --assets-only`",
+        assets.join(needed).exists(),
+        "offline assets missing in {} ({needed}); run `scripts/setup.sh --assets-only`",
         assets.display()
     );
     assets
@@ -419,17 +446,45 @@ pub fn unittest(dir: &Path) -> bool {
 }
 
 /// For the end-to-end tests with the 1.5B local model: the installed assets (failing when the
-/// model is missing) and a copy of `examples/sample-project` in `tmp/sample`, committed in a
-/// new git repository.
-pub fn sample_project_with_big_model(tmp: &Path) -> (PathBuf, PathBuf) {
-    let assets = installed_assets();
-    let model = assets.join("models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf");
-    assert!(model.exists(), "{} is missing: run scripts/setup.sh", model.display());
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let project = tmp.join("sample");
-    copy_dir(&root.join("examples/sample-project"), &project);
-    git(&project, &["init", "-q"]);
-    git(&project, &["add", "-A"]);
-    git(&project, &["commit", "-qm", "sample"]);
-    (assets, project)
+/// model is missing), a copy of `examples/sample-project` in `tmp/sample`, committed in a new
+/// git repository, and the data folder `tmp/home`.
+pub struct Sample {
+    pub assets: PathBuf,
+    pub project: PathBuf,
+    pub home: PathBuf,
+}
+
+impl Sample {
+    pub fn new(tmp: &Path) -> Sample {
+        let assets = installed_assets();
+        let model = assets.join("models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf");
+        assert!(model.exists(), "{} is missing: run scripts/setup.sh", model.display());
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let project = tmp.join("sample");
+        copy_dir(&root.join("examples/sample-project"), &project);
+        git(&project, &["init", "-q"]);
+        git(&project, &["add", "-A"]);
+        git(&project, &["commit", "-qm", "sample"]);
+        Sample { assets, project, home: tmp.join("home") }
+    }
+
+    /// `troupe ARGS` in the project, no `RUST_LOG`; its output, also printed (a run of
+    /// minutes shows where it went wrong).
+    pub fn troupe(&self, args: &[&str]) -> std::process::Output {
+        let out = Command::new(env!("CARGO_BIN_EXE_troupe"))
+            .args(args)
+            .current_dir(&self.project)
+            .env("TROUPE_HOME", &self.home)
+            .env("TROUPE_ASSETS", &self.assets)
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap();
+        eprintln!(
+            "$ troupe {}\n{}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
 }
