@@ -1068,7 +1068,7 @@ mod scan {
         assert!(report.project.languages[0].language == "Rust", "{:?}", report.project.languages);
         assert!(report.project.build_tools.contains(&"Cargo workspace".to_string()));
         let titles = file_titles(&store, &report.project.id);
-        assert!(titles.contains(&"context/src/search.rs".to_string()));
+        assert!(titles.contains(&"context/src/search/mod.rs".to_string()));
         assert!(!titles.iter().any(|t| t.starts_with("target/")), "build output is not scanned");
         let r = store.search(&SearchQuery::new("rate limit", &report.project.id)).unwrap();
         assert_eq!(r.mode, SearchMode::Hybrid);
