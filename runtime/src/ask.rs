@@ -128,12 +128,7 @@ impl Runtime {
             tokens: config.settings.run_token_budget,
             cost: config.settings.run_cost_budget,
         };
-        let workflow = troupe_workflows::WorkflowConfig {
-            description: None,
-            steps: Vec::new(),
-            max_iterations: 1,
-            validate: None,
-        };
+        let workflow = troupe_workflows::WorkflowConfig::new(1, Vec::new());
         Ok(RunRecord {
             offline,
             state: RunState::InProgress,

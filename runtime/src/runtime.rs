@@ -61,6 +61,33 @@ pub struct RuntimeParts {
     pub workspaces: Option<PathBuf>,
 }
 
+impl RuntimeParts {
+    /// A runtime of `config` and `agents` keeping its records in `backend`, and nothing more:
+    /// no project memory ([`NoMemory`](crate::memory::NoMemory)), fresh metrics, the
+    /// configured `max_output_tokens`, no registry, context store, audit trail, masking or
+    /// workspaces. Set what else it needs with struct update syntax.
+    pub fn new(
+        config: Config,
+        agents: BTreeMap<String, AgentSource>,
+        backend: Arc<dyn Backend>,
+    ) -> Result<RuntimeParts> {
+        Ok(RuntimeParts {
+            max_tokens: config.settings.max_output_tokens,
+            config,
+            config_path: None,
+            agents,
+            memory: Arc::new(crate::memory::NoMemory),
+            backend,
+            metrics: Metrics::new().map_err(|e| Error::Invalid(e.to_string()))?,
+            registry: None,
+            context: None,
+            audit: AuditLog::default(),
+            redactor: Redactor::default(),
+            workspaces: None,
+        })
+    }
+}
+
 /// A run started by [`Runtime::submit`] or [`Runtime::resume`].
 #[derive(Debug)]
 pub struct RunHandle {
@@ -570,9 +597,7 @@ impl Runtime {
 fn empty_workflow() -> WorkflowConfig {
     WorkflowConfig {
         description: Some("planned for this task".into()),
-        steps: Vec::new(),
-        max_iterations: 2,
-        validate: None,
+        ..WorkflowConfig::new(2, Vec::new())
     }
 }
 

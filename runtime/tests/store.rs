@@ -17,9 +17,7 @@ use serde_json::Value;
 use troupe_adapters::agent::{Agent, AgentInfo, AgentRequest, AgentResponse, CallContext};
 use troupe_adapters::config::{AgentConfig, AgentKind, Role};
 use troupe_adapters::error::AdapterError;
-use troupe_observability::Metrics;
-use troupe_runtime::audit::AuditLog;
-use troupe_runtime::memory::NoMemory;
+use troupe_runtime::agents::AgentSource;
 use troupe_runtime::writer::WRITER_THREAD;
 use troupe_runtime::{Backend, MemoryBackend, RunRequest, RunState, Runtime, RuntimeParts};
 use troupe_workflows::config::{Config, StepConfig, WorkflowConfig};
@@ -112,35 +110,15 @@ fn config(max_concurrent: usize) -> Config {
     c.settings.max_concurrent_runs = max_concurrent;
     c.workflows.insert(
         "one".into(),
-        WorkflowConfig {
-            description: None,
-            max_iterations: 1,
-            validate: None,
-            steps: vec![StepConfig::new("coder", Role::Implement)],
-        },
+        WorkflowConfig::new(1, vec![StepConfig::new("coder", Role::Implement)]),
     );
     c
 }
 
 fn runtime(config: Config, agent: Arc<Sleeper>, backend: Arc<dyn Backend>) -> Runtime {
-    Runtime::new(RuntimeParts {
-        config,
-        config_path: None,
-        agents: BTreeMap::from([(
-            "coder".to_string(),
-            troupe_runtime::agents::AgentSource::shared(agent as Arc<dyn Agent>),
-        )]),
-        memory: Arc::new(NoMemory),
-        backend,
-        metrics: Metrics::new().unwrap(),
-        max_tokens: 64,
-        registry: None,
-        context: None,
-        audit: AuditLog::default(),
-        redactor: Default::default(),
-        workspaces: None,
-    })
-    .unwrap()
+    let agents = BTreeMap::from([("coder".to_string(), AgentSource::shared(agent))]);
+    let parts = RuntimeParts::new(config, agents, backend).unwrap();
+    Runtime::new(RuntimeParts { max_tokens: 64, ..parts }).unwrap()
 }
 
 fn request(project: &Path, task: &str, conversation: Option<&str>) -> RunRequest {

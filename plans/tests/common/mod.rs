@@ -12,11 +12,8 @@ use async_trait::async_trait;
 use troupe_adapters::agent::{Agent, AgentInfo, AgentRequest, AgentResponse, CallContext};
 use troupe_adapters::config::{AgentConfig, AgentKind, Role};
 use troupe_adapters::error::AdapterError;
-use troupe_observability::Metrics;
 use troupe_plans::{PlanStore, Plans};
 use troupe_runtime::agents::AgentSource;
-use troupe_runtime::audit::AuditLog;
-use troupe_runtime::memory::NoMemory;
 use troupe_runtime::{Backend, MemoryBackend, Runtime, RuntimeParts};
 use troupe_workflows::config::StepConfig;
 use troupe_workflows::{Config, WorkflowConfig};
@@ -199,15 +196,13 @@ pub fn config() -> Config {
     c.agents.insert("planner".into(), agent_config(Role::Plan));
     c.workflows.insert(
         "ir".into(),
-        WorkflowConfig {
-            description: None,
-            max_iterations: 1,
-            validate: None,
-            steps: vec![
+        WorkflowConfig::new(
+            1,
+            vec![
                 StepConfig::new("coder", Role::Implement),
                 StepConfig::new("reviewer", Role::Review),
             ],
-        },
+        ),
     );
     c.settings.default_workflow = "ir".into();
     c.settings.planner_agent = Some("planner".into());
@@ -254,19 +249,11 @@ pub fn world_with(config: Config, agents: &[(&str, Arc<dyn Agent>)]) -> World {
     let mut all: BTreeMap<String, Arc<dyn Agent>> =
         agents.iter().map(|(n, a)| (n.to_string(), a.clone())).collect();
     all.entry("reviewer".into()).or_insert_with(|| Fixed::new("reviewer", &[APPROVE], true));
+    let agents = all.into_iter().map(|(n, a)| (n, AgentSource::shared(a))).collect();
     let runtime = Runtime::new(RuntimeParts {
-        config,
-        config_path: None,
-        agents: all.into_iter().map(|(n, a)| (n, AgentSource::shared(a))).collect(),
-        memory: Arc::new(NoMemory),
-        backend: backend.clone() as Arc<dyn Backend>,
-        metrics: Metrics::new().unwrap(),
         max_tokens: 512,
-        registry: None,
-        context: None,
-        audit: AuditLog::default(),
-        redactor: Default::default(),
         workspaces: Some(data.path().join("workspaces")),
+        ..RuntimeParts::new(config, agents, backend.clone()).unwrap()
     })
     .unwrap();
     let plans = Plans::new(runtime, PlanStore::new(backend.clone() as Arc<dyn Backend>));

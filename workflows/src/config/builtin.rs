@@ -56,9 +56,7 @@ fn local(model: &str, port: u16, role: Role, description: &str) -> AgentConfig {
 fn workflow(description: &str, max_iterations: u32, steps: Vec<StepConfig>) -> WorkflowConfig {
     WorkflowConfig {
         description: Some(description.to_string()),
-        steps,
-        max_iterations,
-        validate: None,
+        ..WorkflowConfig::new(max_iterations, steps)
     }
 }
 
