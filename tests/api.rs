@@ -578,18 +578,8 @@ async fn the_openapi_document_passes_a_standard_validator() {
 /// find the run in the list.
 #[tokio::test]
 async fn a_run_against_the_real_local_model() {
-    let assets = common::local_model_assets();
     let w = world();
-    std::os::unix::fs::symlink(&assets, w.home.join("assets")).unwrap();
-    std::fs::write(
-        &w.config,
-        format!(
-            "[settings]\nmax_output_tokens = 32\n\n\
-             [workflows.local]\nmax_iterations = 1\nsteps = [{{ agent = \"local-code\", role = \"implement\" }}]\n{}",
-            common::smol_local_agents()
-        ),
-    )
-    .unwrap();
+    w.use_local_model("");
     let s = serve(&w, &[], &[]);
     let id = s
         .execute(json!({ "task": "Write a function that reverses a string", "workflow": "local", "offline": true }))

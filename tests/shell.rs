@@ -214,18 +214,8 @@ fn in_a_terminal_tab_completes_and_ctrl_c_cancels_the_running_task() {
 /// on demand: a whole piped session of two tasks, the second seeing the first.
 #[test]
 fn a_session_against_the_real_local_model() {
-    let assets = common::local_model_assets();
     let w = world();
-    std::os::unix::fs::symlink(&assets, w.home.join("assets")).unwrap();
-    std::fs::write(
-        &w.config,
-        format!(
-            "[settings]\nmax_output_tokens = 32\ndefault_workflow = \"local\"\n\n\
-             [workflows.local]\nmax_iterations = 1\nsteps = [{{ agent = \"local-code\", role = \"implement\" }}]\n{}",
-            common::smol_local_agents()
-        ),
-    )
-    .unwrap();
+    w.use_local_model("default_workflow = \"local\"\n");
     let out = piped(
         &w,
         "Write a function that reverses a string\n/agents\nNow make it handle None\n/history\n/runs\n",

@@ -48,6 +48,19 @@ impl World {
         c
     }
 
+    /// Use the small local test model: the installed assets linked into `home`, and a
+    /// configuration whose workflow `local` is one implement step by `local-code` on it,
+    /// answers cut at 32 tokens; `settings` are more lines of `[settings]`.
+    pub fn use_local_model(&self, settings: &str) {
+        std::os::unix::fs::symlink(local_model_assets(), self.home.join("assets")).unwrap();
+        let config = [
+            format!("[settings]\nmax_output_tokens = 32\n{settings}\n"),
+            workflow("local", 1, &[("local-code", "implement")]),
+            smol_local_agents(),
+        ];
+        std::fs::write(&self.config, config.concat()).unwrap();
+    }
+
     /// `name` in the root folder (next to `home` and `project`).
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
