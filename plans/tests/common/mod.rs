@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use troupe_adapters::agent::{Agent, AgentInfo, AgentRequest, AgentResponse, CallContext};
 use troupe_adapters::config::{AgentConfig, AgentKind, Role};
 use troupe_adapters::error::AdapterError;
+use troupe_adapters::testing::ScriptedAgent;
 use troupe_plans::{PlanStore, Plans};
 use troupe_runtime::agents::AgentSource;
 use troupe_runtime::{Backend, MemoryBackend, Runtime, RuntimeParts};
@@ -138,48 +139,6 @@ impl Agent for Coder {
     }
 }
 
-/// An agent answering from a fixed list (the planner, the reviewer), recording prompts.
-#[derive(Debug)]
-pub struct Fixed {
-    info: AgentInfo,
-    answers: Mutex<Vec<String>>,
-    repeat_last: bool,
-    pub prompts: Mutex<Vec<String>>,
-}
-
-impl Fixed {
-    pub fn new(name: &str, answers: &[&str], repeat_last: bool) -> Arc<Fixed> {
-        Arc::new(Fixed {
-            info: info(name),
-            answers: Mutex::new(answers.iter().rev().map(|s| s.to_string()).collect()),
-            repeat_last,
-            prompts: Mutex::new(Vec::new()),
-        })
-    }
-}
-
-#[async_trait]
-impl Agent for Fixed {
-    fn info(&self) -> &AgentInfo {
-        &self.info
-    }
-
-    async fn call(
-        &self,
-        request: &AgentRequest,
-        _: &CallContext,
-    ) -> Result<AgentResponse, AdapterError> {
-        self.prompts.lock().unwrap().push(request.render_prompt());
-        let mut answers = self.answers.lock().unwrap();
-        let text = if answers.len() == 1 && self.repeat_last {
-            answers[0].clone()
-        } else {
-            answers.pop().unwrap_or_else(|| "(no more answers)".into())
-        };
-        Ok(AgentResponse::new(&self.info.name, text))
-    }
-}
-
 fn agent_config(role: Role) -> AgentConfig {
     let mut a = AgentConfig::new(AgentKind::Llamacpp);
     a.base_url = Some("http://127.0.0.1:1/v1".into());
@@ -248,7 +207,8 @@ pub fn world_with(config: Config, agents: &[(&str, Arc<dyn Agent>)]) -> World {
     let backend = Arc::new(MemoryBackend::default());
     let mut all: BTreeMap<String, Arc<dyn Agent>> =
         agents.iter().map(|(n, a)| (n.to_string(), a.clone())).collect();
-    all.entry("reviewer".into()).or_insert_with(|| Fixed::new("reviewer", &[APPROVE], true));
+    all.entry("reviewer".into())
+        .or_insert_with(|| Arc::new(ScriptedAgent::new("reviewer").then_answer(APPROVE)));
     let agents = all.into_iter().map(|(n, a)| (n, AgentSource::shared(a))).collect();
     let runtime = Runtime::new(RuntimeParts {
         max_tokens: 512,
