@@ -552,7 +552,12 @@ async fn the_openapi_document_passes_a_standard_validator() {
     let s = serve(&w, &[], &[]);
     let (status, doc) = s.get("/api/openapi.json").await;
     assert_eq!(status, 200);
-    assert_eq!(doc["components"]["schemas"]["RunRecord"]["type"], "object", "{doc}");
+    // The run record is typed: its change options (stored flat beside its fields), and an
+    // object of its own fields.
+    let record = &doc["components"]["schemas"]["RunRecord"]["allOf"];
+    assert_eq!(record[0]["$ref"], "#/components/schemas/ChangeOptions", "{doc}");
+    assert_eq!(record[1]["type"], "object", "{doc}");
+    assert_eq!(record[1]["properties"]["state"]["$ref"], "#/components/schemas/RunState", "{doc}");
     let file = w.dir.path().join("openapi.json");
     std::fs::write(&file, doc.to_string()).unwrap();
     let run = |file: &Path| {

@@ -13,7 +13,7 @@ use troupe_workflows::engine::StepPos;
 
 use crate::call::{Caller, Failure};
 use crate::error::{Error, Result};
-use crate::model::{Budget, RunRecord, RunState, Tokens};
+use crate::model::{Budget, ChangeOptions, RunRecord, RunState, Tokens};
 use crate::runtime::Runtime;
 use crate::shared::Shared;
 use crate::usage::{CallLog, CallRecord, PLANNER};
@@ -161,7 +161,7 @@ impl Runtime {
             offline,
             state: RunState::InProgress,
             started_at: Some(Utc::now()),
-            no_validate: true,
+            change: ChangeOptions { no_validate: true, ..Default::default() },
             ..RunRecord::pending(
                 ask.label.clone(),
                 String::new(),

@@ -479,7 +479,7 @@ impl Runtime {
             Some(id) => id.clone(),
             None => uuid::Uuid::now_v7().to_string(),
         };
-        if req.base.is_some() && req.in_place {
+        if req.base.is_some() && req.change.in_place {
             return Err(Error::Invalid(
                 "a run that starts at a given commit works in its own worktree, not in place"
                     .into(),
@@ -493,9 +493,7 @@ impl Runtime {
             plan_notes: notes,
             conversation: req.conversation.clone(),
             offline,
-            in_place: req.in_place,
-            no_validate: req.no_validate,
-            apply: req.apply,
+            change: req.change,
             base: req.base.clone(),
             ..RunRecord::pending(
                 id,
