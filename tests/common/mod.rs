@@ -421,16 +421,10 @@ impl Pty {
     }
 }
 
-/// Run git in `dir` with a fixed identity; its standard output (a failure fails the test).
+/// Run git in `dir` (troupe's own runner: a fixed identity, no user hooks); its standard
+/// output (a failure fails the test, naming the command and git's error).
 pub fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(["-c", "user.name=test", "-c", "user.email=test@localhost"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    troupe_change::git::Git::new(dir).run(args).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Copy a folder tree.
