@@ -13,11 +13,11 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use troupe_adapters::catalog::llama_server;
 use troupe_adapters::catalog::{MODELS, ModelSpec};
 use troupe_adapters::config::{AgentConfig, AgentKind, machine_threads};
 use troupe_adapters::registry::{AgentRegistry, RegistryOptions};
 use troupe_adapters::resilience::OfflineMode;
-use troupe_adapters::server::llama_server;
 use troupe_adapters::speed::{SpeedSample, measure};
 use troupe_adapters::{AgentEvent, CallContext, EventSink};
 
@@ -137,7 +137,7 @@ async fn main() {
                 measure(agent.as_ref(), &code_prompt(run, 30), 8, &ctx).await.unwrap();
             long_first.push(l.first_token_ms);
             prompt_rate.push(l.prompt_tokens_per_sec());
-            prompt_tokens = l.prompt_tokens;
+            prompt_tokens = l.tokens.prompt;
         }
         let pid = registry.servers().next().unwrap().pid().await.unwrap();
         let mem = rss_mb(pid).unwrap_or(0.0);

@@ -67,7 +67,7 @@ impl CallRecord {
                 Some(r.agent.clone()),
                 r.model.clone(),
                 troupe_observability::metrics::SUCCESS.to_string(),
-                Tokens { prompt: r.usage.prompt_tokens, completion: r.usage.completion_tokens },
+                r.usage,
             ),
             Err(e) => (None, None, e.kind().to_string(), Tokens::default()),
         };

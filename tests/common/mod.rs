@@ -475,17 +475,25 @@ impl Sample {
         Sample { assets, project, home: tmp.join("home") }
     }
 
-    /// `troupe ARGS` in the project, no `RUST_LOG`; its output, also printed (a run of
-    /// minutes shows where it went wrong).
-    pub fn troupe(&self, args: &[&str]) -> std::process::Output {
-        let out = Command::new(env!("CARGO_BIN_EXE_troupe"))
-            .args(args)
+    /// `troupe ARGS` in the project with no API token, configuration file or `RUST_LOG` from
+    /// outside (not run yet).
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_troupe"));
+        c.args(args)
             .current_dir(&self.project)
             .env("TROUPE_HOME", &self.home)
             .env("TROUPE_ASSETS", &self.assets)
+            .env_remove("TROUPE_API_TOKEN")
+            .env_remove("TROUPE_CONFIG")
             .env_remove("RUST_LOG")
-            .output()
-            .unwrap();
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// [`Sample::cmd`] run; its output, also printed (a run of minutes shows where it went
+    /// wrong).
+    pub fn troupe(&self, args: &[&str]) -> std::process::Output {
+        let out = self.cmd(args).output().unwrap();
         eprintln!(
             "$ troupe {}\n{}{}",
             args.join(" "),
