@@ -86,74 +86,18 @@ def strip(text):
     return ''.join(out)
 
 
-def group_heads(text, start):
-    """The first names of the items of the `{…}` group that starts at `text[start]`."""
-    depth, j, item, heads = 0, start, '', []
-    while j < len(text):
-        c = text[j]
-        if c == '{':
-            depth += 1
-            if depth == 1:
-                j += 1
-                continue
-        elif c == '}':
-            depth -= 1
-            if depth == 0:
-                break
-        if depth == 1 and c == ',':
-            heads.append(item)
-            item = ''
-        elif depth >= 1:
-            item += c
-        j += 1
-    heads.append(item)
-    names = []
-    for h in heads:
-        m = re.match(r'\s*(?:r#)?([A-Za-z_][A-Za-z_0-9]*)', h)
-        if m:
-            names.append(m.group(1))
-    return names
-
-
 def root_names(text, here):
     """The names at the crate root that `text` (the module `here`) refers to."""
-    names = []
-    for m in re.finditer(r'\bcrate::', text):
-        rest = text[m.end():]
-        if rest.startswith('{'):
-            names.extend(group_heads(text, m.end()))
-        else:
-            n = re.match(r'([A-Za-z_][A-Za-z_0-9]*)', rest)
-            if n:
-                names.append(n.group(1))
-    # `super::` chains that climb to the root.
-    for m in re.finditer(r'(?<![A-Za-z_0-9:])((?:super::)+)', text):
-        ups = m.group(1).count('super::')
-        if ups != len(here):
-            continue
-        rest = text[m.end():]
-        if rest.startswith('{'):
-            names.extend(group_heads(text, m.end()))
-        else:
-            n = re.match(r'([A-Za-z_][A-Za-z_0-9]*)', rest)
-            if n:
-                names.append(n.group(1))
-    return names
+    return [p[0] for p in references(text, here) if p]
 
 
 def reexports(root_text):
     """Names the crate root re-exports, mapped to the module they come from."""
     out = {}
-    for m in re.finditer(r'\bpub(?:\([^)]*\))?\s+use\s+(?:self::|crate::)?([a-z_][a-z_0-9]*)::', root_text):
-        module = m.group(1)
-        rest = root_text[m.end():]
-        if rest.startswith('{'):
-            for n in group_heads(root_text, m.end()):
-                out[n] = module
-        else:
-            n = re.match(r'([A-Za-z_][A-Za-z_0-9]*)', rest)
-            if n:
-                out[n.group(1)] = module
+    for m in re.finditer(r'\bpub(?:\([^)]*\))?\s+use\s+(?:self::|crate::)?(?=[a-z_][a-z_0-9]*::)', root_text):
+        for path in paths_at(root_text, m.end()):
+            if len(path) >= 2:
+                out[path[-1]] = path[0]
     return out
 
 
@@ -257,7 +201,9 @@ def main():
         for p, here in mods.items():
             for name in root_names(strip(open(p).read()), here):
                 target = name if name in tops else exported.get(name)
-                if target and target != here[0]:
+                if target not in tops:
+                    continue
+                if target != here[0]:
                     edges.setdefault(here[0], {}).setdefault(target, set()).add(
                         os.path.relpath(p, src))
         for a in sorted(edges):
