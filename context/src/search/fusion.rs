@@ -7,12 +7,10 @@ use std::str::FromStr;
 
 use serde::Serialize;
 
-use crate::chunk::Passage;
 use crate::error::{Error, Result};
 use crate::model::NodeId;
 
-use super::results::{FoundBy, Ranked};
-use super::vector::VectorHit;
+use super::found::{Candidate, FoundBy, Ranked, VectorHit};
 
 /// Default RRF `k` (for [`Fusion::Rrf`]).
 pub const DEFAULT_RRF_K: f64 = 60.0;
@@ -132,15 +130,6 @@ impl FromStr for Fusion {
         fusion.validate()?;
         Ok(fusion)
     }
-}
-
-/// One candidate of a hybrid search before fusion.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Candidate {
-    pub id: NodeId,
-    pub found_by: FoundBy,
-    /// Where its best passage lies, when it has vectors (and they have passages).
-    pub passage: Option<Passage>,
 }
 
 /// Fused scores of `candidates` (same order). `bm25_weight` is BM25's share.

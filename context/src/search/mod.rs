@@ -3,6 +3,7 @@
 //! default, see [`Fusion`] — then optional recency weighting and one-hop graph expansion;
 //! a node whose title is the query stays first through all of it).
 
+mod found;
 mod fusion;
 mod query;
 mod results;
@@ -14,10 +15,11 @@ use crate::error::{Error, Result};
 use crate::model::NodeId;
 use crate::store::Store;
 
+pub(crate) use found::VectorHit;
+pub use found::{FoundBy, GraphHop, Ranked};
 pub use fusion::{DEFAULT_FUSION, DEFAULT_RRF_K, Fusion};
 pub use query::{Recency, SearchMode, SearchQuery};
-pub use results::{FoundBy, GraphHop, Ranked, SearchHit, SearchResults};
-pub(crate) use vector::VectorHit;
+pub use results::{SearchHit, SearchResults};
 
 impl Store {
     /// Search. Everything returned belongs to `query.scope`.

@@ -7,70 +7,11 @@ use serde::Serialize;
 
 use crate::chunk::Passage;
 use crate::error::Result;
-use crate::model::{Direction, EdgeType, Node, NodeId, NodeType};
+use crate::model::{Direction, Node, NodeType};
 use crate::store::Store;
 
-use super::fusion::Candidate;
+use super::found::{Candidate, FoundBy, GraphHop};
 use super::query::{Recency, SearchMode, SearchQuery};
-
-/// A retriever's view of a hit: its rank there (1 = best) and raw score (BM25 score, or
-/// cosine similarity).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
-pub struct Ranked {
-    /// 1-based rank.
-    pub rank: usize,
-    /// The retriever's own score.
-    pub score: f32,
-}
-
-/// How a hit was reached through the graph.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
-pub struct GraphHop {
-    /// The hit it is a neighbour of.
-    #[schema(value_type = String)]
-    pub from: NodeId,
-    /// The edge between them.
-    #[schema(value_type = String)]
-    pub edge: EdgeType,
-}
-
-/// Which retrievers found a hit.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
-pub struct FoundBy {
-    /// Found by BM25.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub bm25: Option<Ranked>,
-    /// Found by vector similarity.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub vector: Option<Ranked>,
-    /// Reached by graph expansion.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub graph: Option<GraphHop>,
-    /// Cosine similarity of its best passage, also when the vector list did not reach it
-    /// (hybrid mode computes it for BM25's hits).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cosine: Option<f32>,
-    /// Its title is the query (such a hit is put first in hybrid mode).
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub exact_title: bool,
-}
-
-impl FoundBy {
-    /// Short names of the retrievers, e.g. `bm25+vector`.
-    pub fn label(&self) -> String {
-        let mut parts = Vec::new();
-        if self.bm25.is_some() {
-            parts.push("bm25");
-        }
-        if self.vector.is_some() {
-            parts.push("vector");
-        }
-        if self.graph.is_some() {
-            parts.push("graph");
-        }
-        parts.join("+")
-    }
-}
 
 /// One result.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -275,7 +216,8 @@ pub(crate) fn sort_hits(hits: &mut [SearchHit]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::ProjectId;
+    use crate::model::{NodeId, ProjectId};
+    use crate::search::found::Ranked;
 
     fn id(s: &str) -> NodeId {
         NodeId::new(s).unwrap()

@@ -4,23 +4,13 @@
 
 use std::sync::{Arc, PoisonError, RwLock};
 
-use crate::chunk::Passage;
 use crate::error::Result;
 use crate::keys::{project_prefix, vector_key};
 use crate::model::{NodeId, NodeType, ProjectId, Scope};
 use crate::store::Store;
 use crate::vectors::{self, ProjectVectors};
 
-use super::fusion::Candidate;
-
-/// A node found by vector search: its best passage's cosine.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct VectorHit {
-    pub id: NodeId,
-    pub score: f32,
-    /// Where its best passage lies (none for vectors stored before passages).
-    pub passage: Option<Passage>,
-}
+use super::found::{Candidate, VectorHit};
 
 impl Store {
     /// The `k` nodes whose best passage is most similar to `query` in `scope`, best first.
