@@ -350,32 +350,22 @@ fn task_prompt(plan: &Plan, task: &TaskSpec) -> String {
     if !task.files.is_empty() {
         text.push_str(&format!("\nFiles likely involved: {}\n", task.files.join(", ")));
     }
-    text.push_str(&format!(
-        "\n(Task `{}` of the plan \"{}\": {})\n",
-        task.id,
-        plan.spec.title,
-        plan.spec.goal.trim()
-    ));
-    // What the other tasks do is not this task's work: the implementer leaves it, and the
-    // review does not ask for it (a small reviewer asked a function's task for the tests
-    // that the next task writes, and the task never went green).
-    let others: Vec<&TaskSpec> = plan.spec.tasks.iter().filter(|t| t.id != task.id).collect();
+    // Where the task stands, and which tasks are not its work — by id only: the implementer
+    // leaves their work alone and the review does not ask for it (a small reviewer asked a
+    // function's task for the tests the next task writes), while their descriptions and the
+    // plan's goal are more text about other work for a small model to follow (seen once with
+    // the 1.5B model: the fix task, green twice without them, did not go green with them).
+    let others: Vec<String> =
+        plan.spec.tasks.iter().filter(|t| t.id != task.id).map(|t| format!("`{}`", t.id)).collect();
+    text.push_str(&format!("\n(Task `{}` of the plan \"{}\"", task.id, plan.spec.title));
     if !others.is_empty() {
-        text.push_str("Other tasks of the plan do these; they are not part of this task:\n");
-        for t in others {
-            text.push_str(&format!("- `{}`: {}\n", t.id, first_line(&t.description)));
-        }
+        text.push_str(&format!(
+            "; the plan's other tasks, not part of this one: {}",
+            others.join(", ")
+        ));
     }
+    text.push_str(".)\n");
     text
-}
-
-/// The first line of `text`, at most 200 characters.
-fn first_line(text: &str) -> String {
-    let line = text.trim().lines().next().unwrap_or_default();
-    match line.char_indices().nth(200) {
-        Some((i, _)) => format!("{}…", &line[..i]),
-        None => line.to_string(),
-    }
 }
 
 /// A task's run to its end: submitted with its recorded id when it does not exist yet,
@@ -442,12 +432,16 @@ mod tests {
         let plan = Plan::new("spec", PathBuf::from("/p"), spec.clone(), "planner");
         let text = task_prompt(&plan, &spec.tasks[0]);
         assert!(text.starts_with("Add longest_word.\nIt returns the first on a tie."), "{text}");
-        assert!(text.contains("(Task `add` of the plan \"Words\": Longest word)"), "{text}");
-        assert!(text.contains("not part of this task:\n- `test`: Test longest_word\n"), "{text}");
-        assert!(!text.contains("- `add`"), "{text}");
+        assert!(
+            text.contains("(Task `add` of the plan \"Words\"; the plan's other tasks, not part of this one: `test`.)"),
+            "{text}"
+        );
+        assert!(!text.contains("Test longest_word"), "{text}");
         // A plan of one task has no others.
         let one = PlanSpec { tasks: vec![spec.tasks[1].clone()], ..spec };
         let plan = Plan::new("spec", PathBuf::from("/p"), one.clone(), "planner");
-        assert!(!task_prompt(&plan, &one.tasks[0]).contains("Other tasks"));
+        assert!(
+            task_prompt(&plan, &one.tasks[0]).ends_with("(Task `test` of the plan \"Words\".)\n")
+        );
     }
 }
