@@ -50,7 +50,8 @@ impl Collection {
         Ok(Collection { db: db.clone(), tree, name: name.to_string() })
     }
 
-    fn flush(&self) -> Result<()> {
+    /// Make every write applied so far durable (the whole database: one fsync).
+    pub fn flush(&self) -> Result<()> {
         self.db.flush()?;
         Ok(())
     }
@@ -85,6 +86,14 @@ impl Collection {
     /// atomic batch, made durable by a single flush: for writers that group many small
     /// writes (the runtime's record writer).
     pub fn write_batch(&self, writes: &[(String, Option<serde_json::Value>)]) -> Result<()> {
+        self.apply_batch(writes)?;
+        self.flush()
+    }
+
+    /// [`Collection::write_batch`] without the flush: the writes are visible at once but
+    /// durable only after [`Collection::flush`] (or the database's own periodic flush), for
+    /// a writer that keeps them durable by other means (the runtime's journal).
+    pub fn apply_batch(&self, writes: &[(String, Option<serde_json::Value>)]) -> Result<()> {
         let mut batch = sled::Batch::default();
         for (key, value) in writes {
             Self::check_key(key)?;
@@ -94,7 +103,7 @@ impl Collection {
             }
         }
         self.tree.apply_batch(batch)?;
-        self.flush()
+        Ok(())
     }
 
     /// Store `value` under `key` only if the key is absent; whether it was stored.

@@ -9,6 +9,9 @@
 //! never runs on an async executor. Reads are synchronous point reads and prefix scans.
 
 mod index;
+mod journal;
+
+pub use journal::Journaled;
 
 use std::sync::Arc;
 
@@ -39,6 +42,21 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
                 None => self.remove(key)?,
             }
         }
+        Ok(())
+    }
+    /// Apply `writes` so reads see them, not necessarily durably (a [`Journaled`] backend
+    /// has already made them durable); durable after [`Backend::flush`]. The default is
+    /// [`Backend::write`].
+    fn apply(&self, writes: &[Write]) -> Result<()> {
+        self.write(writes)
+    }
+    /// Make everything applied so far durable. The default does nothing (every write is).
+    fn flush(&self) -> Result<()> {
+        Ok(())
+    }
+    /// A moment to tidy up, taken by the record writer when it has been idle for a while
+    /// (a [`Journaled`] backend checkpoints). The default does nothing.
+    fn checkpoint(&self) -> Result<()> {
         Ok(())
     }
     /// The value at `key`.
@@ -112,6 +130,12 @@ impl RunStore {
     /// Write a run (and its index keys); on disk when it returns.
     pub async fn put_run(&self, run: &RunRecord) -> Result<()> {
         self.writer.write(run_writes(run)?).await
+    }
+
+    /// Hand a run's record to the writer without waiting for the disk (later writes land
+    /// after it); wait on it before relying on it.
+    pub fn put_run_soon(&self, run: &RunRecord) -> Result<Pending> {
+        self.writer.send(run_writes(run)?)
     }
 
     /// A run by id.

@@ -1,0 +1,509 @@
+//! The run records' journal: what makes a record write durable with one `fdatasync` of a
+//! small append instead of a flush of the whole database.
+//!
+//! [`Journaled`] wraps a [`Backend`] (sled): a write is appended to the journal file and
+//! synced (`sync_data`), then applied to the backend without its flush — it is durable when
+//! the journal's sync returns, and visible at once. The backend is flushed lazily, at a
+//! *checkpoint*: when the journal is full, when the writer has been idle for a while
+//! ([`crate::writer`]), and when the store closes. A checkpoint flushes the backend and then
+//! starts a new generation of the journal (its header names the generation; entries of
+//! older ones are ignored). When the store opens, the current generation's entries are
+//! applied to the backend again, in order, then checkpointed: a crash between a write's
+//! acknowledgement and the backend's flush loses nothing. Re-applying an entry the backend
+//! already has is harmless — each write stores a whole value or removes a key — so a crash
+//! during that replay is harmless too.
+//!
+//! The file is preallocated (zeros up to [`CAPACITY`]) so an append overwrites blocks that
+//! exist and its sync writes data only. Layout: a header at offset 0
+//! (`MAGIC`, generation, CRC-32 of both), entries from [`ENTRIES`]: generation (u64),
+//! payload length (u32), CRC-32 of the three (u32), payload (the writes as JSON), all
+//! little-endian. Replay stops at the first entry that is not whole — a torn last write,
+//! never acknowledged, is ignored.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde_json::Value;
+
+use super::Backend;
+use crate::error::{Error, Result};
+use crate::writer::Write;
+
+const MAGIC: &[u8; 8] = b"TRPJRN01";
+/// Where the first entry starts (the header has a block of its own).
+pub(crate) const ENTRIES: u64 = 4096;
+/// The journal's preallocated size; when the next entry would not fit, a checkpoint empties
+/// it first.
+pub(crate) const CAPACITY: u64 = 8 << 20;
+/// An entry's fixed part: generation, length, checksum.
+const ENTRY_HEAD: usize = 16;
+
+/// A [`Backend`] whose writes are made durable by the journal at `path` (see the module).
+#[derive(Debug)]
+pub struct Journaled {
+    inner: Arc<dyn Backend>,
+    journal: Mutex<Journal>,
+}
+
+#[derive(Debug)]
+struct Journal {
+    file: File,
+    path: PathBuf,
+    /// The generation new entries are written with.
+    generation: u64,
+    /// Where the next entry goes.
+    end: u64,
+}
+
+impl Journaled {
+    /// Open (or create) the journal at `path` over `inner`: entries left by a process that
+    /// stopped before its checkpoint are applied to `inner`, which is then flushed.
+    pub fn open(inner: Arc<dyn Backend>, path: &Path) -> Result<Journaled> {
+        let io = |e: std::io::Error| journal_error(path, e);
+        let created = !path.exists();
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(io)?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).map_err(io)?;
+        let (header, entries) = read(&bytes);
+        let replayed = entries.len();
+        let first = first_generation(&bytes);
+        for writes in entries {
+            inner.apply(&writes)?;
+        }
+        if replayed > 0 {
+            inner.flush()?;
+            tracing::info!(
+                entries = replayed,
+                journal = %path.display(),
+                "run records written before a stop were applied from the journal"
+            );
+        }
+        if (bytes.len() as u64) < CAPACITY {
+            preallocate(&mut file, bytes.len() as u64).map_err(io)?;
+        }
+        let mut journal = Journal {
+            file,
+            path: path.to_path_buf(),
+            generation: header.max(first).unwrap_or(0) + 1,
+            end: ENTRIES,
+        };
+        journal.write_header().map_err(io)?;
+        if created {
+            // The file's name is durable too.
+            if let Some(dir) = path.parent() {
+                File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+            }
+        }
+        Ok(Journaled { inner, journal: Mutex::new(journal) })
+    }
+
+    fn journal(&self) -> MutexGuard<'_, Journal> {
+        self.journal.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Flush the backend and start a new generation: everything written so far is in the
+    /// backend, durably, and the journal is empty.
+    fn checkpoint_locked(&self, journal: &mut Journal) -> Result<()> {
+        if journal.end == ENTRIES {
+            return Ok(());
+        }
+        self.inner.flush()?;
+        journal.generation += 1;
+        journal.end = ENTRIES;
+        journal.write_header().map_err(|e| journal_error(&journal.path, e))
+    }
+}
+
+impl Backend for Journaled {
+    fn put(&self, key: &str, value: &Value) -> Result<()> {
+        self.write(&[(key.to_string(), Some(value.clone()))])
+    }
+
+    fn write(&self, writes: &[Write]) -> Result<()> {
+        let payload = serde_json::to_vec(writes)?;
+        let mut journal = self.journal();
+        let size = (ENTRY_HEAD + payload.len()) as u64;
+        if journal.end + size > CAPACITY {
+            self.checkpoint_locked(&mut journal)?;
+        }
+        journal.append(&payload).map_err(|e| journal_error(&journal.path, e))?;
+        self.inner.apply(writes)
+    }
+
+    fn apply(&self, writes: &[Write]) -> Result<()> {
+        self.write(writes)
+    }
+
+    fn flush(&self) -> Result<()> {
+        let mut journal = self.journal();
+        self.checkpoint_locked(&mut journal)
+    }
+
+    fn checkpoint(&self) -> Result<()> {
+        self.flush()
+    }
+
+    fn get(&self, key: &str) -> Result<Option<Value>> {
+        self.inner.get(key)
+    }
+
+    fn scan(&self, prefix: &str) -> Result<Vec<(String, Value)>> {
+        self.inner.scan(prefix)
+    }
+
+    fn remove(&self, key: &str) -> Result<()> {
+        self.write(&[(key.to_string(), None)])
+    }
+}
+
+impl Drop for Journaled {
+    /// A clean close leaves the journal empty (the next open has nothing to apply).
+    fn drop(&mut self) {
+        let mut journal = self.journal();
+        if let Err(e) = self.checkpoint_locked(&mut journal) {
+            tracing::warn!(error = %e, "the run records' journal could not be checkpointed at close; it is applied at the next open");
+        }
+    }
+}
+
+impl Journal {
+    /// Append one entry at `end` and sync it.
+    fn append(&mut self, payload: &[u8]) -> std::io::Result<()> {
+        let entry = encode_entry(self.generation, payload)?;
+        self.file.seek(SeekFrom::Start(self.end))?;
+        self.file.write_all(&entry)?;
+        self.file.sync_data()?;
+        self.end += entry.len() as u64;
+        Ok(())
+    }
+
+    /// Write the header (the current generation) and sync it.
+    fn write_header(&mut self) -> std::io::Result<()> {
+        let mut header = Vec::with_capacity(20);
+        header.extend_from_slice(MAGIC);
+        header.extend_from_slice(&self.generation.to_le_bytes());
+        let crc = crc32fast::hash(&header);
+        header.extend_from_slice(&crc.to_le_bytes());
+        self.file.seek(SeekFrom::Start(0))?;
+        self.file.write_all(&header)?;
+        self.file.sync_data()
+    }
+}
+
+/// An entry of `generation` holding `payload`.
+pub(crate) fn encode_entry(generation: u64, payload: &[u8]) -> std::io::Result<Vec<u8>> {
+    let len = u32::try_from(payload.len()).map_err(|_| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "a journal entry over 4 GiB")
+    })?;
+    let mut entry = Vec::with_capacity(ENTRY_HEAD + payload.len());
+    entry.extend_from_slice(&generation.to_le_bytes());
+    entry.extend_from_slice(&len.to_le_bytes());
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&entry);
+    crc.update(payload);
+    entry.extend_from_slice(&crc.finalize().to_le_bytes());
+    entry.extend_from_slice(payload);
+    Ok(entry)
+}
+
+fn u64_at(bytes: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
+}
+
+/// The header's generation, when the header is whole.
+fn header_generation(bytes: &[u8]) -> Option<u64> {
+    let generation = u64_at(bytes, 8)?;
+    let crc = u32_at(bytes, 16)?;
+    (bytes.get(..8)? == MAGIC && crc32fast::hash(bytes.get(..16)?) == crc).then_some(generation)
+}
+
+/// The generation of the first entry, when it is whole (no other entry has a later one: the
+/// latest generation always writes from the start).
+fn first_generation(bytes: &[u8]) -> Option<u64> {
+    entry_at(bytes, ENTRIES as usize).map(|(generation, _, _)| generation)
+}
+
+/// The whole entry at `at`: its generation, payload and the offset after it.
+fn entry_at(bytes: &[u8], at: usize) -> Option<(u64, &[u8], usize)> {
+    let generation = u64_at(bytes, at)?;
+    let len = u32_at(bytes, at + 8)? as usize;
+    let crc = u32_at(bytes, at + 12)?;
+    let payload = bytes.get(at + ENTRY_HEAD..at + ENTRY_HEAD + len)?;
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(bytes.get(at..at + 12)?);
+    hasher.update(payload);
+    (len > 0 && hasher.finalize() == crc).then_some((generation, payload, at + ENTRY_HEAD + len))
+}
+
+/// The header's generation and the writes of its entries, in order, up to the first that
+/// is not whole (or of another generation).
+fn read(bytes: &[u8]) -> (Option<u64>, Vec<Vec<Write>>) {
+    let Some(generation) = header_generation(bytes) else { return (None, Vec::new()) };
+    let mut entries = Vec::new();
+    let mut at = ENTRIES as usize;
+    while let Some((g, payload, next)) = entry_at(bytes, at) {
+        let Ok(writes) = serde_json::from_slice::<Vec<Write>>(payload) else { break };
+        if g != generation {
+            break;
+        }
+        entries.push(writes);
+        at = next;
+    }
+    (Some(generation), entries)
+}
+
+/// Fill the file with zeros from `from` up to [`CAPACITY`], durably.
+fn preallocate(file: &mut File, from: u64) -> std::io::Result<()> {
+    let zeros = vec![0u8; 1 << 20];
+    let mut at = from;
+    file.seek(SeekFrom::Start(at))?;
+    while at < CAPACITY {
+        let n = (CAPACITY - at).min(zeros.len() as u64) as usize;
+        file.write_all(&zeros[..n])?;
+        at += n as u64;
+    }
+    file.sync_all()
+}
+
+fn journal_error(path: &Path, e: std::io::Error) -> Error {
+    Error::Write(format!("the run records' journal {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde_json::json;
+
+    use super::*;
+
+    /// A backend that loses what was applied but not flushed when the process "crashes":
+    /// `applied` is what reads see, `durable` what a restart finds.
+    #[derive(Debug, Default)]
+    struct Volatile {
+        applied: Mutex<BTreeMap<String, Value>>,
+        durable: Mutex<BTreeMap<String, Value>>,
+        flushes: Mutex<usize>,
+    }
+
+    impl Volatile {
+        /// What a new process finds after a crash of the one using `self`.
+        fn restarted(&self) -> Arc<Volatile> {
+            let durable = self.durable.lock().unwrap().clone();
+            Arc::new(Volatile {
+                applied: Mutex::new(durable.clone()),
+                durable: Mutex::new(durable),
+                flushes: Mutex::new(0),
+            })
+        }
+    }
+
+    impl Backend for Volatile {
+        fn put(&self, key: &str, value: &Value) -> Result<()> {
+            self.write(&[(key.to_string(), Some(value.clone()))])
+        }
+        fn write(&self, writes: &[Write]) -> Result<()> {
+            self.apply(writes)?;
+            self.flush()
+        }
+        fn apply(&self, writes: &[Write]) -> Result<()> {
+            let mut applied = self.applied.lock().unwrap();
+            for (k, v) in writes {
+                match v {
+                    Some(v) => applied.insert(k.clone(), v.clone()),
+                    None => applied.remove(k),
+                };
+            }
+            Ok(())
+        }
+        fn flush(&self) -> Result<()> {
+            *self.durable.lock().unwrap() = self.applied.lock().unwrap().clone();
+            *self.flushes.lock().unwrap() += 1;
+            Ok(())
+        }
+        fn get(&self, key: &str) -> Result<Option<Value>> {
+            Ok(self.applied.lock().unwrap().get(key).cloned())
+        }
+        fn scan(&self, prefix: &str) -> Result<Vec<(String, Value)>> {
+            let applied = self.applied.lock().unwrap();
+            Ok(applied
+                .iter()
+                .filter(|(k, _)| k.starts_with(prefix))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect())
+        }
+        fn remove(&self, key: &str) -> Result<()> {
+            self.write(&[(key.to_string(), None)])
+        }
+    }
+
+    fn put(key: &str, value: Value) -> Vec<Write> {
+        vec![(key.to_string(), Some(value))]
+    }
+
+    /// A process that stops without closing: no checkpoint runs.
+    fn crash(journal: Journaled) {
+        std::mem::forget(journal);
+    }
+
+    #[test]
+    fn an_acknowledged_write_survives_a_crash_before_the_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runs.journal");
+        let inner = Arc::new(Volatile::default());
+        let journal = Journaled::open(inner.clone(), &path).unwrap();
+        journal.write(&put("runs/a", json!({"state": "pending"}))).unwrap();
+        journal.write(&put("runs/a", json!({"state": "completed"}))).unwrap();
+        journal
+            .write(&[("runs/b".to_string(), Some(json!(1))), ("runs/c".into(), Some(json!(2)))])
+            .unwrap();
+        journal.remove("runs/c").unwrap();
+        assert_eq!(journal.get("runs/a").unwrap(), Some(json!({"state": "completed"})));
+        // Written to the journal, never flushed to the backend: a crash loses it there.
+        let after_crash = inner.restarted();
+        crash(journal);
+        assert_eq!(after_crash.get("runs/a").unwrap(), None);
+
+        let reopened = Journaled::open(after_crash.clone(), &path).unwrap();
+        assert_eq!(reopened.get("runs/a").unwrap(), Some(json!({"state": "completed"})));
+        assert_eq!(reopened.get("runs/b").unwrap(), Some(json!(1)));
+        assert_eq!(reopened.get("runs/c").unwrap(), None);
+        // Applied and flushed at the open: durable in the backend itself now.
+        assert_eq!(after_crash.durable.lock().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_clean_close_checkpoints_and_old_entries_are_not_applied_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runs.journal");
+        let inner = Arc::new(Volatile::default());
+        let journal = Journaled::open(inner.clone(), &path).unwrap();
+        journal.write(&put("runs/a", json!(1))).unwrap();
+        journal.write(&put("runs/b", json!(1))).unwrap();
+        drop(journal);
+        assert_eq!(inner.durable.lock().unwrap().len(), 2, "closing flushes the backend");
+        // The entries are still in the file, of an older generation: a backend that moved
+        // on since (here: without `runs/b`) is not taken back.
+        let restarted = inner.restarted();
+        restarted.durable.lock().unwrap().remove("runs/b");
+        restarted.applied.lock().unwrap().remove("runs/b");
+        let reopened = Journaled::open(restarted.clone(), &path).unwrap();
+        assert_eq!(reopened.get("runs/b").unwrap(), None);
+        assert_eq!(*restarted.flushes.lock().unwrap(), 0, "nothing was replayed");
+        // New writes after the reopen are replayed after a crash, the old ones still not.
+        reopened.write(&put("runs/c", json!(3))).unwrap();
+        let again = restarted.restarted();
+        crash(reopened);
+        let third = Journaled::open(again.clone(), &path).unwrap();
+        assert_eq!(third.get("runs/c").unwrap(), Some(json!(3)));
+        assert_eq!(third.get("runs/b").unwrap(), None);
+    }
+
+    #[test]
+    fn a_torn_last_entry_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runs.journal");
+        let inner = Arc::new(Volatile::default());
+        let journal = Journaled::open(inner.clone(), &path).unwrap();
+        journal.write(&put("runs/a", json!("whole"))).unwrap();
+        let torn_at = journal.journal().end;
+        journal.write(&put("runs/b", json!("torn"))).unwrap();
+        let after_crash = inner.restarted();
+        crash(journal);
+        // The last entry's last bytes never reached the disk.
+        let mut bytes = std::fs::read(&path).unwrap();
+        let entry_end = torn_at as usize
+            + ENTRY_HEAD
+            + serde_json::to_vec(&put("runs/b", json!("torn"))).unwrap().len();
+        bytes[entry_end - 3..entry_end].fill(0);
+        std::fs::write(&path, &bytes).unwrap();
+
+        let reopened = Journaled::open(after_crash, &path).unwrap();
+        assert_eq!(reopened.get("runs/a").unwrap(), Some(json!("whole")));
+        assert_eq!(reopened.get("runs/b").unwrap(), None);
+        // Writing goes on (a new generation, from the journal's start).
+        reopened.write(&put("runs/d", json!(4))).unwrap();
+        assert_eq!(reopened.get("runs/d").unwrap(), Some(json!(4)));
+    }
+
+    #[test]
+    fn an_entry_whose_checksum_does_not_match_ends_the_replay() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runs.journal");
+        let inner = Arc::new(Volatile::default());
+        let journal = Journaled::open(inner.clone(), &path).unwrap();
+        journal.write(&put("runs/a", json!("whole"))).unwrap();
+        let flipped_at = journal.journal().end;
+        journal.write(&put("runs/b", json!("flipped"))).unwrap();
+        journal.write(&put("runs/c", json!("after"))).unwrap();
+        let after_crash = inner.restarted();
+        crash(journal);
+        // One byte of the second entry's value changed on the disk: still valid JSON.
+        let mut bytes = std::fs::read(&path).unwrap();
+        let entry = &mut bytes[flipped_at as usize..];
+        let at = entry.windows(7).position(|w| w == b"flipped").unwrap();
+        entry[at] = b'F';
+        std::fs::write(&path, &bytes).unwrap();
+
+        let reopened = Journaled::open(after_crash, &path).unwrap();
+        assert_eq!(reopened.get("runs/a").unwrap(), Some(json!("whole")));
+        assert_eq!(reopened.get("runs/b").unwrap(), None);
+        assert_eq!(reopened.get("runs/c").unwrap(), None, "nothing after a bad entry is trusted");
+    }
+
+    #[test]
+    fn replaying_twice_gives_the_same_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runs.journal");
+        let inner = Arc::new(Volatile::default());
+        let journal = Journaled::open(inner.clone(), &path).unwrap();
+        journal.write(&put("runs/a", json!(1))).unwrap();
+        journal.write(&put("runs/a", json!(2))).unwrap();
+        journal.write(&put("runs/b", json!(1))).unwrap();
+        journal.remove("runs/b").unwrap();
+        let after_crash = inner.restarted();
+        crash(journal);
+        let left = std::fs::read(&path).unwrap();
+        // The replay is applied, then the process dies before its checkpoint is on disk
+        // (the journal as the crash left it): the next open applies it all again.
+        let first = Journaled::open(after_crash.clone(), &path).unwrap();
+        crash(first);
+        std::fs::write(&path, &left).unwrap();
+        let second = Journaled::open(after_crash.restarted(), &path).unwrap();
+        assert_eq!(second.get("runs/a").unwrap(), Some(json!(2)));
+        assert_eq!(second.get("runs/b").unwrap(), None);
+        assert_eq!(second.scan("runs/").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_full_journal_checkpoints_and_starts_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runs.journal");
+        let inner = Arc::new(Volatile::default());
+        let journal = Journaled::open(inner.clone(), &path).unwrap();
+        let big = "x".repeat((CAPACITY / 3) as usize);
+        for i in 0..4 {
+            journal.write(&put(&format!("runs/{i}"), json!(big))).unwrap();
+        }
+        // The third entry did not fit: the backend was flushed (with the first two), the
+        // journal started over.
+        assert!(inner.durable.lock().unwrap().len() >= 2);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), CAPACITY);
+        let after_crash = inner.restarted();
+        crash(journal);
+        let reopened = Journaled::open(after_crash, &path).unwrap();
+        assert_eq!(reopened.scan("runs/").unwrap().len(), 4);
+    }
+}
