@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -31,6 +32,8 @@ use troupe_workflows::config::{Config, StepConfig, WorkflowConfig};
 struct Recorded {
     inner: MemoryBackend,
     batches: Mutex<Vec<Batch>>,
+    /// Every write fails while set (a full or broken disk).
+    broken: AtomicBool,
 }
 
 /// A batch as written: each key with the `state` it stores.
@@ -51,6 +54,9 @@ impl Backend for Recorded {
             })
             .collect();
         std::thread::sleep(WRITE_TIME);
+        if self.broken.load(Ordering::SeqCst) {
+            return Err(troupe_runtime::Error::Invalid("the disk is full".into()));
+        }
         self.batches.lock().unwrap().push(batch);
         self.inner.write(writes)
     }
@@ -185,6 +191,24 @@ async fn each_step_end_is_stored_before_the_next_call_and_the_last_with_the_run(
     for step in 0..2 {
         assert!(earlier.clone().any(|w| *w == (step_key(&record.id, step), done.clone())));
     }
+}
+
+/// The run's record is written while the run already starts: when that write fails, the
+/// submission fails and the run does not go on past its first step.
+#[actix::test]
+async fn a_run_whose_record_cannot_be_written_is_refused_and_stopped() {
+    let project = tempfile::tempdir().unwrap();
+    let store = Arc::new(Recorded::default());
+    let agent = witness(&store);
+    let rt = runtime(3, agent.clone(), store.clone());
+    store.broken.store(true, Ordering::SeqCst);
+    let refused = rt.submit(request(project.path())).await;
+    assert!(refused.is_err(), "a run that is not on disk was accepted");
+    while !rt.live_runs().is_empty() {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert!(agent.seen.lock().unwrap().len() <= 1, "the run went on: {:?}", agent.seen);
+    assert!(store.scan("runs/").unwrap().is_empty());
 }
 
 /// A crash can lose a step's start (it is not waited for) or, for the last step, its end
