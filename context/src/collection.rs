@@ -106,6 +106,21 @@ impl Collection {
         Ok(())
     }
 
+    /// [`Collection::apply_batch`] with the values already encoded as JSON bytes (as the
+    /// runtime's journal holds them): stored as they are, not flushed.
+    pub fn apply_encoded(&self, writes: &[(String, Option<Vec<u8>>)]) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for (key, value) in writes {
+            Self::check_key(key)?;
+            match value {
+                Some(v) => batch.insert(key.as_bytes(), v.as_slice()),
+                None => batch.remove(key.as_bytes()),
+            }
+        }
+        self.tree.apply_batch(batch)?;
+        Ok(())
+    }
+
     /// Store `value` under `key` only if the key is absent; whether it was stored.
     pub fn insert_new<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<bool> {
         Self::check_key(key)?;

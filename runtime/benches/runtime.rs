@@ -14,8 +14,8 @@
 //! run, `(wall time − the time its calls took, as the agent measured them) / steps` — so it
 //! includes the run's own start and end writes, spread over its steps.
 //!
-//! First, the disk itself: one durable write every 10 ms through the records' journal and
-//! through a sled flush. `BENCH_STEPS_ONLY=1` runs only that and the 10 ms per-step figures.
+//! First, the disk itself: one durable write every 10 ms through the records' journal,
+//! through a sled flush and as a plain append with `fdatasync`. `BENCH_STEPS_ONLY=1` runs only that and the 10 ms per-step figures.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -287,9 +287,10 @@ async fn otel_overhead(project: &Path, scale: usize) {
 }
 
 /// The disk under the store, one durable write every 10 ms (a step's pace), in the same
-/// run as the step figures: a step-sized record written through the records' journal
-/// (append + `sync_data`), and the same record written to sled with its flush (the store
-/// before the journal). Interleaved, so load from elsewhere hits both alike.
+/// run as the step figures: a step-sized record written through the records' journal, the
+/// same record written to sled with its flush (the store before the journal), and its
+/// bytes appended to a file with `fdatasync`. Interleaved, so load from elsewhere hits all
+/// alike.
 fn disk_floor(scale: usize) {
     use troupe_runtime::{CollectionBackend, Journaled};
     let samples = 200 / scale;
@@ -304,7 +305,11 @@ fn disk_floor(scale: usize) {
     )
     .unwrap();
     let sled = CollectionBackend(store.collection("floor").unwrap());
-    let (mut journaled, mut flushed) = (Vec::new(), Vec::new());
+    // The same bytes appended to a plain file and `fdatasync`ed: the device's cache flushed
+    // too (a stronger guarantee than either store gives; what it would cost).
+    let mut plain = std::fs::File::create(dir.path().join("plain")).unwrap();
+    let bytes = serde_json::to_vec(&record).unwrap();
+    let (mut journaled, mut flushed, mut synced) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..samples {
         for (backend, times) in
             [(&journal as &dyn Backend, &mut journaled), (&sled as &dyn Backend, &mut flushed)]
@@ -314,10 +319,17 @@ fn disk_floor(scale: usize) {
             backend.write(&[(format!("steps/{i:06}"), Some(record.clone()))]).unwrap();
             times.push(start.elapsed());
         }
+        std::thread::sleep(Duration::from_millis(10));
+        let start = Instant::now();
+        std::io::Write::write_all(&mut plain, &bytes).unwrap();
+        plain.sync_data().unwrap();
+        synced.push(start.elapsed());
     }
-    for (name, times) in
-        [("journal append + sync_data", &mut journaled), ("sled write + flush", &mut flushed)]
-    {
+    for (name, times) in [
+        ("records' journal (direct write)", &mut journaled),
+        ("sled write + flush", &mut flushed),
+        ("plain file append + fdatasync", &mut synced),
+    ] {
         times.sort();
         println!(
             "| one durable write of a step record, {name} | {samples} writes, one per 10 ms | p50 {:.1} µs | p99 {:.1} µs |",

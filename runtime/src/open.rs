@@ -59,6 +59,10 @@ impl Backend for CollectionBackend {
         Ok(self.0.apply_batch(writes)?)
     }
 
+    fn apply_encoded(&self, writes: &[crate::writer::Encoded]) -> Result<()> {
+        Ok(self.0.apply_encoded(writes)?)
+    }
+
     fn flush(&self) -> Result<()> {
         Ok(self.0.flush()?)
     }

@@ -27,6 +27,9 @@ const IDLE: std::time::Duration = std::time::Duration::from_secs(1);
 /// One write: store a value, or remove the key (`None`).
 pub type Write = (String, Option<Value>);
 
+/// A write with its value already encoded (JSON bytes).
+pub type Encoded = (String, Option<Vec<u8>>);
+
 struct Job {
     writes: Vec<Write>,
     done: oneshot::Sender<std::result::Result<(), String>>,

@@ -5,8 +5,11 @@
 //! runs, `checks/<run id>/<iteration:06>/<step:04>` (the step whose change was checked);
 //! secondary keys under `idx/` (`index`) serve the reads made while runs execute.
 //!
-//! Writes are `async` and go through the one writer thread ([`crate::writer`]): the flush
-//! never runs on an async executor. Reads are synchronous point reads and prefix scans.
+//! Writes are `async` and go through the one writer thread ([`crate::writer`]): the sync
+//! never runs on an async executor. The production backend is the `runs` collection behind
+//! the records' journal ([`Journaled`]: a write is durable with one small `sync_data`; sled
+//! is flushed at checkpoints). `*_soon` writes are handed over without waiting. Reads are
+//! synchronous point reads and prefix scans.
 
 mod index;
 mod journal;
@@ -26,7 +29,7 @@ use crate::model::{
 };
 use troupe_workflows::engine::StepPos;
 
-use crate::writer::{Pending, Write, Writer};
+use crate::writer::{Encoded, Pending, Write, Writer};
 
 /// Where run records live: a durable key → JSON document map. The production backend is a
 /// `troupe-context` collection (sled); tests may use [`MemoryBackend`].
@@ -49,6 +52,15 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// [`Backend::write`].
     fn apply(&self, writes: &[Write]) -> Result<()> {
         self.write(writes)
+    }
+    /// [`Backend::apply`] with the values already encoded as JSON (how the journal hands
+    /// them over: encoded once). The default decodes them.
+    fn apply_encoded(&self, writes: &[Encoded]) -> Result<()> {
+        let writes = writes
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), v.as_deref().map(serde_json::from_slice).transpose()?)))
+            .collect::<Result<Vec<Write>>>()?;
+        self.apply(&writes)
     }
     /// Make everything applied so far durable. The default does nothing (every write is).
     fn flush(&self) -> Result<()> {
