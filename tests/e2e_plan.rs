@@ -1,7 +1,10 @@
 //! End to end with the real local model (Qwen2.5-Coder-1.5B, installed by `scripts/setup.sh`):
 //! a spec for a small feature on the sample project becomes a plan of tasks (the local model
-//! plans), approved, run offline task by task on the integration branch, and `plan apply`
-//! lands the combined change, after which the project's tests pass.
+//! plans), approved, and run offline by `troupe serve`'s queue task by task on the
+//! integration branch; the server is killed with SIGKILL in the middle of the plan, a new
+//! server goes on with it and `troupe plan run` (through that server) follows it to its
+//! green end — no task run twice — and `plan apply` lands the combined change, after which
+//! the project's tests pass.
 //!
 //! It takes many minutes on two cores, so it runs on demand:
 //! `cargo test --test e2e_plan -- --ignored --nocapture`.
@@ -10,9 +13,11 @@
 
 mod common;
 
-use common::unittest;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
-use std::process::Command;
+use common::{Server, signal, unittest, wait_exit};
+use serde_json::Value;
 
 const SPEC: &str = "In the Python package textkit (textkit/words.py): first, word_count must count \
                     words separated by any whitespace (spaces, tabs, newlines) and return 0 for an \
@@ -21,21 +26,31 @@ const SPEC: &str = "In the Python package textkit (textkit/words.py): first, wor
                     (the first one on a tie, \"\" for text without words), using the same notion \
                     of words, with a unittest for it in tests/test_words.py.";
 
-#[test]
-#[ignore = "needs the 1.5B local model and many minutes; run with --ignored"]
-fn a_spec_becomes_a_plan_that_runs_green_offline_and_applies() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (assets, project) = common::sample_project_with_big_model(tmp.path());
-    let home = tmp.path().join("home");
-    let troupe = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_troupe"))
-            .args(args)
-            .current_dir(&project)
-            .env("TROUPE_HOME", &home)
-            .env("TROUPE_ASSETS", &assets)
+/// The longest a plan may take here (a loaded 2-core machine, a 1.5B model on the CPU).
+const PLAN_LIMIT: Duration = Duration::from_secs(40 * 60);
+
+struct World {
+    project: std::path::PathBuf,
+    home: std::path::PathBuf,
+    assets: std::path::PathBuf,
+}
+
+impl World {
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_troupe"));
+        c.args(args)
+            .current_dir(&self.project)
+            .env("TROUPE_HOME", &self.home)
+            .env("TROUPE_ASSETS", &self.assets)
+            .env_remove("TROUPE_API_TOKEN")
+            .env_remove("TROUPE_CONFIG")
             .env_remove("RUST_LOG")
-            .output()
-            .unwrap();
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn troupe(&self, args: &[&str]) -> Output {
+        let out = self.cmd(args).output().unwrap();
         eprintln!(
             "$ troupe {}\n{}{}",
             args.join(" "),
@@ -43,27 +58,95 @@ fn a_spec_becomes_a_plan_that_runs_green_offline_and_applies() {
             String::from_utf8_lossy(&out.stderr)
         );
         out
-    };
+    }
 
-    let out = troupe(&["plan", "new", "--offline", "--approve", "--json", SPEC]);
+    fn serve(&self) -> Server {
+        let mut cmd =
+            self.cmd(&["--offline", "serve", "--grace-secs", "2", "--addr", "127.0.0.1:0"]);
+        cmd.env("TROUPE_STORE_WAIT_SECS", "60");
+        Server::spawn(cmd, None)
+    }
+}
+
+async fn plan(server: &Server, id: &str) -> Value {
+    let (status, v) = server.get(&format!("/api/plans/{id}")).await;
+    assert_eq!(status, 200, "{v}");
+    v
+}
+
+fn states(v: &Value) -> Vec<(String, String)> {
+    v["tasks"]
+        .as_object()
+        .map(|m| {
+            m.iter().map(|(k, s)| (k.clone(), s["state"].as_str().unwrap_or("").into())).collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the 1.5B local model and many minutes; run with --ignored"]
+async fn a_spec_becomes_a_plan_that_survives_a_killed_server_runs_green_offline_and_applies() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (assets, project) = common::sample_project_with_big_model(tmp.path());
+    let w = World { project, home: tmp.path().join("home"), assets };
+
+    // The local model plans; approved at once.
+    let out = w.troupe(&["plan", "new", "--offline", "--approve", "--json", SPEC]);
     assert!(out.status.success(), "the local model gave no valid plan");
-    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let id = plan["id"].as_str().unwrap().to_string();
-    let tasks = plan["spec"]["tasks"].as_array().unwrap();
-    assert!(!tasks.is_empty());
+    let plan_json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = plan_json["id"].as_str().unwrap().to_string();
+    let tasks = plan_json["spec"]["tasks"].as_array().unwrap().len();
+    assert!(tasks >= 1);
 
-    let out = troupe(&["plan", "run", "--offline", &id]);
-    let status = troupe(&["plan", "status", &id]);
+    // The server's queue starts the approved plan by itself; it is killed in the middle: while
+    // a task's run is between steps — after one of its steps finished, with a task already
+    // green when the plan has more than one.
+    let started = Instant::now();
+    let mut server = w.serve();
+    let killed_at = loop {
+        assert!(started.elapsed() < PLAN_LIMIT, "the plan never got to its middle");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let v = plan(&server, &id).await;
+        assert!(v["state"] == "running", "the plan stopped before the kill: {v}");
+        let s = states(&v);
+        let green = s.iter().filter(|(_, st)| st == "green").count();
+        let Some((task, _)) = s.iter().find(|(_, st)| st == "running") else { continue };
+        let Some(run) = v["tasks"][task]["run_id"].as_str() else { continue };
+        let (_, r) = server.get(&format!("/api/runs/{run}")).await;
+        let finished = r["steps"]
+            .as_array()
+            .map_or(0, |steps| steps.iter().filter(|st| st["state"] == "completed").count());
+        if finished >= 1 && (green >= 1 || tasks == 1) {
+            break task.clone();
+        }
+    };
+    eprintln!("killing the server while task `{killed_at}` runs");
+    signal(server.pid(), "KILL");
+    wait_exit(&mut server.child, Duration::from_secs(10));
+    drop(server);
+
+    // A new server goes on with the plan; `troupe plan run` follows it to its end through it.
+    let server = w.serve();
+    let out = w.troupe(&["plan", "run", &id]);
+    let status = w.troupe(&["plan", "status", &id]);
     assert!(
         out.status.success(),
         "the plan did not finish green:\n{}",
         String::from_utf8_lossy(&status.stdout)
     );
-    assert!(!unittest(&project) || tasks.is_empty(), "nothing is in the project before apply");
+    let done = plan(&server, &id).await;
+    assert_eq!(done["state"], "done", "{done}");
+    for (task, s) in done["tasks"].as_object().unwrap() {
+        assert_eq!(s["state"], "green", "{done}");
+        assert_eq!(s["runs"].as_array().unwrap().len(), 1, "task {task} ran twice: {done}");
+    }
+    server.stop();
+    assert!(!unittest(&w.project), "nothing is in the project before apply");
 
-    let out = troupe(&["plan", "apply", &id]);
+    let out = w.troupe(&["plan", "apply", &id]);
     assert!(out.status.success());
-    assert!(unittest(&project), "the project's tests pass after the plan's change is applied");
-    let words = std::fs::read_to_string(project.join("textkit/words.py")).unwrap();
+    assert!(unittest(&w.project), "the project's tests pass after the plan's change is applied");
+    let words = std::fs::read_to_string(w.project.join("textkit/words.py")).unwrap();
     eprintln!("textkit/words.py after apply:\n{words}");
+    assert!(words.contains("def longest_word"), "{words}");
 }

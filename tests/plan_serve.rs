@@ -183,3 +183,26 @@ async fn a_plan_survives_a_killed_server_and_no_task_runs_twice() {
     }
     server.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_run_through_a_server_follows_its_event_stream_to_the_end() {
+    let w = world();
+    std::fs::write(w.dir.path().join("release"), "").unwrap();
+    let out = troupe(&w, &["plan", "new", "write three files", "--approve", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = plan["id"].as_str().unwrap().to_string();
+    let server = serve(&w);
+    // Not detached: the command follows the server's plan events and ends with the plan.
+    let out = troupe(&w, &["plan", "run", &id[..8]]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    for t in ["a", "b", "c"] {
+        let green = text.lines().filter(|l| l.starts_with(&format!("✓ {t} green"))).count();
+        assert_eq!(green, 1, "task {t} green once in:\n{text}");
+        assert!(text.lines().any(|l| l.contains(&format!(" {t} running"))), "{text}");
+    }
+    let (_, v) = server.get(&format!("/api/plans/{id}")).await;
+    assert_eq!(v["state"], "done", "{v}");
+    server.stop();
+}

@@ -160,7 +160,7 @@ async fn main() {
                 measure(agent.as_ref(), &code_prompt(run, 30), 8, &ctx).await.unwrap();
             long_first.push(l.first_token_ms);
             prompt_rate.push(l.prompt_tokens_per_sec());
-            prompt_tokens = l.prompt_tokens;
+            prompt_tokens = l.tokens.prompt;
         }
         let pid = registry.servers().next().unwrap().pid().await.unwrap();
         let mem = rss_mb(pid).unwrap_or(0.0);

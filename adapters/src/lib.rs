@@ -2,7 +2,9 @@
 //!
 //! This crate alone knows HTTP clients, subprocesses and provider wire formats.
 //!
-//! - [`config`]: the agent configuration model (`[agents.NAME]`).
+//! - [`config`]: the agent configuration model (`[agents.NAME]`), plain data of the leaf
+//!   crate `troupe-agent-config`, named here too (as are [`GenerationOptions`] and
+//!   [`Tokens`]).
 //! - [`agent`]: the contract: [`Agent`], [`AgentRequest`] in, [`AgentResponse`] out, text
 //!   chunks and [`AgentEvent`]s delivered through the [`CallContext`].
 //! - [`error`]: [`AdapterError`], classified by what the caller must do next.
@@ -33,7 +35,7 @@ pub mod which;
 
 pub use agent::{
     Agent, AgentEvent, AgentInfo, AgentRequest, AgentResponse, CallContext, ChunkSink, EventSink,
-    GenerationOptions, Layer, Message, MessageRole, OutputFormat, Usage,
+    GenerationOptions, Layer, Message, MessageRole, OutputFormat, Tokens,
 };
 pub use availability::Availability;
 pub use config::{AgentConfig, AgentKind, CliFlavor, Role};

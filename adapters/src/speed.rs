@@ -7,16 +7,14 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::agent::{Agent, AgentRequest, CallContext, ChunkSink, GenerationOptions};
+use crate::agent::{Agent, AgentRequest, CallContext, ChunkSink, GenerationOptions, Tokens};
 use crate::error::Result;
 
 /// One measured call.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SpeedSample {
-    /// Tokens of the prompt (as the server counted them).
-    pub prompt_tokens: u64,
-    /// Tokens of the answer.
-    pub completion_tokens: u64,
+    /// Tokens of the prompt and of the answer (as the server counted them).
+    pub tokens: Tokens,
     /// Time from sending to the first streamed text, in milliseconds: reading the prompt,
     /// plus the first token.
     pub first_token_ms: f64,
@@ -30,16 +28,16 @@ impl SpeedSample {
         if self.first_token_ms <= 0.0 {
             return 0.0;
         }
-        self.prompt_tokens as f64 / (self.first_token_ms / 1000.0)
+        self.tokens.prompt as f64 / (self.first_token_ms / 1000.0)
     }
 
     /// Answer tokens written per second after the first one.
     pub fn decode_tokens_per_sec(&self) -> f64 {
         let span = (self.total_ms - self.first_token_ms) / 1000.0;
-        if span <= 0.0 || self.completion_tokens < 2 {
+        if span <= 0.0 || self.tokens.completion < 2 {
             return 0.0;
         }
-        (self.completion_tokens - 1) as f64 / span
+        (self.tokens.completion - 1) as f64 / span
     }
 }
 
@@ -68,8 +66,7 @@ pub async fn measure(
     let first = first.lock().unwrap_or_else(|e| e.into_inner()).map(|t| t - started);
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     Ok(SpeedSample {
-        prompt_tokens: r.usage.prompt_tokens,
-        completion_tokens: r.usage.completion_tokens,
+        tokens: r.usage,
         first_token_ms: ms(first.unwrap_or(total)),
         total_ms: ms(total),
     })
@@ -82,14 +79,13 @@ mod tests {
     #[test]
     fn rates_come_from_the_two_phases() {
         let s = SpeedSample {
-            prompt_tokens: 100,
-            completion_tokens: 11,
+            tokens: Tokens { prompt: 100, completion: 11 },
             first_token_ms: 500.0,
             total_ms: 1500.0,
         };
         assert!((s.prompt_tokens_per_sec() - 200.0).abs() < 1e-9);
         assert!((s.decode_tokens_per_sec() - 10.0).abs() < 1e-9);
-        let none = SpeedSample { completion_tokens: 1, ..s.clone() };
+        let none = SpeedSample { tokens: Tokens { prompt: 100, completion: 1 }, ..s.clone() };
         assert_eq!(none.decode_tokens_per_sec(), 0.0);
         let instant = SpeedSample { first_token_ms: 0.0, ..s };
         assert_eq!(instant.prompt_tokens_per_sec(), 0.0);
@@ -99,7 +95,7 @@ mod tests {
     async fn a_scripted_agent_is_measured() {
         let agent = crate::testing::ScriptedAgent::new("s").then_stream(&["a", "b", "c"]);
         let s = measure(&agent, "hi", 8, &CallContext::new()).await.unwrap();
-        assert!(s.completion_tokens >= 1 && s.total_ms >= s.first_token_ms, "{s:?}");
+        assert!(s.tokens.completion >= 1 && s.total_ms >= s.first_token_ms, "{s:?}");
         let sent = agent.calls();
         assert_eq!(sent[0].options.max_tokens, Some(8));
         assert_eq!(sent[0].options.temperature, Some(0.0));

@@ -69,8 +69,8 @@ pub fn record_call(span: &Span, result: &Result<AgentResponse>, latency: Duratio
             if let Some(model) = &resp.model {
                 span.record("model", model.as_str());
             }
-            span.record("prompt_tokens", int(resp.usage.prompt_tokens));
-            span.record("completion_tokens", int(resp.usage.completion_tokens));
+            span.record("prompt_tokens", int(resp.usage.prompt));
+            span.record("completion_tokens", int(resp.usage.completion));
             span.record("tokens_estimated", resp.usage_estimated);
             span.record("attempts", int(resp.attempts.max(1)));
             span.record("outcome", SUCCESS);

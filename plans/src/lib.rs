@@ -14,6 +14,7 @@
 //! Not to be confused with the runtime's dynamic *step* planner, which picks the steps of
 //! one run.
 
+pub mod cover;
 pub mod error;
 pub mod memory;
 pub mod model;

@@ -1,12 +1,15 @@
 //! The planner's turn: a spec (with the project's memory and a listing of its files) becomes
 //! a [`PlanSpec`]; an invalid answer is re-asked once with the problems named, then the
-//! planner fails with its raw answer kept. Revisions ask the same way, with the current plan
+//! planner fails with its raw answer kept. A valid plan that leaves out part of the spec is
+//! re-asked once too, and what it still leaves out becomes a task of its own
+//! ([`cover::complete`]). Revisions ask the same way, with the current plan
 //! and the person's feedback.
 
 use std::path::{Path, PathBuf};
 
 use troupe_runtime::{Ask, Runtime};
 
+use crate::cover;
 use crate::error::{Error, Result};
 use crate::model::PlanSpec;
 use crate::validate;
@@ -46,15 +49,13 @@ pub async fn plan(runtime: &Runtime, req: &PlanRequest) -> Result<(PlanSpec, Str
     };
     let first = runtime.ask(ask.clone()).await?;
     // A valid plan that leaves out what the spec names is asked again once too; if the second
-    // answer is no valid plan, the first one stands.
+    // answer is no valid plan, the first one stands; either way what is still left out becomes
+    // a task.
     let mut fallback = None;
     let problems = match validate::parse_answer(&first.text) {
         Ok(spec) => {
-            let missing = if req.revise.is_none() {
-                validate::uncovered(&req.spec, &spec)
-            } else {
-                Vec::new()
-            };
+            let missing =
+                if req.revise.is_none() { cover::uncovered(&req.spec, &spec) } else { Vec::new() };
             if missing.is_empty() {
                 return Ok((spec, first.agent));
             }
@@ -76,16 +77,24 @@ pub async fn plan(runtime: &Runtime, req: &PlanRequest) -> Result<(PlanSpec, Str
         first.text
     );
     let second = runtime.ask(ask).await?;
-    match (validate::parse_answer(&second.text), fallback) {
-        (Ok(spec), _) => Ok((spec, second.agent)),
-        (Err(_), Some(spec)) => Ok((spec, first.agent)),
-        (Err(problems), None) => Err(Error::PlannerFailed {
-            agent: second.agent,
-            problems,
-            answer: second.text,
-            answer_file: None,
-        }),
+    let (mut spec, agent) = match (validate::parse_answer(&second.text), fallback) {
+        (Ok(spec), _) => (spec, second.agent),
+        (Err(_), Some(spec)) => (spec, first.agent),
+        (Err(problems), None) => {
+            return Err(Error::PlannerFailed {
+                agent: second.agent,
+                problems,
+                answer: second.text,
+                answer_file: None,
+            });
+        }
+    };
+    if req.revise.is_none()
+        && let Some(id) = cover::complete(&req.spec, &mut spec)
+    {
+        tracing::info!(label = %req.label, task = %id, "the plan left part of the spec out; it is task `{id}` now");
     }
+    Ok((spec, agent))
 }
 
 fn prompt(req: &PlanRequest, context: &str, files: &str) -> String {

@@ -326,6 +326,19 @@ fn request(plan: &Plan, task: &TaskSpec) -> Result<RunRequest> {
     let Some(ws) = &plan.integration else {
         return Err(Error::Refused("the plan has no integration branch".into()));
     };
+    Ok(RunRequest {
+        task: task_prompt(plan, task),
+        workflow: task.workflow.clone(),
+        offline: plan.offline,
+        project: Some(plan.project.clone()),
+        base: Some(ws.head.clone()),
+        ..RunRequest::default()
+    })
+}
+
+/// A task's run's task: its description, acceptance criteria and files, where it stands in
+/// the plan, and what the other tasks do.
+fn task_prompt(plan: &Plan, task: &TaskSpec) -> String {
     let mut text = task.description.trim().to_string();
     if !task.acceptance.is_empty() {
         text.push_str("\n\nAcceptance criteria:\n");
@@ -337,19 +350,31 @@ fn request(plan: &Plan, task: &TaskSpec) -> Result<RunRequest> {
         text.push_str(&format!("\nFiles likely involved: {}\n", task.files.join(", ")));
     }
     text.push_str(&format!(
-        "\n(Task `{}` of the plan \"{}\": {})",
+        "\n(Task `{}` of the plan \"{}\": {})\n",
         task.id,
         plan.spec.title,
         plan.spec.goal.trim()
     ));
-    Ok(RunRequest {
-        task: text,
-        workflow: task.workflow.clone(),
-        offline: plan.offline,
-        project: Some(plan.project.clone()),
-        base: Some(ws.head.clone()),
-        ..RunRequest::default()
-    })
+    // What the other tasks do is not this task's work: the implementer leaves it, and the
+    // review does not ask for it (a small reviewer asked a function's task for the tests
+    // that the next task writes, and the task never went green).
+    let others: Vec<&TaskSpec> = plan.spec.tasks.iter().filter(|t| t.id != task.id).collect();
+    if !others.is_empty() {
+        text.push_str("Other tasks of the plan do these; they are not part of this task:\n");
+        for t in others {
+            text.push_str(&format!("- `{}`: {}\n", t.id, first_line(&t.description)));
+        }
+    }
+    text
+}
+
+/// The first line of `text`, at most 200 characters.
+fn first_line(text: &str) -> String {
+    let line = text.trim().lines().next().unwrap_or_default();
+    match line.char_indices().nth(200) {
+        Some((i, _)) => format!("{}…", &line[..i]),
+        None => line.to_string(),
+    }
 }
 
 /// A task's run to its end: submitted with its recorded id when it does not exist yet,
@@ -391,4 +416,37 @@ fn follow(
 
 fn short(id: &str) -> String {
     id.chars().filter(|c| *c != '-').take(12).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::PlanSpec;
+
+    #[test]
+    fn a_task_prompt_says_what_the_other_tasks_do_and_not_this_one_twice() {
+        let task = |id: &str, d: &str| TaskSpec {
+            id: id.into(),
+            description: d.into(),
+            ..Default::default()
+        };
+        let spec = PlanSpec {
+            title: "Words".into(),
+            goal: "Longest word".into(),
+            tasks: vec![
+                task("add", "Add longest_word.\nIt returns the first on a tie."),
+                task("test", "Test longest_word"),
+            ],
+        };
+        let plan = Plan::new("spec", PathBuf::from("/p"), spec.clone(), "planner");
+        let text = task_prompt(&plan, &spec.tasks[0]);
+        assert!(text.starts_with("Add longest_word.\nIt returns the first on a tie."), "{text}");
+        assert!(text.contains("(Task `add` of the plan \"Words\": Longest word)"), "{text}");
+        assert!(text.contains("not part of this task:\n- `test`: Test longest_word\n"), "{text}");
+        assert!(!text.contains("- `add`"), "{text}");
+        // A plan of one task has no others.
+        let one = PlanSpec { tasks: vec![spec.tasks[1].clone()], ..spec };
+        let plan = Plan::new("spec", PathBuf::from("/p"), one.clone(), "planner");
+        assert!(!task_prompt(&plan, &one.tasks[0]).contains("Other tasks"));
+    }
 }

@@ -211,56 +211,6 @@ pub fn order(spec: &PlanSpec) -> Result<Vec<String>, Vec<String>> {
     Ok(out)
 }
 
-/// The names the spec mentions that no task of `plan` does: identifiers with an underscore
-/// (`word_count`), calls (`longest_word(text)` → `longest_word`) and paths of files
-/// (`textkit/words.py`). A small model planning a two-part spec sometimes drops a part; a name
-/// the spec gives and no task repeats is the visible sign. Each name once, in the spec's order.
-pub fn uncovered(spec: &str, plan: &PlanSpec) -> Vec<String> {
-    let mut text = format!("{}\n{}", plan.title, plan.goal);
-    for t in &plan.tasks {
-        text.push_str(&format!(
-            "\n{} {} {} {}",
-            t.id,
-            t.description,
-            t.acceptance.join(" "),
-            t.files.join(" ")
-        ));
-    }
-    let text = text.to_lowercase();
-    let mut missing: Vec<String> = Vec::new();
-    for name in named_things(spec) {
-        if !text.contains(&name.to_lowercase()) && !missing.contains(&name) {
-            missing.push(name);
-        }
-    }
-    missing
-}
-
-/// The identifiers, calls and file paths in `spec`, in order.
-fn named_things(spec: &str) -> Vec<String> {
-    let is_name_char = |c: char| c.is_alphanumeric() || matches!(c, '_' | '/' | '.' | '-');
-    let mut out = Vec::new();
-    let mut rest = spec;
-    while let Some(start) = rest.find(is_name_char) {
-        let tail = &rest[start..];
-        let end = tail.find(|c: char| !is_name_char(c)).unwrap_or(tail.len());
-        let word = tail[..end].trim_end_matches(['.', '-', '/']);
-        let call = tail[end..].starts_with('(');
-        let path = word.contains('/')
-            || word.rsplit_once('.').is_some_and(|(stem, ext)| {
-                stem.len() >= 2
-                    && (1..=4).contains(&ext.len())
-                    && ext.chars().all(|c| c.is_ascii_alphabetic())
-            });
-        let ident = word.contains('_') && word.chars().any(char::is_alphabetic);
-        if word.chars().any(char::is_alphabetic) && (path || ident || (call && word.len() > 2)) {
-            out.push(word.to_string());
-        }
-        rest = &tail[end.max(1)..];
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -315,26 +265,5 @@ mod tests {
         let s = parse_answer(answer).unwrap();
         assert_eq!(s.tasks[1].acceptance, vec!["works"]);
         assert_eq!(order(&s).unwrap(), vec!["impl", "tests"]);
-    }
-
-    #[test]
-    fn names_the_spec_gives_and_no_task_repeats_are_uncovered() {
-        let spec = "In textkit/words.py: first, word_count must return 0 for an empty string. \
-                    Then add longest_word(text), e.g. with a test. Use i.e. plain Python.";
-        let mut plan = PlanSpec {
-            title: "Longest word".into(),
-            goal: "Add it".into(),
-            tasks: vec![TaskSpec {
-                id: "add-longest-word".into(),
-                description: "Add longest_word to the module".into(),
-                files: vec!["textkit/words.py".into()],
-                ..Default::default()
-            }],
-        };
-        assert_eq!(uncovered(spec, &plan), ["word_count"]);
-        plan.tasks[0].acceptance.push("WORD_COUNT('') == 0".into());
-        assert!(uncovered(spec, &plan).is_empty());
-        // Plain prose names nothing.
-        assert!(uncovered("Count the words, please. Tabs too!", &plan).is_empty());
     }
 }

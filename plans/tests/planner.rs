@@ -62,6 +62,10 @@ async fn an_invalid_plan_is_asked_again_with_its_problems_named() {
     assert!(prompts[1].contains("dependency cycle: a → b → a"), "{}", prompts[1]);
     // Stored.
     assert_eq!(w.plans.get(&plan.id).unwrap(), plan);
+    // Both planner calls are in `troupe usage`, marked as the planner's.
+    let usage = troupe_runtime::usage::usage_report(w.plans.runtime(), None, None).unwrap();
+    assert_eq!(usage.by_source.get("planner").map(|t| t.calls), Some(2), "{usage:?}");
+    assert_eq!(usage.by_agent.get("planner").map(|t| t.calls), Some(2), "{usage:?}");
 }
 
 #[actix::test]
@@ -132,9 +136,20 @@ async fn a_plan_that_leaves_out_part_of_the_spec_is_asked_again() {
 }
 
 #[actix::test]
-async fn a_partial_plan_stands_when_the_second_answer_is_no_plan() {
+async fn a_partial_plan_stands_when_the_second_answer_is_no_plan_and_gets_a_task_for_the_rest() {
     let (plan, prompts) = plan_two_parts(&[PARTIAL, "Sorry, I cannot."]).await;
     assert_eq!(prompts.len(), 2);
+    // What the planner left out is a task of its own, first as the spec asks.
     let ids: Vec<&str> = plan.spec.tasks.iter().map(|t| t.id.as_str()).collect();
-    assert_eq!(ids, ["longest"]);
+    assert_eq!(ids, ["word-count", "longest"]);
+    assert_eq!(plan.spec.tasks[0].description, "First fix word_count in textkit/words.py");
+    assert_eq!(plan.spec.tasks[1].after, ["word-count"]);
+}
+
+#[actix::test]
+async fn a_plan_still_partial_when_asked_again_gets_a_task_for_the_rest() {
+    let (plan, prompts) = plan_two_parts(&[PARTIAL, PARTIAL]).await;
+    assert_eq!(prompts.len(), 2);
+    let ids: Vec<&str> = plan.spec.tasks.iter().map(|t| t.id.as_str()).collect();
+    assert_eq!(ids, ["word-count", "longest"]);
 }

@@ -1,5 +1,6 @@
 //! One call outside a run's workflow (a plan's planner turn), through the one call path:
-//! budget check, audit (under the caller's label, e.g. `plan-<id>`), masking, metrics.
+//! budget check, audit (under the caller's label, e.g. `plan-<id>`), masking, metrics; and
+//! recorded in the log of calls outside runs (source `planner`) so `troupe usage` counts it.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::model::{Budget, RunRecord, RunState, Tokens};
 use crate::runtime::Runtime;
 use crate::shared::Shared;
+use crate::usage::{CallLog, CallRecord, PLANNER};
 
 /// A call to make.
 #[derive(Debug, Clone, Default)]
@@ -93,7 +95,33 @@ impl Runtime {
         let cancel = CancellationToken::new();
         let workdir = record.project_path.clone();
         let caller = Caller::new(shared, &record, pos, Role::Plan, &agent, &[], workdir, &cancel);
-        match caller.call(&request).await {
+        let started = std::time::Instant::now();
+        let result = caller.call(&request).await;
+        let logged = CallRecord {
+            source: PLANNER.to_string(),
+            at: Utc::now(),
+            project: record.project_path.clone(),
+            agent: agent.clone(),
+            answered_by: result.as_ref().ok().map(|a| a.agent.clone()),
+            model: result.as_ref().ok().and_then(|a| a.model.clone()),
+            outcome: match &result {
+                Ok(_) => troupe_observability::metrics::SUCCESS.to_string(),
+                Err(Failure::Failed { class, .. }) => class.to_string(),
+                Err(Failure::Refused { .. }) => "refused".to_string(),
+            },
+            tokens: result.as_ref().map(|a| a.tokens).unwrap_or_default(),
+            cost: result.as_ref().map(|a| a.cost).unwrap_or_default(),
+            latency_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        };
+        // The call itself is already in the metrics (the call path counted it); the log
+        // carries it into `troupe usage` and into the next process's metrics.
+        shared.metrics.record_outside_call(PLANNER, logged.counted_agent(), &logged.outcome);
+        let log = CallLog::new(&shared.config.data_dir());
+        let appended = tokio::task::spawn_blocking(move || log.append(&logged)).await;
+        if let Ok(Err(e)) | Err(e) = appended.map_err(|e| Error::Join(e.to_string())) {
+            tracing::warn!(error = %e, "the planner's call is not in the usage log");
+        }
+        match result {
             Ok(a) => Ok(Asked { agent: a.agent, text: a.text, tokens: a.tokens, cost: a.cost }),
             Err(Failure::Refused { reason, .. }) => {
                 Err(Error::Invalid(format!("the call was not made: {reason}")))

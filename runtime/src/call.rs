@@ -235,10 +235,7 @@ impl<'a> Caller<'a> {
 
         match result {
             Ok(resp) => {
-                let tokens = Tokens {
-                    prompt: resp.usage.prompt_tokens,
-                    completion: resp.usage.completion_tokens,
-                };
+                let tokens = resp.usage;
                 let cost = crate::budget::cost_of(&shared.config, &resp.agent, tokens);
                 shared.metrics.record_tokens(&resp.agent, tokens.prompt, tokens.completion);
                 shared.metrics.record_cost(&resp.agent, cost);

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+pub use troupe_adapters::Tokens;
 use troupe_adapters::config::Role;
 pub use troupe_change::validate::{CommandResult, Report};
 pub use troupe_change::workspace::{FileStat, Workspace};
@@ -56,28 +57,6 @@ impl RunState {
 impl std::fmt::Display for RunState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
-    }
-}
-
-/// Token use.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct Tokens {
-    /// Prompt tokens.
-    pub prompt: u64,
-    /// Completion tokens.
-    pub completion: u64,
-}
-
-impl Tokens {
-    /// Prompt plus completion.
-    pub fn total(&self) -> u64 {
-        self.prompt + self.completion
-    }
-
-    /// Add another count.
-    pub fn add(&mut self, other: Tokens) {
-        self.prompt += other.prompt;
-        self.completion += other.completion;
     }
 }
 

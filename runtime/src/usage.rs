@@ -1,4 +1,4 @@
-//! Calls troupe makes outside runs (`troupe test-agent`), recorded so `troupe usage` and
+//! Calls troupe makes outside runs (`troupe test-agent`, a plan's planner), recorded so `troupe usage` and
 //! the metrics count them, marked with where they came from.
 //!
 //! They live in an append-only log, `<data folder>/usage/calls.jsonl` (one JSON record per
@@ -19,6 +19,9 @@ use crate::runtime::Runtime;
 
 /// The source of a call made by `troupe test-agent`.
 pub const TEST_AGENT: &str = "test-agent";
+
+/// The source of a plan's planner call ([`Runtime::ask`](crate::Runtime::ask)).
+pub const PLANNER: &str = "planner";
 
 /// One call made outside a run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -64,7 +67,7 @@ impl CallRecord {
                 Some(r.agent.clone()),
                 r.model.clone(),
                 troupe_observability::metrics::SUCCESS.to_string(),
-                Tokens { prompt: r.usage.prompt_tokens, completion: r.usage.completion_tokens },
+                r.usage,
             ),
             Err(e) => (None, None, e.kind().to_string(), Tokens::default()),
         };

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use troupe_adapters::agent::{Agent, Usage};
+use troupe_adapters::agent::{Agent, Tokens};
 use troupe_adapters::config::{AgentConfig, AgentKind, Role};
 use troupe_adapters::error::AdapterError;
 use troupe_adapters::testing::{ScriptedAgent, Step};
@@ -45,7 +45,7 @@ enum Act {
 /// The scripted agents of these tests: `adapters`' one [`ScriptedAgent`] playing `acts`,
 /// then "(script ended)" for every later call.
 fn scripted(name: &str, acts: &[Act]) -> Arc<ScriptedAgent> {
-    let used = |prompt, completion| Usage { prompt_tokens: prompt, completion_tokens: completion };
+    let used = |prompt, completion| Tokens { prompt, completion };
     let words = |text: &str| text.split_inclusive(' ').map(String::from).collect::<Vec<_>>();
     let mut agent = ScriptedAgent::new(name);
     for act in acts.iter().cloned().chain([Act::Say("(script ended)")]) {

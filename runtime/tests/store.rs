@@ -62,8 +62,8 @@ impl Agent for Sleeper {
         tokio::time::sleep(self.delay).await;
         self.running.fetch_sub(1, Ordering::SeqCst);
         let mut r = AgentResponse::new(&self.info.name, "done");
-        r.usage.prompt_tokens = 10;
-        r.usage.completion_tokens = 5;
+        r.usage.prompt = 10;
+        r.usage.completion = 5;
         Ok(r)
     }
 }

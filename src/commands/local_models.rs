@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use troupe_adapters::catalog::{self, ModelSpec};
+use troupe_adapters::catalog::{self, ModelFiles, ModelSpec};
 use troupe_adapters::http::OpenAiAgent;
 use troupe_adapters::{AgentConfig, AgentKind, CallContext};
 use troupe_workflows::Config;

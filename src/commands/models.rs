@@ -7,7 +7,7 @@ use std::io::Write;
 
 use anyhow::Result;
 use serde_json::json;
-use troupe_adapters::catalog::{self, ModelListing, PullStep};
+use troupe_adapters::catalog::{self, ModelFiles, ModelListing, PullStep};
 use troupe_adapters::models::{self, EndpointStatus};
 use troupe_adapters::{AdapterError, AgentConfig, CallContext, CancellationToken};
 use troupe_workflows::Config;
@@ -161,7 +161,7 @@ pub async fn list(config: &Config, json: bool) -> Result<u8> {
 }
 
 fn packages_short(m: &ModelListing) -> String {
-    catalog::find(m.name).map(|s| s.packages_short()).unwrap_or_else(|_| m.packages.join(", "))
+    catalog::find(m.name).map(|s| s.packages_short()).unwrap_or_else(|| m.packages.join(", "))
 }
 
 fn catalog_table(known: &[ModelListing]) -> String {
@@ -191,7 +191,7 @@ fn fail(e: &AdapterError) -> u8 {
 /// downloaded by an Ollama server, with a progress bar.
 pub async fn pull(config: &Config, agent: Option<&str>, name: &str, json: bool) -> Result<u8> {
     if agent.is_none()
-        && let Ok(spec) = catalog::find(name)
+        && let Some(spec) = catalog::find(name)
     {
         return pull_known(config, spec, json).await;
     }
@@ -240,7 +240,7 @@ pub async fn pull(config: &Config, agent: Option<&str>, name: &str, json: bool) 
 /// (any other name, or `--agent`) a model from an Ollama server.
 pub async fn remove(config: &Config, agent: Option<&str>, name: &str, json: bool) -> Result<u8> {
     if agent.is_none()
-        && let Ok(spec) = catalog::find(name)
+        && let Some(spec) = catalog::find(name)
     {
         let assets = config.assets_dir();
         return match spec.remove(&assets) {

@@ -1,6 +1,7 @@
 //! `troupe plan …`: make, read, edit, approve and run plans — in this process, or through
 //! the `troupe serve` that holds the store (the same output and exit codes).
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -19,7 +20,7 @@ use crate::render::plan::{commit_message, mark, short, status_text};
 const PLANNER_WAIT: Duration = Duration::from_secs(1800);
 /// How long other plan requests through the server may take.
 const REQUEST_WAIT: Duration = Duration::from_secs(120);
-/// How often a plan followed through the server is read again.
+/// How soon a plan followed through the server is read again when its event stream is quiet.
 const POLL: Duration = Duration::from_millis(500);
 
 /// Where plan commands go.
@@ -223,23 +224,48 @@ impl Target<'_> {
                     }
                 }
             }
-            Target::Remote(_) => {
-                let mut last = self.get(id).await?;
-                print_tasks_now(&last);
-                loop {
-                    if last.state != PlanState::Running {
-                        return Ok(last);
-                    }
-                    tokio::time::sleep(POLL).await;
-                    let now = self.get(id).await?;
-                    for (task, s) in &now.tasks {
-                        if last.tasks.get(task).map(|o| o.state) != Some(s.state) {
-                            print_task(task, s.state, s.run_id.as_deref(), s.reason.as_deref());
+            Target::Remote(c) => {
+                // The server's event stream, read again when it ends while the plan still
+                // runs (a restarted server picks the plan up again); what changed in between
+                // is printed from the plan itself, each task's state once.
+                let mut plan = self.get(id).await?;
+                let mut shown: HashMap<String, TaskState> = HashMap::new();
+                show_changes(&plan, &mut shown);
+                while plan.state == PlanState::Running {
+                    let mut heard = 0;
+                    if let Ok(mut stream) = c.plan_events(&plan.id).await {
+                        while let Ok(Some(e)) = stream.next().await {
+                            heard += 1;
+                            if let Ok(PlanEvent::TaskState { plan_id, task, state, run_id, reason }) =
+                                serde_json::from_str(&e.data)
+                                && plan_id == plan.id
+                                && shown.insert(task.clone(), state) != Some(state)
+                            {
+                                print_task(&task, state, run_id.as_deref(), reason.as_deref());
+                            }
                         }
                     }
-                    last = now;
+                    if heard <= 1 {
+                        // Not running in the server (yet) or no server: look again soon.
+                        tokio::time::sleep(POLL).await;
+                    }
+                    plan = self.get(id).await?;
+                    show_changes(&plan, &mut shown);
                 }
+                Ok(plan)
             }
+        }
+    }
+}
+
+/// Print the tasks of `plan` whose state differs from the one `shown` last (pending ones
+/// only once they were shown otherwise).
+fn show_changes(plan: &Plan, shown: &mut HashMap<String, TaskState>) {
+    for t in &plan.spec.tasks {
+        let s = plan.tasks.get(&t.id).cloned().unwrap_or_default();
+        let before = shown.insert(t.id.clone(), s.state);
+        if before != Some(s.state) && (before.is_some() || s.state != TaskState::Pending) {
+            print_task(&t.id, s.state, s.run_id.as_deref(), s.reason.as_deref());
         }
     }
 }

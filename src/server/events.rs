@@ -15,9 +15,10 @@ use troupe_runtime::{RunEvent, RunHandle, RunRecord, RunState};
 const FINISHED_LOGS_KEPT: usize = 64;
 /// A comment line is sent after this long without events, so proxies and clients do not
 /// take a long step (a slow local model) for a dead connection.
-const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(15);
+pub const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(15);
 
-fn keep_alive() -> Bytes {
+/// The comment line sent when a stream has been quiet for [`KEEP_ALIVE`].
+pub fn keep_alive() -> Bytes {
     Bytes::from_static(b": keep-alive\n\n")
 }
 

@@ -10,6 +10,7 @@ use serde_json::json;
 use troupe_plans::{NewPlan, PlanEvent, PlanSpec, PlanState};
 
 use super::error::ErrorBody;
+use super::events::{KEEP_ALIVE, keep_alive};
 use super::{ApiError, AppState};
 use troupe_plans::Plan;
 
@@ -297,7 +298,12 @@ pub async fn events(state: Data, id: web::Path<String>) -> ApiResult {
                 return None;
             }
             loop {
-                match rx.recv().await {
+                let Ok(received) = tokio::time::timeout(KEEP_ALIVE, rx.recv()).await else {
+                    // A task's long step sends nothing for minutes: tell the client the
+                    // stream is alive.
+                    return Some((Ok(keep_alive()), (rx, live)));
+                };
+                match received {
                     Ok(e) if event_plan(&e) == plan_id => {
                         let end = matches!(&e, PlanEvent::PlanState { state, .. } if *state != PlanState::Running);
                         return Some((Ok(frame(&e)), (rx, !end)));

@@ -14,7 +14,7 @@
 //! - A failed step ends the run.
 
 use serde::{Deserialize, Serialize};
-use troupe_adapters::config::Role;
+use troupe_agent_config::config::Role;
 
 use crate::config::{StepCondition, WorkflowConfig};
 use crate::verdict::{Verdict, VerdictStatus, parse_verdict};

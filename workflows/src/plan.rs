@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use troupe_adapters::config::Role;
+use troupe_agent_config::config::Role;
 
 use crate::config::{StepConfig, WorkflowConfig};
 use crate::extract::{json_objects, strip_reasoning};

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use troupe_adapters::config::Role;
+use troupe_agent_config::config::Role;
 
 /// The variables a template may use.
 pub const VARIABLES: &[(&str, &str)] = &[

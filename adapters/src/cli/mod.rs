@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::agent::{Agent, AgentInfo, AgentRequest, AgentResponse, CallContext, Usage};
+use crate::agent::{Agent, AgentInfo, AgentRequest, AgentResponse, CallContext, Tokens};
 use crate::config::{AgentConfig, CliFlavor, PromptInput};
 use crate::error::{AdapterError, Result};
 
@@ -269,9 +269,9 @@ impl CliAgent {
         let (usage, estimated) = match parsed.usage {
             Some(u) => (u, false),
             None => (
-                Usage {
-                    prompt_tokens: req.estimated_tokens(),
-                    completion_tokens: (parsed.text.len() as u64).div_ceil(4),
+                Tokens {
+                    prompt: req.estimated_tokens(),
+                    completion: (parsed.text.len() as u64).div_ceil(4),
                 },
                 true,
             ),

@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 use super::process::ProcessOutput;
-use crate::agent::Usage;
+use crate::agent::Tokens;
 use crate::config::CliFlavor;
 use crate::error::{AdapterError, Result};
 
@@ -11,7 +11,7 @@ use crate::error::{AdapterError, Result};
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct Parsed {
     pub text: String,
-    pub usage: Option<Usage>,
+    pub usage: Option<Tokens>,
     pub model: Option<String>,
 }
 
@@ -185,11 +185,11 @@ fn claude(agent: &str, stdout: &str) -> Result<Parsed> {
     }
     let usage = v.get("usage").map(|u| {
         let n = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
-        Usage {
-            prompt_tokens: n("input_tokens")
+        Tokens {
+            prompt: n("input_tokens")
                 + n("cache_creation_input_tokens")
                 + n("cache_read_input_tokens"),
-            completion_tokens: n("output_tokens"),
+            completion: n("output_tokens"),
         }
     });
     let model = v
@@ -204,7 +204,7 @@ fn claude(agent: &str, stdout: &str) -> Result<Parsed> {
 /// comes with `turn.completed`, failures as `turn.failed` or `error`.
 fn codex(agent: &str, stdout: &str) -> Result<Parsed> {
     let mut text: Option<String> = None;
-    let mut usage: Option<Usage> = None;
+    let mut usage: Option<Tokens> = None;
     let mut failure: Option<String> = None;
     let mut events = 0;
     for line in stdout.lines().map(str::trim).filter(|l| l.starts_with('{')) {
@@ -223,10 +223,8 @@ fn codex(agent: &str, stdout: &str) -> Result<Parsed> {
             "turn.completed" => {
                 if let Some(u) = v.get("usage") {
                     let n = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
-                    usage = Some(Usage {
-                        prompt_tokens: n("input_tokens"),
-                        completion_tokens: n("output_tokens"),
-                    });
+                    usage =
+                        Some(Tokens { prompt: n("input_tokens"), completion: n("output_tokens") });
                 }
             }
             "turn.failed" => {
@@ -272,15 +270,15 @@ fn gemini(agent: &str, stdout: &str) -> Result<Parsed> {
         .and_then(Value::as_str)
         .ok_or_else(|| no_json(agent, "a `response` in the Gemini CLI's JSON", stdout))?
         .to_string();
-    let mut usage: Option<Usage> = None;
+    let mut usage: Option<Tokens> = None;
     let mut model = None;
     if let Some(models) = v.get("stats").and_then(|s| s.get("models")).and_then(Value::as_object) {
         for (name, m) in models {
             let t = m.get("tokens").unwrap_or(&Value::Null);
             let n = |k: &str| t.get(k).and_then(Value::as_u64).unwrap_or(0);
-            let u = usage.get_or_insert_with(Usage::default);
-            u.prompt_tokens += n("prompt");
-            u.completion_tokens += n("candidates");
+            let u = usage.get_or_insert_with(Tokens::default);
+            u.prompt += n("prompt");
+            u.completion += n("candidates");
             model.get_or_insert_with(|| name.clone());
         }
     }
@@ -308,7 +306,7 @@ mod tests {
         );
         let p = parse("c", CliFlavor::Claude, &out).unwrap();
         assert_eq!(p.text, "Hi");
-        assert_eq!(p.usage, Some(Usage { prompt_tokens: 13, completion_tokens: 2 }));
+        assert_eq!(p.usage, Some(Tokens { prompt: 13, completion: 2 }));
         assert_eq!(p.model.as_deref(), Some("claude-sonnet-4"));
         let err = parse(
             "c",
@@ -328,7 +326,7 @@ mod tests {
         ));
         let p = parse("x", CliFlavor::Codex, &out).unwrap();
         assert_eq!(p.text, "Done");
-        assert_eq!(p.usage, Some(Usage { prompt_tokens: 5, completion_tokens: 7 }));
+        assert_eq!(p.usage, Some(Tokens { prompt: 5, completion: 7 }));
         let failed = ok(
             "{\"type\":\"turn.failed\",\"error\":{\"message\":\"stream error: 429 Too Many Requests\"}}\n",
         );
@@ -345,7 +343,7 @@ mod tests {
         );
         let p = parse("g", CliFlavor::Gemini, &out).unwrap();
         assert_eq!(p.text, "Paris");
-        assert_eq!(p.usage, Some(Usage { prompt_tokens: 4, completion_tokens: 1 }));
+        assert_eq!(p.usage, Some(Tokens { prompt: 4, completion: 1 }));
         assert_eq!(p.model.as_deref(), Some("gemini-2.5-pro"));
     }
 

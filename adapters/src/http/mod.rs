@@ -339,8 +339,18 @@ impl Endpoint {
     }
 }
 
-/// An answer's body read piece by piece within its bounds: until the first piece the
-/// first-byte bound (when the reader came from [`Endpoint::open`]), then the idle bound
+/// Whether `piece` holds nothing but Server-Sent Events comment lines (`: keep-alive`) and
+/// blank lines — a server's sign of life, never part of an answer (no JSON or NDJSON body
+/// starts a line with `:`).
+fn only_sse_comments(piece: &[u8]) -> bool {
+    piece.split(|&b| b == b'\n').all(|line| {
+        let line = line.trim_ascii();
+        line.is_empty() || line.starts_with(b":")
+    })
+}
+
+/// An answer's body read piece by piece within its bounds: until the first piece (that is
+/// not only comments) the first-byte bound (when the reader came from [`Endpoint::open`]), then the idle bound
 /// between pieces, and the total bound throughout.
 pub(crate) struct BodyReader<'a> {
     ep: &'a Endpoint,
@@ -376,7 +386,12 @@ impl BodyReader<'_> {
                 format!("the answer was cut off: {}", chain(&e)),
             )),
             Ok(Some(Ok(b))) => {
-                self.first = None;
+                // Comments are not the answer: llama.cpp's server sends `:` every 30 s while
+                // it reads a long prompt, and the prompt's first-byte bound (not the idle
+                // one) must go on covering that reading.
+                if !only_sse_comments(&b) {
+                    self.first = None;
+                }
                 Ok(Some(b))
             }
         }
@@ -696,7 +711,7 @@ pub(crate) struct Collected {
     pub text: String,
     pub model: Option<String>,
     pub finish_reason: Option<String>,
-    pub usage: Option<crate::agent::Usage>,
+    pub usage: Option<crate::agent::Tokens>,
     pub done: bool,
     /// Whether any answer choice arrived (a stream of nothing but `[DONE]` is broken).
     pub answered: bool,

@@ -15,7 +15,7 @@ use super::openai::finish;
 use super::{Collected, Endpoint, LineSplitter, ModelInfo, classify_status, known_window, quote};
 use crate::agent::{
     Agent, AgentInfo, AgentRequest, AgentResponse, CallContext, GenerationOptions, MessageRole,
-    OutputFormat, Usage,
+    OutputFormat, Tokens,
 };
 use crate::config::AgentConfig;
 use crate::error::{AdapterError, Result};
@@ -307,10 +307,7 @@ impl OllamaAgent {
             let p = v.get("prompt_eval_count").and_then(Value::as_u64);
             let e = v.get("eval_count").and_then(Value::as_u64);
             if p.is_some() || e.is_some() {
-                c.usage = Some(Usage {
-                    prompt_tokens: p.unwrap_or(0),
-                    completion_tokens: e.unwrap_or(0),
-                });
+                c.usage = Some(Tokens { prompt: p.unwrap_or(0), completion: e.unwrap_or(0) });
             }
         }
         Ok(())

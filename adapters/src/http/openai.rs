@@ -14,7 +14,7 @@ use super::{
 };
 use crate::agent::{
     Agent, AgentInfo, AgentRequest, AgentResponse, CallContext, GenerationOptions, OutputFormat,
-    Usage,
+    Tokens,
 };
 use crate::config::{AgentConfig, AgentKind};
 use crate::error::{AdapterError, Result};
@@ -297,14 +297,14 @@ fn stream_error(agent: &str, v: &Value) -> AdapterError {
     classify_status(agent, code, None, v.to_string().as_bytes(), None)
 }
 
-pub(crate) fn parse_usage(v: Option<&Value>) -> Option<Usage> {
+pub(crate) fn parse_usage(v: Option<&Value>) -> Option<Tokens> {
     let u = v?;
     let p = u.get("prompt_tokens").and_then(Value::as_u64);
     let c = u.get("completion_tokens").and_then(Value::as_u64);
     if p.is_none() && c.is_none() {
         return None;
     }
-    Some(Usage { prompt_tokens: p.unwrap_or(0), completion_tokens: c.unwrap_or(0) })
+    Some(Tokens { prompt: p.unwrap_or(0), completion: c.unwrap_or(0) })
 }
 
 /// Turn what a call collected into a response, estimating usage the server did not report.
@@ -322,9 +322,9 @@ pub(crate) fn finish(
     let (usage, estimated) = match c.usage {
         Some(u) => (u, false),
         None => (
-            Usage {
-                prompt_tokens: req.estimated_tokens(),
-                completion_tokens: (c.text.len() as u64).div_ceil(4),
+            Tokens {
+                prompt: req.estimated_tokens(),
+                completion: (c.text.len() as u64).div_ceil(4),
             },
             true,
         ),

@@ -53,6 +53,15 @@ pub enum Fault {
     Trickle(Duration),
     /// A complete, well-formed answer whose text is empty.
     EmptyAnswer,
+    /// A local server reading a long prompt: the headers at once, then a Server-Sent Events
+    /// comment (`:`) every `keep_alive` (as llama.cpp's server does) until `first_token`,
+    /// then the answer streamed (Ollama, which sends no comments, is silent until then).
+    SlowPrompt {
+        /// Between comments.
+        keep_alive: Duration,
+        /// When the answer starts, after the headers.
+        first_token: Duration,
+    },
 }
 
 impl Fault {
@@ -404,6 +413,37 @@ async fn respond(
                 MockApi::Ollama => format!("{}\n", ollama_piece(&req.path, "", true)),
             };
             return write_chunk(w, &tail).await && write_chunk(w, "").await;
+        }
+        Some(Fault::SlowPrompt { keep_alive, first_token }) => {
+            let ctype =
+                if s.api == MockApi::OpenAi { "text/event-stream" } else { "application/x-ndjson" };
+            if !start_chunked(w, ctype).await {
+                return false;
+            }
+            let start = tokio::time::Instant::now();
+            let mut next = start + keep_alive;
+            while next < start + first_token {
+                tokio::time::sleep_until(next).await;
+                if s.api == MockApi::OpenAi && !write_chunk(w, ":\n\n").await {
+                    return false;
+                }
+                next += keep_alive;
+            }
+            tokio::time::sleep_until(start + first_token).await;
+            let mut body = String::new();
+            for piece in answer {
+                body.push_str(&match s.api {
+                    MockApi::OpenAi => format!("data: {}\n\n", openai_delta(piece, None)),
+                    MockApi::Ollama => format!("{}\n", ollama_piece(&req.path, piece, false)),
+                });
+            }
+            body.push_str(&match s.api {
+                MockApi::OpenAi => {
+                    format!("data: {}\n\ndata: [DONE]\n\n", openai_delta("", Some("stop")))
+                }
+                MockApi::Ollama => format!("{}\n", ollama_piece(&req.path, "", true)),
+            });
+            return write_chunk(w, &body).await && write_chunk(w, "").await;
         }
         Some(Fault::EmptyAnswer) => {
             return match s.api {

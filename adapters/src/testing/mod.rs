@@ -33,7 +33,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::time::Instant;
 
-use crate::agent::{Agent, AgentInfo, AgentRequest, AgentResponse, CallContext, Usage};
+use crate::agent::{Agent, AgentInfo, AgentRequest, AgentResponse, CallContext, Tokens};
 use crate::error::{AdapterError, Result};
 
 /// One scripted outcome.
@@ -42,7 +42,7 @@ pub enum Step {
     /// Answer with this text, streamed in these pieces.
     Answer(Vec<String>),
     /// Answer with this text, streamed in these pieces, reporting exactly this usage.
-    AnswerUsing(Vec<String>, Usage),
+    AnswerUsing(Vec<String>, Tokens),
     /// Fail with this error.
     Fail(AdapterError),
     /// Panic with this message (what an adapter bug looks like to its caller).
@@ -132,7 +132,7 @@ impl ScriptedAgent {
 
     /// Then answer `text` (in one chunk), reporting `prompt` and `completion` tokens.
     pub fn then_answer_using(self, text: &str, prompt: u64, completion: u64) -> ScriptedAgent {
-        let usage = Usage { prompt_tokens: prompt, completion_tokens: completion };
+        let usage = Tokens { prompt, completion };
         self.then(Step::AnswerUsing(vec![text.to_string()], usage))
     }
 
@@ -242,9 +242,9 @@ impl ScriptedAgent {
             }
             Step::AnswerUsing(chunks, usage) => (chunks, usage),
             Step::Answer(chunks) => {
-                let usage = Usage {
-                    prompt_tokens: req.estimated_tokens(),
-                    completion_tokens: (chunks.concat().len() as u64).div_ceil(4),
+                let usage = Tokens {
+                    prompt: req.estimated_tokens(),
+                    completion: (chunks.concat().len() as u64).div_ceil(4),
                 };
                 (chunks, usage)
             }

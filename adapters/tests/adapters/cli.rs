@@ -101,7 +101,7 @@ async fn claude_print_mode_json() {
         ["-p", "Say hi", "--output-format", "json", "--permission-mode", "acceptEdits"]
     );
     assert_eq!(r.text, "Hello from claude");
-    assert_eq!((r.usage.prompt_tokens, r.usage.completion_tokens), (16, 5));
+    assert_eq!((r.usage.prompt, r.usage.completion), (16, 5));
     assert!(!r.usage_estimated);
     assert_eq!(r.model.as_deref(), Some("claude-sonnet-4-5"));
     assert_eq!(f.file("cwd"), std::fs::canonicalize(f.workdir.path()).unwrap().to_string_lossy());
@@ -155,7 +155,7 @@ async fn codex_exec_json_events() {
         ]
     );
     assert_eq!(r.text, "Hello from codex");
-    assert_eq!((r.usage.prompt_tokens, r.usage.completion_tokens), (20, 6));
+    assert_eq!((r.usage.prompt, r.usage.completion), (20, 6));
     assert_eq!(cap.chunks(), ["Hello from codex"], "JSON CLIs deliver the answer as one chunk");
 }
 
@@ -185,7 +185,7 @@ async fn gemini_prompt_mode_json() {
         ]
     );
     assert_eq!(r.text, "Hello from gemini");
-    assert_eq!((r.usage.prompt_tokens, r.usage.completion_tokens), (9, 4));
+    assert_eq!((r.usage.prompt, r.usage.completion), (9, 4));
     let f = Fixture::new("gemini", CliFlavor::Gemini, "error-json");
     let e = f.call("Review").await.unwrap_err();
     assert!(matches!(e, AdapterError::Auth { .. }), "{e}");

@@ -103,8 +103,8 @@ pub async fn answers_with_text_usage_and_model(t: Target) {
     assert_eq!(r.agent, "under-test");
     assert_eq!(r.model.as_deref(), Some("mock-model"));
     assert!(!r.usage_estimated);
-    assert_eq!(r.usage.prompt_tokens, 11);
-    assert!(r.usage.completion_tokens > 0);
+    assert_eq!(r.usage.prompt, 11);
+    assert!(r.usage.completion > 0);
     assert_eq!(r.attempts, 1);
     assert!(!r.fallback_used());
 
@@ -143,7 +143,7 @@ pub async fn streams_chunks_as_they_arrive(t: Target) {
     assert_eq!(cap.chunks(), ["Hel", "lo", " wor", "ld", "!"]);
     assert_eq!(r.text, "Hello world!");
     assert!(!r.usage_estimated, "usage must come from the stream");
-    assert_eq!(r.usage.prompt_tokens, 11);
+    assert_eq!(r.usage.prompt, 11);
     assert_eq!(r.finish_reason.as_deref(), Some("stop"));
     let body = prompt_body(&server);
     assert_eq!(body["stream"], true);
@@ -327,6 +327,20 @@ pub async fn each_timeout_class_fires_within_its_bound(t: Target) {
     server.push_fault(Fault::Trickle(Duration::from_secs(29)));
     let r = agent.call(&request(), &CallContext::new()).await.unwrap();
     assert_eq!(r.text, "Hello, world");
+
+    // A local server reading the prompt sends only keep-alive comments, further apart than
+    // the idle bound: the first-byte bound still covers the reading (the comments do not end
+    // it), and still ends a reading that takes longer than it.
+    let keep_alive = idle + Duration::from_secs(1);
+    server
+        .push_fault(Fault::SlowPrompt { keep_alive, first_token: first - Duration::from_secs(1) });
+    let r = agent.call(&request(), &Captured::default().context()).await.unwrap();
+    assert_eq!(r.text, "Hello, world");
+    server.push_fault(Fault::SlowPrompt { keep_alive, first_token: first * 2 });
+    let started = tokio::time::Instant::now();
+    let e = agent.call(&request(), &Captured::default().context()).await.unwrap_err();
+    assert!(matches!(e, AdapterError::Timeout { phase: "first byte", .. }), "{e}");
+    assert!(started.elapsed() <= first + Duration::from_secs(1), "{e}");
 }
 
 pub async fn a_stream_cut_midway_is_transient(t: Target) {

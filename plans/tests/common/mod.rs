@@ -248,8 +248,9 @@ pub fn world(agents: &[(&str, Arc<dyn Agent>)]) -> World {
     world_with(config(), agents)
 }
 
-pub fn world_with(config: Config, agents: &[(&str, Arc<dyn Agent>)]) -> World {
+pub fn world_with(mut config: Config, agents: &[(&str, Arc<dyn Agent>)]) -> World {
     let data = tempfile::tempdir().unwrap();
+    config.settings.data_dir = Some(data.path().to_path_buf());
     let backend = Arc::new(MemoryBackend::default());
     let mut all: BTreeMap<String, Arc<dyn Agent>> =
         agents.iter().map(|(n, a)| (n.to_string(), a.clone())).collect();

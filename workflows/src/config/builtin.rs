@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use troupe_adapters::config::{
+use troupe_agent_config::config::{
     AgentConfig, AgentKind, CliFlavor, ManagedServerConfig, PromptInput, Role,
 };
 
@@ -32,11 +32,11 @@ fn cli(command: &str, flavor: CliFlavor, role: Role, description: &str) -> Agent
 }
 
 /// A local agent served by a managed llama.cpp server on `port` running the catalog model
-/// `model` (`troupe_adapters::catalog`), with generation settings that suit code: a low
+/// `model` (`troupe_agent_config::catalog`), with generation settings that suit code: a low
 /// temperature, a repeat penalty that stops the loops small models fall into, and a
 /// max_tokens that fits one step.
 fn local(model: &str, port: u16, role: Role, description: &str) -> AgentConfig {
-    let spec = troupe_adapters::catalog::find(model).ok();
+    let spec = troupe_agent_config::catalog::find(model);
     let file = spec.map(|m| m.file).unwrap_or(model);
     let mut a = AgentConfig::new(AgentKind::Llamacpp);
     a.base_url = Some(format!("http://127.0.0.1:{port}/v1"));

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde::de::IntoDeserializer;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
-use troupe_adapters::config::AgentConfig;
+use troupe_agent_config::config::AgentConfig;
 
 use super::validate::{self, PathSeg, SpanLookup};
 use super::{

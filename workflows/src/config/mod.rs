@@ -16,7 +16,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-pub use troupe_adapters::config::{AgentConfig, AgentKind, Role};
+pub use troupe_agent_config::config::{AgentConfig, AgentKind, Role};
 
 pub use load::{ConfigSource, LoadedConfig, env_overrides, resolve_config_path};
 pub use template::INIT_TEMPLATE;
@@ -421,8 +421,8 @@ impl StepConfig {
     /// the step's `temperature` and `max_tokens` win when set.
     pub fn apply_overrides(
         &self,
-        mut options: troupe_adapters::GenerationOptions,
-    ) -> troupe_adapters::GenerationOptions {
+        mut options: troupe_agent_config::GenerationOptions,
+    ) -> troupe_agent_config::GenerationOptions {
         if let Some(t) = self.temperature {
             options.temperature = Some(t);
         }

@@ -627,7 +627,7 @@ fn steps_override_temperature_and_max_tokens() {
     );
     assert!(problems.0.is_empty(), "{problems}");
     let step = &c.workflow("w").unwrap().steps[0];
-    let base = troupe_adapters::GenerationOptions {
+    let base = troupe_agent_config::GenerationOptions {
         temperature: Some(0.0),
         max_tokens: Some(4096),
         seed: Some(1),

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use troupe_adapters::config::{AgentKind, is_loopback_url};
+use troupe_agent_config::config::{AgentKind, is_loopback_url};
 
 use super::{Config, DYNAMIC_WORKFLOW, Location, Problem, Problems, Severity};
 
@@ -290,7 +290,7 @@ impl Validator<'_> {
 
     /// An agent's generation settings: each in its range, and a warning for settings its
     /// kind of endpoint never receives.
-    fn generation(&mut self, name: &str, agent: &troupe_adapters::AgentConfig) {
+    fn generation(&mut self, name: &str, agent: &troupe_agent_config::AgentConfig) {
         let at = |field: &'static str| [Key("agents"), Key(name), Key(field)];
         let what = format!("agent `{name}`");
         for (field, value, lo, hi) in [
