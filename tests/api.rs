@@ -9,55 +9,27 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Server, World, parse_sse, write_script};
+use common::{Server, World, cli_agent, parse_sse, workflow, write_script};
 use serde_json::{Value, json};
 
 fn config_text(dir: &Path) -> String {
-    format!(
-        r#"[settings]
-default_workflow = "scripted"
-max_concurrent_runs = 8
-
-[agents.coder]
-kind = "cli"
-command = "{coder}"
-args = ["{{prompt}}"]
-flavor = "generic"
-env = {{ SECRET_TOKEN = "hunter2" }}
-
-[agents.reviewer]
-kind = "cli"
-command = "{reviewer}"
-args = ["{{prompt}}"]
-flavor = "generic"
-
-[agents.sleeper]
-kind = "cli"
-command = "{sleeper}"
-args = ["{{prompt}}"]
-flavor = "generic"
-
-[agents.remote]
+    [
+        "[settings]\ndefault_workflow = \"scripted\"\nmax_concurrent_runs = 8\n\n".to_string(),
+        cli_agent("coder", &dir.join("coder.sh"), "env = { SECRET_TOKEN = \"hunter2\" }\n"),
+        cli_agent("reviewer", &dir.join("reviewer.sh"), ""),
+        cli_agent("sleeper", &dir.join("sleeper.sh"), ""),
+        r#"[agents.remote]
 kind = "openai"
 base_url = "https://api.example.invalid/v1"
 model = "m"
 api_key_env = "REMOTE_API_KEY"
 
-[workflows.scripted]
-max_iterations = 1
-steps = [
-  {{ agent = "coder", role = "implement" }},
-  {{ agent = "reviewer", role = "review" }},
-]
-
-[workflows.slow]
-max_iterations = 1
-steps = [{{ agent = "sleeper", role = "implement" }}]
-"#,
-        coder = dir.join("coder.sh").display(),
-        reviewer = dir.join("reviewer.sh").display(),
-        sleeper = dir.join("sleeper.sh").display(),
-    )
+"#
+        .to_string(),
+        workflow("scripted", 1, &[("coder", "implement"), ("reviewer", "review")]),
+        workflow("slow", 1, &[("sleeper", "implement")]),
+    ]
+    .concat()
 }
 
 fn world() -> World {
@@ -580,7 +552,12 @@ async fn the_openapi_document_passes_a_standard_validator() {
     let s = serve(&w, &[], &[]);
     let (status, doc) = s.get("/api/openapi.json").await;
     assert_eq!(status, 200);
-    assert_eq!(doc["components"]["schemas"]["RunRecord"]["type"], "object", "{doc}");
+    // The run record is typed: its change options (stored flat beside its fields), and an
+    // object of its own fields.
+    let record = &doc["components"]["schemas"]["RunRecord"]["allOf"];
+    assert_eq!(record[0]["$ref"], "#/components/schemas/ChangeOptions", "{doc}");
+    assert_eq!(record[1]["type"], "object", "{doc}");
+    assert_eq!(record[1]["properties"]["state"]["$ref"], "#/components/schemas/RunState", "{doc}");
     let file = w.dir.path().join("openapi.json");
     std::fs::write(&file, doc.to_string()).unwrap();
     let run = |file: &Path| {
@@ -606,18 +583,8 @@ async fn the_openapi_document_passes_a_standard_validator() {
 /// find the run in the list.
 #[tokio::test]
 async fn a_run_against_the_real_local_model() {
-    let assets = common::local_model_assets();
     let w = world();
-    std::os::unix::fs::symlink(&assets, w.home.join("assets")).unwrap();
-    std::fs::write(
-        &w.config,
-        format!(
-            "[settings]\nmax_output_tokens = 32\n\n\
-             [workflows.local]\nmax_iterations = 1\nsteps = [{{ agent = \"local-code\", role = \"implement\" }}]\n{}",
-            common::smol_local_agents()
-        ),
-    )
-    .unwrap();
+    w.use_local_model("");
     let s = serve(&w, &[], &[]);
     let id = s
         .execute(json!({ "task": "Write a function that reverses a string", "workflow": "local", "offline": true }))
@@ -673,21 +640,12 @@ async fn secrets_never_leave_through_the_api() {
     );
     let config = config_text(w.dir.path())
         .replace("[settings]\n", "[settings]\nsecret_env = [\"DEPLOY_PASSPHRASE\"]\n")
-        + &format!(
-            r#"
-[agents.leaky]
-kind = "cli"
-command = "{}"
-args = ["{{prompt}}"]
-flavor = "generic"
-env = {{ SECRET_TOKEN = "hunter2" }}
-
-[workflows.leak]
-max_iterations = 1
-steps = [{{ agent = "leaky", role = "implement" }}]
-"#,
-            w.dir.path().join("leaky.sh").display()
-        );
+        + &cli_agent(
+            "leaky",
+            &w.dir.path().join("leaky.sh"),
+            "env = { SECRET_TOKEN = \"hunter2\" }\n",
+        )
+        + &workflow("leak", 1, &[("leaky", "implement")]);
     std::fs::write(&w.config, config).unwrap();
     let s = serve(&w, &[], &[("MY_SERVICE_TOKEN", BY_NAME), ("DEPLOY_PASSPHRASE", NAMED)]);
     let task = format!("deploy with {BY_NAME}, {NAMED} and hunter2");

@@ -21,6 +21,19 @@ fn troupe(dir: &Path, args: &[&str]) -> Output {
         .expect("troupe runs")
 }
 
+/// `troupe ARGS` in `dir` with nothing of the user's environment: `PATH` the system's,
+/// `HOME` `dir`, the data folder `home` (the caller adds the assets where they matter).
+fn clean_troupe(dir: &Path, home: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_troupe"));
+    c.args(args)
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", dir)
+        .env("TROUPE_HOME", home);
+    c
+}
+
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -240,15 +253,7 @@ fn doctor_reports_each_failure_with_what_to_do() {
     std::fs::remove_file(dir.path().join("troupe.toml")).unwrap();
     let file = dir.path().join("not-a-folder");
     std::fs::write(&file, "").unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_troupe"))
-        .args(["doctor"])
-        .current_dir(dir.path())
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .env("HOME", dir.path())
-        .env("TROUPE_HOME", &file)
-        .output()
-        .unwrap();
+    let o = clean_troupe(dir.path(), &file, &["doctor"]).output().unwrap();
     assert!(
         stdout(&o).contains("❌ data folder") && stdout(&o).contains("not writable"),
         "{}",
@@ -258,12 +263,7 @@ fn doctor_reports_each_failure_with_what_to_do() {
 
 #[test]
 fn doctor_is_green_when_the_configured_workflow_can_run() {
-    let assets = installed_assets();
-    assert!(
-        assets.join("llama/llama-server").exists(),
-        "offline assets missing in {}; run `scripts/setup.sh --assets-only`",
-        assets.display()
-    );
+    let assets = common::assets_with("llama/llama-server");
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("data");
     std::fs::create_dir_all(&home).unwrap();
@@ -278,13 +278,7 @@ fn doctor_is_green_when_the_configured_workflow_can_run() {
     // coder is not a test asset); local-fast (Qwen2.5-Coder-0.5B) is a test asset.
     config.push_str(&common::smol_local_agents());
     std::fs::write(dir.path().join("troupe.toml"), config).unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_troupe"))
-        .args(["doctor"])
-        .current_dir(dir.path())
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .env("HOME", dir.path())
-        .env("TROUPE_HOME", &home)
+    let o = clean_troupe(dir.path(), &home, &["doctor"])
         .env("TROUPE_ASSETS", &assets)
         .output()
         .unwrap();
@@ -320,13 +314,7 @@ fn models_are_known_by_name_with_provenance_and_removed_by_name() {
     // A file of the right name but not the right size: listed as damaged, not installed.
     std::fs::write(models.join("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"), b"not a model").unwrap();
     let run = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_troupe"))
-            .args(args)
-            .current_dir(dir.path())
-            .env_clear()
-            .env("PATH", "/usr/bin:/bin")
-            .env("HOME", dir.path())
-            .env("TROUPE_HOME", &home)
+        clean_troupe(dir.path(), &home, args)
             .env("TROUPE_ASSETS", home.join("assets"))
             .output()
             .unwrap()
@@ -375,38 +363,15 @@ fn models_are_known_by_name_with_provenance_and_removed_by_name() {
     assert_eq!(v["removed"], false);
 }
 
-/// Where the offline assets are installed (`$TROUPE_ASSETS`, else the user's data folder's).
-fn installed_assets() -> std::path::PathBuf {
-    std::env::var_os("TROUPE_ASSETS")
-        .filter(|v| !v.is_empty())
-        .map(std::path::PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .map(|h| std::path::PathBuf::from(h).join(".local/share/troupe/assets"))
-        })
-        .unwrap()
-}
-
 /// One install of the offline assets serves every data folder: two fresh `TROUPE_HOME`s
 /// find the embedding model where `scripts/setup.sh` put it, and nothing is copied into
 /// either. Pointing `TROUPE_ASSETS` at an empty folder makes doctor say search is BM25-only.
 #[test]
 fn every_data_folder_shares_the_installed_assets() {
-    let assets = installed_assets();
-    assert!(
-        assets.join("embedding/model.onnx").exists(),
-        "offline assets missing in {}; run `scripts/setup.sh --assets-only`",
-        assets.display()
-    );
+    let assets = common::assets_with("embedding/model.onnx");
     let dir = tempfile::tempdir().unwrap();
     let doctor = |home: &Path, assets_env: Option<&Path>| {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_troupe"));
-        c.args(["doctor", "--json"])
-            .current_dir(dir.path())
-            .env_clear()
-            .env("PATH", "/usr/bin:/bin")
-            .env("HOME", dir.path())
-            .env("TROUPE_HOME", home);
+        let mut c = clean_troupe(dir.path(), home, &["doctor", "--json"]);
         match assets_env {
             Some(a) => c.env("TROUPE_ASSETS", a),
             // The default: the user's data folder, whatever TROUPE_HOME says.
@@ -439,10 +404,7 @@ fn every_data_folder_shares_the_installed_assets() {
 /// (and never starts one itself: the other model's server stays down).
 #[test]
 fn doctor_measures_a_running_local_model() {
-    let assets = std::env::var_os("HOME")
-        .map(|h| std::path::PathBuf::from(h).join(".local/share/troupe/assets"))
-        .filter(|p| p.join("llama/llama-server").exists())
-        .expect("offline assets missing; run `scripts/setup.sh --assets-only`");
+    let assets = common::assets_with("llama/llama-server");
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("data");
     std::fs::create_dir_all(&home).unwrap();
@@ -484,13 +446,7 @@ fn doctor_measures_a_running_local_model() {
             out.starts_with("HTTP/1.1 200") || out.starts_with("HTTP/1.0 200")
         })
     });
-    let o = Command::new(env!("CARGO_BIN_EXE_troupe"))
-        .args(["doctor"])
-        .current_dir(dir.path())
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .env("HOME", dir.path())
-        .env("TROUPE_HOME", &home)
+    let o = clean_troupe(dir.path(), &home, &["doctor"])
         .env("TROUPE_ASSETS", home.join("assets"))
         .output()
         .unwrap();

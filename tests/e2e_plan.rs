@@ -13,10 +13,9 @@
 
 mod common;
 
-use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Server, signal, unittest, wait_exit};
+use common::{Sample, Server, signal, unittest, wait_exit};
 use serde_json::Value;
 
 const SPEC: &str = "In the Python package textkit (textkit/words.py): first, word_count must count \
@@ -29,43 +28,11 @@ const SPEC: &str = "In the Python package textkit (textkit/words.py): first, wor
 /// The longest a plan may take here (a loaded 2-core machine, a 1.5B model on the CPU).
 const PLAN_LIMIT: Duration = Duration::from_secs(40 * 60);
 
-struct World {
-    project: std::path::PathBuf,
-    home: std::path::PathBuf,
-    assets: std::path::PathBuf,
-}
-
-impl World {
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_troupe"));
-        c.args(args)
-            .current_dir(&self.project)
-            .env("TROUPE_HOME", &self.home)
-            .env("TROUPE_ASSETS", &self.assets)
-            .env_remove("TROUPE_API_TOKEN")
-            .env_remove("TROUPE_CONFIG")
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null());
-        c
-    }
-
-    fn troupe(&self, args: &[&str]) -> Output {
-        let out = self.cmd(args).output().unwrap();
-        eprintln!(
-            "$ troupe {}\n{}{}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
-    }
-
-    fn serve(&self) -> Server {
-        let mut cmd =
-            self.cmd(&["--offline", "serve", "--grace-secs", "2", "--addr", "127.0.0.1:0"]);
-        cmd.env("TROUPE_STORE_WAIT_SECS", "60");
-        Server::spawn(cmd, None)
-    }
+/// `troupe serve` for the sample, offline, on a free port.
+fn serve(w: &Sample) -> Server {
+    let mut cmd = w.cmd(&["--offline", "serve", "--grace-secs", "2", "--addr", "127.0.0.1:0"]);
+    cmd.env("TROUPE_STORE_WAIT_SECS", "60");
+    Server::spawn(cmd, None)
 }
 
 async fn plan(server: &Server, id: &str) -> Value {
@@ -87,8 +54,7 @@ fn states(v: &Value) -> Vec<(String, String)> {
 #[ignore = "needs the 1.5B local model and many minutes; run with --ignored"]
 async fn a_spec_becomes_a_plan_that_survives_a_killed_server_runs_green_offline_and_applies() {
     let tmp = tempfile::tempdir().unwrap();
-    let (assets, project) = common::sample_project_with_big_model(tmp.path());
-    let w = World { project, home: tmp.path().join("home"), assets };
+    let w = Sample::new(tmp.path());
 
     // The local model plans; approved at once.
     let out = w.troupe(&["plan", "new", "--offline", "--approve", "--json", SPEC]);
@@ -102,7 +68,7 @@ async fn a_spec_becomes_a_plan_that_survives_a_killed_server_runs_green_offline_
     // a task's run is between steps — after one of its steps finished, with a task already
     // green when the plan has more than one.
     let started = Instant::now();
-    let mut server = w.serve();
+    let mut server = serve(&w);
     let killed_at = loop {
         assert!(started.elapsed() < PLAN_LIMIT, "the plan never got to its middle");
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -126,7 +92,7 @@ async fn a_spec_becomes_a_plan_that_survives_a_killed_server_runs_green_offline_
     drop(server);
 
     // A new server goes on with the plan; `troupe plan run` follows it to its end through it.
-    let server = w.serve();
+    let server = serve(&w);
     let out = w.troupe(&["plan", "run", &id]);
     let status = w.troupe(&["plan", "status", &id]);
     assert!(
@@ -149,4 +115,7 @@ async fn a_spec_becomes_a_plan_that_survives_a_killed_server_runs_green_offline_
     let words = std::fs::read_to_string(w.project.join("textkit/words.py")).unwrap();
     eprintln!("textkit/words.py after apply:\n{words}");
     assert!(words.contains("def longest_word"), "{words}");
+    let tests = std::fs::read_to_string(w.project.join("tests/test_words.py")).unwrap();
+    eprintln!("tests/test_words.py after apply:\n{tests}");
+    assert!(tests.contains("longest_word"), "the spec asked for a unittest of longest_word");
 }

@@ -13,7 +13,6 @@ mod common;
 use common::unittest;
 
 use std::path::Path;
-use std::process::Command;
 
 const TASK: &str = "word_count in textkit/words.py must count words separated by any whitespace \
                     (spaces, tabs, newlines), but it returns 1 for an empty string and counts \
@@ -23,19 +22,10 @@ const TASK: &str = "word_count in textkit/words.py must count words separated by
 #[ignore = "needs the 1.5B local model and several minutes; run with --ignored"]
 fn the_sample_task_ends_green_offline_and_passes_checks_it_never_saw() {
     let tmp = tempfile::tempdir().unwrap();
-    let (assets, project) = common::sample_project_with_big_model(tmp.path());
+    let sample = common::Sample::new(tmp.path());
+    let project = sample.project.clone();
     assert!(!unittest(&project), "the sample's tests fail before the run");
-    let home = tmp.path().join("home");
-    let troupe = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_troupe"))
-            .args(args)
-            .current_dir(&project)
-            .env("TROUPE_HOME", &home)
-            .env("TROUPE_ASSETS", &assets)
-            .env_remove("RUST_LOG")
-            .output()
-            .unwrap()
-    };
+    let troupe = |args: &[&str]| sample.troupe(args);
 
     let out = troupe(&["run", "--offline", "--json", TASK]);
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -9,7 +9,7 @@ mod common;
 use std::path::PathBuf;
 use std::process::Output;
 
-use common::{World, write_script};
+use common::{World, cli_agent, workflow, write_script};
 use serde_json::Value;
 
 /// Secrets of three kinds: a variable whose name says it is a secret, a variable the
@@ -41,40 +41,16 @@ fn world() -> World {
         "echo \"429 rate limit exceeded for key $SERVICE_API_KEY (token $MY_SERVICE_TOKEN)\" >&2\nexit 3\n",
     );
     let config = w.config.clone();
-    std::fs::write(
-        &config,
-        format!(
-            r#"[settings]
-secret_env = ["DEPLOY_PASSPHRASE"]
-
-[agents.leaky]
-kind = "cli"
-command = "{leaky}"
-args = ["{{prompt}}"]
-flavor = "generic"
-env = {{ SERVICE_API_KEY = "{INLINE}" }}
-
-[agents.failing]
-kind = "cli"
-command = "{failing}"
-args = ["{{prompt}}"]
-flavor = "generic"
-env = {{ SERVICE_API_KEY = "{INLINE}" }}
-retry = {{ max_attempts = 2, initial_backoff_ms = 10, max_backoff_ms = 10 }}
-
-[workflows.leak]
-max_iterations = 1
-steps = [{{ agent = "leaky", role = "implement" }}]
-
-[workflows.fail]
-max_iterations = 1
-steps = [{{ agent = "failing", role = "implement" }}]
-"#,
-            leaky = leaky.display(),
-            failing = dir.path().join("failing.sh").display()
-        ),
-    )
-    .unwrap();
+    let env = format!("env = {{ SERVICE_API_KEY = \"{INLINE}\" }}\n");
+    let retry = "retry = { max_attempts = 2, initial_backoff_ms = 10, max_backoff_ms = 10 }\n";
+    let text = [
+        "[settings]\nsecret_env = [\"DEPLOY_PASSPHRASE\"]\n\n".to_string(),
+        cli_agent("leaky", &leaky, &env),
+        cli_agent("failing", &dir.path().join("failing.sh"), &(env.clone() + retry)),
+        workflow("leak", 1, &[("leaky", "implement")]),
+        workflow("fail", 1, &[("failing", "implement")]),
+    ];
+    std::fs::write(&config, text.concat()).unwrap();
     w
 }
 

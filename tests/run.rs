@@ -5,13 +5,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Lines};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{World, write_script};
+use common::{World, cli_agent, workflow, write_script};
 use serde_json::Value;
 
 fn troupe_cmd(home: &Path, project: &Path, args: &[&str]) -> Command {
@@ -24,6 +24,24 @@ fn troupe_cmd(home: &Path, project: &Path, args: &[&str]) -> Command {
         .env_remove("TROUPE_CONFIG")
         .env_remove("RUST_LOG");
     c
+}
+
+/// Start `troupe run --workflow scripted --json TASK` in its own process group; the process
+/// and its standard output's lines (troupe exits when they are dropped).
+fn start_scripted_run(w: &World, task: &str) -> (Child, Lines<BufReader<ChildStdout>>) {
+    let cfg = w.config.to_str().unwrap();
+    let mut child = troupe_cmd(
+        &w.home,
+        &w.project,
+        &["--config", cfg, "run", "--workflow", "scripted", "--json", task],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .process_group(0)
+    .spawn()
+    .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    (child, BufReader::new(stdout).lines())
 }
 
 fn troupe(home: &Path, project: &Path, args: &[&str]) -> Output {
@@ -56,36 +74,16 @@ fn world() -> World {
         ),
     );
     let config = w.config.clone();
-    std::fs::write(
-        &config,
-        format!(
-            r#"[agents.coder]
-kind = "cli"
-command = "{}"
-args = ["{{prompt}}"]
-flavor = "generic"
-timeout_secs = 120
-
-[agents.reviewer]
-kind = "cli"
-command = "{}"
-args = ["{{prompt}}"]
-flavor = "generic"
-timeout_secs = 120
-
-[workflows.scripted]
-max_iterations = 2
-steps = [
-  {{ agent = "coder", role = "implement" }},
-  {{ agent = "reviewer", role = "review" }},
-  {{ agent = "coder", role = "refine" }},
-]
-"#,
-            coder.display(),
-            reviewer.display()
+    let text = [
+        cli_agent("coder", &coder, "timeout_secs = 120\n"),
+        cli_agent("reviewer", &reviewer, "timeout_secs = 120\n"),
+        workflow(
+            "scripted",
+            2,
+            &[("coder", "implement"), ("reviewer", "review"), ("coder", "refine")],
         ),
-    )
-    .unwrap();
+    ];
+    std::fs::write(&config, text.concat()).unwrap();
     w
 }
 
@@ -114,19 +112,9 @@ fn calls(log: &Path) -> Vec<String> {
 fn a_run_killed_mid_step_resumes_without_repeating_completed_steps() {
     let w = world();
     let cfg = w.config.to_str().unwrap();
-    let mut child = troupe_cmd(
-        &w.home,
-        &w.project,
-        &["--config", cfg, "run", "--workflow", "scripted", "--json", "reverse a string"],
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null())
-    .process_group(0)
-    .spawn()
-    .unwrap();
+    let (mut child, mut lines) = start_scripted_run(&w, "reverse a string");
     let pid = child.id() as i32;
     // Read events until the review step (the hanging one) has started.
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut run_id = None;
     let deadline = Instant::now() + Duration::from_secs(60);
     for line in lines.by_ref() {
@@ -229,19 +217,9 @@ fn a_second_process_gets_a_clear_message_while_the_store_is_held() {
     let w = world();
     let cfg = w.config.to_str().unwrap();
     std::fs::remove_file(w.path("calls.log").parent().unwrap().join("reviewer-hung-once")).ok();
-    let mut child = troupe_cmd(
-        &w.home,
-        &w.project,
-        &["--config", cfg, "run", "--workflow", "scripted", "--json", "t"],
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null())
-    .process_group(0)
-    .spawn()
-    .unwrap();
-    let pid = child.id() as i32;
     // Keep the pipe open while the second process runs: troupe exits when its stdout closes.
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut child, mut lines) = start_scripted_run(&w, "t");
+    let pid = child.id() as i32;
     for line in lines.by_ref() {
         if line.unwrap().contains("\"step_started\"") {
             break;

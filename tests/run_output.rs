@@ -12,7 +12,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::write_script;
+use common::{cli_agent, workflow, write_script};
 
 fn troupe(home: &Path, project: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_troupe"))
@@ -121,36 +121,13 @@ fn a_run_with_a_looping_reviewer_reads_as_verdict_and_findings() {
         "echo 'Checked the notes.'\nfor i in $(seq 40); do\n  echo '{\"verdict\": \"approved\", \"summary\": \"fine as it is\", \"findings\": [{\"severity\": \"suggestion\", \"message\": \"say what the notes are for\"}]}'\ndone\n",
     );
     let config = dir.path().join("troupe.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"[agents.coder]
-kind = "cli"
-command = "{}"
-args = ["{{prompt}}"]
-flavor = "generic"
-
-[agents.reviewer]
-kind = "cli"
-command = "{}"
-args = ["{{prompt}}"]
-flavor = "generic"
-
-[validate]
-enabled = false
-
-[workflows.scripted]
-max_iterations = 1
-steps = [
-  {{ agent = "coder", role = "implement" }},
-  {{ agent = "reviewer", role = "review" }},
-]
-"#,
-            coder.display(),
-            reviewer.display()
-        ),
-    )
-    .unwrap();
+    let text = [
+        cli_agent("coder", &coder, ""),
+        cli_agent("reviewer", &reviewer, ""),
+        "[validate]\nenabled = false\n\n".to_string(),
+        workflow("scripted", 1, &[("coder", "implement"), ("reviewer", "review")]),
+    ];
+    std::fs::write(&config, text.concat()).unwrap();
     let cfg = config.to_str().unwrap();
     let o = troupe(&home, &project, &["--config", cfg, "run", "--workflow", "scripted", "read"]);
     let stdout = String::from_utf8_lossy(&o.stdout);

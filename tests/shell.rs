@@ -9,7 +9,7 @@ use std::io::Write;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use common::{Pty, World, write_script};
+use common::{Pty, World, cli_agent, workflow, write_script};
 
 fn world() -> World {
     let w = World::new();
@@ -25,38 +25,14 @@ fn world() -> World {
     );
     write_script(&dir.path().join("sleeper.sh"), "echo thinking\nexec sleep 60\n");
     let config = w.config.clone();
-    std::fs::write(
-        &config,
-        format!(
-            r#"[settings]
-default_workflow = "solo"
-
-[agents.coder]
-kind = "cli"
-command = "{coder}"
-args = ["{{prompt}}"]
-flavor = "generic"
-retry = {{ max_attempts = 1 }}
-
-[agents.sleeper]
-kind = "cli"
-command = "{sleeper}"
-args = ["{{prompt}}"]
-flavor = "generic"
-
-[workflows.solo]
-max_iterations = 1
-steps = [{{ agent = "coder", role = "implement" }}]
-
-[workflows.slow]
-max_iterations = 1
-steps = [{{ agent = "sleeper", role = "implement" }}]
-"#,
-            coder = dir.path().join("coder.sh").display(),
-            sleeper = dir.path().join("sleeper.sh").display(),
-        ),
-    )
-    .unwrap();
+    let text = [
+        "[settings]\ndefault_workflow = \"solo\"\n\n".to_string(),
+        cli_agent("coder", &dir.path().join("coder.sh"), "retry = { max_attempts = 1 }\n"),
+        cli_agent("sleeper", &dir.path().join("sleeper.sh"), ""),
+        workflow("solo", 1, &[("coder", "implement")]),
+        workflow("slow", 1, &[("sleeper", "implement")]),
+    ];
+    std::fs::write(&config, text.concat()).unwrap();
     w
 }
 
@@ -238,18 +214,8 @@ fn in_a_terminal_tab_completes_and_ctrl_c_cancels_the_running_task() {
 /// on demand: a whole piped session of two tasks, the second seeing the first.
 #[test]
 fn a_session_against_the_real_local_model() {
-    let assets = common::local_model_assets();
     let w = world();
-    std::os::unix::fs::symlink(&assets, w.home.join("assets")).unwrap();
-    std::fs::write(
-        &w.config,
-        format!(
-            "[settings]\nmax_output_tokens = 32\ndefault_workflow = \"local\"\n\n\
-             [workflows.local]\nmax_iterations = 1\nsteps = [{{ agent = \"local-code\", role = \"implement\" }}]\n{}",
-            common::smol_local_agents()
-        ),
-    )
-    .unwrap();
+    w.use_local_model("default_workflow = \"local\"\n");
     let out = piped(
         &w,
         "Write a function that reverses a string\n/agents\nNow make it handle None\n/history\n/runs\n",

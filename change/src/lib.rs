@@ -17,4 +17,7 @@ pub mod safety;
 pub mod validate;
 pub mod workspace;
 
+#[cfg(test)]
+mod testing;
+
 pub use error::{Error, Result};

@@ -12,8 +12,13 @@
 //! jest then run once instead of watching, and tools stop prompting), `NO_COLOR=1` and
 //! `CARGO_TERM_COLOR=never` (colour codes would clutter the evidence) and
 //! `PYTHONDONTWRITEBYTECODE=1` (no `__pycache__` folders in the change).
+//!
+//! One command is built in: `troupe-expect NAME…` passes when every NAME is in some file of
+//! the workspace and fails naming the missing ones ([`expect_command`]; a plan's task expects
+//! the code names it gives).
 
 mod detect;
+mod expect;
 mod failures;
 mod process;
 #[cfg(test)]
@@ -27,6 +32,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 pub use detect::{Detected, detect};
+pub use expect::{COMMAND as EXPECT, command as expect_command};
 pub use failures::{assertion_lines, failing_tests};
 
 /// How validators run.

@@ -62,7 +62,8 @@ pub use model::{
 };
 pub use progress::{NoProgress, Progress};
 pub use project::{
-    LanguageShare, ProjectInfo, ScanReport, file_node_id, project_id_for, project_id_of_canonical,
+    LanguageShare, ProjectInfo, ScanReport, file_node_id, project_files, project_id_for,
+    project_id_of_canonical,
 };
 pub use search::{
     DEFAULT_FUSION, DEFAULT_RRF_K, FoundBy, Fusion, GraphHop, Ranked, Recency, SearchHit,

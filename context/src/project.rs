@@ -23,6 +23,7 @@ use crate::progress::Progress;
 use crate::store::Store;
 use languages::Lang;
 use summary::summarise;
+pub use walk::project_files;
 use walk::{Walked, walk};
 
 /// Files larger than this are not read (generated or data files, mostly).

@@ -5,7 +5,7 @@
 //! in-memory vector matrices ([`VectorCache`], `vectors.rs`), the embedder and the
 //! runtime's [`crate::Collection`]s. Here: opening, the embedding model check and stats;
 //! keeping the index in step with the graph and reindexing are `sync.rs`. The public API lives
-//! beside the part it is about (`nodes.rs`, `search.rs`, `memory.rs`, `project.rs`).
+//! beside the part it is about (`nodes.rs`, `search/`, `memory.rs`, `project.rs`).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;

@@ -14,6 +14,8 @@ use tracing_subscriber::{EnvFilter, Layer, Registry};
 pub mod metrics;
 pub mod redact;
 pub mod telemetry;
+#[cfg(feature = "test-utils")]
+pub mod testing;
 
 pub use metrics::Metrics;
 pub use telemetry::{TelemetryGuard, TelemetryOptions, TelemetryPlan};

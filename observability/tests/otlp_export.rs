@@ -5,10 +5,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
@@ -16,85 +12,8 @@ use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 use tracing_subscriber::layer::SubscriberExt;
 use troupe_observability::telemetry::{self, DisabledReason, EndpointSource};
+use troupe_observability::testing::OtlpReceiver;
 use troupe_observability::{LogOptions, TelemetryGuard, TelemetryOptions, TelemetryPlan};
-
-/// One HTTP request as received.
-#[derive(Debug, Clone)]
-struct Request {
-    method: String,
-    path: String,
-    headers: BTreeMap<String, String>,
-    body: Vec<u8>,
-}
-
-/// A minimal OTLP/HTTP receiver: answers every request with an empty 200 and keeps it.
-struct Receiver {
-    port: u16,
-    requests: Arc<Mutex<Vec<Request>>>,
-    connections: Arc<AtomicUsize>,
-}
-
-impl Receiver {
-    fn start() -> Receiver {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let connections = Arc::new(AtomicUsize::new(0));
-        let (r, c) = (requests.clone(), connections.clone());
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { continue };
-                c.fetch_add(1, Ordering::SeqCst);
-                let r = r.clone();
-                std::thread::spawn(move || serve(stream, &r));
-            }
-        });
-        Receiver { port, requests, connections }
-    }
-
-    fn base_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn requests(&self) -> Vec<Request> {
-        self.requests.lock().unwrap().clone()
-    }
-}
-
-fn serve(stream: TcpStream, requests: &Mutex<Vec<Request>>) {
-    let mut writer = stream.try_clone().unwrap();
-    let mut reader = BufReader::new(stream);
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
-        }
-        let mut parts = line.split_whitespace();
-        let method = parts.next().unwrap_or_default().to_string();
-        let path = parts.next().unwrap_or_default().to_string();
-        let mut headers = BTreeMap::new();
-        loop {
-            let mut h = String::new();
-            reader.read_line(&mut h).unwrap();
-            let h = h.trim_end();
-            if h.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = h.split_once(':') {
-                headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
-            }
-        }
-        let len: usize = headers.get("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
-        let mut body = vec![0; len];
-        reader.read_exact(&mut body).unwrap();
-        requests.lock().unwrap().push(Request { method, path, headers, body });
-        let reply =
-            "HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n";
-        if writer.write_all(reply.as_bytes()).is_err() {
-            return;
-        }
-    }
-}
 
 fn attr(span: &Span, key: &str) -> Option<AnyValue> {
     span.attributes.iter().find(|kv| kv.key == key).and_then(|kv| kv.value.clone()?.value)
@@ -102,9 +21,9 @@ fn attr(span: &Span, key: &str) -> Option<AnyValue> {
 
 #[test]
 fn spans_reach_a_real_otlp_http_receiver_when_the_guard_drops() {
-    let receiver = Receiver::start();
+    let receiver = OtlpReceiver::start().unwrap();
     let options = TelemetryOptions {
-        endpoint: Some(receiver.base_url()),
+        endpoint: Some(receiver.url()),
         headers: BTreeMap::from([("x-api-key".to_string(), "k-123".to_string())]),
         service_name: Some("troupe-test".into()),
         ..Default::default()
@@ -112,7 +31,7 @@ fn spans_reach_a_real_otlp_http_receiver_when_the_guard_drops() {
     let TelemetryPlan::Enabled(settings) = TelemetryPlan::resolve(&options, |_| None) else {
         panic!("a configured endpoint is exported to")
     };
-    assert_eq!(settings.endpoint, format!("{}/v1/traces", receiver.base_url()));
+    assert_eq!(settings.endpoint, format!("{}/v1/traces", receiver.url()));
     let provider = telemetry::provider(&settings).unwrap();
     let guard = TelemetryGuard::new(provider.clone());
     assert!(guard.is_exporting());
@@ -200,7 +119,7 @@ fn without_an_endpoint_nothing_is_exported_and_no_exporter_exists() {
 
 #[test]
 fn offline_mode_refuses_an_endpoint_off_this_machine() {
-    let receiver = Receiver::start();
+    let receiver = OtlpReceiver::start().unwrap();
     let remote = TelemetryOptions {
         endpoint: Some("https://otel.example.com:4318".into()),
         offline: true,
@@ -218,11 +137,8 @@ fn offline_mode_refuses_an_endpoint_off_this_machine() {
         });
     assert!(matches!(plan, TelemetryPlan::Refused { source: EndpointSource::Env, .. }), "{plan:?}");
     // A local collector is fine offline.
-    let local = TelemetryOptions {
-        endpoint: Some(receiver.base_url()),
-        offline: true,
-        ..Default::default()
-    };
+    let local =
+        TelemetryOptions { endpoint: Some(receiver.url()), offline: true, ..Default::default() };
     assert!(TelemetryPlan::resolve(&local, |_| None).is_enabled());
-    assert_eq!(receiver.connections.load(Ordering::SeqCst), 0, "planning opens no connection");
+    assert_eq!(receiver.connections(), 0, "planning opens no connection");
 }

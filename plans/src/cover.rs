@@ -83,6 +83,26 @@ pub fn complete(spec: &str, plan: &mut PlanSpec) -> Option<String> {
     Some(id)
 }
 
+/// The code names a task's description gives (identifiers with an underscore and calls, not
+/// file paths), which its run is expected to leave in the project's files: a run that never
+/// wrote the function it was asked for is then not green just because the existing tests
+/// pass. Sentences that remove, delete, rename or drop something name nothing to expect.
+pub fn expected_names(task: &TaskSpec) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for sentence in sentences(&task.description) {
+        let lower = sentence.to_lowercase();
+        if ["remove", "delete", "rename", "drop", "replace"].iter().any(|w| lower.contains(w)) {
+            continue;
+        }
+        for name in named_things(sentence) {
+            if !is_path(&name) && !out.contains(&name) {
+                out.push(name);
+            }
+        }
+    }
+    out
+}
+
 /// An id made of `name` (`word_count` → `word-count`) that no task of `plan` has.
 fn fresh_id(plan: &PlanSpec, name: &str) -> String {
     let stem = name.rsplit('/').next().unwrap_or(name);
@@ -202,6 +222,17 @@ mod tests {
         assert!(uncovered(SPEC, &p).is_empty());
         // Plain prose names nothing.
         assert!(uncovered("Count the words, please. Tabs too!", &p).is_empty());
+    }
+
+    #[test]
+    fn a_task_expects_the_code_names_its_description_gives_but_not_paths_or_removals() {
+        let t = task(
+            "add",
+            "Add longest_word(text) to textkit/words.py, using word_count. Remove old_helper.",
+            &[],
+        );
+        assert_eq!(expected_names(&t), ["longest_word", "word_count"]);
+        assert!(expected_names(&task("doc", "Document the module.", &[])).is_empty());
     }
 
     #[test]

@@ -128,31 +128,37 @@ fn prompt(req: &PlanRequest, context: &str, files: &str) -> String {
     p
 }
 
-/// The project's files (no hidden folders, no build or cache folders), one a line.
+/// The project's files as the rest of troupe sees them ([`troupe_context::project_files`]:
+/// ignore files respected, hidden, build and cache folders left out), one a line, the first
+/// [`MAX_FILES`].
 fn listing(project: &Path) -> String {
-    let mut out = Vec::new();
-    let mut stack = vec![project.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
-        let mut entries: Vec<_> = entries.flatten().collect();
-        entries.sort_by_key(|e| e.file_name());
-        for e in entries.into_iter().rev() {
-            let name = e.file_name().to_string_lossy().to_string();
-            if name.starts_with('.')
-                || ["target", "node_modules", "__pycache__", "venv", "dist", "build"]
-                    .contains(&name.as_str())
-            {
-                continue;
-            }
-            let path = e.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if let Ok(rel) = path.strip_prefix(project) {
-                out.push(rel.display().to_string());
-            }
-        }
+    let mut files = troupe_context::project_files(project);
+    files.truncate(MAX_FILES);
+    files.join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_listing_leaves_out_what_the_project_ignores() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |rel: &str, text: &str| {
+            let path = dir.path().join(rel);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        };
+        write(".gitignore", "generated/\n*.log\n");
+        write("README.md", "# demo\n");
+        write("src/words.py", "def count(s): pass\n");
+        write("generated/api.py", "x = 1\n");
+        write("build.log", "ok\n");
+        // A Rust build folder says what it is, ignored or not.
+        write("target/CACHEDIR.TAG", "Signature: 8a477f597d28d172789f06886806bc55\n");
+        write("target/debug/build.rs", "fn main() {}\n");
+        write("node_modules/left-pad/index.js", "module.exports = 1;\n");
+        write(".hidden/notes.md", "secret\n");
+        assert_eq!(listing(dir.path()), "README.md\nsrc/words.py");
     }
-    out.sort();
-    out.truncate(MAX_FILES);
-    out.join("\n")
 }

@@ -332,6 +332,7 @@ fn request(plan: &Plan, task: &TaskSpec) -> Result<RunRequest> {
         offline: plan.offline,
         project: Some(plan.project.clone()),
         base: Some(ws.head.clone()),
+        expect: crate::cover::expected_names(task),
         ..RunRequest::default()
     })
 }

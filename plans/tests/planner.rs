@@ -8,8 +8,9 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{Fixed, World, world};
+use common::{World, world};
 use troupe_adapters::agent::Agent;
+use troupe_adapters::testing::ScriptedAgent;
 use troupe_plans::{Error, NewPlan, Plan, PlanState};
 
 const VALID: &str = r#"{"title": "Word count", "goal": "Count words", "tasks": [
@@ -21,17 +22,17 @@ const CYCLE: &str = r#"{"title": "W", "goal": "G", "tasks": [
 const REVISED: &str = r#"{"title": "Word count", "goal": "Count words", "tasks": [
   {"id": "count", "description": "Add count_words with tests", "acceptance": ["tests pass"], "after": []}]}"#;
 
-fn planner(p: &Arc<Fixed>) -> (&'static str, Arc<dyn Agent>) {
+fn planner(p: &Arc<ScriptedAgent>) -> (&'static str, Arc<dyn Agent>) {
     ("planner", p.clone() as Arc<dyn Agent>)
 }
 
-/// A world whose planner answers `answers` in turn, and what `plan new SPEC` made of them.
+/// A world whose planner answers `answers` in turn (the last one again after that), and what `plan new SPEC` made of them.
 async fn create(
     answers: &[&str],
     spec: &str,
     approve: bool,
-) -> (World, Arc<Fixed>, troupe_plans::Result<Plan>) {
-    let p = Fixed::new("planner", answers, false);
+) -> (World, Arc<ScriptedAgent>, troupe_plans::Result<Plan>) {
+    let p = Arc::new(answers.iter().fold(ScriptedAgent::new("planner"), |a, t| a.then_answer(t)));
     let w = world(&[planner(&p)]);
     let plan = w
         .plans
@@ -52,7 +53,7 @@ async fn an_invalid_plan_is_asked_again_with_its_problems_named() {
     assert_eq!(plan.state, PlanState::Draft);
     assert_eq!(plan.spec.tasks.len(), 2);
     assert_eq!(plan.revisions[0].by, "planner planner");
-    let prompts = p.prompts.lock().unwrap().clone();
+    let prompts = p.prompts();
     assert_eq!(prompts.len(), 2);
     assert!(
         prompts[0].contains("count words") && prompts[0].contains("README.md"),
@@ -95,7 +96,7 @@ async fn revise_and_edit_make_new_versions_and_need_approval_again() {
     assert_eq!(revised.spec.tasks.len(), 1);
     assert_eq!(revised.revisions[0].spec.tasks.len(), 2, "the first version is kept");
     assert!(revised.revisions[1].by.contains("one task is enough"));
-    let prompt = p.prompts.lock().unwrap()[1].clone();
+    let prompt = p.prompts()[1].clone();
     assert!(prompt.contains("one task is enough") && prompt.contains("\"cli\""), "{prompt}");
 
     // An edit that names an unknown task is refused; a good one is version 3.
@@ -118,7 +119,7 @@ const WHOLE: &str = r#"{"title": "Words", "goal": "Fix and add", "tasks": [
 
 async fn plan_two_parts(answers: &[&str]) -> (Plan, Vec<String>) {
     let (_w, p, plan) = create(answers, SPEC_TWO_PARTS, false).await;
-    let prompts = p.prompts.lock().unwrap().clone();
+    let prompts = p.prompts();
     (plan.unwrap(), prompts)
 }
 

@@ -247,3 +247,32 @@ async fn a_serving_queue_starts_approved_plans_by_itself() {
     assert_eq!(w.plans.wait(&draft.id).await.unwrap().state, PlanState::Done);
     assert_eq!(c.calls(), vec!["a", "b"]);
 }
+
+#[actix::test]
+async fn a_task_whose_run_never_writes_the_names_it_gives_is_not_green() {
+    // `a` writes the function its description names; `b` is asked for one and writes
+    // something else: the project has no checks of its own, and the expected names fail b.
+    let c = Coder::new(
+        &[("a", write("a.py", "def make_a():\n    return 1\n")), ("b", write("b.txt", "B"))],
+        1,
+    );
+    let w = world(&[coder(&c)]);
+    let mut s = spec(&[("a", &[]), ("b", &["a"])]);
+    s.tasks[0].description = "Add make_a() to a.py".into();
+    s.tasks[1].description = "Add make_b() to b.py".into();
+    let plan = w.plans.create_from("spec", w.project(), s).unwrap();
+    w.plans.approve(&plan.id).unwrap();
+    w.plans.run(&plan.id, None).unwrap();
+    let done = w.plans.wait(&plan.id).await.unwrap();
+    assert_eq!(done.tasks["a"].state, TaskState::Green, "{:?}", done.tasks);
+    assert_eq!(done.tasks["b"].state, TaskState::Failed, "{:?}", done.tasks);
+    let run = done.tasks["b"].run_id.clone().unwrap();
+    let (record, _) = w.plans.runtime().run(&run).unwrap();
+    assert_eq!(record.validators, ["troupe-expect make_b"]);
+    let checks = w.plans.runtime().store().checks(&run).unwrap();
+    let evidence = checks.last().and_then(|c| c.report.clone()).unwrap().evidence(4000);
+    assert!(
+        evidence.contains("The task names `make_b`, but no file of the project has it"),
+        "{evidence}"
+    );
+}

@@ -29,11 +29,9 @@ use async_trait::async_trait;
 use troupe_adapters::agent::{Agent, AgentInfo, AgentRequest, AgentResponse, CallContext};
 use troupe_adapters::config::{AgentConfig, AgentKind, Role};
 use troupe_adapters::error::AdapterError;
-use troupe_observability::Metrics;
 use troupe_observability::redact::Redactor;
 use troupe_runtime::agents::AgentSource;
 use troupe_runtime::audit::AuditLog;
-use troupe_runtime::memory::NoMemory;
 use troupe_runtime::{Backend, MemoryBackend, RunRequest, RunState, Runtime, RuntimeParts};
 use troupe_workflows::config::{Config, StepConfig, WorkflowConfig};
 
@@ -87,12 +85,10 @@ fn runtime_audited(
     config.settings.max_concurrent_runs = max_concurrent;
     config.workflows.insert(
         "bench".into(),
-        WorkflowConfig {
-            description: None,
-            max_iterations: 1,
-            validate: None,
-            steps: (0..steps).map(|_| StepConfig::new("instant", Role::Implement)).collect(),
-        },
+        WorkflowConfig::new(
+            1,
+            (0..steps).map(|_| StepConfig::new("instant", Role::Implement)).collect(),
+        ),
     );
     // Traced as the registry traces every agent: a `troupe.call` span per call.
     let busy = Arc::new(AtomicU64::new(0));
@@ -108,19 +104,12 @@ fn runtime_audited(
             delay,
             busy: busy.clone(),
         })));
+    let agents = BTreeMap::from([("instant".to_string(), AgentSource::shared(agent))]);
     let rt = Runtime::new(RuntimeParts {
-        config,
-        config_path: None,
-        agents: BTreeMap::from([("instant".to_string(), AgentSource::shared(agent))]),
-        memory: Arc::new(NoMemory),
-        backend,
-        metrics: Metrics::new().unwrap(),
         max_tokens: 64,
-        registry: None,
-        context: None,
         audit,
         redactor,
-        workspaces: None,
+        ..RuntimeParts::new(config, agents, backend).unwrap()
     })
     .unwrap();
     (rt, busy)

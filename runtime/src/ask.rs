@@ -13,7 +13,7 @@ use troupe_workflows::engine::StepPos;
 
 use crate::call::{Caller, Failure};
 use crate::error::{Error, Result};
-use crate::model::{Budget, RunRecord, RunState, Tokens};
+use crate::model::{Budget, ChangeOptions, RunRecord, RunState, Tokens};
 use crate::runtime::Runtime;
 use crate::shared::Shared;
 use crate::usage::{CallLog, CallRecord, PLANNER};
@@ -156,17 +156,12 @@ impl Runtime {
             tokens: config.settings.run_token_budget,
             cost: config.settings.run_cost_budget,
         };
-        let workflow = troupe_workflows::WorkflowConfig {
-            description: None,
-            steps: Vec::new(),
-            max_iterations: 1,
-            validate: None,
-        };
+        let workflow = troupe_workflows::WorkflowConfig::new(1, Vec::new());
         Ok(RunRecord {
             offline,
             state: RunState::InProgress,
             started_at: Some(Utc::now()),
-            no_validate: true,
+            change: ChangeOptions { no_validate: true, ..Default::default() },
             ..RunRecord::pending(
                 ask.label.clone(),
                 String::new(),

@@ -41,8 +41,8 @@ pub use budget::MIN_ANSWER_TOKENS;
 pub use error::{Error, Result};
 pub use memory::{ContextBlock, Memory, NoMemory, RunOutcome};
 pub use model::{
-    Budget, CheckRecord, RunEvent, RunRecord, RunRequest, RunState, RunStats, RunUsage, StepChange,
-    StepRecord, StepState, Tokens, UsageReport, UsageTotals,
+    Budget, ChangeOptions, CheckRecord, RunEvent, RunRecord, RunRequest, RunState, RunStats,
+    RunUsage, StepChange, StepRecord, StepState, Tokens, UsageReport, UsageTotals,
 };
 pub use open::{
     CollectionBackend, JOURNAL_FILE, RUNS_COLLECTION, agents_of, open, open_waiting, store_backend,

@@ -86,16 +86,9 @@ pub struct RunRequest {
     /// Overrides the configured `run_cost_budget`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget_cost: Option<f64>,
-    /// Work in the project folder itself (with a checkpoint to revert to) instead of an
-    /// isolated workspace.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub in_place: bool,
-    /// Run no validators (the project's tests and linters) after changes.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub no_validate: bool,
-    /// Apply the change to the project when the run completes green.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub apply: bool,
+    /// Where the change is made, whether validators check it, whether it is applied.
+    #[serde(flatten)]
+    pub change: ChangeOptions,
     /// The run's id, when the caller chose it (a plan records its task's run id before it
     /// submits, so a crash in between cannot start the task twice). Must be new.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -104,6 +97,27 @@ pub struct RunRequest {
     /// branch) instead of a snapshot of the user's tree; git projects only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base: Option<String>,
+    /// Names the change must leave in the project's files (a plan's task expects the code
+    /// names it gives): checked with the validators, as `troupe-expect NAME…`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expect: Vec<String>,
+}
+
+/// What a run does with its change, as its request asks and its record keeps: stored flat
+/// in both (`in_place`, `no_validate`, `apply` beside the other fields, each left out when
+/// false), so records written before this type load unchanged.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ChangeOptions {
+    /// Work in the project folder itself (`--in-place`, with a checkpoint to revert to)
+    /// instead of an isolated workspace.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub in_place: bool,
+    /// Run no validators (the project's tests and linters) after changes (`--no-validate`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_validate: bool,
+    /// Apply the change to the project when the run completes green (`--apply`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub apply: bool,
 }
 
 /// Limits on what a run may use; checked before each call.
@@ -196,15 +210,9 @@ pub struct RunRecord {
     /// The latest validators' results.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub validation: Option<Report>,
-    /// Works in the project folder itself (`--in-place`).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub in_place: bool,
-    /// Validators turned off for this run (`--no-validate`).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub no_validate: bool,
-    /// Apply the change to the project when the run completes green (`--apply`).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub apply: bool,
+    /// What its request asked of the change ([`RunRequest::change`]).
+    #[serde(flatten)]
+    pub change: ChangeOptions,
     /// Whether the result is backed by evidence: `Some(true)` when validators passed,
     /// `Some(false)` when no validator ran (the review judged by reading: unverified).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -213,6 +221,9 @@ pub struct RunRecord {
     /// ([`RunRequest::base`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base: Option<String>,
+    /// Names the change must leave in the project's files ([`RunRequest::expect`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expect: Vec<String>,
 }
 
 fn is_unset(b: &Budget) -> bool {
@@ -258,11 +269,10 @@ impl RunRecord {
             validators_source: None,
             files: Vec::new(),
             validation: None,
-            in_place: false,
-            no_validate: false,
-            apply: false,
+            change: ChangeOptions::default(),
             verified: None,
             base: None,
+            expect: Vec::new(),
         }
     }
 
@@ -678,3 +688,6 @@ pub struct UsageReport {
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub by_source: std::collections::BTreeMap<String, UsageTotals>,
 }
+
+#[cfg(test)]
+mod tests;

@@ -15,7 +15,6 @@ use troupe_adapters::registry::{AgentRegistry, RegistryOptions};
 use troupe_adapters::resilience::OfflineMode;
 use troupe_adapters::telemetry::Traced;
 use troupe_context::{Collection, LockWait, Owner, Store, StoreOptions};
-use troupe_observability::Metrics;
 use troupe_workflows::Config;
 
 use crate::agents::AgentSource;
@@ -110,7 +109,6 @@ pub fn open_waiting(
         Store::open_waiting(&data_dir, StoreOptions::with_assets(assets.clone()), wait, on_wait)?;
     let backend = runs_backend(&store)?;
     let memory = Arc::new(ContextMemory::new(store.clone()));
-    let metrics = Metrics::new().map_err(|e| crate::error::Error::Invalid(e.to_string()))?;
     let registry = Arc::new(AgentRegistry::build(
         &config.agents,
         RegistryOptions {
@@ -120,22 +118,17 @@ pub fn open_waiting(
         },
     ));
     let agents = agents_of(&registry);
-    let max_tokens = config.settings.max_output_tokens;
     let redactor = config.redactor();
     let audit = AuditLog::new(Some(crate::audit::audit_dir(&data_dir)), redactor.clone());
     let runtime = Runtime::new(RuntimeParts {
-        config,
         config_path,
-        agents,
         memory,
-        backend,
-        metrics,
-        max_tokens,
         registry: Some(registry),
         context: Some(store),
         audit,
         redactor,
         workspaces: Some(data_dir.join("workspaces")),
+        ..RuntimeParts::new(config, agents, backend)?
     })?;
     // Calls made outside runs (`troupe test-agent`) count in the metrics too.
     crate::usage::CallLog::new(&data_dir).seed(runtime.metrics());

@@ -124,12 +124,7 @@ fn fallback_workflow(shared: &Shared, offline: bool) -> (String, WorkflowConfig)
         Some((n, w)) => (n.clone(), w.clone()),
         None => (
             "default".into(),
-            config.workflows.values().next().cloned().unwrap_or(WorkflowConfig {
-                description: None,
-                steps: Vec::new(),
-                max_iterations: 1,
-                validate: None,
-            }),
+            config.workflows.values().next().cloned().unwrap_or(WorkflowConfig::new(1, Vec::new())),
         ),
     }
 }

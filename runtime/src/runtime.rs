@@ -61,6 +61,33 @@ pub struct RuntimeParts {
     pub workspaces: Option<PathBuf>,
 }
 
+impl RuntimeParts {
+    /// A runtime of `config` and `agents` keeping its records in `backend`, and nothing more:
+    /// no project memory ([`NoMemory`](crate::memory::NoMemory)), fresh metrics, the
+    /// configured `max_output_tokens`, no registry, context store, audit trail, masking or
+    /// workspaces. Set what else it needs with struct update syntax.
+    pub fn new(
+        config: Config,
+        agents: BTreeMap<String, AgentSource>,
+        backend: Arc<dyn Backend>,
+    ) -> Result<RuntimeParts> {
+        Ok(RuntimeParts {
+            max_tokens: config.settings.max_output_tokens,
+            config,
+            config_path: None,
+            agents,
+            memory: Arc::new(crate::memory::NoMemory),
+            backend,
+            metrics: Metrics::new().map_err(|e| Error::Invalid(e.to_string()))?,
+            registry: None,
+            context: None,
+            audit: AuditLog::default(),
+            redactor: Redactor::default(),
+            workspaces: None,
+        })
+    }
+}
+
 /// A run started by [`Runtime::submit`] or [`Runtime::resume`].
 #[derive(Debug)]
 pub struct RunHandle {
@@ -452,7 +479,7 @@ impl Runtime {
             Some(id) => id.clone(),
             None => uuid::Uuid::now_v7().to_string(),
         };
-        if req.base.is_some() && req.in_place {
+        if req.base.is_some() && req.change.in_place {
             return Err(Error::Invalid(
                 "a run that starts at a given commit works in its own worktree, not in place"
                     .into(),
@@ -466,10 +493,9 @@ impl Runtime {
             plan_notes: notes,
             conversation: req.conversation.clone(),
             offline,
-            in_place: req.in_place,
-            no_validate: req.no_validate,
-            apply: req.apply,
+            change: req.change,
             base: req.base.clone(),
+            expect: req.expect.clone(),
             ..RunRecord::pending(
                 id,
                 task,
@@ -570,9 +596,7 @@ impl Runtime {
 fn empty_workflow() -> WorkflowConfig {
     WorkflowConfig {
         description: Some("planned for this task".into()),
-        steps: Vec::new(),
-        max_iterations: 2,
-        validate: None,
+        ..WorkflowConfig::new(2, Vec::new())
     }
 }
 

@@ -58,7 +58,7 @@ pub(crate) async fn prepare(shared: &Arc<Shared>, record: &mut RunRecord) -> Res
     }
     let project = record.project_path.clone();
     let run_id = record.id.clone();
-    let in_place = record.in_place;
+    let in_place = record.change.in_place;
     let data_dir = shared.config.data_dir();
     let exclude: Vec<PathBuf> = [data_dir.canonicalize().unwrap_or(data_dir)]
         .into_iter()
@@ -79,7 +79,7 @@ pub(crate) async fn prepare(shared: &Arc<Shared>, record: &mut RunRecord) -> Res
 
     // The validators: configured, else detected in the project, unless turned off.
     let settings = crate::settings::validate(&shared.config, &record.workflow);
-    if record.no_validate {
+    if record.change.no_validate {
         record.validators_source = Some("turned off with --no-validate".into());
     } else if !settings.enabled {
         record.validators_source = Some("turned off in [validate]".into());
@@ -98,6 +98,13 @@ pub(crate) async fn prepare(shared: &Arc<Shared>, record: &mut RunRecord) -> Res
                     Some("none detected; set [validate] commands in troupe.toml".into());
             }
         }
+    }
+    // The names the run is expected to leave in the files are checked with the validators.
+    if !record.no_validate
+        && settings.enabled
+        && let Some(expect) = validate::expect_command(&record.expect)
+    {
+        record.validators.push(expect);
     }
     record.workspace = Some(ws);
     Ok(())

@@ -13,13 +13,12 @@ use troupe_adapters::agent::{Agent, Tokens};
 use troupe_adapters::config::{AgentConfig, AgentKind, Role};
 use troupe_adapters::error::AdapterError;
 use troupe_adapters::testing::{ScriptedAgent, Step};
-use troupe_observability::Metrics;
 use troupe_observability::redact::Redactor;
 use troupe_runtime::agents::AgentSource;
 use troupe_runtime::audit::{AuditEvent, AuditLog};
 use troupe_runtime::{
-    Backend, ContextBlock, Memory, MemoryBackend, RunEvent, RunOutcome, RunRequest, RunState,
-    Runtime, RuntimeParts, StepState,
+    ContextBlock, Memory, MemoryBackend, RunEvent, RunOutcome, RunRequest, RunState, Runtime,
+    RuntimeParts, StepState,
 };
 use troupe_workflows::config::{Config, StepConfig, WorkflowConfig};
 
@@ -125,16 +124,14 @@ fn config() -> Config {
     c.agents.insert("spare".into(), agent_config(Role::Implement));
     c.workflows.insert(
         "irr".into(),
-        WorkflowConfig {
-            description: None,
-            max_iterations: 3,
-            validate: None,
-            steps: vec![
+        WorkflowConfig::new(
+            3,
+            vec![
                 StepConfig::new("coder", Role::Implement),
                 StepConfig::new("reviewer", Role::Review),
                 StepConfig::new("coder", Role::Refine),
             ],
-        },
+        ),
     );
     c
 }
@@ -189,18 +186,12 @@ fn harness_full(
         .map(|(n, a)| (n.to_string(), AgentSource::shared(a.clone() as Arc<dyn Agent>)))
         .collect();
     let runtime = Runtime::new(RuntimeParts {
-        config,
-        config_path: None,
-        agents,
         memory: memory.clone(),
-        backend: backend.clone() as Arc<dyn Backend>,
-        metrics: Metrics::new().unwrap(),
         max_tokens: 512,
-        registry: None,
-        context: None,
         audit,
         redactor,
         workspaces,
+        ..RuntimeParts::new(config, agents, backend.clone()).unwrap()
     })
     .unwrap();
     Harness { runtime, memory, backend, project: tempfile::tempdir().unwrap() }
@@ -568,12 +559,7 @@ async fn many_runs_at_once_respect_the_concurrency_cap() {
     c.settings.max_concurrent_runs = 3;
     c.workflows.insert(
         "one".into(),
-        WorkflowConfig {
-            description: None,
-            max_iterations: 1,
-            validate: None,
-            steps: vec![StepConfig::new("coder", Role::Implement)],
-        },
+        WorkflowConfig::new(1, vec![StepConfig::new("coder", Role::Implement)]),
     );
     let script: Vec<Act> = (0..40).map(|_| Act::Say("ok")).collect();
     let h = harness(c, &[("coder", scripted("coder", &script))]);
@@ -634,12 +620,7 @@ fn config_with_one() -> Config {
     let mut c = config();
     c.workflows.insert(
         "one".into(),
-        WorkflowConfig {
-            description: None,
-            max_iterations: 1,
-            validate: None,
-            steps: vec![StepConfig::new("coder", Role::Implement)],
-        },
+        WorkflowConfig::new(1, vec![StepConfig::new("coder", Role::Implement)]),
     );
     c
 }

@@ -12,60 +12,18 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use serde_json::Value;
-use troupe_adapters::agent::{Agent, AgentInfo, AgentRequest, AgentResponse, CallContext};
 use troupe_adapters::config::{AgentConfig, AgentKind, Role};
-use troupe_adapters::error::AdapterError;
-use troupe_observability::Metrics;
-use troupe_runtime::audit::AuditLog;
-use troupe_runtime::memory::NoMemory;
+use troupe_adapters::testing::ScriptedAgent;
+use troupe_runtime::agents::AgentSource;
 use troupe_runtime::writer::WRITER_THREAD;
 use troupe_runtime::{Backend, MemoryBackend, RunRequest, RunState, Runtime, RuntimeParts};
 use troupe_workflows::config::{Config, StepConfig, WorkflowConfig};
 
-/// An agent that answers after `delay`, counting how many of its calls run at once.
-#[derive(Debug)]
-struct Sleeper {
-    info: AgentInfo,
-    delay: Duration,
-    running: AtomicUsize,
-    peak: AtomicUsize,
-}
-
-impl Sleeper {
-    fn new(delay: Duration) -> Arc<Sleeper> {
-        Arc::new(Sleeper {
-            info: AgentInfo {
-                name: "coder".into(),
-                kind: "test".into(),
-                model: None,
-                endpoint: "memory".into(),
-                local: true,
-            },
-            delay,
-            running: AtomicUsize::new(0),
-            peak: AtomicUsize::new(0),
-        })
-    }
-}
-
-#[async_trait]
-impl Agent for Sleeper {
-    fn info(&self) -> &AgentInfo {
-        &self.info
-    }
-
-    async fn call(&self, _: &AgentRequest, _: &CallContext) -> Result<AgentResponse, AdapterError> {
-        let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
-        self.peak.fetch_max(now, Ordering::SeqCst);
-        tokio::time::sleep(self.delay).await;
-        self.running.fetch_sub(1, Ordering::SeqCst);
-        let mut r = AgentResponse::new(&self.info.name, "done");
-        r.usage.prompt = 10;
-        r.usage.completion = 5;
-        Ok(r)
-    }
+/// The agent `coder`: it answers "done" (10 prompt and 5 completion tokens) after `delay`,
+/// counting how many of its calls run at once.
+fn coder(delay: Duration) -> Arc<ScriptedAgent> {
+    Arc::new(ScriptedAgent::new("coder").with_delay(delay).then_answer_using("done", 10, 5))
 }
 
 /// A record backend that notes, for every write, whether it ran on a thread inside a
@@ -112,35 +70,15 @@ fn config(max_concurrent: usize) -> Config {
     c.settings.max_concurrent_runs = max_concurrent;
     c.workflows.insert(
         "one".into(),
-        WorkflowConfig {
-            description: None,
-            max_iterations: 1,
-            validate: None,
-            steps: vec![StepConfig::new("coder", Role::Implement)],
-        },
+        WorkflowConfig::new(1, vec![StepConfig::new("coder", Role::Implement)]),
     );
     c
 }
 
-fn runtime(config: Config, agent: Arc<Sleeper>, backend: Arc<dyn Backend>) -> Runtime {
-    Runtime::new(RuntimeParts {
-        config,
-        config_path: None,
-        agents: BTreeMap::from([(
-            "coder".to_string(),
-            troupe_runtime::agents::AgentSource::shared(agent as Arc<dyn Agent>),
-        )]),
-        memory: Arc::new(NoMemory),
-        backend,
-        metrics: Metrics::new().unwrap(),
-        max_tokens: 64,
-        registry: None,
-        context: None,
-        audit: AuditLog::default(),
-        redactor: Default::default(),
-        workspaces: None,
-    })
-    .unwrap()
+fn runtime(config: Config, agent: Arc<ScriptedAgent>, backend: Arc<dyn Backend>) -> Runtime {
+    let agents = BTreeMap::from([("coder".to_string(), AgentSource::shared(agent))]);
+    let parts = RuntimeParts::new(config, agents, backend).unwrap();
+    Runtime::new(RuntimeParts { max_tokens: 64, ..parts }).unwrap()
 }
 
 fn request(project: &Path, task: &str, conversation: Option<&str>) -> RunRequest {
@@ -164,7 +102,7 @@ async fn run(rt: &Runtime, project: &Path, task: &str, conversation: Option<&str
 async fn every_record_write_runs_on_the_writer_thread_not_an_executor() {
     let project = tempfile::tempdir().unwrap();
     let backend = Arc::new(Watched::default());
-    let rt = runtime(config(4), Sleeper::new(Duration::ZERO), backend.clone());
+    let rt = runtime(config(4), coder(Duration::ZERO), backend.clone());
     let mut handles = Vec::new();
     for i in 0..4 {
         handles.push(rt.submit(request(project.path(), &format!("task {i}"), None)).await.unwrap());
@@ -188,7 +126,7 @@ async fn every_record_write_runs_on_the_writer_thread_not_an_executor() {
 #[actix::test]
 async fn project_usage_and_conversations_read_the_index() {
     let project = tempfile::tempdir().unwrap();
-    let rt = runtime(config(2), Sleeper::new(Duration::ZERO), Arc::new(MemoryBackend::default()));
+    let rt = runtime(config(2), coder(Duration::ZERO), Arc::new(MemoryBackend::default()));
     let a = run(&rt, project.path(), "first", Some("chat-1")).await;
     let b = run(&rt, project.path(), "second", Some("chat/2")).await;
     let c = run(&rt, project.path(), "third", Some("chat-1")).await;
@@ -220,7 +158,7 @@ async fn a_store_written_before_the_index_is_indexed_when_opened() {
     let project = tempfile::tempdir().unwrap();
     let backend = Arc::new(MemoryBackend::default());
     {
-        let rt = runtime(config(2), Sleeper::new(Duration::ZERO), backend.clone());
+        let rt = runtime(config(2), coder(Duration::ZERO), backend.clone());
         run(&rt, project.path(), "first", Some("chat")).await;
         run(&rt, project.path(), "second", Some("chat")).await;
     }
@@ -229,7 +167,7 @@ async fn a_store_written_before_the_index_is_indexed_when_opened() {
     {
         backend.remove(&key).unwrap();
     }
-    let rt = runtime(config(2), Sleeper::new(Duration::ZERO), backend.clone());
+    let rt = runtime(config(2), coder(Duration::ZERO), backend.clone());
     assert_eq!(rt.store().conversation("chat").unwrap().len(), 2);
     assert_eq!(rt.store().calls().unwrap().len(), 2);
     assert_eq!(rt.metrics().agent_stats("coder"), (2, 2), "the calls are seeded from the index");
@@ -240,7 +178,7 @@ async fn a_store_written_before_the_index_is_indexed_when_opened() {
 #[actix::test]
 async fn the_concurrency_cap_bounds_the_peak_of_running_calls() {
     let project = tempfile::tempdir().unwrap();
-    let agent = Sleeper::new(Duration::from_millis(150));
+    let agent = coder(Duration::from_millis(150));
     let rt = runtime(config(3), agent.clone(), Arc::new(MemoryBackend::default()));
     let mut handles = Vec::new();
     for i in 0..9 {
@@ -249,5 +187,5 @@ async fn the_concurrency_cap_bounds_the_peak_of_running_calls() {
     for h in handles {
         assert_eq!(h.wait().await.unwrap().state, RunState::Completed);
     }
-    assert_eq!(agent.peak.load(Ordering::SeqCst), 3, "peak calls at once, with a cap of 3");
+    assert_eq!(agent.peak_calls(), 3, "peak calls at once, with a cap of 3");
 }

@@ -19,10 +19,9 @@ use troupe_adapters::error::AdapterError;
 use troupe_adapters::registry::{AgentRegistry, RegistryOptions};
 use troupe_adapters::resilience::LimiterRegistry;
 use troupe_adapters::testing::ScriptedAgent;
-use troupe_observability::Metrics;
 use troupe_runtime::{
-    Backend, ContextBlock, Memory, MemoryBackend, RunOutcome, RunRecord, RunRequest, RunState,
-    Runtime, RuntimeParts, StepRecord,
+    ContextBlock, Memory, MemoryBackend, RunOutcome, RunRecord, RunRequest, RunState, Runtime,
+    RuntimeParts, StepRecord,
 };
 use troupe_workflows::config::{Config, StepConfig, WorkflowConfig};
 
@@ -87,12 +86,7 @@ fn config() -> Config {
     implement.fallback = vec!["spare".into()];
     c.workflows.insert(
         "ir".into(),
-        WorkflowConfig {
-            description: None,
-            max_iterations: 1,
-            validate: None,
-            steps: vec![implement, StepConfig::new("reviewer", Role::Review)],
-        },
+        WorkflowConfig::new(1, vec![implement, StepConfig::new("reviewer", Role::Review)]),
     );
     c
 }
@@ -128,19 +122,12 @@ fn harness_with(config: Config, agents: Vec<ScriptedAgent>) -> Harness {
     );
     let registry = Arc::new(registry);
     let agents = troupe_runtime::agents_of(&registry);
+    let backend = Arc::new(MemoryBackend::default());
     let runtime = Runtime::new(RuntimeParts {
-        config,
-        config_path: None,
-        agents,
         memory: Arc::new(TwoNodes),
-        backend: Arc::new(MemoryBackend::default()) as Arc<dyn Backend>,
-        metrics: Metrics::new().unwrap(),
         max_tokens: 256,
         registry: Some(registry),
-        context: None,
-        audit: Default::default(),
-        redactor: Default::default(),
-        workspaces: None,
+        ..RuntimeParts::new(config, agents, backend).unwrap()
     })
     .unwrap();
     Harness { runtime, project: tempfile::tempdir().unwrap() }

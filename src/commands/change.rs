@@ -219,7 +219,7 @@ pub fn should_ask(mode: ApplyMode, r: &RunRecord, json: bool, terminal: bool) ->
     mode == ApplyMode::Ask
         && terminal
         && !json
-        && !r.apply
+        && !r.change.apply
         && r.state == RunState::Completed
         && !r.files.is_empty()
         && r.workspace
@@ -398,7 +398,7 @@ mod tests {
             true
         ));
         let mut applied = r.clone();
-        applied.apply = true;
+        applied.change.apply = true;
         assert!(!should_ask(ApplyMode::Ask, &applied, false, true), "--apply already applied it");
         let mut empty = r;
         empty.files.clear();

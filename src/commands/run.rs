@@ -4,7 +4,8 @@ use anyhow::Result;
 use serde_json::json;
 use troupe_runtime::audit::AuditEntry;
 use troupe_runtime::{
-    CheckRecord, RunHandle, RunRecord, RunRequest, RunState, RunStats, Runtime, StepRecord,
+    ChangeOptions, CheckRecord, RunHandle, RunRecord, RunRequest, RunState, RunStats, Runtime,
+    StepRecord,
 };
 use troupe_workflows::Config;
 use troupe_workflows::config::ConfigSource;
@@ -212,7 +213,7 @@ fn print_change_state(r: &RunRecord, checks: &[CheckRecord]) {
             }
             println!("{line}");
         }
-        None if r.in_place || !r.files.is_empty() => {
+        None if r.change.in_place || !r.files.is_empty() => {
             println!("workspace none (discarded, or removed by `troupe runs cleanup`)")
         }
         None => {}
@@ -227,7 +228,7 @@ fn print_change_state(r: &RunRecord, checks: &[CheckRecord]) {
     } else if r.workspace.is_some() && r.state.is_final() {
         println!("files     none changed");
     }
-    if r.no_validate {
+    if r.change.no_validate {
         println!("checks    off (--no-validate)");
     } else if !r.validators.is_empty() {
         let from = r.validators_source.as_deref().map(|s| format!(" ({s})")).unwrap_or_default();
@@ -444,9 +445,11 @@ pub fn run_command(config: Config, source: ConfigSource, args: RunArgs) -> Resul
             conversation: None,
             budget_tokens: args.budget_tokens,
             budget_cost: args.budget_cost,
-            in_place: args.in_place,
-            no_validate: args.no_validate,
-            apply: args.apply || mode == ApplyMode::Auto,
+            change: ChangeOptions {
+                in_place: args.in_place,
+                no_validate: args.no_validate,
+                apply: args.apply || mode == ApplyMode::Auto,
+            },
             ..RunRequest::default()
         };
         let handle = match runtime.submit(req).await {

@@ -8,7 +8,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use troupe_runtime::audit::AuditEntry;
 use troupe_runtime::{
-    CheckRecord, RunEvent, RunRecord, RunRequest, RunStats, StepRecord, UsageReport,
+    ChangeOptions, CheckRecord, RunEvent, RunRecord, RunRequest, RunStats, StepRecord, UsageReport,
 };
 
 use super::events;
@@ -96,9 +96,11 @@ pub async fn execute(state: Data, body: web::Json<ExecuteBody>) -> ApiResult {
         conversation: body.conversation,
         budget_tokens: budget.tokens,
         budget_cost: budget.cost,
-        in_place: body.in_place,
-        no_validate: body.no_validate,
-        apply: body.apply,
+        change: ChangeOptions {
+            in_place: body.in_place,
+            no_validate: body.no_validate,
+            apply: body.apply,
+        },
         ..RunRequest::default()
     };
     let handle = state.runtime.submit(req).await?;

@@ -1,7 +1,7 @@
 //! The shell's slash commands.
 
 use anyhow::Result;
-use troupe_context::{Scope, SearchQuery, project_id_for};
+use troupe_context::{ProjectId, Scope, SearchQuery, project_id_for};
 use troupe_workflows::config::DYNAMIC_WORKFLOW;
 
 use super::{Flow, SHELL_OFFLINE, Session, new_conversation};
@@ -231,6 +231,23 @@ fn offline(session: &mut Session, arg: &str) -> Flow {
     Flow::Continue
 }
 
+/// The project memory and the session's project's id in it; `None` once it has said what is
+/// wrong (the memory is not open, the project folder cannot be read).
+fn project_memory(session: &Session) -> Option<(troupe_context::Store, ProjectId)> {
+    let Some(store) = session.runtime.context_store().cloned() else {
+        eprintln!("troupe: the project memory is not open");
+        return None;
+    };
+    let path = session.project.clone().unwrap_or_else(|| session.runtime.config().project_path());
+    match project_id_for(&path) {
+        Ok((id, _)) => Some((store, id)),
+        Err(e) => {
+            eprintln!("troupe: the project {}: {e}", path.display());
+            None
+        }
+    }
+}
+
 async fn context(session: &mut Session, rest: &str) -> Flow {
     let query = match rest.strip_prefix("search") {
         Some(q) if q.is_empty() || q.starts_with(char::is_whitespace) => q.trim(),
@@ -239,18 +256,7 @@ async fn context(session: &mut Session, rest: &str) -> Flow {
     if query.is_empty() {
         return usage(session, "usage: /context search QUERY");
     }
-    let Some(store) = session.runtime.context_store().cloned() else {
-        eprintln!("troupe: the project memory is not open");
-        return Flow::Continue;
-    };
-    let path = session.project.clone().unwrap_or_else(|| session.runtime.config().project_path());
-    let id = match project_id_for(&path) {
-        Ok((id, _)) => id,
-        Err(e) => {
-            eprintln!("troupe: the project {}: {e}", path.display());
-            return Flow::Continue;
-        }
-    };
+    let Some((store, id)) = project_memory(session) else { return Flow::Continue };
     let q = SearchQuery::new(query, Scope::Project(id)).limit(8);
     let results = match tokio::task::spawn_blocking(move || store.search(&q)).await {
         Ok(Ok(r)) => r,
@@ -386,19 +392,9 @@ async fn export(session: &mut Session, rest: &str) -> Flow {
     if what != "obsidian" || dir.is_empty() {
         return usage(session, "usage: /export obsidian DIR");
     }
-    let Some(store) = session.runtime.context_store().cloned() else {
-        eprintln!("troupe: the project memory is not open");
+    let Some((store, id)) = project_memory(session) else {
         session.failed = true;
         return Flow::Continue;
-    };
-    let path = session.project.clone().unwrap_or_else(|| session.runtime.config().project_path());
-    let id = match project_id_for(&path) {
-        Ok((id, _)) => id,
-        Err(e) => {
-            eprintln!("troupe: the project {}: {e}", path.display());
-            session.failed = true;
-            return Flow::Continue;
-        }
     };
     let options = troupe_export::ExportOptions::new(dir, Scope::Project(id));
     match tokio::task::spawn_blocking(move || troupe_export::export(&store, &options)).await {

@@ -48,6 +48,19 @@ impl World {
         c
     }
 
+    /// Use the small local test model: the installed assets linked into `home`, and a
+    /// configuration whose workflow `local` is one implement step by `local-code` on it,
+    /// answers cut at 32 tokens; `settings` are more lines of `[settings]`.
+    pub fn use_local_model(&self, settings: &str) {
+        std::os::unix::fs::symlink(local_model_assets(), self.home.join("assets")).unwrap();
+        let config = [
+            format!("[settings]\nmax_output_tokens = 32\n{settings}\n"),
+            workflow("local", 1, &[("local-code", "implement")]),
+            smol_local_agents(),
+        ];
+        std::fs::write(&self.config, config.concat()).unwrap();
+    }
+
     /// `name` in the root folder (next to `home` and `project`).
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
@@ -68,6 +81,25 @@ pub fn troupe_in(home: &Path, cwd: &Path, args: &[&str]) -> std::process::Output
         .env_remove("RUST_LOG")
         .output()
         .unwrap()
+}
+
+/// A configuration's `[agents.NAME]` table: a generic CLI agent running `script` with the
+/// prompt as its argument, followed by the TOML lines `extra` (`env`, `retry`, timeouts).
+pub fn cli_agent(name: &str, script: &Path, extra: &str) -> String {
+    format!(
+        "[agents.{name}]\nkind = \"cli\"\ncommand = \"{}\"\nargs = [\"{{prompt}}\"]\nflavor = \"generic\"\n{extra}\n",
+        script.display()
+    )
+}
+
+/// A configuration's `[workflows.NAME]` table: `steps` as (agent, role), at most
+/// `max_iterations` rounds.
+pub fn workflow(name: &str, max_iterations: u32, steps: &[(&str, &str)]) -> String {
+    let steps: String = steps
+        .iter()
+        .map(|(agent, role)| format!("  {{ agent = \"{agent}\", role = \"{role}\" }},\n"))
+        .collect();
+    format!("[workflows.{name}]\nmax_iterations = {max_iterations}\nsteps = [\n{steps}]\n\n")
 }
 
 /// Write an executable `/bin/sh` script (a CLI agent, for tests).
@@ -266,10 +298,18 @@ startup_timeout_secs = 60
 /// The installed offline assets with the local model server and models; fails saying what
 /// to run when they are not installed.
 pub fn local_model_assets() -> PathBuf {
+    let assets = assets_with("llama/llama-server");
+    assets_with("models");
+    assets
+}
+
+/// The installed offline assets ([`installed_assets`]), which must hold `needed`: the test
+/// fails saying what to run when they do not.
+pub fn assets_with(needed: &str) -> PathBuf {
     let assets = installed_assets();
     assert!(
-        assets.join("llama/llama-server").exists() && assets.join("models").exists(),
-        "the local model server is not installed in {}; run `scripts/setup.sh --assets-only`",
+        assets.join(needed).exists(),
+        "offline assets missing in {} ({needed}); run `scripts/setup.sh --assets-only`",
         assets.display()
     );
     assets
@@ -381,16 +421,10 @@ impl Pty {
     }
 }
 
-/// Run git in `dir` with a fixed identity; its standard output (a failure fails the test).
+/// Run git in `dir` (troupe's own runner: a fixed identity, no user hooks); its standard
+/// output (a failure fails the test, naming the command and git's error).
 pub fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(["-c", "user.name=test", "-c", "user.email=test@localhost"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    troupe_change::git::Git::new(dir).run(args).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Copy a folder tree.
@@ -419,17 +453,53 @@ pub fn unittest(dir: &Path) -> bool {
 }
 
 /// For the end-to-end tests with the 1.5B local model: the installed assets (failing when the
-/// model is missing) and a copy of `examples/sample-project` in `tmp/sample`, committed in a
-/// new git repository.
-pub fn sample_project_with_big_model(tmp: &Path) -> (PathBuf, PathBuf) {
-    let assets = installed_assets();
-    let model = assets.join("models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf");
-    assert!(model.exists(), "{} is missing: run scripts/setup.sh", model.display());
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let project = tmp.join("sample");
-    copy_dir(&root.join("examples/sample-project"), &project);
-    git(&project, &["init", "-q"]);
-    git(&project, &["add", "-A"]);
-    git(&project, &["commit", "-qm", "sample"]);
-    (assets, project)
+/// model is missing), a copy of `examples/sample-project` in `tmp/sample`, committed in a new
+/// git repository, and the data folder `tmp/home`.
+pub struct Sample {
+    pub assets: PathBuf,
+    pub project: PathBuf,
+    pub home: PathBuf,
+}
+
+impl Sample {
+    pub fn new(tmp: &Path) -> Sample {
+        let assets = installed_assets();
+        let model = assets.join("models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf");
+        assert!(model.exists(), "{} is missing: run scripts/setup.sh", model.display());
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let project = tmp.join("sample");
+        copy_dir(&root.join("examples/sample-project"), &project);
+        git(&project, &["init", "-q"]);
+        git(&project, &["add", "-A"]);
+        git(&project, &["commit", "-qm", "sample"]);
+        Sample { assets, project, home: tmp.join("home") }
+    }
+
+    /// `troupe ARGS` in the project with no API token, configuration file or `RUST_LOG` from
+    /// outside (not run yet).
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_troupe"));
+        c.args(args)
+            .current_dir(&self.project)
+            .env("TROUPE_HOME", &self.home)
+            .env("TROUPE_ASSETS", &self.assets)
+            .env_remove("TROUPE_API_TOKEN")
+            .env_remove("TROUPE_CONFIG")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// [`Sample::cmd`] run; its output, also printed (a run of minutes shows where it went
+    /// wrong).
+    pub fn troupe(&self, args: &[&str]) -> std::process::Output {
+        let out = self.cmd(args).output().unwrap();
+        eprintln!(
+            "$ troupe {}\n{}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
 }

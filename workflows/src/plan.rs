@@ -270,11 +270,10 @@ pub fn plan_to_workflow(
         steps.push(StepConfig::new(&agent, s.role));
         reasons.push(s.why.clone());
     }
+    let max_iterations = plan.max_iterations.unwrap_or(default_max_iterations);
     let workflow = WorkflowConfig {
         description: Some("planned for this task".into()),
-        steps,
-        max_iterations: plan.max_iterations.unwrap_or(default_max_iterations),
-        validate: None,
+        ..WorkflowConfig::new(max_iterations, steps)
     };
     Ok(PlannedWorkflow { workflow, reasons, repairs })
 }

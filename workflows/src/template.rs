@@ -257,21 +257,28 @@ fn tidy(s: &str) -> String {
     out
 }
 
-const IMPLEMENT: &str = r#"You are the implementer in a team of AI agents working on a software project ({{project}}).
+/// The task and what the memory says about it, as the reviewer, refiner and writer get them
+/// (after each role's first line).
+macro_rules! task_and_memory {
+    () => {
+        r#"
 
 ## Task
 {{task}}
 {{#context}}
 
-## What the project's memory says (earlier tasks, decisions, mistakes, patterns, files)
+## What the project's memory says
 {{context}}
 {{/context}}
-{{#conversation}}
+"#
+    };
+}
 
-## The conversation so far
-{{conversation}}
-{{/conversation}}
-{{#file_list}}
+/// The sections the implementer and the refiner both get, in the same words: the project's
+/// file list, the files that matter as they are now, and the checks' results.
+macro_rules! work_sections {
+    () => {
+        r#"{{#file_list}}
 
 ## The project's files
 {{file_list}}
@@ -286,7 +293,28 @@ const IMPLEMENT: &str = r#"You are the implementer in a team of AI agents workin
 ## The project's tests and checks on the current code
 {{evidence}}
 {{/evidence}}
-{{#review}}
+"#
+    };
+}
+
+const IMPLEMENT: &str = concat!(
+    r#"You are the implementer in a team of AI agents working on a software project ({{project}}).
+
+## Task
+{{task}}
+{{#context}}
+
+## What the project's memory says (earlier tasks, decisions, mistakes, patterns, files)
+{{context}}
+{{/context}}
+{{#conversation}}
+
+## The conversation so far
+{{conversation}}
+{{/conversation}}
+"#,
+    work_sections!(),
+    r#"{{#review}}
 
 ## The last review asked for these changes
 {{review}}
@@ -306,18 +334,13 @@ const IMPLEMENT: &str = r#"You are the implementer in a team of AI agents workin
 Write the complete solution: code in fenced blocks with their language, and one short paragraph on the approach.
 {{/edit_format}}
 
-Do what the task asks, completely, so that the project's tests pass. Write only the files you change, and leave existing tests as they are unless the task asks to change them. Avoid the mistakes the memory lists."#;
+Do what the task asks, completely, so that the project's tests pass. Write only the files you change, and leave existing tests as they are unless the task asks to change them. Avoid the mistakes the memory lists."#
+);
 
-const REVIEW: &str = r#"You are the reviewer in a team of AI agents working on a software project ({{project}}).
-
-## Task
-{{task}}
-{{#context}}
-
-## What the project's memory says
-{{context}}
-{{/context}}
-{{#evidence}}
+const REVIEW: &str = concat!(
+    r#"You are the reviewer in a team of AI agents working on a software project ({{project}})."#,
+    task_and_memory!(),
+    r#"{{#evidence}}
 
 ## Evidence: the project's tests and checks on this change
 {{evidence}}
@@ -342,33 +365,14 @@ Review the change for correctness against the task, bugs, missing cases and clar
 ```json
 {"analysis": "what the change does and whether it does what the task asks", "findings": [], "summary": "one sentence", "verdict": "approved"}
 ```
-When something must change, list each real problem as {"severity": ..., "kind": ..., "message": ...} in "findings" and set "verdict" to "changes_requested": severity is "error" (must fix), "warning" (should fix) or "suggestion"; kind is "bug", "mistake", "decision", "pattern" or "style"; message says what is wrong and how to fix it. Never list a problem you did not find."#;
+When something must change, list each real problem as {"severity": ..., "kind": ..., "message": ...} in "findings" and set "verdict" to "changes_requested": severity is "error" (must fix), "warning" (should fix) or "suggestion"; kind is "bug", "mistake", "decision", "pattern" or "style"; message says what is wrong and how to fix it. Never list a problem you did not find."#
+);
 
-const REFINE: &str = r#"You are the refiner in a team of AI agents working on a software project ({{project}}).
-
-## Task
-{{task}}
-{{#context}}
-
-## What the project's memory says
-{{context}}
-{{/context}}
-{{#file_list}}
-
-## The project's files
-{{file_list}}
-{{/file_list}}
-{{#files}}
-
-## The files that matter, as they are now
-{{files}}
-{{/files}}
-{{#evidence}}
-
-## The project's tests and checks on the current code
-{{evidence}}
-{{/evidence}}
-{{#review}}
+const REFINE: &str = concat!(
+    r#"You are the refiner in a team of AI agents working on a software project ({{project}})."#,
+    task_and_memory!(),
+    work_sections!(),
+    r#"{{#review}}
 
 ## The review's findings
 {{review}}
@@ -388,18 +392,13 @@ const REFINE: &str = r#"You are the refiner in a team of AI agents working on a 
 Produce the improved, complete version: fix every finding, keep what was right, code in fenced blocks with their language.
 {{/edit_format}}
 
-Fix the code so every failing test passes, and address every finding; keep what was right. Write only the files you change, and leave existing tests as they are unless the task asks to change them."#;
+Fix the code so every failing test passes, and address every finding; keep what was right. Write only the files you change, and leave existing tests as they are unless the task asks to change them."#
+);
 
-const DOCUMENT: &str = r#"You are the technical writer in a team of AI agents working on a software project ({{project}}).
-
-## Task
-{{task}}
-{{#context}}
-
-## What the project's memory says
-{{context}}
-{{/context}}
-{{#files}}
+const DOCUMENT: &str = concat!(
+    r#"You are the technical writer in a team of AI agents working on a software project ({{project}})."#,
+    task_and_memory!(),
+    r#"{{#files}}
 
 ## The files that matter, as they are now
 {{files}}
@@ -420,7 +419,8 @@ const DOCUMENT: &str = r#"You are the technical writer in a team of AI agents wo
 {{edit_format}}
 {{/edit_format}}
 
-Write clear documentation in Markdown: what it is, how to use it (with examples), and its limits."#;
+Write clear documentation in Markdown: what it is, how to use it (with examples), and its limits."#
+);
 
 const PLAN: &str = r#"You plan work for a team of AI agents on a software project ({{project}}).
 {{#context}}

@@ -546,21 +546,18 @@ fn ollama_piece(path: &str, text: &str, done: bool) -> Value {
     v
 }
 
+/// Ollama's answer for a model it does not have.
+async fn model_not_found(w: &mut TcpStream, model: &str) -> bool {
+    let body = json!({"error": format!("model '{model}' not found")});
+    write_full(w, 404, "application/json", "", &body.to_string()).await
+}
+
 async fn ollama(w: &mut TcpStream, req: &Recorded, stream: bool, answer: &[String]) -> bool {
     let path = req.path.as_str();
     let model = req.body.get("model").and_then(Value::as_str).unwrap_or("");
     let known = model.is_empty() || model.starts_with("mock-model") || model.starts_with("smol");
     match (req.method.as_str(), path) {
-        ("POST", "/api/chat" | "/api/generate") if !known => {
-            write_full(
-                w,
-                404,
-                "application/json",
-                "",
-                &json!({"error": format!("model '{model}' not found")}).to_string(),
-            )
-            .await
-        }
+        ("POST", "/api/chat" | "/api/generate") if !known => model_not_found(w, model).await,
         ("POST", "/api/chat" | "/api/generate") if stream => {
             if !start_chunked(w, "application/x-ndjson").await {
                 return false;
@@ -616,15 +613,6 @@ async fn ollama(w: &mut TcpStream, req: &Recorded, stream: bool, answer: &[Strin
                 && write_chunk(w, "").await
         }
         ("DELETE", "/api/delete") if known => write_full(w, 200, "application/json", "", "").await,
-        _ => {
-            write_full(
-                w,
-                404,
-                "application/json",
-                "",
-                &json!({"error": format!("model '{model}' not found")}).to_string(),
-            )
-            .await
-        }
+        _ => model_not_found(w, model).await,
     }
 }

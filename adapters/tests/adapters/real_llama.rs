@@ -11,6 +11,7 @@ use std::time::Duration;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
+use troupe_adapters::catalog::llama_server;
 use troupe_adapters::config::{AgentConfig, AgentKind, ManagedServerConfig};
 use troupe_adapters::registry::{AgentRegistry, RegistryOptions};
 use troupe_adapters::resilience::OfflineMode;
@@ -49,6 +50,16 @@ fn require_assets() -> PathBuf {
     assets
 }
 
+/// The agents `configs` offline, with their servers from `assets`.
+fn offline_registry(configs: &BTreeMap<String, AgentConfig>, assets: PathBuf) -> AgentRegistry {
+    let options = RegistryOptions {
+        offline: OfflineMode::offline("test"),
+        assets_dir: assets,
+        limiters: None,
+    };
+    AgentRegistry::build(configs, options)
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -59,33 +70,12 @@ fn local_agent(port: u16) -> AgentConfig {
     a.base_url = Some(format!("http://127.0.0.1:{port}/v1"));
     a.model = Some("SmolLM2-135M-Instruct".into());
     a.timeout_secs = 120;
-    a.server = Some(ManagedServerConfig {
-        command: "{assets}/llama/llama-server".into(),
-        args: [
-            "-m",
-            "{assets}/models/SmolLM2-135M-Instruct.Q4_1.gguf",
-            "--host",
-            "{host}",
-            "--port",
-            "{port}",
-            "-t",
-            "1",
-            "-tb",
-            "2",
-            "-c",
-            "4096",
-            "-np",
-            "2",
-            "--no-webui",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect(),
-        env: BTreeMap::from([("LD_LIBRARY_PATH".to_string(), "{assets}/llama".to_string())]),
-        startup_timeout_secs: 90,
-        threads: None,
-        batch_threads: None,
-    });
+    // One decode and two prompt threads, whatever the machine.
+    let mut server = llama_server("SmolLM2-135M-Instruct.Q4_1.gguf", 4096, 2);
+    server.threads = Some(1);
+    server.batch_threads = Some(2);
+    server.startup_timeout_secs = 90;
+    a.server = Some(server);
     a
 }
 
@@ -201,24 +191,14 @@ async fn the_real_server_takes_generation_settings_and_counts_tokens() {
     let mut cfg = local_agent(port);
     if let Some(s) = cfg.server.as_mut() {
         // The machine picks the threads, as the built-in agents do.
-        for (flag, value) in [("-t", "{threads}"), ("-tb", "{batch_threads}")] {
-            let i = s.args.iter().position(|a| a == flag).unwrap();
-            s.args[i + 1] = value.into();
-        }
+        (s.threads, s.batch_threads) = (None, None);
     }
     cfg.max_tokens = Some(5);
     cfg.temperature = Some(1.0);
     cfg.seed = Some(42);
     cfg.repeat_penalty = Some(1.1);
     let configs = BTreeMap::from([("smol".to_string(), cfg)]);
-    let registry = AgentRegistry::build(
-        &configs,
-        RegistryOptions {
-            offline: OfflineMode::offline("test"),
-            assets_dir: assets,
-            limiters: None,
-        },
-    );
+    let registry = offline_registry(&configs, assets);
     let agent = registry.agent("smol").unwrap();
     let ctx = CallContext::new();
 
@@ -267,38 +247,13 @@ async fn the_small_coder_writes_a_string_reversal() {
     cfg.repeat_penalty = Some(1.1);
     cfg.max_tokens = Some(400);
     if let Some(s) = cfg.server.as_mut() {
-        s.args = [
-            "-m",
-            &format!("{{assets}}/models/{}", model.file),
-            "--host",
-            "{host}",
-            "--port",
-            "{port}",
-            "-t",
-            "{threads}",
-            "-tb",
-            "{batch_threads}",
-            "-c",
-            "8192",
-            "-np",
-            "1",
-            "--no-webui",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        // The built-in local-fast's server: its whole 8192-token window in one slot.
+        *s = ManagedServerConfig { startup_timeout_secs: 90, ..llama_server(model.file, 8192, 1) };
     }
     // Another model beside it, as local-code and local-fast run: two servers, both warm.
     let configs =
         BTreeMap::from([("fast".to_string(), cfg), ("smol".to_string(), local_agent(free_port()))]);
-    let registry = AgentRegistry::build(
-        &configs,
-        RegistryOptions {
-            offline: OfflineMode::offline("test"),
-            assets_dir: assets,
-            limiters: None,
-        },
-    );
+    let registry = offline_registry(&configs, assets);
     assert_eq!(registry.servers().count(), 2, "one server per model");
     let agent = registry.agent("fast").unwrap();
     let ctx = CallContext::new();

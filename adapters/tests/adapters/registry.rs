@@ -6,11 +6,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use troupe_adapters::config::{AgentConfig, AgentKind, BreakerConfig, RetryConfig};
+use troupe_adapters::config::{
+    AgentConfig, AgentKind, BreakerConfig, ManagedServerConfig, RetryConfig,
+};
 use troupe_adapters::registry::{AgentRegistry, RegistryOptions};
 use troupe_adapters::resilience::{BreakerState, LimiterRegistry, OfflineMode};
 use troupe_adapters::testing::{Fault, MockApi, MockServer};
-use troupe_adapters::{AdapterError, AgentEvent, AgentRequest, CallContext};
+use troupe_adapters::{AdapterError, AgentEvent, AgentRequest, AgentResponse, CallContext};
 
 use crate::{Captured, bounded};
 
@@ -28,6 +30,29 @@ fn http_agent(server: &MockServer, fallback: &[&str]) -> AgentConfig {
     c.breaker = BreakerConfig { failure_threshold: 2, recovery_secs: 1 };
     c.fallback = fallback.iter().map(|s| s.to_string()).collect();
     c
+}
+
+/// A managed server running `command` with `args`, given five seconds to start.
+fn managed(command: &str, args: &[&str]) -> ManagedServerConfig {
+    ManagedServerConfig {
+        command: command.to_string(),
+        args: args.iter().map(|a| a.to_string()).collect(),
+        env: BTreeMap::new(),
+        startup_timeout_secs: 5,
+        threads: None,
+        batch_threads: None,
+    }
+}
+
+/// A registry of one agent `local` (`cfg`) and its answer to "hi" (ten seconds at most).
+async fn ask_local(
+    cfg: AgentConfig,
+    options: RegistryOptions,
+) -> (AgentRegistry, Result<AgentResponse, AdapterError>) {
+    let registry = AgentRegistry::build(&BTreeMap::from([("local".to_string(), cfg)]), options);
+    let agent = registry.agent("local").unwrap();
+    let answer = bounded(10, agent.call(&AgentRequest::prompt("hi"), &CallContext::new())).await;
+    (registry, answer)
 }
 
 fn options(offline: OfflineMode) -> RegistryOptions {
@@ -183,22 +208,9 @@ async fn a_missing_managed_server_says_run_setup() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     cfg.base_url = Some(format!("http://127.0.0.1:{port}/v1"));
     cfg.retry.max_attempts = 1;
-    cfg.server = Some(troupe_adapters::config::ManagedServerConfig {
-        command: "{assets}/llama/llama-server".into(),
-        args: vec![],
-        env: BTreeMap::new(),
-        startup_timeout_secs: 5,
-        threads: None,
-        batch_threads: None,
-    });
-    let configs = BTreeMap::from([("local".to_string(), cfg)]);
-    let registry = AgentRegistry::build(&configs, options(OfflineMode::online()));
-    let e = bounded(
-        10,
-        registry.agent("local").unwrap().call(&AgentRequest::prompt("hi"), &CallContext::new()),
-    )
-    .await
-    .unwrap_err();
+    cfg.server = Some(managed("{assets}/llama/llama-server", &[]));
+    let (_registry, e) = ask_local(cfg, options(OfflineMode::online())).await;
+    let e = e.unwrap_err();
     assert!(matches!(e, AdapterError::Server { .. }), "{e}");
     assert!(
         e.to_string().contains("/nonexistent/llama/llama-server")
@@ -211,22 +223,9 @@ async fn a_missing_managed_server_says_run_setup() {
 async fn a_server_already_running_is_used_not_started() {
     let server = MockServer::start(MockApi::OpenAi).await.unwrap();
     let mut cfg = http_agent(&server, &[]);
-    cfg.server = Some(troupe_adapters::config::ManagedServerConfig {
-        command: "/nonexistent/never-started".into(),
-        args: vec![],
-        env: BTreeMap::new(),
-        startup_timeout_secs: 5,
-        threads: None,
-        batch_threads: None,
-    });
-    let configs = BTreeMap::from([("local".to_string(), cfg)]);
-    let registry = AgentRegistry::build(&configs, options(OfflineMode::online()));
-    let r = bounded(
-        10,
-        registry.agent("local").unwrap().call(&AgentRequest::prompt("hi"), &CallContext::new()),
-    )
-    .await
-    .unwrap();
+    cfg.server = Some(managed("/nonexistent/never-started", &[]));
+    let (registry, r) = ask_local(cfg, options(OfflineMode::online())).await;
+    let r = r.unwrap();
     assert_eq!(r.text, "Hello, world");
     let s = registry.servers().next().unwrap();
     assert_eq!(s.starts().await, 0);
@@ -282,24 +281,14 @@ async fn a_missing_model_file_says_how_to_install_it() {
     let mut cfg = AgentConfig::new(AgentKind::Llamacpp);
     cfg.base_url = Some(format!("http://127.0.0.1:{port}/v1"));
     cfg.retry.max_attempts = 1;
-    cfg.server = Some(troupe_adapters::config::ManagedServerConfig {
-        command: program.to_string_lossy().into_owned(),
-        args: vec!["-m".into(), "{assets}/models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf".into()],
-        env: BTreeMap::new(),
-        startup_timeout_secs: 5,
-        threads: None,
-        batch_threads: None,
-    });
-    let configs = BTreeMap::from([("local".to_string(), cfg)]);
+    cfg.server = Some(managed(
+        &program.to_string_lossy(),
+        &["-m", "{assets}/models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"],
+    ));
     let mut opts = options(OfflineMode::online());
     opts.assets_dir = assets.path().to_path_buf();
-    let registry = AgentRegistry::build(&configs, opts);
-    let e = bounded(
-        10,
-        registry.agent("local").unwrap().call(&AgentRequest::prompt("hi"), &CallContext::new()),
-    )
-    .await
-    .unwrap_err();
+    let (registry, e) = ask_local(cfg, opts).await;
+    let e = e.unwrap_err();
     assert!(matches!(e, AdapterError::Server { .. }), "{e}");
     let msg = e.to_string();
     assert!(

@@ -29,6 +29,23 @@ fn rate_limited(agent: &str, secs: u64) -> AdapterError {
     }
 }
 
+fn timeout(endpoint: &str, after_secs: u64, phase: &'static str) -> AdapterError {
+    AdapterError::Timeout {
+        agent: "a".into(),
+        endpoint: endpoint.into(),
+        after: Duration::from_secs(after_secs),
+        phase,
+    }
+}
+
+fn limits(
+    requests_per_minute: Option<u32>,
+    tokens_per_minute: Option<u32>,
+    max_wait_secs: u64,
+) -> RateLimitConfig {
+    RateLimitConfig { requests_per_minute, tokens_per_minute, max_wait_secs }
+}
+
 fn retry_policy(max_attempts: u32) -> RetryConfig {
     RetryConfig {
         max_attempts,
@@ -40,6 +57,14 @@ fn retry_policy(max_attempts: u32) -> RetryConfig {
 
 fn prompt() -> AgentRequest {
     AgentRequest::prompt("hello")
+}
+
+/// How `fake` behind a retry of `max_attempts` fails.
+async fn retry_failure(fake: &Arc<ScriptedAgent>, max_attempts: u32) -> AdapterError {
+    Retry::new(fake.clone(), retry_policy(max_attempts))
+        .call(&prompt(), &CallContext::new())
+        .await
+        .unwrap_err()
 }
 
 fn gaps(times: &[Instant]) -> Vec<Duration> {
@@ -93,10 +118,7 @@ async fn backoff_grows_exponentially_with_jitter() {
 #[tokio::test(start_paused = true)]
 async fn retries_stop_at_max_attempts() {
     let fake = Arc::new(ScriptedAgent::new("a").then_fail(transient("a")));
-    let e = Retry::new(fake.clone(), retry_policy(3))
-        .call(&prompt(), &CallContext::new())
-        .await
-        .unwrap_err();
+    let e = retry_failure(&fake, 3).await;
     assert!(matches!(e, AdapterError::Transient { .. }));
     assert_eq!(fake.calls().len(), 3);
 }
@@ -104,61 +126,30 @@ async fn retries_stop_at_max_attempts() {
 #[tokio::test(start_paused = true)]
 async fn a_local_server_without_a_first_byte_is_not_asked_again() {
     // It is still reading the prompt it has: a second request would only queue behind it.
-    let timeout = AdapterError::Timeout {
-        agent: "a".into(),
-        endpoint: "http://127.0.0.1:9/v1".into(),
-        after: Duration::from_secs(60),
-        phase: "first byte",
-    };
-    let fake = Arc::new(ScriptedAgent::new("a").then_fail(timeout));
-    let e = Retry::new(fake.clone(), retry_policy(5))
-        .call(&prompt(), &CallContext::new())
-        .await
-        .unwrap_err();
+    let no_first_byte = timeout("http://127.0.0.1:9/v1", 60, "first byte");
+    let fake = Arc::new(ScriptedAgent::new("a").then_fail(no_first_byte));
+    let e = retry_failure(&fake, 5).await;
     assert!(matches!(e, AdapterError::Timeout { .. }), "{e}");
     assert_eq!(fake.calls().len(), 1);
     // A local server that stalled mid-answer is asked once more.
-    let stalled = AdapterError::Timeout {
-        agent: "a".into(),
-        endpoint: "http://127.0.0.1:9/v1".into(),
-        after: Duration::from_secs(30),
-        phase: "idle",
-    };
+    let stalled = timeout("http://127.0.0.1:9/v1", 30, "idle");
     let fake = Arc::new(ScriptedAgent::new("a").then_fail(stalled));
-    let _ = Retry::new(fake.clone(), retry_policy(5)).call(&prompt(), &CallContext::new()).await;
+    retry_failure(&fake, 5).await;
     assert_eq!(fake.calls().len(), 2);
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_timed_out_attempt_is_retried_once() {
-    let timeout = AdapterError::Timeout {
-        agent: "a".into(),
-        endpoint: "https://api.example.invalid/v1".into(),
-        after: Duration::from_secs(30),
-        phase: "first byte",
-    };
-    let fake = Arc::new(ScriptedAgent::new("a").then_fail(timeout));
-    let e = Retry::new(fake.clone(), retry_policy(5))
-        .call(&prompt(), &CallContext::new())
-        .await
-        .unwrap_err();
+    let remote = timeout("https://api.example.invalid/v1", 30, "first byte");
+    let fake = Arc::new(ScriptedAgent::new("a").then_fail(remote));
+    let e = retry_failure(&fake, 5).await;
     assert!(matches!(e, AdapterError::Timeout { .. }), "{e}");
     assert_eq!(fake.calls().len(), 2, "one attempt and one retry, not five");
     // Other transient failures still use every attempt, also after a timeout.
     let fake = Arc::new(
-        ScriptedAgent::new("a")
-            .then_fail(AdapterError::Timeout {
-                agent: "a".into(),
-                endpoint: "x".into(),
-                after: Duration::from_secs(1),
-                phase: "idle",
-            })
-            .then_fail(transient("a")),
+        ScriptedAgent::new("a").then_fail(timeout("x", 1, "idle")).then_fail(transient("a")),
     );
-    Retry::new(fake.clone(), retry_policy(4))
-        .call(&prompt(), &CallContext::new())
-        .await
-        .unwrap_err();
+    retry_failure(&fake, 4).await;
     assert_eq!(fake.calls().len(), 4);
 }
 
@@ -170,10 +161,7 @@ async fn non_transient_errors_fail_fast() {
         AdapterError::ContextTooLong { agent: "a".into(), message: "long".into() },
     ] {
         let fake = Arc::new(ScriptedAgent::new("a").then_fail(e.clone()));
-        let got = Retry::new(fake.clone(), retry_policy(5))
-            .call(&prompt(), &CallContext::new())
-            .await
-            .unwrap_err();
+        let got = retry_failure(&fake, 5).await;
         assert_eq!(got, e);
         assert_eq!(fake.calls().len(), 1, "{e} must not be retried");
     }
@@ -213,11 +201,7 @@ async fn cancelling_during_backoff_ends_the_call() {
 #[tokio::test(start_paused = true)]
 async fn requests_per_minute_make_callers_wait() {
     let fake = Arc::new(ScriptedAgent::new("a"));
-    let cfg = RateLimitConfig {
-        requests_per_minute: Some(2),
-        tokens_per_minute: None,
-        max_wait_secs: 120,
-    };
+    let cfg = limits(Some(2), None, 120);
     let agent = RateLimit::new(fake.clone(), Arc::new(AgentLimiter::new("a", &cfg)));
     let cap = Captured::default();
     for _ in 0..4 {
@@ -242,11 +226,7 @@ async fn requests_per_minute_make_callers_wait() {
 #[tokio::test(start_paused = true)]
 async fn waits_beyond_max_wait_fail_as_rate_limited() {
     let fake = Arc::new(ScriptedAgent::new("a"));
-    let cfg = RateLimitConfig {
-        requests_per_minute: Some(1),
-        tokens_per_minute: None,
-        max_wait_secs: 10,
-    };
+    let cfg = limits(Some(1), None, 10);
     let agent = RateLimit::new(fake.clone(), Arc::new(AgentLimiter::new("a", &cfg)));
     agent.call(&prompt(), &CallContext::new()).await.unwrap();
     let started = Instant::now();
@@ -261,11 +241,7 @@ async fn waits_beyond_max_wait_fail_as_rate_limited() {
 async fn tokens_per_minute_count_what_answers_used() {
     // 60 tokens a minute = one a second, at most 60 at once.
     let fake = Arc::new(ScriptedAgent::new("a").then_answer(&"x".repeat(800)));
-    let cfg = RateLimitConfig {
-        requests_per_minute: None,
-        tokens_per_minute: Some(60),
-        max_wait_secs: 600,
-    };
+    let cfg = limits(None, Some(60), 600);
     let agent = RateLimit::new(fake.clone(), Arc::new(AgentLimiter::new("a", &cfg)));
     // Each call reserves its prompt (2 tokens) but uses ~200 more (800 characters of answer);
     // the next call pays for that overuse before it starts.
@@ -289,11 +265,7 @@ async fn tokens_per_minute_count_what_answers_used() {
 #[tokio::test(start_paused = true)]
 async fn a_refusal_of_the_own_limiter_is_not_retried() {
     let fake = Arc::new(ScriptedAgent::new("a"));
-    let cfg = RateLimitConfig {
-        requests_per_minute: Some(1),
-        tokens_per_minute: None,
-        max_wait_secs: 10,
-    };
+    let cfg = limits(Some(1), None, 10);
     let limited = Arc::new(RateLimit::new(fake.clone(), Arc::new(AgentLimiter::new("a", &cfg))));
     let agent = Retry::new(limited, retry_policy(5));
     agent.call(&prompt(), &CallContext::new()).await.unwrap();
@@ -307,8 +279,7 @@ async fn a_refusal_of_the_own_limiter_is_not_retried() {
 #[tokio::test(start_paused = true)]
 async fn limiters_are_shared_by_name() {
     let reg = troupe_adapters::resilience::LimiterRegistry::default();
-    let cfg =
-        RateLimitConfig { requests_per_minute: Some(1), tokens_per_minute: None, max_wait_secs: 0 };
+    let cfg = limits(Some(1), None, 0);
     let a = reg.get("a", &cfg);
     assert!(Arc::ptr_eq(&a, &reg.get("a", &cfg)), "two runs share one limiter");
     assert!(!Arc::ptr_eq(&a, &reg.get("b", &cfg)));

@@ -6,16 +6,7 @@ use proptest::prelude::*;
 use super::apply::{count_lines, replace_once};
 use super::*;
 use crate::safety::Policy;
-
-fn workspace(files: &[(&str, &str)]) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for (path, content) in files {
-        let p = dir.path().join(path);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, content).unwrap();
-    }
-    dir
-}
+use crate::testing::folder_with;
 
 fn read(root: &Path, path: &str) -> String {
     std::fs::read_to_string(root.join(path)).unwrap()
@@ -140,7 +131,7 @@ fn table()
 #[test]
 fn realistic_answers_give_the_expected_files() {
     for (name, before, answer, after) in table() {
-        let dir = workspace(&before);
+        let dir = folder_with(&before);
         let edits = parse(&answer);
         let outcome = apply(dir.path(), &edits, &Policy::default()).unwrap();
         for (path, want) in &after {
@@ -154,7 +145,7 @@ fn realistic_answers_give_the_expected_files() {
 fn a_whole_file_cut_off_by_the_output_limit_is_reported_not_applied() {
     // Measured with the 1.5B model: asked for blocks on a 279-line file, it wrote the whole
     // file and hit the token limit in the middle of it.
-    let dir = workspace(&[("calc.py", CALC)]);
+    let dir = folder_with(&[("calc.py", CALC)]);
     let (edits, outcome) = apply_answer(
         dir.path(),
         "calc.py\n```python\ndef add(a, b):\n    return a + b\n\n\ndef mul(a,",
@@ -195,7 +186,7 @@ fn blocks_without_a_path_are_reported() {
 
 #[test]
 fn not_found_names_the_edit_the_file_and_the_closest_lines() {
-    let dir = workspace(&[("calc.py", CALC)]);
+    let dir = folder_with(&[("calc.py", CALC)]);
     let answer = "calc.py\n```\n<<<<<<< SEARCH\n    return a * b\n=======\n    return b * a\n>>>>>>> REPLACE\n```\ncalc.py\n```\n<<<<<<< SEARCH\ndef add(a, c):\n    return a - c\n=======\ndef add(a, b):\n    return a + b\n>>>>>>> REPLACE\n```";
     let outcome = apply(dir.path(), &parse(answer), &Policy::default()).unwrap();
     assert_eq!(read(dir.path(), "calc.py"), CALC, "a failing file is untouched");
@@ -214,7 +205,7 @@ fn not_found_names_the_edit_the_file_and_the_closest_lines() {
 
 #[test]
 fn ambiguous_search_text_says_how_often_and_where() {
-    let dir = workspace(&[("a.py", "x = 1\ny = 2\nx = 1\nz = 3\nx = 1\n")]);
+    let dir = folder_with(&[("a.py", "x = 1\ny = 2\nx = 1\nz = 3\nx = 1\n")]);
     let answer = "a.py\n```\n<<<<<<< SEARCH\nx = 1\n=======\nx = 9\n>>>>>>> REPLACE\n```";
     let outcome = apply(dir.path(), &parse(answer), &Policy::default()).unwrap();
     assert_eq!(
@@ -225,7 +216,7 @@ fn ambiguous_search_text_says_how_often_and_where() {
 
 #[test]
 fn other_files_still_apply_when_one_fails() {
-    let dir = workspace(&[("a.py", "a = 1\n"), ("b.py", "b = 1\n")]);
+    let dir = folder_with(&[("a.py", "a = 1\n"), ("b.py", "b = 1\n")]);
     let answer = "a.py\n```\n<<<<<<< SEARCH\nnope\n=======\na = 2\n>>>>>>> REPLACE\n```\nb.py\n```\n<<<<<<< SEARCH\nb = 1\n=======\nb = 2\n>>>>>>> REPLACE\n```";
     let outcome = apply(dir.path(), &parse(answer), &Policy::default()).unwrap();
     assert_eq!(read(dir.path(), "a.py"), "a = 1\n");
@@ -241,7 +232,7 @@ fn other_files_still_apply_when_one_fails() {
 #[test]
 fn hostile_answers_are_refused_and_never_written() {
     let outside = tempfile::tempdir().unwrap();
-    let dir = workspace(&[("ok.py", "x = 1\n")]);
+    let dir = folder_with(&[("ok.py", "x = 1\n")]);
     #[cfg(unix)]
     std::os::unix::fs::symlink(outside.path(), dir.path().join("out")).unwrap();
     let mut answer = String::new();
@@ -274,7 +265,7 @@ fn hostile_answers_are_refused_and_never_written() {
 
 #[test]
 fn an_oversized_change_refuses_every_edit() {
-    let dir = workspace(&[("a.py", "a\n"), ("b.py", "b\n"), ("c.py", "c\n")]);
+    let dir = folder_with(&[("a.py", "a\n"), ("b.py", "b\n"), ("c.py", "c\n")]);
     let edits: Vec<Edit> = ["a.py", "b.py", "c.py"]
         .iter()
         .map(|p| Edit::WholeFile { path: (*p).into(), content: "changed\n".into() })
@@ -297,7 +288,7 @@ fn an_oversized_change_refuses_every_edit() {
 
 #[test]
 fn unicode_and_folders_fail_with_a_sentence() {
-    let dir = workspace(&[("src/x.py", "x\n")]);
+    let dir = folder_with(&[("src/x.py", "x\n")]);
     std::fs::write(dir.path().join("bin.dat"), [0xff, 0xfe, 0x00]).unwrap();
     let edits = [
         Edit::WholeFile { path: "src".into(), content: "x\n".into() },
@@ -417,7 +408,7 @@ proptest! {
         expected.extend(lines[at..].iter().cloned());
         let expected: String = expected.iter().map(|l| format!("{l}\n")).collect();
 
-        let dir = workspace(&[("f.txt", &text)]);
+        let dir = folder_with(&[("f.txt", &text)]);
         let edits = parse(&answer);
         prop_assert_eq!(edits.len(), ranges.len());
         let outcome = apply(dir.path(), &edits, &Policy::default()).unwrap();
@@ -434,7 +425,7 @@ proptest! {
 
 #[test]
 fn an_edit_that_changes_nothing_is_reported() {
-    let dir = workspace(&[("calc.py", CALC)]);
+    let dir = folder_with(&[("calc.py", CALC)]);
     let answer = "calc.py\n```python\n<<<<<<< SEARCH\ndef add(a, b):\n=======\ndef add(a, b):\n>>>>>>> REPLACE\n```";
     let outcome = apply(dir.path(), &parse(answer), &Policy::default()).unwrap();
     assert_eq!(
@@ -448,7 +439,7 @@ fn an_edit_that_changes_nothing_is_reported() {
 
 #[test]
 fn a_whole_file_that_leaves_code_out_is_not_applied() {
-    let dir = workspace(&[("calc.py", CALC)]);
+    let dir = folder_with(&[("calc.py", CALC)]);
     let answer = "calc.py\n```python\ndef add(a, b):\n    return a + b\n\n# ... rest of the code remains unchanged ...\n```";
     let outcome = apply(dir.path(), &parse(answer), &Policy::default()).unwrap();
     assert_eq!(read(dir.path(), "calc.py"), CALC);
@@ -470,7 +461,7 @@ fn shortened_paths_resolve_to_the_file_that_was_shown() {
         "a/x.py".to_string(),
         "b/x.py".to_string(),
     ];
-    let dir = workspace(&[("src/calc.py", CALC)]);
+    let dir = folder_with(&[("src/calc.py", CALC)]);
     let answer = format!(
         "calc.py\n```python\n{CALC_FIXED}```\nx.py\n```python\nx = 1\n```\n./src/util/io.py\n```\nio = 1\n```\n"
     );
@@ -485,7 +476,7 @@ fn shortened_paths_resolve_to_the_file_that_was_shown() {
 
 #[test]
 fn unreadable_blocks_reach_the_re_ask() {
-    let dir = workspace(&[("a.py", "a = 1\n")]);
+    let dir = folder_with(&[("a.py", "a = 1\n")]);
     let answer = "<<<<<<< SEARCH\na = 1\n=======\na = 2\n>>>>>>> REPLACE\n";
     let (edits, outcome) = apply_answer(dir.path(), answer, &[], &Policy::default()).unwrap();
     assert!(edits.is_empty());

@@ -103,6 +103,14 @@ pub(super) async fn run_one(
             );
         }
     };
+    if argv[0] == super::expect::COMMAND {
+        let (dir, names) = (dir.to_path_buf(), argv[1..].to_vec());
+        let checked = tokio::task::spawn_blocking(move || super::expect::check(&dir, &names)).await;
+        let (outcome, output) = checked.unwrap_or_else(|e| {
+            (Outcome::NotFound { message: format!("the check stopped: {e}") }, String::new())
+        });
+        return result(outcome, output);
+    }
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..])
         .current_dir(dir)

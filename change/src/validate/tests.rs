@@ -5,6 +5,7 @@ use pretty_assertions::assert_eq;
 use tokio_util::sync::CancellationToken;
 
 use super::*;
+use crate::testing::folder_with;
 
 fn opts() -> Options {
     Options { timeout: Duration::from_secs(60), max_output_chars: 4_000 }
@@ -17,16 +18,6 @@ async fn run_in(dir: &Path, commands: &[&str], opts: &Options) -> Report {
 
 /// A project's files: (path, content).
 type Files = Vec<(&'static str, &'static str)>;
-
-fn project(files: &[(&str, &str)]) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for (path, content) in files {
-        let p = dir.path().join(path);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, content).unwrap();
-    }
-    dir
-}
 
 #[tokio::test]
 async fn pass_and_fail_with_exit_codes_and_output() {
@@ -289,7 +280,7 @@ fn evidence_puts_the_assertions_first_and_stays_within_budget() {
 
 #[tokio::test]
 async fn real_unittest_failures_are_named_with_their_assertion() {
-    let dir = project(&[
+    let dir = folder_with(&[
         ("calc.py", "def add(a, b):\n    return a - b\n"),
         (
             "tests/test_calc.py",
@@ -344,7 +335,7 @@ fn detection_for_each_project_kind() {
         (vec![("README.md", "hi\n")], None, ""),
     ];
     for (files, command, reason) in cases {
-        let dir = project(&files);
+        let dir = folder_with(&files);
         let got = detect(dir.path());
         match command {
             Some(command) => {
@@ -382,7 +373,7 @@ fn python_detection_picks_a_discovery_that_finds_the_tests() {
         ),
     ];
     for (files, unittest, reason) in cases {
-        let got = detect(project(&files).path()).unwrap();
+        let got = detect(folder_with(&files).path()).unwrap();
         if pytest {
             assert_eq!(got.commands, ["python3 -m pytest -q"]);
         } else {
@@ -391,5 +382,5 @@ fn python_detection_picks_a_discovery_that_finds_the_tests() {
         }
     }
     // Not a Python project: a .py file that is not a test.
-    assert_eq!(detect(project(&[("tool.py", "")]).path()), None);
+    assert_eq!(detect(folder_with(&[("tool.py", "")]).path()), None);
 }

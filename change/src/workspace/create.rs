@@ -15,9 +15,7 @@ pub(super) fn create(
     in_place: bool,
     exclude: &[PathBuf],
 ) -> Result<Workspace> {
-    let project = std::fs::canonicalize(project)
-        .ok()
-        .filter(|p| p.is_dir())
+    let project = canonical_folder(project)
         .ok_or_else(|| Error::NotAFolder { path: project.to_path_buf() })?;
     let run_id = sanitize(run_id);
     let git = Git::new(&project);
@@ -26,20 +24,34 @@ pub(super) fn create(
         let Some(top) = top else { return Err(Error::NotARepository { path: project }) };
         return in_place_workspace(&project, &top, &run_id, &excluded(&top, root, exclude));
     }
+    in_new_folder(root, &run_id, |folder| match top {
+        Some(top) => {
+            let at = Start::Snapshot;
+            worktree(&project, &top, folder, &run_id, at, None, &excluded(&top, root, exclude))
+        }
+        None => copy(&project, folder, &run_id, &excluded(&project, root, exclude)),
+    })
+}
+
+/// `path` made absolute, when it is a folder.
+fn canonical_folder(path: &Path) -> Option<PathBuf> {
+    std::fs::canonicalize(path).ok().filter(|p| p.is_dir())
+}
+
+/// What `make` builds in a new folder for `run_id` under `root`; the folder is removed again
+/// when that fails (nothing half-made is left behind).
+fn in_new_folder(
+    root: &Path,
+    run_id: &str,
+    make: impl FnOnce(&Path) -> Result<Workspace>,
+) -> Result<Workspace> {
     std::fs::create_dir_all(root).map_err(|source| Error::Io {
         what: format!("creating the workspace folder {}", root.display()),
         source,
     })?;
-    let folder = unique_folder(root, &run_id)?;
-    let result = match top {
-        Some(top) => {
-            let at = Start::Snapshot;
-            worktree(&project, &top, &folder, &run_id, at, None, &excluded(&top, root, exclude))
-        }
-        None => copy(&project, &folder, &run_id, &excluded(&project, root, exclude)),
-    };
+    let folder = unique_folder(root, run_id)?;
+    let result = make(&folder);
     if result.is_err() {
-        // Leave nothing half-made behind.
         let _ = std::fs::remove_dir_all(&folder);
     }
     result
@@ -64,25 +76,16 @@ pub(super) fn create_worktree(
     branch: Option<&str>,
     exclude: &[PathBuf],
 ) -> Result<Workspace> {
-    let project = std::fs::canonicalize(project)
-        .ok()
-        .filter(|p| p.is_dir())
+    let project = canonical_folder(project)
         .ok_or_else(|| Error::NotARepository { path: project.to_path_buf() })?;
     let run_id = sanitize(run_id);
     let Some(top) = repository_top(&Git::new(&project))? else {
         return Err(Error::NotARepository { path: project });
     };
-    std::fs::create_dir_all(root).map_err(|source| Error::Io {
-        what: format!("creating the workspace folder {}", root.display()),
-        source,
-    })?;
-    let folder = unique_folder(root, &run_id)?;
     let exclude = excluded(&top, root, exclude);
-    let result = worktree(&project, &top, &folder, &run_id, start, branch, &exclude);
-    if result.is_err() {
-        let _ = std::fs::remove_dir_all(&folder);
-    }
-    result
+    in_new_folder(root, &run_id, |folder| {
+        worktree(&project, &top, folder, &run_id, start, branch, &exclude)
+    })
 }
 
 /// The top folder of the repository `git` runs in; `None` when it is not in one. Any other

@@ -28,6 +28,14 @@ pub(crate) struct Walked {
     pub(crate) mtime: i64,
 }
 
+/// The files of the project at `root` that troupe reads, as the scan sees them: `.gitignore`
+/// and the other ignore files respected, hidden, build and cache folders left out, only files
+/// of a known language or kind (no lock files, no binaries). Relative, `/`-separated, sorted.
+pub fn project_files(root: &Path) -> Vec<String> {
+    let root = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
+    walk(&root, &[]).into_iter().map(|w| w.rel).collect()
+}
+
 /// The files of the project at `root`, leaving out the folders in `excluded` (troupe's own
 /// data folder and store, when they lie inside the project: they are not the project).
 pub(crate) fn walk(root: &Path, excluded: &[&Path]) -> Vec<Walked> {

@@ -12,11 +12,9 @@ use async_trait::async_trait;
 use troupe_adapters::agent::{Agent, AgentInfo, AgentRequest, AgentResponse, CallContext};
 use troupe_adapters::config::{AgentConfig, AgentKind, Role};
 use troupe_adapters::error::AdapterError;
-use troupe_observability::Metrics;
+use troupe_adapters::testing::ScriptedAgent;
 use troupe_plans::{PlanStore, Plans};
 use troupe_runtime::agents::AgentSource;
-use troupe_runtime::audit::AuditLog;
-use troupe_runtime::memory::NoMemory;
 use troupe_runtime::{Backend, MemoryBackend, Runtime, RuntimeParts};
 use troupe_workflows::config::StepConfig;
 use troupe_workflows::{Config, WorkflowConfig};
@@ -141,48 +139,6 @@ impl Agent for Coder {
     }
 }
 
-/// An agent answering from a fixed list (the planner, the reviewer), recording prompts.
-#[derive(Debug)]
-pub struct Fixed {
-    info: AgentInfo,
-    answers: Mutex<Vec<String>>,
-    repeat_last: bool,
-    pub prompts: Mutex<Vec<String>>,
-}
-
-impl Fixed {
-    pub fn new(name: &str, answers: &[&str], repeat_last: bool) -> Arc<Fixed> {
-        Arc::new(Fixed {
-            info: info(name),
-            answers: Mutex::new(answers.iter().rev().map(|s| s.to_string()).collect()),
-            repeat_last,
-            prompts: Mutex::new(Vec::new()),
-        })
-    }
-}
-
-#[async_trait]
-impl Agent for Fixed {
-    fn info(&self) -> &AgentInfo {
-        &self.info
-    }
-
-    async fn call(
-        &self,
-        request: &AgentRequest,
-        _: &CallContext,
-    ) -> Result<AgentResponse, AdapterError> {
-        self.prompts.lock().unwrap().push(request.render_prompt());
-        let mut answers = self.answers.lock().unwrap();
-        let text = if answers.len() == 1 && self.repeat_last {
-            answers[0].clone()
-        } else {
-            answers.pop().unwrap_or_else(|| "(no more answers)".into())
-        };
-        Ok(AgentResponse::new(&self.info.name, text))
-    }
-}
-
 fn agent_config(role: Role) -> AgentConfig {
     let mut a = AgentConfig::new(AgentKind::Llamacpp);
     a.base_url = Some("http://127.0.0.1:1/v1".into());
@@ -199,15 +155,13 @@ pub fn config() -> Config {
     c.agents.insert("planner".into(), agent_config(Role::Plan));
     c.workflows.insert(
         "ir".into(),
-        WorkflowConfig {
-            description: None,
-            max_iterations: 1,
-            validate: None,
-            steps: vec![
+        WorkflowConfig::new(
+            1,
+            vec![
                 StepConfig::new("coder", Role::Implement),
                 StepConfig::new("reviewer", Role::Review),
             ],
-        },
+        ),
     );
     c.settings.default_workflow = "ir".into();
     c.settings.planner_agent = Some("planner".into());
@@ -222,15 +176,10 @@ pub struct World {
     pub backend: Arc<MemoryBackend>,
 }
 
+/// Run git in `dir` (troupe's own runner: a fixed identity, no user hooks); its standard
+/// output (a failure fails the test, naming the command and git's error).
 pub fn git(dir: &Path, args: &[&str]) -> String {
-    let out = std::process::Command::new("git")
-        .args(["-c", "user.name=t", "-c", "user.email=t@t"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    troupe_change::git::Git::new(dir).run(args).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A git repository with `README.md` and `shared.txt`, committed.
@@ -254,20 +203,13 @@ pub fn world_with(mut config: Config, agents: &[(&str, Arc<dyn Agent>)]) -> Worl
     let backend = Arc::new(MemoryBackend::default());
     let mut all: BTreeMap<String, Arc<dyn Agent>> =
         agents.iter().map(|(n, a)| (n.to_string(), a.clone())).collect();
-    all.entry("reviewer".into()).or_insert_with(|| Fixed::new("reviewer", &[APPROVE], true));
+    all.entry("reviewer".into())
+        .or_insert_with(|| Arc::new(ScriptedAgent::new("reviewer").then_answer(APPROVE)));
+    let agents = all.into_iter().map(|(n, a)| (n, AgentSource::shared(a))).collect();
     let runtime = Runtime::new(RuntimeParts {
-        config,
-        config_path: None,
-        agents: all.into_iter().map(|(n, a)| (n, AgentSource::shared(a))).collect(),
-        memory: Arc::new(NoMemory),
-        backend: backend.clone() as Arc<dyn Backend>,
-        metrics: Metrics::new().unwrap(),
         max_tokens: 512,
-        registry: None,
-        context: None,
-        audit: AuditLog::default(),
-        redactor: Default::default(),
         workspaces: Some(data.path().join("workspaces")),
+        ..RuntimeParts::new(config, agents, backend.clone()).unwrap()
     })
     .unwrap();
     let plans = Plans::new(runtime, PlanStore::new(backend.clone() as Arc<dyn Backend>));

@@ -88,7 +88,7 @@ impl Run {
                 }
             }
         }
-        if record.apply && record.state == RunState::Completed {
+        if record.change.apply && record.state == RunState::Completed {
             apply_change(&shared, &mut record, &events).await;
         }
         // The trail's last entry is written before the record says the run ended, so whoever

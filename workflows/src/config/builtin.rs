@@ -2,9 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use troupe_agent_config::config::{
-    AgentConfig, AgentKind, CliFlavor, ManagedServerConfig, PromptInput, Role,
-};
+use troupe_agent_config::catalog::llama_server;
+use troupe_agent_config::config::{AgentConfig, AgentKind, CliFlavor, PromptInput, Role};
 
 use super::{Config, Settings, StepCondition, StepConfig, WorkflowConfig};
 
@@ -50,44 +49,14 @@ fn local(model: &str, port: u16, role: Role, description: &str) -> AgentConfig {
     a.min_p = Some(0.05);
     a.repeat_penalty = Some(1.1);
     a.max_tokens = Some(1024);
-    let ctx = LOCAL_CONTEXT_TOKENS.to_string();
-    let model_arg = format!("{{assets}}/models/{file}");
-    a.server = Some(ManagedServerConfig {
-        command: "{assets}/llama/llama-server".to_string(),
-        args: [
-            "-m",
-            model_arg.as_str(),
-            "--host",
-            "{host}",
-            "--port",
-            "{port}",
-            "-t",
-            "{threads}",
-            "-tb",
-            "{batch_threads}",
-            "-c",
-            ctx.as_str(),
-            "-np",
-            "1",
-            "--no-webui",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect(),
-        env: BTreeMap::from([("LD_LIBRARY_PATH".to_string(), "{assets}/llama".to_string())]),
-        startup_timeout_secs: 120,
-        threads: None,
-        batch_threads: None,
-    });
+    a.server = Some(llama_server(file, LOCAL_CONTEXT_TOKENS, 1));
     a
 }
 
 fn workflow(description: &str, max_iterations: u32, steps: Vec<StepConfig>) -> WorkflowConfig {
     WorkflowConfig {
         description: Some(description.to_string()),
-        steps,
-        max_iterations,
-        validate: None,
+        ..WorkflowConfig::new(max_iterations, steps)
     }
 }
 

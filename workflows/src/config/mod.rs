@@ -360,6 +360,14 @@ fn default_max_iterations() -> u32 {
     3
 }
 
+impl WorkflowConfig {
+    /// A workflow of `steps`, repeated at most `max_iterations` times, with no description
+    /// and no validator settings of its own.
+    pub fn new(max_iterations: u32, steps: Vec<StepConfig>) -> WorkflowConfig {
+        WorkflowConfig { description: None, steps, max_iterations, validate: None }
+    }
+}
+
 /// One step of a workflow.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -1,0 +1,115 @@
+//! The built-in check `troupe-expect NAME…`: it passes when every NAME is in some file of
+//! the workspace (the files git would see: ignore files respected, `.git` skipped, files over
+//! 1 MiB and binary ones not read), and fails naming the missing ones. A plan's task expects
+//! the code names its description gives (`longest_word`), so a run that never wrote the
+//! function it was asked for is not green because the tests that exist still pass.
+
+use std::path::Path;
+
+use super::Outcome;
+
+/// The command word that selects this check.
+pub const COMMAND: &str = "troupe-expect";
+
+/// Files larger than this are not read.
+const MAX_FILE: u64 = 1 << 20;
+
+/// The command that expects `names` (`None` for no names).
+pub fn command(names: &[String]) -> Option<String> {
+    let names: Vec<String> = names
+        .iter()
+        .filter(|n| !n.is_empty())
+        .map(|n| shlex::try_quote(n).map_or_else(|_| n.clone(), |q| q.into_owned()))
+        .collect();
+    (!names.is_empty()).then(|| format!("{COMMAND} {}", names.join(" ")))
+}
+
+/// Run the check in `dir` for `names`: the outcome and what people and models read.
+pub(super) fn check(dir: &Path, names: &[String]) -> (Outcome, String) {
+    if names.is_empty() {
+        return (
+            Outcome::NotFound { message: format!("`{COMMAND}` needs at least one name") },
+            String::new(),
+        );
+    }
+    let mut missing: Vec<&String> = names.iter().collect();
+    for entry in ignore::WalkBuilder::new(dir).hidden(false).require_git(false).build().flatten() {
+        if missing.is_empty() {
+            break;
+        }
+        let path = entry.path();
+        if path.components().any(|c| c.as_os_str() == ".git")
+            || !entry.file_type().is_some_and(|t| t.is_file())
+            || entry.metadata().map_or(true, |m| m.len() > MAX_FILE)
+        {
+            continue;
+        }
+        let Ok(bytes) = std::fs::read(path) else { continue };
+        if bytes.contains(&0) {
+            continue;
+        }
+        let text = String::from_utf8_lossy(&bytes);
+        missing.retain(|name| !has_word(&text, name));
+    }
+    if missing.is_empty() {
+        let list = names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ");
+        return (Outcome::Passed, format!("Found in the project's files: {list}."));
+    }
+    let list = missing.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ");
+    (
+        Outcome::Failed { code: Some(1) },
+        format!(
+            "The task names {list}, but no file of the project has {}: write {} as the task \
+             asks.",
+            if missing.len() == 1 { "it" } else { "them" },
+            if missing.len() == 1 { "it" } else { "them" }
+        ),
+    )
+}
+
+/// Whether `name` is in `text` as a whole word (not inside a longer identifier).
+fn has_word(text: &str, name: &str) -> bool {
+    let ident = |c: char| c.is_alphanumeric() || c == '_';
+    text.match_indices(name).any(|(i, _)| {
+        let before = text[..i].chars().next_back();
+        let after = text[i + name.len()..].chars().next();
+        !before.is_some_and(ident) && !after.is_some_and(ident)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_found_as_whole_words_in_the_files_git_would_see() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("pkg")).unwrap();
+        std::fs::write(dir.path().join("pkg/words.py"), "def longest_word(text):\n    pass\n")
+            .unwrap();
+        std::fs::write(dir.path().join(".gitignore"), "build/\n").unwrap();
+        std::fs::create_dir_all(dir.path().join("build")).unwrap();
+        std::fs::write(dir.path().join("build/out.py"), "def word_count(): pass\n").unwrap();
+        let (outcome, text) = check(dir.path(), &["longest_word".into()]);
+        assert_eq!(outcome, Outcome::Passed, "{text}");
+        // Ignored folders do not count; a longer identifier is not the name.
+        let (outcome, text) =
+            check(dir.path(), &["word_count".into(), "longest".into(), "longest_word".into()]);
+        assert_eq!(outcome, Outcome::Failed { code: Some(1) });
+        assert!(
+            text.contains("`word_count`, `longest`") && !text.contains("`longest_word`"),
+            "{text}"
+        );
+        assert!(matches!(check(dir.path(), &[]).0, Outcome::NotFound { .. }));
+    }
+
+    #[test]
+    fn the_command_quotes_its_names() {
+        assert_eq!(command(&[]), None);
+        assert_eq!(
+            command(&["a_b".into(), "it's".into()]).as_deref(),
+            Some("troupe-expect a_b \"it's\"")
+        );
+        assert_eq!(shlex::split(&command(&["it's".into()]).unwrap()).unwrap()[1], "it's");
+    }
+}
