@@ -100,7 +100,7 @@ pub(crate) async fn prepare(shared: &Arc<Shared>, record: &mut RunRecord) -> Res
         }
     }
     // The names the run is expected to leave in the files are checked with the validators.
-    if !record.no_validate
+    if !record.change.no_validate
         && settings.enabled
         && let Some(expect) = validate::expect_command(&record.expect)
     {
