@@ -15,9 +15,6 @@ use serde_json::{Value, json};
 use troupe_adapters::agent::{Agent, AgentInfo, AgentRequest, AgentResponse, CallContext};
 use troupe_adapters::config::{AgentConfig, AgentKind, Role};
 use troupe_adapters::error::AdapterError;
-use troupe_observability::Metrics;
-use troupe_runtime::audit::AuditLog;
-use troupe_runtime::memory::NoMemory;
 use troupe_runtime::writer::Write;
 use troupe_runtime::{
     Backend, JOURNAL_FILE, Journaled, MemoryBackend, RunRequest, RunState, Runtime, RuntimeParts,
@@ -116,24 +113,9 @@ fn config(steps: usize) -> Config {
 }
 
 fn runtime(steps: usize, agent: Arc<dyn Agent>, backend: Arc<dyn Backend>) -> Runtime {
-    Runtime::new(RuntimeParts {
-        config: config(steps),
-        config_path: None,
-        agents: BTreeMap::from([(
-            "coder".to_string(),
-            troupe_runtime::agents::AgentSource::shared(agent),
-        )]),
-        memory: Arc::new(NoMemory),
-        backend,
-        metrics: Metrics::new().unwrap(),
-        max_tokens: 64,
-        registry: None,
-        context: None,
-        audit: AuditLog::default(),
-        redactor: Default::default(),
-        workspaces: None,
-    })
-    .unwrap()
+    let agents =
+        BTreeMap::from([("coder".to_string(), troupe_runtime::agents::AgentSource::shared(agent))]);
+    Runtime::new(RuntimeParts::new(config(steps), agents, backend).unwrap()).unwrap()
 }
 
 fn witness(store: &Arc<Recorded>) -> Arc<Witness> {
