@@ -50,7 +50,8 @@ impl Collection {
         Ok(Collection { db: db.clone(), tree, name: name.to_string() })
     }
 
-    fn flush(&self) -> Result<()> {
+    /// Make every write applied so far durable (the whole database: one fsync).
+    pub fn flush(&self) -> Result<()> {
         self.db.flush()?;
         Ok(())
     }
@@ -85,6 +86,14 @@ impl Collection {
     /// atomic batch, made durable by a single flush: for writers that group many small
     /// writes (the runtime's record writer).
     pub fn write_batch(&self, writes: &[(String, Option<serde_json::Value>)]) -> Result<()> {
+        self.apply_batch(writes)?;
+        self.flush()
+    }
+
+    /// [`Collection::write_batch`] without the flush: the writes are visible at once but
+    /// durable only after [`Collection::flush`] (or the database's own periodic flush), for
+    /// a writer that keeps them durable by other means (the runtime's journal).
+    pub fn apply_batch(&self, writes: &[(String, Option<serde_json::Value>)]) -> Result<()> {
         let mut batch = sled::Batch::default();
         for (key, value) in writes {
             Self::check_key(key)?;
@@ -94,7 +103,22 @@ impl Collection {
             }
         }
         self.tree.apply_batch(batch)?;
-        self.flush()
+        Ok(())
+    }
+
+    /// [`Collection::apply_batch`] with the values already encoded as JSON bytes (as the
+    /// runtime's journal holds them): stored as they are, not flushed.
+    pub fn apply_encoded(&self, writes: &[(String, Option<Vec<u8>>)]) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for (key, value) in writes {
+            Self::check_key(key)?;
+            match value {
+                Some(v) => batch.insert(key.as_bytes(), v.as_slice()),
+                None => batch.remove(key.as_bytes()),
+            }
+        }
+        self.tree.apply_batch(batch)?;
+        Ok(())
     }
 
     /// Store `value` under `key` only if the key is absent; whether it was stored.

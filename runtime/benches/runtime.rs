@@ -13,6 +13,9 @@
 //! Per-step overhead with the 10 ms agent is what a step takes beyond its agent call: for a
 //! run, `(wall time − the time its calls took, as the agent measured them) / steps` — so it
 //! includes the run's own start and end writes, spread over its steps.
+//!
+//! First, the disk itself: one durable write every 10 ms through the records' journal,
+//! through a sled flush and as a plain append with `fdatasync`. `BENCH_STEPS_ONLY=1` runs only that and the 10 ms per-step figures.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -272,6 +275,59 @@ async fn otel_overhead(project: &Path, scale: usize) {
     let _ = provider.shutdown();
 }
 
+/// The disk under the store, one durable write every 10 ms (a step's pace), in the same
+/// run as the step figures: a step-sized record written through the records' journal, the
+/// same record written to sled with its flush (the store before the journal), and its
+/// bytes appended to a file with `fdatasync`. Interleaved, so load from elsewhere hits all
+/// alike.
+fn disk_floor(scale: usize) {
+    use troupe_runtime::{CollectionBackend, Journaled};
+    let samples = 200 / scale;
+    let record = serde_json::json!({"state": "completed", "prompt": "p".repeat(800)});
+    let dir = tempfile::tempdir().unwrap();
+    let journal =
+        Journaled::open(Arc::new(MemoryBackend::default()), &dir.path().join("floor.journal"))
+            .unwrap();
+    let store = troupe_context::Store::open_in(
+        &dir.path().join("store"),
+        troupe_context::StoreOptions::without_embeddings(),
+    )
+    .unwrap();
+    let sled = CollectionBackend(store.collection("floor").unwrap());
+    // The same bytes appended to a plain file and `fdatasync`ed: the device's cache flushed
+    // too (a stronger guarantee than either store gives; what it would cost).
+    let mut plain = std::fs::File::create(dir.path().join("plain")).unwrap();
+    let bytes = serde_json::to_vec(&record).unwrap();
+    let (mut journaled, mut flushed, mut synced) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..samples {
+        for (backend, times) in
+            [(&journal as &dyn Backend, &mut journaled), (&sled as &dyn Backend, &mut flushed)]
+        {
+            std::thread::sleep(Duration::from_millis(10));
+            let start = Instant::now();
+            backend.write(&[(format!("steps/{i:06}"), Some(record.clone()))]).unwrap();
+            times.push(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+        let start = Instant::now();
+        std::io::Write::write_all(&mut plain, &bytes).unwrap();
+        plain.sync_data().unwrap();
+        synced.push(start.elapsed());
+    }
+    for (name, times) in [
+        ("records' journal (direct write)", &mut journaled),
+        ("sled write + flush", &mut flushed),
+        ("plain file append + fdatasync", &mut synced),
+    ] {
+        times.sort();
+        println!(
+            "| one durable write of a step record, {name} | {samples} writes, one per 10 ms | p50 {:.1} µs | p99 {:.1} µs |",
+            percentile(times, 0.5).as_secs_f64() * 1e6,
+            percentile(times, 0.99).as_secs_f64() * 1e6
+        );
+    }
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; under `cargo test --all-targets` it runs as a quick
     // smoke test (a fiftieth of the load).
@@ -284,6 +340,16 @@ fn main() {
     actix_rt::System::new().block_on(async move {
         println!("| measurement | load | result | |");
         println!("|---|---|---|---|");
+        disk_floor(scale);
+        if std::env::var_os("BENCH_STEPS_ONLY").is_some() {
+            // Only the disk and the per-step figures (for quick repeated runs).
+            let store_dir = tempfile::tempdir().unwrap();
+            let sled = troupe_runtime::store_backend(store_dir.path()).unwrap();
+            step_overhead("in-memory records", Arc::new(MemoryBackend::default()), &path, scale)
+                .await;
+            step_overhead("sled records", sled, &path, scale).await;
+            return;
+        }
         per_step(
             "in-memory records",
             Arc::new(MemoryBackend::default()),

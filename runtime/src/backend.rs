@@ -9,6 +9,9 @@ use crate::error::Result;
 /// One write: store a value, or remove the key (`None`).
 pub type Write = (String, Option<Value>);
 
+/// A write with its value already encoded (JSON bytes).
+pub type Encoded = (String, Option<Vec<u8>>);
+
 /// Where run records live: a durable key → JSON document map. The production backend is a
 /// `troupe-context` collection (sled); tests may use [`MemoryBackend`](crate::MemoryBackend).
 pub trait Backend: Send + Sync + std::fmt::Debug {
@@ -23,6 +26,30 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
                 None => self.remove(key)?,
             }
         }
+        Ok(())
+    }
+    /// Apply `writes` so reads see them, not necessarily durably (a journaled backend
+    /// has already made them durable); durable after [`Backend::flush`]. The default is
+    /// [`Backend::write`].
+    fn apply(&self, writes: &[Write]) -> Result<()> {
+        self.write(writes)
+    }
+    /// [`Backend::apply`] with the values already encoded as JSON (how the journal hands
+    /// them over: encoded once). The default decodes them.
+    fn apply_encoded(&self, writes: &[Encoded]) -> Result<()> {
+        let writes = writes
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), v.as_deref().map(serde_json::from_slice).transpose()?)))
+            .collect::<Result<Vec<Write>>>()?;
+        self.apply(&writes)
+    }
+    /// Make everything applied so far durable. The default does nothing (every write is).
+    fn flush(&self) -> Result<()> {
+        Ok(())
+    }
+    /// A moment to tidy up, taken by the record writer when it has been idle for a while
+    /// (a journaled backend checkpoints). The default does nothing.
+    fn checkpoint(&self) -> Result<()> {
         Ok(())
     }
     /// The value at `key`.

@@ -45,6 +45,8 @@ pub use model::{
     Budget, ChangeOptions, CheckRecord, RunEvent, RunRecord, RunRequest, RunState, RunStats,
     RunUsage, StepChange, StepRecord, StepState, Tokens, UsageReport, UsageTotals,
 };
-pub use open::{CollectionBackend, RUNS_COLLECTION, agents_of, open, open_waiting, store_backend};
+pub use open::{
+    CollectionBackend, JOURNAL_FILE, RUNS_COLLECTION, agents_of, open, open_waiting, store_backend,
+};
 pub use runtime::{RunHandle, Runtime, RuntimeParts};
-pub use store::{Backend, MemoryBackend, RunStore};
+pub use store::{Backend, Journaled, MemoryBackend, RunStore};

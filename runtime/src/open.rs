@@ -22,12 +22,13 @@ use crate::audit::AuditLog;
 use crate::context_memory::ContextMemory;
 use crate::error::Result;
 use crate::runtime::{Runtime, RuntimeParts};
-use crate::store::Backend;
+use crate::store::{Backend, Journaled};
 
 /// The collection run records live in.
 pub const RUNS_COLLECTION: &str = "runs";
 
-/// Run records in a `troupe-context` collection (sled; every write, or batch, flushed).
+/// Run records in a `troupe-context` collection (sled). A write (or batch) is flushed; an
+/// [`Backend::apply`] is not (the records' journal makes it durable).
 #[derive(Debug, Clone)]
 pub struct CollectionBackend(pub Collection);
 
@@ -52,13 +53,36 @@ impl Backend for CollectionBackend {
     fn write(&self, writes: &[crate::backend::Write]) -> Result<()> {
         Ok(self.0.write_batch(writes)?)
     }
+
+    fn apply(&self, writes: &[crate::backend::Write]) -> Result<()> {
+        Ok(self.0.apply_batch(writes)?)
+    }
+
+    fn apply_encoded(&self, writes: &[crate::backend::Encoded]) -> Result<()> {
+        Ok(self.0.apply_encoded(writes)?)
+    }
+
+    fn flush(&self) -> Result<()> {
+        Ok(self.0.flush()?)
+    }
 }
+
+/// The run records of `store`: its `runs` collection behind the records' journal
+/// (`<store>/runs.journal`), so a write is durable with one small sync.
+fn runs_backend(store: &Store) -> Result<Arc<dyn Backend>> {
+    let collection: Arc<dyn Backend> =
+        Arc::new(CollectionBackend(store.collection(RUNS_COLLECTION)?));
+    Ok(Arc::new(Journaled::open(collection, &store.root().join(JOURNAL_FILE))?))
+}
+
+/// The run records' journal, in the store's folder.
+pub const JOURNAL_FILE: &str = "runs.journal";
 
 /// A record backend over a store opened (without embeddings) in `dir`; for benchmarks and
 /// tests of the real persistence path.
 pub fn store_backend(dir: &Path) -> Result<Arc<dyn Backend>> {
     let store = Store::open_in(dir, StoreOptions::without_embeddings())?;
-    Ok(Arc::new(CollectionBackend(store.collection(RUNS_COLLECTION)?)))
+    runs_backend(&store)
 }
 
 /// Open the store in the configuration's data folder, build every configured agent's
@@ -83,7 +107,7 @@ pub fn open_waiting(
     let assets = config.assets_dir();
     let store =
         Store::open_waiting(&data_dir, StoreOptions::with_assets(assets.clone()), wait, on_wait)?;
-    let backend = Arc::new(CollectionBackend(store.collection(RUNS_COLLECTION)?));
+    let backend = runs_backend(&store)?;
     let memory = Arc::new(ContextMemory::new(store.clone()));
     let registry = Arc::new(AgentRegistry::build(
         &config.agents,

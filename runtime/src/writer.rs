@@ -4,7 +4,8 @@
 //! The thread takes every write that is waiting when it wakes up (up to `MAX_BATCH`) and
 //! applies them as one batch with one flush, then acknowledges each: a caller's write is
 //! on disk when its `await` returns — a step is stored before the next step starts — while
-//! many concurrent runs share each fsync.
+//! many concurrent runs share each fsync. After a second without writes it lets the backend
+//! checkpoint (a journaled store flushes its database then; see [`crate::store::Journaled`]).
 
 use std::sync::mpsc;
 use std::sync::{Arc, Weak};
@@ -18,6 +19,9 @@ use crate::error::{Error, Result};
 pub const WRITER_THREAD: &str = "troupe-store-writer";
 /// Most writes grouped under one flush.
 const MAX_BATCH: usize = 512;
+/// How long the thread waits without writes before it lets the backend checkpoint
+/// ([`Backend::checkpoint`]: a journaled store flushes its database and empties its journal).
+const IDLE: std::time::Duration = std::time::Duration::from_secs(1);
 
 struct Job {
     writes: Vec<Write>,
@@ -88,7 +92,23 @@ fn stopped() -> Error {
 }
 
 fn run(backend: &Weak<dyn Backend>, rx: &mpsc::Receiver<Job>) {
-    while let Ok(first) = rx.recv() {
+    // Whether anything was written since the last checkpoint.
+    let mut dirty = false;
+    loop {
+        let first = match rx.recv_timeout(IDLE) {
+            Ok(job) => job,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if std::mem::take(&mut dirty)
+                    && let Some(b) = backend.upgrade()
+                    && let Err(e) = b.checkpoint()
+                {
+                    tracing::warn!(error = %e, "the run records could not be checkpointed");
+                }
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        dirty = true;
         let mut jobs = vec![first];
         while jobs.len() < MAX_BATCH {
             match rx.try_recv() {

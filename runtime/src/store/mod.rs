@@ -5,10 +5,16 @@
 //! runs, `checks/<run id>/<iteration:06>/<step:04>` (the step whose change was checked);
 //! secondary keys under `idx/` (`index`) serve the reads made while runs execute.
 //!
-//! Writes are `async` and go through the one writer thread ([`crate::writer`]): the flush
-//! never runs on an async executor. Reads are synchronous point reads and prefix scans.
+//! Writes are `async` and go through the one writer thread ([`crate::writer`]): the sync
+//! never runs on an async executor. The production backend is the `runs` collection behind
+//! the records' journal ([`Journaled`]: a write is durable with one small `sync_data`; sled
+//! is flushed at checkpoints). `*_soon` writes are handed over without waiting. Reads are
+//! synchronous point reads and prefix scans.
 
 mod index;
+mod journal;
+
+pub use journal::Journaled;
 
 use std::sync::Arc;
 
@@ -91,6 +97,12 @@ impl RunStore {
     /// Write a run (and its index keys); on disk when it returns.
     pub async fn put_run(&self, run: &RunRecord) -> Result<()> {
         self.writer.write(run_writes(run)?).await
+    }
+
+    /// Hand a run's record to the writer without waiting for the disk (later writes land
+    /// after it); wait on it before relying on it.
+    pub fn put_run_soon(&self, run: &RunRecord) -> Result<Pending> {
+        self.writer.send(run_writes(run)?)
     }
 
     /// A run by id.

@@ -13,12 +13,13 @@ use troupe_workflows::engine::{Engine, Next, StepOutcome, StepPlan, StepPos};
 use troupe_workflows::verdict::Finding;
 
 use super::finish::{End, stale_check};
-use super::step::{new_step, run_step};
+use super::step::{Ended, new_step, run_step};
 use super::{RunJob, StepStop, emit};
 use crate::audit::AuditEvent;
 use crate::model::{CheckRecord, RunEvent, RunRecord, RunState, StepRecord, StepState};
 use crate::shared::Shared;
 use crate::telemetry;
+use crate::writer::Pending;
 
 /// Everything a run holds between its steps. The Supervisor owns it (and lends it to the
 /// future of the turn under way); nothing else writes the run's record while it runs.
@@ -45,6 +46,11 @@ pub(super) struct Run {
     pub(super) answered_by: Vec<String>,
     /// Whether a project budget is set (the run's totals then go to disk after every call).
     project_budgets: bool,
+    /// Writes handed to the writer without waiting (the run's start, a step's start): on
+    /// disk before a step's end is acknowledged, since the writer keeps their order.
+    pub(super) unsynced: Vec<Pending>,
+    /// The run's last step, whose end is stored with the run's end.
+    pub(super) last_end: Option<StepRecord>,
 }
 
 impl Run {
@@ -64,20 +70,26 @@ impl Run {
         shared.metrics.add_active_run("in_progress", 1);
         record.state = RunState::InProgress;
         record.started_at.get_or_insert_with(Utc::now);
-        if let Err(e) = shared.store.put_run(&record).await {
-            tracing::error!(run = %run_id, error = %e, "cannot persist the run");
-        }
+        // The run's start need not be on disk before its first step runs (a run still
+        // `pending` on disk is resumed the same way): the first step's end waits for it.
+        // It is written once its workspace is made — before that only when a plan comes
+        // first (which may take a while).
+        let mut unsynced = Vec::new();
+        let mut write_soon = |record: &RunRecord, what: &str| match shared
+            .store
+            .put_run_soon(record)
+        {
+            Ok(p) => unsynced.push(p),
+            Err(e) => tracing::error!(run = %run_id, error = %e, "cannot persist the run{what}"),
+        };
         // A dynamic workflow is planned once; the plan is persisted so a resume follows it.
         if record.workflow.steps.is_empty() {
+            write_soon(&record, "");
             plan(&shared, &mut record, &events, &cancel).await;
         }
         // The run's workspace and validators (a resumed run continues in its workspace).
         let prepared = crate::work::prepare(&shared, &mut record).await;
-        if prepared.is_ok()
-            && let Err(e) = shared.store.put_run(&record).await
-        {
-            tracing::error!(run = %run_id, error = %e, "cannot persist the run's workspace");
-        }
+        write_soon(&record, "'s workspace");
         let mut checks =
             if resumed { shared.store.checks(&run_id).unwrap_or_default() } else { Vec::new() };
         // Only checks of steps that are kept count (a step run again is checked again).
@@ -121,6 +133,8 @@ impl Run {
             context_nodes: Vec::new(),
             answered_by: Vec::new(),
             project_budgets,
+            unsynced,
+            last_end: None,
         };
         // Findings of reviews that completed before a resume still count.
         for s in steps.iter().filter(|s| s.state == StepState::Completed) {
@@ -158,6 +172,30 @@ impl Run {
             }
             Next::Done(f) => Some(End::Done(f)),
         }
+    }
+
+    /// Store a step's end (with the run when its change made a commit: the workspace's new
+    /// head is on disk with the step, before anything runs on it) and wait until it and every
+    /// write handed over before it are on disk; then tell the events.
+    async fn store_end(&mut self, step: &StepRecord) -> Result<(), End> {
+        let stored = if step.change.as_ref().is_some_and(|c| c.commit.is_some()) {
+            self.shared.store.put_step_and_run(step, &self.record).await
+        } else {
+            self.shared.store.put_step(step).await
+        };
+        stored.map_err(|e| End::Failed(format!("cannot persist step: {e}")))?;
+        self.synced().await.map_err(|e| End::Failed(format!("cannot persist the run: {e}")))?;
+        emit(&self.events, crate::events::step_finished(step));
+        Ok(())
+    }
+
+    /// Wait for the writes handed to the writer without waiting (all on disk by now when a
+    /// later write is).
+    pub(super) async fn synced(&mut self) -> crate::error::Result<()> {
+        for pending in std::mem::take(&mut self.unsynced) {
+            pending.wait().await?;
+        }
+        Ok(())
     }
 
     /// Run the validators (after `pos`) and tell the engine.
@@ -230,16 +268,46 @@ impl Run {
         .instrument(span.clone())
         .await;
         drop(span);
-        let (step, checked) = result.map_err(|stop| match stop {
+        let Ended { step, checked, refused, started } = result.map_err(|stop| match stop {
             StepStop::Store(e) | StepStop::Unfit(e) => End::Failed(e),
             StepStop::Budget(reason) => End::Budget(reason),
         })?;
+        self.unsynced.push(started);
+        if let Some(reason) = refused {
+            self.store_end(&step).await?;
+            return Err(End::Budget(reason));
+        }
         if let Some(c) = checked {
             self.checked(c);
         }
         self.record.tokens.add(step.tokens);
         self.record.cost += step.cost;
         self.learn(&step);
+        let cancelled = step.state == StepState::Cancelled;
+        let outcome = match (&step.state, &step.response) {
+            (StepState::Completed, Some(text)) => StepOutcome::Completed { output: text.clone() },
+            _ => StepOutcome::Failed {
+                error: step.note.clone().unwrap_or_else(|| "the step failed".into()),
+            },
+        };
+        if !cancelled {
+            self.engine.record(plan.pos, &outcome);
+        }
+        let commit = step.change.as_ref().is_some_and(|c| c.commit.is_some());
+        // The run's last step (nothing runs on its change) is stored with the run's end, in
+        // one durable write; any other step's end is on disk before anything goes on.
+        if !cancelled
+            && !commit
+            && !self.project_budgets
+            && matches!(self.engine.next(), Next::Done(_))
+        {
+            if let StepOutcome::Failed { error } = outcome {
+                self.record.error = Some(error);
+            }
+            self.last_end = Some(step);
+            return Ok(());
+        }
+        self.store_end(&step).await?;
         // While a project budget is set, the run's totals go to disk after every call: the
         // project's other runs check against them. (A crash loses nothing either way: resume
         // sums the stored steps.)
@@ -250,19 +318,12 @@ impl Run {
                 .await
                 .map_err(|e| End::Failed(format!("cannot persist the run: {e}")))?;
         }
-        if step.state == StepState::Cancelled {
+        if cancelled {
             return Err(End::Cancelled);
         }
-        let outcome = match (&step.state, &step.response) {
-            (StepState::Completed, Some(text)) => StepOutcome::Completed { output: text.clone() },
-            _ => StepOutcome::Failed {
-                error: step.note.clone().unwrap_or_else(|| "the step failed".into()),
-            },
-        };
-        self.engine.record(plan.pos, &outcome);
         if let StepOutcome::Failed { error } = outcome {
             self.record.error = Some(error);
-        } else if step.change.as_ref().is_some_and(|c| c.commit.is_some())
+        } else if commit
             && !self.record.validators.is_empty()
             && self
                 .last_check

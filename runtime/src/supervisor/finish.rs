@@ -24,9 +24,14 @@ pub(super) enum End {
 impl Run {
     /// End the run: a change that moved since the validators last ran is checked once more
     /// (a run is green only when they pass), the record says how it ended (written after
-    /// the audit trail's last entry), the slot is given back, the memory taught. Returns
-    /// the final record.
+    /// the audit trail's last entry; with the last step's end, in one durable write), the
+    /// slot is given back, the memory taught. Returns the final record.
     pub(super) async fn finish(mut self, end: End) -> RunRecord {
+        // The last step's end is told first (events keep their order); it goes to disk with
+        // the run's end, below.
+        if let Some(step) = &self.last_end {
+            emit(&self.events, crate::events::step_finished(step));
+        }
         let end = match end {
             End::Done(mut f) if f.success => {
                 let last = self.engine.position();
@@ -46,7 +51,9 @@ impl Run {
             }
             other => other,
         };
-        let Run { shared, mut record, events, span, permit, last_check, .. } = self;
+        let Run {
+            shared, mut record, events, span, permit, last_check, last_end, unsynced, ..
+        } = self;
         finish_change(&mut record, last_check.as_ref()).await;
         record.finished_at = Some(Utc::now());
         match end {
@@ -92,7 +99,16 @@ impl Run {
             let end = AuditEvent::RunFinished { state, reason, iterations, tokens, cost, error };
             shared.audit.append(&record.id, end);
         }
-        if let Err(e) = shared.store.put_run(&record).await {
+        // The last step's end and the run's end go to disk in one write.
+        let stored = match &last_end {
+            Some(step) => shared.store.put_step_and_run(step, &record).await,
+            None => shared.store.put_run(&record).await,
+        };
+        let mut stored = stored.err();
+        for pending in unsynced {
+            stored = stored.or(pending.wait().await.err());
+        }
+        if let Some(e) = stored {
             tracing::error!(run = %record.id, error = %e, "cannot persist the run's end");
         }
         crate::telemetry::record_run(&span, &record);

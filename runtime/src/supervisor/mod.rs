@@ -92,18 +92,23 @@ impl LiveRuns {
     }
 }
 
-/// Start a run's supervisor: it writes the run's record (`pending`, so the run is on disk
-/// before this returns), waits for a slot in `slots`, drives the run and sends its final
-/// record to `done`.
+/// Start a run's supervisor: the run's record is written (`pending`; on disk before this
+/// returns, while the supervisor already starts), the supervisor waits for a slot in
+/// `slots`, drives the run and sends its final record to `done`.
 pub(crate) async fn launch(
     job: RunJob,
     slots: Arc<Semaphore>,
     live: &LiveRuns,
     done: oneshot::Sender<RunRecord>,
 ) -> Result<()> {
-    job.shared.store.put_run(&job.record).await?;
+    // The record is handed to the writer and the Supervisor starts at once, so the write
+    // overlaps the run's start; the caller's answer waits for it (a submitted run is on
+    // disk). A run whose record cannot be written is cancelled.
+    let written = job.shared.store.put_run_soon(&job.record)?;
     job.shared.metrics.add_active_run("pending", 1);
+    let id = job.record.id.clone();
     let live = live.clone();
+    let runs = live.clone();
     Supervisor::create(move |ctx| {
         live.lock().insert(
             job.record.id.clone(),
@@ -118,6 +123,10 @@ pub(crate) async fn launch(
             done: Some(done),
         }
     });
+    if let Err(e) = written.wait().await {
+        runs.cancel(&id);
+        return Err(e);
+    }
     Ok(())
 }
 

@@ -18,6 +18,7 @@ use crate::call::{Caller, Failure};
 use crate::model::{CheckRecord, RunEvent, RunRecord, StepRecord, StepState, Tokens};
 use crate::shared::Shared;
 use crate::telemetry;
+use crate::writer::Pending;
 /// The JSON schema a review must follow (enforced by servers that support it). The
 /// reasoning and findings come before the verdict (measured: small models asked for the
 /// verdict first approve nearly everything), and every string and list is bounded so a
@@ -49,8 +50,9 @@ pub(crate) fn verdict_schema() -> serde_json::Value {
 }
 
 /// Run one step; returns its final record (completed, failed or cancelled), also recorded
-/// on `span` (the step's, which the caller runs this inside). `Err` when the store cannot be
-/// written (the run cannot continue durably) or a budget stops the call.
+/// on `span` (the step's, which the caller runs this inside), for the caller to store.
+/// `Err` when the store cannot be written (the run cannot continue durably) or a budget
+/// stops the call.
 ///
 /// A work step (implement, refine, document) in a run with a workspace changes files there:
 /// a CLI agent edits them itself (its working folder is the workspace); an HTTP model is
@@ -67,7 +69,7 @@ pub(super) async fn run_step(
     events: &broadcast::Sender<RunEvent>,
     cancel: &CancellationToken,
     span: &Span,
-) -> Result<(StepRecord, Option<CheckRecord>), StepStop> {
+) -> Result<Ended, StepStop> {
     let run_id = record.id.clone();
     let pos = plan.pos;
     let started = Instant::now();
@@ -194,8 +196,9 @@ pub(super) async fn run_step(
         Err(Failure::Refused { reason, .. }) => return Err(StepStop::Budget(reason)),
         Err(Failure::Failed { error, .. }) => return Err(StepStop::Store(error)),
     };
-    // The running step is written while the agent works; it is on disk before the step's
-    // end is (below).
+    // The running step is written while the agent works (it is on disk before the step's
+    // end is: the writer keeps their order). A crash before it is on disk loses nothing: a
+    // step without an end runs again on resume.
     let running = shared
         .store
         .put_step_soon(&step)
@@ -283,20 +286,21 @@ pub(super) async fn run_step(
     step.latency_ms = started.elapsed().as_millis() as u64;
     shared.metrics.record_step(plan.role.as_str(), started.elapsed());
     telemetry::record_step(span, &step, error_class);
-    running.wait().await.map_err(|e| StepStop::Store(format!("cannot persist step: {e}")))?;
-    // With a new commit, the workspace's new head (in the run) is on disk with the step,
-    // before anything runs on it.
-    let stored = if step.change.as_ref().is_some_and(|c| c.commit.is_some()) {
-        shared.store.put_step_and_run(&step, record).await
-    } else {
-        shared.store.put_step(&step).await
-    };
-    stored.map_err(|e| StepStop::Store(format!("cannot persist step: {e}")))?;
-    if let Some(reason) = refused {
-        return Err(StepStop::Budget(reason));
-    }
-    emit(events, crate::events::step_finished(&step));
-    Ok((step, checked))
+    Ok(Ended { step, checked, refused, started: running })
+}
+
+/// A step that ran to an end, whose end is not stored yet (the caller stores it: at once,
+/// or — the run's last step — with the run's end).
+#[derive(Debug)]
+pub(super) struct Ended {
+    /// The step's final record (completed, failed or cancelled).
+    pub step: StepRecord,
+    /// The validators' run on a candidate kept from sampling.
+    pub checked: Option<CheckRecord>,
+    /// Why the call that would have answered was not made (a budget); the run stops.
+    pub refused: Option<String>,
+    /// The step's start record, handed to the writer.
+    pub started: Pending,
 }
 
 fn prompt_vars<'a>(
