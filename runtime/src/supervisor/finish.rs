@@ -6,20 +6,11 @@ use chrono::Utc;
 use tokio::sync::broadcast;
 use troupe_workflows::engine::{FinishReason, StepPos};
 
-use super::drive::Run;
+use super::run::{End, Run};
 use super::{RunJob, emit};
 use crate::audit::AuditEvent;
 use crate::model::{CheckRecord, RunEvent, RunRecord, RunState};
 use crate::shared::Shared;
-
-/// How a run ended.
-#[derive(Debug)]
-pub(super) enum End {
-    Cancelled,
-    Failed(String),
-    Budget(String),
-    Done(troupe_workflows::engine::Finish),
-}
 
 impl Run {
     /// End the run: a change that moved since the validators last ran is checked once more

@@ -21,6 +21,7 @@ mod change;
 mod drive;
 mod finish;
 mod replay;
+mod run;
 mod step;
 
 use std::collections::HashMap;
@@ -31,8 +32,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use self::drive::Run;
-use self::finish::End;
+use self::run::{End, Run};
 use crate::error::Result;
 use crate::model::{RunEvent, RunRecord, StepRecord};
 use crate::shared::Shared;
