@@ -54,7 +54,19 @@ fn states(v: &Value) -> Vec<(String, String)> {
 #[ignore = "needs the 1.5B local model and many minutes; run with --ignored"]
 async fn a_spec_becomes_a_plan_that_survives_a_killed_server_runs_green_offline_and_applies() {
     let tmp = tempfile::tempdir().unwrap();
-    let w = Sample::new(tmp.path());
+    // `TROUPE_E2E_KEEP=1` keeps the folder (the audit trails, the plan's store) to read after.
+    let (_tmp, root) = match std::env::var_os("TROUPE_E2E_KEEP") {
+        Some(_) => {
+            let kept = tmp.keep();
+            eprintln!("keeping {}", kept.display());
+            (None, kept)
+        }
+        None => {
+            let root = tmp.path().to_path_buf();
+            (Some(tmp), root)
+        }
+    };
+    let w = Sample::new(&root);
 
     // The local model plans; approved at once.
     let out = w.troupe(&["plan", "new", "--offline", "--approve", "--json", SPEC]);

@@ -350,17 +350,20 @@ fn task_prompt(plan: &Plan, task: &TaskSpec) -> String {
     if !task.files.is_empty() {
         text.push_str(&format!("\nFiles likely involved: {}\n", task.files.join(", ")));
     }
-    // Where the task stands, and which tasks are not its work — by id only: the implementer
-    // leaves their work alone and the review does not ask for it (a small reviewer asked a
-    // function's task for the tests the next task writes), while their descriptions and the
-    // plan's goal are more text about other work for a small model to follow (seen once with
-    // the 1.5B model: the fix task, green twice without them, did not go green with them).
+    // Where the task stands: the plan's title and goal, and the other tasks by id (their work
+    // is not this task's: the implementer leaves it and the review does not ask for it — a
+    // small reviewer asked a function's task for the tests the next task writes).
     let others: Vec<String> =
         plan.spec.tasks.iter().filter(|t| t.id != task.id).map(|t| format!("`{}`", t.id)).collect();
-    text.push_str(&format!("\n(Task `{}` of the plan \"{}\"", task.id, plan.spec.title));
+    text.push_str(&format!(
+        "\n(Task `{}` of the plan \"{}\": {}",
+        task.id,
+        plan.spec.title,
+        plan.spec.goal.trim().trim_end_matches('.')
+    ));
     if !others.is_empty() {
         text.push_str(&format!(
-            "; the plan's other tasks, not part of this one: {}",
+            ". The plan's other tasks, not part of this one: {}",
             others.join(", ")
         ));
     }
@@ -433,7 +436,7 @@ mod tests {
         let text = task_prompt(&plan, &spec.tasks[0]);
         assert!(text.starts_with("Add longest_word.\nIt returns the first on a tie."), "{text}");
         assert!(
-            text.contains("(Task `add` of the plan \"Words\"; the plan's other tasks, not part of this one: `test`.)"),
+            text.contains("(Task `add` of the plan \"Words\": Longest word. The plan's other tasks, not part of this one: `test`.)"),
             "{text}"
         );
         assert!(!text.contains("Test longest_word"), "{text}");
@@ -441,7 +444,8 @@ mod tests {
         let one = PlanSpec { tasks: vec![spec.tasks[1].clone()], ..spec };
         let plan = Plan::new("spec", PathBuf::from("/p"), one.clone(), "planner");
         assert!(
-            task_prompt(&plan, &one.tasks[0]).ends_with("(Task `test` of the plan \"Words\".)\n")
+            task_prompt(&plan, &one.tasks[0])
+                .ends_with("(Task `test` of the plan \"Words\": Longest word.)\n")
         );
     }
 }
