@@ -18,9 +18,10 @@ use std::time::{Duration, Instant};
 use common::{Sample, Server, signal, unittest, wait_exit};
 use serde_json::Value;
 
-const SPEC: &str = "In the Python package textkit (textkit/words.py): first, word_count must count \
-                    words separated by any whitespace (spaces, tabs, newlines) and return 0 for an \
-                    empty string, so tests/test_words.py passes. Then add a function \
+/// The spec: the README's sample task (a bug its tests show), then a new function with a test.
+const SPEC: &str = "First, word_count in textkit/words.py must count words separated by any \
+                    whitespace (spaces, tabs, newlines), but it returns 1 for an empty string and \
+                    counts repeated spaces as words; fix it so the tests pass. Then add a function \
                     longest_word(text) to textkit/words.py that returns the longest word of text \
                     (the first one on a tie, \"\" for text without words), using the same notion \
                     of words, with a unittest for it in tests/test_words.py.";

@@ -42,8 +42,16 @@ pub fn complete(spec: &str, plan: &mut PlanSpec) -> Option<String> {
     }
     let sentences = sentences(spec);
     let names: Vec<Vec<String>> = sentences.iter().map(|s| named_things(s)).collect();
-    let left_out: Vec<usize> =
-        (0..sentences.len()).filter(|&i| names[i].iter().any(|n| missing.contains(n))).collect();
+    // A sentence naming what is left out, with the sentences after it that name nothing
+    // (`…; fix it so the tests pass.` goes with the fix it follows).
+    let mut left_out: Vec<usize> = Vec::new();
+    for i in 0..sentences.len() {
+        let names_missing = names[i].iter().any(|n| missing.contains(n));
+        let continues = i > 0 && names[i].is_empty() && left_out.last() == Some(&(i - 1));
+        if names_missing || continues {
+            left_out.push(i);
+        }
+    }
     let first_left_out = *left_out.first()?;
     let first_covered =
         (0..sentences.len()).find(|i| !left_out.contains(i) && !names[*i].is_empty());
@@ -57,6 +65,7 @@ pub fn complete(spec: &str, plan: &mut PlanSpec) -> Option<String> {
     }
     let id = fresh_id(plan, &missing[0]);
     let description = left_out.iter().map(|&i| sentences[i]).collect::<Vec<_>>().join(" ");
+    let description = description.trim_end_matches([',', ';']).to_string();
     let mut task = TaskSpec {
         id: id.clone(),
         description,
@@ -147,7 +156,7 @@ fn sentences(spec: &str) -> Vec<&str> {
             _ => None,
         };
         if let Some(end) = end {
-            let s = spec[start..end].trim().trim_end_matches([',', ';']);
+            let s = spec[start..end].trim();
             if !s.is_empty() {
                 out.push(s);
             }
@@ -249,7 +258,7 @@ mod tests {
         assert_eq!(sentences("- add a\n\n- add b!"), ["- add a", "- add b!"]);
         assert_eq!(
             sentences("Fix a_b; add c_d, then e_f, f_g."),
-            ["Fix a_b", "add c_d", "then e_f, f_g."]
+            ["Fix a_b;", "add c_d,", "then e_f, f_g."]
         );
     }
 
@@ -271,6 +280,13 @@ mod tests {
         assert_eq!(p.tasks[2].after, ["add-longest-word"]);
         assert!(uncovered(SPEC, &p).is_empty());
         assert_eq!(validate::order(&p).unwrap(), ["word-count", "add-longest-word", "document"]);
+        // The sentences after it that name nothing go with it.
+        let mut q = plan(vec![task("add-longest-word", "Add longest_word", &[])]);
+        complete(
+            "Fix word_count; make the tests pass. Use Python. Add longest_word(text).",
+            &mut q,
+        );
+        assert_eq!(q.tasks[0].description, "Fix word_count; make the tests pass. Use Python.");
         // A covered plan is left as it is.
         let before = p.clone();
         assert_eq!(complete(SPEC, &mut p), None);
