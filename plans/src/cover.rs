@@ -45,9 +45,9 @@ pub fn complete(spec: &str, plan: &mut PlanSpec) -> Option<String> {
     // A sentence naming what is left out, with the sentences after it that name nothing
     // (`…; fix it so the tests pass.` goes with the fix it follows).
     let mut left_out: Vec<usize> = Vec::new();
-    for i in 0..sentences.len() {
-        let names_missing = names[i].iter().any(|n| missing.contains(n));
-        let continues = i > 0 && names[i].is_empty() && left_out.last() == Some(&(i - 1));
+    for (i, named) in names.iter().enumerate() {
+        let names_missing = named.iter().any(|n| missing.contains(n));
+        let continues = i > 0 && named.is_empty() && left_out.last() == Some(&(i - 1));
         if names_missing || continues {
             left_out.push(i);
         }
