@@ -112,6 +112,34 @@ pub fn expected_names(task: &TaskSpec) -> Vec<String> {
     out
 }
 
+/// What the spec says about a task: its sentences (with the name-less ones that follow
+/// them) that give one of the code names the task's description gives. A small planner's
+/// paraphrase loses detail ("split by whitespace" for "returns 1 for an empty string and
+/// counts repeated spaces as words"); the run gets the person's own words for its part.
+pub fn spec_says(spec: &str, task: &TaskSpec) -> Vec<String> {
+    let wanted = expected_names(task);
+    if wanted.is_empty() {
+        return Vec::new();
+    }
+    let sentences = sentences(spec);
+    let mut out: Vec<String> = Vec::new();
+    let mut last: Option<usize> = None;
+    for (i, sentence) in sentences.iter().enumerate() {
+        let named = named_things(sentence);
+        let about = named.iter().any(|n| wanted.contains(n));
+        let continues = named.is_empty() && last.is_some_and(|l| l + 1 == i);
+        if about || continues {
+            out.push((*sentence).to_string());
+            last = Some(i);
+        }
+    }
+    if out.len() == sentences.len() {
+        // The whole spec is about it: the task's description says the rest.
+        return Vec::new();
+    }
+    out
+}
+
 /// An id made of `name` (`word_count` → `word-count`) that no task of `plan` has.
 fn fresh_id(plan: &PlanSpec, name: &str) -> String {
     let stem = name.rsplit('/').next().unwrap_or(name);
@@ -242,6 +270,27 @@ mod tests {
         );
         assert_eq!(expected_names(&t), ["longest_word", "word_count"]);
         assert!(expected_names(&task("doc", "Document the module.", &[])).is_empty());
+    }
+
+    #[test]
+    fn a_task_gets_the_spec_sentences_about_its_names() {
+        let spec = "First, word_count must count words, but it returns 1 for an empty string; \
+                    fix it so the tests pass. Then add longest_word(text) with a test.";
+        let t = task("fix", "Make word_count split by whitespace", &[]);
+        assert_eq!(
+            spec_says(spec, &t),
+            [
+                "First, word_count must count words, but it returns 1 for an empty string;",
+                "fix it so the tests pass."
+            ]
+        );
+        assert_eq!(
+            spec_says(spec, &task("add", "Add longest_word", &[])),
+            ["Then add longest_word(text) with a test."]
+        );
+        // Nothing to match, or the whole spec: nothing quoted.
+        assert!(spec_says(spec, &task("doc", "Write the README", &[])).is_empty());
+        assert!(spec_says("Fix word_count.", &t).is_empty());
     }
 
     #[test]

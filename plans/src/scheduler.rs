@@ -347,6 +347,13 @@ fn task_prompt(plan: &Plan, task: &TaskSpec) -> String {
             text.push_str(&format!("- {a}\n"));
         }
     }
+    let said = crate::cover::spec_says(&plan.spec_text, task);
+    if !said.is_empty() {
+        text.push_str("\nWhat the spec says about it:\n");
+        for s in said {
+            text.push_str(&format!("> {s}\n"));
+        }
+    }
     if !task.files.is_empty() {
         text.push_str(&format!("\nFiles likely involved: {}\n", task.files.join(", ")));
     }
@@ -440,6 +447,21 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("Test longest_word"), "{text}");
+        // The spec's own words about the task's names are quoted.
+        let plan = Plan::new(
+            "Add longest_word(text), the first on a tie. Fix word_count.",
+            PathBuf::from("/p"),
+            spec.clone(),
+            "planner",
+        );
+        let text = task_prompt(&plan, &spec.tasks[0]);
+        assert!(
+            text.contains(
+                "What the spec says about it:\n> Add longest_word(text), the first on a tie.\n"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("Fix word_count"), "{text}");
         // A plan of one task has no others.
         let one = PlanSpec { tasks: vec![spec.tasks[1].clone()], ..spec };
         let plan = Plan::new("spec", PathBuf::from("/p"), one.clone(), "planner");
