@@ -103,13 +103,33 @@ pub fn expected_names(task: &TaskSpec) -> Vec<String> {
         if ["remove", "delete", "rename", "drop", "replace"].iter().any(|w| lower.contains(w)) {
             continue;
         }
-        for name in named_things(sentence) {
-            if !is_path(&name) && !out.contains(&name) {
-                out.push(name);
+        let named = named_things(sentence);
+        let tests: Vec<&String> = named.iter().filter(|n| is_test_file(n)).collect();
+        for name in named.iter().filter(|n| !is_path(n)) {
+            // A test file in the same sentence ("with a unittest for it in tests/test_x.py")
+            // is expected to have the name too.
+            let wanted =
+                std::iter::once(name.clone()).chain(tests.iter().map(|t| format!("{name}@{t}")));
+            for w in wanted {
+                if !out.contains(&w) {
+                    out.push(w);
+                }
             }
         }
     }
     out
+}
+
+/// Whether `path` is a test file (`tests/…`, `test_x.py`, `x_test.go`, `x.test.ts`).
+fn is_test_file(path: &str) -> bool {
+    let file = path.rsplit('/').next().unwrap_or(path);
+    is_path(path)
+        && file.contains('.')
+        && (path.starts_with("tests/")
+            || path.contains("/tests/")
+            || file.starts_with("test_")
+            || file.contains("_test.")
+            || file.contains(".test."))
 }
 
 /// What the spec says about a task: its sentences (with the name-less ones that follow
@@ -269,6 +289,12 @@ mod tests {
             &[],
         );
         assert_eq!(expected_names(&t), ["longest_word", "word_count"]);
+        let t = task(
+            "test",
+            "Add longest_word(text) with a unittest for it in tests/test_words.py.",
+            &[],
+        );
+        assert_eq!(expected_names(&t), ["longest_word", "longest_word@tests/test_words.py"]);
         assert!(expected_names(&task("doc", "Document the module.", &[])).is_empty());
     }
 

@@ -1,6 +1,7 @@
 //! The built-in check `troupe-expect NAME…`: it passes when every NAME is in some file of
 //! the workspace (the files git would see: ignore files respected, `.git` skipped, files over
-//! 1 MiB and binary ones not read), and fails naming the missing ones. A plan's task expects
+//! 1 MiB and binary ones not read), and fails naming the missing ones. `NAME@PATH` expects
+//! the name in that file (a test of `longest_word` in `tests/test_words.py`). A plan's task expects
 //! the code names its description gives (`longest_word`), so a run that never wrote the
 //! function it was asked for is not green because the tests that exist still pass.
 
@@ -32,7 +33,21 @@ pub(super) fn check(dir: &Path, names: &[String]) -> (Outcome, String) {
             String::new(),
         );
     }
-    let mut missing: Vec<&String> = names.iter().collect();
+    // `NAME@PATH`: in that file.
+    let (in_file, anywhere): (Vec<&String>, Vec<&String>) = names
+        .iter()
+        .partition(|n| n.split_once('@').is_some_and(|(a, b)| !a.is_empty() && !b.is_empty()));
+    let mut absent: Vec<String> = Vec::new();
+    for n in in_file {
+        let Some((name, file)) = n.split_once('@') else { continue };
+        let text = std::fs::read(dir.join(file))
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        if !has_word(&text, name) {
+            absent.push(format!("`{name}` is not in {file}"));
+        }
+    }
+    let mut missing: Vec<&String> = anywhere;
     for entry in ignore::WalkBuilder::new(dir).hidden(false).require_git(false).build().flatten() {
         if missing.is_empty() {
             break;
@@ -51,20 +66,22 @@ pub(super) fn check(dir: &Path, names: &[String]) -> (Outcome, String) {
         let text = String::from_utf8_lossy(&bytes);
         missing.retain(|name| !has_word(&text, name));
     }
-    if missing.is_empty() {
+    if missing.is_empty() && absent.is_empty() {
         let list = names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ");
         return (Outcome::Passed, format!("Found in the project's files: {list}."));
     }
-    let list = missing.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ");
-    (
-        Outcome::Failed { code: Some(1) },
-        format!(
-            "The task names {list}, but no file of the project has {}: write {} as the task \
-             asks.",
-            if missing.len() == 1 { "it" } else { "them" },
-            if missing.len() == 1 { "it" } else { "them" }
-        ),
-    )
+    let mut out = Vec::new();
+    if !missing.is_empty() {
+        let list = missing.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ");
+        let it = if missing.len() == 1 { "it" } else { "them" };
+        out.push(format!(
+            "The task names {list}, but no file of the project has {it}: write {it} as the task asks."
+        ));
+    }
+    if !absent.is_empty() {
+        out.push(format!("The task asks for {}: write that as the task asks.", absent.join(", ")));
+    }
+    (Outcome::Failed { code: Some(1) }, out.join("\n"))
 }
 
 /// Whether `name` is in `text` as a whole word (not inside a longer identifier).
@@ -101,6 +118,12 @@ mod tests {
             "{text}"
         );
         assert!(matches!(check(dir.path(), &[]).0, Outcome::NotFound { .. }));
+        // In a given file.
+        let (outcome, _) = check(dir.path(), &["longest_word@pkg/words.py".into()]);
+        assert_eq!(outcome, Outcome::Passed);
+        let (outcome, text) = check(dir.path(), &["longest_word@tests/test_words.py".into()]);
+        assert_eq!(outcome, Outcome::Failed { code: Some(1) });
+        assert!(text.contains("`longest_word` is not in tests/test_words.py"), "{text}");
     }
 
     #[test]
