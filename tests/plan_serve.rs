@@ -7,11 +7,10 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
-use common::{Server, git, signal, wait_exit, write_script};
+use common::{Server, World, git, signal, wait_exit, write_script};
 use serde_json::Value;
 
 const PLAN: &str = r#"{"title": "Three files", "goal": "Write a, b and c", "tasks": [
@@ -19,24 +18,13 @@ const PLAN: &str = r#"{"title": "Three files", "goal": "Write a, b and c", "task
  {"id": "b", "description": "write b.txt", "acceptance": ["b.txt exists"], "after": ["a"]},
  {"id": "c", "description": "write c.txt", "acceptance": ["c.txt exists"], "after": ["b"]}]}"#;
 
-struct World {
-    dir: tempfile::TempDir,
-    home: PathBuf,
-    project: PathBuf,
-    config: PathBuf,
-}
-
 fn world() -> World {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let home = d.join("home");
-    let project = d.join("project");
-    std::fs::create_dir_all(&home).unwrap();
-    std::fs::create_dir_all(&project).unwrap();
+    let w = World::new();
+    let (d, project) = (w.dir.path(), &w.project);
     std::fs::write(project.join("README.md"), "# demo\n").unwrap();
-    git(&project, &["init", "-q"]);
-    git(&project, &["add", "-A"]);
-    git(&project, &["commit", "-qm", "start"]);
+    git(project, &["init", "-q"]);
+    git(project, &["add", "-A"]);
+    git(project, &["commit", "-qm", "start"]);
     std::fs::write(d.join("plan.json"), PLAN).unwrap();
     write_script(&d.join("planner.sh"), &format!("cat '{}'\n", d.join("plan.json").display()));
     // The coder writes `<task>.txt` in its workspace and logs each call; task `b` waits for
@@ -61,9 +49,8 @@ fn world() -> World {
             d.join(format!("{name}.sh")).display()
         )
     };
-    let config = d.join("troupe.toml");
     std::fs::write(
-        &config,
+        &w.config,
         format!(
             "[settings]\ndefault_workflow = \"scripted\"\nplanner_agent = \"planner\"\nmax_concurrent_runs = 4\n\n{}{}{}\
              [workflows.scripted]\nmax_iterations = 1\nsteps = [\n  {{ agent = \"coder\", role = \"implement\" }},\n  {{ agent = \"reviewer\", role = \"review\" }},\n]\n",
@@ -73,30 +60,15 @@ fn world() -> World {
         ),
     )
     .unwrap();
-    World { dir, home, project, config }
-}
-
-fn troupe_cmd(w: &World, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_troupe"));
-    c.arg("--config")
-        .arg(&w.config)
-        .args(args)
-        .current_dir(&w.project)
-        .env("TROUPE_HOME", &w.home)
-        .env("TROUPE_ASSETS", w.home.join("assets"))
-        .env_remove("TROUPE_API_TOKEN")
-        .env_remove("TROUPE_CONFIG")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null());
-    c
+    w
 }
 
 fn troupe(w: &World, args: &[&str]) -> Output {
-    troupe_cmd(w, args).output().unwrap()
+    w.troupe(args).output().unwrap()
 }
 
 fn serve(w: &World) -> Server {
-    let mut cmd = troupe_cmd(w, &["serve", "--grace-secs", "1", "--addr", "127.0.0.1:0"]);
+    let mut cmd = w.troupe(&["serve", "--grace-secs", "1", "--addr", "127.0.0.1:0"]);
     cmd.env("TROUPE_STORE_WAIT_SECS", "30");
     Server::spawn(cmd, None)
 }

@@ -74,15 +74,8 @@ steps = [{{ agent = "once", role = "implement" }}]
     w
 }
 
-/// A troupe command in the world (not run yet).
-fn troupe_cmd(w: &World, args: &[&str]) -> Command {
-    let mut c = w.troupe(args);
-    c.stdin(Stdio::null());
-    c
-}
-
 fn troupe(w: &World, args: &[&str]) -> Output {
-    troupe_cmd(w, args).output().unwrap()
+    w.troupe(args).output().unwrap()
 }
 
 fn stdout(o: &Output) -> String {
@@ -95,7 +88,7 @@ fn stderr(o: &Output) -> String {
 
 /// Start `troupe serve` for `w` on a free loopback port (unless `extra` has `--addr`).
 fn serve(w: &World, extra: &[&str]) -> Server {
-    let mut cmd = troupe_cmd(w, &["serve", "--grace-secs", "1"]);
+    let mut cmd = w.troupe(&["serve", "--grace-secs", "1"]);
     if !extra.contains(&"--addr") {
         cmd.args(["--addr", "127.0.0.1:0"]);
     }
@@ -287,7 +280,7 @@ async fn cancel_resume_and_ctrl_c_go_through_the_server() {
 
 /// Start `troupe run` of the `slow` workflow, followed through the server.
 fn follow_a_slow_run(w: &World) -> std::process::Child {
-    troupe_cmd(w, &["run", "--workflow", "slow", "sleep on it"])
+    w.troupe(&["run", "--workflow", "slow", "sleep on it"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -373,19 +366,15 @@ async fn off_loopback_the_client_sends_the_configured_token() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("TROUPE_API_TOKEN"), "{}", stderr(&out));
 
-    let out = troupe_cmd(&w, &["runs", "stats", "--json"])
-        .env("TROUPE_API_TOKEN", "wrong")
-        .output()
-        .unwrap();
+    let out =
+        w.troupe(&["runs", "stats", "--json"]).env("TROUPE_API_TOKEN", "wrong").output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(err.contains("bearer token is wrong") && err.contains("TROUPE_API_TOKEN"), "{err}");
 
-    let out =
-        troupe_cmd(&w, &["run", "write hello"]).env("TROUPE_API_TOKEN", "s3cret").output().unwrap();
+    let out = w.troupe(&["run", "write hello"]).env("TROUPE_API_TOKEN", "s3cret").output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let out =
-        troupe_cmd(&w, &["runs", "--json"]).env("TROUPE_API_TOKEN", "s3cret").output().unwrap();
+    let out = w.troupe(&["runs", "--json"]).env("TROUPE_API_TOKEN", "s3cret").output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let runs: Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(runs.as_array().unwrap().len(), 1);
@@ -395,7 +384,8 @@ async fn off_loopback_the_client_sends_the_configured_token() {
 #[test]
 fn a_store_held_by_the_shell_points_to_its_runs_command() {
     let w = world();
-    let mut shell = troupe_cmd(&w, &["shell"])
+    let mut shell = w
+        .troupe(&["shell"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

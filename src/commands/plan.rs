@@ -214,7 +214,7 @@ impl Target<'_> {
             Target::Local(p) => {
                 let mut events = p.subscribe();
                 let plan = p.get(id).map_err(|e| e.to_string())?;
-                print_tasks_now(&plan);
+                show_changes(&plan, &mut HashMap::new());
                 let wait = p.wait(&plan.id);
                 tokio::pin!(wait);
                 loop {
@@ -557,15 +557,6 @@ fn print_task(task: &str, state: TaskState, run: Option<&str>, reason: Option<&s
     let run = run.map(|r| format!(" (run {})", short(r))).unwrap_or_default();
     let reason = reason.map(|r| format!(": {r}")).unwrap_or_default();
     println!("{} {task} {state}{run}{reason}", mark(state));
-}
-
-fn print_tasks_now(plan: &Plan) {
-    for t in &plan.spec.tasks {
-        let s = plan.tasks.get(&t.id).cloned().unwrap_or_default();
-        if s.state != TaskState::Pending {
-            print_task(&t.id, s.state, s.run_id.as_deref(), s.reason.as_deref());
-        }
-    }
 }
 
 fn print_event(plan_id: &str, e: &PlanEvent) {

@@ -33,7 +33,7 @@ impl World {
     }
 
     /// `troupe --config CONFIG ARGS` in the project with `home` as its data folder (and
-    /// `home/assets` as its assets), no API token, no `RUST_LOG` (not run yet).
+    /// `home/assets` as its assets), no API token, no `RUST_LOG`, stdin closed (not run yet).
     pub fn troupe(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_troupe"));
         c.arg("--config")
@@ -44,7 +44,8 @@ impl World {
             .env("TROUPE_ASSETS", self.home.join("assets"))
             .env_remove("TROUPE_API_TOKEN")
             .env_remove("TROUPE_CONFIG")
-            .env_remove("RUST_LOG");
+            .env_remove("RUST_LOG")
+            .stdin(std::process::Stdio::null());
         c
     }
 
