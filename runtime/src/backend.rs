@@ -47,6 +47,13 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     fn flush(&self) -> Result<()> {
         Ok(())
     }
+    /// Finish what [`Backend::write`] left for after its acknowledgement (a journaled
+    /// backend applies its journaled writes to the database); the record writer calls it
+    /// right after acknowledging a batch. Reads see every acknowledged write either way.
+    /// The default does nothing.
+    fn settle(&self) -> Result<()> {
+        Ok(())
+    }
     /// A moment to tidy up, taken by the record writer when it has been idle for a while
     /// (a journaled backend checkpoints). The default does nothing.
     fn checkpoint(&self) -> Result<()> {

@@ -12,6 +12,7 @@ use troupe_workflows::WorkflowConfig;
 use troupe_workflows::plan::{AgentCandidate, RoutingPolicy, parse_plan, plan_to_workflow};
 
 use crate::call::{Caller, Failure};
+use crate::memory::ContextBlock;
 use crate::model::{RunRecord, Tokens};
 use crate::shared::Shared;
 
@@ -134,10 +135,11 @@ fn fallback_workflow(shared: &Shared, offline: bool) -> (String, WorkflowConfig)
 pub(crate) async fn plan(
     shared: &Arc<Shared>,
     record: &RunRecord,
+    context: &ContextBlock,
     cancel: &CancellationToken,
 ) -> Planned {
     let mut used = (Tokens::default(), 0.0);
-    let mut planned = plan_with(shared, record, cancel, &mut used).await;
+    let mut planned = plan_with(shared, record, context, cancel, &mut used).await;
     (planned.tokens, planned.cost) = used;
     planned
 }
@@ -145,6 +147,7 @@ pub(crate) async fn plan(
 async fn plan_with(
     shared: &Arc<Shared>,
     record: &RunRecord,
+    context: &ContextBlock,
     cancel: &CancellationToken,
     used: &mut (Tokens, f64),
 ) -> Planned {
@@ -175,7 +178,6 @@ async fn plan_with(
     let Some(template) = shared.templates.get(Role::Plan) else {
         return fallback(&mut notes, "the plan template is missing".into());
     };
-    let context = shared.context_for(record).await;
     let vars = BTreeMap::from([
         ("task", record.task.clone()),
         ("project", record.project_path.display().to_string()),

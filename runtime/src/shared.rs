@@ -47,13 +47,22 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// The relevant memory for a step of `record` (empty, with a warning, on failure).
+    /// The relevant memory for `record`'s task (empty, with a warning, on failure).
     pub(crate) async fn context_for(&self, record: &RunRecord) -> ContextBlock {
+        self.context_of(&record.id, record.project_id.clone(), record.task.clone()).await
+    }
+
+    /// The memory of project `project` relevant to `task`, for run `run_id` (empty, with a
+    /// warning, on failure). Searched on the blocking pool.
+    pub(crate) async fn context_of(
+        &self,
+        run_id: &str,
+        project: String,
+        task: String,
+    ) -> ContextBlock {
         let memory = self.memory.clone();
-        let project = record.project_id.clone();
-        let task = record.task.clone();
         let budget = self.config.settings.context_token_budget;
-        let span = crate::telemetry::context_span(&record.id, task.chars().count(), budget);
+        let span = crate::telemetry::context_span(run_id, task.chars().count(), budget);
         let started = Instant::now();
         let result =
             tokio::task::spawn_blocking(move || memory.relevant_context(&project, &task, budget))
@@ -68,11 +77,11 @@ impl Shared {
         match result {
             Ok(Ok(block)) => block,
             Ok(Err(e)) => {
-                tracing::warn!(run = %record.id, error = %e, "no project memory for this step");
+                tracing::warn!(run = %run_id, error = %e, "no project memory for this run");
                 ContextBlock::default()
             }
             Err(e) => {
-                tracing::warn!(run = %record.id, error = %e, "the memory search died");
+                tracing::warn!(run = %run_id, error = %e, "the memory search died");
                 ContextBlock::default()
             }
         }

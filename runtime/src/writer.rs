@@ -116,15 +116,21 @@ fn run(backend: &Weak<dyn Backend>, rx: &mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        let result = match backend.upgrade() {
-            Some(b) => {
-                let writes: Vec<Write> = jobs.iter_mut().flat_map(|j| j.writes.drain(..)).collect();
-                b.write(&writes).map_err(|e| e.to_string())
+        let Some(b) = backend.upgrade() else {
+            for job in jobs {
+                let _ = job.done.send(Err("the run store is closed".to_string()));
             }
-            None => Err("the run store is closed".to_string()),
+            continue;
         };
+        let writes: Vec<Write> = jobs.iter_mut().flat_map(|j| j.writes.drain(..)).collect();
+        let result = b.write(&writes).map_err(|e| e.to_string());
         for job in jobs {
             let _ = job.done.send(result.clone());
+        }
+        // What the write left for after the acknowledgement (the journal's writes into the
+        // database): the callers go on meanwhile.
+        if let Err(e) = b.settle() {
+            tracing::warn!(error = %e, "acknowledged run records could not be applied to the database yet; they stay in the journal and are tried again");
         }
     }
 }

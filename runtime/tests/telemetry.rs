@@ -222,6 +222,12 @@ async fn a_run_is_a_tree_of_run_step_and_call_spans_with_their_attributes() {
     assert_eq!(int(root, "completion_tokens") as u64, record.tokens.completion);
 
     // Two steps, children of the run, in order, each with its stored numbers.
+    // The memory is searched once, for the whole run (every step's prompt has the same).
+    let ctx = children(&spans, root, "troupe.context");
+    assert_eq!(ctx.len(), 1, "{spans:#?}");
+    assert_eq!(named(&spans, "troupe.context").len(), 1, "{spans:#?}");
+    assert_eq!(int(ctx[0], "nodes"), 2);
+    assert_eq!(int(ctx[0], "query_chars"), TASK.chars().count() as i64);
     let mut step_spans = children(&spans, root, "troupe.step");
     step_spans.sort_by_key(|s| int(s, "step"));
     assert_eq!(step_spans.len(), 2, "{spans:#?}");
@@ -242,12 +248,8 @@ async fn a_run_is_a_tree_of_run_step_and_call_spans_with_their_attributes() {
         assert!(value(span, "latency_ms").is_some());
         assert_eq!(value(span, "error_class"), None);
 
-        // The memory search and the agent call happen inside the step, though the call
-        // crosses into the agent's actor.
-        let ctx = children(&spans, span, "troupe.context");
-        assert_eq!(ctx.len(), 1, "{span:#?}");
-        assert_eq!(int(ctx[0], "nodes"), 2);
-        assert_eq!(int(ctx[0], "query_chars"), TASK.chars().count() as i64);
+        // The agent call happens inside the step, though it crosses into the agent's actor.
+        assert!(children(&spans, span, "troupe.context").is_empty(), "{span:#?}");
         let calls = children(&spans, span, "troupe.call");
         assert_eq!(calls.len(), 1, "{spans:#?}");
         let call = calls[0];
@@ -359,8 +361,10 @@ async fn the_dynamic_planner_is_a_plan_span_with_its_own_call() {
     assert_eq!(attr(plans[0], "planner"), "reviewer");
     assert_eq!(attr(plans[0], "outcome"), "planned");
     assert_eq!(int(plans[0], "steps"), 2);
-    // The planner's memory search and call belong to the plan, not to a step.
-    assert_eq!(children(&spans, plans[0], "troupe.context").len(), 1);
+    // The planner's call belongs to the plan, not to a step; the memory searched once for
+    // the run serves the plan and the steps.
+    assert_eq!(children(&spans, root, "troupe.context").len(), 1);
+    assert_eq!(named(&spans, "troupe.context").len(), 1);
     let calls = children(&spans, plans[0], "troupe.call");
     assert_eq!(calls.len(), 1);
     assert_eq!(attr(calls[0], "agent"), "reviewer");

@@ -2,8 +2,10 @@
 //! small append instead of a flush of the whole database.
 //!
 //! [`Journaled`] wraps a [`Backend`] (sled): a write is appended to the journal file —
-//! durably — then applied to the backend without its flush: durable when the append
-//! returns, and visible at once. The backend is flushed lazily, at a
+//! durably — and is visible at once; it is applied to the backend (without its flush) when
+//! the writer has acknowledged it ([`Backend::settle`]), so the caller does not wait for
+//! the backend's own bookkeeping. Until then reads find it among the *unapplied* writes,
+//! which they consult before the backend. The backend is flushed lazily, at a
 //! *checkpoint*: when the journal is full, when the writer has been idle for a while
 //! ([`crate::writer`]), and when the store closes. A checkpoint flushes the backend and then
 //! starts a new generation of the journal (its header names the generation; entries of
@@ -27,6 +29,7 @@
 //! once for both the journal and the backend). Replay stops at the first entry that is not whole — a torn last write,
 //! never acknowledged, is ignored.
 
+use std::collections::{BTreeMap, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write as _};
 use std::path::{Path, PathBuf};
@@ -52,6 +55,9 @@ const ENTRY_HEAD: usize = 16;
 pub struct Journaled {
     inner: Arc<dyn Backend>,
     journal: Mutex<Journal>,
+    /// Writes in the journal not yet applied to `inner`: the newest per key (`None`: removed)
+    /// with the number of the write that made it. Reads look here first.
+    unapplied: Mutex<BTreeMap<String, (u64, Option<Value>)>>,
 }
 
 #[derive(Debug)]
@@ -67,6 +73,11 @@ struct Journal {
     end: u64,
     /// The bytes of the block `end` is in, up to `end` (a direct write is of whole blocks).
     tail: Vec<u8>,
+    /// The number the next write gets.
+    next: u64,
+    /// Writes in the journal, not yet applied to the backend, oldest first, with their
+    /// numbers.
+    pending: VecDeque<(u64, Vec<Encoded>)>,
 }
 
 /// The unit of a direct write (offsets, lengths and the buffer's address).
@@ -119,6 +130,8 @@ impl Journaled {
             generation,
             end: ENTRIES,
             tail: Vec::new(),
+            next: 0,
+            pending: VecDeque::new(),
         });
         journal.write_header().map_err(io)?;
         if created {
@@ -127,16 +140,39 @@ impl Journaled {
                 File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
             }
         }
-        Ok(Journaled { inner, journal: Mutex::new(journal) })
+        Ok(Journaled { inner, journal: Mutex::new(journal), unapplied: Mutex::default() })
     }
 
     fn journal(&self) -> MutexGuard<'_, Journal> {
         self.journal.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn unapplied(&self) -> MutexGuard<'_, BTreeMap<String, (u64, Option<Value>)>> {
+        self.unapplied.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Apply the journal's pending writes to the backend, oldest first; each leaves the
+    /// unapplied writes once the backend has it (unless a later write of its key came).
+    /// A write that fails stays pending (reads still find it) and is tried again.
+    fn apply_pending(&self, journal: &mut Journal) -> Result<()> {
+        while let Some((number, writes)) = journal.pending.front() {
+            self.inner.apply_encoded(writes)?;
+            let mut unapplied = self.unapplied();
+            for (key, _) in writes {
+                if unapplied.get(key).is_some_and(|(n, _)| n == number) {
+                    unapplied.remove(key);
+                }
+            }
+            drop(unapplied);
+            journal.pending.pop_front();
+        }
+        Ok(())
+    }
+
     /// Flush the backend and start a new generation: everything written so far is in the
     /// backend, durably, and the journal is empty.
     fn checkpoint_locked(&self, journal: &mut Journal) -> Result<()> {
+        self.apply_pending(journal)?;
         if journal.end == ENTRIES {
             return Ok(());
         }
@@ -163,11 +199,25 @@ impl Backend for Journaled {
             self.checkpoint_locked(&mut journal)?;
         }
         journal.append(&payload).map_err(|e| journal_error(&journal.path, e))?;
-        self.inner.apply_encoded(&encoded)
+        // Durable: visible at once, applied to the backend at the next settle.
+        let number = journal.next;
+        journal.next += 1;
+        let mut unapplied = self.unapplied();
+        for (key, value) in writes {
+            unapplied.insert(key.clone(), (number, value.clone()));
+        }
+        drop(unapplied);
+        journal.pending.push_back((number, encoded));
+        Ok(())
     }
 
     fn apply(&self, writes: &[Write]) -> Result<()> {
         self.write(writes)
+    }
+
+    fn settle(&self) -> Result<()> {
+        let mut journal = self.journal();
+        self.apply_pending(&mut journal)
     }
 
     fn flush(&self) -> Result<()> {
@@ -180,11 +230,33 @@ impl Backend for Journaled {
     }
 
     fn get(&self, key: &str) -> Result<Option<Value>> {
+        if let Some((_, value)) = self.unapplied().get(key) {
+            return Ok(value.clone());
+        }
         self.inner.get(key)
     }
 
     fn scan(&self, prefix: &str) -> Result<Vec<(String, Value)>> {
-        self.inner.scan(prefix)
+        // The unapplied writes are read first: one that is applied (and leaves them) while
+        // the backend is scanned is then in the scan.
+        let unapplied: Vec<(String, Option<Value>)> = self
+            .unapplied()
+            .range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, (_, v))| (k.clone(), v.clone()))
+            .collect();
+        let found = self.inner.scan(prefix)?;
+        if unapplied.is_empty() {
+            return Ok(found);
+        }
+        let mut merged: BTreeMap<String, Value> = found.into_iter().collect();
+        for (key, value) in unapplied {
+            match value {
+                Some(v) => merged.insert(key, v),
+                None => merged.remove(&key),
+            };
+        }
+        Ok(merged.into_iter().collect())
     }
 
     fn remove(&self, key: &str) -> Result<()> {
@@ -221,6 +293,8 @@ impl Journal {
             generation,
             end: ENTRIES,
             tail: Vec::new(),
+            next: 0,
+            pending: VecDeque::new(),
         };
         journal.write_header().ok()?;
         Some(journal)
@@ -428,6 +502,8 @@ mod tests {
         applied: Mutex<BTreeMap<String, Value>>,
         durable: Mutex<BTreeMap<String, Value>>,
         flushes: Mutex<usize>,
+        /// Applying fails while set (the database's disk is full).
+        broken: std::sync::atomic::AtomicBool,
     }
 
     impl Volatile {
@@ -438,6 +514,7 @@ mod tests {
                 applied: Mutex::new(durable.clone()),
                 durable: Mutex::new(durable),
                 flushes: Mutex::new(0),
+                broken: Default::default(),
             })
         }
     }
@@ -451,6 +528,9 @@ mod tests {
             self.flush()
         }
         fn apply(&self, writes: &[Write]) -> Result<()> {
+            if self.broken.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(Error::Write("no space left on device".into()));
+            }
             let mut applied = self.applied.lock().unwrap();
             for (k, v) in writes {
                 match v {
@@ -488,6 +568,77 @@ mod tests {
     /// A process that stops without closing: no checkpoint runs.
     fn crash(journal: Journaled) {
         std::mem::forget(journal);
+    }
+
+    #[test]
+    fn a_write_is_read_before_the_database_has_it_and_goes_there_at_settle() {
+        let dir = tempfile::tempdir().unwrap();
+        let inner = Arc::new(Volatile::default());
+        let journal = Journaled::open(inner.clone(), &dir.path().join("runs.journal")).unwrap();
+        journal.write(&put("runs/a", json!(1))).unwrap();
+        journal.write(&put("runs/b", json!(2))).unwrap();
+        journal.settle().unwrap();
+        journal.write(&put("runs/a", json!(10))).unwrap();
+        journal
+            .write(&[("runs/b".to_string(), None), ("runs/c".to_string(), Some(json!(3)))])
+            .unwrap();
+        // Acknowledged, not applied: the database still has the old values…
+        assert_eq!(inner.get("runs/a").unwrap(), Some(json!(1)));
+        assert_eq!(inner.get("runs/b").unwrap(), Some(json!(2)));
+        // …and every read sees the new ones.
+        assert_eq!(journal.get("runs/a").unwrap(), Some(json!(10)));
+        assert_eq!(journal.get("runs/b").unwrap(), None);
+        assert_eq!(
+            journal.scan("runs/").unwrap(),
+            vec![("runs/a".to_string(), json!(10)), ("runs/c".to_string(), json!(3))]
+        );
+        assert_eq!(journal.scan("steps/").unwrap(), vec![]);
+        journal.settle().unwrap();
+        assert_eq!(inner.get("runs/a").unwrap(), Some(json!(10)));
+        assert_eq!(inner.get("runs/b").unwrap(), None);
+        assert_eq!(inner.get("runs/c").unwrap(), Some(json!(3)));
+        assert!(journal.unapplied().is_empty());
+        assert_eq!(journal.scan("runs/").unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_settle_that_fails_keeps_the_writes_readable_and_they_are_applied_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runs.journal");
+        let inner = Arc::new(Volatile::default());
+        let journal = Journaled::open(inner.clone(), &path).unwrap();
+        inner.broken.store(true, std::sync::atomic::Ordering::SeqCst);
+        journal.write(&put("runs/a", json!(1))).unwrap();
+        assert!(journal.settle().is_err());
+        assert_eq!(journal.get("runs/a").unwrap(), Some(json!(1)));
+        assert_eq!(inner.get("runs/a").unwrap(), None);
+        // A checkpoint cannot empty the journal of a write the database does not have.
+        assert!(journal.checkpoint().is_err());
+        journal.write(&put("runs/b", json!(2))).unwrap();
+        inner.broken.store(false, std::sync::atomic::Ordering::SeqCst);
+        journal.settle().unwrap();
+        assert_eq!(inner.get("runs/a").unwrap(), Some(json!(1)));
+        assert_eq!(inner.get("runs/b").unwrap(), Some(json!(2)));
+        assert!(journal.unapplied().is_empty());
+    }
+
+    #[test]
+    fn writes_not_yet_applied_are_in_the_database_after_a_clean_close_or_a_crash() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runs.journal");
+        let inner = Arc::new(Volatile::default());
+        let journal = Journaled::open(inner.clone(), &path).unwrap();
+        journal.write(&put("runs/a", json!(1))).unwrap();
+        drop(journal);
+        assert_eq!(inner.durable.lock().unwrap().get("runs/a"), Some(&json!(1)));
+
+        let journal = Journaled::open(inner.clone(), &path).unwrap();
+        journal.write(&put("runs/b", json!(2))).unwrap();
+        crash(journal);
+        let after = inner.restarted();
+        let journal = Journaled::open(after.clone(), &path).unwrap();
+        assert_eq!(after.get("runs/b").unwrap(), Some(json!(2)));
+        assert_eq!(journal.get("runs/a").unwrap(), Some(json!(1)));
     }
 
     #[test]

@@ -16,6 +16,7 @@ use super::run::{End, Run};
 use super::step::{Ended, new_step, run_step};
 use super::{RunJob, StepStop, emit};
 use crate::audit::AuditEvent;
+use crate::memory::ContextBlock;
 use crate::model::{CheckRecord, RunEvent, RunRecord, RunState, StepRecord, StepState};
 use crate::shared::Shared;
 use crate::telemetry;
@@ -49,13 +50,20 @@ impl Run {
             Ok(p) => unsynced.push(p),
             Err(e) => tracing::error!(run = %run_id, error = %e, "cannot persist the run{what}"),
         };
+        // The project's memory relevant to the task: searched once (while the workspace is
+        // made), for the planner and every step.
+        let query = (record.project_id.clone(), record.task.clone());
+        let search = shared.context_of(&run_id, query.0, query.1);
         // A dynamic workflow is planned once; the plan is persisted so a resume follows it.
-        if record.workflow.steps.is_empty() {
+        let (context, prepared) = if record.workflow.steps.is_empty() {
             write_soon(&record, "");
-            plan(&shared, &mut record, &events, &cancel).await;
-        }
-        // The run's workspace and validators (a resumed run continues in its workspace).
-        let prepared = crate::work::prepare(&shared, &mut record).await;
+            let context = search.await;
+            plan(&shared, &mut record, &context, &events, &cancel).await;
+            (context, crate::work::prepare(&shared, &mut record).await)
+        } else {
+            // The run's workspace and validators (a resumed run continues in its workspace).
+            tokio::join!(search, crate::work::prepare(&shared, &mut record))
+        };
         write_soon(&record, "'s workspace");
         let mut checks =
             if resumed { shared.store.checks(&run_id).unwrap_or_default() } else { Vec::new() };
@@ -88,6 +96,7 @@ impl Run {
             || shared.config.settings.project_cost_budget.is_some();
         let mut run = Run {
             conversation: shared.conversation_text(&record),
+            context,
             shared,
             record,
             events,
@@ -227,6 +236,7 @@ impl Run {
             &mut self.record,
             plan,
             &self.conversation,
+            &self.context,
             self.last_check.as_ref(),
             &self.events,
             &self.cancel,
@@ -308,12 +318,14 @@ impl Run {
 async fn plan(
     shared: &Arc<Shared>,
     record: &mut RunRecord,
+    context: &ContextBlock,
     events: &broadcast::Sender<RunEvent>,
     cancel: &CancellationToken,
 ) {
     let span = telemetry::plan_span(&record.id);
     let started = Instant::now();
-    let planned = crate::planner::plan(shared, record, cancel).instrument(span.clone()).await;
+    let planned =
+        crate::planner::plan(shared, record, context, cancel).instrument(span.clone()).await;
     telemetry::record_plan(
         &span,
         planned.planned_by.as_deref(),

@@ -1,6 +1,7 @@
 //! The Supervisor: one actor per run, owning the run's state and driving its workflow.
 //!
-//! For each step: build the prompt (role template, the project's relevant memory, the
+//! When the run starts, the project's memory is searched for its task (once: while its
+//! workspace is made). For each step: build the prompt (role template, that relevant memory, the
 //! conversation so far, the previous step's output, the latest review's findings), write
 //! the step as `running` with its prompt, call the agent (the step's fallbacks after it),
 //! stream its answer as events, write the step as ended, and tell the engine. A crash at any

@@ -9,6 +9,7 @@ use tracing::Span;
 use troupe_workflows::engine::Engine;
 use troupe_workflows::verdict::Finding;
 
+use crate::memory::ContextBlock;
 use crate::model::{CheckRecord, RunEvent, RunRecord, StepRecord};
 use crate::shared::Shared;
 use crate::writer::Pending;
@@ -32,6 +33,9 @@ pub(super) struct Run {
     pub(super) last_check: Option<CheckRecord>,
     /// Earlier turns of the conversation, for the prompts.
     pub(super) conversation: String,
+    /// The project's memory relevant to the task, searched once when the run starts (every
+    /// step's prompt has the same).
+    pub(super) context: ContextBlock,
     /// What the run teaches the memory at its end.
     pub(super) findings: Vec<Finding>,
     pub(super) context_nodes: Vec<String>,

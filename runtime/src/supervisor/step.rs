@@ -15,6 +15,7 @@ use troupe_workflows::engine::{StepPlan, StepPos};
 use super::change::{WorkStep, change_of_step, sample_candidates};
 use super::{StepStop, emit};
 use crate::call::{Caller, Failure};
+use crate::memory::ContextBlock;
 use crate::model::{CheckRecord, RunEvent, RunRecord, StepRecord, StepState, Tokens};
 use crate::shared::Shared;
 use crate::telemetry;
@@ -65,6 +66,7 @@ pub(super) async fn run_step(
     record: &mut RunRecord,
     plan: &StepPlan,
     conversation: &str,
+    context: &ContextBlock,
     last_check: Option<&CheckRecord>,
     events: &broadcast::Sender<RunEvent>,
     cancel: &CancellationToken,
@@ -80,11 +82,14 @@ pub(super) async fn run_step(
     let workdir =
         record.workspace.as_ref().map(|w| w.dir.clone()).unwrap_or(record.project_path.clone());
 
-    // The project's relevant memory, within the budget.
-    let mut context = shared.context_for(record).await;
-    if edits_by_answer {
-        context = crate::work::without_file_notes(&context);
-    }
+    // The project's relevant memory (searched when the run started), within the budget.
+    let without_files;
+    let context = if edits_by_answer {
+        without_files = crate::work::without_file_notes(context);
+        &without_files
+    } else {
+        context
+    };
     let Some(template) = shared.template_for(record, pos) else {
         return Err(StepStop::Store(format!("no prompt template for the {} role", plan.role)));
     };
