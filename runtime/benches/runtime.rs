@@ -399,7 +399,7 @@ fn main() {
         .await;
         let store_dir = tempfile::tempdir().unwrap();
         let sled = troupe_runtime::store_backend(store_dir.path()).unwrap();
-        per_step("sled records (flushed)", sled.clone(), AuditLog::default(), &path, scale).await;
+        per_step("sled records", sled.clone(), AuditLog::default(), &path, scale).await;
         let memory = Arc::new(MemoryBackend::default());
         step_overhead("in-memory records", memory, &path, scale).await;
         step_overhead("sled records", sled.clone(), &path, scale).await;
