@@ -33,6 +33,16 @@ pub use merge::Merge;
 use crate::error::{Error, Result};
 use crate::git::Git;
 
+/// Held while a worktree of any repository is added, removed or pruned: `git worktree`
+/// is not safe to run twice at once on one repository (two adds of checkouts with the same
+/// folder name race on the name of their entry under `.git/worktrees`, and one fails reading
+/// the other's half-written entry; a prune can remove an entry being made). Runs of one
+/// project start at once (a plan's independent tasks), so this process takes turns.
+fn worktree_turn() -> std::sync::MutexGuard<'static, ()> {
+    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    TURN.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Which kind of workspace a run has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -661,3 +661,38 @@ fn reset_to_goes_back_to_an_earlier_commit_of_the_run_and_leaves_the_user_alone(
     assert!(!inplace.reset_to(&head).unwrap());
     assert_eq!(user_state(&f.project), before);
 }
+
+#[test]
+fn runs_of_one_project_make_and_discard_their_worktrees_at_the_same_time() {
+    // A plan's independent tasks start their runs together: every worktree of the same
+    // repository (same folder name, so git's entries under .git/worktrees collide; ids of
+    // the same millisecond, so the same short id for their branches) must be made, and
+    // discarded, while the others are.
+    let f = repo();
+    for round in 0..12 {
+        let made: Vec<_> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|i| {
+                    let (workspaces, project) = (&f.workspaces, &f.project);
+                    s.spawn(move || {
+                        let id = format!("0192f0aa-bbbb-7{round:03}-8000-{i:012}");
+                        workspaces.create(project, &id, false, &[])
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let made: Vec<_> = made.into_iter().map(|w| w.expect("a worktree made at once")).collect();
+        for ws in &made {
+            assert_eq!(read(&ws.dir.join("a.txt")), "one\ntwo\nthree\n");
+        }
+        std::thread::scope(|s| {
+            for ws in &made {
+                s.spawn(move || ws.discard().expect("a worktree discarded at once"));
+            }
+        });
+        assert!(made.iter().all(|w| !w.exists()));
+    }
+    let listed = git(&f.project, &["worktree", "list"]);
+    assert_eq!(listed.lines().count(), 1, "{listed}");
+}

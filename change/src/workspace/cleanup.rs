@@ -92,6 +92,7 @@ pub(super) fn remove(checkout: &Path, branch: Option<&str>, repo: Option<&Path>)
         .or_else(|| repo.filter(|r| r.is_dir()).map(Path::to_path_buf));
     if let Some(common) = common {
         let git = Git::new(common);
+        let turn = super::worktree_turn();
         if dot_git.is_file() {
             git.run([
                 "worktree".as_ref(),
@@ -101,6 +102,7 @@ pub(super) fn remove(checkout: &Path, branch: Option<&str>, repo: Option<&Path>)
             ])?;
         }
         git.run(["worktree", "prune"])?;
+        drop(turn);
         let heads = branch.map(|b| format!("refs/heads/{b}"));
         if let (Some(branch), Some(heads)) = (branch, heads)
             && git.succeeds(["show-ref", "--verify", "--quiet", &heads])?

@@ -137,8 +137,10 @@ fn worktree(
         })?,
     };
     let checkout = folder.join(name_of(top));
-    // Another troupe may take the same branch name between the check and the add (two runs
-    // started in the same millisecond share a short id): then the next free name.
+    // Runs started in the same millisecond share a short id: the branch is the first free
+    // name, chosen and taken in this process's turn; another process may still take it
+    // between the check and the add: then the next free name.
+    let _turn = super::worktree_turn();
     let mut tries = 0;
     let branch = loop {
         let branch = match branch {
