@@ -10,7 +10,7 @@ mod common;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use common::{Server, World, git, signal, wait_exit, write_script};
+use common::{Server, World, git, parse_sse, signal, wait_exit, write_script};
 use serde_json::Value;
 
 const PLAN: &str = r#"{"title": "Three files", "goal": "Write a, b and c", "tasks": [
@@ -36,7 +36,7 @@ fn world() -> World {
         &format!(
             "case \"$1\" in *'(Task `c`'*) t=c;; *'(Task `b`'*) t=b;; *'(Task `a`'*) t=a;; *) t=unknown;; esac\n\
              echo \"$t\" >> '{log}'\n\
-             if [ \"$t\" = b ]; then while [ ! -e '{release}' ]; do sleep 0.1; done; fi\n\
+             if [ \"$t\" = b ]; then echo 'task b is waiting for its release file'; while [ ! -e '{release}' ]; do sleep 0.1; done; fi\n\
              echo \"$t\" > \"$t.txt\"\necho \"wrote $t.txt\"\n",
             log = log.display(),
             release = release.display()
@@ -81,6 +81,31 @@ fn calls(w: &World) -> Vec<String> {
         .collect()
 }
 
+/// The events of run `id` as a client connecting now reads them, up to the first chunk
+/// containing `text` (within 20 s).
+async fn first_events_until(s: &Server, id: &str, text: &str) -> Vec<(String, Value)> {
+    let mut r = s.client.get(s.url(&format!("/api/runs/{id}/events"))).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut body = String::new();
+    loop {
+        let events = parse_sse(&body[..body.rfind("\n\n").map_or(0, |i| i + 2)]);
+        let said: String = events
+            .iter()
+            .filter(|(e, _)| e == "chunk")
+            .filter_map(|(_, d)| d["text"].as_str())
+            .collect();
+        if said.contains(text) {
+            return events;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, r.chunk()).await {
+            Ok(Ok(Some(bytes))) => body.push_str(&String::from_utf8_lossy(&bytes)),
+            other => panic!("no chunk with {text:?} in the stream of {id} ({other:?}): {body}"),
+        }
+    }
+}
+
 async fn wait_plan(s: &Server, id: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
@@ -117,6 +142,11 @@ async fn a_plan_survives_a_killed_server_and_no_task_runs_twice() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let b_run = v["tasks"]["b"]["run_id"].as_str().unwrap().to_string();
+    // The task's run was started by the plan's queue, not through the API: its events are
+    // still kept from the first, so a client connecting now gets what the step under way
+    // has already said.
+    let said = first_events_until(&server, &b_run, "task b is waiting").await;
+    assert_eq!(said.first().map(|(e, _)| e.as_str()), Some("run_started"), "{said:?}");
     let mut server = server;
     signal(server.pid(), "KILL");
     wait_exit(&mut server.child, Duration::from_secs(10));
@@ -138,6 +168,19 @@ async fn a_plan_survives_a_killed_server_and_no_task_runs_twice() {
     assert_eq!(done["tasks"]["b"]["run_id"], b_run.as_str(), "b's run was resumed, not replaced");
     let (_, run) = server.get(&format!("/api/runs/{b_run}")).await;
     assert_eq!(run["run"]["resumed"], 1, "{run}");
+    // The resumed run's stream: this attempt's start, what the killed attempt did (its
+    // implement step started), then this attempt to the end.
+    let events = server.events(&b_run).await;
+    let kinds: Vec<&str> = events.iter().map(|(e, _)| e.as_str()).collect();
+    assert_eq!(kinds[0], "run_started", "{kinds:?}");
+    assert_eq!(events[0].1["resumed"], true);
+    assert_eq!(kinds.iter().filter(|k| **k == "run_started").count(), 1, "{kinds:?}");
+    let implement_starts = events
+        .iter()
+        .filter(|(e, d)| e == "step_started" && d["pos"]["step"] == 0)
+        .count();
+    assert_eq!(implement_starts, 2, "the killed attempt's step and this one's: {kinds:?}");
+    assert_eq!(kinds.last(), Some(&"run_finished"), "{kinds:?}");
     let calls = calls(&w);
     assert_eq!(calls.iter().filter(|c| *c == "a").count(), 1, "{calls:?}");
     assert_eq!(calls.iter().filter(|c| *c == "c").count(), 1, "{calls:?}");

@@ -22,7 +22,7 @@ use crate::model::{
 };
 use crate::shared::Shared;
 use crate::store::{Backend, RunStore};
-use crate::supervisor::{LiveRuns, RunJob};
+use crate::supervisor::{Launched, LiveRuns, RunJob};
 
 /// How many events a slow subscriber may fall behind before it misses some.
 const EVENT_BUFFER: usize = 4096;
@@ -577,6 +577,13 @@ impl Runtime {
         } else {
             self.shared.store.cancel_stored(&record.id).await
         }
+    }
+
+    /// Call `watcher` with every run this runtime launches from now on — submitted or
+    /// resumed, by any caller — before the run's first event (a server keeps every run's
+    /// events this way, a plan's task runs included).
+    pub fn watch_launches(&self, watcher: impl Fn(Launched) + Send + Sync + 'static) {
+        self.live.watch(Arc::new(watcher));
     }
 
     /// The live events of a run executing in this process.

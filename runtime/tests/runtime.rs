@@ -429,10 +429,38 @@ async fn resume_continues_after_the_last_completed_step_without_repeating_it() {
         backend,
         memory,
     );
+    // Whoever watches launches hears of the resumed run before its first event, with what
+    // its first attempt did.
+    let launched = Arc::new(Mutex::new(Vec::new()));
+    h2.runtime.watch_launches({
+        let launched = launched.clone();
+        move |l| launched.lock().unwrap().push(l)
+    });
     let record = h2.runtime.resume(&id).await.unwrap().wait().await.unwrap();
     assert_eq!(record.state, RunState::Completed);
     assert_eq!(record.output.as_deref(), Some("v1"));
     assert_eq!(record.resumed, 1);
+    let mut launched = std::mem::take(&mut *launched.lock().unwrap());
+    assert_eq!(launched.len(), 1);
+    let mut l = launched.remove(0);
+    assert_eq!(l.id, id);
+    let earlier: Vec<String> = l.earlier.iter().map(|e| format!("{e:?}")).collect();
+    assert!(matches!(l.earlier[0], RunEvent::StepStarted { pos, .. } if pos.step == 0), "{earlier:?}");
+    assert!(
+        l.earlier.iter().any(|e| matches!(e, RunEvent::Chunk { text, .. } if text == "v1")),
+        "the first attempt's answer: {earlier:?}"
+    );
+    assert!(
+        l.earlier.iter().any(|e| matches!(e, RunEvent::StepStarted { pos, .. } if pos.step == 1)),
+        "the interrupted review: {earlier:?}"
+    );
+    assert!(!l.earlier.iter().any(|e| e.is_final() || matches!(e, RunEvent::RunStarted { .. })));
+    let mut seen = Vec::new();
+    while let Ok(e) = l.events.try_recv() {
+        seen.push(e);
+    }
+    assert!(matches!(seen.first(), Some(RunEvent::RunStarted { .. })), "{seen:?}");
+    assert!(seen.last().is_some_and(RunEvent::is_final), "every event of the attempt: {seen:?}");
     assert!(coder2.prompts().is_empty(), "the completed implement step ran again");
     assert_eq!(reviewer2.prompts().len(), 1);
     assert!(reviewer2.prompts()[0].contains("v1"));

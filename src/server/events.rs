@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use actix_web::web::Bytes;
 use futures::Stream;
 use tokio::sync::{broadcast, watch};
-use troupe_runtime::{RunEvent, RunHandle, RunRecord, RunState};
+use troupe_runtime::{Launched, RunEvent, RunRecord, RunState};
 
 /// How many finished runs keep their full event log (older ones are rebuilt from the store,
 /// with each step's answer as one chunk).
@@ -43,9 +43,13 @@ impl RunLog {
     }
 
     fn push(&self, event: RunEvent) {
+        self.extend([event]);
+    }
+
+    fn extend(&self, new: impl IntoIterator<Item = RunEvent>) {
         let n = match self.events.lock() {
             Ok(mut events) => {
-                events.push(event);
+                events.extend(new);
                 events.len()
             }
             Err(_) => return,
@@ -84,19 +88,30 @@ struct LogsInner {
 }
 
 impl RunLogs {
-    /// Record every event of `handle` until the run ends (call right after submitting).
-    pub fn collect(self: &Arc<Self>, handle: RunHandle) {
+    /// Record every event of a run launched in this process until it ends (the runtime's
+    /// launch watcher calls this before the run's first event). A resumed run's log starts
+    /// with this attempt's `run_started`, then what its earlier attempts did.
+    pub fn collect(self: &Arc<Self>, launched: Launched) {
         let log = Arc::new(RunLog::new());
         if let Ok(mut inner) = self.inner.lock() {
-            inner.logs.insert(handle.id.clone(), log.clone());
+            inner.logs.insert(launched.id.clone(), log.clone());
         }
         let logs = self.clone();
         actix_web::rt::spawn(async move {
-            let RunHandle { id, mut events, .. } = handle;
+            let Launched { id, earlier, mut events } = launched;
+            let mut earlier = Some(earlier);
             loop {
                 match events.recv().await {
                     Ok(e) => {
                         let last = e.is_final();
+                        if let Some(before) = earlier.take() {
+                            if matches!(e, RunEvent::RunStarted { .. }) {
+                                log.push(e);
+                                log.extend(before);
+                                continue;
+                            }
+                            log.extend(before);
+                        }
                         log.push(e);
                         if last {
                             break;

@@ -179,6 +179,13 @@ pub fn serve(config: Config, source: ConfigSource, args: ServeArgs) -> Result<u8
             return Ok(exit::FAILED);
         };
         crate::open::note_interrupted(&runtime);
+        // Every run launched here keeps its events for SSE from its first one — those the
+        // API starts and those a plan's queue starts alike.
+        let logs = Arc::new(RunLogs::default());
+        runtime.watch_launches({
+            let logs = logs.clone();
+            move |launched| logs.collect(launched)
+        });
         let plans = match troupe_plans::Plans::open(runtime.clone()) {
             Ok(p) => p,
             Err(e) => {
@@ -201,7 +208,7 @@ pub fn serve(config: Config, source: ConfigSource, args: ServeArgs) -> Result<u8
             plans,
             source,
             started: Instant::now(),
-            logs: Arc::new(RunLogs::default()),
+            logs,
             token,
             config_replaced: AtomicBool::new(false),
         });

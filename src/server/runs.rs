@@ -104,7 +104,7 @@ pub async fn execute(state: Data, body: web::Json<ExecuteBody>) -> ApiResult {
         ..RunRequest::default()
     };
     let handle = state.runtime.submit(req).await?;
-    Ok(started(&state, handle))
+    Ok(started(handle))
 }
 
 /// A budget from a request body: each limit, when given, must be positive.
@@ -118,10 +118,10 @@ fn checked_budget(tokens: Option<u64>, cost: Option<f64>) -> ApiResult<troupe_ru
     Ok(troupe_runtime::Budget { tokens, cost })
 }
 
-/// Keep a run's events for SSE and answer 202 `{run_id, events}`.
-fn started(state: &Data, handle: troupe_runtime::RunHandle) -> HttpResponse {
+/// Answer 202 `{run_id, events}` for a run started here (its events are kept by the
+/// launch watcher, from its first).
+fn started(handle: troupe_runtime::RunHandle) -> HttpResponse {
     let id = handle.id.clone();
-    state.logs.collect(handle);
     HttpResponse::Accepted()
         .insert_header(("Location", format!("/api/runs/{id}")))
         .json(Started { events: format!("/api/runs/{id}/events"), run_id: id })
@@ -370,5 +370,5 @@ pub async fn resume(state: Data, id: web::Path<String>, body: web::Bytes) -> Api
     };
     let budget = checked_budget(body.budget_tokens, body.budget_cost)?;
     let handle = state.runtime.resume_with(&id, budget).await?;
-    Ok(started(&state, handle))
+    Ok(started(handle))
 }

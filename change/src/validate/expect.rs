@@ -1,7 +1,8 @@
 //! The built-in check `troupe-expect NAME…`: it passes when every NAME is in some file of
 //! the workspace (the files git would see: ignore files respected, `.git` skipped, files over
 //! 1 MiB and binary ones not read), and fails naming the missing ones. `NAME@PATH` expects
-//! the name in that file (a test of `longest_word` in `tests/test_words.py`). A plan's task expects
+//! the name *used* in that file — on a line that is not an import, so a test file that only
+//! imports `longest_word` does not count as a test of it (`tests/test_words.py`). A plan's task expects
 //! the code names its description gives (`longest_word`), so a run that never wrote the
 //! function it was asked for is not green because the tests that exist still pass.
 
@@ -45,6 +46,8 @@ pub(super) fn check(dir: &Path, names: &[String]) -> (Outcome, String) {
             .unwrap_or_default();
         if !has_word(&text, name) {
             absent.push(format!("`{name}` is not in {file}"));
+        } else if !used(&text, name) {
+            absent.push(format!("`{name}` used in {file} (it is only imported there)"));
         }
     }
     let mut missing: Vec<&String> = anywhere;
@@ -84,6 +87,31 @@ pub(super) fn check(dir: &Path, names: &[String]) -> (Outcome, String) {
     (Outcome::Failed { code: Some(1) }, out.join("\n"))
 }
 
+/// Whether `name` is in `text` outside its imports: on a line that is not part of an
+/// `import`/`from … import`/`use`/`#include`/`using`/`require(` statement (one spread over
+/// lines in brackets counts to its closing bracket).
+fn used(text: &str, name: &str) -> bool {
+    let mut open = 0i64; // brackets an import statement left open
+    for line in text.lines() {
+        let t = line.trim_start();
+        let import = open > 0
+            || ["import ", "from ", "use ", "pub use ", "#include", "using "]
+                .iter()
+                .any(|p| t.starts_with(p))
+            || t.contains("require(");
+        if import {
+            let opened = t.matches(['(', '{', '[']).count() as i64;
+            let closed = t.matches([')', '}', ']']).count() as i64;
+            open = (open + opened - closed).max(0);
+            continue;
+        }
+        if has_word(line, name) {
+            return true;
+        }
+    }
+    false
+}
+
 /// Whether `name` is in `text` as a whole word (not inside a longer identifier).
 fn has_word(text: &str, name: &str) -> bool {
     let ident = |c: char| c.is_alphanumeric() || c == '_';
@@ -97,6 +125,34 @@ fn has_word(text: &str, name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn in_a_named_file_an_import_is_not_a_use() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("tests")).unwrap();
+        let test = dir.path().join("tests/test_words.py");
+        let expect = ["longest_word@tests/test_words.py".to_string()];
+        for only_imported in [
+            "from words import longest_word, word_count\n\ndef test_count():\n    assert word_count('a b') == 2\n",
+            "from words import (\n    word_count,\n    longest_word,\n)\n\ndef test_count():\n    assert word_count('') == 0\n",
+            "import { longestWord,\n  longest_word } from '../words.js';\ntest('x', () => {});\n",
+            "use words::{\n    longest_word,\n    word_count,\n};\n#[test]\nfn count() { assert_eq!(word_count(\"a\"), 1); }\n",
+        ] {
+            std::fs::write(&test, only_imported).unwrap();
+            let (outcome, text) = check(dir.path(), &expect);
+            assert_eq!(outcome, Outcome::Failed { code: Some(1) }, "{only_imported}");
+            assert!(text.contains("`longest_word` used in tests/test_words.py (it is only imported there)"), "{text}");
+        }
+        for tested in [
+            "from words import longest_word\n\ndef test_longest():\n    assert longest_word('a bb') == 'bb'\n",
+            "from words import (\n    longest_word,\n)\n\ndef test_longest():\n    assert longest_word('') == ''\n",
+            "import words\n\ndef test_longest():\n    assert words.longest_word('a') == 'a'\n",
+        ] {
+            std::fs::write(&test, tested).unwrap();
+            let (outcome, text) = check(dir.path(), &expect);
+            assert_eq!(outcome, Outcome::Passed, "{tested}: {text}");
+        }
+    }
 
     #[test]
     fn names_are_found_as_whole_words_in_the_files_git_would_see() {

@@ -57,8 +57,39 @@ pub(crate) struct RunJob {
 
 /// The runs executing in this process: their supervisors and event streams, by run id.
 /// A supervisor adds itself when it is made and removes itself when its run has ended.
+/// Whoever watches launches hears of each run before its first event.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct LiveRuns(Arc<Mutex<HashMap<String, LiveRun>>>);
+pub(crate) struct LiveRuns {
+    runs: Arc<Mutex<HashMap<String, LiveRun>>>,
+    watchers: Arc<Watchers>,
+}
+
+/// What is told of every run launched in this process ([`LiveRuns::watch`]).
+pub type LaunchWatcher = dyn Fn(Launched) + Send + Sync;
+
+/// A run launched in this process — submitted or resumed, by whatever caller (the API, a
+/// plan's scheduler, a resume at start-up) — as a watcher sees it, before its first event.
+#[derive(Debug)]
+pub struct Launched {
+    /// The run's id.
+    pub id: String,
+    /// For a resumed run, what its earlier attempts did, as the events a stream of them
+    /// would have had (their steps, changes and checks: no start, no end). Whoever keeps a
+    /// run's events puts these after this attempt's `run_started`. Empty for a new run.
+    pub earlier: Vec<RunEvent>,
+    /// This attempt's events, from its first.
+    pub events: broadcast::Receiver<RunEvent>,
+}
+
+#[derive(Default)]
+struct Watchers(Mutex<Vec<Arc<LaunchWatcher>>>);
+
+impl std::fmt::Debug for Watchers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.0.lock().map(|w| w.len()).unwrap_or(0);
+        f.debug_struct("Watchers").field("count", &n).finish()
+    }
+}
 
 #[derive(Debug, Clone)]
 struct LiveRun {
@@ -68,7 +99,36 @@ struct LiveRun {
 
 impl LiveRuns {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, LiveRun>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        self.runs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Tell `watcher` of every run launched from now on.
+    pub(crate) fn watch(&self, watcher: Arc<LaunchWatcher>) {
+        self.watchers.0.lock().unwrap_or_else(|e| e.into_inner()).push(watcher);
+    }
+
+    /// Tell the watchers of `job`, about to start: before its Supervisor exists, so they
+    /// get every event.
+    fn announce(&self, job: &RunJob) {
+        let watchers = self.watchers.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if watchers.is_empty() {
+            return;
+        }
+        let earlier = if job.steps.is_empty() {
+            Vec::new()
+        } else {
+            let checks = job.shared.store.checks(&job.record.id).unwrap_or_default();
+            let mut events = crate::events::replay(&job.record, &job.steps, &checks);
+            events.retain(|e| !matches!(e, RunEvent::RunStarted { .. }) && !e.is_final());
+            events
+        };
+        for watcher in watchers {
+            watcher(Launched {
+                id: job.record.id.clone(),
+                earlier: earlier.clone(),
+                events: job.events.subscribe(),
+            });
+        }
     }
 
     /// The ids of the live runs.
@@ -106,6 +166,7 @@ pub(crate) async fn launch(
     // overlaps the run's start; the caller's answer waits for it (a submitted run is on
     // disk). A run whose record cannot be written is cancelled.
     let written = job.shared.store.put_run_soon(&job.record)?;
+    live.announce(&job);
     job.shared.metrics.add_active_run("pending", 1);
     let id = job.record.id.clone();
     let live = live.clone();
