@@ -175,10 +175,8 @@ async fn a_plan_survives_a_killed_server_and_no_task_runs_twice() {
     assert_eq!(kinds[0], "run_started", "{kinds:?}");
     assert_eq!(events[0].1["resumed"], true);
     assert_eq!(kinds.iter().filter(|k| **k == "run_started").count(), 1, "{kinds:?}");
-    let implement_starts = events
-        .iter()
-        .filter(|(e, d)| e == "step_started" && d["pos"]["step"] == 0)
-        .count();
+    let implement_starts =
+        events.iter().filter(|(e, d)| e == "step_started" && d["pos"]["step"] == 0).count();
     assert_eq!(implement_starts, 2, "the killed attempt's step and this one's: {kinds:?}");
     assert_eq!(kinds.last(), Some(&"run_finished"), "{kinds:?}");
     let calls = calls(&w);

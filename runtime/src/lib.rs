@@ -49,5 +49,5 @@ pub use open::{
     CollectionBackend, JOURNAL_FILE, RUNS_COLLECTION, agents_of, open, open_waiting, store_backend,
 };
 pub use runtime::{RunHandle, Runtime, RuntimeParts};
-pub use supervisor::{LaunchWatcher, Launched};
 pub use store::{Backend, Journaled, MemoryBackend, RunStore};
+pub use supervisor::{LaunchWatcher, Launched};

@@ -445,7 +445,10 @@ async fn resume_continues_after_the_last_completed_step_without_repeating_it() {
     let mut l = launched.remove(0);
     assert_eq!(l.id, id);
     let earlier: Vec<String> = l.earlier.iter().map(|e| format!("{e:?}")).collect();
-    assert!(matches!(l.earlier[0], RunEvent::StepStarted { pos, .. } if pos.step == 0), "{earlier:?}");
+    assert!(
+        matches!(l.earlier[0], RunEvent::StepStarted { pos, .. } if pos.step == 0),
+        "{earlier:?}"
+    );
     assert!(
         l.earlier.iter().any(|e| matches!(e, RunEvent::Chunk { text, .. } if text == "v1")),
         "the first attempt's answer: {earlier:?}"

@@ -141,7 +141,12 @@ mod tests {
             std::fs::write(&test, only_imported).unwrap();
             let (outcome, text) = check(dir.path(), &expect);
             assert_eq!(outcome, Outcome::Failed { code: Some(1) }, "{only_imported}");
-            assert!(text.contains("`longest_word` used in tests/test_words.py (it is only imported there)"), "{text}");
+            assert!(
+                text.contains(
+                    "`longest_word` used in tests/test_words.py (it is only imported there)"
+                ),
+                "{text}"
+            );
         }
         for tested in [
             "from words import longest_word\n\ndef test_longest():\n    assert longest_word('a bb') == 'bb'\n",
