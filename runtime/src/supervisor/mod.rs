@@ -64,7 +64,7 @@ pub(crate) struct LiveRuns {
     watchers: Arc<Watchers>,
 }
 
-/// What is told of every run launched in this process ([`LiveRuns::watch`]).
+/// What is told of every run launched in this process ([`crate::Runtime::watch_launches`]).
 pub type LaunchWatcher = dyn Fn(Launched) + Send + Sync;
 
 /// A run launched in this process — submitted or resumed, by whatever caller (the API, a
