@@ -52,8 +52,7 @@ impl Run {
         };
         // The project's memory relevant to the task: searched once (while the workspace is
         // made), for the planner and every step.
-        let query = (record.project_id.clone(), record.task.clone());
-        let search = shared.context_of(&run_id, query.0, query.1);
+        let search = shared.context_of(&run_id, record.project_id.clone(), record.task.clone());
         // A dynamic workflow is planned once; the plan is persisted so a resume follows it.
         let (context, prepared) = if record.workflow.steps.is_empty() {
             write_soon(&record, "");
