@@ -8,14 +8,17 @@
 //!   shape of its answer ([`OutputFormat`]).
 //! - [`tokens`]: [`Tokens`], the one type for token counts (a call's, a run's, a project's).
 //! - [`catalog`]: the table of local models troupe knows by name.
+//! - [`edit_format`]: [`EditFormat`], how a model is asked to write its edits.
 //!
 //! Nothing here does I/O beyond reading the machine's CPU count.
 
 pub mod catalog;
 pub mod config;
+pub mod edit_format;
 pub mod generation;
 pub mod tokens;
 
 pub use config::{AgentConfig, AgentKind, CliFlavor, Role};
+pub use edit_format::EditFormat;
 pub use generation::{GenerationOptions, OutputFormat};
 pub use tokens::Tokens;

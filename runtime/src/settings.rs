@@ -3,7 +3,7 @@
 
 use troupe_change::edit::EditFormat;
 use troupe_change::safety::Policy;
-use troupe_workflows::config::{EditFormat as ConfigFormat, ValidateWhen};
+use troupe_workflows::config::ValidateWhen;
 use troupe_workflows::{Config, WorkflowConfig};
 
 /// How the validators run for a workflow.
@@ -32,11 +32,7 @@ pub(crate) fn validate(config: &Config, workflow: &WorkflowConfig) -> ValidateSe
 
 /// The edit format asked of HTTP models.
 pub(crate) fn edit_format(config: &Config) -> EditFormat {
-    match config.edits.format {
-        ConfigFormat::WholeFile => EditFormat::WholeFile,
-        ConfigFormat::SearchReplace => EditFormat::SearchReplace,
-        ConfigFormat::Auto => EditFormat::Auto,
-    }
+    config.edits.format
 }
 
 /// Patch safety for edits.

@@ -152,19 +152,9 @@ impl Default for EditsConfig {
     }
 }
 
-/// The edit format asked of a model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EditFormat {
-    /// Whole files for small files (up to 200 lines, measured), SEARCH/REPLACE blocks for
-    /// larger ones.
-    #[default]
-    Auto,
-    /// Always whole files.
-    WholeFile,
-    /// Always SEARCH/REPLACE blocks (whole files for new files).
-    SearchReplace,
-}
+/// The edit format asked of a model (`[edits] format`): its one definition is the agents'
+/// configuration vocabulary's.
+pub use troupe_agent_config::EditFormat;
 
 /// `settings.apply`: what happens to a run's change when the run ends green.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
