@@ -1092,6 +1092,66 @@ async fn when_no_candidate_passes_the_first_answer_stands() {
     assert_eq!(last.commit, ws.head, "the stored check is of the change that stands");
 }
 
+#[actix::test]
+async fn when_no_candidate_passes_the_one_leaving_the_fewest_tests_failing_stands() {
+    // Each answer writes calc.py and a test of sub(): the first gets both functions wrong
+    // (2 tests fail), the first candidate fixes add() (1 fails), the second is wrong again.
+    let answer = |add: &str| {
+        format!(
+            "calc.py\n```python\ndef add(a, b):\n    return {add}\n\n\ndef sub(a, b):\n    return a + b\n```\n\n\
+             tests/test_sub.py\n```python\nimport unittest\n\nfrom calc import sub\n\n\nclass S(unittest.TestCase):\n    def test_sub(self):\n        self.assertEqual(sub(5, 3), 2)\n```\n"
+        )
+    };
+    let (wrong, better): (&'static str, &'static str) =
+        (answer("b - a").leak(), answer("a + b").leak());
+    let coder = scripted("coder", &[Act::Say(wrong), Act::Say(better), Act::Say(wrong)]);
+    let reviewer = scripted("reviewer", &[Act::Say(APPROVE)]);
+    let w = ws_harness_with(&[("coder", coder.clone()), ("reviewer", reviewer)], 1, 2);
+    let mut handle =
+        w.h.runtime
+            .submit(RunRequest {
+                task: "add() subtracts; make it add, and add sub()".into(),
+                workflow: Some("irr".into()),
+                project: Some(w.repo.path().to_path_buf()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    let mut notes = Vec::new();
+    loop {
+        match handle.events.recv().await {
+            Ok(RunEvent::Agent { message, .. }) => notes.push(message),
+            Ok(e) if e.is_final() => break,
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    let record = handle.wait().await.unwrap();
+    assert_eq!(record.state, RunState::Failed, "test_sub still fails");
+    let (_, steps) = w.h.runtime.run(&record.id).unwrap();
+    let change = steps[0].change.clone().unwrap();
+    assert_eq!(change.candidate, 1, "{change:?}");
+    assert!(
+        notes.iter().any(|n| n
+            .contains("kept answer 2 of 3, which leaves 1 test failing (the first left 2 tests)")),
+        "{notes:?}"
+    );
+    // The refine step started from the kept answer: it saw add() fixed and only test_sub
+    // failing.
+    let refine = &coder.prompts()[3];
+    assert!(refine.contains("return a + b") && !refine.contains("return b - a"), "{refine}");
+    assert!(refine.contains("test_sub") && !refine.contains("FAIL: test_add"), "{refine}");
+    // The stored check of the implement step is of the change that stands.
+    let checks = w.h.runtime.store().checks(&record.id).unwrap();
+    let implement: Vec<_> = checks.iter().filter(|c| c.after == steps[0].pos).collect();
+    let last = implement.last().unwrap();
+    assert_eq!(Some(last.commit.as_str()), change.commit.as_deref());
+    let failing: Vec<String> =
+        last.report.iter().flat_map(|r| r.results.iter().flat_map(|c| c.failing.clone())).collect();
+    assert_eq!(failing.len(), 1, "{failing:?}");
+    assert!(failing[0].contains("test_sub"), "{failing:?}");
+}
+
 fn tokens_of(step: &troupe_runtime::StepRecord) -> u64 {
     step.tokens.total()
 }

@@ -10,7 +10,7 @@ use troupe_workflows::engine::StepPlan;
 use super::emit;
 use crate::audit::AuditEvent;
 use crate::call::Caller;
-use crate::model::{CheckRecord, RunEvent, RunRecord, StepChange, StepRecord};
+use crate::model::{CheckRecord, RunEvent, RunRecord, StepChange, StepRecord, StepState};
 use crate::shared::Shared;
 /// What a work step's change is made from: the step, the request its answer came from, the
 /// files shown with it, the latest check.
@@ -69,6 +69,10 @@ pub(super) async fn sample_candidates(
     };
     let Some(dir) = record.workspace.as_ref().map(|w| w.dir.clone()) else { return Ok(None) };
     let policy = crate::settings::edit_policy(&shared.config);
+    // When none passes, the answer that leaves the fewest tests failing is kept (the first
+    // on a tie; only when every failing command named its failing tests).
+    let mut fewest = failing_tests(&first);
+    let mut best: Option<Candidate> = None;
     for i in 1..=edits.candidates {
         if cancel.is_cancelled() {
             break;
@@ -112,8 +116,44 @@ pub(super) async fn sample_candidates(
             step.change = Some(kept);
             return Ok(Some(check));
         }
+        if let (Some(n), Some(f)) = (failing_tests(&check), fewest)
+            && n < f
+        {
+            fewest = Some(n);
+            let mut change = crate::work::step_change(Some(&outcome), Some(commit), false);
+            change.candidate = i;
+            best = Some(Candidate { change, text: answer.text, check });
+        }
     }
-    // None passed: the first answer's change (or no change) stands, with its check.
+    // None passed: the answer that left the fewest tests failing stands, with its check.
+    if let Some(Candidate { change, text, check }) = best {
+        let (Some(ws), Some(commit)) = (record.workspace.as_mut(), change.commit.clone()) else {
+            return Ok(Some(first));
+        };
+        crate::work::reset_to(ws, &commit).await?;
+        record.files = crate::work::diff(ws).await.map(|d| d.files).unwrap_or_default();
+        let note = format!(
+            "no answer passed the checks; kept answer {} of {}, which leaves {} failing (the first left {})",
+            change.candidate + 1,
+            edits.candidates + 1,
+            plural(fewest.unwrap_or(0)),
+            plural(failing_tests(&first).unwrap_or(0)),
+        );
+        emit(events, RunEvent::Agent { run_id: record.id.clone(), pos: plan.pos, message: note });
+        emit(
+            events,
+            RunEvent::Changed { run_id: record.id.clone(), pos: plan.pos, change: change.clone() },
+        );
+        shared
+            .store
+            .put_check(&check)
+            .await
+            .map_err(|e| format!("cannot persist the validators' run: {e}"))?;
+        step.response = Some(text);
+        step.change = Some(change);
+        return Ok(Some(check));
+    }
+    // None did better: the first answer's change (or no change) stands, with its check.
     if let Some(ws) = record.workspace.as_mut() {
         crate::work::reset_to(ws, &first_head).await?;
     }
@@ -124,6 +164,34 @@ pub(super) async fn sample_candidates(
         .map_err(|e| format!("cannot persist the validators' run: {e}"))?;
     step.change = Some(change);
     Ok(Some(first))
+}
+
+/// A sampled answer that failed the checks, kept while it leaves the fewest tests failing.
+struct Candidate {
+    change: StepChange,
+    text: String,
+    check: CheckRecord,
+}
+
+/// How many tests `check` found failing: `None` when that is not known (the validators did
+/// not run to an end, or a failing command named no failing tests — a build error, a linter).
+fn failing_tests(check: &CheckRecord) -> Option<usize> {
+    if check.state != StepState::Completed {
+        return None;
+    }
+    let report = check.report.as_ref()?;
+    let mut n = 0;
+    for r in report.results.iter().filter(|r| !r.passed()) {
+        if r.failing.is_empty() {
+            return None;
+        }
+        n += r.failing.len();
+    }
+    Some(n)
+}
+
+fn plural(n: usize) -> String {
+    if n == 1 { "1 test".to_string() } else { format!("{n} tests") }
 }
 
 /// Apply a work step's answer to the workspace (HTTP models; a CLI agent edited the files
