@@ -97,73 +97,73 @@ pub(super) async fn sample_candidates(
         let message = format!("{}:{} (candidate {i})", plan.agent, plan.role);
         let Some(commit) = crate::work::commit(ws, message).await? else { continue };
         let check = crate::work::check(shared, record, plan.pos, events, cancel).await?;
-        if check.passed() {
-            let mut kept = crate::work::step_change(Some(&outcome), Some(commit), false);
-            kept.candidate = i;
-            record.files = match record.workspace.as_ref() {
-                Some(ws) => crate::work::diff(ws).await.map(|d| d.files).unwrap_or_default(),
-                None => Vec::new(),
-            };
-            emit(
-                events,
-                RunEvent::Changed {
-                    run_id: record.id.clone(),
-                    pos: plan.pos,
-                    change: kept.clone(),
-                },
-            );
-            step.response = Some(answer.text);
-            step.change = Some(kept);
-            return Ok(Some(check));
+        let mut change = crate::work::step_change(Some(&outcome), Some(commit), false);
+        change.candidate = i;
+        let candidate = Candidate { change, text: answer.text, check };
+        if candidate.check.passed() {
+            return Ok(Some(keep(record, step, w, candidate).await));
         }
-        if let (Some(n), Some(f)) = (failing_tests(&check), fewest)
+        if let (Some(n), Some(f)) = (failing_tests(&candidate.check), fewest)
             && n < f
         {
             fewest = Some(n);
-            let mut change = crate::work::step_change(Some(&outcome), Some(commit), false);
-            change.candidate = i;
-            best = Some(Candidate { change, text: answer.text, check });
+            best = Some(candidate);
         }
     }
     // None passed: the answer that left the fewest tests failing stands, with its check.
-    if let Some(Candidate { change, text, check }) = best {
-        let (Some(ws), Some(commit)) = (record.workspace.as_mut(), change.commit.clone()) else {
-            return Ok(Some(first));
-        };
-        crate::work::reset_to(ws, &commit).await?;
-        record.files = crate::work::diff(ws).await.map(|d| d.files).unwrap_or_default();
+    if let Some(candidate) = best
+        && let (Some(ws), Some(commit)) = (record.workspace.as_mut(), &candidate.change.commit)
+    {
+        crate::work::reset_to(ws, commit).await?;
         let note = format!(
             "no answer passed the checks; kept answer {} of {}, which leaves {} failing (the first left {})",
-            change.candidate + 1,
+            candidate.change.candidate + 1,
             edits.candidates + 1,
             plural(fewest.unwrap_or(0)),
             plural(failing_tests(&first).unwrap_or(0)),
         );
         emit(events, RunEvent::Agent { run_id: record.id.clone(), pos: plan.pos, message: note });
-        emit(
-            events,
-            RunEvent::Changed { run_id: record.id.clone(), pos: plan.pos, change: change.clone() },
-        );
-        shared
-            .store
-            .put_check(&check)
-            .await
-            .map_err(|e| format!("cannot persist the validators' run: {e}"))?;
-        step.response = Some(text);
-        step.change = Some(change);
-        return Ok(Some(check));
+        store_check(shared, &candidate.check).await?;
+        return Ok(Some(keep(record, step, w, candidate).await));
     }
     // None did better: the first answer's change (or no change) stands, with its check.
     if let Some(ws) = record.workspace.as_mut() {
         crate::work::reset_to(ws, &first_head).await?;
     }
-    shared
-        .store
-        .put_check(&first)
-        .await
-        .map_err(|e| format!("cannot persist the validators' run: {e}"))?;
+    store_check(shared, &first).await?;
     step.change = Some(change);
     Ok(Some(first))
+}
+
+/// Keep `candidate` as the step's answer and change (the workspace is at its commit): the
+/// run's files, the event, the step's record. Its check.
+async fn keep(
+    record: &mut RunRecord,
+    step: &mut StepRecord,
+    w: &WorkStep<'_>,
+    candidate: Candidate,
+) -> CheckRecord {
+    let Candidate { change, text, check } = candidate;
+    record.files = match record.workspace.as_ref() {
+        Some(ws) => crate::work::diff(ws).await.map(|d| d.files).unwrap_or_default(),
+        None => Vec::new(),
+    };
+    emit(
+        w.events,
+        RunEvent::Changed { run_id: record.id.clone(), pos: w.plan.pos, change: change.clone() },
+    );
+    step.response = Some(text);
+    step.change = Some(change);
+    check
+}
+
+/// Store `check` again: the last stored check of a step is of the change that stands.
+async fn store_check(shared: &Shared, check: &CheckRecord) -> Result<(), String> {
+    shared
+        .store
+        .put_check(check)
+        .await
+        .map_err(|e| format!("cannot persist the validators' run: {e}"))
 }
 
 /// A sampled answer that failed the checks, kept while it leaves the fewest tests failing.
