@@ -20,6 +20,7 @@
 mod detect;
 mod expect;
 mod failures;
+pub mod names;
 mod process;
 #[cfg(test)]
 mod tests;
@@ -32,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 pub use detect::{Detected, detect};
-pub use expect::{COMMAND as EXPECT, command as expect_command};
+pub use expect::{COMMAND as EXPECT, command as expect_command, unmet as unmet_expectations};
 pub use failures::{assertion_lines, failing_tests};
 
 /// How validators run.

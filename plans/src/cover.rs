@@ -4,6 +4,8 @@
 //! them named; what is still left out then becomes a task of its own ([`complete`]), made of
 //! the spec's own sentences, so nothing the person asked for silently disappears.
 
+use troupe_change::validate::names::{expected_in, is_path, named_things, sentences};
+
 use crate::model::{PlanSpec, TaskSpec};
 
 /// The names the spec mentions that no task of `plan` does: identifiers with an underscore
@@ -92,44 +94,11 @@ pub fn complete(spec: &str, plan: &mut PlanSpec) -> Option<String> {
     Some(id)
 }
 
-/// The code names a task's description gives (identifiers with an underscore and calls, not
-/// file paths), which its run is expected to leave in the project's files: a run that never
-/// wrote the function it was asked for is then not green just because the existing tests
-/// pass. Sentences that remove, delete, rename or drop something name nothing to expect.
+/// The code names a task's description gives, which its run is expected to leave in the
+/// project's files ([`expected_in`]): a run that never wrote the function it was asked for
+/// is then not green just because the existing tests pass.
 pub fn expected_names(task: &TaskSpec) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for sentence in sentences(&task.description) {
-        let lower = sentence.to_lowercase();
-        if ["remove", "delete", "rename", "drop", "replace"].iter().any(|w| lower.contains(w)) {
-            continue;
-        }
-        let named = named_things(sentence);
-        let tests: Vec<&String> = named.iter().filter(|n| is_test_file(n)).collect();
-        for name in named.iter().filter(|n| !is_path(n)) {
-            // A test file in the same sentence ("with a unittest for it in tests/test_x.py")
-            // is expected to have the name too.
-            let wanted =
-                std::iter::once(name.clone()).chain(tests.iter().map(|t| format!("{name}@{t}")));
-            for w in wanted {
-                if !out.contains(&w) {
-                    out.push(w);
-                }
-            }
-        }
-    }
-    out
-}
-
-/// Whether `path` is a test file (`tests/…`, `test_x.py`, `x_test.go`, `x.test.ts`).
-fn is_test_file(path: &str) -> bool {
-    let file = path.rsplit('/').next().unwrap_or(path);
-    is_path(path)
-        && file.contains('.')
-        && (path.starts_with("tests/")
-            || path.contains("/tests/")
-            || file.starts_with("test_")
-            || file.contains("_test.")
-            || file.contains(".test."))
+    expected_in(&task.description)
 }
 
 /// What the spec says about a task: its sentences (with the name-less ones that follow
@@ -182,70 +151,6 @@ fn fresh_id(plan: &PlanSpec, name: &str) -> String {
         n += 1;
     }
     id
-}
-
-/// The spec's sentences (and clauses), trimmed: one ends at a line break, at `;`, at a comma
-/// before `then`, or at `.`, `!` or `?` followed by white space and something other than a
-/// lower-case letter (so `e.g. this` and `textkit/words.py` stay whole).
-fn sentences(spec: &str) -> Vec<&str> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    let chars: Vec<(usize, char)> = spec.char_indices().collect();
-    for (k, &(i, c)) in chars.iter().enumerate() {
-        let end = match c {
-            '\n' | ';' => Some(i + c.len_utf8()),
-            ',' if spec[i + 1..].starts_with(" then ") => Some(i + 1),
-            '.' | '!' | '?' => {
-                let next = chars.get(k + 1).map(|&(_, c)| c);
-                let after = chars[k + 1..].iter().map(|&(_, c)| c).find(|c| !c.is_whitespace());
-                (next.is_none_or(char::is_whitespace) && !after.is_some_and(char::is_lowercase))
-                    .then_some(i + c.len_utf8())
-            }
-            _ => None,
-        };
-        if let Some(end) = end {
-            let s = spec[start..end].trim();
-            if !s.is_empty() {
-                out.push(s);
-            }
-            start = end;
-        }
-    }
-    let s = spec[start..].trim();
-    if !s.is_empty() {
-        out.push(s);
-    }
-    out
-}
-
-fn is_path(word: &str) -> bool {
-    word.contains('/')
-        || word.rsplit_once('.').is_some_and(|(stem, ext)| {
-            stem.len() >= 2
-                && (1..=4).contains(&ext.len())
-                && ext.chars().all(|c| c.is_ascii_alphabetic())
-        })
-}
-
-/// The identifiers, calls and file paths in `spec`, in order.
-fn named_things(spec: &str) -> Vec<String> {
-    let is_name_char = |c: char| c.is_alphanumeric() || matches!(c, '_' | '/' | '.' | '-');
-    let mut out = Vec::new();
-    let mut rest = spec;
-    while let Some(start) = rest.find(is_name_char) {
-        let tail = &rest[start..];
-        let end = tail.find(|c: char| !is_name_char(c)).unwrap_or(tail.len());
-        let word = tail[..end].trim_end_matches(['.', '-', '/']);
-        let call = tail[end..].starts_with('(');
-        let ident = word.contains('_') && word.chars().any(char::is_alphabetic);
-        if word.chars().any(char::is_alphabetic)
-            && (is_path(word) || ident || (call && word.len() > 2))
-        {
-            out.push(word.to_string());
-        }
-        rest = &tail[end.max(1)..];
-    }
-    out
 }
 
 #[cfg(test)]

@@ -99,12 +99,32 @@ pub(crate) async fn prepare(shared: &Arc<Shared>, record: &mut RunRecord) -> Res
             }
         }
     }
-    // The names the run is expected to leave in the files are checked with the validators.
-    if !record.change.no_validate
-        && settings.enabled
-        && let Some(expect) = validate::expect_command(&record.expect)
-    {
-        record.validators.push(expect);
+    // The names the run is expected to leave in the files are checked with the validators:
+    // those given (a plan's task), else the names the task asks to add that no file has yet
+    // ("add a function `median(values)`": a change without `median` is not done, whatever
+    // the existing tests say).
+    if !record.change.no_validate && settings.enabled {
+        if record.expect.is_empty() {
+            let asked = validate::names::asked_to_add(&record.task);
+            if !asked.is_empty() {
+                let dir = ws.dir.clone();
+                record.expect =
+                    blocking(move || Ok(validate::unmet_expectations(&dir, &asked))).await?;
+                if !record.expect.is_empty() {
+                    let names: Vec<String> =
+                        record.expect.iter().map(|n| format!("`{n}`")).collect();
+                    let it = if names.len() == 1 { "it" } else { "them" };
+                    let note = format!("expects {} (the task asks to add {it})", names.join(", "));
+                    record.validators_source = Some(match record.validators_source.take() {
+                        Some(s) => format!("{s}; {note}"),
+                        None => note,
+                    });
+                }
+            }
+        }
+        if let Some(expect) = validate::expect_command(&record.expect) {
+            record.validators.push(expect);
+        }
     }
     record.workspace = Some(ws);
     Ok(())

@@ -1152,6 +1152,46 @@ async fn when_no_candidate_passes_the_one_leaving_the_fewest_tests_failing_stand
     assert!(failing[0].contains("test_sub"), "{failing:?}");
 }
 
+#[actix::test]
+async fn a_task_that_asks_to_add_a_function_is_not_done_until_a_file_has_it() {
+    let with_mul = "calc.py\n```python\ndef add(a, b):\n    return a + b\n\n\ndef mul(a, b):\n    return a * b\n```\n";
+    // The first answer fixes add() and forgets mul(): the project's tests pass.
+    let coder = scripted("coder", &[Act::Say(FIX), Act::Say(with_mul)]);
+    let reviewer = scripted("reviewer", &[Act::Say(APPROVE), Act::Say(APPROVE)]);
+    let w = ws_harness(&[("coder", coder.clone()), ("reviewer", reviewer)], 2);
+    let record = run_in_repo(
+        &w,
+        "add() subtracts; make it add. Also add a function mul(a, b) that multiplies.",
+    )
+    .await;
+    assert_eq!(record.state, RunState::Completed, "{:?}", record.error);
+    // add() is in the project already; mul() is what the task asks to add.
+    assert_eq!(record.expect, ["mul"]);
+    assert_eq!(record.validators.last().map(String::as_str), Some("troupe-expect mul"));
+    assert!(
+        record.validators_source.as_deref().is_some_and(|s| s.contains("expects `mul`")),
+        "{:?}",
+        record.validators_source
+    );
+    let prompts = coder.prompts();
+    // The refine after the implement step was told what is missing.
+    assert!(prompts[1].starts_with("You are the refiner"), "{}", prompts[1]);
+    assert!(prompts[1].contains("no file of the project has it"), "{}", prompts[1]);
+    let ws = record.workspace.unwrap();
+    assert!(std::fs::read_to_string(ws.dir.join("calc.py")).unwrap().contains("def mul"));
+}
+
+#[actix::test]
+async fn a_task_that_names_only_existing_code_expects_nothing() {
+    let coder = scripted("coder", &[Act::Say(FIX)]);
+    let reviewer = scripted("reviewer", &[Act::Say(APPROVE)]);
+    let w = ws_harness(&[("coder", coder), ("reviewer", reviewer)], 1);
+    let record = run_in_repo(&w, "Add the missing plus sign: add() must return a + b.").await;
+    assert_eq!(record.state, RunState::Completed, "{:?}", record.error);
+    assert!(record.expect.is_empty(), "{:?}", record.expect);
+    assert!(!record.validators.iter().any(|v| v.starts_with("troupe-expect")));
+}
+
 fn tokens_of(step: &troupe_runtime::StepRecord) -> u64 {
     step.tokens.total()
 }

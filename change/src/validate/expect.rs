@@ -34,20 +34,62 @@ pub(super) fn check(dir: &Path, names: &[String]) -> (Outcome, String) {
             String::new(),
         );
     }
+    let Found { missing, absent } = find(dir, names);
+    if missing.is_empty() && absent.is_empty() {
+        let list = names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ");
+        return (Outcome::Passed, format!("Found in the project's files: {list}."));
+    }
+    let mut out = Vec::new();
+    if !missing.is_empty() {
+        let list = missing.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ");
+        let it = if missing.len() == 1 { "it" } else { "them" };
+        out.push(format!(
+            "The task names {list}, but no file of the project has {it}: write {it} as the task asks."
+        ));
+    }
+    if !absent.is_empty() {
+        let said: Vec<&str> = absent.iter().map(|(_, s)| s.as_str()).collect();
+        out.push(format!("The task asks for {}: write that as the task asks.", said.join(", ")));
+    }
+    (Outcome::Failed { code: Some(1) }, out.join("\n"))
+}
+
+/// What a check of `names` in `dir` did not find.
+struct Found {
+    /// Plain names no file has.
+    missing: Vec<String>,
+    /// `NAME@PATH` names not met, each with what the check says of it: "`NAME` is not in
+    /// PATH", "`NAME` used in PATH (it is only imported there)".
+    absent: Vec<(String, String)>,
+}
+
+/// The names of `names` that `dir`'s files do not have as asked (`NAME@PATH`: as
+/// `NAME@PATH`): what `troupe-expect` would fail on.
+pub fn unmet(dir: &Path, names: &[String]) -> Vec<String> {
+    let Found { missing, absent } = find(dir, names);
+    names
+        .iter()
+        .filter(|n| missing.contains(n) || absent.iter().any(|(a, _)| a == *n))
+        .cloned()
+        .collect()
+}
+
+fn find(dir: &Path, names: &[String]) -> Found {
     // `NAME@PATH`: in that file.
     let (in_file, anywhere): (Vec<&String>, Vec<&String>) = names
         .iter()
         .partition(|n| n.split_once('@').is_some_and(|(a, b)| !a.is_empty() && !b.is_empty()));
-    let mut absent: Vec<String> = Vec::new();
+    let mut absent = Vec::new();
     for n in in_file {
         let Some((name, file)) = n.split_once('@') else { continue };
         let text = std::fs::read(dir.join(file))
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .unwrap_or_default();
         if !has_word(&text, name) {
-            absent.push(format!("`{name}` is not in {file}"));
+            absent.push((n.clone(), format!("`{name}` is not in {file}")));
         } else if !used(&text, name) {
-            absent.push(format!("`{name}` used in {file} (it is only imported there)"));
+            absent
+                .push((n.clone(), format!("`{name}` used in {file} (it is only imported there)")));
         }
     }
     let mut missing: Vec<&String> = anywhere;
@@ -69,22 +111,7 @@ pub(super) fn check(dir: &Path, names: &[String]) -> (Outcome, String) {
         let text = String::from_utf8_lossy(&bytes);
         missing.retain(|name| !has_word(&text, name));
     }
-    if missing.is_empty() && absent.is_empty() {
-        let list = names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ");
-        return (Outcome::Passed, format!("Found in the project's files: {list}."));
-    }
-    let mut out = Vec::new();
-    if !missing.is_empty() {
-        let list = missing.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ");
-        let it = if missing.len() == 1 { "it" } else { "them" };
-        out.push(format!(
-            "The task names {list}, but no file of the project has {it}: write {it} as the task asks."
-        ));
-    }
-    if !absent.is_empty() {
-        out.push(format!("The task asks for {}: write that as the task asks.", absent.join(", ")));
-    }
-    (Outcome::Failed { code: Some(1) }, out.join("\n"))
+    Found { missing: missing.into_iter().cloned().collect(), absent }
 }
 
 /// Whether `name` is in `text` outside its imports: on a line that is not part of an

@@ -173,8 +173,10 @@ struct Candidate {
     check: CheckRecord,
 }
 
-/// How many tests `check` found failing: `None` when that is not known (the validators did
-/// not run to an end, or a failing command named no failing tests — a build error, a linter).
+/// How many tests `check` found failing: `None` when that is not known — the validators did
+/// not run to an end, a failing command named no failing tests (a build error, a linter), or
+/// a test module could not even be loaded (unittest's `_FailedTest`, pytest's `ERROR
+/// tests/test_x.py`: its tests were not counted, so one such line may hide many).
 fn failing_tests(check: &CheckRecord) -> Option<usize> {
     if check.state != StepState::Completed {
         return None;
@@ -182,7 +184,9 @@ fn failing_tests(check: &CheckRecord) -> Option<usize> {
     let report = check.report.as_ref()?;
     let mut n = 0;
     for r in report.results.iter().filter(|r| !r.passed()) {
-        if r.failing.is_empty() {
+        let unloaded =
+            |t: &String| t.contains("._FailedTest.") || (t.ends_with(".py") && !t.contains("::"));
+        if r.failing.is_empty() || r.failing.iter().any(unloaded) {
             return None;
         }
         n += r.failing.len();
@@ -300,4 +304,55 @@ fn failing_assertions(last_check: Option<&CheckRecord>) -> String {
         "\n\nThe code as it is still fails these tests; change it so they pass:\n{}",
         lines.join("\n")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use troupe_change::validate::{CommandResult, Outcome, Report};
+    use troupe_workflows::engine::StepPos;
+
+    use super::*;
+
+    fn check(failing: &[&[&str]]) -> CheckRecord {
+        let results = failing
+            .iter()
+            .map(|f| CommandResult {
+                command: "tests".into(),
+                outcome: if f.is_empty() {
+                    Outcome::Passed
+                } else {
+                    Outcome::Failed { code: Some(1) }
+                },
+                duration_ms: 1,
+                output: String::new(),
+                failing: f.iter().map(|s| s.to_string()).collect(),
+            })
+            .collect();
+        CheckRecord {
+            run_id: "r".into(),
+            after: StepPos { iteration: 1, step: 0 },
+            commit: "c".into(),
+            state: StepState::Completed,
+            commands: vec!["tests".into()],
+            report: Some(Report { results }),
+            started_at: chrono::Utc::now(),
+            latency_ms: 1,
+        }
+    }
+
+    #[test]
+    fn failing_tests_are_counted_only_when_every_test_was_loaded() {
+        assert_eq!(failing_tests(&check(&[&[]])), Some(0));
+        assert_eq!(failing_tests(&check(&[&["t.T.a", "t.T.b"], &[], &["x::y"]])), Some(3));
+        // A module that did not load hides how many of its tests fail.
+        assert_eq!(failing_tests(&check(&[&["unittest.loader._FailedTest.tests"]])), None);
+        assert_eq!(failing_tests(&check(&[&["tests/test_x.py"]])), None);
+        // A failing command that names no test (a build error, a linter).
+        let mut build = check(&[&["t.T.a"]]);
+        build.report.as_mut().unwrap().results[0].failing.clear();
+        assert_eq!(failing_tests(&build), None);
+        let mut cancelled = check(&[&[]]);
+        cancelled.state = StepState::Cancelled;
+        assert_eq!(failing_tests(&cancelled), None);
+    }
 }
