@@ -20,7 +20,7 @@ use futures::future::LocalBoxFuture;
 use futures::stream::FuturesUnordered;
 use tokio::sync::{Notify, watch};
 use troupe_change::workspace::{Merge, Workspaces};
-use troupe_runtime::{RunRecord, RunRequest, RunState, Runtime};
+use troupe_runtime::{ChangeOptions, RunRecord, RunRequest, RunState, Runtime};
 
 use crate::error::{Error, Result};
 use crate::model::{Plan, PlanState, TaskSpec, TaskState};
@@ -333,6 +333,7 @@ fn request(plan: &Plan, task: &TaskSpec) -> Result<RunRequest> {
         project: Some(plan.project.clone()),
         base: Some(ws.head.clone()),
         expect: crate::cover::expected_names(task),
+        change: ChangeOptions { expect_given_only: true, ..ChangeOptions::default() },
         ..RunRequest::default()
     })
 }

@@ -249,6 +249,32 @@ async fn a_serving_queue_starts_approved_plans_by_itself() {
 }
 
 #[actix::test]
+async fn a_task_run_expects_only_its_own_names_not_those_of_the_tasks_it_quotes() {
+    // `a` names no code; its run's task quotes the plan's goal, which asks to add make_b()
+    // (b's work). A plain run expects the names its task asks to add; a task's run must not.
+    let c = Coder::new(
+        &[("a", write("a.txt", "A")), ("b", write("b.py", "def make_b():\n    return 2\n"))],
+        1,
+    );
+    let w = world(&[coder(&c)]);
+    let mut s = spec(&[("a", &[]), ("b", &["a"])]);
+    s.tasks[0].description = "Write the letter A into a.txt".into();
+    s.tasks[1].description = "Add make_b() to b.py".into();
+    s.goal = "Write A into a.txt, then add make_b() to b.py".into();
+    let plan = w.plans.create_from("spec", w.project(), s).unwrap();
+    w.plans.approve(&plan.id).unwrap();
+    w.plans.run(&plan.id, None).unwrap();
+    let done = w.plans.wait(&plan.id).await.unwrap();
+    assert_eq!(done.tasks["a"].state, TaskState::Green, "{:?}", done.tasks);
+    assert_eq!(done.tasks["b"].state, TaskState::Green, "{:?}", done.tasks);
+    let (a_run, _) = w.plans.runtime().run(done.tasks["a"].run_id.as_deref().unwrap()).unwrap();
+    assert!(a_run.task.contains("make_b"), "{}", a_run.task);
+    assert!(a_run.expect.is_empty(), "{:?}", a_run.expect);
+    let (b_run, _) = w.plans.runtime().run(done.tasks["b"].run_id.as_deref().unwrap()).unwrap();
+    assert_eq!(b_run.expect, ["make_b"]);
+}
+
+#[actix::test]
 async fn a_task_whose_run_never_writes_the_names_it_gives_is_not_green() {
     // `a` writes the function its description names; `b` is asked for one and writes
     // something else: the project has no checks of its own, and the expected names fail b.

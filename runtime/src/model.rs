@@ -125,6 +125,11 @@ pub struct ChangeOptions {
     /// Apply the change to the project when the run completes green (`--apply`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub apply: bool,
+    /// `expect` is all the run expects: the names its task asks to add are not added to it.
+    /// A plan's task run sets it — its task text quotes the plan's other tasks, whose names
+    /// are theirs to write.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub expect_given_only: bool,
 }
 
 /// Limits on what a run may use; checked before each call.

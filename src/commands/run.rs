@@ -447,6 +447,7 @@ pub fn run_command(config: Config, source: ConfigSource, args: RunArgs) -> Resul
                 in_place: args.in_place,
                 no_validate: args.no_validate,
                 apply: args.apply || mode == ApplyMode::Auto,
+                ..ChangeOptions::default()
             },
             ..RunRequest::default()
         };

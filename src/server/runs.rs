@@ -100,6 +100,7 @@ pub async fn execute(state: Data, body: web::Json<ExecuteBody>) -> ApiResult {
             in_place: body.in_place,
             no_validate: body.no_validate,
             apply: body.apply,
+            ..ChangeOptions::default()
         },
         ..RunRequest::default()
     };

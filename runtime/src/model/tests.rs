@@ -21,10 +21,11 @@ fn record() -> RunRecord {
 fn change_options_are_stored_flat_and_left_out_when_false() {
     let mut r = record();
     let plain = serde_json::to_value(&r).unwrap();
-    for key in ["change", "in_place", "no_validate", "apply"] {
+    for key in ["change", "in_place", "no_validate", "apply", "expect_given_only"] {
         assert!(plain.get(key).is_none(), "{key} in {plain}");
     }
-    r.change = ChangeOptions { in_place: true, no_validate: false, apply: true };
+    r.change =
+        ChangeOptions { in_place: true, no_validate: false, apply: true, expect_given_only: false };
     let v = serde_json::to_value(&r).unwrap();
     assert_eq!((v["in_place"].clone(), v["apply"].clone()), (json!(true), json!(true)));
     assert!(v.get("no_validate").is_none() && v.get("change").is_none(), "{v}");
@@ -37,7 +38,10 @@ fn records_and_requests_written_flat_load_their_change_options() {
     old["no_validate"] = json!(true);
     old["apply"] = json!(true);
     let r: RunRecord = serde_json::from_value(old).unwrap();
-    assert_eq!(r.change, ChangeOptions { in_place: false, no_validate: true, apply: true });
+    assert_eq!(
+        r.change,
+        ChangeOptions { in_place: false, no_validate: true, apply: true, expect_given_only: false }
+    );
     let req: RunRequest =
         serde_json::from_value(json!({"task": "t", "in_place": true, "offline": true})).unwrap();
     assert_eq!(req.change, ChangeOptions { in_place: true, ..Default::default() });
