@@ -10,9 +10,17 @@ mod common;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use common::{Act, Coder, world};
+use common::{Act, Coder, World, world};
 use troupe_adapters::agent::Agent;
-use troupe_plans::{Error, PlanSpec, PlanState, TaskSpec, TaskState};
+use troupe_plans::{Error, Plan, PlanSpec, PlanState, TaskSpec, TaskState};
+
+/// Make `s` a plan, approve it, run it (at most `at_once` tasks at a time) and wait for its end.
+async fn run_plan(w: &World, s: PlanSpec, at_once: Option<usize>) -> Plan {
+    let plan = w.plans.create_from("spec", w.project(), s).unwrap();
+    w.plans.approve(&plan.id).unwrap();
+    w.plans.run(&plan.id, at_once).unwrap();
+    w.plans.wait(&plan.id).await.unwrap()
+}
 
 fn spec(tasks: &[(&str, &[&str])]) -> PlanSpec {
     PlanSpec {
@@ -97,13 +105,8 @@ async fn independent_tasks_run_at_once_up_to_the_limit() {
     // Each call waits (up to a second) for 4 calls in flight: only the limit keeps it lower.
     let c = Coder::new(&acts, 4);
     let w = world(&[coder(&c)]);
-    let plan = w
-        .plans
-        .create_from("s", w.project(), spec(&[("t1", &[]), ("t2", &[]), ("t3", &[]), ("t4", &[])]))
-        .unwrap();
-    w.plans.approve(&plan.id).unwrap();
-    w.plans.run(&plan.id, Some(2)).unwrap();
-    let done = w.plans.wait(&plan.id).await.unwrap();
+    let done =
+        run_plan(&w, spec(&[("t1", &[]), ("t2", &[]), ("t3", &[]), ("t4", &[])]), Some(2)).await;
     assert_eq!(done.state, PlanState::Done, "{:?}", done.tasks);
     assert_eq!(c.peak.load(Ordering::SeqCst), 2);
 }
@@ -115,13 +118,7 @@ async fn a_failed_task_blocks_its_dependents_and_retry_and_skip_go_on() {
         1,
     );
     let w = world(&[coder(&c)]);
-    let plan = w
-        .plans
-        .create_from("s", w.project(), spec(&[("a", &[]), ("b", &["a"]), ("side", &[])]))
-        .unwrap();
-    w.plans.approve(&plan.id).unwrap();
-    w.plans.run(&plan.id, Some(2)).unwrap();
-    let failed = w.plans.wait(&plan.id).await.unwrap();
+    let failed = run_plan(&w, spec(&[("a", &[]), ("b", &["a"]), ("side", &[])]), Some(2)).await;
     assert_eq!(failed.state, PlanState::Failed);
     assert_eq!(failed.tasks["a"].state, TaskState::Failed);
     assert_eq!(failed.tasks["b"].state, TaskState::Blocked);
@@ -129,17 +126,17 @@ async fn a_failed_task_blocks_its_dependents_and_retry_and_skip_go_on() {
     assert_eq!(failed.tasks["side"].state, TaskState::Green, "independent work goes on");
     assert!(!c.calls().contains(&"b".to_string()));
     assert!(failed.error.as_deref().unwrap().contains("`a` failed"), "{:?}", failed.error);
-    assert!(matches!(w.plans.apply(&plan.id, None).await, Err(Error::WrongState { .. })));
+    assert!(matches!(w.plans.apply(&failed.id, None).await, Err(Error::WrongState { .. })));
 
     // Retry: the script now succeeds; `b` is unblocked and runs after it.
     c.acts.lock().unwrap().insert("a".into(), write("a.txt", "A"));
-    w.plans.retry(&plan.id, "a").unwrap();
-    let done = w.plans.wait(&plan.id).await.unwrap();
+    w.plans.retry(&failed.id, "a").unwrap();
+    let done = w.plans.wait(&failed.id).await.unwrap();
     assert_eq!(done.state, PlanState::Done, "{:?}", done.tasks);
     assert_eq!(done.tasks["a"].runs.len(), 2);
     assert_eq!(done.tasks["b"].runs.len(), 1);
     assert!(c.saw("b").contains(&"a.txt".to_string()));
-    assert!(matches!(w.plans.retry(&plan.id, "zz"), Err(Error::NoSuchTask { .. })));
+    assert!(matches!(w.plans.retry(&failed.id, "zz"), Err(Error::NoSuchTask { .. })));
 }
 
 #[actix::test]
@@ -261,10 +258,7 @@ async fn a_task_run_expects_only_its_own_names_not_those_of_the_tasks_it_quotes(
     s.tasks[0].description = "Write the letter A into a.txt".into();
     s.tasks[1].description = "Add make_b() to b.py".into();
     s.goal = "Write A into a.txt, then add make_b() to b.py".into();
-    let plan = w.plans.create_from("spec", w.project(), s).unwrap();
-    w.plans.approve(&plan.id).unwrap();
-    w.plans.run(&plan.id, None).unwrap();
-    let done = w.plans.wait(&plan.id).await.unwrap();
+    let done = run_plan(&w, s, None).await;
     assert_eq!(done.tasks["a"].state, TaskState::Green, "{:?}", done.tasks);
     assert_eq!(done.tasks["b"].state, TaskState::Green, "{:?}", done.tasks);
     let (a_run, _) = w.plans.runtime().run(done.tasks["a"].run_id.as_deref().unwrap()).unwrap();
@@ -286,10 +280,7 @@ async fn a_task_whose_run_never_writes_the_names_it_gives_is_not_green() {
     let mut s = spec(&[("a", &[]), ("b", &["a"])]);
     s.tasks[0].description = "Add make_a() to a.py".into();
     s.tasks[1].description = "Add make_b() to b.py".into();
-    let plan = w.plans.create_from("spec", w.project(), s).unwrap();
-    w.plans.approve(&plan.id).unwrap();
-    w.plans.run(&plan.id, None).unwrap();
-    let done = w.plans.wait(&plan.id).await.unwrap();
+    let done = run_plan(&w, s, None).await;
     assert_eq!(done.tasks["a"].state, TaskState::Green, "{:?}", done.tasks);
     assert_eq!(done.tasks["b"].state, TaskState::Failed, "{:?}", done.tasks);
     let run = done.tasks["b"].run_id.clone().unwrap();

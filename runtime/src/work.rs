@@ -105,21 +105,15 @@ pub(crate) async fn prepare(shared: &Arc<Shared>, record: &mut RunRecord) -> Res
     // the existing tests say).
     if !record.change.no_validate && settings.enabled {
         if record.expect.is_empty() && !record.change.expect_given_only {
-            let asked = validate::names::asked_to_add(&record.task);
-            if !asked.is_empty() {
-                let dir = ws.dir.clone();
-                record.expect =
-                    blocking(move || Ok(validate::unmet_expectations(&dir, &asked))).await?;
-                if !record.expect.is_empty() {
-                    let names: Vec<String> =
-                        record.expect.iter().map(|n| format!("`{n}`")).collect();
-                    let it = if names.len() == 1 { "it" } else { "them" };
-                    let note = format!("expects {} (the task asks to add {it})", names.join(", "));
-                    record.validators_source = Some(match record.validators_source.take() {
-                        Some(s) => format!("{s}; {note}"),
-                        None => note,
-                    });
-                }
+            record.expect = asked_and_missing(&record.task, ws.dir.clone()).await?;
+            if !record.expect.is_empty() {
+                let names: Vec<String> = record.expect.iter().map(|n| format!("`{n}`")).collect();
+                let it = if names.len() == 1 { "it" } else { "them" };
+                let note = format!("expects {} (the task asks to add {it})", names.join(", "));
+                record.validators_source = Some(match record.validators_source.take() {
+                    Some(s) => format!("{s}; {note}"),
+                    None => note,
+                });
             }
         }
         if let Some(expect) = validate::expect_command(&record.expect) {
@@ -128,6 +122,16 @@ pub(crate) async fn prepare(shared: &Arc<Shared>, record: &mut RunRecord) -> Res
     }
     record.workspace = Some(ws);
     Ok(())
+}
+
+/// The names `task` asks to add that no file in `dir` has yet (the files are read only when
+/// the task asks to add something).
+async fn asked_and_missing(task: &str, dir: PathBuf) -> Result<Vec<String>, String> {
+    let asked = validate::names::asked_to_add(task);
+    if asked.is_empty() {
+        return Ok(asked);
+    }
+    blocking(move || Ok(validate::unmet_expectations(&dir, &asked))).await
 }
 
 /// A file shown to an agent.

@@ -55,9 +55,10 @@ const ENTRY_HEAD: usize = 16;
 pub struct Journaled {
     inner: Arc<dyn Backend>,
     journal: Mutex<Journal>,
-    /// Writes in the journal not yet applied to `inner`: the newest per key (`None`: removed)
-    /// with the number of the write that made it. Reads look here first.
-    unapplied: Mutex<BTreeMap<String, (u64, Option<Value>)>>,
+    /// Writes in the journal not yet applied to `inner`: the newest per key, as its JSON
+    /// bytes (`None`: removed), with the number of the write that made it. Reads look here
+    /// first (and decode; a write only copies the bytes it encoded anyway).
+    unapplied: Mutex<Unapplied>,
 }
 
 #[derive(Debug)]
@@ -79,6 +80,9 @@ struct Journal {
     /// numbers.
     pending: VecDeque<(u64, Vec<Encoded>)>,
 }
+
+/// Key → (the number of the write, its encoded value or `None` for a removal).
+type Unapplied = BTreeMap<String, (u64, Option<Vec<u8>>)>;
 
 /// The unit of a direct write (offsets, lengths and the buffer's address).
 const BLOCK: usize = 4096;
@@ -147,7 +151,7 @@ impl Journaled {
         self.journal.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn unapplied(&self) -> MutexGuard<'_, BTreeMap<String, (u64, Option<Value>)>> {
+    fn unapplied(&self) -> MutexGuard<'_, Unapplied> {
         self.unapplied.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -203,7 +207,7 @@ impl Backend for Journaled {
         let number = journal.next;
         journal.next += 1;
         let mut unapplied = self.unapplied();
-        for (key, value) in writes {
+        for (key, value) in &encoded {
             unapplied.insert(key.clone(), (number, value.clone()));
         }
         drop(unapplied);
@@ -230,16 +234,17 @@ impl Backend for Journaled {
     }
 
     fn get(&self, key: &str) -> Result<Option<Value>> {
-        if let Some((_, value)) = self.unapplied().get(key) {
-            return Ok(value.clone());
+        let unapplied = self.unapplied().get(key).map(|(_, v)| v.clone());
+        match unapplied {
+            Some(bytes) => Ok(bytes.as_deref().map(serde_json::from_slice).transpose()?),
+            None => self.inner.get(key),
         }
-        self.inner.get(key)
     }
 
     fn scan(&self, prefix: &str) -> Result<Vec<(String, Value)>> {
         // The unapplied writes are read first: one that is applied (and leaves them) while
         // the backend is scanned is then in the scan.
-        let unapplied: Vec<(String, Option<Value>)> = self
+        let unapplied: Vec<(String, Option<Vec<u8>>)> = self
             .unapplied()
             .range(prefix.to_string()..)
             .take_while(|(k, _)| k.starts_with(prefix))
@@ -252,7 +257,7 @@ impl Backend for Journaled {
         let mut merged: BTreeMap<String, Value> = found.into_iter().collect();
         for (key, value) in unapplied {
             match value {
-                Some(v) => merged.insert(key, v),
+                Some(bytes) => merged.insert(key, serde_json::from_slice(&bytes)?),
                 None => merged.remove(&key),
             };
         }
@@ -565,6 +570,16 @@ mod tests {
         vec![(key.to_string(), Some(value))]
     }
 
+    /// A journal over a fresh volatile backend, in a temporary folder (kept while the first
+    /// of the four lives).
+    fn opened() -> (tempfile::TempDir, PathBuf, Arc<Volatile>, Journaled) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runs.journal");
+        let inner = Arc::new(Volatile::default());
+        let journal = Journaled::open(inner.clone(), &path).unwrap();
+        (dir, path, inner, journal)
+    }
+
     /// A process that stops without closing: no checkpoint runs.
     fn crash(journal: Journaled) {
         std::mem::forget(journal);
@@ -572,9 +587,7 @@ mod tests {
 
     #[test]
     fn a_write_is_read_before_the_database_has_it_and_goes_there_at_settle() {
-        let dir = tempfile::tempdir().unwrap();
-        let inner = Arc::new(Volatile::default());
-        let journal = Journaled::open(inner.clone(), &dir.path().join("runs.journal")).unwrap();
+        let (_dir, _, inner, journal) = opened();
         journal.write(&put("runs/a", json!(1))).unwrap();
         journal.write(&put("runs/b", json!(2))).unwrap();
         journal.settle().unwrap();
@@ -603,10 +616,7 @@ mod tests {
 
     #[test]
     fn a_settle_that_fails_keeps_the_writes_readable_and_they_are_applied_later() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("runs.journal");
-        let inner = Arc::new(Volatile::default());
-        let journal = Journaled::open(inner.clone(), &path).unwrap();
+        let (_dir, _, inner, journal) = opened();
         inner.broken.store(true, std::sync::atomic::Ordering::SeqCst);
         journal.write(&put("runs/a", json!(1))).unwrap();
         assert!(journal.settle().is_err());
@@ -624,10 +634,7 @@ mod tests {
 
     #[test]
     fn writes_not_yet_applied_are_in_the_database_after_a_clean_close_or_a_crash() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("runs.journal");
-        let inner = Arc::new(Volatile::default());
-        let journal = Journaled::open(inner.clone(), &path).unwrap();
+        let (_dir, path, inner, journal) = opened();
         journal.write(&put("runs/a", json!(1))).unwrap();
         drop(journal);
         assert_eq!(inner.durable.lock().unwrap().get("runs/a"), Some(&json!(1)));
@@ -679,10 +686,7 @@ mod tests {
 
     #[test]
     fn a_clean_close_checkpoints_and_old_entries_are_not_applied_again() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("runs.journal");
-        let inner = Arc::new(Volatile::default());
-        let journal = Journaled::open(inner.clone(), &path).unwrap();
+        let (_dir, path, inner, journal) = opened();
         journal.write(&put("runs/a", json!(1))).unwrap();
         journal.write(&put("runs/b", json!(1))).unwrap();
         drop(journal);
@@ -706,10 +710,7 @@ mod tests {
 
     #[test]
     fn a_torn_last_entry_is_skipped() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("runs.journal");
-        let inner = Arc::new(Volatile::default());
-        let journal = Journaled::open(inner.clone(), &path).unwrap();
+        let (_dir, path, inner, journal) = opened();
         journal.write(&put("runs/a", json!("whole"))).unwrap();
         let torn_at = journal.journal().end;
         journal.write(&put("runs/b", json!("torn"))).unwrap();
@@ -733,10 +734,7 @@ mod tests {
 
     #[test]
     fn an_entry_whose_checksum_does_not_match_ends_the_replay() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("runs.journal");
-        let inner = Arc::new(Volatile::default());
-        let journal = Journaled::open(inner.clone(), &path).unwrap();
+        let (_dir, path, inner, journal) = opened();
         journal.write(&put("runs/a", json!("whole"))).unwrap();
         let flipped_at = journal.journal().end;
         journal.write(&put("runs/b", json!("flipped"))).unwrap();
@@ -758,10 +756,7 @@ mod tests {
 
     #[test]
     fn replaying_twice_gives_the_same_records() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("runs.journal");
-        let inner = Arc::new(Volatile::default());
-        let journal = Journaled::open(inner.clone(), &path).unwrap();
+        let (_dir, path, inner, journal) = opened();
         journal.write(&put("runs/a", json!(1))).unwrap();
         journal.write(&put("runs/a", json!(2))).unwrap();
         journal.write(&put("runs/b", json!(1))).unwrap();
@@ -782,10 +777,7 @@ mod tests {
 
     #[test]
     fn a_full_journal_checkpoints_and_starts_over() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("runs.journal");
-        let inner = Arc::new(Volatile::default());
-        let journal = Journaled::open(inner.clone(), &path).unwrap();
+        let (_dir, path, inner, journal) = opened();
         let big = "x".repeat((CAPACITY / 3) as usize);
         for i in 0..4 {
             journal.write(&put(&format!("runs/{i}"), json!(big))).unwrap();
